@@ -1,0 +1,122 @@
+"""Input checks and conversions shared by the Network and the reference implementation.
+
+Each function names the argument it rejects, what it expected and what it got. Finiteness
+and label ranges are checked by the kernels themselves (one pass, before any state changes);
+the reference uses :func:`check_values` for the same checks in numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt.name not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_loss(loss) -> str:
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+    return loss
+
+
+def check_X(X, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
+    """Return X as a C-contiguous (n, n_features) array of ``dtype`` (copying only if needed)."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D of shape (n_samples, {n_features}), "
+                         f"got shape {X.shape}")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} features (columns), got {X.shape[1]}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: got 0 samples")
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+def check_y(y, n: int, loss: str, n_outputs: int, dtype: np.dtype,
+            name: str = "y") -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Return (labels, targets): int64 labels for cross_entropy, else (n, n_outputs) targets."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
+    if y.shape[:1] != (n,):
+        raise ValueError(f"{name} must have {n} rows to match X, got shape {y.shape}")
+    if loss == "cross_entropy":
+        if y.ndim != 1:
+            raise ValueError(f"{name} must be 1-D integer class labels for cross_entropy, "
+                             f"got shape {y.shape}")
+        if y.dtype.kind == "f":
+            bad = ~np.isfinite(y) | (y != np.round(y))
+            if bad.any():
+                raise ValueError(f"{name} must hold integer class labels in [0, {n_outputs}), "
+                                 f"got {y[bad][0]!r} at index {int(np.argmax(bad))}")
+        return np.ascontiguousarray(y, dtype=np.int64), None
+    if y.ndim == 1 and n_outputs == 1:
+        y = y.reshape(n, 1)
+    if y.shape != (n, n_outputs):
+        raise ValueError(f"{name} must have shape ({n}, {n_outputs}) for {loss}"
+                         + (f" or ({n},)" if n_outputs == 1 else "") + f", got {y.shape}")
+    return None, np.ascontiguousarray(y, dtype=dtype)
+
+
+def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold numbers, got dtype {w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight must not sum to zero")
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+def value_error_message(code: int, row: int, loss: str, n_outputs: int,
+                        x_name: str = "X", y_name: str = "y") -> str:
+    """Turn a kernel's (or check_values') error code into a message naming the argument."""
+    messages = {
+        1: f"{x_name} contains NaN or infinity (first in row {row})",
+        2: f"{y_name} contains NaN or infinity (first in row {row})",
+        3: f"{y_name} must hold class labels in [0, {n_outputs}) for {loss}; "
+           f"row {row} is out of range",
+        4: f"{y_name} must hold targets in [0, 1] for {loss}; row {row} is out of range",
+        5: "sample_weight must be finite and non-negative, with a positive sum",
+    }
+    return messages.get(code, f"invalid input (code {code})")
+
+
+def check_values(X, labels, targets, loss: str, n_outputs: int) -> tuple[int, int]:
+    """numpy twin of the kernels' ``check_batch``: (code, first bad row) or (0, -1)."""
+    def first(mask_rows):
+        return int(np.argmax(mask_rows))
+
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        return 1, first(bad)
+    if loss == "cross_entropy":
+        bad = (labels < 0) | (labels >= n_outputs)
+        if bad.any():
+            return 3, first(bad)
+    else:
+        bad = ~np.isfinite(targets).all(axis=1)
+        if bad.any():
+            return 2, first(bad)
+        if loss == "binary_cross_entropy":
+            bad = ((targets < 0) | (targets > 1)).any(axis=1)
+            if bad.any():
+                return 4, first(bad)
+    return 0, -1

@@ -1,0 +1,1 @@
+"""Numba kernels. Nothing here validates or allocates per step: see ``fastbp.network``."""

@@ -1,0 +1,109 @@
+"""Losses and their gradient with respect to the network's raw outputs.
+
+Each is defined as PyTorch defines it (CrossEntropyLoss, BCEWithLogitsLoss, MSELoss), with
+reduction "mean" generalised to per-sample weights: loss = sum_i w_i l_i / sum_i w_i, where
+l_i is the sample's loss averaged over its outputs. With unit weights this is torch's mean.
+All three take logits directly and are stable for logits of any magnitude.
+"""
+
+import numpy as np
+
+from .._jit import jit
+from .._codes import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+
+
+@jit
+def _softplus(z):
+    # log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))
+    return max(z, 0.0) + np.log1p(np.exp(-abs(z)))
+
+
+@jit
+def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, results, want_grad):
+    """Accumulate the loss of outputs ``O`` and, if ``want_grad``, write dLoss/dO.
+
+    ``scale`` is 1 / (sum of the weights of the whole batch), so that dO is the gradient of
+    the batch's weighted mean. Adds the weighted loss sum, the accuracy counts and nothing
+    else into ``results`` (slots 0, 2 and 3); an empty ``weights`` means unit weights.
+    """
+    m, c = O.shape
+    weighted = weights.shape[0] > 0
+    loss_sum = 0.0
+    correct = 0
+    for i in range(m):
+        w = weights[i] if weighted else 1.0
+        o = O[i]
+        if loss_kind == CROSS_ENTROPY:
+            y = labels[i]
+            top = 0
+            for j in range(1, c):
+                if o[j] > o[top]:
+                    top = j
+            if top == y:
+                correct += 1
+            mx = np.float64(o[top])
+            s = 0.0
+            for j in range(c):
+                s += np.exp(o[j] - mx)
+            loss_sum += w * (mx + np.log(s) - o[y])
+            if want_grad:
+                g = w * scale
+                d = dO[i]
+                for j in range(c):
+                    d[j] = g * (np.exp(o[j] - mx) / s)
+                d[y] -= g
+        else:
+            t = targets[i]
+            row_loss = 0.0
+            g = w * scale / c
+            for j in range(c):
+                z = np.float64(o[j])
+                if loss_kind == BINARY_CROSS_ENTROPY:
+                    row_loss += _softplus(z) - z * t[j]
+                    if (z > 0) == (t[j] > 0.5):
+                        correct += 1
+                    if want_grad:
+                        if z >= 0:
+                            sig = 1.0 / (1.0 + np.exp(-z))
+                        else:
+                            e = np.exp(z)
+                            sig = e / (1.0 + e)
+                        dO[i, j] = g * (sig - t[j])
+                elif loss_kind == MSE:
+                    r = z - t[j]
+                    row_loss += r * r
+                    if want_grad:
+                        dO[i, j] = g * 2.0 * r
+            loss_sum += w * row_loss / c
+    results[0] += loss_sum
+    results[2] += correct
+    if loss_kind == CROSS_ENTROPY:
+        results[3] += m
+    elif loss_kind == BINARY_CROSS_ENTROPY:
+        results[3] += m * c
+
+
+@jit
+def check_batch(X, labels, targets, weights, loss_kind, n_outputs):
+    """Validate one batch without touching any state: (error code, first bad row)."""
+    m, k = X.shape
+    for i in range(m):
+        for j in range(k):
+            if not np.isfinite(X[i, j]):
+                return 1, i
+    if loss_kind == CROSS_ENTROPY:
+        for i in range(m):
+            if labels[i] < 0 or labels[i] >= n_outputs:
+                return 3, i
+    elif loss_kind == BINARY_CROSS_ENTROPY or loss_kind == MSE:
+        for i in range(m):
+            for j in range(targets.shape[1]):
+                t = targets[i, j]
+                if not np.isfinite(t):
+                    return 2, i
+                if loss_kind == BINARY_CROSS_ENTROPY and (t < 0 or t > 1):
+                    return 4, i
+    for i in range(weights.shape[0]):
+        if not np.isfinite(weights[i]) or weights[i] < 0:
+            return 5, i
+    return 0, -1

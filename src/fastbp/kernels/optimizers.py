@@ -1,0 +1,178 @@
+"""In-place optimizer updates over the flat parameter buffer, following torch.optim exactly.
+
+One function per algorithm, each a transcription of the pseudo-code in torch.optim's
+documentation (PyTorch 2.x, single-tensor path). Scalar coefficients are computed in float64
+from the int64 step count and then applied elementwise in the network's dtype. ``state`` is a
+2-D array whose rows are the optimizer's state buffers, each laid out like ``params``.
+"""
+
+import numpy as np
+
+from .._jit import jit
+from .._codes import (
+    ADAGRAD,
+    ADAM,
+    C_STEP,
+    H_ALPHA,
+    H_AMSGRAD,
+    H_BETA1,
+    H_BETA2,
+    H_CENTERED,
+    H_DAMPENING,
+    H_DECOUPLED,
+    H_EPS,
+    H_LR,
+    H_LR_DECAY,
+    H_MAX_NORM,
+    H_MOMENTUM,
+    H_NESTEROV,
+    H_WEIGHT_DECAY,
+    RMSPROP,
+    SGD,
+)
+
+
+@jit
+def clip_grad_norm(grads, max_norm):
+    """torch.nn.utils.clip_grad_norm_: scale grads by min(1, max_norm / (norm + 1e-6)).
+
+    Returns the norm before clipping; ``max_norm <= 0`` only measures.
+    """
+    total = 0.0
+    for i in range(grads.shape[0]):
+        g = np.float64(grads[i])
+        total += g * g
+    norm = np.sqrt(total)
+    if max_norm > 0:
+        coef = max_norm / (norm + 1e-6)
+        if coef < 1.0:
+            c = grads.dtype.type(coef)
+            for i in range(grads.shape[0]):
+                grads[i] *= c
+    return norm
+
+
+@jit
+def sgd(params, grads, state, hyper, first_step):
+    lr = hyper[H_LR]
+    wd = params.dtype.type(hyper[H_WEIGHT_DECAY])
+    momentum = params.dtype.type(hyper[H_MOMENTUM])
+    keep = params.dtype.type(1.0 - hyper[H_DAMPENING])
+    nesterov = hyper[H_NESTEROV] != 0
+    neg_lr = params.dtype.type(-lr)
+    buf = state[0]
+    for i in range(params.shape[0]):
+        g = grads[i]
+        if wd != 0:
+            g += wd * params[i]
+        if momentum != 0:
+            # torch clones the first gradient into the buffer (no dampening on step 1)
+            b = g if first_step else momentum * buf[i] + keep * g
+            buf[i] = b
+            g = g + momentum * b if nesterov else b
+        params[i] += neg_lr * g
+
+
+@jit
+def adagrad(params, grads, state, hyper, step):
+    clr = hyper[H_LR] / (1.0 + (step - 1) * hyper[H_LR_DECAY])
+    neg_clr = params.dtype.type(-clr)
+    wd = params.dtype.type(hyper[H_WEIGHT_DECAY])
+    eps = params.dtype.type(hyper[H_EPS])
+    acc = state[0]
+    for i in range(params.shape[0]):
+        g = grads[i]
+        if wd != 0:
+            g += wd * params[i]
+        acc[i] += g * g
+        params[i] += neg_clr * g / (np.sqrt(acc[i]) + eps)
+
+
+@jit
+def rmsprop(params, grads, state, hyper):
+    t = params.dtype.type
+    alpha = t(hyper[H_ALPHA])
+    one_minus_alpha = t(1.0 - hyper[H_ALPHA])
+    wd = t(hyper[H_WEIGHT_DECAY])
+    eps = t(hyper[H_EPS])
+    momentum = t(hyper[H_MOMENTUM])
+    neg_lr = t(-hyper[H_LR])
+    centered = hyper[H_CENTERED] != 0
+    square_avg = state[0]
+    momentum_buffer = state[1]
+    grad_avg = state[2]
+    for i in range(params.shape[0]):
+        g = grads[i]
+        if wd != 0:
+            g += wd * params[i]
+        sq = alpha * square_avg[i] + one_minus_alpha * g * g
+        square_avg[i] = sq
+        if centered:
+            ga = grad_avg[i] + one_minus_alpha * (g - grad_avg[i])  # torch's lerp
+            grad_avg[i] = ga
+            avg = np.sqrt(sq - ga * ga) + eps
+        else:
+            avg = np.sqrt(sq) + eps
+        if momentum > 0:
+            b = momentum * momentum_buffer[i] + g / avg
+            momentum_buffer[i] = b
+            params[i] += neg_lr * b
+        else:
+            params[i] += neg_lr * g / avg
+
+
+@jit
+def adam(params, grads, state, hyper, step):
+    t = params.dtype.type
+    lr = hyper[H_LR]
+    beta1 = hyper[H_BETA1]
+    beta2 = hyper[H_BETA2]
+    bias_correction1 = 1.0 - beta1**step
+    bias_correction2 = 1.0 - beta2**step
+    neg_step_size = t(-lr / bias_correction1)
+    bc2_sqrt = t(np.sqrt(bias_correction2))
+    one_minus_beta1 = t(1.0 - beta1)
+    b2 = t(beta2)
+    one_minus_beta2 = t(1.0 - beta2)
+    eps = t(hyper[H_EPS])
+    wd = t(hyper[H_WEIGHT_DECAY])
+    decoupled = hyper[H_DECOUPLED] != 0
+    decay = t(1.0 - lr * hyper[H_WEIGHT_DECAY])
+    amsgrad = hyper[H_AMSGRAD] != 0
+    exp_avg = state[0]
+    exp_avg_sq = state[1]
+    max_exp_avg_sq = state[2]
+    for i in range(params.shape[0]):
+        g = grads[i]
+        if wd != 0:
+            if decoupled:
+                params[i] *= decay
+            else:
+                g += wd * params[i]
+        m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])  # torch's lerp
+        exp_avg[i] = m
+        v = b2 * exp_avg_sq[i] + one_minus_beta2 * g * g
+        exp_avg_sq[i] = v
+        if amsgrad:
+            if v > max_exp_avg_sq[i]:
+                max_exp_avg_sq[i] = v
+            v = max_exp_avg_sq[i]
+        params[i] += neg_step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
+
+
+@jit
+def optimizer_update(opt_kind, params, grads, state, hyper, counters):
+    """Clip (if asked) and apply one update; returns the gradient norm before clipping."""
+    norm = clip_grad_norm(grads, hyper[H_MAX_NORM])
+    first_step = counters[C_STEP] == 0
+    counters[C_STEP] += 1
+    step = counters[C_STEP]
+    if opt_kind == SGD:
+        sgd(params, grads, state, hyper, first_step)
+    elif opt_kind == ADAGRAD:
+        adagrad(params, grads, state, hyper, step)
+    elif opt_kind == RMSPROP:
+        rmsprop(params, grads, state, hyper)
+    elif opt_kind == ADAM:
+        adam(params, grads, state, hyper, step)
+    return norm

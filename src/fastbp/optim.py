@@ -1,0 +1,298 @@
+"""Optimizers with torch.optim's names, defaults, validation and update rules.
+
+Sorted in order of increasing complexity. Each class validates its hyperparameters (in
+``__init__`` and whenever one is changed) and owns flat state buffers laid out like the
+network's ``params``; the update itself runs inside the network's fused training kernel
+(``fastbp.kernels.optimizers``), so a training step is one call.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+
+from . import _codes as codes
+
+
+class _Hyper:
+    """A hyperparameter stored in the optimizer's float64 vector the kernel reads."""
+
+    def __init__(self, slot: int, check):
+        self.slot = slot
+        self.check = check
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        value = obj._hyper[self.slot]
+        return bool(value) if self.check is _flag else float(value)
+
+    def __set__(self, obj, value):
+        obj._hyper[self.slot] = self.check(self.name, value)
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"Invalid {name} value: {value}")
+    return value
+
+
+def _non_negative(name: str, value: Any) -> float:
+    value = _number(name, value)
+    if value < 0.0:
+        raise ValueError(f"Invalid {name} value: {value}")
+    return value
+
+
+def _unit_interval(name: str, value: Any) -> float:
+    value = _number(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"Invalid {name} value: {value} (expected 0 <= {name} < 1)")
+    return value
+
+
+def _flag(name: str, value: Any) -> float:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return float(value)
+
+
+def _max_norm(name: str, value: Any) -> float:
+    if value is None:
+        return 0.0
+    value = _number(name, value)
+    if value <= 0.0:
+        raise ValueError(f"Invalid {name} value: {value} (expected a positive float or None)")
+    return value
+
+
+class Optimizer:
+    """Base class. Subclasses set ``kind`` and ``state_names`` (torch's state keys)."""
+
+    kind: int
+    state_names: tuple[str, ...]
+    lr = _Hyper(codes.H_LR, _non_negative)
+    weight_decay = _Hyper(codes.H_WEIGHT_DECAY, _non_negative)
+    max_norm = _Hyper(codes.H_MAX_NORM, _max_norm)
+
+    def __init__(self, **hyperparameters: Any):
+        self._hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
+        self._counters = np.zeros(codes.N_COUNTERS, dtype=np.int64)
+        self._state: np.ndarray | None = None
+        self._network: weakref.ref | None = None
+        self._names = tuple(hyperparameters)
+        for name, value in hyperparameters.items():
+            setattr(self, name, value)
+
+    # -- binding to a network -------------------------------------------------------------
+    def _initial_state(self, name: str) -> float:
+        return 0.0
+
+    def _bind(self, network) -> np.ndarray:
+        """Allocate state for ``network`` on first use; refuse any other network after."""
+        if self._network is not None:
+            bound = self._network()
+            if bound is network:
+                return self._state
+            if bound is not None:
+                raise ValueError(f"this {type(self).__name__} is already bound to another Network; "
+                                 "create one optimizer per network")
+        n_params = network.params.shape[0]
+        if self._state is not None and self._state.shape[1:] == (n_params,):
+            # state loaded by load_state_dict before first use: keep it
+            self._state = np.ascontiguousarray(self._state, dtype=network.dtype)
+        elif self._state is not None:
+            raise ValueError(f"this optimizer's state holds {self._state.shape[1]} values per "
+                             f"buffer, the network has {n_params} parameters")
+        else:
+            self._state = np.empty((len(self.state_names), n_params), network.dtype)
+            for row, name in zip(self._state, self.state_names):
+                row[...] = self._initial_state(name)
+        self._network = weakref.ref(network)
+        return self._state
+
+    @property
+    def step_count(self) -> int:
+        """Optimizer steps taken so far (torch's ``state["step"]``)."""
+        return int(self._counters[codes.C_STEP])
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._names}
+
+    # -- state_dict ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters, step count and copies of the state buffers."""
+        state = {} if self._state is None else {n: self._state[i].copy()
+                                                for i, n in enumerate(self.state_names)}
+        return {"type": type(self).__name__, "hyperparameters": self.hyperparameters,
+                "step": self.step_count, "state": state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; validates before changing anything."""
+        if state_dict.get("type") != type(self).__name__:
+            raise ValueError(f"state_dict is for {state_dict.get('type')!r}, not {type(self).__name__}")
+        probe = type(self)(**state_dict["hyperparameters"])  # validates the hyperparameters
+        step = int(state_dict["step"])
+        if step < 0:
+            raise ValueError(f"state_dict step must be >= 0, got {step}")
+        buffers = state_dict["state"]
+        if buffers:
+            if set(buffers) != set(self.state_names):
+                raise ValueError(f"state_dict state has keys {sorted(buffers)}, expected "
+                                 f"{sorted(self.state_names)}")
+            arrays = [np.asarray(buffers[n]) for n in self.state_names]
+            sizes = {a.shape for a in arrays}
+            if len(sizes) != 1 or len(arrays[0].shape) != 1:
+                raise ValueError("state_dict state buffers must be 1-D and of equal length")
+            if self._state is not None and arrays[0].shape[0] != self._state.shape[1]:
+                raise ValueError(f"state_dict buffers hold {arrays[0].shape[0]} values, the bound "
+                                 f"network has {self._state.shape[1]} parameters")
+            dtype = self._state.dtype if self._state is not None else arrays[0].dtype
+            self._state = np.ascontiguousarray(np.stack(arrays), dtype=dtype)
+        self._hyper[:] = probe._hyper
+        self._counters[codes.C_STEP] = step
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum, as torch.optim.SGD.
+
+    For each step: ``g = grad + weight_decay * p``; with momentum,
+    ``buf = g`` on the first step and ``momentum * buf + (1 - dampening) * g`` after, and
+    ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; then ``p -= lr * g``.
+    ``max_norm`` clips the gradient's global L2 norm first (clip_grad_norm_).
+    """
+
+    kind = codes.SGD
+    state_names = ("momentum_buffer",)
+    momentum = _Hyper(codes.H_MOMENTUM, _non_negative)
+    dampening = _Hyper(codes.H_DAMPENING, _number)
+    nesterov = _Hyper(codes.H_NESTEROV, _flag)
+
+    def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0, max_norm: float | None = None):
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                         weight_decay=weight_decay, max_norm=max_norm)
+
+
+class Adagrad(Optimizer):
+    """Adagrad as torch.optim.Adagrad.
+
+    ``clr = lr / (1 + (step - 1) * lr_decay)``, ``sum += g * g``,
+    ``p -= clr * g / (sqrt(sum) + eps)``, with ``g = grad + weight_decay * p``.
+    """
+
+    kind = codes.ADAGRAD
+    state_names = ("sum",)
+    lr_decay = _Hyper(codes.H_LR_DECAY, _non_negative)
+    eps = _Hyper(codes.H_EPS, _non_negative)
+
+    def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10,
+                 max_norm: float | None = None):
+        self.initial_accumulator_value = _non_negative("initial_accumulator_value",
+                                                       initial_accumulator_value)
+        super().__init__(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                         max_norm=max_norm)
+        self._names = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
+                       "max_norm")
+
+    def _initial_state(self, name: str) -> float:
+        return self.initial_accumulator_value
+
+
+class RMSprop(Optimizer):
+    """RMSprop as torch.optim.RMSprop (optionally centered, optionally with momentum).
+
+    ``square_avg = alpha * square_avg + (1 - alpha) * g * g``; centered also tracks
+    ``grad_avg`` and uses ``square_avg - grad_avg**2``; ``avg = sqrt(.) + eps``; with
+    momentum ``buf = momentum * buf + g / avg`` and ``p -= lr * buf``, else ``p -= lr * g / avg``.
+    """
+
+    kind = codes.RMSPROP
+    state_names = ("square_avg", "momentum_buffer", "grad_avg")
+    alpha = _Hyper(codes.H_ALPHA, _non_negative)
+    eps = _Hyper(codes.H_EPS, _non_negative)
+    momentum = _Hyper(codes.H_MOMENTUM, _non_negative)
+    centered = _Hyper(codes.H_CENTERED, _flag)
+
+    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 max_norm: float | None = None):
+        super().__init__(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                         momentum=momentum, centered=centered, max_norm=max_norm)
+
+
+class Adam(Optimizer):
+    """Adam as torch.optim.Adam (L2 weight decay added to the gradient), optionally AMSGrad.
+
+    ``m = lerp(m, g, 1 - beta1)``, ``v = beta2 * v + (1 - beta2) * g * g``,
+    ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``; amsgrad uses the
+    running maximum of ``v`` in the denominator.
+    """
+
+    kind = codes.ADAM
+    state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    eps = _Hyper(codes.H_EPS, _non_negative)
+    amsgrad = _Hyper(codes.H_AMSGRAD, _flag)
+    _decoupled = False
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
+                 max_norm: float | None = None):
+        super().__init__(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, max_norm=max_norm)
+        self._hyper[codes.H_DECOUPLED] = float(self._decoupled)
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        return (float(self._hyper[codes.H_BETA1]), float(self._hyper[codes.H_BETA2]))
+
+    @betas.setter
+    def betas(self, value: tuple[float, float]) -> None:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"betas must be a pair of floats, got {value!r}")
+        beta1 = _unit_interval("beta parameter at index 0", value[0])
+        beta2 = _unit_interval("beta parameter at index 1", value[1])
+        self._hyper[codes.H_BETA1] = beta1
+        self._hyper[codes.H_BETA2] = beta2
+
+
+class AdamW(Adam):
+    """AdamW as torch.optim.AdamW: Adam with decoupled weight decay, ``p *= 1 - lr * wd``
+    before the Adam step (default ``weight_decay=1e-2``)."""
+
+    _decoupled = True
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
+                 max_norm: float | None = None):
+        super().__init__(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, max_norm=max_norm)
+
+
+OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW)}
+
+
+def optimizer_from_state_dict(state_dict: dict[str, Any]) -> Optimizer:
+    """Build the optimizer a :meth:`Optimizer.state_dict` describes, state included."""
+    name = state_dict.get("type")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer type {name!r}; expected one of {sorted(OPTIMIZERS)}")
+    opt = OPTIMIZERS[name](**state_dict["hyperparameters"])
+    opt.load_state_dict(state_dict)
+    return opt
