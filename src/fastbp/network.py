@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _validation as v
 from . import _codes as codes
+from . import _validation as v
 from .kernels.step import infer, train_step, validate
 from .layers import Dense, Dropout, Layer, layer_from_config
 from .optim import Optimizer

@@ -8,8 +8,8 @@ loops that vectorise over contiguous rows when they are not.
 
 import numpy as np
 
-from .._jit import jit
 from .._codes import BLAS_MIN_WORK, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from .._jit import jit
 
 
 @jit

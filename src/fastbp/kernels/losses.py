@@ -8,8 +8,8 @@ All three take logits directly and are stable for logits of any magnitude.
 
 import numpy as np
 
-from .._jit import jit
 from .._codes import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from .._jit import jit
 
 
 @jit

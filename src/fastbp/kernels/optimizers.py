@@ -8,7 +8,6 @@ from the int64 step count and then applied elementwise in the network's dtype. `
 
 import numpy as np
 
-from .._jit import jit
 from .._codes import (
     ADAGRAD,
     ADAM,
@@ -30,6 +29,7 @@ from .._codes import (
     RMSPROP,
     SGD,
 )
+from .._jit import jit
 
 
 @jit

@@ -8,7 +8,6 @@ a module of its own.
 
 import numpy as np
 
-from .._jit import jit
 from .._codes import (
     DENSE,
     DROPOUT,
@@ -33,6 +32,7 @@ from .._codes import (
     R_LOSS,
     R_WEIGHT,
 )
+from .._jit import jit
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward, shuffle
 from .losses import check_batch, loss_forward_backward

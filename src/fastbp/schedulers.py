@@ -1,0 +1,157 @@
+"""Learning-rate schedules with torch.optim.lr_scheduler's semantics.
+
+Call ``scheduler.step()`` once per epoch (``ReduceLROnPlateau.step(metric)`` with the
+monitored value). Like torch, StepLR, ExponentialLR and CosineAnnealingLR use the chainable
+(recursive) form, so a learning rate changed by hand keeps being scheduled from its new value.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .optim import Optimizer
+
+
+class LRScheduler:
+    """Base class: holds the optimizer, ``base_lr`` and ``last_epoch``."""
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.last_epoch = last_epoch
+        self._step_count = 0
+        self.step()
+
+    def _next_lr(self) -> float:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        self._step_count += 1
+        self.last_epoch += 1
+        self.optimizer.lr = self._next_lr()
+
+    def get_last_lr(self) -> list[float]:
+        return [self.optimizer.lr]
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "optimizer"}
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
+
+
+class StepLR(LRScheduler):
+    """Multiply the learning rate by ``gamma`` every ``step_size`` epochs."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
+                 last_epoch: int = -1):
+        if int(step_size) < 1:
+            raise ValueError(f"step_size must be a positive int, got {step_size}")
+        self.step_size = int(step_size)
+        self.gamma = float(gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def _next_lr(self) -> float:
+        lr = self.optimizer.lr
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return lr
+        return lr * self.gamma
+
+
+class ExponentialLR(LRScheduler):
+    """Multiply the learning rate by ``gamma`` every epoch."""
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1):
+        self.gamma = float(gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def _next_lr(self) -> float:
+        lr = self.optimizer.lr
+        return lr if self.last_epoch == 0 else lr * self.gamma
+
+
+class CosineAnnealingLR(LRScheduler):
+    """Cosine annealing from ``base_lr`` to ``eta_min`` over ``T_max`` epochs (torch's
+    recursive form; it equals ``eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``
+    when nothing else touches the learning rate)."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
+                 last_epoch: int = -1):
+        if int(T_max) < 1:
+            raise ValueError(f"T_max must be a positive int, got {T_max}")
+        self.T_max = int(T_max)
+        self.eta_min = float(eta_min)
+        super().__init__(optimizer, last_epoch)
+
+    def _next_lr(self) -> float:
+        lr, t, T, eta = self.optimizer.lr, self.last_epoch, self.T_max, self.eta_min
+        if t == 0:
+            return lr
+        if self._step_count == 1 and t > 0:
+            return eta + (self.base_lr - eta) * (1 + math.cos(t * math.pi / T)) / 2
+        if (t - 1 - T) % (2 * T) == 0:
+            return lr + (self.base_lr - eta) * (1 - math.cos(math.pi / T)) / 2
+        return ((1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T))
+                * (lr - eta) + eta)
+
+
+class ReduceLROnPlateau:
+    """Reduce the learning rate by ``factor`` when a metric stops improving, as torch's
+    ReduceLROnPlateau (``threshold_mode`` "rel" or "abs", ``cooldown``, ``min_lr``, ``eps``)."""
+
+    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
+                 cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+        if factor >= 1.0:
+            raise ValueError("Factor should be < 1.0.")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        self.optimizer = optimizer
+        self.mode, self.factor, self.patience = mode, float(factor), int(patience)
+        self.threshold, self.threshold_mode = float(threshold), threshold_mode
+        self.cooldown, self.min_lr, self.eps = int(cooldown), float(min_lr), float(eps)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+
+    def _is_better(self, a: float, best: float) -> bool:
+        if self.mode == "min":
+            bound = best * (1 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold
+            return a < bound
+        bound = best * (1 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold
+        return a > bound
+
+    def step(self, metrics: float) -> None:
+        current = float(metrics)
+        self.last_epoch += 1
+        if self._is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            old = self.optimizer.lr
+            new = max(old * self.factor, self.min_lr)
+            if old - new > self.eps:
+                self.optimizer.lr = new
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+
+    def get_last_lr(self) -> list[float]:
+        return [self.optimizer.lr]
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "optimizer"}
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)

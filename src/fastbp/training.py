@@ -1,0 +1,324 @@
+"""fit(): mini-batch training where an epoch is one kernel call, plus History, callbacks and
+early stopping in the Keras style.
+
+Python runs once per epoch: to log, validate, step the schedule and call callbacks. Only a
+callback that overrides ``on_batch_end`` makes fit fall back to one kernel call per batch,
+which follows the same shuffle and dropout stream, so both paths give the same run.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _codes as codes
+from .kernels.dropout import shuffle as shuffle_kernel
+from .kernels.step import train_epoch
+from .optim import Adam, Optimizer
+from .schedulers import ReduceLROnPlateau
+
+
+class Callback:
+    """Hooks fit calls; override what you need. Set ``self.network.stop_training = True``
+    to stop after the current epoch. Overriding ``on_batch_end`` costs one kernel call
+    per batch instead of one per epoch."""
+
+    network: Any = None
+
+    def set_network(self, network) -> None:
+        self.network = network
+
+    def on_train_begin(self, logs: dict | None = None) -> None: ...
+    def on_train_end(self, logs: dict | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+
+
+class History(Callback):
+    """Per-epoch metrics: ``history.history["loss"]`` etc., and :meth:`plot`."""
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+    def plot(self, path) -> str:
+        """Write the loss (and accuracy) curves to a PNG at ``path``; returns the path."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install 'fastbp[plot]'") from None
+        if not self.epoch:
+            raise ValueError("the history is empty: nothing to plot")
+        panels = ["loss"] + (["accuracy"] if "accuracy" in self.history else [])
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+        epochs = [e + 1 for e in self.epoch]
+        for ax, name in zip(axes[0], panels):
+            ax.plot(epochs, self.history[name], label=f"train {name}")
+            if f"val_{name}" in self.history:
+                ax.plot(epochs, self.history[f"val_{name}"], label=f"validation {name}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return str(path)
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs; with ``restore_best`` the network ends with the best epoch's parameters."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 restore_best: bool = True):
+        if int(patience) < 0:
+            raise ValueError(f"patience must be >= 0, got {patience}")
+        self.monitor = monitor
+        self.patience = int(patience)
+        self.min_delta = abs(float(min_delta))
+        self.restore_best = restore_best
+        self.maximize = "acc" in monitor
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.best = -math.inf if self.maximize else math.inf
+        self.best_epoch = -1
+        self.best_params: np.ndarray | None = None
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which fit does not log "
+                             f"(available: {sorted(logs or {})})")
+        gain = value - self.best if self.maximize else self.best - value
+        if gain > self.min_delta or self.best_epoch < 0:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_params = self.network.params.copy()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.network.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.restore_best and self.best_params is not None:
+            self.network.params[:] = self.best_params
+
+
+def _progress(epochs: int, verbose: int):
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=epochs, desc="fit", unit="epoch", file=sys.stderr, leave=True)
+
+
+def _class_weights(class_weight, labels, net) -> np.ndarray:
+    if net.loss == "mse":
+        raise ValueError("class_weight needs a classification loss; this network uses mse")
+    if net.loss == "binary_cross_entropy":
+        if net.n_outputs != 1:
+            raise ValueError("class_weight with binary_cross_entropy needs a single output")
+        labels = (labels[:, 0] > 0.5).astype(np.int64)
+    n_classes = max(net.n_outputs, 2)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
+        counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+        present = counts > 0
+        table = np.ones(n_classes)
+        table[present] = len(labels) / (present.sum() * counts[present])  # scikit-learn's rule
+    elif isinstance(class_weight, dict):
+        table = np.ones(n_classes)
+        for cls, weight in class_weight.items():
+            if not 0 <= int(cls) < n_classes or not float(weight) >= 0:
+                raise ValueError(f"class_weight has an invalid entry {cls!r}: {weight!r}")
+            table[int(cls)] = float(weight)
+    else:
+        raise TypeError(f"class_weight must be a dict or 'balanced', got {type(class_weight).__name__}")
+    return table[labels]
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_size: int = 32,
+        shuffle: bool = True, validation_data: tuple | None = None,
+        validation_split: float = 0.0, early_stopping: EarlyStopping | None = None,
+        scheduler=None, callbacks: Sequence[Callback] = (), verbose: int = 1,
+        sample_weight=None, class_weight=None) -> History:
+    """Train ``net`` on (X, y) with shuffled mini-batches; returns the :class:`History`.
+
+    Parameters
+    ----------
+    optimizer : Optimizer, default ``Adam()``
+    epochs, batch_size : int
+        The last partial batch of each epoch is used.
+    shuffle : bool
+        Reshuffle every epoch from the network's seeded generator.
+    validation_data : (X_val, y_val) or (X_val, y_val, w_val), optional
+    validation_split : float in [0, 1)
+        Hold out this last fraction of (X, y) (before shuffling) as validation data.
+    early_stopping : EarlyStopping, optional
+    scheduler : a fastbp scheduler, optional
+        Stepped once per epoch; ReduceLROnPlateau gets val_loss (or loss without validation).
+    callbacks : sequence of Callback
+    verbose : int
+        0 silent; 1 a tqdm progress bar over epochs.
+    sample_weight : array of shape (n,), optional
+    class_weight : dict or "balanced", optional
+        Per-class weights (classification); multiplied into sample_weight. The loss of a
+        batch is then sum(w_i * l_i) / sum(w_i).
+
+    Raises
+    ------
+    FloatingPointError
+        If the loss becomes non-finite; the network keeps the last finite epoch's parameters.
+    """
+    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(batch_size, "batch_size")
+    if not 0.0 <= float(validation_split) < 1.0:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+    optimizer = Adam() if optimizer is None else optimizer
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+    X, labels, targets, weights = net._inputs(X, y, sample_weight)
+    net._check_values(X, labels, targets, weights)
+    if class_weight is not None:
+        cw = _class_weights(class_weight, labels if net.loss == "cross_entropy" else targets, net)
+        weights = np.ascontiguousarray(cw * (weights if weights.shape[0] else 1.0), net.dtype)
+    if validation_data is None and validation_split > 0:
+        n_val = int(math.ceil(X.shape[0] * validation_split))
+        if n_val >= X.shape[0]:
+            raise ValueError("validation_split leaves no training samples")
+        cut = X.shape[0] - n_val
+        val = (X[cut:], labels[cut:] if labels.shape[0] else targets[cut:],
+               weights[cut:] if weights.shape[0] else None)
+        X, labels = X[:cut], labels[:cut] if labels.shape[0] else labels
+        targets = targets[:cut] if targets.shape[0] else targets
+        weights = weights[:cut] if weights.shape[0] else weights
+    elif validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
+        val = tuple(validation_data) + (None,) * (3 - len(validation_data))
+        vX, vl, vt, vw = net._inputs(*val)
+        net._check_values(vX, vl, vt, vw)
+    else:
+        val = None
+    if weights.shape[0] and not weights.sum() > 0:
+        raise ValueError("sample_weight and class_weight leave every sample with zero weight")
+
+    history = History()
+    callbacks = [history] + ([early_stopping] if early_stopping else []) + list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be fastbp Callback objects, got {type(cb).__name__}")
+        cb.set_network(net)
+    per_batch = any(type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
+
+    state = optimizer._bind(net)
+    n = X.shape[0]
+    m = min(batch_size, n)
+    net._ensure_capacity(m)
+    perm = np.empty(n, dtype=np.int64)
+    X_batch = np.empty((m, X.shape[1]), dtype=net.dtype)
+    labels_batch = np.empty(m if labels.shape[0] else 0, dtype=np.int64)
+    targets_batch = np.empty((m if targets.shape[0] else 0, net.n_outputs), dtype=net.dtype)
+    weights_batch = np.empty(m if weights.shape[0] else 0, dtype=net.dtype)
+    r = net._results
+    plan = net._plan
+
+    def run_epoch():
+        if not per_batch:
+            train_epoch(plan.table, plan.scalars, net.params, net._grads, state, optimizer._hyper,
+                        net._ws, X, labels, targets, weights, optimizer._counters, net._rng,
+                        net._loss_code, optimizer.kind, r, perm, m, shuffle, X_batch,
+                        labels_batch, targets_batch, weights_batch)
+            return r.copy()
+        perm[:] = np.arange(n)
+        if shuffle:
+            shuffle_kernel(perm, net._rng)
+        totals = np.zeros_like(r)
+        for b, start in enumerate(range(0, n, m)):
+            idx = perm[start : start + m]
+            yb = labels[idx] if labels.shape[0] else targets[idx]
+            try:
+                loss = net.train_step(X[idx], yb, optimizer,
+                                      weights[idx] if weights.shape[0] else None)
+            except FloatingPointError:
+                totals[codes.R_ERROR] = codes.E_NON_FINITE_LOSS
+                return totals
+            for slot in (codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT):
+                totals[slot] += r[slot]
+            for cb in callbacks:
+                cb.on_batch_end(b, {"loss": loss})
+        return totals
+
+    net.stop_training = False
+    for cb in callbacks:
+        cb.on_train_begin()
+    bar = _progress(epochs, verbose)
+    completed = net.params.copy()
+    try:
+        for epoch in range(epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            lr = optimizer.lr
+            started = time.perf_counter()
+            totals = run_epoch()
+            seconds = time.perf_counter() - started
+            if totals[codes.R_ERROR] == codes.E_NON_FINITE_LOSS:
+                net.params[:] = completed
+                raise FloatingPointError(f"the loss became non-finite in epoch {epoch + 1}; "
+                                         "the network keeps the parameters of the last finite "
+                                         "epoch (lower the learning rate or clip gradients)")
+            logs = net._metrics(totals)
+            if val is not None:
+                for key, value in net.evaluate(*val).items():
+                    logs[f"val_{key}"] = value
+            logs["lr"] = lr
+            logs["seconds"] = seconds
+            completed[:] = net.params
+            if scheduler is not None:
+                if isinstance(scheduler, ReduceLROnPlateau):
+                    scheduler.step(logs.get("val_loss", logs["loss"]))
+                else:
+                    scheduler.step()
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if bar is not None:
+                bar.set_postfix({k: f"{val_:.4g}" for k, val_ in logs.items() if k != "seconds"}
+                                | {"samples/s": f"{n / max(seconds, 1e-9):.3g}"}, refresh=False)
+                bar.update(1)
+            if net.stop_training:
+                break
+    except KeyboardInterrupt:
+        net.params[:] = completed  # the last completed epoch
+    finally:
+        if bar is not None:
+            bar.close()
+    for cb in callbacks:
+        cb.on_train_end()
+    return history
