@@ -107,6 +107,8 @@ def check_values(X, labels, targets, loss: str, n_outputs: int) -> tuple[int, in
     bad = ~np.isfinite(X).all(axis=1)
     if bad.any():
         return 1, first(bad)
+    if labels is None and targets is None:
+        return 0, -1
     if loss == "cross_entropy":
         bad = (labels < 0) | (labels >= n_outputs)
         if bad.any():

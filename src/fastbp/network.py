@@ -150,8 +150,9 @@ class Network:
             raise ValueError(v.value_error_message(code, int(results[codes.R_ERROR_INDEX]),
                                                    self.loss, self.n_outputs))
 
-    def _check_values(self, X, labels, targets, weights) -> None:
-        validate(X, labels, targets, weights, self._loss_code, self.n_outputs, self._results)
+    def _check_values(self, X, labels, targets, weights, loss_code: int | None = None) -> None:
+        loss_code = self._loss_code if loss_code is None else loss_code
+        validate(X, labels, targets, weights, loss_code, self.n_outputs, self._results)
         self._raise_for(self._results)
 
     def _ensure_capacity(self, rows: int) -> None:
@@ -215,7 +216,7 @@ class Network:
     def forward(self, X) -> np.ndarray:
         """Raw outputs of the last layer, shape (n, n_outputs): logits for classification."""
         X = v.check_X(X, self.n_features, self.dtype)
-        self._check_values(X, self._no_labels, self._no_targets, self._no_weights)
+        self._check_values(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         self._infer(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS, out)
         return out

@@ -1,0 +1,485 @@
+"""Side-by-side training-step benchmark: fastbp vs its numpy reference, PyTorch eager and JAX.
+
+Every measurement runs in a fresh worker subprocess (``compare.py --worker NAME ...`` prints one
+JSON line) whose environment lacks ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` (they force a
+slower BLAS kernel); workers are interleaved A B C D A B C D ... over ``--rounds`` rounds.  A
+worker runs warm-up steps (JIT compilation, first calls), times each of K steps with
+``time.perf_counter`` and reports the median; the figure per framework and shape is the median
+of the worker medians over rounds (min/max over rounds show the noise).  The ceiling is numpy's
+float32 sgemm (n=2048), also measured in workers.
+
+    python scripts/compare.py                     # 5 rounds, all shapes, peers + digits fit
+    python scripts/compare.py --quick --shapes tiny,small --frameworks fastbp,torch --no-fit
+
+Importable API (for ``fastbp bench``): run_comparison, format_markdown, plot_results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+TORCH_THREADS = 2
+SHAPES: dict[str, tuple[tuple[int, ...], int]] = {  # name -> (layer sizes, batch)
+    "tiny": ((64, 32, 10), 32),
+    "small": ((784, 128, 10), 64),
+    "medium": ((784, 256, 128, 10), 128),
+    "large": ((784, 1024, 1024, 10), 256),
+}
+STEPS = {"tiny": 2000, "small": 500, "medium": 300, "large": 50}  # timed steps per worker
+QUICK_STEPS = {"tiny": 200, "small": 100, "medium": 50, "large": 10}
+FRAMEWORKS = ("fastbp", "reference", "torch", "jax")
+FIT_FRAMEWORKS = ("fastbp", "sklearn", "torch")
+FIT_EPOCHS, FIT_BATCH, FIT_HIDDEN = 50, 32, 32
+SGEMM_N = 2048
+
+Step = Callable[[], object]
+Result = dict[str, Any]
+
+
+def step_flops(layers: Sequence[int], batch: int) -> int:
+    """FLOPs of one training step: 6 x batch x sum(n_in * n_out)."""
+    return 6 * batch * sum(a * b for a, b in zip(layers[:-1], layers[1:], strict=True))
+
+
+# ----------------------------------------------------------------------------- worker side
+def _fastbp_step(layers: Sequence[int], X: Any, y: Any, reference: bool = False) -> tuple:
+    import numpy as np
+
+    import fastbp
+
+    module = importlib.import_module("fastbp.reference") if reference else fastbp
+    net = module.Network.mlp(list(layers), activation="relu", loss="cross_entropy",
+                             dtype="float32", seed=0)
+    opt = fastbp.Adam(lr=1e-3)
+    return lambda: net.train_step(X, y, opt), _fastbp_versions() | {"numpy": np.__version__}
+
+
+def _fastbp_versions() -> dict[str, str]:
+    import numba
+
+    import fastbp
+
+    return {"fastbp": getattr(fastbp, "__version__", "?"), "numba": numba.__version__}
+
+
+def _torch_trainer(layers: Sequence[int]) -> tuple[Any, Callable[[Any, Any], None]]:
+    """nn.Sequential(Linear, ReLU, ..., Linear) with Adam(lr=1e-3): (model, step(xb, yb))."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.set_num_threads(TORCH_THREADS)
+    torch.manual_seed(0)
+    mods: list[nn.Module] = []
+    for a, b in zip(layers[:-1], layers[1:], strict=True):
+        mods += [nn.Linear(a, b), nn.ReLU()]
+    model = nn.Sequential(*mods[:-1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(xb: Any, yb: Any) -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+
+    return model, step
+
+
+def _torch_step(layers: Sequence[int], X: Any, y: Any) -> tuple:
+    import torch
+
+    _, step = _torch_trainer(layers)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    return lambda: step(Xt, yt), {"torch": torch.__version__}
+
+
+def _jax_step(layers: Sequence[int], X: Any, y: Any) -> tuple:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    keys = jax.random.split(jax.random.PRNGKey(0), len(layers) - 1)
+    params = [(jax.random.normal(k, (a, b), jnp.float32) * (2.0 / a) ** 0.5, jnp.zeros(b))
+              for k, a, b in zip(keys, layers[:-1], layers[1:], strict=True)]
+    tx = optax.adam(1e-3)
+
+    def loss_fn(params: list, X: Any, y: Any) -> Any:
+        for W, b in params[:-1]:
+            X = jax.nn.relu(X @ W + b)
+        logits = X @ params[-1][0] + params[-1][1]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @jax.jit
+    def train_step(params: list, opt_state: Any, X: Any, y: Any) -> tuple:
+        loss, grads = jax.value_and_grad(loss_fn)(params, X, y)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    state = [params, tx.init(params)]
+    Xj, yj = jnp.asarray(X), jnp.asarray(y, dtype=jnp.int32)
+
+    def step() -> None:
+        state[0], state[1], loss = train_step(state[0], state[1], Xj, yj)
+        loss.block_until_ready()  # the outputs of one XLA execution complete together
+
+    return step, {"jax": jax.__version__, "optax": optax.__version__}
+
+
+def _time_calls(fn: Step, steps: int, warmup: int) -> list[float]:
+    """Call ``fn`` ``warmup`` times untimed, then time each of ``steps`` calls (gc off)."""
+    for _ in range(warmup):
+        fn()
+    gc.collect()
+    gc.disable()
+    try:
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    finally:
+        gc.enable()
+    return times
+
+
+# A fit setup builds a fresh model: (X, y, epochs) -> (run the fit, predict labels, versions).
+def _fit_fastbp(X: Any, y: Any, epochs: int) -> tuple:
+    import fastbp
+
+    net = fastbp.Network.mlp([X.shape[1], FIT_HIDDEN, 10], activation="relu",
+                             loss="cross_entropy", dtype="float32", seed=0)
+    opt = fastbp.Adam(lr=1e-3)
+
+    def run() -> None:
+        net.fit(X, y, optimizer=opt, epochs=epochs, batch_size=FIT_BATCH, verbose=0)
+
+    return run, net.predict, _fastbp_versions()
+
+
+def _fit_sklearn(X: Any, y: Any, epochs: int) -> tuple:
+    import sklearn
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    clf = MLPClassifier(hidden_layer_sizes=(FIT_HIDDEN,), solver="adam", learning_rate_init=1e-3,
+                        batch_size=FIT_BATCH, max_iter=epochs, tol=0, n_iter_no_change=10**9,
+                        shuffle=True, random_state=0, alpha=0)
+    return lambda: clf.fit(X, y), clf.predict, {"scikit-learn": sklearn.__version__}
+
+
+def _fit_torch(X: Any, y: Any, epochs: int) -> tuple:
+    import torch
+
+    model, step = _torch_trainer([X.shape[1], FIT_HIDDEN, 10])
+    Xt, yt, gen = torch.from_numpy(X), torch.from_numpy(y).long(), torch.Generator()
+    gen.manual_seed(0)
+
+    def run() -> None:
+        for _ in range(epochs):
+            perm = torch.randperm(len(Xt), generator=gen)
+            for i in range(0, len(Xt), FIT_BATCH):
+                step(Xt[perm[i : i + FIT_BATCH]], yt[perm[i : i + FIT_BATCH]])
+
+    def predict(Xte: Any) -> Any:
+        with torch.no_grad():
+            return model(torch.from_numpy(Xte)).argmax(1).numpy()
+
+    return run, predict, {"torch": torch.__version__}
+
+
+STEP_BUILDERS: dict[str, Callable[..., tuple]] = {
+    "fastbp": _fastbp_step,
+    "reference": lambda layers, X, y: _fastbp_step(layers, X, y, reference=True),
+    "torch": _torch_step,
+    "jax": _jax_step,
+}
+FIT_SETUPS: dict[str, Callable[..., tuple]] = {
+    "fastbp": _fit_fastbp, "sklearn": _fit_sklearn, "torch": _fit_torch,
+}
+
+
+def run_worker(name: str, shape: str = "tiny", steps: int = 100, warmup: int = 10,
+               epochs: int = FIT_EPOCHS, reps: int = 7) -> dict:
+    """One measurement in this process; ``name`` is ``sgemm``, ``fit-FW`` or a step framework.
+
+    Returns ``{"value", "versions", ...}``: the median step time (s), the fit time per epoch
+    (s, plus ``accuracy``) or the sgemm GFLOP/s at the median matmul time.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if name == "sgemm":
+        a, b = rng.standard_normal((2, SGEMM_N, SGEMM_N), dtype=np.float32)
+        times = _time_calls(lambda: a @ b, reps, warmup=2)
+        try:
+            from threadpoolctl import threadpool_info
+
+            threads = max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        except (ImportError, ValueError):
+            threads = None
+        return {"value": 2 * SGEMM_N**3 / statistics.median(times) / 1e9, "times": times,
+                "blas_threads": threads, "versions": {"numpy": np.__version__}}
+    if name.startswith("fit-"):
+        from fastbp.datasets import load_digits
+
+        (Xtr, ytr), (Xte, yte) = load_digits()
+        setup = FIT_SETUPS[name[4:]]
+        setup(Xtr, ytr, 1)[0]()  # warm-up fit of 1 epoch on a separate model
+        run, predict, versions = setup(Xtr, ytr, epochs)
+        (seconds,) = _time_calls(run, 1, warmup=0)
+        return {"value": seconds / epochs, "accuracy": float(np.mean(predict(Xte) == yte)),
+                "versions": versions}
+    layers, batch = SHAPES[shape]
+    X = rng.standard_normal((batch, layers[0]), dtype=np.float32)
+    step, versions = STEP_BUILDERS[name](layers, X, rng.integers(0, layers[-1], size=batch))
+    times = _time_calls(step, steps, warmup)
+    return {"value": statistics.median(times), "times": times, "versions": versions}
+
+
+# ----------------------------------------------------------------------------- parent side
+def worker_env() -> dict[str, str]:
+    """os.environ minus the BLAS overrides, plus the repo's src/ on PYTHONPATH and JAX on CPU."""
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_OVERRIDES}
+    if (ROOT / "src" / "fastbp").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"),
+                                                          env.get("PYTHONPATH")]))
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    return env
+
+
+def _spawn(args: list[str]) -> dict:
+    """Run ``compare.py --worker *args`` in a subprocess; its last stdout line is JSON."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
+    try:
+        proc = subprocess.run(cmd, env=worker_env(), capture_output=True, text=True,
+                              timeout=1800)
+    except subprocess.TimeoutExpired:
+        return {"error": "worker timed out after 1800 s", "unavailable": False}
+    if proc.returncode == 0 and proc.stdout.strip():
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    err = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    return {"error": err, "unavailable": err.startswith(("ModuleNotFoundError", "ImportError",
+                                                         "AttributeError: module"))}
+
+
+def _summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "rounds": values}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_comparison(shapes: Sequence[str] = tuple(SHAPES), frameworks: Sequence[str] = FRAMEWORKS,
+                   rounds: int = 5, quick: bool = False, fit: bool = True,
+                   steps: int | None = None,
+                   progress: Callable[[str], None] | None = None) -> Result:
+    """Run every worker once per round, interleaved, and aggregate over rounds.
+
+    Returns ``{"meta", "peak", "steps": {shape: {fw: summary}}, "fit": {fw: summary},
+    "errors"}``; a summary has ``median``/``min``/``max``/``rounds`` of the worker values
+    (seconds per step, plus ``gflops``; seconds per epoch, plus ``accuracy``; peak GFLOP/s).
+    Frameworks that cannot be imported in a worker are skipped and listed in ``errors``.
+    """
+    n_steps = {s: steps or (QUICK_STEPS if quick else STEPS)[s] for s in shapes}
+    # (key, group dropped when the worker cannot import its framework, worker arguments)
+    jobs = [("sgemm", "sgemm", ["sgemm", "--reps", "5" if quick else "9"])]
+    for shape in shapes:
+        jobs += [(f"{shape}/{fw}", fw, [fw, "--shape", shape, "--steps", str(n_steps[shape]),
+                                        "--warmup", str(max(3, n_steps[shape] // 10))])
+                 for fw in frameworks]
+    if fit:
+        jobs += [(f"fit/{fw}", f"fit/{fw}", [f"fit-{fw}"]) for fw in FIT_FRAMEWORKS
+                 if fw == "sklearn" or fw in frameworks]
+    samples: dict[str, list[float]] = {}
+    last: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    versions = {"python": platform.python_version()}
+    for r in range(rounds):
+        for key, group, args in jobs:
+            if group in errors or key in errors:
+                continue
+            if progress:
+                progress(f"round {r + 1}/{rounds}: {key}")
+            out = _spawn(args)
+            if "error" in out:  # unimportable: drop the whole group, else just this job
+                errors[group if out["unavailable"] else key] = out["error"]
+                continue
+            samples.setdefault(key, []).append(out["value"])
+            last[key] = out
+            versions.update(out["versions"])
+    summaries = {k: _summary(v) for k, v in samples.items()}
+    step_results: dict[str, dict] = {}
+    for shape in shapes:
+        for fw in frameworks:
+            if s := summaries.get(f"{shape}/{fw}"):
+                s["gflops"] = step_flops(*SHAPES[shape]) / s["median"] / 1e9
+                step_results.setdefault(shape, {})[fw] = s
+    fit_results = {k[4:]: s | {"accuracy": last[k]["accuracy"]}
+                   for k, s in summaries.items() if k.startswith("fit/")}
+    meta = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "versions": versions, "rounds": rounds, "quick": quick, "steps_per_worker": n_steps,
+        "frameworks": list(frameworks), "blas_threads": last.get("sgemm", {}).get("blas_threads"),
+        "removed_env": {k: os.environ[k] for k in BLAS_OVERRIDES if k in os.environ},
+    }
+    return {"meta": meta, "peak": summaries.get("sgemm"), "steps": step_results,
+            "fit": fit_results, "errors": errors}
+
+
+# ----------------------------------------------------------------------------- reporting
+def _fmt_time(seconds: float) -> str:
+    return f"{seconds * 1e6:.3g} us" if seconds < 1e-3 else f"{seconds * 1e3:.3g} ms"
+
+
+def _ratio(peer: dict | None, base: dict | None) -> str:
+    return f"{peer['median'] / base['median']:.2f}x" if peer and base else "n/a"
+
+
+def format_markdown(results: Result) -> str:
+    """Render ``run_comparison`` results as Markdown: header, step table, fit table."""
+    meta, peak = results["meta"], results["peak"]
+    removed = ", ".join(f"{k}={v}" for k, v in meta["removed_env"].items()) or "none were set"
+    lines = [
+        "# fastbp side-by-side benchmark", "",
+        f"- date: {meta['date']}",
+        f"- machine: {meta['cpu']}, {meta['cores']} cores ({meta['platform']})",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())),
+        f"- protocol: float32, ReLU, cross-entropy, Adam lr 1e-3. Each framework/shape in its own "
+        f"process, interleaved over {meta['rounds']} rounds; per process warm-up steps, then "
+        + ", ".join(f"{s} {n}" for s, n in meta["steps_per_worker"].items())
+        + " individually timed steps -> median. Shown: median over rounds (min - max). "
+        "GFLOP/s = 6 x batch x sum(n_in*n_out) / time; vs fastbp = peer time / fastbp time "
+        "(> 1: fastbp is faster).",
+        f"- BLAS env overrides removed in the workers: {removed}",
+    ]
+    large = results["steps"].get("large", {}).get("fastbp")
+    if peak:
+        lines.append(f"- ceiling: numpy float32 sgemm n={SGEMM_N}, {meta['blas_threads']} "
+                     f"threads: {peak['median']:.1f} GFLOP/s ({peak['min']:.1f} - "
+                     f"{peak['max']:.1f})")
+        if large:
+            lines.append(f"- fastbp, large shape: {large['gflops']:.1f} GFLOP/s = "
+                         f"{100 * large['gflops'] / peak['median']:.0f}% of the sgemm peak")
+    lines += ["", "| shape | layers | batch | framework | time/step | min - max | GFLOP/s "
+              "| vs fastbp |", "|---|---|---:|---|---:|---:|---:|---:|"]
+    for shape, per_fw in results["steps"].items():
+        layers, batch = SHAPES[shape]
+        for fw, s in per_fw.items():
+            lines.append(f"| {shape} | {'-'.join(map(str, layers))} | {batch} | {fw} | "
+                         f"{_fmt_time(s['median'])} | {_fmt_time(s['min'])} - "
+                         f"{_fmt_time(s['max'])} | {s['gflops']:.2f} | "
+                         f"{_ratio(s, per_fw.get('fastbp'))} |")
+    if results["fit"]:
+        lines += ["", f"Whole `fit` on digits (fastbp.datasets.load_digits(), 64-{FIT_HIDDEN}-10, "
+                  f"batch {FIT_BATCH}, Adam lr 1e-3, {FIT_EPOCHS} epochs, after a 1-epoch "
+                  "warm-up fit):", "", "| framework | ms/epoch | min - max | test accuracy "
+                  "| vs fastbp |", "|---|---:|---:|---:|---:|"]
+        for fw, s in results["fit"].items():
+            lines.append(f"| {fw} | {s['median'] * 1e3:.2f} | {s['min'] * 1e3:.2f} - "
+                         f"{s['max'] * 1e3:.2f} | {s['accuracy']:.3f} | "
+                         f"{_ratio(s, results['fit'].get('fastbp'))} |")
+    if results["errors"]:
+        lines += ["", "Skipped:", ""] + [f"- {k}: {v}" for k, v in results["errors"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(results: Result, path: str | Path) -> None:
+    """Grouped bar chart of per-step medians (log scale), min - max over rounds as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+    steps = results["steps"]
+    fws = [fw for fw in results["meta"]["frameworks"] if any(fw in d for d in steps.values())]
+    width = 0.8 / max(1, len(fws))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, fw in enumerate(fws):
+        pts = [(j, d[fw]) for j, d in enumerate(steps.values()) if fw in d]
+        ax.bar([j + (i - (len(fws) - 1) / 2) * width for j, _ in pts],
+               [s["median"] * 1e3 for _, s in pts], width, label=fw, capsize=2,
+               yerr=[[(s["median"] - s["min"]) * 1e3 for _, s in pts],
+                     [(s["max"] - s["median"]) * 1e3 for _, s in pts]])
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.set_xticks(range(len(steps)), [f"{s}\n{'-'.join(map(str, SHAPES[s][0]))}\nbatch "
+                                      f"{SHAPES[s][1]}" for s in steps])
+    ax.set_ylabel("ms per training step (median over rounds)")
+    ax.set_title(f"float32 MLP training step, Adam ({results['meta']['cpu']}, "
+                 f"{results['meta']['cores']} cores)")
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 rounds and few steps per worker")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 5, --quick 2)")
+    p.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated subset")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated subset")
+    p.add_argument("--no-fit", action="store_true", help="skip the digits fit comparison")
+    p.add_argument("--steps", type=int, help="timed steps per worker (default: per shape)")
+    p.add_argument("--out-md", default="out/compare.md")
+    p.add_argument("--out-png", default="out/compare.png")
+    w = p.add_argument_group("worker mode (internal)")
+    w.add_argument("--worker", help="sgemm, fit-FW or a framework: measure in-process, print JSON")
+    w.add_argument("--shape", default="tiny", choices=list(SHAPES))
+    w.add_argument("--warmup", type=int, default=10)
+    w.add_argument("--epochs", type=int, default=FIT_EPOCHS)
+    w.add_argument("--reps", type=int, default=7)
+    a = p.parse_args(argv)
+    if a.worker:
+        out = run_worker(a.worker, a.shape, a.steps or 100, a.warmup, a.epochs, a.reps)
+        print(json.dumps(out))
+        return 0
+    shapes, fws = a.shapes.split(","), a.frameworks.split(",")
+    for what, given, known in (("shape", shapes, SHAPES), ("framework", fws, FRAMEWORKS)):
+        if bad := [x for x in given if x not in known]:
+            p.error(f"unknown {what}(s) {bad}; expected a subset of {list(known)}")
+    results = run_comparison(shapes, fws, a.rounds or (2 if a.quick else 5), a.quick,
+                             fit=not a.no_fit, steps=a.steps,
+                             progress=lambda m: print(m, file=sys.stderr, flush=True))
+    md = format_markdown(results)
+    print(md)
+    Path(a.out_md).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out_md).write_text(md)
+    if results["steps"]:
+        plot_results(results, a.out_png)
+    print(f"wrote {a.out_md}" + (f" and {a.out_png}" if results["steps"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
