@@ -44,3 +44,30 @@ def rel_err(a, b):
 @pytest.fixture
 def digits():
     return fb.datasets.load_digits()
+
+
+# One table drives every optimizer test: (id, class name, keyword arguments), covering every
+# option torch.optim documents for these algorithms, plus clipping.
+OPTIMIZER_CASES = [
+    ("sgd", "SGD", {"lr": 0.1}),
+    ("sgd-momentum", "SGD", {"lr": 0.05, "momentum": 0.9}),
+    ("sgd-momentum-dampening", "SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3}),
+    ("sgd-nesterov-weight_decay", "SGD",
+     {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}),
+    ("sgd-momentum-clip", "SGD", {"lr": 0.1, "momentum": 0.9, "max_norm": 0.5}),
+    ("adagrad", "Adagrad", {"lr": 0.1}),
+    ("adagrad-lr_decay-initial_accumulator_value-weight_decay", "Adagrad",
+     {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 1e-3}),
+    ("rmsprop", "RMSprop", {"lr": 0.01}),
+    ("rmsprop-centered-momentum-weight_decay", "RMSprop",
+     {"lr": 0.01, "centered": True, "momentum": 0.5, "weight_decay": 1e-3}),
+    ("adam", "Adam", {"lr": 0.01}),
+    ("adam-amsgrad-weight_decay", "Adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 1e-2}),
+    ("adam-clip", "Adam", {"lr": 0.01, "max_norm": 0.1}),
+    ("adamw", "AdamW", {"lr": 0.01}),
+    ("adamw-amsgrad-betas", "AdamW", {"lr": 0.01, "amsgrad": True, "betas": (0.8, 0.99)}),
+]
+
+
+def make_optimizer(name, kwargs):
+    return getattr(fb, name)(**kwargs)

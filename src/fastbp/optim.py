@@ -30,7 +30,11 @@ class _Hyper:
         if obj is None:
             return self
         value = obj._hyper[self.slot]
-        return bool(value) if self.check is _flag else float(value)
+        if self.check is _flag:
+            return bool(value)
+        if self.check is _max_norm and value == 0.0:
+            return None  # clipping off
+        return float(value)
 
     def __set__(self, obj, value):
         obj._hyper[self.slot] = self.check(self.name, value)
@@ -159,6 +163,8 @@ class Optimizer:
             dtype = self._state.dtype if self._state is not None else arrays[0].dtype
             self._state = np.ascontiguousarray(np.stack(arrays), dtype=dtype)
         self._hyper[:] = probe._hyper
+        for name, value in probe.hyperparameters.items():
+            setattr(self, name, value)
         self._counters[codes.C_STEP] = step
 
     def __repr__(self) -> str:

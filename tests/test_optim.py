@@ -1,0 +1,257 @@
+"""Optimizers follow torch.optim's update rules: against the reference, by hand, and
+against torch itself when it is installed."""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import DTYPES, OPTIMIZER_CASES, build, make_data, make_optimizer, rel_err
+
+import fastbp as fb
+from fastbp import reference
+
+CASE_IDS = [c[0] for c in OPTIMIZER_CASES]
+# After 100 steps: float64 agrees to rounding (1e-10); float32 kernels and numpy order
+# operations differently, ~1e-7 per step, compounding to a few 1e-6.
+TRAJECTORY_RTOL = {"float64": 1e-10, "float32": 1e-5}
+
+
+def batches(n_steps, batch=8, seed=0):
+    X, y = make_data(n_steps * batch // 4, 6, 3, "cross_entropy", seed=seed)
+    for step in range(n_steps):
+        i = (step * batch) % len(X)
+        yield step, X[i : i + batch], y[i : i + batch]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", OPTIMIZER_CASES, ids=CASE_IDS)
+def test_trajectory_matches_reference(case, dtype):
+    _, name, kwargs = case
+    net = build([6, 7, 3], activation="tanh", dtype=dtype, seed=2)
+    twin = reference.Network.from_network(net)
+    opt, opt_ref = make_optimizer(name, kwargs), make_optimizer(name, kwargs)
+    for step, X, y in batches(100):
+        if step == 50:  # hyperparameters may change between steps
+            opt.lr *= 0.5
+            opt_ref.lr *= 0.5
+        loss = net.train_step(X.astype(dtype), y, opt)
+        loss_ref = twin.train_step(X.astype(dtype), y, opt_ref)
+    assert opt.step_count == 100
+    assert abs(loss - loss_ref) <= 10 * TRAJECTORY_RTOL[dtype] * abs(loss_ref)
+    assert rel_err(net.params, twin.params) <= TRAJECTORY_RTOL[dtype]
+
+
+def _one_weight_net(w=0.5, b=0.25):
+    """out = w * 1 + b, loss = (w + b - 0)**2: both gradients are 2 * (w + b)."""
+    net = fb.Network([fb.Dense(1, 1)], loss="mse", dtype="float64")
+    net.params[:] = [w, b]
+    return net
+
+
+def _two_steps(opt):
+    net = _one_weight_net()
+    X, y = np.ones((1, 1)), np.zeros(1)
+    net.train_step(X, y, opt)
+    net.train_step(X, y, opt)
+    return net.params
+
+
+def test_sgd_momentum_by_hand():
+    # step 1: g = 2 * 0.75 = 1.5, buf = g = 1.5, p = 0.5 - 0.1 * 1.5 = 0.35 (b: 0.10)
+    # step 2: g = 2 * 0.45 = 0.9, buf = 0.9 * 1.5 + 0.9 = 2.25, p = 0.35 - 0.225
+    assert _two_steps(fb.SGD(lr=0.1, momentum=0.9)) == pytest.approx([0.125, -0.125], abs=1e-15)
+
+
+def test_sgd_nesterov_dampening_weight_decay_by_hand():
+    lr, mu, wd = 0.1, 0.5, 0.1
+    w, b = 0.5, 0.25
+    g_w, g_b = 2 * (w + b) + wd * w, 2 * (w + b) + wd * b
+    buf_w, buf_b = g_w, g_b  # first step: the buffer is the gradient itself
+    w, b = w - lr * (g_w + mu * buf_w), b - lr * (g_b + mu * buf_b)
+    g_w, g_b = 2 * (w + b) + wd * w, 2 * (w + b) + wd * b
+    buf_w, buf_b = mu * buf_w + g_w, mu * buf_b + g_b  # dampening 0 (Nesterov requires it)
+    w, b = w - lr * (g_w + mu * buf_w), b - lr * (g_b + mu * buf_b)
+    got = _two_steps(fb.SGD(lr=lr, momentum=mu, nesterov=True, weight_decay=wd))
+    assert got == pytest.approx([w, b], abs=1e-15)
+
+
+def test_adagrad_by_hand():
+    lr, decay, eps = 0.1, 0.5, 1e-10
+    w = b = None
+    w, b, acc = 0.5, 0.25, 0.2  # initial_accumulator_value=0.2
+    g = 2 * (w + b)
+    acc_w = acc_b = acc + g * g
+    w, b = w - lr * g / (math.sqrt(acc_w) + eps), b - lr * g / (math.sqrt(acc_b) + eps)
+    g = 2 * (w + b)
+    acc_w, acc_b = acc_w + g * g, acc_b + g * g
+    clr = lr / (1 + 1 * decay)  # step 2: lr / (1 + (step - 1) * lr_decay)
+    w, b = w - clr * g / (math.sqrt(acc_w) + eps), b - clr * g / (math.sqrt(acc_b) + eps)
+    got = _two_steps(fb.Adagrad(lr=lr, lr_decay=decay, initial_accumulator_value=0.2))
+    assert got == pytest.approx([w, b], abs=1e-15)
+
+
+def test_rmsprop_centered_by_hand():
+    lr, alpha, eps = 0.01, 0.9, 1e-8
+    p = [0.5, 0.25]
+    sq, ga = [0.0, 0.0], [0.0, 0.0]
+    for _ in range(2):
+        g = 2 * (p[0] + p[1])
+        for i in range(2):
+            sq[i] = alpha * sq[i] + (1 - alpha) * g * g
+            ga[i] = ga[i] + (1 - alpha) * (g - ga[i])
+            p[i] -= lr * g / (math.sqrt(sq[i] - ga[i] ** 2) + eps)
+    assert _two_steps(fb.RMSprop(lr=lr, alpha=alpha, centered=True)) == pytest.approx(p, abs=1e-14)
+
+
+def test_adam_by_hand():
+    # step 1: m = 0.15, v = 0.00225, lr / (1 - 0.9) = 1, sqrt(v) / sqrt(1 - 0.999) = 1.5:
+    # p -= 0.15 / 1.5 = 0.1 (to 1e-8 from eps), so w = 0.4, b = 0.15
+    got = _two_steps(fb.Adam(lr=0.1))
+    g = 2 * (0.4 + 0.15)
+    m = 0.9 * 0.15 + 0.1 * g
+    v = 0.999 * 0.00225 + 0.001 * g * g
+    step = 0.1 / (1 - 0.9**2) * m / (math.sqrt(v) / math.sqrt(1 - 0.999**2) + 1e-8)
+    assert got == pytest.approx([0.4 - step, 0.15 - step], abs=1e-8)
+
+
+def test_adamw_decouples_weight_decay_by_hand():
+    lr, wd = 0.1, 0.5
+    p = [0.5, 0.25]
+    m, v = [0.0, 0.0], [0.0, 0.0]
+    for t in (1, 2):
+        g = 2 * (p[0] + p[1])
+        for i in range(2):
+            p[i] *= 1 - lr * wd  # decoupled: shrink the weight, not the gradient
+            m[i] = m[i] + 0.1 * (g - m[i])
+            v[i] = 0.999 * v[i] + 0.001 * g * g
+            p[i] -= lr / (1 - 0.9**t) * m[i] / (math.sqrt(v[i]) / math.sqrt(1 - 0.999**t) + 1e-8)
+    assert _two_steps(fb.AdamW(lr=lr, weight_decay=wd)) == pytest.approx(p, abs=1e-14)
+
+
+def test_clipping_by_global_norm():
+    net = _one_weight_net()
+    opt = fb.SGD(lr=1.0, max_norm=0.5)
+    net.train_step(np.ones((1, 1)), np.zeros(1), opt)
+    # gradient (1.5, 1.5) has norm 2.1213; clipped to norm 0.5 (minus torch's 1e-6 guard)
+    norm = math.sqrt(2) * 1.5
+    step = 1.5 * 0.5 / (norm + 1e-6)
+    assert net.params == pytest.approx([0.5 - step, 0.25 - step], abs=1e-15)
+
+
+@pytest.mark.parametrize("case", OPTIMIZER_CASES, ids=CASE_IDS)
+def test_state_dict_round_trip_resumes_identically(case):
+    _, name, kwargs = case
+    net = build([6, 7, 3], dtype="float32", seed=4)
+    opt = make_optimizer(name, kwargs)
+    data = list(batches(10))
+    for _, X, y in data[:5]:
+        net.train_step(X, y, opt)
+    saved_params, saved_state = net.params.copy(), opt.state_dict()
+    for _, X, y in data[5:]:
+        net.train_step(X, y, opt)
+
+    resumed = build([6, 7, 3], dtype="float32", seed=4)
+    resumed.params[:] = saved_params
+    opt2 = make_optimizer(name, {})
+    opt2.load_state_dict(saved_state)
+    assert opt2.step_count == 5 and opt2.hyperparameters == opt.hyperparameters
+    for _, X, y in data[5:]:
+        resumed.train_step(X, y, opt2)
+    assert np.array_equal(resumed.params, net.params)
+
+
+def test_optimizer_is_bound_to_one_network():
+    opt = fb.Adam()
+    a, b = build([3, 2]), build([3, 2])
+    X, y = make_data(4, 3, 2, "cross_entropy")
+    a.train_step(X, y, opt)
+    with pytest.raises(ValueError, match="already bound to another Network"):
+        b.train_step(X, y, opt)
+
+
+@pytest.mark.parametrize("make,text", [
+    (lambda: fb.SGD(lr=-0.1), "Invalid lr value"),
+    (lambda: fb.SGD(momentum=-0.5), "Invalid momentum value"),
+    (lambda: fb.SGD(nesterov=True), "Nesterov momentum requires a momentum and zero dampening"),
+    (lambda: fb.SGD(momentum=0.9, dampening=0.1, nesterov=True), "zero dampening"),
+    (lambda: fb.SGD(weight_decay=-1), "Invalid weight_decay value"),
+    (lambda: fb.Adagrad(lr_decay=-1), "Invalid lr_decay value"),
+    (lambda: fb.Adagrad(initial_accumulator_value=-1), "Invalid initial_accumulator_value"),
+    (lambda: fb.Adagrad(eps=-1e-10), "Invalid eps value"),
+    (lambda: fb.RMSprop(alpha=-0.1), "Invalid alpha value"),
+    (lambda: fb.RMSprop(momentum=-0.1), "Invalid momentum value"),
+    (lambda: fb.Adam(betas=(1.0, 0.999)), "Invalid beta parameter at index 0"),
+    (lambda: fb.Adam(betas=(0.9, -0.1)), "Invalid beta parameter at index 1"),
+    (lambda: fb.AdamW(eps=-1.0), "Invalid eps value"),
+    (lambda: fb.Adam(lr=float("nan")), "Invalid lr value"),
+    (lambda: fb.Adam(max_norm=0.0), "Invalid max_norm value"),
+])
+def test_invalid_hyperparameters(make, text):
+    with pytest.raises(ValueError, match=text.replace("(", r"\(")):
+        make()
+
+
+def test_changing_a_hyperparameter_is_validated():
+    opt = fb.Adam()
+    with pytest.raises(ValueError, match="Invalid lr value"):
+        opt.lr = -1.0
+    assert opt.lr == 1e-3
+
+
+def test_defaults_are_torchs():
+    assert fb.SGD().hyperparameters == {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0,
+                                        "nesterov": False, "weight_decay": 0.0, "max_norm": None}
+    assert fb.Adagrad().lr == 1e-2 and fb.Adagrad().eps == 1e-10
+    assert fb.RMSprop().lr == 1e-2 and fb.RMSprop().alpha == 0.99 and fb.RMSprop().eps == 1e-8
+    assert fb.Adam().betas == (0.9, 0.999) and fb.Adam().eps == 1e-8
+    assert fb.Adam().weight_decay == 0.0 and fb.AdamW().weight_decay == 1e-2
+
+
+# -- against torch itself -------------------------------------------------------------------
+
+def _torch_trajectory(net, name, kwargs, data):
+    torch = pytest.importorskip("torch")
+    torch.set_default_dtype(torch.float64)
+    layers = [layer for layer in net.layers if hasattr(layer, "W")]
+    modules = []
+    for i, layer in enumerate(layers):
+        lin = torch.nn.Linear(layer.n_in, layer.n_out)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(layer.W.T.copy()))
+            lin.bias.copy_(torch.from_numpy(layer.b.copy()))
+        modules.append(lin)
+        if i < len(layers) - 1:
+            modules.append(torch.nn.Tanh())
+    model = torch.nn.Sequential(*modules)
+    kwargs = dict(kwargs)
+    max_norm = kwargs.pop("max_norm", None)
+    opt = getattr(torch.optim, name)(model.parameters(), **kwargs)
+    for step, X, y in data:
+        if step == 50:
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(X)), torch.from_numpy(y))
+        loss.backward()
+        if max_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        opt.step()
+    flat = []
+    for lin in modules[::2]:
+        flat += [lin.weight.detach().numpy().T.ravel(), lin.bias.detach().numpy()]
+    return np.concatenate(flat)
+
+
+@pytest.mark.parametrize("case", OPTIMIZER_CASES, ids=CASE_IDS)
+def test_trajectory_matches_torch(case):
+    _, name, kwargs = case
+    net = build([6, 7, 3], activation="tanh", dtype="float64", seed=2)
+    data = list(batches(100))
+    expected = _torch_trajectory(net, name, kwargs, data)
+    opt = make_optimizer(name, kwargs)
+    for step, X, y in data:
+        if step == 50:
+            opt.lr *= 0.5
+        net.train_step(X, y, opt)
+    # float64 on both sides; torch's CPU kernels fuse multiply-adds, so rounding differs.
+    assert rel_err(net.params, expected) <= 1e-10
