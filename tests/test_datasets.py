@@ -39,7 +39,17 @@ def digits():
 
 # ----------------------------------------------------------------------------- built-ins
 
-def test_digits_shapes_dtypes_ranges(digits):
+def test_digits_standardised_on_train_split(digits):
+    (Xtr, _), (Xte, _) = digits
+    varying = Xtr.std(axis=0) > 0
+    # float32 sums over 1437 rows: 1e-5 absolute is ~100x the rounding error
+    assert np.abs(Xtr.mean(axis=0)).max() < 1e-5
+    assert np.abs(Xtr[:, varying].std(axis=0) - 1).max() < 1e-5
+    assert np.abs(Xte.mean(axis=0)).max() > 1e-3  # test rows use the train statistics
+
+
+def test_digits_shapes_dtypes_ranges():
+    digits = datasets.load_digits(standardize=False)
     (Xtr, ytr), (Xte, yte) = digits
     assert Xtr.shape == (1437, 64) and Xte.shape == (360, 64)   # ceil(0.2 * 1797) = 360
     for X, y in digits:
@@ -52,7 +62,7 @@ def test_digits_shapes_dtypes_ranges(digits):
 def test_digits_split_is_partition_of_full_data(digits):
     from sklearn.datasets import load_digits as sk_load
     d = sk_load()
-    (Xtr, ytr), (Xte, yte) = datasets.load_digits(dtype="float64")
+    (Xtr, ytr), (Xte, yte) = datasets.load_digits(dtype="float64", standardize=False)
     got = np.column_stack([np.vstack([Xtr, Xte]) * 16, np.concatenate([ytr, yte])])
     ref = np.column_stack([d.data, d.target])
     sort = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731

@@ -6,11 +6,38 @@ drift apart between kernels.
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numba
 
-# Everything in fastmath except ``nnan`` and ``ninf``: those would let LLVM fold away the
-# ``isfinite`` checks that validate inputs inside the kernels.
-FASTMATH = set({"nsz", "arcp", "contract", "afn", "reassoc"})
+# Everything in fastmath except ``nnan`` and ``ninf``, which would let LLVM drop the NaN
+# checks. (Even so, test finiteness with ``kernels.scalar.is_finite``, not ``np.isfinite``.)
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+def _kernel_digest() -> str:
+    """A hash of every source a kernel is compiled from."""
+    here = Path(__file__).parent
+    sources = sorted((here / "kernels").glob("*.py")) + [here / "_codes.py", here / "_jit.py"]
+    digest = hashlib.sha256(numba.__version__.encode())
+    for path in sources:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _use_versioned_cache() -> None:
+    """numba's cache is keyed on each module's own timestamp, so an edit to a kernel that
+    another kernel calls would leave a stale compiled caller. Unless the user chose a cache
+    directory, keep the cache in a directory named after the hash of all kernel sources."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    numba.config.CACHE_DIR = str(base / "fastbp" / f"numba-{_kernel_digest()}")
+
+
+_use_versioned_cache()
 
 
 def jit(*args, parallel: bool = False, **kwargs):

@@ -73,7 +73,8 @@ def _stratified_split(y: np.ndarray, test_size, seed) -> tuple[np.ndarray, np.nd
     return rng.permutation(train), rng.permutation(test)
 
 
-def load_digits(test_size: float = 0.2, seed: int = 0, dtype="float32") -> tuple[XY, XY]:
+def load_digits(test_size: float = 0.2, seed: int = 0, dtype="float32",
+                standardize: bool = True) -> tuple[XY, XY]:
     """scikit-learn's bundled 8x8 digits (1797 x 64, 10 classes; no download).
 
     Parameters
@@ -84,18 +85,25 @@ def load_digits(test_size: float = 0.2, seed: int = 0, dtype="float32") -> tuple
         Seed of ``numpy.random.default_rng``; the split is deterministic given it.
     dtype : str or numpy.dtype
         Floating dtype of ``X``.
+    standardize : bool, default True
+        Standardise each pixel with the train split's mean and std (as scikit-learn's
+        StandardScaler would; constant pixels get std 1), which MLPs train on best. With
+        False, pixels are scaled to [0, 1] (/16).
 
     Returns
     -------
     (X_train, y_train), (X_test, y_test)
-        ``X`` C-contiguous ``(n, 64)`` of ``dtype``, pixels scaled to [0, 1] (/16);
-        ``y`` ``(n,)`` int64 in 0..9.
+        ``X`` C-contiguous ``(n, 64)`` of ``dtype``; ``y`` ``(n,)`` int64 in 0..9.
     """
     dt = _float_dtype(dtype)
     d = _sklearn_datasets().load_digits()
-    X = np.ascontiguousarray(d.data / 16.0, dtype=dt)
+    X = d.data / 16.0
     y = np.asarray(d.target, dtype=np.int64)
     tr, te = _stratified_split(y, test_size, seed)
+    if standardize:
+        mean, std = X[tr].mean(axis=0), X[tr].std(axis=0)
+        X = (X - mean) / np.where(std > 0, std, 1.0)
+    X = np.ascontiguousarray(X, dtype=dt)
     return (X[tr], y[tr]), (X[te], y[te])
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._codes import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
 from .._jit import jit
+from .scalar import is_finite
 
 
 @jit
@@ -89,7 +90,7 @@ def check_batch(X, labels, targets, weights, loss_kind, n_outputs):
     m, k = X.shape
     for i in range(m):
         for j in range(k):
-            if not np.isfinite(X[i, j]):
+            if not is_finite(X[i, j]):
                 return 1, i
     if loss_kind == CROSS_ENTROPY:
         for i in range(m):
@@ -99,11 +100,11 @@ def check_batch(X, labels, targets, weights, loss_kind, n_outputs):
         for i in range(m):
             for j in range(targets.shape[1]):
                 t = targets[i, j]
-                if not np.isfinite(t):
+                if not is_finite(t):
                     return 2, i
                 if loss_kind == BINARY_CROSS_ENTROPY and (t < 0 or t > 1):
                     return 4, i
     for i in range(weights.shape[0]):
-        if not np.isfinite(weights[i]) or weights[i] < 0:
+        if not is_finite(weights[i]) or weights[i] < 0:
             return 5, i
     return 0, -1

@@ -37,6 +37,7 @@ from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward, shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
+from .scalar import is_finite
 
 
 @jit
@@ -132,7 +133,7 @@ def _step(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets, wei
     before = results[R_LOSS]
     loss_forward_backward(loss_kind, O, labels, targets, weights, dO, 1.0 / wsum, results, True)
     results[R_WEIGHT] += wsum
-    if not np.isfinite(results[R_LOSS] - before):
+    if not is_finite(results[R_LOSS] - before):
         results[R_ERROR] = E_NON_FINITE_LOSS
         return
     backward_pass(plan, plan_f, params, grads, ws, X, training)

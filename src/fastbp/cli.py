@@ -1,0 +1,304 @@
+"""The ``fastbp`` command line: ``train``, ``evaluate``, ``predict`` and ``bench``.
+
+    fastbp train --data digits --save model.npz --plot curves.png
+    fastbp evaluate model.npz --data digits
+    fastbp predict model.npz --data new.csv --out preds.csv
+
+``--data`` is ``digits``, ``diabetes``, a ``.npz`` (arrays ``X`` and ``y``) or ``.csv`` (last
+column the target) path, or an MNIST pair ``images.idx[.gz],labels.idx[.gz]``. User errors
+print one line ``fastbp: error: ...`` to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+import fastbp as fb
+from fastbp.layers import ACTIVATIONS
+
+# name -> (class, fixed keyword arguments, default learning rate). The rates were measured on
+# digits with the default network (see the --lr help).
+OPTIMIZERS: dict[str, tuple[type[fb.Optimizer], dict, float]] = {
+    "sgd": (fb.SGD, {}, 0.1), "momentum": (fb.SGD, {"momentum": 0.9}, 0.01),
+    "nesterov": (fb.SGD, {"momentum": 0.9, "nesterov": True}, 0.01),
+    "adagrad": (fb.Adagrad, {}, 0.05), "rmsprop": (fb.RMSprop, {}, 1e-3),
+    "adam": (fb.Adam, {}, 3e-3), "adamw": (fb.AdamW, {}, 3e-3)}
+USER_ERRORS = (ValueError, TypeError, OSError, ImportError, FloatingPointError)
+COMPARE_SCRIPT = Path(fb.__file__).resolve().parents[2] / "scripts" / "compare.py"
+MAX_CLASSES = 100_000
+XY = tuple[np.ndarray, np.ndarray]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"fastbp: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(cast: Callable, check: Callable, what: str) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not check(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
+
+
+_pos_int = _number(int, lambda v: v >= 1, "a positive integer")
+_pos_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+_nonneg_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+_unit = _number(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
+_open_unit = _number(float, lambda v: 0 < v < 1, "a fraction in (0, 1)")
+
+
+def _layers(text: str) -> list[int]:
+    """``"64,32"`` -> ``[64, 32]``; ``""`` or ``"none"`` -> no hidden layer."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive sizes such as "
+                                         f"'64,32', got {text!r}")
+    return sizes
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_writable(path: str | None) -> None:
+    """Fail before training, not after, when an output file cannot be created."""
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path!r}: its directory does not exist")
+
+
+def _load(args: argparse.Namespace, dtype: str) -> tuple[XY, XY | None]:
+    return fb.datasets.load(args.data, test_size=args.test_size, seed=args.seed, dtype=dtype,
+                            target=args.target)
+
+
+def _split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int) -> tuple[XY, XY]:
+    """Seeded shuffle split of a file with no test split of its own."""
+    n_test = math.ceil(test_size * len(y))
+    if not 0 < n_test < len(y):
+        raise ValueError(f"--test-size {test_size} leaves an empty split of {len(y)} rows")
+    perm = np.random.default_rng(seed).permutation(len(y))
+    return (X[perm[n_test:]], y[perm[n_test:]]), (X[perm[:n_test]], y[perm[:n_test]])
+
+
+def _n_outputs(y: np.ndarray, loss: str) -> int:
+    if loss != "cross_entropy":
+        return 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
+    if y.ndim != 1 or y.size == 0 or not np.all(np.isfinite(y)) or y.min() < 0:
+        raise ValueError("cross_entropy needs 1-D class labels 0, 1, 2, ...; "
+                         "use --loss mse for regression targets")
+    n = int(y.max()) + 1
+    if n > MAX_CLASSES:
+        raise ValueError(f"labels go up to {n - 1}: too many classes; use --loss mse for regression")
+    return max(n, 2)
+
+
+def _metrics(net: fb.Network, X: np.ndarray, y: np.ndarray) -> str:
+    """Loss and accuracy (classification) or R^2 and RMSE (regression) as one line."""
+    m = net.evaluate(X, y)
+    text = f"loss {m['loss']:.4f}"
+    if "accuracy" in m:
+        return f"{text}  accuracy {m['accuracy']:.4f}"
+    pred = net.forward(X).astype(np.float64)
+    t = np.asarray(y, dtype=np.float64).reshape(pred.shape)
+    ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
+    r2 = np.mean(1 - ((t - pred) ** 2).sum(axis=0) / np.where(ss_tot > 0, ss_tot, np.nan))
+    return f"{text}  R^2 {r2:.4f}  RMSE {math.sqrt(np.mean((t - pred) ** 2)):.4f}"
+
+
+def _describe(net: fb.Network) -> str:
+    sizes = [net.n_features] + [la.n_out for la in net.layers if isinstance(la, fb.Dense)]
+    return (f"{'-'.join(map(str, sizes))} ({net.layers[0].activation}, {net.loss}, "
+            f"{net.dtype.name}, {net.params.size:,} parameters)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Build a network sized to the data, fit it, report, and optionally save and plot."""
+    _check_writable(args.save)
+    _check_writable(args.plot)
+    (X, y), test = _load(args, args.dtype)
+    if test is None:
+        (X, y), test = _split(X, y, args.test_size, args.seed)
+    X_test, y_test = test
+    loss = args.loss or ("cross_entropy" if np.asarray(y).dtype.kind in "iub" else "mse")
+    n_out = _n_outputs(np.concatenate([y, y_test]), loss)
+    net = fb.Network.mlp([X.shape[1], *args.layers, n_out], activation=args.activation, loss=loss,
+                         dropout=args.dropout, dtype=args.dtype, seed=args.seed)
+    cls, kwargs, default_lr = OPTIMIZERS[args.optimizer]
+    if args.weight_decay is not None:
+        kwargs = {**kwargs, "weight_decay": args.weight_decay}
+    opt = cls(lr=args.lr or default_lr, max_norm=args.clip, **kwargs)
+    classes = f", {n_out} classes" if loss == "cross_entropy" else ""
+    print(f"data   {args.data}: {len(y)} train / {len(y_test)} test samples, "
+          f"{X.shape[1]} features{classes}")
+    print(f"model  {_describe(net)}")
+    print(f"fit    {opt!r}, {args.epochs} epochs, batch {args.batch_size}", flush=True)
+    stopper = fb.EarlyStopping(patience=args.early_stopping) if args.early_stopping else None
+    val_split = args.val_split if args.val_split is not None else 0.1 if stopper else 0.0
+    history = net.fit(X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
+                      validation_split=val_split, early_stopping=stopper,
+                      verbose=0 if args.quiet else 1)
+    if stopper is not None and stopper.stopped_epoch is not None:
+        print(f"early stopping after epoch {stopper.stopped_epoch + 1}; kept epoch "
+              f"{stopper.best_epoch + 1} (val_loss {stopper.best:.4f})")
+    print(f"train  {_metrics(net, X, y)}")
+    print(f"test   {_metrics(net, X_test, y_test)}")
+    seconds = history.history["seconds"]
+    print(f"time   {np.median(seconds):.4g} s/epoch (median of {len(seconds)} epochs, "
+          f"total {sum(seconds):.3g} s)")
+    if args.save:
+        net.save(args.save, optimizer=opt)
+        print(f"saved  {args.save}")
+    if args.plot:
+        history.plot(args.plot)
+        print(f"plot   {args.plot}")
+    return 0
+
+
+def _eval_data(args: argparse.Namespace, net: fb.Network) -> tuple[str, np.ndarray, np.ndarray]:
+    """The built-in datasets' test split, or a whole file, in the model's dtype."""
+    (X, y), test = _load(args, net.dtype.name)
+    if test is not None:
+        return f"{args.data} test split", *test
+    return args.data, X, y
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Print a saved model's loss and accuracy (or R^2 and RMSE) on ``--data``."""
+    net = fb.load(args.model)
+    where, X, y = _eval_data(args, net)
+    print(f"model  {args.model}: {_describe(net)}")
+    print(f"data   {where}: {len(y)} samples")
+    print(f"eval   {_metrics(net, X, y)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Write one prediction per line (comma-separated for several outputs)."""
+    _check_writable(args.out)
+    net = fb.load(args.model)
+    _, X, y = _eval_data(args, net)
+    if args.data.lower().endswith(".csv") and X.shape[1] == net.n_features - 1:
+        # a CSV of features only: the column taken as the target is a feature
+        X = np.insert(X, args.target % (X.shape[1] + 1), y, axis=1).astype(net.dtype)
+    pred = net.predict(X)
+    fmt = "%d" if pred.dtype.kind in "iub" else "%.8g"
+    rows = [",".join(fmt % v for v in np.atleast_1d(row)) for row in pred]
+    if args.out is None:
+        print("\n".join(rows))
+        return 0
+    Path(args.out).write_text("\n".join(rows) + "\n")
+    print(f"wrote {len(rows)} predictions to {args.out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run ``scripts/compare.py --quick`` from a source checkout and show its table."""
+    if not COMPARE_SCRIPT.is_file():
+        raise FileNotFoundError(f"fastbp bench needs scripts/compare.py from a source checkout "
+                                f"of fastbp (not found at {COMPARE_SCRIPT})")
+    cmd = [sys.executable, str(COMPARE_SCRIPT), "--quick"]
+    for flag in ("shapes", "frameworks", "out_md", "out_png"):
+        if getattr(args, flag) is not None:
+            cmd += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
+    return subprocess.run(cmd + (["--no-fit"] if args.no_fit else [])).returncode
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="DATA",
+                   help="digits, diabetes, a .npz/.csv path, or 'images.idx[.gz],labels.idx[.gz]'")
+    p.add_argument("--target", type=int, default=-1, help="CSV target column (default: -1, the last)")
+    p.add_argument("--test-size", type=_open_unit, default=0.2,
+                   help="held-out fraction: of the built-in data, or of a training file (default 0.2)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the split, initialisation, dropout and shuffling (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its four subcommands."""
+    parser = _Parser(prog="fastbp", description="Train MLPs on the CPU with fused Numba kernels.")
+    parser.add_argument("--version", action="version", version=f"fastbp {fb.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    t = sub.add_parser("train", help="train an MLP on a dataset", formatter_class=fmt,
+                       description="Train an MLP; input and output sizes come from the data.")
+    _data_options(t)
+    t.add_argument("--layers", type=_layers, default=[128, 64], metavar="SIZES",
+                   help="hidden layer sizes, e.g. 64,32 ('none': no hidden layer)")
+    t.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
+    t.add_argument("--loss", choices=["cross_entropy", "binary_cross_entropy", "mse"],
+                   help="default: cross_entropy for integer labels, mse for float targets")
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+    t.add_argument("--lr", type=_pos_float, help="learning rate; default per optimizer: "
+                   + ", ".join(f"{k} {v[2]:g}" for k, v in OPTIMIZERS.items()))
+    t.add_argument("--epochs", type=_pos_int, default=80)
+    t.add_argument("--batch-size", type=_pos_int, default=32)
+    t.add_argument("--dropout", type=_unit, default=0.0, help="after each hidden layer")
+    t.add_argument("--weight-decay", type=_nonneg_float, help="default: the optimizer's own")
+    t.add_argument("--clip", type=_pos_float, metavar="MAX_NORM",
+                   help="clip the gradient's global L2 norm")
+    t.add_argument("--early-stopping", type=_pos_int, metavar="PATIENCE",
+                   help="stop when val_loss has not improved for PATIENCE epochs; keep the best")
+    t.add_argument("--val-split", type=_unit, help="validation fraction of the training data "
+                   "(default 0.1 with --early-stopping, else none)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--save", metavar="MODEL.npz", help="save the model and optimizer state")
+    t.add_argument("--plot", metavar="CURVES.png", help="plot the loss/accuracy curves")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    for name, func, text in (("evaluate", cmd_evaluate, "print a saved model's metrics"),
+                             ("predict", cmd_predict, "write a saved model's predictions")):
+        p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]} on the "
+                           "built-in data's test split or on a whole file.", formatter_class=fmt)
+        p.add_argument("model", metavar="MODEL.npz")
+        _data_options(p)
+        if name == "predict":
+            p.add_argument("--out", metavar="PREDS.csv", help="write here (default: stdout)")
+        p.set_defaults(func=func)
+
+    b = sub.add_parser("bench", help="quick side-by-side benchmark (needs a source checkout)",
+                       description="Run scripts/compare.py --quick and print its table.")
+    b.add_argument("--shapes", help="comma-separated subset of tiny,small,medium,large")
+    b.add_argument("--frameworks", help="comma-separated subset of fastbp,reference,torch,jax")
+    b.add_argument("--no-fit", action="store_true", help="skip the digits fit comparison")
+    b.add_argument("--out-md", help="where compare.py writes its Markdown table")
+    b.add_argument("--out-png", help="where compare.py writes its chart")
+    b.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for user errors)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        print(f"fastbp: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fastbp: interrupted", file=sys.stderr)
+        return 130

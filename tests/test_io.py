@@ -1,0 +1,139 @@
+"""save/load: identical networks back, optimizer resumes exactly, no pickle, atomic writes,
+and every malformed file is a ValueError."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import build, make_data
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastbp as fb
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_round_trip_predictions_bit_for_bit(tmp_path, dtype):
+    net = fb.Network([fb.Dense(5, 7, activation="tanh"), fb.Dropout(0.3),
+                      fb.Dense(7, 3, activation="leaky_relu"), fb.Dense(3, 2)],
+                     loss="binary_cross_entropy", dtype=dtype, seed=4)
+    net.params[:] += 0.1  # not the seeded initial values
+    net.save(tmp_path / "m.npz")
+    back = fb.load(tmp_path / "m.npz")
+    X, _ = make_data(9, 5, 2, "mse")
+    assert back.get_config() == net.get_config()
+    assert back.params.dtype == net.params.dtype
+    assert np.array_equal(back.params, net.params)
+    assert np.array_equal(back.forward(X), net.forward(X))
+    assert fb.load(tmp_path / "m.npz", return_optimizer=True)[1] is None
+
+
+def test_optimizer_resumes_on_the_identical_trajectory(tmp_path):
+    X, y = make_data(64, 6, 3, "cross_entropy", dtype="float32")
+    net = build([6, 8, 3], dtype="float32", seed=1)
+    opt = fb.Adam(lr=0.01, amsgrad=True)
+    net.fit(X, y, optimizer=opt, epochs=2, batch_size=16, verbose=0)
+    net.save(tmp_path / "ckpt.npz", optimizer=opt)
+    net.fit(X, y, optimizer=opt, epochs=2, batch_size=16, verbose=0, shuffle=False)
+
+    back, opt2 = fb.load(tmp_path / "ckpt.npz", return_optimizer=True)
+    assert type(opt2) is fb.Adam and opt2.step_count == 8 and opt2.amsgrad
+    back.fit(X, y, optimizer=opt2, epochs=2, batch_size=16, verbose=0, shuffle=False)
+    assert np.array_equal(back.params, net.params)
+
+
+def test_files_hold_no_pickle(tmp_path):
+    net = build([3, 2])
+    net.save(tmp_path / "m.npz", optimizer=fb.SGD(momentum=0.9))
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as data:
+        assert all(data[k].dtype != object for k in data.files)
+
+
+def test_crash_mid_save_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    old = build([3, 2], seed=1)
+    old.save(path)
+    before = path.read_bytes()
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", explode)
+    with pytest.raises(OSError, match="disk full"):
+        build([3, 2], seed=2).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary left behind
+
+
+def _meta_file(tmp_path, meta, params=None):
+    buf = io.BytesIO()
+    arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+    if params is not None:
+        arrays["params"] = params
+    np.savez(buf, **arrays)
+    path = tmp_path / "x.npz"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_foreign_newer_and_inconsistent_files(tmp_path):
+    net = build([3, 2])
+    good = {"format": "fastbp-model", "version": 1, "config": net.get_config()}
+    cases = [
+        ({"format": "keras"}, net.params, "unknown format"),
+        (dict(good, version=99), net.params, "format version 99"),
+        (good, net.params[:-1], "params of shape"),
+        (good, net.params.astype(np.float32), "dtype"),
+        (good, np.full_like(net.params, np.nan), "NaN"),
+        (dict(good, config={"layers": [{"type": "Conv9"}]}), net.params, "bad architecture"),
+        (good, None, "missing"),
+    ]
+    for meta, params, text in cases:
+        with pytest.raises(ValueError, match=text):
+            fb.load(_meta_file(tmp_path, meta, params))
+    np.savez(tmp_path / "other.npz", X=np.ones(3))
+    with pytest.raises(ValueError, match="missing 'meta'"):
+        fb.load(tmp_path / "other.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError, match="not a valid fastbp model file"):
+        fb.load(tmp_path / "text.npz")
+    with pytest.raises(FileNotFoundError):
+        fb.load(tmp_path / "absent.npz")
+
+
+@pytest.fixture(scope="module")
+def saved_bytes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("io") / "m.npz"
+    build([4, 3, 2]).save(path, optimizer=fb.Adam())
+    return path.read_bytes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=10**6), flips=st.lists(
+    st.tuples(st.integers(min_value=0, max_value=10**6), st.integers(1, 255)), max_size=4))
+def test_fuzzed_files_raise_value_error(tmp_path, saved_bytes, cut, flips):
+    data = bytearray(saved_bytes[: cut % (len(saved_bytes) + 1)])
+    for pos, xor in flips:
+        if data:
+            data[pos % len(data)] ^= xor
+    path = tmp_path / "fuzz.npz"
+    path.write_bytes(bytes(data))
+    try:
+        net = fb.load(path)
+    except ValueError:
+        return
+    # A flip the zip CRC does not cover (e.g. in padding) may leave a valid model.
+    assert np.all(np.isfinite(net.params))
+
+
+def test_zip_member_with_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        buf = io.BytesIO()
+        np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        zf.writestr("params.npy", buf.getvalue())
+        zf.writestr("meta.npy", buf.getvalue())
+    with pytest.raises(ValueError):
+        fb.load(path)
