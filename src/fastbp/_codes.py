@@ -88,4 +88,4 @@ E_WEIGHT = 5
 E_NON_FINITE_LOSS = 6
 
 # Below this many multiply-adds a hand loop beats the BLAS call overhead.
-BLAS_MIN_WORK = 32 * 1024
+BLAS_MIN_WORK = 2048

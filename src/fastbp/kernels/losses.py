@@ -42,17 +42,19 @@ def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, res
                     top = j
             if top == y:
                 correct += 1
-            mx = np.float64(o[top])
+            mx = o[top]
+            d = dO[i]
             s = 0.0
-            for j in range(c):
-                s += np.exp(o[j] - mx)
+            for j in range(c):  # exp once, kept in dO, normalised below
+                e = np.exp(o[j] - mx)
+                d[j] = e
+                s += e
             loss_sum += w * (mx + np.log(s) - o[y])
             if want_grad:
-                g = w * scale
-                d = dO[i]
+                g = w * scale / s
                 for j in range(c):
-                    d[j] = g * (np.exp(o[j] - mx) / s)
-                d[y] -= g
+                    d[j] *= g
+                d[y] -= w * scale
         else:
             t = targets[i]
             row_loss = 0.0
