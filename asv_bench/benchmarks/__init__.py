@@ -1,0 +1,1 @@
+"""fastbp benchmarks (airspeed velocity); see asv_bench/asv.conf.json."""
