@@ -23,12 +23,12 @@ import numpy as np
 import fastbp as fb
 from fastbp.layers import ACTIVATIONS
 
-# name -> (class, fixed keyword arguments, default learning rate). The rates were measured on
-# digits with the default network (see the --lr help).
+# name -> (class, fixed keyword arguments, default learning rate). Each rate gives >= 97% test
+# accuracy on digits with the other defaults (256,128 ReLU, 80 epochs, batch 32), seeds 0-4.
 OPTIMIZERS: dict[str, tuple[type[fb.Optimizer], dict, float]] = {
-    "sgd": (fb.SGD, {}, 0.1), "momentum": (fb.SGD, {"momentum": 0.9}, 0.01),
-    "nesterov": (fb.SGD, {"momentum": 0.9, "nesterov": True}, 0.01),
-    "adagrad": (fb.Adagrad, {}, 0.05), "rmsprop": (fb.RMSprop, {}, 1e-3),
+    "sgd": (fb.SGD, {}, 0.3), "momentum": (fb.SGD, {"momentum": 0.9}, 0.02),
+    "nesterov": (fb.SGD, {"momentum": 0.9, "nesterov": True}, 0.02),
+    "adagrad": (fb.Adagrad, {}, 0.02), "rmsprop": (fb.RMSprop, {}, 1e-3),
     "adam": (fb.Adam, {}, 3e-3), "adamw": (fb.AdamW, {}, 3e-3)}
 USER_ERRORS = (ValueError, TypeError, OSError, ImportError, FloatingPointError)
 COMPARE_SCRIPT = Path(fb.__file__).resolve().parents[2] / "scripts" / "compare.py"
@@ -67,23 +67,17 @@ def _layers(text: str) -> list[int]:
     if text.strip().lower() in ("", "none"):
         return []
     try:
-        sizes = [int(s) for s in text.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
+        return [_pos_int(s) for s in text.split(",")]
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive sizes such as "
-                                         f"'64,32', got {text!r}")
-    return sizes
+                                         f"'64,32', got {text!r}") from None
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _check_writable(path: str | None) -> None:
+def _check_writable(*paths: str | None) -> None:
     """Fail before training, not after, when an output file cannot be created."""
-    if path is not None and not Path(path).resolve().parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path!r}: its directory does not exist")
+    for path in paths:
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            raise FileNotFoundError(f"cannot write {path!r}: its directory does not exist")
 
 
 def _load(args: argparse.Namespace, dtype: str) -> tuple[XY, XY | None]:
@@ -115,7 +109,7 @@ def _n_outputs(y: np.ndarray, loss: str) -> int:
 def _metrics(net: fb.Network, X: np.ndarray, y: np.ndarray) -> str:
     """Loss and accuracy (classification) or R^2 and RMSE (regression) as one line."""
     m = net.evaluate(X, y)
-    text = f"loss {m['loss']:.4f}"
+    text = f"loss {m['loss']:.4g}"
     if "accuracy" in m:
         return f"{text}  accuracy {m['accuracy']:.4f}"
     pred = net.forward(X).astype(np.float64)
@@ -133,8 +127,7 @@ def _describe(net: fb.Network) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Build a network sized to the data, fit it, report, and optionally save and plot."""
-    _check_writable(args.save)
-    _check_writable(args.plot)
+    _check_writable(args.save, args.plot)
     (X, y), test = _load(args, args.dtype)
     if test is None:
         (X, y), test = _split(X, y, args.test_size, args.seed)
@@ -151,15 +144,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"data   {args.data}: {len(y)} train / {len(y_test)} test samples, "
           f"{X.shape[1]} features{classes}")
     print(f"model  {_describe(net)}")
-    print(f"fit    {opt!r}, {args.epochs} epochs, batch {args.batch_size}", flush=True)
     stopper = fb.EarlyStopping(patience=args.early_stopping) if args.early_stopping else None
     val_split = args.val_split if args.val_split is not None else 0.1 if stopper else 0.0
+    print(f"fit    {opt!r}, {args.epochs} epochs, batch {args.batch_size}"
+          + (f", last {val_split:.0%} of train for validation" if val_split else ""), flush=True)
     history = net.fit(X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
                       validation_split=val_split, early_stopping=stopper,
                       verbose=0 if args.quiet else 1)
     if stopper is not None and stopper.stopped_epoch is not None:
         print(f"early stopping after epoch {stopper.stopped_epoch + 1}; kept epoch "
-              f"{stopper.best_epoch + 1} (val_loss {stopper.best:.4f})")
+              f"{stopper.best_epoch + 1} (val_loss {stopper.best:.4g})")
     print(f"train  {_metrics(net, X, y)}")
     print(f"test   {_metrics(net, X_test, y_test)}")
     seconds = history.history["seconds"]
@@ -174,12 +168,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_data(args: argparse.Namespace, net: fb.Network) -> tuple[str, np.ndarray, np.ndarray]:
-    """The built-in datasets' test split, or a whole file, in the model's dtype."""
+def _eval_data(args: argparse.Namespace, net: fb.Network,
+               features_only: bool = False) -> tuple[str, np.ndarray, np.ndarray]:
+    """The built-in datasets' test split, or a whole file, in the model's dtype. With
+    ``features_only``, a CSV one column short of the model's inputs is all features."""
     (X, y), test = _load(args, net.dtype.name)
+    where = args.data
     if test is not None:
-        return f"{args.data} test split", *test
-    return args.data, X, y
+        where, (X, y) = f"{args.data} test split", test
+    elif features_only and args.data.lower().endswith(".csv") and X.shape[1] == net.n_features - 1:
+        X = np.insert(X, args.target % (X.shape[1] + 1), y, axis=1).astype(net.dtype)
+    if X.shape[1] != net.n_features:
+        raise ValueError(f"{where} has {X.shape[1]} features but the model {args.model} "
+                         f"expects {net.n_features}")
+    return where, X, y
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -196,10 +198,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Write one prediction per line (comma-separated for several outputs)."""
     _check_writable(args.out)
     net = fb.load(args.model)
-    _, X, y = _eval_data(args, net)
-    if args.data.lower().endswith(".csv") and X.shape[1] == net.n_features - 1:
-        # a CSV of features only: the column taken as the target is a feature
-        X = np.insert(X, args.target % (X.shape[1] + 1), y, axis=1).astype(net.dtype)
+    _, X, _ = _eval_data(args, net, features_only=True)
     pred = net.predict(X)
     fmt = "%d" if pred.dtype.kind in "iub" else "%.8g"
     rows = [",".join(fmt % v for v in np.atleast_1d(row)) for row in pred]
@@ -226,11 +225,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DATA",
                    help="digits, diabetes, a .npz/.csv path, or 'images.idx[.gz],labels.idx[.gz]'")
-    p.add_argument("--target", type=int, default=-1, help="CSV target column (default: -1, the last)")
-    p.add_argument("--test-size", type=_open_unit, default=0.2,
-                   help="held-out fraction: of the built-in data, or of a training file (default 0.2)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seeds the split, initialisation, dropout and shuffling (default 0)")
+    p.add_argument("--target", type=int, default=-1, help="CSV target column (default: the last)")
+    p.add_argument("--test-size", type=_open_unit, default=0.2, help="held-out fraction of the "
+                   "built-in data or, in train, of a file (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the split and, in train, the "
+                   "initialisation, dropout and shuffling (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,30 +237,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastbp", description="Train MLPs on the CPU with fused Numba kernels.")
     parser.add_argument("--version", action="version", version=f"fastbp {fb.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-
-    t = sub.add_parser("train", help="train an MLP on a dataset", formatter_class=fmt,
+    t = sub.add_parser("train", help="train an MLP on a dataset",
                        description="Train an MLP; input and output sizes come from the data.")
     _data_options(t)
-    t.add_argument("--layers", type=_layers, default=[128, 64], metavar="SIZES",
-                   help="hidden layer sizes, e.g. 64,32 ('none': no hidden layer)")
-    t.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
+    t.add_argument("--layers", type=_layers, default=[256, 128], metavar="SIZES",
+                   help="hidden layer sizes (default: 256,128; 'none': no hidden layer)")
+    t.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
+                   help="of the hidden layers (default: %(default)s)")
     t.add_argument("--loss", choices=["cross_entropy", "binary_cross_entropy", "mse"],
-                   help="default: cross_entropy for integer labels, mse for float targets")
-    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+                   help="(default: cross_entropy for integer labels, mse for float targets)")
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="momentum and "
+                   "nesterov are SGD with momentum 0.9 (default: %(default)s)")
     t.add_argument("--lr", type=_pos_float, help="learning rate; default per optimizer: "
                    + ", ".join(f"{k} {v[2]:g}" for k, v in OPTIMIZERS.items()))
-    t.add_argument("--epochs", type=_pos_int, default=80)
-    t.add_argument("--batch-size", type=_pos_int, default=32)
-    t.add_argument("--dropout", type=_unit, default=0.0, help="after each hidden layer")
-    t.add_argument("--weight-decay", type=_nonneg_float, help="default: the optimizer's own")
+    t.add_argument("--epochs", type=_pos_int, default=80, help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=_pos_int, default=32, help="(default: %(default)s)")
+    t.add_argument("--dropout", type=_unit, default=0.0, help="dropout probability after each "
+                   "hidden layer (default: %(default)s)")
+    t.add_argument("--weight-decay", type=_nonneg_float, help="(default: the optimizer's own)")
     t.add_argument("--clip", type=_pos_float, metavar="MAX_NORM",
                    help="clip the gradient's global L2 norm")
     t.add_argument("--early-stopping", type=_pos_int, metavar="PATIENCE",
                    help="stop when val_loss has not improved for PATIENCE epochs; keep the best")
     t.add_argument("--val-split", type=_unit, help="validation fraction of the training data "
                    "(default 0.1 with --early-stopping, else none)")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="(default: %(default)s)")
     t.add_argument("--save", metavar="MODEL.npz", help="save the model and optimizer state")
     t.add_argument("--plot", metavar="CURVES.png", help="plot the loss/accuracy curves")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -270,11 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (("evaluate", cmd_evaluate, "print a saved model's metrics"),
                              ("predict", cmd_predict, "write a saved model's predictions")):
         p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]} on the "
-                           "built-in data's test split or on a whole file.", formatter_class=fmt)
+                           "built-in data's test split (pass train's --seed and --test-size) or "
+                           "on a whole file.")
         p.add_argument("model", metavar="MODEL.npz")
         _data_options(p)
         if name == "predict":
-            p.add_argument("--out", metavar="PREDS.csv", help="write here (default: stdout)")
+            p.add_argument("--out", metavar="PREDS.csv", help="write them here (default: print them)")
         p.set_defaults(func=func)
 
     b = sub.add_parser("bench", help="quick side-by-side benchmark (needs a source checkout)",
@@ -297,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as e:
-        print(f"fastbp: error: {_one_line(e)}", file=sys.stderr)
+        print(f"fastbp: error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fastbp: interrupted", file=sys.stderr)
