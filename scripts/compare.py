@@ -318,6 +318,7 @@ def run_comparison(shapes: Sequence[str] = tuple(SHAPES), frameworks: Sequence[s
     last: dict[str, dict] = {}
     errors: dict[str, str] = {}
     versions = {"python": platform.python_version()}
+    load_before = os.getloadavg()[0]
     for r in range(rounds):
         for key, group, args in jobs:
             if group in errors or key in errors:
@@ -346,6 +347,7 @@ def run_comparison(shapes: Sequence[str] = tuple(SHAPES), frameworks: Sequence[s
         "versions": versions, "rounds": rounds, "quick": quick, "steps_per_worker": n_steps,
         "frameworks": list(frameworks), "blas_threads": last.get("sgemm", {}).get("blas_threads"),
         "removed_env": {k: os.environ[k] for k in BLAS_OVERRIDES if k in os.environ},
+        "loadavg": (load_before, os.getloadavg()[0]),  # > 0 at the start: a busy machine
     }
     return {"meta": meta, "peak": summaries.get("sgemm"), "steps": step_results,
             "fit": fit_results, "errors": errors}
@@ -367,7 +369,8 @@ def format_markdown(results: Result) -> str:
     lines = [
         "# fastbp side-by-side benchmark", "",
         f"- date: {meta['date']}",
-        f"- machine: {meta['cpu']}, {meta['cores']} cores ({meta['platform']})",
+        f"- machine: {meta['cpu']}, {meta['cores']} cores ({meta['platform']}); 1-min load "
+        f"average {meta['loadavg'][0]:.2f} before, {meta['loadavg'][1]:.2f} after the run",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())),
         f"- protocol: float32, ReLU, cross-entropy, Adam lr 1e-3. Each framework/shape in its own "
         f"process, interleaved over {meta['rounds']} rounds; per process warm-up steps, then "
