@@ -36,19 +36,21 @@ from .._jit import jit
 def clip_grad_norm(grads, max_norm):
     """torch.nn.utils.clip_grad_norm_: scale grads by min(1, max_norm / (norm + 1e-6)).
 
-    Returns the norm before clipping; ``max_norm <= 0`` only measures.
+    Returns the norm before clipping; with ``max_norm <= 0`` (no clipping) it skips the
+    pass over the gradient and returns 0.
     """
+    if max_norm <= 0:
+        return 0.0
     total = 0.0
     for i in range(grads.shape[0]):
         g = np.float64(grads[i])
         total += g * g
     norm = np.sqrt(total)
-    if max_norm > 0:
-        coef = max_norm / (norm + 1e-6)
-        if coef < 1.0:
-            c = grads.dtype.type(coef)
-            for i in range(grads.shape[0]):
-                grads[i] *= c
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1.0:
+        c = grads.dtype.type(coef)
+        for i in range(grads.shape[0]):
+            grads[i] *= c
     return norm
 
 
