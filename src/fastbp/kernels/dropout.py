@@ -7,6 +7,7 @@ reproducible bit for bit from the seed and independent of numba's global random 
 import numpy as np
 
 from .._jit import jit
+from .scalar import copy_into
 
 
 @jit
@@ -35,12 +36,12 @@ def shuffle(perm, rng):
         perm[j] = tmp
 
 
-@jit
+@jit(inline="always")
 def dropout_forward(X, p, training, rng, mask, out):
     """out = X * mask, mask = keep / (1 - p) drawn afresh; identity when not training."""
     m, n = X.shape
     if not training or p == 0.0:
-        out[:] = X
+        copy_into(X, out)
         return
     scale = 1.0 / (1.0 - p)
     for i in range(m):
@@ -50,11 +51,11 @@ def dropout_forward(X, p, training, rng, mask, out):
             out[i, j] = X[i, j] * mask[i, j]
 
 
-@jit
+@jit(inline="always")
 def dropout_backward(delta_out, p, training, mask, delta_in):
     """delta_in = delta_out * mask (the mask of this step's training forward)."""
     if not training or p == 0.0:
-        delta_in[:] = delta_out
+        copy_into(delta_out, delta_in)
         return
     m, n = delta_out.shape
     for i in range(m):

@@ -19,7 +19,7 @@ def _softplus(z):
     return max(z, 0.0) + np.log1p(np.exp(-abs(z)))
 
 
-@jit
+@jit(inline="always")
 def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, results, want_grad):
     """Accumulate the loss of outputs ``O`` and, if ``want_grad``, write dLoss/dO.
 

@@ -32,7 +32,7 @@ from .._codes import (
 from .._jit import jit
 
 
-@jit
+@jit(inline="always")
 def clip_grad_norm(grads, max_norm):
     """torch.nn.utils.clip_grad_norm_: scale grads by min(1, max_norm / (norm + 1e-6)).
 
@@ -162,7 +162,7 @@ def adam(params, grads, state, hyper, step):
         params[i] += neg_step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
 
 
-@jit
+@jit(inline="always")
 def optimizer_update(opt_kind, params, grads, state, hyper, counters):
     """Clip (if asked) and apply one update; returns the gradient norm before clipping."""
     norm = clip_grad_norm(grads, hyper[H_MAX_NORM])

@@ -37,7 +37,7 @@ from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward, shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
-from .scalar import is_finite
+from .scalar import copy_into, is_finite
 
 
 @jit
@@ -177,11 +177,12 @@ def train_epoch(plan, plan_f, params, grads, state, hyper, ws, X, labels, target
         Xb = X_batch[:m]
         for r in range(m):
             src = perm[start + r]
-            Xb[r] = X[src]
+            for j in range(X.shape[1]):
+                Xb[r, j] = X[src, j]
             if labels.shape[0] > 0:
                 labels_batch[r] = labels[src]
-            if targets.shape[0] > 0:
-                targets_batch[r] = targets[src]
+            for j in range(targets.shape[1] if targets.shape[0] > 0 else 0):
+                targets_batch[r, j] = targets[src, j]
             if weighted:
                 weights_batch[r] = weights[src]
         wb = weights_batch[:m] if weighted else weights_batch[:0]
@@ -205,7 +206,7 @@ def infer(plan, plan_f, params, ws, capacity, X, labels, targets, weights, loss_
         m = stop - start
         O = forward_pass(plan, plan_f, params, ws, X[start:stop], False, rng)
         if outputs.shape[0] > 0:
-            outputs[start:stop] = O
+            copy_into(O, outputs[start:stop])
         if loss_kind != NO_LOSS:
             last = plan[plan.shape[0] - 1]
             dO = _region(ws, last[P_DELTA_OFFSET], m, last[P_N_OUT])
