@@ -174,7 +174,7 @@ class Network:
         r = self._results
         train_step(self._plan.table, self._plan.scalars, self.params, self._grads, state,
                    optimizer._hyper, self._ws, X, labels, targets, weights, optimizer._counters,
-                   self._rng, self._loss_code, optimizer.kind, r)
+                   self._rng, self._loss_code, optimizer.kind, r, True)
         if r[codes.R_ERROR]:
             self._raise_for(r)
         return r[codes.R_LOSS] / r[codes.R_WEIGHT]
@@ -189,7 +189,7 @@ class Network:
         r = self._results
         train_step(self._plan.table, self._plan.scalars, self.params, self._grads,
                    self._no_state, self._no_hyper, self._ws, X, labels, targets, weights,
-                   self._no_counters, self._rng, self._loss_code, codes.NO_UPDATE, r)
+                   self._no_counters, self._rng, self._loss_code, codes.NO_UPDATE, r, True)
         if r[codes.R_ERROR] and r[codes.R_ERROR] != codes.E_NON_FINITE_LOSS:
             self._raise_for(r)
         loss = r[codes.R_LOSS] / r[codes.R_WEIGHT]

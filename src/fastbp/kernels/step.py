@@ -114,12 +114,23 @@ def _weight_sum(weights, m):
 
 
 @jit
-def _step(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets, weights,
-          counters, rng, loss_kind, opt_kind, results):
+def train_step(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets, weights,
+               counters, rng, loss_kind, opt_kind, results, standalone):
     """Forward, loss, backward and (unless opt_kind is NO_UPDATE) the update, for one batch.
 
-    Dropout is active only when updating: a bare gradient evaluation is deterministic.
+    ``standalone`` (a call from Python): zero ``results`` and validate the batch first, so
+    that bad input touches nothing. ``train_epoch`` validated its data once and passes
+    False to accumulate over its batches. Dropout is active only when updating, so a bare
+    gradient evaluation is deterministic.
     """
+    if standalone:
+        results[:] = 0
+        code, row = check_batch(X, labels, targets, weights, loss_kind,
+                                plan[plan.shape[0] - 1, P_N_OUT])
+        if code != 0:
+            results[R_ERROR] = code
+            results[R_ERROR_INDEX] = row
+            return
     m = X.shape[0]
     wsum = _weight_sum(weights, m)
     if not wsum > 0:
@@ -143,24 +154,10 @@ def _step(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets, wei
 
 
 @jit
-def train_step(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets, weights,
-               counters, rng, loss_kind, opt_kind, results):
-    """Validate one batch, then run ``_step``; on bad input nothing is touched."""
-    results[:] = 0
-    code, row = check_batch(X, labels, targets, weights, loss_kind, plan[plan.shape[0] - 1, P_N_OUT])
-    if code != 0:
-        results[R_ERROR] = code
-        results[R_ERROR_INDEX] = row
-        return
-    _step(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets, weights,
-          counters, rng, loss_kind, opt_kind, results)
-
-
-@jit
 def train_epoch(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets, weights,
                 counters, rng, loss_kind, opt_kind, results, perm, batch_size, do_shuffle,
                 X_batch, labels_batch, targets_batch, weights_batch):
-    """One epoch: shuffle, then for each mini-batch gather its rows and run ``_step``.
+    """One epoch: shuffle, then for each mini-batch gather its rows and run ``train_step``.
 
     The inputs were validated once by the caller. Stops early (R_ERROR set) on a non-finite
     loss; R_BATCHES says how many batches were applied.
@@ -186,8 +183,8 @@ def train_epoch(plan, plan_f, params, grads, state, hyper, ws, X, labels, target
             if weighted:
                 weights_batch[r] = weights[src]
         wb = weights_batch[:m] if weighted else weights_batch[:0]
-        _step(plan, plan_f, params, grads, state, hyper, ws, Xb, labels_batch[:m],
-              targets_batch[:m], wb, counters, rng, loss_kind, opt_kind, results)
+        train_step(plan, plan_f, params, grads, state, hyper, ws, Xb, labels_batch[:m],
+                   targets_batch[:m], wb, counters, rng, loss_kind, opt_kind, results, False)
         if results[R_ERROR] != 0:
             return
 
