@@ -167,6 +167,20 @@ class Dropout(Layer):
 LAYER_TYPES = {"Dense": Dense, "Dropout": Dropout}
 
 
+def mlp_layers(sizes, activation: str = "relu", dropout: float = 0.0) -> list[Layer]:
+    """Dense layers for ``sizes`` with ``activation`` on the hidden ones (each followed by
+    ``Dropout(dropout)`` when ``dropout > 0``) and a linear output layer."""
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least inputs and outputs, got {list(sizes)}")
+    layers: list[Layer] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        layers.append(Dense(n_in, n_out, activation="identity" if last else activation))
+        if dropout and not last:
+            layers.append(Dropout(dropout))
+    return layers
+
+
 def layer_from_config(config: dict) -> Layer:
     """Rebuild a layer from :meth:`Layer.get_config` output."""
     config = dict(config)

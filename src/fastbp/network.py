@@ -16,7 +16,7 @@ import numpy as np
 from . import _codes as codes
 from . import _validation as v
 from .kernels.step import infer, train_step, validate
-from .layers import Dense, Dropout, Layer, layer_from_config
+from .layers import Dense, Layer, layer_from_config, mlp_layers
 from .optim import Optimizer
 from .plan import build_plan, resolve_widths
 
@@ -99,14 +99,7 @@ class Network:
         """A multilayer perceptron: ``sizes[0]`` inputs, hidden layers with ``activation``
         (each followed by ``Dropout(dropout)`` if ``dropout > 0``), and a linear output layer.
         """
-        if len(sizes) < 2:
-            raise ValueError(f"sizes must list at least inputs and outputs, got {list(sizes)}")
-        layers: list[Layer] = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            last = i == len(sizes) - 2
-            layers.append(Dense(n_in, n_out, activation="identity" if last else activation))
-            if dropout and not last:
-                layers.append(Dropout(dropout))
+        layers = mlp_layers(sizes, activation, dropout)
         return cls(layers, loss=loss, dtype=dtype, seed=seed)
 
     # -- description -----------------------------------------------------------------------

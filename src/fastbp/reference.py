@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _validation as v
-from .layers import Dense, Dropout, Layer
+from .layers import Dense, Layer, mlp_layers
 from .optim import SGD, Adagrad, Adam, Optimizer, RMSprop
 from .plan import build_plan, resolve_widths
 
@@ -160,12 +160,7 @@ class Network:
     @classmethod
     def mlp(cls, sizes, activation="relu", loss="cross_entropy", dropout=0.0,
             dtype="float32", seed=0) -> Network:
-        layers: list[Layer] = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            last = i == len(sizes) - 2
-            layers.append(Dense(n_in, n_out, activation="identity" if last else activation))
-            if dropout and not last:
-                layers.append(Dropout(dropout))
+        layers = mlp_layers(sizes, activation, dropout)
         return cls(layers, loss=loss, dtype=dtype, seed=seed)
 
     @classmethod

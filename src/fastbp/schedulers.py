@@ -12,7 +12,22 @@ import math
 from .optim import Optimizer
 
 
-class LRScheduler:
+class _Scheduler:
+    """What every schedule shares: the optimizer it drives and torch's state methods."""
+
+    optimizer: Optimizer
+
+    def get_last_lr(self) -> list[float]:
+        return [self.optimizer.lr]
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "optimizer"}
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
+
+
+class LRScheduler(_Scheduler):
     """Base class: holds the optimizer, ``base_lr`` and ``last_epoch``."""
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
@@ -31,15 +46,6 @@ class LRScheduler:
         self._step_count += 1
         self.last_epoch += 1
         self.optimizer.lr = self._next_lr()
-
-    def get_last_lr(self) -> list[float]:
-        return [self.optimizer.lr]
-
-    def state_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items() if k != "optimizer"}
-
-    def load_state_dict(self, state: dict) -> None:
-        vars(self).update(state)
 
 
 class StepLR(LRScheduler):
@@ -97,7 +103,7 @@ class CosineAnnealingLR(LRScheduler):
                 * (lr - eta) + eta)
 
 
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(_Scheduler):
     """Reduce the learning rate by ``factor`` when a metric stops improving, as torch's
     ReduceLROnPlateau (``threshold_mode`` "rel" or "abs", ``cooldown``, ``min_lr``, ``eps``)."""
 
@@ -146,12 +152,3 @@ class ReduceLROnPlateau:
                 self.optimizer.lr = new
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
-
-    def get_last_lr(self) -> list[float]:
-        return [self.optimizer.lr]
-
-    def state_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items() if k != "optimizer"}
-
-    def load_state_dict(self, state: dict) -> None:
-        vars(self).update(state)

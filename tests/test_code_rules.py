@@ -1,0 +1,47 @@
+"""Project rules that keep the kernels honest, checked mechanically."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "fastbp"
+
+
+def test_numba_options_live_only_in_jit_module():
+    # fastmath flags and njit are chosen in _jit.py; a stray fastmath=True would let LLVM
+    # fold away the kernels' NaN checks.
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "_jit.py":
+            continue
+        text = path.read_text()
+        if re.search(r"fastmath\s*=|numba\.njit|from numba import|@njit", text):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_kernels_only_in_kernels_package():
+    for path in PACKAGE.glob("*.py"):
+        if path.name == "_jit.py":
+            continue
+        assert "@jit" not in path.read_text(), f"{path.name}: kernels belong in fastbp/kernels/"
+
+
+def test_reference_does_not_import_kernels():
+    imports = [line for line in (PACKAGE / "reference.py").read_text().splitlines()
+               if line.startswith(("import ", "from "))]
+    assert imports and not [line for line in imports if "kernels" in line]
+
+
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed")
+    result = subprocess.run([ruff, "check", "src", "tests", "scripts", "asv_bench/benchmarks"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
