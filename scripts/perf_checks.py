@@ -51,16 +51,64 @@ for _ in range(10_000): net.train_step(X, y, opt)
 print(rss_kb() - before)
 """
 
+# Evidence for the large shape: how much of a step is matrix multiplication, and why the
+# elementwise passes and the optimizer update stay single-threaded.
+LARGE_BREAKDOWN = """
+import time, numpy as np, numba, fastbp as fb
+from fastbp.kernels.optimizers import adam
+def median_ms(fn, n=40):
+    fn(); times = []
+    for _ in range(n):
+        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+    return float(np.median(times)) * 1e3
+@numba.njit
+def gemms(X, W1, W2, W3, H1, H2, O, d3, d2, d1, dW1, dW2, dW3):
+    # every product of a 784-1024-1024-10 step, in the kernels' layouts
+    np.dot(X, W1, H1); np.dot(H1, W2, H2); np.dot(H2, W3, O)
+    np.dot(H2.T, d3, dW3); np.dot(d3, W3.T, d2)
+    np.dot(H1.T, d2, dW2); np.dot(d2, W2.T, d1); np.dot(X.T, d1, dW1)
+@numba.njit
+def adam_serial(p, g, s, h):
+    adam(p, g, s, h, 5)
+@numba.njit(parallel=True)
+def adam_two_threads(p, g, s, h):
+    half = p.shape[0] // 2
+    for c in numba.prange(2):
+        lo, hi = c * half, (p.shape[0] if c else half)
+        adam(p[lo:hi], g[lo:hi], s[:, lo:hi], h, 5)
+@numba.njit
+def one_gemm(a, b, c):
+    np.dot(a, b, c)
+r = np.random.default_rng(0)
+f = lambda *shape: r.random(shape).astype(np.float32)
+mats = (f(256, 784), f(784, 1024), f(1024, 1024), f(1024, 10), f(256, 1024), f(256, 1024),
+        f(256, 10), f(256, 10), f(256, 1024), f(256, 1024), f(784, 1024), f(1024, 1024), f(1024, 10))
+net = fb.Network.mlp([784, 1024, 1024, 10]); opt = fb.Adam()
+X = r.normal(size=(256, 784)).astype(np.float32); y = r.integers(0, 10, 256)
+n = net.params.size
+p, g, s = f(n), f(n) * 1e-3, f(3, n)
+h = np.zeros(14); h[0], h[5], h[6], h[8] = 1e-3, 0.9, 0.999, 1e-8
+A, B, C = f(256, 1024), f(1024, 1024), f(256, 1024)
+print(median_ms(lambda: gemms(*mats)), median_ms(lambda: net.train_step(X, y, opt)),
+      median_ms(lambda: (one_gemm(A, B, C), adam_serial(p, g, s, h))),
+      median_ms(lambda: (one_gemm(A, B, C), adam_two_threads(p, g, s, h))),
+      median_ms(lambda: one_gemm(A, B, C)))
+"""
+
 SHAPES = {"tiny": ([64, 32, 10], 32, 3000), "small": ([784, 128, 10], 64, 500),
           "medium": ([784, 256, 128, 10], 128, 200), "large": ([784, 1024, 1024, 10], 256, 30)}
 
 
-def run(code: str, *args: str, env: dict | None = None) -> float:
+def run_text(code: str, *args: str, env: dict | None = None) -> str:
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run([sys.executable, "-c", code, *args], env=env, check=True,
                          capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+    return out.strip().splitlines()[-1]
+
+
+def run(code: str, *args: str, env: dict | None = None) -> float:
+    return float(run_text(code, *args, env=env))
 
 
 def main() -> int:
@@ -78,6 +126,14 @@ def main() -> int:
                     for dt in ("float32", "float64"))
         print(f"| {name}: float64 / float32 step time | {t64 / t32:.2f}x "
               f"({t64 * 1e6:.0f} / {t32 * 1e6:.0f} us) | <= 2.5x |")
+    gemm, step, serial, threaded, single = map(float, run_text(LARGE_BREAKDOWN).split())
+    print("\nLarge shape (784-1024-1024-10, batch 256, float32), medians in ms:\n")
+    print("| measurement | ms |\n|---|---:|")
+    print(f"| the 8 matrix products of one step alone (numba np.dot -> OpenBLAS) | {gemm:.2f} |")
+    print(f"| the whole fastbp train_step (Adam) | {step:.2f} |")
+    print(f"| one 256x1024x1024 sgemm | {single:.2f} |")
+    print(f"| that sgemm, then Adam over 1.86M parameters on one thread | {serial:.2f} |")
+    print(f"| that sgemm, then the same Adam split over two numba prange threads | {threaded:.2f} |")
     return 0
 
 
