@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 from conftest import ACTIVATIONS, DTYPES, LOSSES, RTOL, build, make_data, rel_err
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastbp as fb
 from fastbp import reference
@@ -96,3 +98,17 @@ def test_sample_weights_equal_duplicated_rows():
     assert rel_err(weighted[1], repeated[1]) <= 1e-12
     twin = reference.Network.from_network(net)
     assert rel_err(weighted[1], twin.loss_and_grad(X, y, sample_weight=w)[1]) <= 1e-10
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 9), min_size=2, max_size=5), n=st.integers(1, 7),
+       activation=st.sampled_from(ACTIVATIONS), loss=st.sampled_from(LOSSES),
+       seed=st.integers(0, 2**16), dropout=st.sampled_from([0.0, 0.3]))
+def test_any_shape_matches_reference(sizes, n, activation, loss, seed, dropout):
+    net = build(sizes, activation=activation, loss=loss, seed=seed, dropout=dropout)
+    twin = reference.Network.from_network(net)
+    X, y = make_data(n, sizes[0], sizes[-1], loss, seed=seed)
+    loss_k, grad_k = net.loss_and_grad(X, y)
+    loss_r, grad_r = twin.loss_and_grad(X, y)
+    assert abs(loss_k - loss_r) <= 1e-10 * max(abs(loss_r), 1e-300)
+    assert rel_err(grad_k, grad_r) <= 1e-10
