@@ -137,3 +137,39 @@ def test_zip_member_with_pickle_is_refused(tmp_path):
         zf.writestr("meta.npy", buf.getvalue())
     with pytest.raises(ValueError):
         fb.load(path)
+
+
+def test_optimizer_state_in_files_is_checked(tmp_path):
+    net = build([3, 2])
+    opt = fb.Adam()
+    net.train_step(*make_data(4, 3, 2, "cross_entropy"), opt)
+    net.save(tmp_path / "ok.npz", optimizer=opt)
+    with np.load(tmp_path / "ok.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    for name, value in [("optimizer/exp_avg_sq", -np.ones(8)),
+                        ("optimizer/exp_avg", np.full(8, np.nan)),
+                        ("optimizer/exp_avg", np.array(["x"] * 8))]:
+        broken = dict(arrays, **{name: value})
+        np.savez(tmp_path / "bad.npz", **broken)
+        with pytest.raises(ValueError, match="bad optimizer state"):
+            fb.load(tmp_path / "bad.npz")
+
+
+def test_save_refuses_another_networks_optimizer(tmp_path):
+    a, b = build([3, 2]), build([3, 2])
+    opt = fb.SGD(momentum=0.9)
+    a.train_step(*make_data(4, 3, 2, "cross_entropy"), opt)
+    with pytest.raises(ValueError, match="another network"):
+        b.save(tmp_path / "m.npz", optimizer=opt)
+
+
+def test_saved_file_mode_follows_umask(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        fb.Network([fb.Dense(2, 2)], seed=np.int64(3)).save(tmp_path / "m.npz")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
+    assert fb.load(tmp_path / "m.npz").seed == 3

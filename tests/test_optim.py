@@ -255,3 +255,30 @@ def test_trajectory_matches_torch(case):
         net.train_step(X, y, opt)
     # float64 on both sides; torch's CPU kernels fuse multiply-adds, so rounding differs.
     assert rel_err(net.params, expected) <= 1e-10
+
+
+def test_optimizer_of_a_discarded_network_is_not_silently_reused():
+    X, y = make_data(4, 3, 2, "cross_entropy")
+    opt = fb.Adam()
+    build([3, 2]).train_step(X, y, opt)  # that network is garbage now
+    import gc
+
+    gc.collect()
+    with pytest.raises(ValueError, match="already bound"):
+        build([3, 2]).train_step(X, y, opt)
+
+
+def test_load_state_dict_checks_everything_first_and_resets_on_empty_state():
+    X, y = make_data(4, 3, 2, "cross_entropy")
+    net = build([3, 2])
+    opt = fb.Adam()
+    net.train_step(X, y, opt)
+    saved = opt.state_dict()
+    for bad in [dict(saved, step=10**30), dict(saved, step=-1),
+                dict(saved, state={**saved["state"], "exp_avg": np.full(8, np.nan)})]:
+        with pytest.raises(ValueError):
+            opt.load_state_dict(bad)
+        assert opt.step_count == 1 and np.array_equal(opt.state_dict()["state"]["exp_avg"],
+                                                      saved["state"]["exp_avg"])
+    opt.load_state_dict(fb.Adam().state_dict())  # torch: a fresh optimizer's (empty) state
+    assert opt.step_count == 0 and not opt.state_dict()["state"]["exp_avg"].any()

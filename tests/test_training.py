@@ -219,3 +219,80 @@ def test_progress_bar_only_when_verbose(capsys, digits):
     net.fit(X[:64], y[:64], epochs=2, verbose=1)
     err = capsys.readouterr().err
     assert "2/2" in err and "samples/s" in err and "loss=" in err
+
+
+# -- failure paths found in review: each leaves everything as it was --------------------------
+
+def test_zero_weight_batches_are_skipped_alike_on_both_paths():
+    X, y = make_data(8, 4, 3, "cross_entropy")
+    w = np.array([1, 1, 0, 0, 1, 1, 1, 1.0])
+
+    class PerBatch(fb.Callback):
+        def on_batch_end(self, batch, logs=None): ...
+
+    runs = []
+    for callbacks in ([], [PerBatch()]):
+        net = build([4, 5, 3])
+        opt = fb.SGD(lr=0.1)
+        h = net.fit(X, y, optimizer=opt, epochs=2, batch_size=2, shuffle=False, verbose=0,
+                    sample_weight=w, callbacks=callbacks)
+        runs.append((net.params.copy(), h.history["loss"], opt.step_count))
+    assert runs[0][2] == runs[1][2] == 6  # 3 weighted batches of 4, twice
+    assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == pytest.approx(runs[1][1])
+
+
+def test_non_finite_parameters_restore_network_and_optimizer():
+    X, y = make_data(8, 4, 1, "mse", dtype="float32")
+    net = build([4, 1], activation="identity", loss="mse", dtype="float32")
+    opt = fb.SGD(lr=1e37, momentum=0.5)  # the parameters overflow within a few steps
+    kept = []
+
+    class Keep(fb.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            kept.append((net.params.copy(), opt.step_count, opt.state_dict()["state"]))
+
+    with pytest.raises(FloatingPointError):
+        net.fit(X, y, optimizer=opt, epochs=10, batch_size=8, verbose=0, callbacks=[Keep()])
+    params, steps, state = kept[-1] if kept else (None, 0, None)
+    assert np.all(np.isfinite(net.params))
+    assert opt.step_count == steps  # the optimizer is back at the end of the last good epoch
+    if kept:
+        assert np.array_equal(net.params, params)
+        assert np.array_equal(opt.state_dict()["state"]["momentum_buffer"],
+                              state["momentum_buffer"])
+
+
+def test_bad_input_does_not_bind_the_optimizer():
+    X, y = make_data(6, 4, 3, "cross_entropy")
+    opt = fb.Adam()
+    with pytest.raises(ValueError):
+        build([4, 5, 3]).train_step(X, y + 7, opt)
+    other = build([4, 5, 3])
+    other.train_step(X, y, opt)  # still free to serve a network
+    assert opt.step_count == 1
+
+
+@pytest.mark.parametrize("kwargs,exc,text", [
+    ({"early_stopping": fb.EarlyStopping()}, ValueError, "monitors 'val_loss'"),
+    ({"scheduler": "steplr"}, TypeError, "fastbp scheduler"),
+    ({"scheduler": fb.StepLR(fb.SGD(), step_size=1)}, ValueError, "different optimizer"),
+    ({"class_weight": {0: np.inf}}, ValueError, "class_weight must be finite"),
+    ({"class_weight": {0: 1e39}}, ValueError, "class_weight must be finite"),
+    ({"validation_split": 0.25, "sample_weight": [1] * 6 + [0] * 2}, ValueError,
+     "validation samples all have zero weight"),
+])
+def test_fit_refuses_before_training(kwargs, exc, text):
+    X, y = make_data(8, 4, 3, "cross_entropy")
+    net = build([4, 5, 3], dtype="float32")  # 1e39 overflows float32
+    before = net.params.copy()
+    with pytest.raises(exc, match=text):
+        net.fit(X, y, optimizer=fb.SGD(lr=0.1), epochs=2, verbose=0, **kwargs)
+    assert np.array_equal(net.params, before)
+
+
+def test_scheduler_alone_names_the_optimizer():
+    X, y = make_data(8, 4, 3, "cross_entropy")
+    opt = fb.SGD(lr=0.1)
+    h = build([4, 5, 3]).fit(X, y, epochs=2, verbose=0,
+                            scheduler=fb.ExponentialLR(opt, gamma=0.5))
+    assert h.history["lr"] == pytest.approx([0.1, 0.05]) and opt.step_count == 2

@@ -31,6 +31,9 @@ def save(net: Network, path, optimizer: Optimizer | None = None) -> None:
     if optimizer is not None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+        bound = optimizer._network() if optimizer._network is not None else None
+        if optimizer._state is not None and bound is not net:
+            raise ValueError("optimizer belongs to another network; save it with that network")
         sd = optimizer.state_dict()
         meta["optimizer"] = {"type": sd["type"], "hyperparameters": sd["hyperparameters"],
                              "step": sd["step"], "state": sorted(sd["state"])}
@@ -44,10 +47,17 @@ def save(net: Network, path, optimizer: Optimizer | None = None) -> None:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is not what a plain write gives
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _bad(path, why: str) -> ValueError:
@@ -101,7 +111,10 @@ def load(path, return_optimizer: bool = False):
                                              "state": state})
             if state and next(iter(state.values())).shape != params.shape:
                 raise ValueError("optimizer state does not match the parameters")
-        except (KeyError, TypeError, ValueError) as e:
+            second_moments = {"exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg"}
+            if any(np.any(buf < 0) for name, buf in state.items() if name in second_moments):
+                raise ValueError("negative second-moment state")
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise _bad(path, f"bad optimizer state: {e}") from None
     net.params[:] = params
     return (net, opt) if return_optimizer else net

@@ -68,7 +68,7 @@ class Network:
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.loss = v.check_loss(loss)
         self.dtype = v.check_dtype(dtype)
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         self.layers = [copy.copy(layer) for layer in layers]
         resolve_widths(self.layers)
         if not any(isinstance(layer, Dense) for layer in self.layers):
@@ -162,6 +162,8 @@ class Network:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
+        newly_bound = optimizer._network is None
+        state_before = optimizer._state
         state = optimizer._bind(self)
         self._ensure_capacity(X.shape[0])
         r = self._results
@@ -169,6 +171,8 @@ class Network:
                    optimizer._hyper, self._ws, X, labels, targets, weights, optimizer._counters,
                    self._rng, self._loss_code, optimizer.kind, r, True)
         if r[codes.R_ERROR]:
+            if newly_bound and r[codes.R_ERROR] != codes.E_NON_FINITE_LOSS:
+                optimizer._unbind(state_before)  # bad input changes nothing, binding included
             self._raise_for(r)
         return r[codes.R_LOSS] / r[codes.R_WEIGHT]
 

@@ -106,9 +106,9 @@ class Optimizer:
             bound = self._network()
             if bound is network:
                 return self._state
-            if bound is not None:
-                raise ValueError(f"this {type(self).__name__} is already bound to another Network; "
-                                 "create one optimizer per network")
+            raise ValueError(f"this {type(self).__name__} is already bound to another Network "
+                             "(its state belongs to that network's parameters); create one "
+                             "optimizer per network")
         n_params = network.params.shape[0]
         if self._state is not None and self._state.shape[1:] == (n_params,):
             # state loaded by load_state_dict before first use: keep it
@@ -122,6 +122,11 @@ class Optimizer:
                 row[...] = self._initial_state(name)
         self._network = weakref.ref(network)
         return self._state
+
+    def _unbind(self, previous_state: np.ndarray | None) -> None:
+        """Undo a binding made by a call that then failed on bad input."""
+        self._state = previous_state
+        self._network = None
 
     @property
     def step_count(self) -> int:
@@ -141,31 +146,41 @@ class Optimizer:
                 "step": self.step_count, "state": state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned; validates before changing anything."""
+        """Restore what :meth:`state_dict` returned. Everything is checked before anything
+        changes; an empty ``state`` resets the buffers to their initial values."""
         if state_dict.get("type") != type(self).__name__:
-            raise ValueError(f"state_dict is for {state_dict.get('type')!r}, not {type(self).__name__}")
+            raise ValueError(f"state_dict is for {state_dict.get('type')!r}, "
+                             f"not {type(self).__name__}")
         probe = type(self)(**state_dict["hyperparameters"])  # validates the hyperparameters
-        step = int(state_dict["step"])
-        if step < 0:
-            raise ValueError(f"state_dict step must be >= 0, got {step}")
+        step = state_dict["step"]
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) \
+                or not 0 <= step < 2**62:
+            raise ValueError(f"state_dict step must be an int in [0, 2**62), got {step!r}")
         buffers = state_dict["state"]
+        new_state = None
         if buffers:
             if set(buffers) != set(self.state_names):
                 raise ValueError(f"state_dict state has keys {sorted(buffers)}, expected "
                                  f"{sorted(self.state_names)}")
             arrays = [np.asarray(buffers[n]) for n in self.state_names]
-            sizes = {a.shape for a in arrays}
-            if len(sizes) != 1 or len(arrays[0].shape) != 1:
+            if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
                 raise ValueError("state_dict state buffers must be 1-D and of equal length")
+            if any(a.dtype.kind != "f" or not np.all(np.isfinite(a)) for a in arrays):
+                raise ValueError("state_dict state buffers must hold finite floats")
             if self._state is not None and arrays[0].shape[0] != self._state.shape[1]:
                 raise ValueError(f"state_dict buffers hold {arrays[0].shape[0]} values, the bound "
                                  f"network has {self._state.shape[1]} parameters")
             dtype = self._state.dtype if self._state is not None else arrays[0].dtype
-            self._state = np.ascontiguousarray(np.stack(arrays), dtype=dtype)
+            new_state = np.ascontiguousarray(np.stack(arrays), dtype=dtype)
+        elif self._state is not None:
+            new_state = np.empty_like(self._state)
+            for row, name in zip(new_state, self.state_names):
+                row[...] = probe._initial_state(name)
+        self._state = new_state
         self._hyper[:] = probe._hyper
         for name, value in probe.hyperparameters.items():
             setattr(self, name, value)
-        self._counters[codes.C_STEP] = step
+        self._counters[codes.C_STEP] = int(step)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())

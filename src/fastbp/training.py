@@ -20,7 +20,7 @@ from . import _codes as codes
 from .kernels.dropout import shuffle as shuffle_kernel
 from .kernels.step import train_epoch
 from .optim import Adam, Optimizer
-from .schedulers import ReduceLROnPlateau
+from .schedulers import ReduceLROnPlateau, _Scheduler
 
 
 class Callback:
@@ -195,20 +195,31 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
     Raises
     ------
     FloatingPointError
-        If the loss becomes non-finite; the network keeps the last finite epoch's parameters.
+        If the loss or the parameters become non-finite; the network (and the optimizer's
+        state) are restored to the end of the last finite epoch. KeyboardInterrupt restores
+        the last completed epoch the same way and returns the history so far.
     """
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
     if not 0.0 <= float(validation_split) < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-    optimizer = Adam() if optimizer is None else optimizer
+    if scheduler is not None and not isinstance(scheduler, _Scheduler):
+        raise TypeError(f"scheduler must be a fastbp scheduler, got {type(scheduler).__name__}")
+    if optimizer is None:
+        optimizer = scheduler.optimizer if scheduler is not None else Adam()
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+    if scheduler is not None and scheduler.optimizer is not optimizer:
+        raise ValueError("scheduler drives a different optimizer than the one fit uses")
     X, labels, targets, weights = net._inputs(X, y, sample_weight)
     net._check_values(X, labels, targets, weights)
     if class_weight is not None:
         cw = _class_weights(class_weight, labels if net.loss == "cross_entropy" else targets, net)
-        weights = np.ascontiguousarray(cw * (weights if weights.shape[0] else 1.0), net.dtype)
+        with np.errstate(over="ignore"):  # an overflow is reported just below
+            weights = np.ascontiguousarray(cw * (weights if weights.shape[0] else 1.0), net.dtype)
+        if not np.all(np.isfinite(weights)):
+            raise ValueError("class_weight must be finite (after multiplying sample_weight, "
+                             f"in {net.dtype.name})")
     if validation_data is None and validation_split > 0:
         n_val = int(math.ceil(X.shape[0] * validation_split))
         if n_val >= X.shape[0]:
@@ -228,7 +239,16 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
     else:
         val = None
     if weights.shape[0] and not weights.sum() > 0:
-        raise ValueError("sample_weight and class_weight leave every sample with zero weight")
+        raise ValueError("sample_weight and class_weight leave every training sample with "
+                         "zero weight")
+    if val is not None and val[2] is not None and not np.sum(val[2]) > 0:
+        raise ValueError("the validation samples all have zero weight")
+    log_keys = {"loss", "lr", "seconds"} | ({"accuracy"} if net.loss != "mse" else set())
+    if val is not None:
+        log_keys |= {f"val_{k}" for k in log_keys if k in ("loss", "accuracy")}
+    if early_stopping is not None and early_stopping.monitor not in log_keys:
+        raise ValueError(f"EarlyStopping monitors {early_stopping.monitor!r}, which this fit "
+                         f"does not log (it logs {sorted(log_keys)})")
 
     history = History()
     callbacks = [history] + ([early_stopping] if early_stopping else []) + list(callbacks)
@@ -263,6 +283,8 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         totals = np.zeros_like(r)
         for b, start in enumerate(range(0, n, m)):
             idx = perm[start : start + m]
+            if weights.shape[0] and not weights[idx].sum() > 0:
+                continue  # a batch of zero weight has no loss to follow, as in train_epoch
             yb = labels[idx] if labels.shape[0] else targets[idx]
             try:
                 loss = net.train_step(X[idx], yb, optimizer,
@@ -280,7 +302,14 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
     for cb in callbacks:
         cb.on_train_begin()
     bar = _progress(epochs, verbose)
-    completed = net.params.copy()
+    # Everything an epoch changes, so that a failed or interrupted epoch can be undone.
+    live = (net.params, state, optimizer._counters, net._rng)
+    completed = [a.copy() for a in live]
+
+    def restore():
+        for array, saved in zip(live, completed):
+            array[...] = saved
+
     try:
         for epoch in range(epochs):
             for cb in callbacks:
@@ -289,18 +318,21 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
             started = time.perf_counter()
             totals = run_epoch()
             seconds = time.perf_counter() - started
-            if totals[codes.R_ERROR] == codes.E_NON_FINITE_LOSS:
-                net.params[:] = completed
+            if (totals[codes.R_ERROR] == codes.E_NON_FINITE_LOSS
+                    or not np.all(np.isfinite(net.params))):
+                restore()
                 raise FloatingPointError(f"the loss became non-finite in epoch {epoch + 1}; "
-                                         "the network keeps the parameters of the last finite "
-                                         "epoch (lower the learning rate or clip gradients)")
+                                         "the network and optimizer keep their state from the "
+                                         "last finite epoch (lower the learning rate or clip "
+                                         "gradients)")
             logs = net._metrics(totals)
             if val is not None:
                 for key, value in net.evaluate(*val).items():
                     logs[f"val_{key}"] = value
             logs["lr"] = lr
             logs["seconds"] = seconds
-            completed[:] = net.params
+            for array, saved in zip(live, completed):
+                saved[...] = array
             if scheduler is not None:
                 if isinstance(scheduler, ReduceLROnPlateau):
                     scheduler.step(logs.get("val_loss", logs["loss"]))
@@ -315,7 +347,7 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
             if net.stop_training:
                 break
     except KeyboardInterrupt:
-        net.params[:] = completed  # the last completed epoch
+        restore()  # the last completed epoch
     finally:
         if bar is not None:
             bar.close()

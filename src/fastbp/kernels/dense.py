@@ -59,10 +59,9 @@ def dense_forward(X, W, b, activation, out):
                 row[j] = b[j]
             for r in range(k):
                 a = X[i, r]
-                if a != 0:  # skips the zeros a ReLU layer feeds us
-                    w = W[r]
-                    for j in range(n):
-                        row[j] += a * w[j]
+                w = W[r]
+                for j in range(n):
+                    row[j] += a * w[j]
             activate_row(activation, row)
 
 
@@ -117,10 +116,9 @@ def dense_backward(X, W, out, activation, delta, dW, db, dX, need_dX):
             d = delta[i]
             for r in range(k):
                 a = X[i, r]
-                if a != 0:
-                    g = dW[r]
-                    for j in range(n):
-                        g[j] += a * d[j]
+                g = dW[r]
+                for j in range(n):
+                    g[j] += a * d[j]
     if need_dX:
         if big:
             np.dot(delta, W.T, dX)

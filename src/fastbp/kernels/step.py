@@ -134,9 +134,10 @@ def train_step(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets
     m = X.shape[0]
     wsum = _weight_sum(weights, m)
     if not wsum > 0:
-        results[R_ERROR] = E_WEIGHT
-        results[R_ERROR_INDEX] = -1
-        return
+        if standalone:
+            results[R_ERROR] = E_WEIGHT
+            results[R_ERROR_INDEX] = -1
+        return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
     last = plan[plan.shape[0] - 1]
     training = opt_kind != NO_UPDATE
     O = forward_pass(plan, plan_f, params, ws, X, training, rng)
