@@ -101,6 +101,7 @@ def test_predict_csv_of_features_only(capsys, tmp_path):
     assert [int(s) for s in out.split()] == fb.load(model).predict(X[:7]).tolist()
 
 
+@pytest.mark.slow  # compiles every kernel for float64
 def test_train_npz_regression_float64(capsys, tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(200, 3))

@@ -242,6 +242,8 @@ def _torch_trajectory(net, name, kwargs, data):
     return np.concatenate(flat)
 
 
+@pytest.mark.slow  # imports torch
+@pytest.mark.slow  # imports torch
 @pytest.mark.parametrize("case", OPTIMIZER_CASES, ids=CASE_IDS)
 def test_trajectory_matches_torch(case):
     _, name, kwargs = case
