@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _codes as codes
+
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -89,12 +91,13 @@ def value_error_message(code: int, row: int, loss: str, n_outputs: int,
                         x_name: str = "X", y_name: str = "y") -> str:
     """Turn a kernel's (or check_values') error code into a message naming the argument."""
     messages = {
-        1: f"{x_name} contains NaN or infinity (first in row {row})",
-        2: f"{y_name} contains NaN or infinity (first in row {row})",
-        3: f"{y_name} must hold class labels in [0, {n_outputs}) for {loss}; "
-           f"row {row} is out of range",
-        4: f"{y_name} must hold targets in [0, 1] for {loss}; row {row} is out of range",
-        5: "sample_weight must be finite and non-negative, with a positive sum",
+        codes.E_X_NOT_FINITE: f"{x_name} contains NaN or infinity (first in row {row})",
+        codes.E_Y_NOT_FINITE: f"{y_name} contains NaN or infinity (first in row {row})",
+        codes.E_LABEL_RANGE: f"{y_name} must hold class labels in [0, {n_outputs}) for {loss}; "
+                             f"row {row} is out of range",
+        codes.E_TARGET_RANGE: f"{y_name} must hold targets in [0, 1] for {loss}; "
+                              f"row {row} is out of range",
+        codes.E_WEIGHT: "sample_weight must be finite and non-negative, with a positive sum",
     }
     return messages.get(code, f"invalid input (code {code})")
 
@@ -106,19 +109,19 @@ def check_values(X, labels, targets, loss: str, n_outputs: int) -> tuple[int, in
 
     bad = ~np.isfinite(X).all(axis=1)
     if bad.any():
-        return 1, first(bad)
+        return codes.E_X_NOT_FINITE, first(bad)
     if labels is None and targets is None:
         return 0, -1
     if loss == "cross_entropy":
         bad = (labels < 0) | (labels >= n_outputs)
         if bad.any():
-            return 3, first(bad)
+            return codes.E_LABEL_RANGE, first(bad)
     else:
         bad = ~np.isfinite(targets).all(axis=1)
         if bad.any():
-            return 2, first(bad)
+            return codes.E_Y_NOT_FINITE, first(bad)
         if loss == "binary_cross_entropy":
             bad = ((targets < 0) | (targets > 1)).any(axis=1)
             if bad.any():
-                return 4, first(bad)
+                return codes.E_TARGET_RANGE, first(bad)
     return 0, -1

@@ -8,7 +8,19 @@ All three take logits directly and are stable for logits of any magnitude.
 
 import numpy as np
 
-from .._codes import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from .._codes import (
+    BINARY_CROSS_ENTROPY,
+    CROSS_ENTROPY,
+    E_LABEL_RANGE,
+    E_TARGET_RANGE,
+    E_WEIGHT,
+    E_X_NOT_FINITE,
+    E_Y_NOT_FINITE,
+    MSE,
+    R_CORRECT,
+    R_COUNT,
+    R_LOSS,
+)
 from .._jit import jit
 from .scalar import is_finite
 
@@ -24,8 +36,8 @@ def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, res
     """Accumulate the loss of outputs ``O`` and, if ``want_grad``, write dLoss/dO.
 
     ``scale`` is 1 / (sum of the weights of the whole batch), so that dO is the gradient of
-    the batch's weighted mean. Adds the weighted loss sum, the accuracy counts and nothing
-    else into ``results`` (slots 0, 2 and 3); an empty ``weights`` means unit weights.
+    the batch's weighted mean. Adds the weighted loss sum and the accuracy counts into
+    ``results`` (R_LOSS, R_CORRECT, R_COUNT); an empty ``weights`` means unit weights.
     """
     m, c = O.shape
     weighted = weights.shape[0] > 0
@@ -78,12 +90,12 @@ def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, res
                     if want_grad:
                         dO[i, j] = g * 2.0 * r
             loss_sum += w * row_loss / c
-    results[0] += loss_sum
-    results[2] += correct
+    results[R_LOSS] += loss_sum
+    results[R_CORRECT] += correct
     if loss_kind == CROSS_ENTROPY:
-        results[3] += m
+        results[R_COUNT] += m
     elif loss_kind == BINARY_CROSS_ENTROPY:
-        results[3] += m * c
+        results[R_COUNT] += m * c
 
 
 @jit
@@ -93,20 +105,20 @@ def check_batch(X, labels, targets, weights, loss_kind, n_outputs):
     for i in range(m):
         for j in range(k):
             if not is_finite(X[i, j]):
-                return 1, i
+                return E_X_NOT_FINITE, i
     if loss_kind == CROSS_ENTROPY:
         for i in range(m):
             if labels[i] < 0 or labels[i] >= n_outputs:
-                return 3, i
+                return E_LABEL_RANGE, i
     elif loss_kind == BINARY_CROSS_ENTROPY or loss_kind == MSE:
         for i in range(m):
             for j in range(targets.shape[1]):
                 t = targets[i, j]
                 if not is_finite(t):
-                    return 2, i
+                    return E_Y_NOT_FINITE, i
                 if loss_kind == BINARY_CROSS_ENTROPY and (t < 0 or t > 1):
-                    return 4, i
+                    return E_TARGET_RANGE, i
     for i in range(weights.shape[0]):
         if not is_finite(weights[i]) or weights[i] < 0:
-            return 5, i
+            return E_WEIGHT, i
     return 0, -1
