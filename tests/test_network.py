@@ -118,3 +118,11 @@ def test_layers_list_is_copied():
     b = fb.Network(layers, seed=2)
     assert not np.shares_memory(a.layers[0].W, b.layers[0].W)
     assert layers[0].W is None
+
+
+def test_buffers_start_on_cache_lines():
+    net = build([7, 5, 3], dtype="float32")
+    opt = fb.Adam()
+    net.train_step(*make_data(4, 7, 3, "cross_entropy", dtype="float32"), opt)
+    for buf in (net.params, net._grads, net._ws, opt._state):
+        assert buf.ctypes.data % 64 == 0 and buf.flags.c_contiguous

@@ -125,3 +125,13 @@ def check_values(X, labels, targets, loss: str, n_outputs: int) -> tuple[int, in
             if bad.any():
                 return codes.E_TARGET_RANGE, first(bad)
     return 0, -1
+
+
+def aligned_zeros(shape, dtype, alignment: int = 64) -> np.ndarray:
+    """Zeros whose data starts on a cache-line boundary (numpy only promises 16 bytes), so
+    that the kernels' vector loads never straddle lines depending on where malloc landed."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    raw = np.zeros(count * dtype.itemsize + alignment, dtype=np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start : start + count * dtype.itemsize].view(dtype).reshape(shape)

@@ -74,12 +74,12 @@ class Network:
         if not any(isinstance(layer, Dense) for layer in self.layers):
             raise ValueError("layers must contain at least one Dense layer")
         self._plan = build_plan(self.layers)
-        self.params = np.zeros(self._plan.n_params, dtype=self.dtype)
+        self.params = v.aligned_zeros(self._plan.n_params, self.dtype)
         init_rng = np.random.default_rng(seed)
         for layer, offset in zip(self.layers, self._plan.param_offsets):
             layer.bind(self.params, offset)
             layer.init(init_rng)
-        self._grads = np.zeros_like(self.params)
+        self._grads = v.aligned_zeros(self._plan.n_params, self.dtype)
         self._rng = _seed_state(seed)
         self._loss_code = LOSS_CODES[self.loss]
         self._results = np.zeros(codes.N_RESULTS, dtype=np.float64)
@@ -150,7 +150,7 @@ class Network:
 
     def _ensure_capacity(self, rows: int) -> None:
         if rows > self._capacity:
-            self._ws = np.empty(rows * self._plan.ws_width, dtype=self.dtype)
+            self._ws = v.aligned_zeros(rows * self._plan.ws_width, self.dtype)
             self._capacity = rows
 
     # -- training --------------------------------------------------------------------------

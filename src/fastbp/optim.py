@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _codes as codes
+from ._validation import aligned_zeros
 
 
 class _Hyper:
@@ -117,7 +118,7 @@ class Optimizer:
             raise ValueError(f"this optimizer's state holds {self._state.shape[1]} values per "
                              f"buffer, the network has {n_params} parameters")
         else:
-            self._state = np.empty((len(self.state_names), n_params), network.dtype)
+            self._state = aligned_zeros((len(self.state_names), n_params), network.dtype)
             for row, name in zip(self._state, self.state_names):
                 row[...] = self._initial_state(name)
         self._network = weakref.ref(network)

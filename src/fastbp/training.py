@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _codes as codes
+from ._validation import aligned_zeros
 from .kernels.dropout import shuffle as shuffle_kernel
 from .kernels.step import train_epoch
 from .optim import Adam, Optimizer
@@ -263,7 +264,7 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
     m = min(batch_size, n)
     net._ensure_capacity(m)
     perm = np.empty(n, dtype=np.int64)
-    X_batch = np.empty((m, X.shape[1]), dtype=net.dtype)
+    X_batch = aligned_zeros((m, X.shape[1]), net.dtype)
     labels_batch = np.empty(m if labels.shape[0] else 0, dtype=np.int64)
     targets_batch = np.empty((m if targets.shape[0] else 0, net.n_outputs), dtype=net.dtype)
     weights_batch = np.empty(m if weights.shape[0] else 0, dtype=net.dtype)
