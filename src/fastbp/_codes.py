@@ -78,8 +78,7 @@ R_ERROR_INDEX = 6  # the first offending row
 R_BATCHES = 7  # batches completed (an epoch stops early on a non-finite loss)
 N_RESULTS = 8
 
-# Input errors found by the kernels' own checks, before any state is touched.
-E_NONE = 0
+# Input errors found by the kernels' own checks, before any state is touched (0: none).
 E_X_NOT_FINITE = 1
 E_Y_NOT_FINITE = 2
 E_LABEL_RANGE = 3

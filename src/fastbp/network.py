@@ -195,12 +195,20 @@ class Network:
         return float(loss), self._grads.copy()
 
     def fit(self, X, y, optimizer: Optimizer | None = None, epochs: int = 20,
-            batch_size: int = 32, **kwargs):
-        """Train with mini-batches; see :func:`fastbp.training.fit` for every option."""
+            batch_size: int = 32, shuffle: bool = True, validation_data=None,
+            validation_split: float = 0.0, early_stopping=None, scheduler=None,
+            callbacks=(), verbose: int = 1, sample_weight=None, class_weight=None):
+        """Train with shuffled mini-batches, one kernel call per epoch; returns a History.
+
+        See :func:`fastbp.training.fit` for what each option does.
+        """
         from .training import fit
 
         return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
-                   **kwargs)
+                   shuffle=shuffle, validation_data=validation_data,
+                   validation_split=validation_split, early_stopping=early_stopping,
+                   scheduler=scheduler, callbacks=callbacks, verbose=verbose,
+                   sample_weight=sample_weight, class_weight=class_weight)
 
     # -- inference -------------------------------------------------------------------------
     def _infer(self, X, labels, targets, weights, loss_code, outputs) -> np.ndarray:
