@@ -157,7 +157,28 @@ class Network:
     def train_step(self, X, y, optimizer: Optimizer, sample_weight=None) -> float:
         """One fused forward, loss, backward and optimizer update on a batch.
 
-        Returns the batch's loss before the update. On invalid input nothing changes.
+        Parameters
+        ----------
+        X : array-like of shape (n, n_features)
+        y : array-like
+            Integer labels of shape (n,) for cross_entropy; targets of shape
+            (n, n_outputs), or (n,) for a single output, otherwise.
+        optimizer : Optimizer
+            Bound to this network on first use; it refuses any other network after.
+        sample_weight : array-like of shape (n,), optional
+            The loss becomes sum(w_i * l_i) / sum(w_i).
+
+        Returns
+        -------
+        float
+            The batch's loss before the update.
+
+        Raises
+        ------
+        ValueError, TypeError
+            On invalid input, naming the argument; nothing changes.
+        FloatingPointError
+            If the loss is not finite; the parameters are not updated.
         """
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
@@ -177,9 +198,23 @@ class Network:
         return r[codes.R_LOSS] / r[codes.R_WEIGHT]
 
     def loss_and_grad(self, X, y, sample_weight=None) -> tuple[float, np.ndarray]:
-        """The loss on (X, y) and its gradient, a new array laid out like ``params``.
+        """The loss on (X, y) and its gradient.
 
-        Dropout is off (the gradient is deterministic); ``params`` are untouched.
+        Parameters
+        ----------
+        X, y, sample_weight
+            As for :meth:`train_step`.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray
+            A new 1-D array laid out like ``params`` (``grad[i]`` is dLoss/d``params[i]``).
+
+        Notes
+        -----
+        Dropout is off, so the gradient is deterministic; ``params`` are untouched. A
+        non-finite loss gives ``nan`` and a gradient of NaNs.
         """
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
         self._ensure_capacity(X.shape[0])
@@ -219,7 +254,16 @@ class Network:
         return self._results
 
     def forward(self, X) -> np.ndarray:
-        """Raw outputs of the last layer, shape (n, n_outputs): logits for classification."""
+        """Raw outputs of the last layer (logits for the classification losses).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n, n_outputs), in the network's dtype
+        """
         X = v.check_X(X, self.n_features, self.dtype)
         self._check_values(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
@@ -251,7 +295,19 @@ class Network:
         return out.astype(self.dtype, copy=False)
 
     def evaluate(self, X, y, sample_weight=None) -> dict[str, float]:
-        """Mean loss and (for classification) accuracy on (X, y), dropout off."""
+        """Mean loss and (for classification) accuracy on (X, y), dropout off.
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            As for :meth:`train_step`.
+
+        Returns
+        -------
+        dict
+            ``{"loss": float}``, plus ``"accuracy"`` for the classification losses (for
+            binary_cross_entropy, the fraction of outputs on the right side of 0).
+        """
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
         self._check_values(X, labels, targets, weights)
         r = self._infer(X, labels, targets, weights, self._loss_code, self._no_targets)
