@@ -1,9 +1,18 @@
 """Shared case tables and data makers: every test file draws its parameters from here."""
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import fastbp as fb
+
+# CI explores the same examples on every run, so a red build is never a new random draw;
+# locally hypothesis keeps searching.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ACTIVATIONS = ["identity", "relu", "leaky_relu", "sigmoid", "tanh"]
 LOSSES = ["cross_entropy", "binary_cross_entropy", "mse"]
