@@ -7,7 +7,6 @@ optimizer state are parallel flat arrays. A training step is one kernel call.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,9 +15,9 @@ import numpy as np
 from . import _codes as codes
 from . import _validation as v
 from .kernels.step import infer, train_step, validate
-from .layers import Dense, Layer, layer_from_config, mlp_layers
+from .layers import Layer, layer_from_config, mlp_layers
 from .optim import Optimizer
-from .plan import build_plan, resolve_widths
+from .plan import compile_layers
 
 LOSS_CODES = {"cross_entropy": codes.CROSS_ENTROPY,
               "binary_cross_entropy": codes.BINARY_CROSS_ENTROPY, "mse": codes.MSE}
@@ -59,26 +58,12 @@ class Network:
 
     def __init__(self, layers: Sequence[Layer], loss: str = "cross_entropy",
                  dtype: str = "float32", seed: int | None = 0):
-        if isinstance(layers, Layer) or not isinstance(layers, Sequence) or not layers:
-            raise TypeError("layers must be a non-empty list of fastbp layers")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}] must be a fastbp layer, got {type(layer).__name__}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.loss = v.check_loss(loss)
         self.dtype = v.check_dtype(dtype)
         self.seed = None if seed is None else int(seed)
-        self.layers = [copy.copy(layer) for layer in layers]
-        resolve_widths(self.layers)
-        if not any(isinstance(layer, Dense) for layer in self.layers):
-            raise ValueError("layers must contain at least one Dense layer")
-        self._plan = build_plan(self.layers)
-        self.params = v.aligned_zeros(self._plan.n_params, self.dtype)
-        init_rng = np.random.default_rng(seed)
-        for layer, offset in zip(self.layers, self._plan.param_offsets):
-            layer.bind(self.params, offset)
-            layer.init(init_rng)
+        self.layers, self._plan, self.params = compile_layers(layers, self.dtype, seed)
         self._grads = v.aligned_zeros(self._plan.n_params, self.dtype)
         self._rng = _seed_state(seed)
         self._loss_code = LOSS_CODES[self.loss]

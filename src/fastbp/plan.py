@@ -7,11 +7,14 @@ offsets are per sample, so one plan serves every batch size.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _codes as codes
+from ._validation import aligned_zeros
 from .layers import ACTIVATIONS, Dense, Dropout, Layer
 
 
@@ -64,3 +67,26 @@ def build_plan(layers: list[Layer]) -> Plan:
             row[codes.P_MASK_OFFSET] = ws_off
             ws_off += layer.n_out
     return Plan(table, scalars, tuple(offsets), p_off, ws_off)
+
+
+def compile_layers(layers: Sequence[Layer], dtype: np.dtype,
+                   seed: int | None) -> tuple[list[Layer], Plan, np.ndarray]:
+    """Check and copy ``layers``, build their plan, and allocate and initialise the flat
+    parameter buffer they are bound to. Shared by the Network and the reference, so the
+    same spec and seed give both the same parameters."""
+    if isinstance(layers, Layer) or not isinstance(layers, Sequence) or not layers:
+        raise TypeError("layers must be a non-empty list of fastbp layers")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layers[{i}] must be a fastbp layer, got {type(layer).__name__}")
+    layers = [copy.copy(layer) for layer in layers]
+    resolve_widths(layers)
+    if not any(isinstance(layer, Dense) for layer in layers):
+        raise ValueError("layers must contain at least one Dense layer")
+    plan = build_plan(layers)
+    params = aligned_zeros(plan.n_params, dtype)
+    init_rng = np.random.default_rng(seed)
+    for layer, offset in zip(layers, plan.param_offsets):
+        layer.bind(params, offset)
+        layer.init(init_rng)
+    return layers, plan, params

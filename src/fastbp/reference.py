@@ -7,7 +7,6 @@ the tests and the baseline for the benchmarks. Every formula here is the textboo
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 
@@ -16,7 +15,7 @@ import numpy as np
 from . import _validation as v
 from .layers import Dense, Layer, mlp_layers
 from .optim import SGD, Adagrad, Adam, Optimizer, RMSprop
-from .plan import build_plan, resolve_widths
+from .plan import compile_layers
 
 # -- activations and their derivatives, in terms of the activation's output ----------------
 
@@ -145,14 +144,7 @@ class Network:
                  dtype: str = "float32", seed: int | None = 0):
         self.loss = v.check_loss(loss)
         self.dtype = v.check_dtype(dtype)
-        self.layers = [copy.copy(layer) for layer in layers]
-        resolve_widths(self.layers)
-        plan = build_plan(self.layers)
-        self.params = np.zeros(plan.n_params, dtype=self.dtype)
-        init_rng = np.random.default_rng(seed)
-        for layer, offset in zip(self.layers, plan.param_offsets):
-            layer.bind(self.params, offset)
-            layer.init(init_rng)
+        self.layers, plan, self.params = compile_layers(layers, self.dtype, seed)
         self._offsets = plan.param_offsets
         self._dropout_rng = np.random.default_rng(seed)
         self._opt_state: dict[int, tuple[dict, list]] = {}
