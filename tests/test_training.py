@@ -113,8 +113,14 @@ def test_dropout_mask_rate_and_scale():
         kept.append(nonzero.size)
     rate = 1 - np.mean(kept) / 2000
     assert rate == pytest.approx(0.3, abs=0.03)  # 10k draws: std 0.005, so 6 sigma
-    _, grad_eval = net.loss_and_grad(X, y)  # no dropout outside training
-    assert np.count_nonzero(grad_eval[4000:6000]) == 2000
+    # loss_and_grad runs in training mode too: it returns exactly the gradient the next
+    # train_step applies (the same mask), and leaves the random stream where it was.
+    _, grad = net.loss_and_grad(X, y)
+    _, again = net.loss_and_grad(X, y)
+    assert np.array_equal(grad, again)
+    assert np.count_nonzero(grad[4000:6000]) < 2000
+    net.train_step(X, y, opt)
+    assert np.array_equal(grad, net._grads)
 
 
 def test_per_batch_callbacks_follow_the_same_run(digits):
@@ -276,7 +282,7 @@ def test_bad_input_does_not_bind_the_optimizer():
     ({"early_stopping": fb.EarlyStopping()}, ValueError, "monitors 'val_loss'"),
     ({"scheduler": "steplr"}, TypeError, "fastbp scheduler"),
     ({"scheduler": fb.StepLR(fb.SGD(), step_size=1)}, ValueError, "different optimizer"),
-    ({"class_weight": {0: np.inf}}, ValueError, "class_weight must be finite"),
+    ({"class_weight": {0: np.inf}}, ValueError, r"class_weight\[0\] must be a finite weight"),
     ({"class_weight": {0: 1e39}}, ValueError, "class_weight must be finite"),
     ({"validation_split": 0.25, "sample_weight": [1] * 6 + [0] * 2}, ValueError,
      "validation samples all have zero weight"),

@@ -101,9 +101,10 @@ def test_bad_sample_weight():
     (lambda: fb.Network([fb.Dense(3, 2)], loss="hinge"), ValueError, "loss must be one of"),
     (lambda: fb.Network([fb.Dense(3, 2)], dtype="float16"), ValueError, "dtype must be"),
     (lambda: fb.Network([fb.Dense(3, 4), fb.Dense(5, 2)]), ValueError,
-     "layers[1] expects n_in=5 but the previous layer outputs 4"),
+     "layers[1]: Dense expects 5 inputs, the layer before outputs 4"),
     (lambda: fb.Network([]), TypeError, "non-empty list"),
-    (lambda: fb.Network([fb.Dropout(0.1), fb.Dense(3, 2)]), ValueError, "cannot be Dropout"),
+    (lambda: fb.Network([fb.Dropout(0.1), fb.Dense(3, 2)]), ValueError,
+         "input_shape is required: layers[0] (Dropout) does not fix the shape of its input"),
     (lambda: fb.Network([fb.Dense(3, 2), "relu"]), TypeError, "layers[1] must be a fastbp layer"),
 ])
 def test_bad_specs(make, exc, text):

@@ -1,8 +1,9 @@
 """fastbp: backpropagation on the CPU with fused Numba kernels over flat parameter buffers."""
 
-from . import datasets
-from .io import load
-from .layers import Dense, Dropout, Layer
+from . import datasets, layers
+from .io import load, save
+from .layers import *  # noqa: F403 (every layer kind: Dense, Dropout, Flatten, Activation...)
+from .layers import __all__ as _layer_names
 from .network import Network
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .schedulers import CosineAnnealingLR, ExponentialLR, ReduceLROnPlateau, StepLR
@@ -10,6 +11,7 @@ from .training import Callback, EarlyStopping, History
 
 __version__ = "0.1.0"
 
-__all__ = ["Network", "Layer", "Dense", "Dropout", "Optimizer", "SGD", "Adagrad", "RMSprop",
-           "Adam", "AdamW", "StepLR", "ExponentialLR", "CosineAnnealingLR", "ReduceLROnPlateau",
-           "Callback", "EarlyStopping", "History", "load", "datasets", "__version__"]
+__all__ = ["Network", *[n for n in _layer_names if n[0].isupper() and n != "LAYER_TYPES"],
+           "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "StepLR", "ExponentialLR",
+           "CosineAnnealingLR", "ReduceLROnPlateau", "Callback", "EarlyStopping", "History",
+           "save", "load", "datasets", "layers", "__version__"]

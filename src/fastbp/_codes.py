@@ -1,29 +1,36 @@
 """Integer codes shared by the plan builder and the kernels.
 
 The network compiles to arrays of these codes (the *plan*); kernels branch on them once per
-layer, never per element, and never on strings.
+layer, never per element, and never on strings. Layer kinds are not listed here: each kernel
+module defines its own ``KIND``.
 """
 
-# Layer kinds. A new kind gets a code here and a forward/backward pair in its own module.
-DENSE = 0
-DROPOUT = 1
+# Columns of the int64 plan table, one row per layer. Workspace offsets are per sample:
+# with a batch of m rows, a region at offset o of width w occupies ws[m*o : m*(o + w)].
+L_KIND = 0  # the layer's kernel module KIND
+L_IN_SIZE = 1  # input elements per sample
+L_OUT_SIZE = 2  # output elements per sample
+L_PARAM_OFFSET = 3  # into params / grads
+L_PARAM_SIZE = 4
+L_BUFFER_OFFSET = 5  # into buffers (non-trainable state)
+L_BUFFER_SIZE = 6
+L_OUT_OFFSET = 7  # layer output in the workspace (per sample)
+L_DELTA_OFFSET = 8  # dLoss/d(layer output), same shape as the output
+L_SCRATCH_OFFSET = 9  # per-sample scratch in the workspace
+L_SCRATCH_SIZE = 10
+L_BATCH_OFFSET = 11  # scratch whose size does not depend on the batch, in batch_ws
+L_BATCH_SIZE = 12
+L_INT_OFFSET = 13  # the layer's integer settings, in the plan's ints
+L_INT_SIZE = 14
+L_FLOAT_OFFSET = 15  # the layer's float settings, in the plan's floats
+L_FLOAT_SIZE = 16
+L_IS_VIEW = 17  # 1: the output shares the input's region (Flatten); no kernel runs
+PLAN_WIDTH = 18
 
-# Columns of the int64 plan, one row per layer. Offsets into the workspace are per sample:
-# with a batch of B rows, a region at offset o of width w occupies ws[B*o : B*(o + w)].
-P_KIND = 0
-P_N_IN = 1
-P_N_OUT = 2
-P_ACTIVATION = 3
-P_W_OFFSET = 4  # into params / grads
-P_B_OFFSET = 5
-P_OUT_OFFSET = 6  # layer output, per-sample offset into the workspace
-P_DELTA_OFFSET = 7  # dLoss/d(layer output), same shape as the output
-P_MASK_OFFSET = 8  # dropout's scaled keep-mask
-PLAN_WIDTH = 9
-
-# Columns of the float64 plan.
-PF_DROP_P = 0
-PLAN_F_WIDTH = 1
+# Bits of the ``flags`` every layer kernel receives.
+F_TRAINING = 1  # training mode (dropout on, batch statistics): PyTorch's module.train()
+F_UPDATE_BUFFERS = 2  # write running statistics into buffers (train_step, not loss_and_grad)
+F_NEED_D_INPUT = 4  # backward must write dLoss/d(input) (every layer but the first)
 
 # Activations.
 IDENTITY = 0
@@ -32,6 +39,8 @@ LEAKY_RELU = 2
 SIGMOID = 3
 TANH = 4
 LEAKY_SLOPE = 0.01
+ACTIVATION_CODES = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU,
+                    "sigmoid": SIGMOID, "tanh": TANH}
 
 # Losses.
 CROSS_ENTROPY = 0

@@ -31,19 +31,25 @@ def check_loss(loss) -> str:
     return loss
 
 
-def check_X(X, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
-    """Return X as a C-contiguous (n, n_features) array of ``dtype`` (copying only if needed)."""
+def check_X(X, input_shape: tuple[int, ...], dtype: np.dtype, name: str = "X") -> np.ndarray:
+    """Return X as a C-contiguous (n, prod(input_shape)) array of ``dtype`` (copying only if
+    needed). X may be (n, *input_shape) or already flat, (n, prod(input_shape))."""
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D of shape (n_samples, {n_features}), "
-                         f"got shape {X.shape}")
-    if X.shape[1] != n_features:
-        raise ValueError(f"{name} must have {n_features} features (columns), got {X.shape[1]}")
+    n_features = int(np.prod(input_shape))
+    flat_ok = X.ndim == 2 and X.shape[1] == n_features
+    if not flat_ok and X.shape[1:] != tuple(input_shape):
+        if len(input_shape) == 1:
+            if X.ndim != 2:
+                raise ValueError(f"{name} must be 2-D of shape (n_samples, {n_features}), "
+                                 f"got shape {X.shape}")
+            raise ValueError(f"{name} must have {n_features} features (columns), got {X.shape[1]}")
+        raise ValueError(f"{name} must have shape (n_samples, {', '.join(map(str, input_shape))}) "
+                         f"or (n_samples, {n_features}), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty: got 0 samples")
-    return np.ascontiguousarray(X, dtype=dtype)
+    return np.ascontiguousarray(X, dtype=dtype).reshape(X.shape[0], n_features)
 
 
 def check_y(y, n: int, loss: str, n_outputs: int, dtype: np.dtype,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import fastbp as fb
-from fastbp.layers import ACTIVATIONS
+from fastbp._codes import ACTIVATION_CODES as ACTIVATIONS
 
 # name -> (class, fixed keyword arguments, default learning rate). Each rate gives >= 97% test
 # accuracy on digits with the other defaults (256,128 ReLU, 80 epochs, batch 32), seeds 0-4.

@@ -1,63 +1,24 @@
 """Save and load networks (and optionally their optimizer) as one ``.npz``, without pickle.
 
-The file holds the flat params, the architecture as JSON, the dtype, a format version and,
-if given, the optimizer's hyperparameters, step count and state buffers. Writes are atomic
-(a temporary file in the same directory, then ``os.replace``). Reading trusts nothing: every
-field is checked, and anything malformed raises ValueError naming the file.
+``save`` is in ``_serialize`` (which ``Network.save`` uses too); ``load`` rebuilds the
+network, so it lives here, above ``network`` in the import order. Reading trusts nothing:
+every field is checked, and anything malformed raises ValueError naming the file. Format-1
+files (fastbp 0.1: params only, no buffers or random state) still load.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ._serialize import FORMAT, FORMAT_VERSION, save
 from .network import Network
-from .optim import Optimizer, optimizer_from_state_dict
+from .optim import optimizer_from_state_dict
 
-FORMAT = "fastbp-model"
-FORMAT_VERSION = 1
-
-
-def save(net: Network, path, optimizer: Optimizer | None = None) -> None:
-    """Write ``net`` (and ``optimizer``'s state, if given) to ``path`` atomically."""
-    path = Path(path)
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": net.get_config()}
-    arrays = {"params": net.params}
-    if optimizer is not None:
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-        bound = optimizer._network() if optimizer._network is not None else None
-        if optimizer._state is not None and bound is not net:
-            raise ValueError("optimizer belongs to another network; save it with that network")
-        sd = optimizer.state_dict()
-        meta["optimizer"] = {"type": sd["type"], "hyperparameters": sd["hyperparameters"],
-                             "step": sd["step"], "state": sorted(sd["state"])}
-        for name, buf in sd["state"].items():
-            arrays[f"optimizer/{name}"] = buf
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is not what a plain write gives
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+__all__ = ["save", "load"]
 
 
 def _bad(path, why: str) -> ValueError:
@@ -93,14 +54,13 @@ def load(path, return_optimizer: bool = False):
         raise _bad(path, f"format version {version!r}; this fastbp reads up to {FORMAT_VERSION}")
     try:
         net = Network.from_config(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise _bad(path, f"bad architecture: {e}") from None
-    params = arrays["params"]
-    if params.shape != net.params.shape or params.dtype != net.dtype:
-        raise _bad(path, f"params of shape {params.shape} and dtype {params.dtype}, expected "
-                         f"{net.params.shape} {net.dtype}")
-    if not np.all(np.isfinite(params)):
-        raise _bad(path, "params contain NaN or infinity")
+    params = _checked(path, arrays, "params", net.params)
+    buffers = _checked(path, arrays, "buffers", net.buffers) if version >= 2 else None
+    rng = arrays.get("rng") if version >= 2 else None
+    if version >= 2 and (rng is None or rng.shape != (1,) or rng.dtype != np.uint64 or rng[0] == 0):
+        raise _bad(path, "missing or invalid random state 'rng'")
     opt = None
     if "optimizer" in meta:
         info = meta["optimizer"]
@@ -117,4 +77,21 @@ def load(path, return_optimizer: bool = False):
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise _bad(path, f"bad optimizer state: {e}") from None
     net.params[:] = params
+    if buffers is not None:
+        net.buffers[:] = buffers
+    if rng is not None:
+        net._rng[:] = rng
     return (net, opt) if return_optimizer else net
+
+
+def _checked(path, arrays: dict, name: str, like: np.ndarray) -> np.ndarray:
+    """``arrays[name]`` if it has ``like``'s shape and dtype and is finite."""
+    if name not in arrays:
+        raise _bad(path, f"missing {name!r}")
+    array = arrays[name]
+    if array.shape != like.shape or array.dtype != like.dtype:
+        raise _bad(path, f"{name} of shape {array.shape} and dtype {array.dtype}, expected "
+                         f"{like.shape} {like.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise _bad(path, f"{name} contain NaN or infinity")
+    return array

@@ -1,19 +1,29 @@
 """The Network: validates input, owns the flat buffers, calls the fused kernels.
 
-Python does no per-sample or per-layer arithmetic here. Every weight and bias lives in one
-1-D array, ``params``; each Dense layer's ``W`` and ``b`` are views into it, and gradients and
-optimizer state are parallel flat arrays. A training step is one kernel call.
+Python does no per-sample or per-layer arithmetic here. Every trainable tensor lives in one
+1-D array, ``params``, and every non-trainable one (running statistics) in ``buffers``; each
+layer's tensors are views into them, and gradients and optimizer state are parallel flat
+arrays. A training step is one kernel call.
+
+Modes, as PyTorch's ``module.train()`` / ``module.eval()``:
+
+- training mode (dropout active, batch statistics): ``train_step``, ``fit`` and
+  ``loss_and_grad`` (which then restores the random stream and leaves buffers alone);
+- evaluation mode (dropout off, running statistics): ``forward``, ``predict``,
+  ``predict_proba``, ``evaluate`` and the validation inside ``fit``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from math import prod
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _codes as codes
 from . import _validation as v
+from ._serialize import save as _save
 from .kernels.step import infer, train_step, validate
 from .layers import Layer, layer_from_config, mlp_layers
 from .optim import Optimizer
@@ -24,12 +34,27 @@ LOSS_CODES = {"cross_entropy": codes.CROSS_ENTROPY,
 
 # Rows per chunk for forward/predict/evaluate on large inputs: bounds the workspace.
 INFER_CHUNK = 1024
+TRAIN_FLAGS = codes.F_TRAINING | codes.F_UPDATE_BUFFERS
 
 
-def _seed_state(seed: int | None) -> np.ndarray:
+def seed_state(seed: int | None) -> np.ndarray:
     """The kernels' xorshift state, from a stream of its own so init draws are unaffected."""
     rng = np.random.default_rng(None if seed is None else [seed, 0x5EED])
     return np.array([rng.integers(1, 2**63, dtype=np.int64)], dtype=np.uint64)
+
+
+class KernelArgs(NamedTuple):
+    """The network's arrays in the order every step, epoch and inference kernel takes them."""
+
+    plan: np.ndarray
+    ints: np.ndarray
+    floats: np.ndarray
+    params: np.ndarray
+    grads: np.ndarray
+    buffers: np.ndarray
+    ws: np.ndarray
+    batch_ws: np.ndarray
+    rng: np.ndarray
 
 
 class Network:
@@ -38,8 +63,12 @@ class Network:
     Parameters
     ----------
     layers : sequence of Layer
-        ``Dense`` and ``Dropout`` layers, first to last. They are copied, so one list can
-        build several networks.
+        The layers, first to last (``Dense``, ``Dropout``, ``Flatten``, ``Activation``...).
+        They are copied, so one list can build several networks.
+    input_shape : tuple of int, optional
+        The shape of one sample, e.g. ``(1, 8, 8)``; optional when the first layer fixes it
+        (Dense: ``(n_in,)``). X may then be ``(n, *input_shape)`` or flat
+        ``(n, prod(input_shape))`` in C order.
     loss : {"cross_entropy", "binary_cross_entropy", "mse"}, default "cross_entropy"
         As torch's CrossEntropyLoss, BCEWithLogitsLoss and MSELoss with mean reduction; the
         last layer's outputs are logits for the two classification losses.
@@ -51,25 +80,36 @@ class Network:
     Attributes
     ----------
     params : ndarray
-        1-D C-contiguous array holding every weight and bias.
+        1-D C-contiguous array holding every trainable tensor. Assigning to it copies into
+        it (the layers' tensors are views that must stay attached).
+    buffers : ndarray
+        1-D array holding every non-trainable tensor (running statistics); never touched by
+        the optimizer, weight decay or clipping.
     layers : list of Layer
-        The bound layers; ``layers[i].W`` (n_in, n_out) and ``layers[i].b`` are views of params.
+        The bound layers; their tensors (``layers[i].W``...) are views of params/buffers.
     """
 
-    def __init__(self, layers: Sequence[Layer], loss: str = "cross_entropy",
-                 dtype: str = "float32", seed: int | None = 0):
+    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] | None = None,
+                 loss: str = "cross_entropy", dtype: str = "float32", seed: int | None = 0):
+        if isinstance(input_shape, str):  # Network(layers, "mse"): the pre-input_shape order
+            raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}; pass "
+                            "the loss by name: Network(layers, loss=...)")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.loss = v.check_loss(loss)
         self.dtype = v.check_dtype(dtype)
         self.seed = None if seed is None else int(seed)
-        self.layers, self._plan, self.params = compile_layers(layers, self.dtype, seed)
+        layers, self._plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
+        self.layers = layers
+        self.input_shape = self._plan.input_shape
+        self._params, self._buffers = params, buffers
         self._grads = v.aligned_zeros(self._plan.n_params, self.dtype)
-        self._rng = _seed_state(seed)
+        self._rng = seed_state(seed)
         self._loss_code = LOSS_CODES[self.loss]
         self._results = np.zeros(codes.N_RESULTS, dtype=np.float64)
-        self._ws = np.empty(0, dtype=self.dtype)
+        self._batch_ws = v.aligned_zeros(self._plan.batch_width, self.dtype)
         self._capacity = 0
+        self._ensure_capacity(1)
         # Typed empties stand in for the arguments a call does not use.
         self._no_labels = np.empty(0, dtype=np.int64)
         self._no_targets = np.empty((0, self.n_outputs), dtype=self.dtype)
@@ -87,32 +127,62 @@ class Network:
         layers = mlp_layers(sizes, activation, dropout)
         return cls(layers, loss=loss, dtype=dtype, seed=seed)
 
+    # -- the flat state --------------------------------------------------------------------
+    @property
+    def params(self) -> np.ndarray:
+        return self._params
+
+    @params.setter
+    def params(self, value) -> None:
+        _copy_into(self._params, value, "params")
+
+    @property
+    def buffers(self) -> np.ndarray:
+        return self._buffers
+
+    @buffers.setter
+    def buffers(self, value) -> None:
+        _copy_into(self._buffers, value, "buffers")
+
+    def _kernel_args(self) -> KernelArgs:
+        """The arrays every kernel takes first (rebuilt when the workspace grows)."""
+        return self._args
+
+    def _training_state(self) -> tuple[np.ndarray, ...]:
+        """Every array training changes on the network's side, for snapshots and rollback."""
+        return (self._params, self._buffers, self._rng)
+
     # -- description -----------------------------------------------------------------------
     @property
     def n_features(self) -> int:
-        return self.layers[0].n_in
+        """Input elements per sample (``prod(input_shape)``)."""
+        return prod(self.input_shape)
 
     @property
     def n_outputs(self) -> int:
-        return self.layers[-1].n_out
+        return prod(self.layers[-1].output_shape)
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able description from which :meth:`from_config` rebuilds the architecture."""
-        return {"layers": [layer.get_config() for layer in self.layers], "loss": self.loss,
+        return {"layers": [layer.get_config() for layer in self.layers],
+                "input_shape": list(self.input_shape), "loss": self.loss,
                 "dtype": self.dtype.name, "seed": self.seed}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Network:
         layers = [layer_from_config(c) for c in config["layers"]]
-        return cls(layers, loss=config["loss"], dtype=config["dtype"], seed=config.get("seed"))
+        shape = config.get("input_shape")
+        return cls(layers, input_shape=None if shape is None else tuple(shape),
+                   loss=config["loss"], dtype=config["dtype"], seed=config.get("seed"))
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
-        return f"Network([{inner}], loss={self.loss!r}, dtype={self.dtype.name!r})"
+        return (f"Network([{inner}], input_shape={self.input_shape}, loss={self.loss!r}, "
+                f"dtype={self.dtype.name!r})")
 
     # -- input handling --------------------------------------------------------------------
     def _inputs(self, X, y, sample_weight=None):
-        X = v.check_X(X, self.n_features, self.dtype)
+        X = v.check_X(X, self.input_shape, self.dtype)
         labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype)
         w = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
         return (X, self._no_labels if labels is None else labels,
@@ -137,14 +207,32 @@ class Network:
         if rows > self._capacity:
             self._ws = v.aligned_zeros(rows * self._plan.ws_width, self.dtype)
             self._capacity = rows
+            p = self._plan
+            self._args = KernelArgs(p.table, p.ints, p.floats, self._params, self._grads,
+                                    self._buffers, self._ws, self._batch_ws, self._rng)
+
+    def _step(self, X, labels, targets, weights, optimizer: Optimizer | None) -> np.ndarray:
+        """One standalone fused step in training mode: with an optimizer, updates params,
+        buffers and its state; without one, only computes the gradient into ``_grads``."""
+        self._ensure_capacity(X.shape[0])
+        r = self._results
+        if optimizer is None:
+            opt = (codes.NO_UPDATE, self._no_state, self._no_hyper, self._no_counters)
+            flags = codes.F_TRAINING
+        else:
+            opt = optimizer._bind(self)
+            flags = TRAIN_FLAGS
+        train_step(*self._args, X, labels, targets, weights, self._loss_code, flags, *opt, r, True)
+        return r
 
     # -- training --------------------------------------------------------------------------
     def train_step(self, X, y, optimizer: Optimizer, sample_weight=None) -> float:
-        """One fused forward, loss, backward and optimizer update on a batch.
+        """One fused forward, loss, backward and optimizer update on a batch, in training
+        mode (dropout active; running statistics updated).
 
         Parameters
         ----------
-        X : array-like of shape (n, n_features)
+        X : array-like of shape (n, *input_shape) or (n, n_features)
         y : array-like
             Integer labels of shape (n,) for cross_entropy; targets of shape
             (n, n_outputs), or (n,) for a single output, otherwise.
@@ -170,12 +258,7 @@ class Network:
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
         newly_bound = optimizer._network is None
         state_before = optimizer._state
-        state = optimizer._bind(self)
-        self._ensure_capacity(X.shape[0])
-        r = self._results
-        train_step(self._plan.table, self._plan.scalars, self.params, self._grads, state,
-                   optimizer._hyper, self._ws, X, labels, targets, weights, optimizer._counters,
-                   self._rng, self._loss_code, optimizer.kind, r, True)
+        r = self._step(X, labels, targets, weights, optimizer)
         if r[codes.R_ERROR]:
             if newly_bound and r[codes.R_ERROR] != codes.E_NON_FINITE_LOSS:
                 optimizer._unbind(state_before)  # bad input changes nothing, binding included
@@ -183,7 +266,8 @@ class Network:
         return r[codes.R_LOSS] / r[codes.R_WEIGHT]
 
     def loss_and_grad(self, X, y, sample_weight=None) -> tuple[float, np.ndarray]:
-        """The loss on (X, y) and its gradient.
+        """The loss on (X, y) and its gradient: exactly what :meth:`train_step` would apply
+        next, in training mode (the same dropout mask), changing nothing.
 
         Parameters
         ----------
@@ -198,15 +282,16 @@ class Network:
 
         Notes
         -----
-        Dropout is off, so the gradient is deterministic; ``params`` are untouched. A
-        non-finite loss gives ``nan`` and a gradient of NaNs.
+        Parameters, buffers and the random stream are left as they were, so repeated calls
+        agree (and finite differences through dropout are well defined). A non-finite loss
+        gives ``nan`` and a gradient of NaNs.
         """
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
-        self._ensure_capacity(X.shape[0])
-        r = self._results
-        train_step(self._plan.table, self._plan.scalars, self.params, self._grads,
-                   self._no_state, self._no_hyper, self._ws, X, labels, targets, weights,
-                   self._no_counters, self._rng, self._loss_code, codes.NO_UPDATE, r, True)
+        rng_before = self._rng.copy()
+        try:
+            r = self._step(X, labels, targets, weights, None)
+        finally:
+            self._rng[:] = rng_before
         if r[codes.R_ERROR] and r[codes.R_ERROR] != codes.E_NON_FINITE_LOSS:
             self._raise_for(r)
         loss = r[codes.R_LOSS] / r[codes.R_WEIGHT]
@@ -220,7 +305,8 @@ class Network:
             callbacks=(), verbose: int = 1, sample_weight=None, class_weight=None):
         """Train with shuffled mini-batches, one kernel call per epoch; returns a History.
 
-        See :func:`fastbp.training.fit` for what each option does.
+        Training mode throughout; validation runs in evaluation mode. See
+        :func:`fastbp.training.fit` for what each option does.
         """
         from .training import fit
 
@@ -230,35 +316,34 @@ class Network:
                    scheduler=scheduler, callbacks=callbacks, verbose=verbose,
                    sample_weight=sample_weight, class_weight=class_weight)
 
-    # -- inference -------------------------------------------------------------------------
+    # -- inference (evaluation mode) -------------------------------------------------------
     def _infer(self, X, labels, targets, weights, loss_code, outputs) -> np.ndarray:
         self._ensure_capacity(min(X.shape[0], INFER_CHUNK))
-        infer(self._plan.table, self._plan.scalars, self.params, self._ws,
-              min(self._capacity, INFER_CHUNK), X, labels, targets, weights, loss_code,
-              outputs, self._results)
+        infer(*self._args, min(self._capacity, INFER_CHUNK), X, labels, targets, weights,
+              loss_code, outputs, self._results)
         return self._results
 
     def forward(self, X) -> np.ndarray:
-        """Raw outputs of the last layer (logits for the classification losses).
+        """Raw outputs of the last layer (logits for the classification losses), in
+        evaluation mode.
 
         Parameters
         ----------
-        X : array-like of shape (n, n_features)
+        X : array-like of shape (n, *input_shape) or (n, n_features)
 
         Returns
         -------
         ndarray of shape (n, n_outputs), in the network's dtype
         """
-        X = v.check_X(X, self.n_features, self.dtype)
+        X = v.check_X(X, self.input_shape, self.dtype)
         self._check_values(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         self._infer(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS, out)
         return out
 
     def predict(self, X) -> np.ndarray:
-        """Class indices (cross_entropy), 0/1 (binary_cross_entropy) or values (mse).
-
-        Single-output networks return shape (n,), as scikit-learn does.
+        """Class indices (cross_entropy), 0/1 (binary_cross_entropy) or values (mse), in
+        evaluation mode. Single-output networks return shape (n,), as scikit-learn does.
         """
         out = self.forward(X)
         if self.loss == "cross_entropy":
@@ -267,7 +352,8 @@ class Network:
         return pred.ravel() if self.n_outputs == 1 else pred
 
     def predict_proba(self, X) -> np.ndarray:
-        """Softmax (cross_entropy) or sigmoid (binary_cross_entropy) probabilities."""
+        """Softmax (cross_entropy) or sigmoid (binary_cross_entropy) probabilities, in
+        evaluation mode."""
         if self.loss == "mse":
             raise ValueError("predict_proba needs a classification loss; this network uses mse")
         out = self.forward(X).astype(np.float64)
@@ -280,7 +366,7 @@ class Network:
         return out.astype(self.dtype, copy=False)
 
     def evaluate(self, X, y, sample_weight=None) -> dict[str, float]:
-        """Mean loss and (for classification) accuracy on (X, y), dropout off.
+        """Mean loss and (for classification) accuracy on (X, y), in evaluation mode.
 
         Parameters
         ----------
@@ -306,7 +392,18 @@ class Network:
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path, optimizer: Optimizer | None = None) -> None:
-        """Write params, architecture and (optionally) optimizer state to one ``.npz``."""
-        from .io import save
+        """Alias of :func:`fastbp.save`: params, buffers, architecture, random state and
+        (optionally) the optimizer's state in one ``.npz``."""
+        _save(self, path, optimizer=optimizer)
 
-        save(self, path, optimizer=optimizer)
+
+def _copy_into(target: np.ndarray, value, name: str) -> None:
+    """``target[...] = value`` after checking shape and kind: the flat arrays are shared with
+    the layers' views and the kernels, so they are filled, never replaced."""
+    array = np.asarray(value)
+    if array.shape != target.shape:
+        raise ValueError(f"{name} must have shape {target.shape} (it is copied into the "
+                         f"network's buffer), got {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    target[...] = array

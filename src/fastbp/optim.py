@@ -9,7 +9,7 @@ network's ``params``; the update itself runs inside the network's fused training
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -79,8 +79,22 @@ def _max_norm(name: str, value: Any) -> float:
     return value
 
 
+class OptimizerArgs(NamedTuple):
+    """The optimizer's arrays in the order the step and epoch kernels take them."""
+
+    kind: int
+    state: np.ndarray
+    hyper: np.ndarray
+    counters: np.ndarray
+
+
 class Optimizer:
-    """Base class. Subclasses set ``kind`` and ``state_names`` (torch's state keys)."""
+    """Base class. Subclasses set ``kind`` and ``state_names`` (torch's state keys).
+
+    Three levels, as in torch.optim: this class (hyperparameters, state, binding), the
+    functional :meth:`step` (one update from a gradient you computed or combined yourself),
+    and the in-place kernel both it and the fused training step run.
+    """
 
     kind: int
     state_names: tuple[str, ...]
@@ -89,6 +103,7 @@ class Optimizer:
     max_norm = _Hyper(codes.H_MAX_NORM, _max_norm)
 
     def __init__(self, **hyperparameters: Any):
+        self._args: OptimizerArgs | None = None
         self._hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
         self._counters = np.zeros(codes.N_COUNTERS, dtype=np.int64)
         self._state: np.ndarray | None = None
@@ -101,12 +116,12 @@ class Optimizer:
     def _initial_state(self, name: str) -> float:
         return 0.0
 
-    def _bind(self, network) -> np.ndarray:
+    def _bind(self, network) -> OptimizerArgs:
         """Allocate state for ``network`` on first use; refuse any other network after."""
         if self._network is not None:
             bound = self._network()
             if bound is network:
-                return self._state
+                return self._args
             raise ValueError(f"this {type(self).__name__} is already bound to another Network "
                              "(its state belongs to that network's parameters); create one "
                              "optimizer per network")
@@ -122,12 +137,50 @@ class Optimizer:
             for row, name in zip(self._state, self.state_names):
                 row[...] = self._initial_state(name)
         self._network = weakref.ref(network)
-        return self._state
+        self._args = OptimizerArgs(self.kind, self._state, self._hyper, self._counters)
+        return self._args
 
     def _unbind(self, previous_state: np.ndarray | None) -> None:
         """Undo a binding made by a call that then failed on bad input."""
         self._state = previous_state
         self._network = None
+
+    def _training_state(self) -> tuple[np.ndarray, ...]:
+        """Every array an update changes, for snapshots and rollback."""
+        return (self._state, self._counters)
+
+    def step(self, network, grad: np.ndarray) -> float:
+        """Apply one update to ``network.params`` from the flat gradient ``grad``.
+
+        The functional level: for callers who compute or combine gradients themselves
+        (``network.loss_and_grad``, an all-reduce across processes, a sum over several
+        batches). Clipping (``max_norm``) and weight decay apply as in ``train_step``.
+
+        Parameters
+        ----------
+        network : Network
+            The network whose ``params`` to update; binds the optimizer on first use.
+        grad : array-like of shape (n_params,)
+            dLoss/dparams, laid out like ``network.params``. Left unchanged (clipping works
+            on a copy).
+
+        Returns
+        -------
+        float
+            The gradient's global L2 norm before clipping (0.0 when not clipping).
+        """
+        from .kernels.step import apply_update
+
+        grad = np.asarray(grad)
+        n = network.params.shape[0]
+        if grad.shape != (n,):
+            raise ValueError(f"grad must have shape ({n},) like network.params, got {grad.shape}")
+        if grad.dtype.kind != "f" or not np.all(np.isfinite(grad)):
+            raise ValueError("grad must hold finite floats")
+        grad = np.array(grad, dtype=network.dtype)  # a copy: clipping scales it in place
+        args = self._bind(network)
+        return float(apply_update(args.kind, network.params, grad, args.state, args.hyper,
+                                  args.counters))
 
     @property
     def step_count(self) -> int:
@@ -177,7 +230,10 @@ class Optimizer:
             new_state = np.empty_like(self._state)
             for row, name in zip(new_state, self.state_names):
                 row[...] = probe._initial_state(name)
-        self._state = new_state
+        if self._state is not None:
+            self._state[...] = new_state  # in place: the bound kernels' arguments share it
+        else:
+            self._state = new_state
         self._hyper[:] = probe._hyper
         for name, value in probe.hyperparameters.items():
             setattr(self, name, value)

@@ -1,92 +1,155 @@
-"""Compile a list of layers into the plan the kernels walk.
+"""Compile a list of layers into the plan the kernels walk, and bind the layers' tensors.
 
-The plan is an int64 array with one row per layer (kind, sizes, activation, offsets into the
-parameter buffer and the workspace) plus a float64 array of per-layer scalars. Workspace
-offsets are per sample, so one plan serves every batch size.
+The plan is an int64 table with one row per layer (its kind, sizes and offsets into the
+flat parameter, buffer, workspace and settings arrays; columns ``L_*`` in ``_codes``) plus
+the flat int64 and float64 settings each layer's kernels read through their own slice.
+Workspace offsets are per sample, so one plan serves every batch size.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import prod
 
 import numpy as np
 
 from . import _codes as codes
 from ._validation import aligned_zeros
-from .layers import ACTIVATIONS, Dense, Dropout, Layer
+from .kernels.step import LAYER_KERNELS
+from .layers import Layer
+
+Shape = tuple[int, ...]
+DISPATCHED_KINDS = frozenset(module.KIND for module in LAYER_KERNELS)
 
 
 @dataclass(frozen=True)
 class Plan:
     table: np.ndarray  # int64 (n_layers, PLAN_WIDTH)
-    scalars: np.ndarray  # float64 (n_layers, PLAN_F_WIDTH)
-    param_offsets: tuple[int, ...]  # where each layer's parameters start in the flat buffer
+    ints: np.ndarray  # int64, every layer's integer settings
+    floats: np.ndarray  # float64, every layer's float settings
+    input_shape: Shape
     n_params: int
+    n_buffers: int
     ws_width: int  # workspace elements per sample
+    batch_width: int  # workspace elements independent of the batch size
 
 
-def resolve_widths(layers: list[Layer]) -> None:
-    """Give width-less layers (Dropout) their width and check that sizes chain."""
-    width = None
-    for i, layer in enumerate(layers):
-        if isinstance(layer, Dropout):
-            if width is None:
-                raise ValueError("layers[0] cannot be Dropout: the first layer must set n_in")
-            layer.n_in = layer.n_out = width
-        elif width is not None and layer.n_in != width:
-            raise ValueError(f"layers[{i}] expects n_in={layer.n_in} but the previous layer "
-                             f"outputs {width}")
-        width = layer.n_out
-
-
-def build_plan(layers: list[Layer]) -> Plan:
-    table = np.zeros((len(layers), codes.PLAN_WIDTH), dtype=np.int64)
-    scalars = np.zeros((len(layers), codes.PLAN_F_WIDTH), dtype=np.float64)
-    offsets = []
-    p_off = 0
-    ws_off = 0
-    for i, layer in enumerate(layers):
-        row = table[i]
-        row[codes.P_KIND] = layer.kind
-        row[codes.P_N_IN] = layer.n_in
-        row[codes.P_N_OUT] = layer.n_out
-        offsets.append(p_off)
-        if isinstance(layer, Dense):
-            row[codes.P_ACTIVATION] = ACTIVATIONS[layer.activation]
-            row[codes.P_W_OFFSET] = p_off
-            row[codes.P_B_OFFSET] = p_off + layer.n_in * layer.n_out
-        if isinstance(layer, Dropout):
-            scalars[i, codes.PF_DROP_P] = layer.p
-        p_off += layer.n_params
-        row[codes.P_OUT_OFFSET] = ws_off
-        row[codes.P_DELTA_OFFSET] = ws_off + layer.n_out
-        ws_off += 2 * layer.n_out
-        if isinstance(layer, Dropout):
-            row[codes.P_MASK_OFFSET] = ws_off
-            ws_off += layer.n_out
-    return Plan(table, scalars, tuple(offsets), p_off, ws_off)
-
-
-def compile_layers(layers: Sequence[Layer], dtype: np.dtype,
-                   seed: int | None) -> tuple[list[Layer], Plan, np.ndarray]:
-    """Check and copy ``layers``, build their plan, and allocate and initialise the flat
-    parameter buffer they are bound to. Shared by the Network and the reference, so the
-    same spec and seed give both the same parameters."""
+def check_layers(layers: Sequence[Layer]) -> list[Layer]:
+    """Unbound copies of ``layers``, each a complete, dispatched layer kind."""
     if isinstance(layers, Layer) or not isinstance(layers, Sequence) or not layers:
         raise TypeError("layers must be a non-empty list of fastbp layers")
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
             raise TypeError(f"layers[{i}] must be a fastbp layer, got {type(layer).__name__}")
-    layers = [copy.copy(layer) for layer in layers]
-    resolve_widths(layers)
-    if not any(isinstance(layer, Dense) for layer in layers):
-        raise ValueError("layers must contain at least one Dense layer")
-    plan = build_plan(layers)
+        name = type(layer).__name__
+        if type(layer).kind not in DISPATCHED_KINDS:
+            raise TypeError(f"layers[{i}]: {name} has no kernels (kind {type(layer).kind!r} is "
+                            "not dispatched by fastbp.kernels.step.run_layer); a layer kind needs "
+                            "a kernel module and a dispatch line (docs/ARCHITECTURE.md)")
+        overridden = type(layer).compute_output_shape is not Layer.compute_output_shape
+        if not overridden or type(layer).get_config is Layer.get_config:
+            raise TypeError(f"layers[{i}]: {name} is incomplete: a layer kind must define "
+                            "compute_output_shape and get_config")
+    return [layer.unbound_copy() for layer in layers]
+
+
+def check_input_shape(input_shape, layers: list[Layer]) -> Shape:
+    """``input_shape`` as a tuple of positive ints, or the one the first layer fixes."""
+    fixed = layers[0].default_input_shape()
+    if input_shape is None:
+        if fixed is None:
+            raise ValueError(f"input_shape is required: layers[0] ({type(layers[0]).__name__}) "
+                             "does not fix the shape of its input")
+        return tuple(fixed)
+    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
+        input_shape = (input_shape,)
+    if not isinstance(input_shape, (tuple, list)) or not input_shape or any(
+            isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
+            for d in input_shape):
+        raise ValueError("input_shape must be a tuple of positive ints (the shape of one "
+                         f"sample), got {input_shape!r}")
+    return tuple(int(d) for d in input_shape)
+
+
+def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
+    """Chain the shapes (naming the layer that breaks them) and lay out every array."""
+    rows, ints, floats = [], [], []
+    p_off = b_off = ws_off = batch_off = 0
+    shape = input_shape
+    for i, layer in enumerate(layers):
+        try:
+            out_shape = layer.build(shape)
+        except ValueError as e:
+            raise ValueError(f"layers[{i}]: {e}") from None
+        row = np.zeros(codes.PLAN_WIDTH, dtype=np.int64)
+        row[codes.L_KIND] = type(layer).kind
+        row[codes.L_IN_SIZE] = prod(shape)
+        row[codes.L_OUT_SIZE] = prod(out_shape)
+        n_params = sum(prod(s) for s in layer.parameter_shapes().values())
+        n_buffers = sum(prod(s) for s in layer.buffer_shapes().values())
+        row[codes.L_PARAM_OFFSET], row[codes.L_PARAM_SIZE] = p_off, n_params
+        row[codes.L_BUFFER_OFFSET], row[codes.L_BUFFER_SIZE] = b_off, n_buffers
+        p_off += n_params
+        b_off += n_buffers
+        if layer.is_view and i > 0:
+            # Same bytes, another shape: share the input's regions and run nothing.
+            below = rows[-1]
+            row[codes.L_OUT_OFFSET] = below[codes.L_OUT_OFFSET]
+            row[codes.L_DELTA_OFFSET] = below[codes.L_DELTA_OFFSET]
+            row[codes.L_IS_VIEW] = 1
+        else:
+            width = row[codes.L_OUT_SIZE]
+            row[codes.L_OUT_OFFSET], row[codes.L_DELTA_OFFSET] = ws_off, ws_off + width
+            ws_off += 2 * width
+        scratch = layer.scratch_per_sample()
+        row[codes.L_SCRATCH_OFFSET], row[codes.L_SCRATCH_SIZE] = ws_off, scratch
+        ws_off += scratch
+        batch = layer.scratch_per_batch()
+        row[codes.L_BATCH_OFFSET], row[codes.L_BATCH_SIZE] = batch_off, batch
+        batch_off += batch
+        layer_ints = [int(x) for x in layer.int_settings()]
+        layer_floats = [float(x) for x in layer.float_settings()]
+        row[codes.L_INT_OFFSET], row[codes.L_INT_SIZE] = len(ints), len(layer_ints)
+        row[codes.L_FLOAT_OFFSET], row[codes.L_FLOAT_SIZE] = len(floats), len(layer_floats)
+        ints += layer_ints
+        floats += layer_floats
+        rows.append(row)
+        shape = out_shape
+    return Plan(np.array(rows), np.array(ints, dtype=np.int64),
+                np.array(floats, dtype=np.float64), input_shape, p_off, b_off, ws_off, batch_off)
+
+
+def _views(flat: np.ndarray, offset: int, shapes: dict[str, Shape]) -> dict[str, np.ndarray]:
+    views = {}
+    for name, shape in shapes.items():
+        size = prod(shape)
+        views[name] = flat[offset : offset + size].reshape(shape)
+        offset += size
+    return views
+
+
+def tensor_views(layers: list[Layer], plan: Plan, flat: np.ndarray,
+                 buffers: bool = False) -> list[dict[str, np.ndarray]]:
+    """Per layer, its named views into ``flat`` laid out like params (or like buffers):
+    how the reference and the tests address a flat gradient by tensor."""
+    column = codes.L_BUFFER_OFFSET if buffers else codes.L_PARAM_OFFSET
+    return [_views(flat, int(row[column]), layer.buffer_shapes() if buffers
+                   else layer.parameter_shapes()) for layer, row in zip(layers, plan.table)]
+
+
+def compile_layers(layers: Sequence[Layer], input_shape, dtype: np.dtype, seed: int | None
+                   ) -> tuple[list[Layer], Plan, np.ndarray, np.ndarray]:
+    """Check and copy ``layers``, build their plan, allocate the flat parameter and buffer
+    arrays, bind every layer's tensors to views of them and initialise them. Shared by the
+    Network and the reference, so the same spec and seed give both the same parameters."""
+    layers = check_layers(layers)
+    plan = build_plan(layers, check_input_shape(input_shape, layers))
     params = aligned_zeros(plan.n_params, dtype)
+    buffers = aligned_zeros(plan.n_buffers, dtype)
     init_rng = np.random.default_rng(seed)
-    for layer, offset in zip(layers, plan.param_offsets):
-        layer.bind(params, offset)
-        layer.init(init_rng)
-    return layers, plan, params
+    for layer, p_views, b_views in zip(layers, tensor_views(layers, plan, params),
+                                       tensor_views(layers, plan, buffers, buffers=True)):
+        layer.bind(p_views | b_views)
+        layer.reset_parameters(init_rng)
+    return layers, plan, params, buffers

@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -83,12 +83,13 @@ class History(Callback):
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs; with ``restore_best`` the network ends with the best epoch's parameters."""
+    epochs; with ``restore_best`` the network ends with the best epoch's parameters and
+    buffers."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  restore_best: bool = True):
-        if int(patience) < 0:
-            raise ValueError(f"patience must be >= 0, got {patience}")
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
+            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
         self.monitor = monitor
         self.patience = int(patience)
         self.min_delta = abs(float(min_delta))
@@ -99,6 +100,7 @@ class EarlyStopping(Callback):
         self.best = -math.inf if self.maximize else math.inf
         self.best_epoch = -1
         self.best_params: np.ndarray | None = None
+        self.best_buffers: np.ndarray | None = None
         self.wait = 0
         self.stopped_epoch: int | None = None
 
@@ -112,6 +114,7 @@ class EarlyStopping(Callback):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best:
                 self.best_params = self.network.params.copy()
+                self.best_buffers = self.network.buffers.copy()
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -121,6 +124,7 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.restore_best and self.best_params is not None:
             self.network.params[:] = self.best_params
+            self.network.buffers[:] = self.best_buffers
 
 
 def _progress(epochs: int, verbose: int):
@@ -131,6 +135,22 @@ def _progress(epochs: int, verbose: int):
     except ImportError:
         return None
     return tqdm(total=epochs, desc="fit", unit="epoch", file=sys.stderr, leave=True)
+
+
+class Data(NamedTuple):
+    """A validated dataset in the kernels' form (empty arrays for what a loss does not use)."""
+
+    X: np.ndarray
+    labels: np.ndarray
+    targets: np.ndarray
+    weights: np.ndarray
+
+    def rows(self, idx) -> Data:
+        return Data(self.X[idx], *(a[idx] if a.shape[0] else a
+                                   for a in (self.labels, self.targets, self.weights)))
+
+    def y(self) -> np.ndarray:
+        return self.labels if self.labels.shape[0] else self.targets
 
 
 def _class_weights(class_weight, labels, net) -> np.ndarray:
@@ -151,8 +171,14 @@ def _class_weights(class_weight, labels, net) -> np.ndarray:
     elif isinstance(class_weight, dict):
         table = np.ones(n_classes)
         for cls, weight in class_weight.items():
-            if not 0 <= int(cls) < n_classes or not float(weight) >= 0:
-                raise ValueError(f"class_weight has an invalid entry {cls!r}: {weight!r}")
+            if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)) \
+                    or not 0 <= cls < n_classes:
+                raise ValueError(f"class_weight keys must be class indices in [0, {n_classes}), "
+                                 f"got {cls!r}")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) \
+                    or not 0 <= float(weight) < math.inf:
+                raise ValueError(f"class_weight[{cls!r}] must be a finite weight >= 0 "
+                                 f"(a class cannot count negatively), got {weight!r}")
             table[int(cls)] = float(weight)
     else:
         raise TypeError(f"class_weight must be a dict or 'balanced', got {type(class_weight).__name__}")
@@ -165,9 +191,182 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
+def _check_options(epochs, batch_size, shuffle, validation_data, validation_split, optimizer,
+                   scheduler) -> tuple[int, int, Optimizer]:
+    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(batch_size, "batch_size")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+            or not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}")
+    if validation_data is not None and validation_split:
+        raise ValueError("give validation_data or validation_split, not both")
+    if scheduler is not None and not isinstance(scheduler, _Scheduler):
+        raise TypeError(f"scheduler must be a fastbp scheduler, got {type(scheduler).__name__}")
+    if optimizer is None:
+        optimizer = scheduler.optimizer if scheduler is not None else Adam()
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+    if scheduler is not None and scheduler.optimizer is not optimizer:
+        raise ValueError("scheduler drives a different optimizer than the one fit uses")
+    return epochs, batch_size, optimizer
+
+
+def _training_data(net, X, y, sample_weight, class_weight) -> Data:
+    data = Data(*net._inputs(X, y, sample_weight))
+    net._check_values(*data)
+    if class_weight is None:
+        return data
+    cw = _class_weights(class_weight, data.y(), net)
+    with np.errstate(over="ignore"):  # an overflow is reported just below
+        weights = np.ascontiguousarray(cw * (data.weights if data.weights.shape[0] else 1.0),
+                                       net.dtype)
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("class_weight must be finite (after multiplying sample_weight, "
+                         f"in {net.dtype.name})")
+    return data._replace(weights=weights)
+
+
+def _split_validation(net, data: Data, validation_data, validation_split
+                      ) -> tuple[Data, tuple | None]:
+    """The training data and the validation set as evaluate's arguments (or None)."""
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
+        val = tuple(validation_data) + (None,) * (3 - len(validation_data))
+        net._check_values(*net._inputs(*val))
+    elif validation_split > 0:
+        n_val = int(math.ceil(data.X.shape[0] * validation_split))
+        if n_val >= data.X.shape[0]:
+            raise ValueError("validation_split leaves no training samples")
+        cut = data.X.shape[0] - n_val
+        held = data.rows(slice(cut, None))
+        val = (held.X, held.y(), held.weights if held.weights.shape[0] else None)
+        data = data.rows(slice(None, cut))
+    else:
+        val = None
+    if data.weights.shape[0] and not data.weights.sum() > 0:
+        raise ValueError("sample_weight and class_weight leave every training sample with "
+                         "zero weight")
+    if val is not None and val[2] is not None and not np.sum(val[2]) > 0:
+        raise ValueError("the validation samples all have zero weight")
+    return data, val
+
+
+def _early_stopping(early_stopping, has_validation: bool) -> EarlyStopping | None:
+    """An EarlyStopping, or an int taken as its patience (as the CLI's --early-stopping)."""
+    if early_stopping is None or isinstance(early_stopping, EarlyStopping):
+        return early_stopping
+    if isinstance(early_stopping, (int, np.integer)) and not isinstance(early_stopping, bool):
+        return EarlyStopping(monitor="val_loss" if has_validation else "loss",
+                             patience=int(early_stopping))
+    raise TypeError("early_stopping must be an EarlyStopping or an int (the patience), got "
+                    f"{type(early_stopping).__name__}")
+
+
+def _callbacks(net, history, early_stopping, callbacks, log_keys) -> list[Callback]:
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of fastbp Callback objects, got "
+                        f"{type(callbacks).__name__}")
+    if early_stopping is not None and early_stopping.monitor not in log_keys:
+        raise ValueError(f"EarlyStopping monitors {early_stopping.monitor!r}, which this fit "
+                         f"does not log (it logs {sorted(log_keys)})")
+    callbacks = [history] + ([early_stopping] if early_stopping else []) + list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be fastbp Callback objects, got {type(cb).__name__}")
+        cb.set_network(net)
+    return callbacks
+
+
+class _Snapshot:
+    """Copies of everything an epoch changes, to undo a failed or interrupted epoch."""
+
+    def __init__(self, arrays: tuple[np.ndarray, ...]):
+        self.live = arrays
+        self.saved = [a.copy() for a in arrays]
+
+    def take(self) -> None:
+        for saved, live in zip(self.saved, self.live):
+            saved[...] = live
+
+    def restore(self) -> None:
+        for live, saved in zip(self.live, self.saved):
+            live[...] = saved
+
+
+class _EpochRunner:
+    """Runs one epoch in training mode: one kernel call, or one per batch when a callback
+    wants to see every batch. The only place the epoch kernel's arguments are assembled."""
+
+    def __init__(self, net, optimizer: Optimizer, data: Data, batch_size: int, shuffle: bool,
+                 callbacks: list[Callback]):
+        self.net, self.optimizer, self.data, self.shuffle = net, optimizer, data, shuffle
+        self.callbacks = callbacks
+        self.per_batch = any(type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
+        n = data.X.shape[0]
+        self.m = m = min(batch_size, n)
+        net._ensure_capacity(m)
+        self.opt_args = optimizer._bind(net)
+        self.perm = np.empty(n, dtype=np.int64)
+        self.batch = Data(aligned_zeros((m, data.X.shape[1]), net.dtype),
+                          np.empty(m if data.labels.shape[0] else 0, dtype=np.int64),
+                          np.empty((m if data.targets.shape[0] else 0, net.n_outputs), net.dtype),
+                          np.empty(m if data.weights.shape[0] else 0, dtype=net.dtype))
+
+    def __call__(self) -> np.ndarray:
+        """The epoch's result vector (loss and accuracy sums, error code)."""
+        if self.per_batch:
+            return self._per_batch()
+        net, r = self.net, self.net._results
+        train_epoch(*net._kernel_args(), *self.data, net._loss_code, *self.opt_args, r,
+                    self.perm, self.m, self.shuffle, *self.batch)
+        return r.copy()
+
+    def _per_batch(self) -> np.ndarray:
+        net, data, n = self.net, self.data, self.data.X.shape[0]
+        self.perm[:] = np.arange(n)
+        if self.shuffle:
+            shuffle_kernel(self.perm, net._rng)
+        totals = np.zeros(codes.N_RESULTS)
+        for b, start in enumerate(range(0, n, self.m)):
+            batch = data.rows(self.perm[start : start + self.m])
+            if batch.weights.shape[0] and not batch.weights.sum() > 0:
+                continue  # a batch of zero weight has no loss to follow, as in train_epoch
+            r = net._step(*batch, self.optimizer)
+            if r[codes.R_ERROR] == codes.E_NON_FINITE_LOSS:
+                totals[codes.R_ERROR] = codes.E_NON_FINITE_LOSS
+                return totals
+            for slot in (codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT):
+                totals[slot] += r[slot]
+            for cb in self.callbacks:
+                cb.on_batch_end(b, {"loss": r[codes.R_LOSS] / r[codes.R_WEIGHT]})
+        return totals
+
+
+def _epoch_logs(net, totals, val, lr: float, seconds: float) -> dict[str, float]:
+    logs = net._metrics(totals)
+    if val is not None:
+        for key, value in net.evaluate(*val).items():
+            logs[f"val_{key}"] = value
+    logs["lr"] = lr
+    logs["seconds"] = seconds
+    return logs
+
+
+def _step_scheduler(scheduler, logs) -> None:
+    if scheduler is None:
+        return
+    if isinstance(scheduler, ReduceLROnPlateau):
+        scheduler.step(logs.get("val_loss", logs["loss"]))
+    else:
+        scheduler.step()
+
+
 def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_size: int = 32,
         shuffle: bool = True, validation_data: tuple | None = None,
-        validation_split: float = 0.0, early_stopping: EarlyStopping | None = None,
+        validation_split: float = 0.0, early_stopping: EarlyStopping | int | None = None,
         scheduler=None, callbacks: Sequence[Callback] = (), verbose: int = 1,
         sample_weight=None, class_weight=None) -> History:
     """Train ``net`` on (X, y) with shuffled mini-batches; returns the :class:`History`.
@@ -181,11 +380,13 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         Reshuffle every epoch from the network's seeded generator.
     validation_data : (X_val, y_val) or (X_val, y_val, w_val), optional
     validation_split : float in [0, 1)
-        Hold out this last fraction of (X, y) (before shuffling) as validation data.
-    early_stopping : EarlyStopping, optional
+        Hold out this last fraction of (X, y) (before shuffling) as validation data; not
+        together with ``validation_data``.
+    early_stopping : EarlyStopping or int, optional
+        An int is the patience of an EarlyStopping on val_loss (loss without validation).
     scheduler : a fastbp scheduler, optional
         Stepped once per epoch; ReduceLROnPlateau gets val_loss (or loss without validation).
-    callbacks : sequence of Callback
+    callbacks : list of Callback
     verbose : int
         0 silent; 1 a tqdm progress bar over epochs.
     sample_weight : array of shape (n,), optional
@@ -196,121 +397,28 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
     Raises
     ------
     FloatingPointError
-        If the loss or the parameters become non-finite; the network (and the optimizer's
-        state) are restored to the end of the last finite epoch. KeyboardInterrupt restores
-        the last completed epoch the same way and returns the history so far.
+        If the loss or the parameters become non-finite; the network (params, buffers,
+        random state) and the optimizer's state are restored to the end of the last finite
+        epoch. KeyboardInterrupt restores the last completed epoch the same way and returns
+        the history so far.
     """
-    epochs = _positive_int(epochs, "epochs")
-    batch_size = _positive_int(batch_size, "batch_size")
-    if not 0.0 <= float(validation_split) < 1.0:
-        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-    if scheduler is not None and not isinstance(scheduler, _Scheduler):
-        raise TypeError(f"scheduler must be a fastbp scheduler, got {type(scheduler).__name__}")
-    if optimizer is None:
-        optimizer = scheduler.optimizer if scheduler is not None else Adam()
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-    if scheduler is not None and scheduler.optimizer is not optimizer:
-        raise ValueError("scheduler drives a different optimizer than the one fit uses")
-    X, labels, targets, weights = net._inputs(X, y, sample_weight)
-    net._check_values(X, labels, targets, weights)
-    if class_weight is not None:
-        cw = _class_weights(class_weight, labels if net.loss == "cross_entropy" else targets, net)
-        with np.errstate(over="ignore"):  # an overflow is reported just below
-            weights = np.ascontiguousarray(cw * (weights if weights.shape[0] else 1.0), net.dtype)
-        if not np.all(np.isfinite(weights)):
-            raise ValueError("class_weight must be finite (after multiplying sample_weight, "
-                             f"in {net.dtype.name})")
-    if validation_data is None and validation_split > 0:
-        n_val = int(math.ceil(X.shape[0] * validation_split))
-        if n_val >= X.shape[0]:
-            raise ValueError("validation_split leaves no training samples")
-        cut = X.shape[0] - n_val
-        val = (X[cut:], labels[cut:] if labels.shape[0] else targets[cut:],
-               weights[cut:] if weights.shape[0] else None)
-        X, labels = X[:cut], labels[:cut] if labels.shape[0] else labels
-        targets = targets[:cut] if targets.shape[0] else targets
-        weights = weights[:cut] if weights.shape[0] else weights
-    elif validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
-        val = tuple(validation_data) + (None,) * (3 - len(validation_data))
-        vX, vl, vt, vw = net._inputs(*val)
-        net._check_values(vX, vl, vt, vw)
-    else:
-        val = None
-    if weights.shape[0] and not weights.sum() > 0:
-        raise ValueError("sample_weight and class_weight leave every training sample with "
-                         "zero weight")
-    if val is not None and val[2] is not None and not np.sum(val[2]) > 0:
-        raise ValueError("the validation samples all have zero weight")
+    epochs, batch_size, optimizer = _check_options(epochs, batch_size, shuffle, validation_data,
+                                                   validation_split, optimizer, scheduler)
+    data = _training_data(net, X, y, sample_weight, class_weight)
+    data, val = _split_validation(net, data, validation_data, validation_split)
+    early_stopping = _early_stopping(early_stopping, val is not None)
     log_keys = {"loss", "lr", "seconds"} | ({"accuracy"} if net.loss != "mse" else set())
     if val is not None:
         log_keys |= {f"val_{k}" for k in log_keys if k in ("loss", "accuracy")}
-    if early_stopping is not None and early_stopping.monitor not in log_keys:
-        raise ValueError(f"EarlyStopping monitors {early_stopping.monitor!r}, which this fit "
-                         f"does not log (it logs {sorted(log_keys)})")
-
     history = History()
-    callbacks = [history] + ([early_stopping] if early_stopping else []) + list(callbacks)
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be fastbp Callback objects, got {type(cb).__name__}")
-        cb.set_network(net)
-    per_batch = any(type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
+    callbacks = _callbacks(net, history, early_stopping, callbacks, log_keys)
 
-    state = optimizer._bind(net)
-    n = X.shape[0]
-    m = min(batch_size, n)
-    net._ensure_capacity(m)
-    perm = np.empty(n, dtype=np.int64)
-    X_batch = aligned_zeros((m, X.shape[1]), net.dtype)
-    labels_batch = np.empty(m if labels.shape[0] else 0, dtype=np.int64)
-    targets_batch = np.empty((m if targets.shape[0] else 0, net.n_outputs), dtype=net.dtype)
-    weights_batch = np.empty(m if weights.shape[0] else 0, dtype=net.dtype)
-    r = net._results
-    plan = net._plan
-
-    def run_epoch():
-        if not per_batch:
-            train_epoch(plan.table, plan.scalars, net.params, net._grads, state, optimizer._hyper,
-                        net._ws, X, labels, targets, weights, optimizer._counters, net._rng,
-                        net._loss_code, optimizer.kind, r, perm, m, shuffle, X_batch,
-                        labels_batch, targets_batch, weights_batch)
-            return r.copy()
-        perm[:] = np.arange(n)
-        if shuffle:
-            shuffle_kernel(perm, net._rng)
-        totals = np.zeros_like(r)
-        for b, start in enumerate(range(0, n, m)):
-            idx = perm[start : start + m]
-            if weights.shape[0] and not weights[idx].sum() > 0:
-                continue  # a batch of zero weight has no loss to follow, as in train_epoch
-            yb = labels[idx] if labels.shape[0] else targets[idx]
-            try:
-                loss = net.train_step(X[idx], yb, optimizer,
-                                      weights[idx] if weights.shape[0] else None)
-            except FloatingPointError:
-                totals[codes.R_ERROR] = codes.E_NON_FINITE_LOSS
-                return totals
-            for slot in (codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT):
-                totals[slot] += r[slot]
-            for cb in callbacks:
-                cb.on_batch_end(b, {"loss": loss})
-        return totals
-
+    run_epoch = _EpochRunner(net, optimizer, data, batch_size, bool(shuffle), callbacks)
+    snapshot = _Snapshot(net._training_state() + optimizer._training_state())
     net.stop_training = False
     for cb in callbacks:
         cb.on_train_begin()
     bar = _progress(epochs, verbose)
-    # Everything an epoch changes, so that a failed or interrupted epoch can be undone.
-    live = (net.params, state, optimizer._counters, net._rng)
-    completed = [a.copy() for a in live]
-
-    def restore():
-        for array, saved in zip(live, completed):
-            array[...] = saved
-
     try:
         for epoch in range(epochs):
             for cb in callbacks:
@@ -320,35 +428,26 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
             totals = run_epoch()
             seconds = time.perf_counter() - started
             if (totals[codes.R_ERROR] == codes.E_NON_FINITE_LOSS
-                    or not np.all(np.isfinite(net.params))):
-                restore()
+                    or not np.all(np.isfinite(net.params)) or not np.all(np.isfinite(net.buffers))):
+                snapshot.restore()
                 raise FloatingPointError(f"the loss became non-finite in epoch {epoch + 1}; "
                                          "the network and optimizer keep their state from the "
                                          "last finite epoch (lower the learning rate or clip "
                                          "gradients)")
-            logs = net._metrics(totals)
-            if val is not None:
-                for key, value in net.evaluate(*val).items():
-                    logs[f"val_{key}"] = value
-            logs["lr"] = lr
-            logs["seconds"] = seconds
-            for array, saved in zip(live, completed):
-                saved[...] = array
-            if scheduler is not None:
-                if isinstance(scheduler, ReduceLROnPlateau):
-                    scheduler.step(logs.get("val_loss", logs["loss"]))
-                else:
-                    scheduler.step()
+            logs = _epoch_logs(net, totals, val, lr, seconds)
+            snapshot.take()
+            _step_scheduler(scheduler, logs)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             if bar is not None:
                 bar.set_postfix({k: f"{val_:.4g}" for k, val_ in logs.items() if k != "seconds"}
-                                | {"samples/s": f"{n / max(seconds, 1e-9):.3g}"}, refresh=False)
+                                | {"samples/s": f"{data.X.shape[0] / max(seconds, 1e-9):.3g}"},
+                                refresh=False)
                 bar.update(1)
             if net.stop_training:
                 break
     except KeyboardInterrupt:
-        restore()  # the last completed epoch
+        snapshot.restore()  # the last completed epoch
     finally:
         if bar is not None:
             bar.close()

@@ -1,43 +1,18 @@
 """Dense layer: ``out = act(X @ W + b)`` and its backward pass.
 
-Derivatives are written in terms of the activation's *output* (tanh: ``1 - out**2``), so the
-pre-activation never needs to be stored. Matrix products go to BLAS (numba's ``np.dot`` with
-``out=``, on views, never copies) when they are big enough to pay for the call, and to hand
-loops that vectorise over contiguous rows when they are not.
+Settings (ints): n_in, n_out, activation. Parameters: W (n_in, n_out) then b (n_out,).
+Matrix products go to BLAS (numba's ``np.dot`` with ``out=``, on views, never copies) when
+they are big enough to pay for the call, and to hand loops that vectorise over contiguous
+rows when they are not.
 """
 
 import numpy as np
 
-from .._codes import BLAS_MIN_WORK, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from .._codes import BLAS_MIN_WORK, F_NEED_D_INPUT, IDENTITY
 from .._jit import jit
+from .activations import activate_row, derivative_row
 
-
-@jit
-def _sigmoid(z):
-    # Two branches so that exp never overflows for large |z|.
-    if z >= 0:
-        return 1.0 / (1.0 + np.exp(-z))
-    e = np.exp(z)
-    return e / (1.0 + e)
-
-
-@jit
-def activate_row(activation, row):
-    """Apply the activation to a 1-D row in place."""
-    if activation == RELU:
-        for j in range(row.shape[0]):
-            if row[j] < 0:
-                row[j] = 0
-    elif activation == LEAKY_RELU:
-        for j in range(row.shape[0]):
-            if row[j] < 0:
-                row[j] *= LEAKY_SLOPE
-    elif activation == SIGMOID:
-        for j in range(row.shape[0]):
-            row[j] = _sigmoid(row[j])
-    elif activation == TANH:
-        for j in range(row.shape[0]):
-            row[j] = np.tanh(row[j])
+KIND = 0
 
 
 @jit
@@ -66,32 +41,6 @@ def dense_forward(X, W, b, activation, out):
 
 
 @jit
-def activation_backward(activation, out, delta, db):
-    """delta *= act'(out) in place, and db = delta summed over rows."""
-    m, n = out.shape
-    db[:] = 0
-    for i in range(m):
-        o = out[i]
-        d = delta[i]
-        if activation == RELU:
-            for j in range(n):
-                if o[j] <= 0:
-                    d[j] = 0
-        elif activation == LEAKY_RELU:
-            for j in range(n):
-                if o[j] <= 0:
-                    d[j] *= LEAKY_SLOPE
-        elif activation == SIGMOID:
-            for j in range(n):
-                d[j] *= o[j] * (1 - o[j])
-        elif activation == TANH:
-            for j in range(n):
-                d[j] *= 1 - o[j] * o[j]
-        for j in range(n):
-            db[j] += d[j]
-
-
-@jit
 def dense_backward(X, W, out, activation, delta, dW, db, dX, need_dX):
     """Backward through a Dense layer.
 
@@ -100,13 +49,13 @@ def dense_backward(X, W, out, activation, delta, dW, db, dX, need_dX):
     """
     m, k = X.shape
     n = W.shape[1]
-    if activation != IDENTITY:
-        activation_backward(activation, out, delta, db)
-    else:
-        db[:] = 0
-        for i in range(m):
-            for j in range(n):
-                db[j] += delta[i, j]
+    db[:] = 0
+    for i in range(m):
+        d = delta[i]
+        if activation != IDENTITY:
+            derivative_row(activation, out[i], d)
+        for j in range(n):
+            db[j] += d[j]
     big = m * k * n >= BLAS_MIN_WORK
     if big:
         np.dot(X.T, delta, dW)
@@ -131,3 +80,25 @@ def dense_backward(X, W, out, activation, delta, dW, db, dX, need_dX):
                     for j in range(n):
                         s += d[j] * w[j]
                     dX[i, r] = s
+
+
+@jit(inline="always")
+def _tensors(ints, flat):
+    n_in = ints[0]
+    n_out = ints[1]
+    return flat[: n_in * n_out].reshape((n_in, n_out)), flat[n_in * n_out : n_in * n_out + n_out]
+
+
+@jit
+def forward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
+            flags, rng):
+    W, b = _tensors(ints, params)
+    dense_forward(inp, W, b, ints[2], out)
+
+
+@jit
+def backward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
+             flags, rng):
+    W, _ = _tensors(ints, params)
+    dW, db = _tensors(ints, grads)
+    dense_backward(inp, W, out, ints[2], d_out, dW, db, d_inp, (flags & F_NEED_D_INPUT) != 0)

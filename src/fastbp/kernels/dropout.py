@@ -1,13 +1,17 @@
 """Inverted dropout and the small seeded generator behind it (and behind epoch shuffling).
 
+Settings (floats): p. Scratch per sample: the scaled keep-mask of the last training forward.
 The generator is xorshift64* over one uint64 of state that the network owns, so a run is
 reproducible bit for bit from the seed and independent of numba's global random state.
 """
 
 import numpy as np
 
+from .._codes import F_NEED_D_INPUT, F_TRAINING
 from .._jit import jit
 from .scalar import copy_into
+
+KIND = 1
 
 
 @jit
@@ -36,28 +40,34 @@ def shuffle(perm, rng):
         perm[j] = tmp
 
 
-@jit(inline="always")
-def dropout_forward(X, p, training, rng, mask, out):
-    """out = X * mask, mask = keep / (1 - p) drawn afresh; identity when not training."""
-    m, n = X.shape
-    if not training or p == 0.0:
-        copy_into(X, out)
+@jit
+def forward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
+            flags, rng):
+    """out = inp * mask, mask = keep / (1 - p) drawn afresh, one uniform per element in
+    row-major order; the identity outside training."""
+    p = floats[0]
+    if (flags & F_TRAINING) == 0 or p == 0.0:
+        copy_into(inp, out)
         return
+    m, n = inp.shape
     scale = 1.0 / (1.0 - p)
     for i in range(m):
         for j in range(n):
             keep = scale if next_uniform(rng) >= p else 0.0
-            mask[i, j] = keep
-            out[i, j] = X[i, j] * mask[i, j]
+            scratch[i, j] = keep
+            out[i, j] = inp[i, j] * scratch[i, j]
 
 
-@jit(inline="always")
-def dropout_backward(delta_out, p, training, mask, delta_in):
-    """delta_in = delta_out * mask (the mask of this step's training forward)."""
-    if not training or p == 0.0:
-        copy_into(delta_out, delta_in)
+@jit
+def backward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
+             flags, rng):
+    """d_inp = d_out * mask (the mask of this step's training forward)."""
+    if (flags & F_NEED_D_INPUT) == 0:
         return
-    m, n = delta_out.shape
+    if (flags & F_TRAINING) == 0 or floats[0] == 0.0:
+        copy_into(d_out, d_inp)
+        return
+    m, n = d_out.shape
     for i in range(m):
         for j in range(n):
-            delta_in[i, j] = delta_out[i, j] * mask[i, j]
+            d_inp[i, j] = d_out[i, j] * scratch[i, j]

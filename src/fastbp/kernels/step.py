@@ -1,30 +1,41 @@
 """The fused passes: walk the plan forward, take the loss, walk it backward, update.
 
 Every function here takes the plan and flat buffers and writes into buffers it is given; the
-only allocation-free views it makes are reshapes of slices of the workspace. Layer kinds
-dispatch through ``_layer_forward`` / ``_layer_backward``: a new kind adds a branch there and
-a module of its own.
+only views it makes are slices and reshapes. The network's state reaches every kernel as the
+same nine arrays, in this order (``Network._kernel_args`` builds them in one place):
+
+    plan, ints, floats, params, grads, buffers, ws, batch_ws, rng
+
+Each layer kind's forward/backward pair shares one signature (see ``run_layer``); adding a
+kind adds its module to ``LAYER_KERNELS`` and one line to ``run_layer``.
 """
 
-import numpy as np
 
 from .._codes import (
-    DENSE,
-    DROPOUT,
     E_NON_FINITE_LOSS,
     E_WEIGHT,
+    F_NEED_D_INPUT,
+    F_TRAINING,
+    F_UPDATE_BUFFERS,
+    L_BATCH_OFFSET,
+    L_BATCH_SIZE,
+    L_BUFFER_OFFSET,
+    L_BUFFER_SIZE,
+    L_DELTA_OFFSET,
+    L_FLOAT_OFFSET,
+    L_FLOAT_SIZE,
+    L_INT_OFFSET,
+    L_INT_SIZE,
+    L_IS_VIEW,
+    L_KIND,
+    L_OUT_OFFSET,
+    L_OUT_SIZE,
+    L_PARAM_OFFSET,
+    L_PARAM_SIZE,
+    L_SCRATCH_OFFSET,
+    L_SCRATCH_SIZE,
     NO_LOSS,
     NO_UPDATE,
-    P_ACTIVATION,
-    P_B_OFFSET,
-    P_DELTA_OFFSET,
-    P_KIND,
-    P_MASK_OFFSET,
-    P_N_IN,
-    P_N_OUT,
-    P_OUT_OFFSET,
-    P_W_OFFSET,
-    PF_DROP_P,
     R_BATCHES,
     R_ERROR,
     R_ERROR_INDEX,
@@ -33,11 +44,22 @@ from .._codes import (
     R_WEIGHT,
 )
 from .._jit import jit
-from .dense import dense_backward, dense_forward
-from .dropout import dropout_backward, dropout_forward, shuffle
+from . import dense, dropout
+from .dropout import shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
 from .scalar import copy_into, is_finite
+
+# The layer kinds the walker dispatches; a layer whose KIND is not here is refused when a
+# network is built.
+LAYER_KERNELS = (dense, dropout)
+
+
+@jit(inline="always")
+def run_layer(kind, backward, args):
+    """One layer's forward or backward kernel: one line per layer kind."""
+    if kind == dense.KIND: dense.backward(*args) if backward else dense.forward(*args)  # noqa: E701
+    elif kind == dropout.KIND: dropout.backward(*args) if backward else dropout.forward(*args)  # noqa: E701
 
 
 @jit
@@ -48,59 +70,54 @@ def _region(ws, offset, m, width):
 
 
 @jit
-def _weights(params, layer):
-    n_in = layer[P_N_IN]
-    n_out = layer[P_N_OUT]
-    w0 = layer[P_W_OFFSET]
-    b0 = layer[P_B_OFFSET]
-    return params[w0 : w0 + n_in * n_out].reshape((n_in, n_out)), params[b0 : b0 + n_out]
+def _layer_args(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, li, flags):
+    """The arguments of layer ``li``'s kernels for a batch X: its settings, tensors, input,
+    output, their deltas and its scratch."""
+    m = X.shape[0]
+    layer = plan[li]
+    out = _region(ws, layer[L_OUT_OFFSET], m, layer[L_OUT_SIZE])
+    d_out = _region(ws, layer[L_DELTA_OFFSET], m, layer[L_OUT_SIZE])
+    if li == 0:
+        inp = X
+        d_inp = X  # never written: the input needs no gradient
+    else:
+        below = plan[li - 1]
+        inp = _region(ws, below[L_OUT_OFFSET], m, below[L_OUT_SIZE])
+        d_inp = _region(ws, below[L_DELTA_OFFSET], m, below[L_OUT_SIZE])
+        flags |= F_NEED_D_INPUT
+    p0 = layer[L_PARAM_OFFSET]
+    p1 = p0 + layer[L_PARAM_SIZE]
+    b0 = layer[L_BUFFER_OFFSET]
+    i0 = layer[L_INT_OFFSET]
+    f0 = layer[L_FLOAT_OFFSET]
+    s0 = layer[L_BATCH_OFFSET]
+    return (ints[i0 : i0 + layer[L_INT_SIZE]], floats[f0 : f0 + layer[L_FLOAT_SIZE]],
+            params[p0:p1], grads[p0:p1], buffers[b0 : b0 + layer[L_BUFFER_SIZE]],
+            inp, out, d_inp, d_out,
+            _region(ws, layer[L_SCRATCH_OFFSET], m, layer[L_SCRATCH_SIZE]),
+            batch_ws[s0 : s0 + layer[L_BATCH_SIZE]], flags, rng)
 
 
 @jit
-def forward_pass(plan, plan_f, params, ws, X, training, rng):
+def forward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, flags):
     """Run every layer on X (m rows); returns the last layer's output region."""
-    m = X.shape[0]
-    inp = X
-    out = X
     for li in range(plan.shape[0]):
-        layer = plan[li]
-        out = _region(ws, layer[P_OUT_OFFSET], m, layer[P_N_OUT])
-        kind = layer[P_KIND]
-        if kind == DENSE:
-            W, b = _weights(params, layer)
-            dense_forward(inp, W, b, layer[P_ACTIVATION], out)
-        elif kind == DROPOUT:
-            mask = _region(ws, layer[P_MASK_OFFSET], m, layer[P_N_OUT])
-            dropout_forward(inp, plan_f[li, PF_DROP_P], training, rng, mask, out)
-        inp = out
-    return out
+        if plan[li, L_IS_VIEW] == 0:
+            args = _layer_args(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
+                               X, li, flags)
+            run_layer(plan[li, L_KIND], False, args)
+    last = plan[plan.shape[0] - 1]
+    return _region(ws, last[L_OUT_OFFSET], X.shape[0], last[L_OUT_SIZE])
 
 
 @jit
-def backward_pass(plan, plan_f, params, grads, ws, X, training):
+def backward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, flags):
     """Chain rule from the last layer to the first; the last delta region holds dLoss/dOut."""
-    m = X.shape[0]
     for li in range(plan.shape[0] - 1, -1, -1):
-        layer = plan[li]
-        need_dX = li > 0
-        if need_dX:
-            below = plan[li - 1]
-            inp = _region(ws, below[P_OUT_OFFSET], m, below[P_N_OUT])
-            d_inp = _region(ws, below[P_DELTA_OFFSET], m, below[P_N_OUT])
-        else:
-            inp = X
-            d_inp = X  # never written: the input needs no gradient
-        out = _region(ws, layer[P_OUT_OFFSET], m, layer[P_N_OUT])
-        delta = _region(ws, layer[P_DELTA_OFFSET], m, layer[P_N_OUT])
-        kind = layer[P_KIND]
-        if kind == DENSE:
-            W, b = _weights(params, layer)
-            dW, db = _weights(grads, layer)
-            dense_backward(inp, W, out, layer[P_ACTIVATION], delta, dW, db, d_inp, need_dX)
-        elif kind == DROPOUT:
-            if need_dX:
-                mask = _region(ws, layer[P_MASK_OFFSET], m, layer[P_N_OUT])
-                dropout_backward(delta, plan_f[li, PF_DROP_P], training, mask, d_inp)
+        if plan[li, L_IS_VIEW] == 0:
+            args = _layer_args(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
+                               X, li, flags)
+            run_layer(plan[li, L_KIND], True, args)
 
 
 @jit
@@ -114,19 +131,21 @@ def _weight_sum(weights, m):
 
 
 @jit
-def train_step(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets, weights,
-               counters, rng, loss_kind, opt_kind, results, standalone):
+def train_step(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
+               X, labels, targets, weights, loss_kind, flags,
+               opt_kind, state, hyper, counters, results, standalone):
     """Forward, loss, backward and (unless opt_kind is NO_UPDATE) the update, for one batch.
 
+    ``flags`` carries the mode: F_TRAINING (dropout, batch statistics) and F_UPDATE_BUFFERS
+    (write running statistics), independently of whether the optimizer updates.
     ``standalone`` (a call from Python): zero ``results`` and validate the batch first, so
     that bad input touches nothing. ``train_epoch`` validated its data once and passes
-    False to accumulate over its batches. Dropout is active only when updating, so a bare
-    gradient evaluation is deterministic.
+    False to accumulate over its batches.
     """
     if standalone:
         results[:] = 0
         code, row = check_batch(X, labels, targets, weights, loss_kind,
-                                plan[plan.shape[0] - 1, P_N_OUT])
+                                plan[plan.shape[0] - 1, L_OUT_SIZE])
         if code != 0:
             results[R_ERROR] = code
             results[R_ERROR_INDEX] = row
@@ -139,26 +158,27 @@ def train_step(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets
             results[R_ERROR_INDEX] = -1
         return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
     last = plan[plan.shape[0] - 1]
-    training = opt_kind != NO_UPDATE
-    O = forward_pass(plan, plan_f, params, ws, X, training, rng)
-    dO = _region(ws, last[P_DELTA_OFFSET], m, last[P_N_OUT])
+    O = forward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, flags)
+    dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
     before = results[R_LOSS]
     loss_forward_backward(loss_kind, O, labels, targets, weights, dO, 1.0 / wsum, results, True)
     results[R_WEIGHT] += wsum
     if not is_finite(results[R_LOSS] - before):
         results[R_ERROR] = E_NON_FINITE_LOSS
         return
-    backward_pass(plan, plan_f, params, grads, ws, X, training)
+    backward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, flags)
     if opt_kind != NO_UPDATE:
         results[R_GRAD_NORM] = optimizer_update(opt_kind, params, grads, state, hyper, counters)
     results[R_BATCHES] += 1
 
 
 @jit
-def train_epoch(plan, plan_f, params, grads, state, hyper, ws, X, labels, targets, weights,
-                counters, rng, loss_kind, opt_kind, results, perm, batch_size, do_shuffle,
-                X_batch, labels_batch, targets_batch, weights_batch):
-    """One epoch: shuffle, then for each mini-batch gather its rows and run ``train_step``.
+def train_epoch(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
+                X, labels, targets, weights, loss_kind,
+                opt_kind, state, hyper, counters, results,
+                perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch, weights_batch):
+    """One epoch in training mode: shuffle, then for each mini-batch gather its rows and run
+    ``train_step``.
 
     The inputs were validated once by the caller. Stops early (R_ERROR set) on a non-finite
     loss; R_BATCHES says how many batches were applied.
@@ -170,6 +190,7 @@ def train_epoch(plan, plan_f, params, grads, state, hyper, ws, X, labels, target
     if do_shuffle:
         shuffle(perm, rng)
     weighted = weights.shape[0] > 0
+    flags = F_TRAINING | F_UPDATE_BUFFERS
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         Xb = X_batch[:m]
@@ -184,30 +205,32 @@ def train_epoch(plan, plan_f, params, grads, state, hyper, ws, X, labels, target
             if weighted:
                 weights_batch[r] = weights[src]
         wb = weights_batch[:m] if weighted else weights_batch[:0]
-        train_step(plan, plan_f, params, grads, state, hyper, ws, Xb, labels_batch[:m],
-                   targets_batch[:m], wb, counters, rng, loss_kind, opt_kind, results, False)
+        train_step(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
+                   Xb, labels_batch[:m], targets_batch[:m], wb, loss_kind, flags,
+                   opt_kind, state, hyper, counters, results, False)
         if results[R_ERROR] != 0:
             return
 
 
 @jit
-def infer(plan, plan_f, params, ws, capacity, X, labels, targets, weights, loss_kind,
-          outputs, results):
-    """Forward in chunks of ``capacity`` rows (dropout off): copy outputs into ``outputs``
-    (unless it is empty) and accumulate the loss and accuracy counts (unless NO_LOSS)."""
+def infer(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
+          capacity, X, labels, targets, weights, loss_kind, outputs, results):
+    """Forward in evaluation mode, in chunks of ``capacity`` rows: copy outputs into
+    ``outputs`` (unless it is empty) and accumulate the loss and accuracy counts (unless
+    NO_LOSS)."""
     results[:] = 0
     n = X.shape[0]
-    rng = np.zeros(1, np.uint64)  # unused: dropout is off outside training
     weighted = weights.shape[0] > 0
     for start in range(0, n, capacity):
         stop = min(n, start + capacity)
         m = stop - start
-        O = forward_pass(plan, plan_f, params, ws, X[start:stop], False, rng)
+        O = forward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
+                         X[start:stop], 0)
         if outputs.shape[0] > 0:
             copy_into(O, outputs[start:stop])
         if loss_kind != NO_LOSS:
             last = plan[plan.shape[0] - 1]
-            dO = _region(ws, last[P_DELTA_OFFSET], m, last[P_N_OUT])
+            dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
             w = weights[start:stop] if weighted else weights[:0]
             loss_forward_backward(loss_kind, O, labels[start:stop] if labels.shape[0] > 0
                                   else labels, targets[start:stop] if targets.shape[0] > 0
@@ -216,9 +239,15 @@ def infer(plan, plan_f, params, ws, capacity, X, labels, targets, weights, loss_
 
 
 @jit
+def apply_update(opt_kind, params, grads, state, hyper, counters):
+    """One optimizer update of ``params`` from the flat gradient ``grads`` (clipped in
+    place first if the hyperparameters ask); returns the norm before clipping."""
+    return optimizer_update(opt_kind, params, grads, state, hyper, counters)
+
+
+@jit
 def validate(X, labels, targets, weights, loss_kind, n_outputs, results):
     """The same checks train_step makes, for callers that validate a whole dataset once."""
     code, row = check_batch(X, labels, targets, weights, loss_kind, n_outputs)
     results[R_ERROR] = code
     results[R_ERROR_INDEX] = row
-

@@ -1,0 +1,72 @@
+"""Writing a network (and optionally its optimizer) to one ``.npz``, without pickle.
+
+Format 2 holds the flat params and buffers, the architecture as JSON (every layer's config
+and the input shape), the dtype, the random stream's state and, if given, the optimizer's
+hyperparameters, step count and state buffers. Writes are atomic (a temporary file in the
+same directory, then ``os.replace``). This module knows networks only by their interface,
+so ``network`` can import it; reading lives in ``io``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .optim import Optimizer
+
+FORMAT = "fastbp-model"
+FORMAT_VERSION = 2
+
+
+def save(net, path, optimizer: Optimizer | None = None) -> None:
+    """Write ``net`` (and ``optimizer``'s state, if given) to ``path`` atomically.
+
+    Parameters
+    ----------
+    net : Network
+    path : str or path-like
+        The ``.npz`` file to write; its directory must exist.
+    optimizer : Optimizer, optional
+        Saved with its state, so that ``load(path, return_optimizer=True)`` resumes the
+        same trajectory.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise FileNotFoundError(f"cannot save to {str(path)!r}: no such directory "
+                                f"{str(directory)!r}")
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": net.get_config()}
+    arrays = {"params": net.params, "buffers": net.buffers, "rng": net._rng}
+    if optimizer is not None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+        bound = optimizer._network() if optimizer._network is not None else None
+        if optimizer._state is not None and bound is not net:
+            raise ValueError("optimizer belongs to another network; save it with that network")
+        sd = optimizer.state_dict()
+        meta["optimizer"] = {"type": sd["type"], "hyperparameters": sd["hyperparameters"],
+                             "step": sd["step"], "state": sorted(sd["state"])}
+        for name, buf in sd["state"].items():
+            arrays[f"optimizer/{name}"] = buf
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is not what a plain write gives
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

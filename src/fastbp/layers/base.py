@@ -1,0 +1,153 @@
+"""The base class every layer kind derives from.
+
+A layer kind is three files: its spec here in ``fastbp/layers/<kind>.py`` (shapes, tensors,
+settings, initialisation), its kernels in ``fastbp/kernels/<kind>.py`` (a forward/backward
+pair with the signature every kind shares) and its numpy twin in
+``fastbp/reference/<kind>.py``; plus one dispatch line in ``fastbp/kernels/step.py``.
+See ``docs/ARCHITECTURE.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+from math import prod
+from typing import Any, ClassVar
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+# Every concrete layer class by name, for configs and saved files (filled by __init_subclass__).
+LAYER_TYPES: dict[str, type[Layer]] = {}
+
+
+class Layer:
+    """A layer's specification: what it needs, not how it computes.
+
+    Subclasses set ``kind`` (the code their kernel module defines) and override
+    :meth:`compute_output_shape` and :meth:`get_config`; layers with tensors, scratch or
+    settings override the matching methods. Until a network builds it, a layer is only a
+    description; building gives it ``input_shape``, ``output_shape`` and its tensors as
+    attributes that are views into the network's flat ``params`` and ``buffers``.
+    Assigning to such an attribute copies into the view (shape and dtype checked), so the
+    views can never silently detach from the network.
+    """
+
+    #: The kernel code from ``fastbp.kernels.<kind>.KIND``; None for an abstract class.
+    kind: ClassVar[int | None] = None
+    #: True when the output is the input's bytes under another shape (Flatten): the network
+    #: then shares the input's workspace region and runs no kernel for the layer.
+    is_view: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        LAYER_TYPES[cls.__name__] = cls
+
+    # -- what a kind declares --------------------------------------------------------------
+    def default_input_shape(self) -> Shape | None:
+        """The input shape the layer's own arguments fix (Dense: ``(n_in,)``), if any."""
+        return None
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """The per-sample output shape for ``input_shape``; ValueError if it does not fit."""
+        raise NotImplementedError
+
+    def parameter_shapes(self) -> dict[str, Shape]:
+        """Trainable tensors, in layout order: name -> shape (views into ``params``)."""
+        return {}
+
+    def buffer_shapes(self) -> dict[str, Shape]:
+        """Non-trainable state, in layout order: name -> shape (views into ``buffers``)."""
+        return {}
+
+    def scratch_per_sample(self) -> int:
+        """Workspace elements per sample the kernels may use between forward and backward."""
+        return 0
+
+    def scratch_per_batch(self) -> int:
+        """Workspace elements whose size does not depend on the batch (per-channel sums...)."""
+        return 0
+
+    def int_settings(self) -> tuple[int, ...]:
+        """Integer settings handed to the kernels (sizes, activation codes, strides...)."""
+        return ()
+
+    def float_settings(self) -> tuple[float, ...]:
+        """Float settings handed to the kernels (dropout probability, eps, momentum...)."""
+        return ()
+
+    def reset_parameters(self, rng: np.random.Generator) -> None:
+        """Write initial values into the bound tensors (and buffers)."""
+
+    def get_config(self) -> dict[str, Any]:
+        """A JSON-able dict with ``"type"`` and the constructor's arguments."""
+        raise NotImplementedError
+
+    # -- filled in by the network ----------------------------------------------------------
+    input_shape: Shape | None = None
+    output_shape: Shape | None = None
+
+    @property
+    def n_params(self) -> int:
+        return sum(prod(shape) for shape in self.parameter_shapes().values())
+
+    def build(self, input_shape: Shape) -> Shape:
+        """Fix the input shape; returns the output shape (ValueError if it does not fit)."""
+        output_shape = tuple(int(d) for d in self.compute_output_shape(tuple(input_shape)))
+        object.__setattr__(self, "input_shape", tuple(input_shape))
+        object.__setattr__(self, "output_shape", output_shape)
+        return output_shape
+
+    def bind(self, tensors: dict[str, np.ndarray]) -> None:
+        """Make each named view an attribute (called by the network)."""
+        for name, view in tensors.items():
+            object.__setattr__(self, name, view)
+        object.__setattr__(self, "_bound", frozenset(self.__dict__.get("_bound", ())) | set(tensors))
+
+    def unbound_copy(self) -> Layer:
+        """A copy that shares no views with any network (networks copy the layers given)."""
+        clone = copy.copy(self)
+        for name in self.__dict__.get("_bound", ()):
+            object.__setattr__(clone, name, None)
+        object.__setattr__(clone, "_bound", frozenset())
+        return clone
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__.get("_bound", ()):
+            view = self.__dict__[name]
+            array = np.asarray(value)
+            if array.shape != view.shape:
+                raise ValueError(f"{type(self).__name__}.{name} has shape {view.shape}; "
+                                 f"got an array of shape {array.shape} (assignment copies "
+                                 "into the network's buffer and cannot change its shape)")
+            if array.dtype.kind not in "biuf":
+                raise TypeError(f"{type(self).__name__}.{name} holds real numbers; got dtype "
+                                f"{array.dtype}")
+            view[...] = array
+            return
+        object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        config = self.get_config()
+        config.pop("type")
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items() if v is not None)
+        return f"{type(self).__name__}({args})"
+
+
+def flat_size(shape: Shape) -> int:
+    return int(prod(shape))
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1, or a TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+def check_activation(activation: Any, codes: dict[str, int]) -> str:
+    if not isinstance(activation, str) or activation not in codes:
+        raise ValueError(f"activation must be one of {sorted(codes)}, got {activation!r}")
+    return activation

@@ -1,0 +1,81 @@
+"""Dense (fully connected) layer spec."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .._codes import ACTIVATION_CODES
+from ..kernels import dense as kernels
+from .base import Layer, Shape, check_activation, positive_int
+from .initializers import INITIALIZERS, check_init
+
+
+class Dense(Layer):
+    """Fully connected layer computing ``activation(X @ W + b)`` on flat inputs.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output features.
+    activation : {"identity", "relu", "leaky_relu", "sigmoid", "tanh"}, default "identity"
+        Elementwise activation; leaky_relu has slope 0.01.
+    init : str or callable, optional
+        Weight initialiser: "he_normal", "he_uniform", "glorot_uniform", "glorot_normal", or
+        ``f(rng, n_in, n_out) -> array``. Default: He normal for the ReLU family, Glorot
+        uniform otherwise. Biases start at zero.
+
+    Attributes
+    ----------
+    W : ndarray of shape (n_in, n_out)
+        The weights, a view into the network's ``params``. Note the layout: torch's
+        ``nn.Linear.weight`` is the transpose, ``(out_features, in_features)``.
+    b : ndarray of shape (n_out,)
+    """
+
+    kind = kernels.KIND
+
+    def __init__(self, n_in: int, n_out: int, activation: str = "identity",
+                 init: str | Callable | None = None):
+        self.n_in = positive_int(n_in, "n_in")
+        self.n_out = positive_int(n_out, "n_out")
+        self.activation = check_activation(activation, ACTIVATION_CODES)
+        self.init_method = check_init(init, activation)
+        self.W = None
+        self.b = None
+
+    def default_input_shape(self) -> Shape:
+        return (self.n_in,)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        size = 1
+        for d in input_shape:
+            size *= d
+        if len(input_shape) != 1 or size != self.n_in:
+            detail = f"{input_shape} = {size}" if len(input_shape) != 1 else f"{size}"
+            hint = "; add fb.Flatten() before it" if size == self.n_in else ""
+            raise ValueError(f"Dense expects {self.n_in} inputs, the layer before outputs "
+                             f"{detail}{hint}")
+        return (self.n_out,)
+
+    def parameter_shapes(self) -> dict[str, Shape]:
+        return {"W": (self.n_in, self.n_out), "b": (self.n_out,)}
+
+    def int_settings(self) -> tuple[int, ...]:
+        return (self.n_in, self.n_out, ACTIVATION_CODES[self.activation])
+
+    def reset_parameters(self, rng) -> None:
+        shape = (self.n_in, self.n_out)
+        if isinstance(self.init_method, str):
+            values = INITIALIZERS[self.init_method](rng, shape, self.n_in, self.n_out)
+        else:
+            values = self.init_method(rng, self.n_in, self.n_out)
+        self.W = values  # copies into the view, checking the shape
+        self.b = 0.0 * self.b
+
+    def get_config(self) -> dict:
+        init = self.init_method if isinstance(self.init_method, str) else None
+        return {"type": "Dense", "n_in": self.n_in, "n_out": self.n_out,
+                "activation": self.activation, "init": init}
+
+    def __repr__(self) -> str:
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"

@@ -1,0 +1,54 @@
+"""Weight initialisers that know fan-in and fan-out (He for the ReLU family, Glorot else).
+
+Each takes ``(rng, shape, fan_in, fan_out)`` and returns an array of ``shape``; a Dense
+layer's fan-in is ``n_in``, a convolution's ``in_channels * prod(kernel_size)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def he_normal(rng, shape, fan_in, fan_out):
+    return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+
+
+def he_uniform(rng, shape, fan_in, fan_out):
+    limit = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def glorot_uniform(rng, shape, fan_in, fan_out):
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def glorot_normal(rng, shape, fan_in, fan_out):
+    return rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
+
+
+INITIALIZERS: dict[str, Callable] = {
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+    "glorot_uniform": glorot_uniform,
+    "glorot_normal": glorot_normal,
+}
+
+# He keeps the forward variance through rectifiers; Glorot suits the saturating ones.
+DEFAULT_INIT = {"relu": "he_normal", "leaky_relu": "he_normal"}
+
+
+def check_init(init, activation: str) -> str | Callable:
+    """The initialiser to use: ``init`` validated, or the default for ``activation``."""
+    if init is None:
+        return DEFAULT_INIT.get(activation, "glorot_uniform")
+    if isinstance(init, str):
+        if init not in INITIALIZERS:
+            raise ValueError(f"init must be one of {sorted(INITIALIZERS)} or a callable, "
+                             f"got {init!r}")
+        return init
+    if not callable(init):
+        raise TypeError(f"init must be a string or a callable, got {type(init).__name__}")
+    return init

@@ -1,0 +1,33 @@
+"""A plain numpy implementation of fastbp's maths, written to be read.
+
+Each layer kind has a twin module here (``reference/<kind>.py``) defining ``LAYER`` (the
+spec's class name) and ``forward(layer, tensors, x, training, stream) -> (out, cache)`` and
+``backward(layer, tensors, cache, d_out) -> (d_x, grads)``. Every module of this package is
+imported here, so a new twin needs no edit. The twins share no code with the kernels: they
+are the oracle for the tests and the baseline for the benchmarks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+TWINS: dict[str, ModuleType] = {}
+for _module in pkgutil.iter_modules(__path__):
+    _mod = importlib.import_module(f"{__name__}.{_module.name}")
+    if hasattr(_mod, "LAYER"):
+        TWINS[_mod.LAYER] = _mod
+
+
+def twin_for(layer) -> ModuleType:
+    name = type(layer).__name__
+    if name not in TWINS:
+        raise TypeError(f"{name} has no reference twin (a module in fastbp/reference/ with "
+                        f"LAYER = {name!r})")
+    return TWINS[name]
+
+
+from .network import Network  # noqa: E402
+
+__all__ = ["Network", "TWINS", "twin_for"]
