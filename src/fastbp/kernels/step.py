@@ -7,9 +7,10 @@ same nine arrays, in this order (``Network._kernel_args`` builds them in one pla
     plan, ints, floats, params, grads, buffers, ws, batch_ws, rng
 
 Each layer kind's forward/backward pair shares one signature (see ``run_layer``); adding a
-kind adds its module to ``LAYER_KERNELS`` and one line to ``run_layer``.
+kind adds its module to the import below and one line to ``run_layer``.
 """
 
+from types import ModuleType
 
 from .._codes import (
     E_NON_FINITE_LOSS,
@@ -44,15 +45,17 @@ from .._codes import (
     R_WEIGHT,
 )
 from .._jit import jit
-from . import dense, dropout
+from . import dense, dropout, flatten
 from .dropout import shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
 from .scalar import copy_into, is_finite
 
-# The layer kinds the walker dispatches; a layer whose KIND is not here is refused when a
-# network is built.
-LAYER_KERNELS = (dense, dropout)
+# The layer kinds' kernel modules imported above (those with a KIND): the kinds run_layer
+# dispatches. A layer whose KIND is not among them is refused when a network is built, and
+# tests/test_architecture.py checks that each has exactly one dispatch line.
+LAYER_KERNELS = tuple(m for m in list(globals().values())
+                      if isinstance(m, ModuleType) and hasattr(m, "KIND"))
 
 
 @jit(inline="always")
@@ -60,6 +63,7 @@ def run_layer(kind, backward, args):
     """One layer's forward or backward kernel: one line per layer kind."""
     if kind == dense.KIND: dense.backward(*args) if backward else dense.forward(*args)  # noqa: E701
     elif kind == dropout.KIND: dropout.backward(*args) if backward else dropout.forward(*args)  # noqa: E701
+    elif kind == flatten.KIND: flatten.backward(*args) if backward else flatten.forward(*args)  # noqa: E701
 
 
 @jit
