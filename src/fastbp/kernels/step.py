@@ -45,7 +45,7 @@ from .._codes import (
     R_WEIGHT,
 )
 from .._jit import jit
-from . import dense, dropout, flatten
+from . import activation, dense, dropout, flatten
 from .dropout import shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
@@ -64,6 +64,7 @@ def run_layer(kind, backward, args):
     if kind == dense.KIND: dense.backward(*args) if backward else dense.forward(*args)  # noqa: E701
     elif kind == dropout.KIND: dropout.backward(*args) if backward else dropout.forward(*args)  # noqa: E701
     elif kind == flatten.KIND: flatten.backward(*args) if backward else flatten.forward(*args)  # noqa: E701
+    elif kind == activation.KIND: activation.backward(*args) if backward else activation.forward(*args)  # noqa: E701,E501
 
 
 @jit
