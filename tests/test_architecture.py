@@ -1,0 +1,132 @@
+"""The layer architecture itself: shape chaining, refusal of incomplete kinds, modes,
+buffers, the functional update and the rules that keep a kind to its three files."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kind_checks import data_for
+
+import fastbp as fb
+from fastbp import reference
+from fastbp.kernels import step
+from fastbp.layers import LAYER_TYPES, Layer
+
+PACKAGE = Path(fb.__file__).parent
+
+
+class MadeUp(Layer):
+    """A kind with a spec but no kernels."""
+
+    kind = 999
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {"type": "MadeUp"}
+
+
+class NoShape(Layer):
+    kind = step.dense.KIND  # dispatched, but the spec is incomplete
+
+    def get_config(self):
+        return {"type": "NoShape"}
+
+
+def teardown_module():
+    LAYER_TYPES.pop("MadeUp", None)
+    LAYER_TYPES.pop("NoShape", None)
+
+
+def test_a_kind_without_kernels_is_refused_when_built():
+    with pytest.raises(TypeError, match=r"layers\[1\]: MadeUp has no kernels"):
+        fb.Network([fb.Dense(3, 3), MadeUp(), fb.Dense(3, 2)])
+
+
+def test_an_incomplete_spec_is_refused_when_built():
+    with pytest.raises(TypeError, match=r"layers\[0\]: NoShape is incomplete"):
+        fb.Network([NoShape(), fb.Dense(3, 2)], input_shape=(3,))
+
+
+def test_every_kernel_module_is_dispatched_once_with_a_spec_and_a_twin():
+    kinds = [m.KIND for m in step.LAYER_KERNELS]
+    assert len(kinds) == len(set(kinds))
+    source = (PACKAGE / "kernels" / "step.py").read_text()
+    for module in step.LAYER_KERNELS:
+        name = module.__name__.rsplit(".", 1)[1]
+        assert len(re.findall(rf"kind == {name}\.KIND:", source)) == 1, name
+        specs = [cls for cls in LAYER_TYPES.values() if cls.kind == module.KIND
+                 and cls.__module__.startswith("fastbp.")]
+        assert len(specs) == 1, name
+        assert specs[0].__name__ in reference.TWINS, name
+
+
+def test_shapes_chain_and_the_breaking_layer_is_named():
+    with pytest.raises(ValueError, match=r"layers\[2\]: Dense expects 5 inputs, the layer before "
+                                         r"outputs \(2, 3\) = 6"):
+        fb.Network([fb.Activation("tanh"), fb.Dropout(0.1), fb.Dense(5, 2)], input_shape=(2, 3))
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (2, 3, 3), (1, 2)])
+def test_X_must_be_batched_input_shape_or_flat(shape):
+    net = fb.Network([fb.Flatten(), fb.Dense(int(np.prod(shape)), 2)], input_shape=shape)
+    X, _ = data_for(net, 3)
+    assert np.array_equal(net.forward(X), net.forward(X.reshape(3, -1)))
+    bad = np.zeros((3, *shape[:-1], shape[-1] + 1))
+    with pytest.raises(ValueError, match=re.escape(f"X must have shape (n_samples, "
+                                                   f"{', '.join(map(str, shape))})")):
+        net.forward(bad)
+
+
+@pytest.mark.parametrize("input_shape", [(0, 3), (2.5,), "abc", ()])
+def test_input_shape_is_checked(input_shape):
+    with pytest.raises((ValueError, TypeError), match="input_shape"):
+        fb.Network([fb.Flatten(), fb.Dense(3, 2)], input_shape=input_shape)
+
+
+def test_loss_and_grad_changes_nothing_and_matches_the_next_step():
+    net = fb.Network.mlp([4, 6, 3], dropout=0.5, dtype="float64", seed=1)
+    X, y = data_for(net, 8)
+    before = (net.params.copy(), net.buffers.copy(), net._rng.copy())
+    _, grad = net.loss_and_grad(X, y)
+    assert all(np.array_equal(a, b) for a, b in zip(before, (net.params, net.buffers, net._rng)))
+    opt = fb.SGD(lr=0.1)
+    net.train_step(X, y, opt)
+    assert np.allclose(net.params, before[0] - 0.1 * grad, rtol=0, atol=1e-15)
+
+
+def test_functional_step_equals_the_fused_step():
+    fused = fb.Network.mlp([4, 6, 3], dropout=0.3, dtype="float64", seed=2)
+    split = fb.Network.mlp([4, 6, 3], dropout=0.3, dtype="float64", seed=2)
+    opt_fused, opt_split = fb.Adam(lr=0.01, max_norm=0.5), fb.Adam(lr=0.01, max_norm=0.5)
+    for step_ in range(4):
+        X, y = data_for(fused, 6, seed=step_)
+        fused.train_step(X, y, opt_fused)
+        _, grad = split.loss_and_grad(X, y)
+        kept = grad.copy()
+        opt_split.step(split, grad)
+        assert np.array_equal(grad, kept)  # the caller's gradient is not clipped in place
+        split._rng[:] = fused._rng  # loss_and_grad left the stream where it was
+    assert np.array_equal(fused.params, split.params)
+    assert opt_split.step_count == 4
+
+
+def test_functional_step_checks_the_gradient():
+    net = fb.Network.mlp([2, 2])
+    with pytest.raises(ValueError, match=r"grad must have shape \(6,\)"):
+        fb.SGD().step(net, np.zeros(5))
+    with pytest.raises(ValueError, match="finite"):
+        fb.SGD().step(net, np.full(6, np.nan))
+
+
+def test_flatten_and_activation_are_exported_and_saved_by_name(tmp_path):
+    net = fb.Network([fb.Flatten(), fb.Dense(6, 4), fb.Activation("relu"), fb.Dense(4, 2)],
+                     input_shape=(2, 3), seed=3)
+    fb.save(net, tmp_path / "m.npz")
+    back = fb.load(tmp_path / "m.npz")
+    assert [type(la).__name__ for la in back.layers] == ["Flatten", "Dense", "Activation", "Dense"]
+    assert back.input_shape == (2, 3)
+    X, _ = data_for(net, 4)
+    assert np.array_equal(back.forward(X), net.forward(X))
