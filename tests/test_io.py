@@ -173,3 +173,65 @@ def test_saved_file_mode_follows_umask(tmp_path):
         os.umask(mask)
     assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
     assert fb.load(tmp_path / "m.npz").seed == 3
+
+
+# -- format 2: buffers, random state, every layer's config; format 1 still loads ----------------
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def test_format1_file_from_fastbp_0_1_loads_and_predicts_identically():
+    # Written by the release before format 2 (tests/data/format1_mlp.npz): Dense/Dropout
+    # configs without input_shape, params only, and an Adam state.
+    net, opt = fb.load(DATA / "format1_mlp.npz", return_optimizer=True)
+    expected = np.load(DATA / "format1_mlp_expected.npz")
+    assert np.array_equal(net.params, expected["params"])
+    assert np.array_equal(net.forward(expected["X"]), expected["forward"])
+    assert np.array_equal(opt.state_dict()["state"]["exp_avg"], expected["exp_avg"])
+    assert net.input_shape == (6,) and net.buffers.size == 0
+
+
+def test_format2_carries_buffers_rng_and_shapes(tmp_path):
+    net = fb.Network([fb.Dropout(0.2), fb.Flatten(), fb.Dense(6, 3), fb.Activation("tanh")],
+                     input_shape=(2, 3), dtype="float64", seed=5)
+    X = np.random.default_rng(0).normal(size=(8, 2, 3))
+    net.train_step(X, np.arange(8) % 3, fb.SGD(lr=0.1))
+    fb.save(net, tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as data:
+        meta = json.loads(data["meta"].tobytes().decode())
+        assert meta["version"] == 2 and set(data.files) >= {"params", "buffers", "rng"}
+    back = fb.load(tmp_path / "m.npz")
+    assert back.get_config() == net.get_config() and back.input_shape == (2, 3)
+    assert np.array_equal(back._rng, net._rng)
+    assert np.array_equal(back.forward(X), net.forward(X))
+
+
+def test_save_load_fit_equals_an_uninterrupted_fit_with_shuffle_and_dropout(tmp_path):
+    X, y = make_data(48, 6, 3, "cross_entropy", dtype="float32")
+    straight = build([6, 8, 3], dtype="float32", seed=2, dropout=0.3)
+    opt = fb.Adam(lr=0.01)
+    straight.fit(X, y, optimizer=opt, epochs=2, batch_size=16, verbose=0)
+    fb.save(straight, tmp_path / "ckpt.npz", optimizer=opt)
+    straight.fit(X, y, optimizer=opt, epochs=2, batch_size=16, verbose=0)
+    resumed, opt2 = fb.load(tmp_path / "ckpt.npz", return_optimizer=True)
+    resumed.fit(X, y, optimizer=opt2, epochs=2, batch_size=16, verbose=0)
+    assert np.array_equal(resumed.params, straight.params)
+
+
+@pytest.mark.parametrize("name,value,text", [
+    ("buffers", np.zeros(3), "buffers of shape"),
+    ("rng", np.zeros(1, np.uint64), "random state"),
+    ("rng", np.ones(2, np.uint64), "random state"),
+])
+def test_format2_fields_are_checked(tmp_path, name, value, text):
+    fb.save(build([3, 2]), tmp_path / "ok.npz")
+    with np.load(tmp_path / "ok.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    np.savez(tmp_path / "bad.npz", **dict(arrays, **{name: value}))
+    with pytest.raises(ValueError, match=text):
+        fb.load(tmp_path / "bad.npz")
+
+
+def test_save_into_a_missing_directory_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nodir/x.npz"):
+        fb.save(build([3, 2]), tmp_path / "nodir" / "x.npz")

@@ -35,6 +35,7 @@ LOSS_CODES = {"cross_entropy": codes.CROSS_ENTROPY,
 # Rows per chunk for forward/predict/evaluate on large inputs: bounds the workspace.
 INFER_CHUNK = 1024
 TRAIN_FLAGS = codes.F_TRAINING | codes.F_UPDATE_BUFFERS
+EVAL_FLAGS = 0
 
 
 def seed_state(seed: int | None) -> np.ndarray:
@@ -320,7 +321,7 @@ class Network:
     def _infer(self, X, labels, targets, weights, loss_code, outputs) -> np.ndarray:
         self._ensure_capacity(min(X.shape[0], INFER_CHUNK))
         infer(*self._args, min(self._capacity, INFER_CHUNK), X, labels, targets, weights,
-              loss_code, outputs, self._results)
+              loss_code, EVAL_FLAGS, outputs, self._results)
         return self._results
 
     def forward(self, X) -> np.ndarray:

@@ -10,9 +10,9 @@ from .activations import activate_row, derivative_row
 KIND = 3
 
 
-@jit
-def forward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
-            flags, rng):
+@jit(inline="always")
+def forward(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     activation = ints[0]
     for i in range(inp.shape[0]):
         row = out[i]
@@ -22,9 +22,9 @@ def forward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratc
         activate_row(activation, row)
 
 
-@jit
-def backward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
-             flags, rng):
+@jit(inline="always")
+def backward(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     if (flags & F_NEED_D_INPUT) == 0:
         return
     activation = ints[0]

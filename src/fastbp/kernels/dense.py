@@ -89,16 +89,16 @@ def _tensors(ints, flat):
     return flat[: n_in * n_out].reshape((n_in, n_out)), flat[n_in * n_out : n_in * n_out + n_out]
 
 
-@jit
-def forward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
-            flags, rng):
+@jit(inline="always")
+def forward(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     W, b = _tensors(ints, params)
     dense_forward(inp, W, b, ints[2], out)
 
 
-@jit
-def backward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
-             flags, rng):
+@jit(inline="always")
+def backward(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     W, _ = _tensors(ints, params)
     dW, db = _tensors(ints, grads)
     dense_backward(inp, W, out, ints[2], d_out, dW, db, d_inp, (flags & F_NEED_D_INPUT) != 0)

@@ -40,11 +40,11 @@ def shuffle(perm, rng):
         perm[j] = tmp
 
 
-@jit
-def forward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
-            flags, rng):
+@jit(inline="always")
+def forward(args):
     """out = inp * mask, mask = keep / (1 - p) drawn afresh, one uniform per element in
     row-major order; the identity outside training."""
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     p = floats[0]
     if (flags & F_TRAINING) == 0 or p == 0.0:
         copy_into(inp, out)
@@ -58,10 +58,10 @@ def forward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratc
             out[i, j] = inp[i, j] * scratch[i, j]
 
 
-@jit
-def backward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
-             flags, rng):
+@jit(inline="always")
+def backward(args):
     """d_inp = d_out * mask (the mask of this step's training forward)."""
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     if (flags & F_NEED_D_INPUT) == 0:
         return
     if (flags & F_TRAINING) == 0 or floats[0] == 0.0:

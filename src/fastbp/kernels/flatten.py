@@ -11,14 +11,14 @@ from .scalar import copy_into
 KIND = 2
 
 
-@jit
-def forward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
-            flags, rng):
+@jit(inline="always")
+def forward(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     copy_into(inp, out)
 
 
-@jit
-def backward(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch,
-             flags, rng):
+@jit(inline="always")
+def backward(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     if flags & F_NEED_D_INPUT:
         copy_into(d_out, d_inp)

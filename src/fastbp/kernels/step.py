@@ -6,7 +6,12 @@ same nine arrays, in this order (``Network._kernel_args`` builds them in one pla
 
     plan, ints, floats, params, grads, buffers, ws, batch_ws, rng
 
-Each layer kind's forward/backward pair shares one signature (see ``run_layer``); adding a
+Each layer kind's forward/backward pair shares one signature, a single tuple (so that
+numba can inline it into the walker):
+
+    (ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng)
+
+(see ``_layer_args``); adding a
 kind adds its module to the import below and one line to ``run_layer``.
 """
 
@@ -16,8 +21,6 @@ from .._codes import (
     E_NON_FINITE_LOSS,
     E_WEIGHT,
     F_NEED_D_INPUT,
-    F_TRAINING,
-    F_UPDATE_BUFFERS,
     L_BATCH_OFFSET,
     L_BATCH_SIZE,
     L_BUFFER_OFFSET,
@@ -61,10 +64,10 @@ LAYER_KERNELS = tuple(m for m in list(globals().values())
 @jit(inline="always")
 def run_layer(kind, backward, args):
     """One layer's forward or backward kernel: one line per layer kind."""
-    if kind == dense.KIND: dense.backward(*args) if backward else dense.forward(*args)  # noqa: E701
-    elif kind == dropout.KIND: dropout.backward(*args) if backward else dropout.forward(*args)  # noqa: E701
-    elif kind == flatten.KIND: flatten.backward(*args) if backward else flatten.forward(*args)  # noqa: E701
-    elif kind == activation.KIND: activation.backward(*args) if backward else activation.forward(*args)  # noqa: E701,E501
+    if kind == dense.KIND: dense.backward(args) if backward else dense.forward(args)  # noqa: E701
+    elif kind == dropout.KIND: dropout.backward(args) if backward else dropout.forward(args)  # noqa: E701
+    elif kind == flatten.KIND: flatten.backward(args) if backward else flatten.forward(args)  # noqa: E701
+    elif kind == activation.KIND: activation.backward(args) if backward else activation.forward(args)  # noqa: E701
 
 
 @jit
@@ -74,7 +77,7 @@ def _region(ws, offset, m, width):
     return ws[start : start + m * width].reshape((m, width))
 
 
-@jit
+@jit(inline="always")
 def _layer_args(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, li, flags):
     """The arguments of layer ``li``'s kernels for a batch X: its settings, tensors, input,
     output, their deltas and its scratch."""
@@ -145,7 +148,9 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
     (write running statistics), independently of whether the optimizer updates.
     ``standalone`` (a call from Python): zero ``results`` and validate the batch first, so
     that bad input touches nothing. ``train_epoch`` validated its data once and passes
-    False to accumulate over its batches.
+    False to accumulate over its batches. Every argument reaches this function with the same
+    types from Python and from ``train_epoch`` (constants as variables, never literals), so
+    it compiles once.
     """
     if standalone:
         results[:] = 0
@@ -179,11 +184,11 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
 
 @jit
 def train_epoch(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
-                X, labels, targets, weights, loss_kind,
+                X, labels, targets, weights, loss_kind, flags,
                 opt_kind, state, hyper, counters, results,
                 perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch, weights_batch):
-    """One epoch in training mode: shuffle, then for each mini-batch gather its rows and run
-    ``train_step``.
+    """One epoch in the mode ``flags`` says (training): shuffle, then for each mini-batch
+    gather its rows and run the step.
 
     The inputs were validated once by the caller. Stops early (R_ERROR set) on a non-finite
     loss; R_BATCHES says how many batches were applied.
@@ -195,7 +200,7 @@ def train_epoch(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
     if do_shuffle:
         shuffle(perm, rng)
     weighted = weights.shape[0] > 0
-    flags = F_TRAINING | F_UPDATE_BUFFERS
+    standalone = n < 0  # False, but not a literal: train_step is then typed as from Python
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         Xb = X_batch[:m]
@@ -212,15 +217,16 @@ def train_epoch(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
         wb = weights_batch[:m] if weighted else weights_batch[:0]
         train_step(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
                    Xb, labels_batch[:m], targets_batch[:m], wb, loss_kind, flags,
-                   opt_kind, state, hyper, counters, results, False)
+                   opt_kind, state, hyper, counters, results, standalone)
         if results[R_ERROR] != 0:
             return
 
 
 @jit
 def infer(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
-          capacity, X, labels, targets, weights, loss_kind, outputs, results):
-    """Forward in evaluation mode, in chunks of ``capacity`` rows: copy outputs into
+          capacity, X, labels, targets, weights, loss_kind, flags, outputs, results):
+    """Forward in the mode ``flags`` says (0: evaluation), in chunks of ``capacity`` rows:
+    copy outputs into
     ``outputs`` (unless it is empty) and accumulate the loss and accuracy counts (unless
     NO_LOSS)."""
     results[:] = 0
@@ -230,7 +236,7 @@ def infer(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
         stop = min(n, start + capacity)
         m = stop - start
         O = forward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
-                         X[start:stop], 0)
+                         X[start:stop], flags)
         if outputs.shape[0] > 0:
             copy_into(O, outputs[start:stop])
         if loss_kind != NO_LOSS:
