@@ -6,6 +6,7 @@ drift apart between kernels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -17,7 +18,8 @@ import numba
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-def _kernel_digest() -> str:
+@functools.cache
+def kernel_digest() -> str:
     """A hash of every source a kernel is compiled from."""
     here = Path(__file__).parent
     sources = sorted((here / "kernels").glob("*.py")) + [here / "_codes.py", here / "_jit.py"]
@@ -34,7 +36,7 @@ def _use_versioned_cache() -> None:
     if os.environ.get("NUMBA_CACHE_DIR"):
         return
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    numba.config.CACHE_DIR = str(base / "fastbp" / f"numba-{_kernel_digest()}")
+    numba.config.CACHE_DIR = str(base / "fastbp" / f"numba-{kernel_digest()}")
 
 
 _use_versioned_cache()

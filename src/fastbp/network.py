@@ -24,7 +24,8 @@ import numpy as np
 from . import _codes as codes
 from . import _validation as v
 from ._serialize import save as _save
-from .kernels.step import infer, train_step, validate
+from ._walkers import walker_for
+from .kernels.step import validate
 from .layers import Layer, layer_from_config, mlp_layers
 from .optim import Optimizer
 from .plan import compile_layers
@@ -103,6 +104,8 @@ class Network:
         layers, self._plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
         self.layers = layers
         self.input_shape = self._plan.input_shape
+        # The fused kernels, compiled for the layer kinds this network uses (_walkers.py).
+        self._kernels = walker_for({type(layer).kind for layer in layers})
         self._params, self._buffers = params, buffers
         self._grads = v.aligned_zeros(self._plan.n_params, self.dtype)
         self._rng = seed_state(seed)
@@ -223,7 +226,8 @@ class Network:
         else:
             opt = optimizer._bind(self)
             flags = TRAIN_FLAGS
-        train_step(*self._args, X, labels, targets, weights, self._loss_code, flags, *opt, r, True)
+        self._kernels.train_step(*self._args, X, labels, targets, weights, self._loss_code, flags,
+                                 *opt, r, True)
         return r
 
     # -- training --------------------------------------------------------------------------
@@ -320,8 +324,8 @@ class Network:
     # -- inference (evaluation mode) -------------------------------------------------------
     def _infer(self, X, labels, targets, weights, loss_code, outputs) -> np.ndarray:
         self._ensure_capacity(min(X.shape[0], INFER_CHUNK))
-        infer(*self._args, min(self._capacity, INFER_CHUNK), X, labels, targets, weights,
-              loss_code, EVAL_FLAGS, outputs, self._results)
+        self._kernels.infer(*self._args, min(self._capacity, INFER_CHUNK), X, labels, targets,
+                            weights, loss_code, EVAL_FLAGS, outputs, self._results)
         return self._results
 
     def forward(self, X) -> np.ndarray:

@@ -19,7 +19,6 @@ import numpy as np
 from . import _codes as codes
 from ._validation import aligned_zeros
 from .kernels.dropout import shuffle as shuffle_kernel
-from .kernels.step import train_epoch
 from .network import TRAIN_FLAGS
 from .optim import Adam, Optimizer
 from .schedulers import ReduceLROnPlateau, _Scheduler
@@ -321,8 +320,8 @@ class _EpochRunner:
         if self.per_batch:
             return self._per_batch()
         net, r = self.net, self.net._results
-        train_epoch(*net._kernel_args(), *self.data, net._loss_code, TRAIN_FLAGS, *self.opt_args,
-                    r, self.perm, self.m, self.shuffle, *self.batch)
+        net._kernels.train_epoch(*net._kernel_args(), *self.data, net._loss_code, TRAIN_FLAGS,
+                                 *self.opt_args, r, self.perm, self.m, self.shuffle, *self.batch)
         return r.copy()
 
     def _per_batch(self) -> np.ndarray:
