@@ -31,7 +31,7 @@ def test_a_specialised_walker_trains_bit_for_bit_like_the_template(core):
     def run(kernels):
         net = fb.Network([fb.Dense(4, 6, activation="tanh"), fb.Dropout(0.3), fb.Dense(6, 3)],
                          dtype="float64", seed=1)
-        net._kernels = kernels
+        net._set_kernels(kernels)
         X, y = data_for(net, 20)
         opt = fb.Adam(lr=0.01)
         net.train_step(X, y, opt)
@@ -53,7 +53,7 @@ def test_a_specialised_walker_is_cached_across_processes(tmp_path):
         from fastbp import _walkers
         from fastbp.kernels import step
         kernels = _walkers.walker_for({step.dense.KIND}, core=frozenset())
-        net = fb.Network([fb.Dense(3, 2)]); net._kernels = kernels
+        net = fb.Network([fb.Dense(3, 2)]); net._set_kernels(kernels)
         net.train_step(np.zeros((4, 3)), np.zeros(4, int), fb.SGD())
         print(sum(kernels.train_step.stats.cache_hits.values()))
     """)

@@ -18,7 +18,8 @@ L_OUT_OFFSET = 7  # layer output in the workspace (per sample)
 L_DELTA_OFFSET = 8  # dLoss/d(layer output), same shape as the output
 L_SCRATCH_OFFSET = 9  # per-sample scratch in the workspace
 L_SCRATCH_SIZE = 10
-L_BATCH_OFFSET = 11  # scratch whose size does not depend on the batch, in batch_ws
+L_BATCH_OFFSET = 11  # scratch whose size does not depend on the batch: its distance from
+#                      the end of the workspace
 L_BATCH_SIZE = 12
 L_INT_OFFSET = 13  # the layer's integer settings, in the plan's ints
 L_INT_SIZE = 14
@@ -31,6 +32,7 @@ PLAN_WIDTH = 18
 F_TRAINING = 1  # training mode (dropout on, batch statistics): PyTorch's module.train()
 F_UPDATE_BUFFERS = 2  # write running statistics into buffers (train_step, not loss_and_grad)
 F_NEED_D_INPUT = 4  # backward must write dLoss/d(input) (every layer but the first)
+F_STANDALONE = 8  # a step called from Python: zero the results and validate the batch first
 
 # Activations.
 IDENTITY = 0
@@ -70,7 +72,8 @@ H_AMSGRAD = 10
 H_CENTERED = 11
 H_DECOUPLED = 12
 H_MAX_NORM = 13  # gradient clipping by global L2 norm; <= 0 disables it
-N_HYPER = 14
+H_KIND = 14  # the optimizer (SGD...), or NO_UPDATE for a gradient alone
+N_HYPER = 15
 
 # Slots of the int64 counters vector.
 C_STEP = 0  # optimizer steps taken (torch's state["step"])

@@ -37,9 +37,14 @@ def check_X(X, input_shape: tuple[int, ...], dtype: np.dtype, name: str = "X") -
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    n_features = int(np.prod(input_shape))
-    flat_ok = X.ndim == 2 and X.shape[1] == n_features
-    if not flat_ok and X.shape[1:] != tuple(input_shape):
+    n_features = 1
+    for d in input_shape:
+        n_features *= d
+    if X.ndim == 2 and X.shape[1] == n_features:  # flat: the common case, kept cheap
+        if X.shape[0] == 0:
+            raise ValueError(f"{name} is empty: got 0 samples")
+        return np.ascontiguousarray(X, dtype=dtype)
+    if X.shape[1:] != tuple(input_shape):
         if len(input_shape) == 1:
             if X.ndim != 2:
                 raise ValueError(f"{name} must be 2-D of shape (n_samples, {n_features}), "

@@ -35,7 +35,9 @@ LOSS_CODES = {"cross_entropy": codes.CROSS_ENTROPY,
 
 # Rows per chunk for forward/predict/evaluate on large inputs: bounds the workspace.
 INFER_CHUNK = 1024
-TRAIN_FLAGS = codes.F_TRAINING | codes.F_UPDATE_BUFFERS
+TRAIN_FLAGS = codes.F_TRAINING | codes.F_UPDATE_BUFFERS  # fit's epochs
+STEP_FLAGS = TRAIN_FLAGS | codes.F_STANDALONE  # train_step
+GRAD_FLAGS = codes.F_TRAINING | codes.F_STANDALONE  # loss_and_grad
 EVAL_FLAGS = 0
 
 
@@ -55,7 +57,6 @@ class KernelArgs(NamedTuple):
     grads: np.ndarray
     buffers: np.ndarray
     ws: np.ndarray
-    batch_ws: np.ndarray
     rng: np.ndarray
 
 
@@ -104,14 +105,12 @@ class Network:
         layers, self._plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
         self.layers = layers
         self.input_shape = self._plan.input_shape
-        # The fused kernels, compiled for the layer kinds this network uses (_walkers.py).
-        self._kernels = walker_for({type(layer).kind for layer in layers})
+        self._set_kernels(walker_for({type(layer).kind for layer in layers}))
         self._params, self._buffers = params, buffers
         self._grads = v.aligned_zeros(self._plan.n_params, self.dtype)
         self._rng = seed_state(seed)
         self._loss_code = LOSS_CODES[self.loss]
         self._results = np.zeros(codes.N_RESULTS, dtype=np.float64)
-        self._batch_ws = v.aligned_zeros(self._plan.batch_width, self.dtype)
         self._capacity = 0
         self._ensure_capacity(1)
         # Typed empties stand in for the arguments a call does not use.
@@ -120,6 +119,7 @@ class Network:
         self._no_weights = np.empty(0, dtype=self.dtype)
         self._no_state = np.empty((0, 0), dtype=self.dtype)
         self._no_hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
+        self._no_hyper[codes.H_KIND] = codes.NO_UPDATE  # a gradient, no update
         self._no_counters = np.zeros(codes.N_COUNTERS, dtype=np.int64)
 
     @classmethod
@@ -147,6 +147,12 @@ class Network:
     @buffers.setter
     def buffers(self, value) -> None:
         _copy_into(self._buffers, value, "buffers")
+
+    def _set_kernels(self, module) -> None:
+        """Run this network with the fused kernels in ``module``: a walker compiled for the
+        layer kinds it uses (``_walkers.py``)."""
+        self._kernels = module
+        self._train_kernel = module.train_step  # looked up once: train_step's hot path
 
     def _kernel_args(self) -> KernelArgs:
         """The arrays every kernel takes first (rebuilt when the workspace grows)."""
@@ -188,10 +194,12 @@ class Network:
     def _inputs(self, X, y, sample_weight=None):
         X = v.check_X(X, self.input_shape, self.dtype)
         labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype)
-        w = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        if sample_weight is None:
+            w = self._no_weights
+        else:
+            w = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
         return (X, self._no_labels if labels is None else labels,
-                self._no_targets if targets is None else targets,
-                self._no_weights if w is None else w)
+                self._no_targets if targets is None else targets, w)
 
     def _raise_for(self, results: np.ndarray) -> None:
         code = int(results[codes.R_ERROR])
@@ -209,11 +217,13 @@ class Network:
 
     def _ensure_capacity(self, rows: int) -> None:
         if rows > self._capacity:
-            self._ws = v.aligned_zeros(rows * self._plan.ws_width, self.dtype)
+            # per-sample regions first, the per-batch scratch at the end
+            self._ws = v.aligned_zeros(rows * self._plan.ws_width + self._plan.batch_width,
+                                       self.dtype)
             self._capacity = rows
             p = self._plan
             self._args = KernelArgs(p.table, p.ints, p.floats, self._params, self._grads,
-                                    self._buffers, self._ws, self._batch_ws, self._rng)
+                                    self._buffers, self._ws, self._rng)
 
     def _step(self, X, labels, targets, weights, optimizer: Optimizer | None) -> np.ndarray:
         """One standalone fused step in training mode: with an optimizer, updates params,
@@ -221,13 +231,13 @@ class Network:
         self._ensure_capacity(X.shape[0])
         r = self._results
         if optimizer is None:
-            opt = (codes.NO_UPDATE, self._no_state, self._no_hyper, self._no_counters)
-            flags = codes.F_TRAINING
+            opt = (self._no_state, self._no_hyper, self._no_counters)
+            flags = GRAD_FLAGS
         else:
             opt = optimizer._bind(self)
-            flags = TRAIN_FLAGS
+            flags = STEP_FLAGS
         self._kernels.train_step(*self._args, X, labels, targets, weights, self._loss_code, flags,
-                                 *opt, r, True)
+                                 *opt, r)
         return r
 
     # -- training --------------------------------------------------------------------------
@@ -263,7 +273,13 @@ class Network:
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
         newly_bound = optimizer._network is None
         state_before = optimizer._state
-        r = self._step(X, labels, targets, weights, optimizer)
+        opt = optimizer._bind(self)
+        if X.shape[0] > self._capacity:
+            self._ensure_capacity(X.shape[0])
+        r = self._results
+        # The same call as _step's, written out: this is the hot path of a tiny network.
+        self._train_kernel(*self._args, X, labels, targets, weights, self._loss_code,
+                           STEP_FLAGS, *opt, r)
         if r[codes.R_ERROR]:
             if newly_bound and r[codes.R_ERROR] != codes.E_NON_FINITE_LOSS:
                 optimizer._unbind(state_before)  # bad input changes nothing, binding included

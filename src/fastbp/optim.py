@@ -82,9 +82,8 @@ def _max_norm(name: str, value: Any) -> float:
 class OptimizerArgs(NamedTuple):
     """The optimizer's arrays in the order the step and epoch kernels take them."""
 
-    kind: int
     state: np.ndarray
-    hyper: np.ndarray
+    hyper: np.ndarray  # hyper[H_KIND] says which update
     counters: np.ndarray
 
 
@@ -105,6 +104,7 @@ class Optimizer:
     def __init__(self, **hyperparameters: Any):
         self._args: OptimizerArgs | None = None
         self._hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
+        self._hyper[codes.H_KIND] = self.kind
         self._counters = np.zeros(codes.N_COUNTERS, dtype=np.int64)
         self._state: np.ndarray | None = None
         self._network: weakref.ref | None = None
@@ -137,7 +137,7 @@ class Optimizer:
             for row, name in zip(self._state, self.state_names):
                 row[...] = self._initial_state(name)
         self._network = weakref.ref(network)
-        self._args = OptimizerArgs(self.kind, self._state, self._hyper, self._counters)
+        self._args = OptimizerArgs(self._state, self._hyper, self._counters)
         return self._args
 
     def _unbind(self, previous_state: np.ndarray | None) -> None:
@@ -179,7 +179,7 @@ class Optimizer:
             raise ValueError("grad must hold finite floats")
         grad = np.array(grad, dtype=network.dtype)  # a copy: clipping scales it in place
         args = self._bind(network)
-        return float(apply_update(args.kind, network.params, grad, args.state, args.hyper,
+        return float(apply_update(self.kind, network.params, grad, args.state, args.hyper,
                                   args.counters))
 
     @property

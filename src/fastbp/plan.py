@@ -116,6 +116,8 @@ def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
         floats += layer_floats
         rows.append(row)
         shape = out_shape
+    for row in rows:  # per-batch scratch lives at the end of the workspace: count from there
+        row[codes.L_BATCH_OFFSET] = batch_off - row[codes.L_BATCH_OFFSET]
     return Plan(np.array(rows), np.array(ints, dtype=np.int64),
                 np.array(floats, dtype=np.float64), input_shape, p_off, b_off, ws_off, batch_off)
 

@@ -56,3 +56,30 @@ def derivative_row(activation, o, d):
     elif activation == TANH:
         for j in range(n):
             d[j] *= 1 - o[j] * o[j]
+
+
+@jit
+def activation_backward(activation, out, delta, db):
+    """delta *= act'(out) in place, and db = delta summed over rows (Dense's bias gradient),
+    with the activation's branch outside the loops over elements."""
+    m, n = out.shape
+    db[:] = 0
+    for i in range(m):
+        o = out[i]
+        d = delta[i]
+        if activation == RELU:
+            for j in range(n):
+                if o[j] <= 0:
+                    d[j] = 0
+        elif activation == LEAKY_RELU:
+            for j in range(n):
+                if o[j] <= 0:
+                    d[j] *= LEAKY_SLOPE
+        elif activation == SIGMOID:
+            for j in range(n):
+                d[j] *= o[j] * (1 - o[j])
+        elif activation == TANH:
+            for j in range(n):
+                d[j] *= 1 - o[j] * o[j]
+        for j in range(n):
+            db[j] += d[j]

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._codes import BLAS_MIN_WORK, F_NEED_D_INPUT, IDENTITY
 from .._jit import jit
-from .activations import activate_row, derivative_row
+from .activations import activate_row, activation_backward
 
 KIND = 0
 
@@ -49,13 +49,13 @@ def dense_backward(X, W, out, activation, delta, dW, db, dX, need_dX):
     """
     m, k = X.shape
     n = W.shape[1]
-    db[:] = 0
-    for i in range(m):
-        d = delta[i]
-        if activation != IDENTITY:
-            derivative_row(activation, out[i], d)
-        for j in range(n):
-            db[j] += d[j]
+    if activation != IDENTITY:
+        activation_backward(activation, out, delta, db)
+    else:
+        db[:] = 0
+        for i in range(m):
+            for j in range(n):
+                db[j] += delta[i, j]
     big = m * k * n >= BLAS_MIN_WORK
     if big:
         np.dot(X.T, delta, dW)

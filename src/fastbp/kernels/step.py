@@ -4,7 +4,9 @@ Every function here takes the plan and flat buffers and writes into buffers it i
 only views it makes are slices and reshapes. The network's state reaches every kernel as the
 same nine arrays, in this order (``Network._kernel_args`` builds them in one place):
 
-    plan, ints, floats, params, grads, buffers, ws, batch_ws, rng
+    plan, ints, floats, params, grads, buffers, ws, rng
+
+(the per-batch scratch sits at the end of ``ws``).
 
 Each layer kind's forward/backward pair shares one signature, a single tuple (so that
 numba can inline it into the walker):
@@ -17,10 +19,14 @@ kind adds its module to the import below and one line to ``run_layer``.
 
 from types import ModuleType
 
+import numpy as np
+
 from .._codes import (
     E_NON_FINITE_LOSS,
     E_WEIGHT,
     F_NEED_D_INPUT,
+    F_STANDALONE,
+    H_KIND,
     L_BATCH_OFFSET,
     L_BATCH_SIZE,
     L_BUFFER_OFFSET,
@@ -70,7 +76,7 @@ def run_layer(kind, backward, args):
     elif kind == activation.KIND: activation.backward(args) if backward else activation.forward(args)  # noqa: E701
 
 
-@jit
+@jit(inline="always")
 def _region(ws, offset, m, width):
     """The (m, width) matrix at per-sample ``offset`` of the workspace, for a batch of m."""
     start = m * offset
@@ -78,53 +84,66 @@ def _region(ws, offset, m, width):
 
 
 @jit(inline="always")
-def _layer_args(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, li, flags):
+def _layer_args(plan, ints, floats, params, grads, buffers, ws, rng, X, li, flags,
+                backward):
     """The arguments of layer ``li``'s kernels for a batch X: its settings, tensors, input,
-    output, their deltas and its scratch."""
+    output, their deltas and its scratch. A forward kernel never reads gradients or deltas,
+    so the forward pass gets its parameters and activations in their places (same types,
+    no slicing: the tiny networks' step is this walker's overhead)."""
     m = X.shape[0]
     layer = plan[li]
     out = _region(ws, layer[L_OUT_OFFSET], m, layer[L_OUT_SIZE])
-    d_out = _region(ws, layer[L_DELTA_OFFSET], m, layer[L_OUT_SIZE])
+    p0 = layer[L_PARAM_OFFSET]
+    p1 = p0 + layer[L_PARAM_SIZE]
+    layer_params = params[p0:p1]
     if li == 0:
         inp = X
-        d_inp = X  # never written: the input needs no gradient
     else:
         below = plan[li - 1]
         inp = _region(ws, below[L_OUT_OFFSET], m, below[L_OUT_SIZE])
-        d_inp = _region(ws, below[L_DELTA_OFFSET], m, below[L_OUT_SIZE])
         flags |= F_NEED_D_INPUT
-    p0 = layer[L_PARAM_OFFSET]
-    p1 = p0 + layer[L_PARAM_SIZE]
+    if backward:
+        layer_grads = grads[p0:p1]
+        d_out = _region(ws, layer[L_DELTA_OFFSET], m, layer[L_OUT_SIZE])
+        if li == 0:
+            d_inp = X  # never written: the input needs no gradient
+        else:
+            below = plan[li - 1]
+            d_inp = _region(ws, below[L_DELTA_OFFSET], m, below[L_OUT_SIZE])
+    else:
+        layer_grads = layer_params
+        d_out = out
+        d_inp = inp
     b0 = layer[L_BUFFER_OFFSET]
     i0 = layer[L_INT_OFFSET]
     f0 = layer[L_FLOAT_OFFSET]
-    s0 = layer[L_BATCH_OFFSET]
+    s0 = ws.shape[0] - layer[L_BATCH_OFFSET]
     return (ints[i0 : i0 + layer[L_INT_SIZE]], floats[f0 : f0 + layer[L_FLOAT_SIZE]],
-            params[p0:p1], grads[p0:p1], buffers[b0 : b0 + layer[L_BUFFER_SIZE]],
+            layer_params, layer_grads, buffers[b0 : b0 + layer[L_BUFFER_SIZE]],
             inp, out, d_inp, d_out,
             _region(ws, layer[L_SCRATCH_OFFSET], m, layer[L_SCRATCH_SIZE]),
-            batch_ws[s0 : s0 + layer[L_BATCH_SIZE]], flags, rng)
+            ws[s0 : s0 + layer[L_BATCH_SIZE]], flags, rng)
 
 
 @jit
-def forward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, flags):
+def forward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags):
     """Run every layer on X (m rows); returns the last layer's output region."""
     for li in range(plan.shape[0]):
         if plan[li, L_IS_VIEW] == 0:
-            args = _layer_args(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
-                               X, li, flags)
+            args = _layer_args(plan, ints, floats, params, grads, buffers, ws, rng,
+                               X, li, flags, False)
             run_layer(plan[li, L_KIND], False, args)
     last = plan[plan.shape[0] - 1]
     return _region(ws, last[L_OUT_OFFSET], X.shape[0], last[L_OUT_SIZE])
 
 
 @jit
-def backward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, flags):
+def backward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags):
     """Chain rule from the last layer to the first; the last delta region holds dLoss/dOut."""
     for li in range(plan.shape[0] - 1, -1, -1):
         if plan[li, L_IS_VIEW] == 0:
-            args = _layer_args(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
-                               X, li, flags)
+            args = _layer_args(plan, ints, floats, params, grads, buffers, ws, rng,
+                               X, li, flags, True)
             run_layer(plan[li, L_KIND], True, args)
 
 
@@ -139,19 +158,20 @@ def _weight_sum(weights, m):
 
 
 @jit
-def train_step(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
-               X, labels, targets, weights, loss_kind, flags,
-               opt_kind, state, hyper, counters, results, standalone):
-    """Forward, loss, backward and (unless opt_kind is NO_UPDATE) the update, for one batch.
+def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
+               X, labels, targets, weights, loss_kind, flags, state, hyper, counters, results):
+    """Forward, loss, backward and (unless ``hyper[H_KIND]`` is NO_UPDATE) the update, for
+    one batch.
 
     ``flags`` carries the mode: F_TRAINING (dropout, batch statistics) and F_UPDATE_BUFFERS
-    (write running statistics), independently of whether the optimizer updates.
-    ``standalone`` (a call from Python): zero ``results`` and validate the batch first, so
-    that bad input touches nothing. ``train_epoch`` validated its data once and passes
-    False to accumulate over its batches. Every argument reaches this function with the same
-    types from Python and from ``train_epoch`` (constants as variables, never literals), so
-    it compiles once.
+    (write running statistics), independently of whether the optimizer updates, and
+    F_STANDALONE (a call from Python): zero ``results`` and validate the batch first, so
+    that bad input touches nothing; ``train_epoch`` validated its data once and leaves the
+    bit off to accumulate over its batches. Every argument reaches this function with the
+    same types from Python and from ``train_epoch`` (constants as variables, never
+    literals), so it compiles once.
     """
+    standalone = (flags & F_STANDALONE) != 0
     if standalone:
         results[:] = 0
         code, row = check_batch(X, labels, targets, weights, loss_kind,
@@ -168,7 +188,7 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
             results[R_ERROR_INDEX] = -1
         return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
     last = plan[plan.shape[0] - 1]
-    O = forward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, flags)
+    O = forward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
     dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
     before = results[R_LOSS]
     loss_forward_backward(loss_kind, O, labels, targets, weights, dO, 1.0 / wsum, results, True)
@@ -176,16 +196,16 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
     if not is_finite(results[R_LOSS] - before):
         results[R_ERROR] = E_NON_FINITE_LOSS
         return
-    backward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng, X, flags)
+    backward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
+    opt_kind = np.int64(hyper[H_KIND])
     if opt_kind != NO_UPDATE:
         results[R_GRAD_NORM] = optimizer_update(opt_kind, params, grads, state, hyper, counters)
     results[R_BATCHES] += 1
 
 
 @jit
-def train_epoch(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
-                X, labels, targets, weights, loss_kind, flags,
-                opt_kind, state, hyper, counters, results,
+def train_epoch(plan, ints, floats, params, grads, buffers, ws, rng,
+                X, labels, targets, weights, loss_kind, flags, state, hyper, counters, results,
                 perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch, weights_batch):
     """One epoch in the mode ``flags`` says (training): shuffle, then for each mini-batch
     gather its rows and run the step.
@@ -200,7 +220,6 @@ def train_epoch(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
     if do_shuffle:
         shuffle(perm, rng)
     weighted = weights.shape[0] > 0
-    standalone = n < 0  # False, but not a literal: train_step is then typed as from Python
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         Xb = X_batch[:m]
@@ -215,15 +234,15 @@ def train_epoch(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
             if weighted:
                 weights_batch[r] = weights[src]
         wb = weights_batch[:m] if weighted else weights_batch[:0]
-        train_step(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
+        train_step(plan, ints, floats, params, grads, buffers, ws, rng,
                    Xb, labels_batch[:m], targets_batch[:m], wb, loss_kind, flags,
-                   opt_kind, state, hyper, counters, results, standalone)
+                   state, hyper, counters, results)
         if results[R_ERROR] != 0:
             return
 
 
 @jit
-def infer(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
+def infer(plan, ints, floats, params, grads, buffers, ws, rng,
           capacity, X, labels, targets, weights, loss_kind, flags, outputs, results):
     """Forward in the mode ``flags`` says (0: evaluation), in chunks of ``capacity`` rows:
     copy outputs into
@@ -235,7 +254,7 @@ def infer(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
     for start in range(0, n, capacity):
         stop = min(n, start + capacity)
         m = stop - start
-        O = forward_pass(plan, ints, floats, params, grads, buffers, ws, batch_ws, rng,
+        O = forward_pass(plan, ints, floats, params, grads, buffers, ws, rng,
                          X[start:stop], flags)
         if outputs.shape[0] > 0:
             copy_into(O, outputs[start:stop])
