@@ -32,7 +32,7 @@ BAD_INPUTS = [
     ("x-inf", _inf_x(), Y_OK, ValueError, "X contains NaN"),
     ("x-strings", np.full((6, 4), "a"), Y_OK, TypeError, "X must hold real numbers"),
     ("y-wrong-length", X_OK, Y_OK[:5], ValueError, "y must have 6 rows"),
-    ("y-label-too-big", X_OK, np.array([0, 1, 3, 0, 1, 2]), ValueError, "row 2 is out of range"),
+    ("y-label-too-big", X_OK, np.array([0, 1, 3, 0, 1, 2]), ValueError, "got 3 in row 2"),
     ("y-label-negative", X_OK, np.array([0, -1, 2, 0, 1, 2]), ValueError, "class labels in [0, 3)"),
     ("y-fractional", X_OK, Y_OK + 0.5, ValueError, "integer class labels"),
     ("y-nan", X_OK, np.array([0, 1, np.nan, 0, 1, 2]), ValueError, "integer class labels"),

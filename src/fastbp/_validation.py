@@ -99,13 +99,18 @@ def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray | 
 
 
 def value_error_message(code: int, row: int, loss: str, n_outputs: int,
-                        x_name: str = "X", y_name: str = "y") -> str:
+                        x_name: str = "X", y_name: str = "y", labels=None) -> str:
     """Turn a kernel's (or check_values') error code into a message naming the argument."""
+    label = f"got {labels[row]} in row {row}" if labels is not None and 0 <= row < len(labels) \
+        else f"row {row} is out of range"
+    if code == codes.E_LABEL_RANGE and n_outputs == 1:
+        label += ("; cross_entropy needs one output per class: give the last layer 2 outputs, "
+                  "or use loss='binary_cross_entropy' with 0/1 targets")
     messages = {
         codes.E_X_NOT_FINITE: f"{x_name} contains NaN or infinity (first in row {row})",
         codes.E_Y_NOT_FINITE: f"{y_name} contains NaN or infinity (first in row {row})",
         codes.E_LABEL_RANGE: f"{y_name} must hold class labels in [0, {n_outputs}) for {loss}; "
-                             f"row {row} is out of range",
+                             f"{label}",
         codes.E_TARGET_RANGE: f"{y_name} must hold targets in [0, 1] for {loss}; "
                               f"row {row} is out of range",
         codes.E_WEIGHT: "sample_weight must be finite and non-negative, with a positive sum",

@@ -201,19 +201,19 @@ class Network:
         return (X, self._no_labels if labels is None else labels,
                 self._no_targets if targets is None else targets, w)
 
-    def _raise_for(self, results: np.ndarray) -> None:
+    def _raise_for(self, results: np.ndarray, labels: np.ndarray | None = None) -> None:
         code = int(results[codes.R_ERROR])
         if code == codes.E_NON_FINITE_LOSS:
             raise FloatingPointError("the loss is not finite; parameters were not updated "
                                      "(lower the learning rate or clip gradients)")
         if code:
             raise ValueError(v.value_error_message(code, int(results[codes.R_ERROR_INDEX]),
-                                                   self.loss, self.n_outputs))
+                                                   self.loss, self.n_outputs, labels=labels))
 
     def _check_values(self, X, labels, targets, weights, loss_code: int | None = None) -> None:
         loss_code = self._loss_code if loss_code is None else loss_code
         validate(X, labels, targets, weights, loss_code, self.n_outputs, self._results)
-        self._raise_for(self._results)
+        self._raise_for(self._results, labels)
 
     def _ensure_capacity(self, rows: int) -> None:
         if rows > self._capacity:
@@ -283,7 +283,7 @@ class Network:
         if r[codes.R_ERROR]:
             if newly_bound and r[codes.R_ERROR] != codes.E_NON_FINITE_LOSS:
                 optimizer._unbind(state_before)  # bad input changes nothing, binding included
-            self._raise_for(r)
+            self._raise_for(r, labels)
         return r[codes.R_LOSS] / r[codes.R_WEIGHT]
 
     def loss_and_grad(self, X, y, sample_weight=None) -> tuple[float, np.ndarray]:
@@ -314,7 +314,7 @@ class Network:
         finally:
             self._rng[:] = rng_before
         if r[codes.R_ERROR] and r[codes.R_ERROR] != codes.E_NON_FINITE_LOSS:
-            self._raise_for(r)
+            self._raise_for(r, labels)
         loss = r[codes.R_LOSS] / r[codes.R_WEIGHT]
         if r[codes.R_ERROR]:
             return float("nan"), np.full_like(self.params, np.nan)

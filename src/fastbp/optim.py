@@ -101,6 +101,16 @@ class Optimizer:
     weight_decay = _Hyper(codes.H_WEIGHT_DECAY, _non_negative)
     max_norm = _Hyper(codes.H_MAX_NORM, _max_norm)
 
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # torch's habit, Adam(model.parameters(), lr=...), fails before __init__ could say why.
+        first = args[0] if args else kwargs.get("params", kwargs.get("lr"))
+        if isinstance(first, (np.ndarray, list, tuple, dict)) or hasattr(first, "__next__") \
+                or "params" in kwargs:
+            raise TypeError(f"{cls.__name__} takes no parameters: fastbp optimizers update the "
+                            f"network they are used with. Write fb.{cls.__name__}(lr=...) and pass "
+                            f"it to net.fit or net.train_step, not fb.{cls.__name__}(net.params, ...)")
+        return super().__new__(cls)
+
     def __init__(self, **hyperparameters: Any):
         self._args: OptimizerArgs | None = None
         self._hyper = np.zeros(codes.N_HYPER, dtype=np.float64)

@@ -192,9 +192,11 @@ def _positive_int(value, name: str) -> int:
 
 
 def _check_options(epochs, batch_size, shuffle, validation_data, validation_split, optimizer,
-                   scheduler) -> tuple[int, int, Optimizer]:
+                   scheduler, verbose) -> tuple[int, int, Optimizer]:
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
+    if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0 (silent), 1 or 2 (a progress bar), got {verbose!r}")
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
@@ -387,8 +389,8 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
     scheduler : a fastbp scheduler, optional
         Stepped once per epoch; ReduceLROnPlateau gets val_loss (or loss without validation).
     callbacks : list of Callback
-    verbose : int
-        0 silent; 1 a tqdm progress bar over epochs.
+    verbose : {0, 1, 2}
+        0 silent; 1 or 2 a tqdm progress bar over epochs.
     sample_weight : array of shape (n,), optional
     class_weight : dict or "balanced", optional
         Per-class weights (classification); multiplied into sample_weight. The loss of a
@@ -403,7 +405,7 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         the history so far.
     """
     epochs, batch_size, optimizer = _check_options(epochs, batch_size, shuffle, validation_data,
-                                                   validation_split, optimizer, scheduler)
+                                                   validation_split, optimizer, scheduler, verbose)
     data = _training_data(net, X, y, sample_weight, class_weight)
     data, val = _split_validation(net, data, validation_data, validation_split)
     early_stopping = _early_stopping(early_stopping, val is not None)
