@@ -21,9 +21,14 @@ def test_specialised_source_dispatches_only_the_named_kinds():
     assert "from . import dropout, flatten\n" in source
 
 
-def test_every_kind_or_the_core_alone_uses_the_template():
-    assert _walkers.walker_for({step.dense.KIND}) is step  # every kind known today is core
-    assert fb.Network.mlp([3, 2])._kernels is step
+def test_mlps_share_the_core_walker_and_other_kinds_get_their_own():
+    mlp = fb.Network.mlp([3, 4, 2], dropout=0.1)._kernels
+    assert mlp is fb.Network.mlp([3, 2])._kernels
+    assert {m.__name__.rsplit(".", 1)[1] for m in mlp.LAYER_KERNELS} == {"dense", "dropout"}
+    flat = fb.Network([fb.Flatten(), fb.Dense(6, 2)], input_shape=(2, 3))._kernels
+    assert {m.__name__.rsplit(".", 1)[1] for m in flat.LAYER_KERNELS} == {"dense", "dropout",
+                                                                          "flatten"}
+    assert _walkers.walker_for(set(_walkers.KIND_NAMES)) is step
 
 
 @pytest.mark.parametrize("core", [frozenset(), frozenset({"dense"})], ids=["no-core", "dense-core"])

@@ -33,6 +33,8 @@ F_TRAINING = 1  # training mode (dropout on, batch statistics): PyTorch's module
 F_UPDATE_BUFFERS = 2  # write running statistics into buffers (train_step, not loss_and_grad)
 F_NEED_D_INPUT = 4  # backward must write dLoss/d(input) (every layer but the first)
 F_STANDALONE = 8  # a step called from Python: zero the results and validate the batch first
+F_INFER = 16  # run_dataset: forward in chunks (outputs, loss, accuracy), no training
+F_VALIDATE = 32  # run_dataset: only check the data as train_step would
 
 # Activations.
 IDENTITY = 0

@@ -25,10 +25,10 @@ import numba
 from ._jit import kernel_digest
 from .kernels import step
 
-# Cheap kinds that MLPs mix freely: compiled together, so that a network with or without
-# Dropout or Activation does not compile a walker of its own (cold first step of 64-32-10:
-# 7.9 s with Dense and Dropout alone, 8.9 s with these four; see the closing note of #10).
-CORE_KINDS = frozenset({"dense", "dropout", "flatten", "activation"})
+# The kinds every walker compiles: an MLP's, with or without Dropout, so that those share one
+# compile. Every other kind costs compile time only to the networks that use it (each kind
+# inlined into the passes added ~0.5 s to the cold first step, even Flatten and Activation).
+CORE_KINDS = frozenset({"dense", "dropout"})
 
 _DISPATCH = re.compile(r"^(\s+)(el)?if kind == (\w+)\.KIND:")
 _IMPORT = re.compile(r"^from \. import ([\w, ]+)$", re.MULTILINE)
@@ -82,7 +82,7 @@ def _write_once(path: Path, text: str) -> None:
 
 
 def walker_for(kinds, core: frozenset[str] = CORE_KINDS) -> ModuleType:
-    """The kernels module (``train_step``, ``train_epoch``, ``infer``...) for a network whose
+    """The kernels module (``train_step``, ``run_dataset``...) for a network whose
     layers have the kind codes ``kinds``: ``step`` itself when that is every kind, else a
     specialised copy (``step`` again if the copy cannot be written)."""
     names = frozenset(core | {KIND_NAMES[k] for k in kinds})

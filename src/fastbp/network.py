@@ -25,7 +25,6 @@ from . import _codes as codes
 from . import _validation as v
 from ._serialize import save as _save
 from ._walkers import walker_for
-from .kernels.step import validate
 from .layers import Layer, layer_from_config, mlp_layers
 from .optim import Optimizer
 from .plan import compile_layers
@@ -121,6 +120,8 @@ class Network:
         self._no_hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
         self._no_hyper[codes.H_KIND] = codes.NO_UPDATE  # a gradient, no update
         self._no_counters = np.zeros(codes.N_COUNTERS, dtype=np.int64)
+        self._no_perm = np.empty(0, dtype=np.int64)
+        self._no_X = np.empty((0, self.n_features), dtype=self.dtype)
 
     @classmethod
     def mlp(cls, sizes: Sequence[int], activation: str = "relu", loss: str = "cross_entropy",
@@ -212,7 +213,7 @@ class Network:
 
     def _check_values(self, X, labels, targets, weights, loss_code: int | None = None) -> None:
         loss_code = self._loss_code if loss_code is None else loss_code
-        validate(X, labels, targets, weights, loss_code, self.n_outputs, self._results)
+        self._run_dataset(X, labels, targets, weights, loss_code, codes.F_VALIDATE)
         self._raise_for(self._results, labels)
 
     def _ensure_capacity(self, rows: int) -> None:
@@ -338,11 +339,21 @@ class Network:
                    sample_weight=sample_weight, class_weight=class_weight)
 
     # -- inference (evaluation mode) -------------------------------------------------------
+    def _run_dataset(self, X, labels, targets, weights, loss_code, flags, chunk=1,
+                     outputs=None) -> np.ndarray:
+        """The dataset kernel in its validation or inference mode (fit runs its epochs)."""
+        self._kernels.run_dataset(*self._args, X, labels, targets, weights, loss_code, flags,
+                                  self._no_state, self._no_hyper, self._no_counters, self._results,
+                                  self._no_perm, chunk, False, self._no_X, self._no_labels,
+                                  self._no_targets if outputs is None else outputs,
+                                  self._no_weights)
+        return self._results
+
     def _infer(self, X, labels, targets, weights, loss_code, outputs) -> np.ndarray:
         self._ensure_capacity(min(X.shape[0], INFER_CHUNK))
-        self._kernels.infer(*self._args, min(self._capacity, INFER_CHUNK), X, labels, targets,
-                            weights, loss_code, EVAL_FLAGS, outputs, self._results)
-        return self._results
+        return self._run_dataset(X, labels, targets, weights, loss_code,
+                                 EVAL_FLAGS | codes.F_INFER, min(self._capacity, INFER_CHUNK),
+                                 outputs)
 
     def forward(self, X) -> np.ndarray:
         """Raw outputs of the last layer (logits for the classification losses), in

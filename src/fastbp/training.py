@@ -322,7 +322,7 @@ class _EpochRunner:
         if self.per_batch:
             return self._per_batch()
         net, r = self.net, self.net._results
-        net._kernels.train_epoch(*net._kernel_args(), *self.data, net._loss_code, TRAIN_FLAGS,
+        net._kernels.run_dataset(*net._kernel_args(), *self.data, net._loss_code, TRAIN_FLAGS,
                                  *self.opt_args, r, self.perm, self.m, self.shuffle, *self.batch)
         return r.copy()
 
@@ -335,7 +335,7 @@ class _EpochRunner:
         for b, start in enumerate(range(0, n, self.m)):
             batch = data.rows(self.perm[start : start + self.m])
             if batch.weights.shape[0] and not batch.weights.sum() > 0:
-                continue  # a batch of zero weight has no loss to follow, as in train_epoch
+                continue  # a batch of zero weight has no loss to follow, as in the epoch kernel
             r = net._step(*batch, self.optimizer)
             if r[codes.R_ERROR] == codes.E_NON_FINITE_LOSS:
                 totals[codes.R_ERROR] = codes.E_NON_FINITE_LOSS

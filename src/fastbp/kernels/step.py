@@ -2,7 +2,7 @@
 
 Every function here takes the plan and flat buffers and writes into buffers it is given; the
 only views it makes are slices and reshapes. The network's state reaches every kernel as the
-same nine arrays, in this order (``Network._kernel_args`` builds them in one place):
+same eight arrays, in this order (``Network._kernel_args`` builds them in one place):
 
     plan, ints, floats, params, grads, buffers, ws, rng
 
@@ -24,8 +24,10 @@ import numpy as np
 from .._codes import (
     E_NON_FINITE_LOSS,
     E_WEIGHT,
+    F_INFER,
     F_NEED_D_INPUT,
     F_STANDALONE,
+    F_VALIDATE,
     H_KIND,
     L_BATCH_OFFSET,
     L_BATCH_SIZE,
@@ -76,7 +78,7 @@ def run_layer(kind, backward, args):
     elif kind == activation.KIND: activation.backward(args) if backward else activation.forward(args)  # noqa: E701
 
 
-@jit(inline="always")
+@jit
 def _region(ws, offset, m, width):
     """The (m, width) matrix at per-sample ``offset`` of the workspace, for a batch of m."""
     start = m * offset
@@ -166,9 +168,9 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
     ``flags`` carries the mode: F_TRAINING (dropout, batch statistics) and F_UPDATE_BUFFERS
     (write running statistics), independently of whether the optimizer updates, and
     F_STANDALONE (a call from Python): zero ``results`` and validate the batch first, so
-    that bad input touches nothing; ``train_epoch`` validated its data once and leaves the
+    that bad input touches nothing; the epoch (``run_dataset``) validated its data once and leaves the
     bit off to accumulate over its batches. Every argument reaches this function with the
-    same types from Python and from ``train_epoch`` (constants as variables, never
+    same types from Python and from the epoch (constants as variables, never
     literals), so it compiles once.
     """
     standalone = (flags & F_STANDALONE) != 0
@@ -204,16 +206,40 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
 
 
 @jit
-def train_epoch(plan, ints, floats, params, grads, buffers, ws, rng,
+def run_dataset(plan, ints, floats, params, grads, buffers, ws, rng,
                 X, labels, targets, weights, loss_kind, flags, state, hyper, counters, results,
                 perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch, weights_batch):
-    """One epoch in the mode ``flags`` says (training): shuffle, then for each mini-batch
-    gather its rows and run the step.
+    """Everything that walks a whole dataset, in one kernel (each jitted entry point re-links
+    and re-optimises the whole step, so fit, evaluate and predict share this one):
 
-    The inputs were validated once by the caller. Stops early (R_ERROR set) on a non-finite
-    loss; R_BATCHES says how many batches were applied.
+    - ``flags & F_VALIDATE``: check every row as train_step would (R_ERROR, R_ERROR_INDEX);
+    - ``flags & F_INFER``: forward in chunks of ``batch_size`` rows in the mode the other
+      flags say, copying the outputs into ``targets_batch`` (unless it is empty) and adding
+      up the loss and accuracy (unless ``loss_kind`` is NO_LOSS);
+    - otherwise one training epoch: shuffle, then for each mini-batch gather its rows into
+      the ``*_batch`` buffers and run the step. The inputs were validated once by the
+      caller. Stops early (R_ERROR set) on a non-finite loss; R_BATCHES says how many
+      batches were applied.
     """
     results[:] = 0
+    if flags & F_VALIDATE:
+        code, row = check_batch(X, labels, targets, weights, loss_kind,
+                                plan[plan.shape[0] - 1, L_OUT_SIZE])
+        results[R_ERROR] = code
+        results[R_ERROR_INDEX] = row
+    elif flags & F_INFER:
+        _infer(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
+               loss_kind, flags, results, batch_size, targets_batch)
+    else:
+        _epoch(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
+               loss_kind, flags, state, hyper, counters, results, perm, batch_size, do_shuffle,
+               X_batch, labels_batch, targets_batch, weights_batch)
+
+
+@jit(inline="always")
+def _epoch(plan, ints, floats, params, grads, buffers, ws, rng,
+           X, labels, targets, weights, loss_kind, flags, state, hyper, counters, results,
+           perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch, weights_batch):
     n = X.shape[0]
     for i in range(n):
         perm[i] = i
@@ -241,14 +267,9 @@ def train_epoch(plan, ints, floats, params, grads, buffers, ws, rng,
             return
 
 
-@jit
-def infer(plan, ints, floats, params, grads, buffers, ws, rng,
-          capacity, X, labels, targets, weights, loss_kind, flags, outputs, results):
-    """Forward in the mode ``flags`` says (0: evaluation), in chunks of ``capacity`` rows:
-    copy outputs into
-    ``outputs`` (unless it is empty) and accumulate the loss and accuracy counts (unless
-    NO_LOSS)."""
-    results[:] = 0
+@jit(inline="always")
+def _infer(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
+           loss_kind, flags, results, capacity, outputs):
     n = X.shape[0]
     weighted = weights.shape[0] > 0
     for start in range(0, n, capacity):
@@ -273,11 +294,3 @@ def apply_update(opt_kind, params, grads, state, hyper, counters):
     """One optimizer update of ``params`` from the flat gradient ``grads`` (clipped in
     place first if the hyperparameters ask); returns the norm before clipping."""
     return optimizer_update(opt_kind, params, grads, state, hyper, counters)
-
-
-@jit
-def validate(X, labels, targets, weights, loss_kind, n_outputs, results):
-    """The same checks train_step makes, for callers that validate a whole dataset once."""
-    code, row = check_batch(X, labels, targets, weights, loss_kind, n_outputs)
-    results[R_ERROR] = code
-    results[R_ERROR_INDEX] = row
