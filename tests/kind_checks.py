@@ -106,9 +106,10 @@ def check_flat_and_shaped_inputs_agree(net, n: int = 4) -> None:
 
 
 def check_torch(net, module, n: int = 5, seed: int = 0) -> None:
-    """The network's evaluation-mode output and training-mode input gradient against the
-    torch ``module`` holding the same weights (float64, so 1e-10: only summation order
-    differs)."""
+    """The network's evaluation-mode output and training-mode loss against the torch
+    ``module`` holding the same weights (float64, so 1e-10: only summation order differs);
+    returns fastbp's parameter gradient and torch's parameters' gradients concatenated in
+    ``module.parameters()`` order, for the caller to map onto fastbp's layout."""
     import torch
 
     X, y = data_for(net, n, seed)

@@ -130,3 +130,54 @@ def test_flatten_and_activation_are_exported_and_saved_by_name(tmp_path):
     assert back.input_shape == (2, 3)
     X, _ = data_for(net, 4)
     assert np.array_equal(back.forward(X), net.forward(X))
+
+
+def test_a_failed_step_changes_nothing_not_even_the_random_stream():
+    net = fb.Network.mlp([4, 8, 3], dropout=0.5, seed=2)
+    net.params = np.full_like(net.params, 3e38)  # the loss overflows to inf
+    before = (net.params.copy(), net.buffers.copy(), net._rng.copy())
+    opt = fb.SGD(lr=0.1)
+    with pytest.raises(FloatingPointError):
+        net.train_step(np.ones((4, 4)), np.zeros(4, int), opt)
+    assert all(np.array_equal(a, b) for a, b in zip(before, (net.params, net.buffers, net._rng)))
+    assert opt._network is None  # not bound either: it can still serve another network
+
+
+def test_a_built_layers_settings_cannot_drift_from_its_kernels():
+    net = fb.Network.mlp([4, 8, 3], dropout=0.25)
+    with pytest.raises(AttributeError, match="Dropout.p is fixed once a network is built"):
+        net.layers[1].p = 0.0
+    with pytest.raises(AttributeError, match="Dense.activation is fixed"):
+        net.layers[0].activation = "tanh"
+    spec = fb.Dropout(0.25)
+    spec.p = 0.5  # a layer not yet in a network is just a description
+    assert fb.Network([fb.Dense(4, 3), spec]).layers[1].p == 0.5
+
+
+def test_copying_a_bound_layer_gives_an_unbound_one():
+    import copy
+
+    net = fb.Network.mlp([3, 2], seed=1)
+    clone = copy.copy(net.layers[0])
+    assert clone.W is None and clone.output_shape is None
+    clone.n_out = 5  # a description again
+    before = net.params.copy()
+    assert fb.Network([clone]).n_outputs == 5 and np.array_equal(net.params, before)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_networks_copy_and_pickle_with_their_state(how):
+    import copy
+    import pickle
+
+    net = fb.Network([fb.Flatten(), fb.Dense(6, 4), fb.Dropout(0.3), fb.Dense(4, 2)],
+                     input_shape=(2, 3), dtype="float64", seed=3)
+    X, y = data_for(net, 5)
+    net.train_step(X, y, fb.Adam(lr=0.1))
+    twin = copy.deepcopy(net) if how == "deepcopy" else pickle.loads(pickle.dumps(net))
+    assert np.array_equal(twin.params, net.params) and np.array_equal(twin._rng, net._rng)
+    assert np.shares_memory(twin.layers[1].W, twin.params)
+    assert not np.shares_memory(twin.params, net.params)
+    assert np.array_equal(twin.forward(X), net.forward(X))
+    opt_a, opt_b = fb.SGD(lr=0.1), fb.SGD(lr=0.1)
+    assert net.train_step(X, y, opt_a) == twin.train_step(X, y, opt_b)  # same dropout masks

@@ -235,3 +235,25 @@ def test_format2_fields_are_checked(tmp_path, name, value, text):
 def test_save_into_a_missing_directory_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nodir/x.npz"):
         fb.save(build([3, 2]), tmp_path / "nodir" / "x.npz")
+
+
+def test_a_loaded_optimizer_saves_before_its_first_use(tmp_path):
+    # format 1 -> format 2 without training in between
+    net, opt = fb.load(DATA / "format1_mlp.npz", return_optimizer=True)
+    fb.save(net, tmp_path / "v2.npz", optimizer=opt)
+    back, opt2 = fb.load(tmp_path / "v2.npz", return_optimizer=True)
+    assert np.array_equal(back.params, net.params)
+    assert all(np.array_equal(opt2.state_dict()["state"][k], v)
+               for k, v in opt.state_dict()["state"].items())
+
+
+def test_absurd_sizes_in_a_file_are_a_bad_file(tmp_path):
+    fb.save(build([3, 2]), tmp_path / "ok.npz")
+    with np.load(tmp_path / "ok.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    meta["config"]["layers"][0]["n_out"] = 2**62
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match="bad architecture"):
+        fb.load(tmp_path / "bad.npz")

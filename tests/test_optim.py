@@ -266,7 +266,7 @@ def test_optimizer_of_a_discarded_network_is_not_silently_reused():
     import gc
 
     gc.collect()
-    with pytest.raises(ValueError, match="already bound"):
+    with pytest.raises(ValueError, match="bound to a Network that no longer exists"):
         build([3, 2]).train_step(X, y, opt)
 
 

@@ -45,8 +45,11 @@ def save(net, path, optimizer: Optimizer | None = None) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
         bound = optimizer._network() if optimizer._network is not None else None
-        if optimizer._state is not None and bound is not net:
+        if optimizer._network is not None and bound is not net:
             raise ValueError("optimizer belongs to another network; save it with that network")
+        if optimizer._state is not None and optimizer._state.shape[1] != net.params.shape[0]:
+            raise ValueError(f"optimizer state holds {optimizer._state.shape[1]} values per "
+                             f"buffer, the network has {net.params.shape[0]} parameters")
         sd = optimizer.state_dict()
         meta["optimizer"] = {"type": sd["type"], "hyperparameters": sd["hyperparameters"],
                              "step": sd["step"], "state": sorted(sd["state"])}

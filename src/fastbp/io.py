@@ -54,8 +54,8 @@ def load(path, return_optimizer: bool = False):
         raise _bad(path, f"format version {version!r}; this fastbp reads up to {FORMAT_VERSION}")
     try:
         net = Network.from_config(meta["config"])
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise _bad(path, f"bad architecture: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as e:
+        raise _bad(path, f"bad architecture: {type(e).__name__}: {e}") from None
     params = _checked(path, arrays, "params", net.params)
     buffers = _checked(path, arrays, "buffers", net.buffers) if version >= 2 else None
     rng = arrays.get("rng") if version >= 2 else None

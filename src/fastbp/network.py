@@ -123,6 +123,12 @@ class Network:
         self._no_perm = np.empty(0, dtype=np.int64)
         self._no_X = np.empty((0, self.n_features), dtype=self.dtype)
 
+    def __reduce__(self):
+        # The kernels module and views cannot be pickled or deep-copied: rebuild from the
+        # architecture, then restore the state (copy.deepcopy, pickle, multiprocessing).
+        return (_rebuild, (self.get_config(), self.params.copy(), self.buffers.copy(),
+                           self._rng.copy()))
+
     @classmethod
     def mlp(cls, sizes: Sequence[int], activation: str = "relu", loss: str = "cross_entropy",
             dropout: float = 0.0, dtype: str = "float32", seed: int | None = 0) -> Network:
@@ -219,8 +225,8 @@ class Network:
     def _ensure_capacity(self, rows: int) -> None:
         if rows > self._capacity:
             # per-sample regions first, the per-batch scratch at the end
-            self._ws = v.aligned_zeros(rows * self._plan.ws_width + self._plan.batch_width,
-                                       self.dtype)
+            self._ws = v.aligned_zeros(rows * self._plan.ws_width + self._plan.batch_width
+                                       + self._plan.n_buffers, self.dtype)
             self._capacity = rows
             p = self._plan
             self._args = KernelArgs(p.table, p.ints, p.floats, self._params, self._grads,
@@ -282,8 +288,8 @@ class Network:
         self._train_kernel(*self._args, X, labels, targets, weights, self._loss_code,
                            STEP_FLAGS, *opt, r)
         if r[codes.R_ERROR]:
-            if newly_bound and r[codes.R_ERROR] != codes.E_NON_FINITE_LOSS:
-                optimizer._unbind(state_before)  # bad input changes nothing, binding included
+            if newly_bound:
+                optimizer._unbind(state_before)  # a failed step changes nothing, binding included
             self._raise_for(r, labels)
         return r[codes.R_LOSS] / r[codes.R_WEIGHT]
 
@@ -427,6 +433,13 @@ class Network:
         """Alias of :func:`fastbp.save`: params, buffers, architecture, random state and
         (optionally) the optimizer's state in one ``.npz``."""
         _save(self, path, optimizer=optimizer)
+
+
+def _rebuild(config, params, buffers, rng) -> Network:
+    net = Network.from_config(config)
+    net.params, net.buffers = params, buffers
+    net._rng[:] = rng
+    return net
 
 
 def _copy_into(target: np.ndarray, value, name: str) -> None:

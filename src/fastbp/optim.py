@@ -132,6 +132,9 @@ class Optimizer:
             bound = self._network()
             if bound is network:
                 return self._args
+            if bound is None:
+                raise ValueError(f"this {type(self).__name__} was bound to a Network that no "
+                                 "longer exists; create a new optimizer for this network")
             raise ValueError(f"this {type(self).__name__} is already bound to another Network "
                              "(its state belongs to that network's parameters); create one "
                              "optimizer per network")
@@ -185,8 +188,10 @@ class Optimizer:
         n = network.params.shape[0]
         if grad.shape != (n,):
             raise ValueError(f"grad must have shape ({n},) like network.params, got {grad.shape}")
-        if grad.dtype.kind != "f" or not np.all(np.isfinite(grad)):
-            raise ValueError("grad must hold finite floats")
+        if grad.dtype.kind != "f":
+            raise TypeError(f"grad must hold floats, got dtype {grad.dtype}")
+        if not np.all(np.isfinite(grad)):
+            raise ValueError("grad must hold finite values (no NaN or infinity)")
         grad = np.array(grad, dtype=network.dtype)  # a copy: clipping scales it in place
         args = self._bind(network)
         return float(apply_update(self.kind, network.params, grad, args.state, args.hyper,
@@ -215,6 +220,9 @@ class Optimizer:
         if state_dict.get("type") != type(self).__name__:
             raise ValueError(f"state_dict is for {state_dict.get('type')!r}, "
                              f"not {type(self).__name__}")
+        missing = {"hyperparameters", "step", "state"} - set(state_dict)
+        if missing:
+            raise ValueError(f"state_dict lacks {sorted(missing)}")
         probe = type(self)(**state_dict["hyperparameters"])  # validates the hyperparameters
         step = state_dict["step"]
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) \
@@ -232,8 +240,8 @@ class Optimizer:
             if any(a.dtype.kind != "f" or not np.all(np.isfinite(a)) for a in arrays):
                 raise ValueError("state_dict state buffers must hold finite floats")
             if self._state is not None and arrays[0].shape[0] != self._state.shape[1]:
-                raise ValueError(f"state_dict buffers hold {arrays[0].shape[0]} values, the bound "
-                                 f"network has {self._state.shape[1]} parameters")
+                raise ValueError(f"state_dict buffers hold {arrays[0].shape[0]} values, this "
+                                 f"optimizer's state {self._state.shape[1]}")
             dtype = self._state.dtype if self._state is not None else arrays[0].dtype
             new_state = np.ascontiguousarray(np.stack(arrays), dtype=dtype)
         elif self._state is not None:

@@ -116,8 +116,10 @@ def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
         floats += layer_floats
         rows.append(row)
         shape = out_shape
-    for row in rows:  # per-batch scratch lives at the end of the workspace: count from there
-        row[codes.L_BATCH_OFFSET] = batch_off - row[codes.L_BATCH_OFFSET]
+    # The workspace ends with the per-batch scratch, then a copy of the buffers (a failed
+    # step restores them from it); per-batch offsets count from the end.
+    for row in rows:
+        row[codes.L_BATCH_OFFSET] = batch_off + b_off - row[codes.L_BATCH_OFFSET]
     return Plan(np.array(rows), np.array(ints, dtype=np.int64),
                 np.array(floats, dtype=np.float64), input_shape, p_off, b_off, ws_off, batch_off)
 

@@ -6,7 +6,7 @@ same eight arrays, in this order (``Network._kernel_args`` builds them in one pl
 
     plan, ints, floats, params, grads, buffers, ws, rng
 
-(the per-batch scratch sits at the end of ``ws``).
+(the per-batch scratch, then a copy of the buffers, sit at the end of ``ws``).
 
 Each layer kind's forward/backward pair shares one signature, a single tuple (so that
 numba can inline it into the walker):
@@ -168,9 +168,11 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
     ``flags`` carries the mode: F_TRAINING (dropout, batch statistics) and F_UPDATE_BUFFERS
     (write running statistics), independently of whether the optimizer updates, and
     F_STANDALONE (a call from Python): zero ``results`` and validate the batch first, so
-    that bad input touches nothing; the epoch (``run_dataset``) validated its data once and leaves the
-    bit off to accumulate over its batches. Every argument reaches this function with the
-    same types from Python and from the epoch (constants as variables, never
+    that bad input touches nothing, and on a non-finite loss put the random stream and the
+    buffers back as they were (the copy of the buffers lives at the very end of ``ws``);
+    the epoch (``run_dataset``) validated its data once, leaves the bit off to accumulate
+    over its batches, and is rolled back by its caller. Every argument reaches this function
+    with the same types from Python and from the epoch (constants as variables, never
     literals), so it compiles once.
     """
     standalone = (flags & F_STANDALONE) != 0
@@ -189,6 +191,11 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
             results[R_ERROR] = E_WEIGHT
             results[R_ERROR_INDEX] = -1
         return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
+    rng_before = rng[0]
+    kept = ws[ws.shape[0] - buffers.shape[0]:]
+    if standalone:
+        for i in range(buffers.shape[0]):
+            kept[i] = buffers[i]
     last = plan[plan.shape[0] - 1]
     O = forward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
     dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
@@ -197,6 +204,10 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
     results[R_WEIGHT] += wsum
     if not is_finite(results[R_LOSS] - before):
         results[R_ERROR] = E_NON_FINITE_LOSS
+        if standalone:
+            rng[0] = rng_before
+            for i in range(buffers.shape[0]):
+                buffers[i] = kept[i]
         return
     backward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
     opt_kind = np.int64(hyper[H_KIND])

@@ -9,7 +9,6 @@ See ``docs/ARCHITECTURE.md``.
 
 from __future__ import annotations
 
-import copy
 from math import prod
 from typing import Any, ClassVar
 
@@ -105,14 +104,23 @@ class Layer:
         object.__setattr__(self, "_bound", frozenset(self.__dict__.get("_bound", ())) | set(tensors))
 
     def unbound_copy(self) -> Layer:
-        """A copy that shares no views with any network (networks copy the layers given)."""
-        clone = copy.copy(self)
+        """A copy that shares no views with any network and is not built (networks copy the
+        layers given; ``copy.copy`` of a layer gives this too)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
         for name in self.__dict__.get("_bound", ()):
-            object.__setattr__(clone, name, None)
-        object.__setattr__(clone, "_bound", frozenset())
+            clone.__dict__[name] = None
+        clone.__dict__.update(_bound=frozenset(), input_shape=None, output_shape=None)
         return clone
 
+    __copy__ = unbound_copy
+
     def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("output_shape") is not None and name not in self.__dict__.get(
+                "_bound", ()) and name in self.get_config():
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is fixed once a network is built (it is compiled "
+                f"into the network's plan); build a new network with the {name} you want")
         if name in self.__dict__.get("_bound", ()):
             view = self.__dict__[name]
             array = np.asarray(value)
