@@ -192,8 +192,8 @@ def test_format1_file_from_fastbp_0_1_loads_and_predicts_identically():
 
 
 def test_format2_carries_buffers_rng_and_shapes(tmp_path):
-    net = fb.Network([fb.Dropout(0.2), fb.Flatten(), fb.Dense(6, 3), fb.Activation("tanh")],
-                     input_shape=(2, 3), dtype="float64", seed=5)
+    net = fb.Network([fb.BatchNorm1D(2), fb.Dropout(0.2), fb.Flatten(), fb.Dense(6, 3),
+                      fb.Activation("tanh")], input_shape=(2, 3), dtype="float64", seed=5)
     X = np.random.default_rng(0).normal(size=(8, 2, 3))
     net.train_step(X, np.arange(8) % 3, fb.SGD(lr=0.1))
     fb.save(net, tmp_path / "m.npz")
@@ -203,6 +203,8 @@ def test_format2_carries_buffers_rng_and_shapes(tmp_path):
     back = fb.load(tmp_path / "m.npz")
     assert back.get_config() == net.get_config() and back.input_shape == (2, 3)
     assert np.array_equal(back._rng, net._rng)
+    assert back.buffers.size == 5 and np.array_equal(back.buffers, net.buffers)
+    assert net.layers[0].num_batches_tracked == 1
     assert np.array_equal(back.forward(X), net.forward(X))
 
 

@@ -105,6 +105,8 @@ class Network:
         self.layers = layers
         self.input_shape = self._plan.input_shape
         self._set_kernels(walker_for({type(layer).kind for layer in layers}))
+        # Batch statistics need more than one value per channel (torch refuses too).
+        self._min_batch = 2 if any(getattr(layer, "positions", 2) == 1 for layer in layers) else 1
         self._params, self._buffers = params, buffers
         self._grads = v.aligned_zeros(self._plan.n_params, self.dtype)
         self._rng = seed_state(seed)
@@ -232,6 +234,13 @@ class Network:
             self._args = KernelArgs(p.table, p.ints, p.floats, self._params, self._grads,
                                     self._buffers, self._ws, self._rng)
 
+    def _check_batch_rows(self, rows: int, name: str = "X") -> None:
+        if rows < self._min_batch:
+            i, layer = next((i, la) for i, la in enumerate(self.layers)
+                            if getattr(la, "positions", 2) == 1)
+            raise ValueError(f"layers[{i}] ({type(layer).__name__}) expected more than 1 value per "
+                             f"channel when training; {name} has {rows} row")
+
     def _step(self, X, labels, targets, weights, optimizer: Optimizer | None) -> np.ndarray:
         """One standalone fused step in training mode: with an optimizer, updates params,
         buffers and its state; without one, only computes the gradient into ``_grads``."""
@@ -278,6 +287,8 @@ class Network:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
+        if X.shape[0] < self._min_batch:
+            self._check_batch_rows(X.shape[0])
         newly_bound = optimizer._network is None
         state_before = optimizer._state
         opt = optimizer._bind(self)
@@ -315,6 +326,7 @@ class Network:
         gives ``nan`` and a gradient of NaNs.
         """
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
+        self._check_batch_rows(X.shape[0])
         rng_before = self._rng.copy()
         try:
             r = self._step(X, labels, targets, weights, None)

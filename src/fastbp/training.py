@@ -415,6 +415,12 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
     history = History()
     callbacks = _callbacks(net, history, early_stopping, callbacks, log_keys)
 
+    n = data.X.shape[0]
+    net._check_batch_rows(min(batch_size, n), "X")
+    if n > batch_size and n % batch_size == 1 and net._min_batch > 1:
+        raise ValueError(f"batch_size={batch_size} leaves a last batch of 1 row out of {n}, and "
+                         "batch normalisation needs more than 1 value per channel when training; "
+                         "choose another batch_size")
     run_epoch = _EpochRunner(net, optimizer, data, batch_size, bool(shuffle), callbacks)
     snapshot = _Snapshot(net._training_state() + optimizer._training_state())
     net.stop_training = False

@@ -56,7 +56,7 @@ from .._codes import (
     R_WEIGHT,
 )
 from .._jit import jit
-from . import activation, dense, dropout, flatten
+from . import activation, batchnorm, dense, dropout, flatten, layernorm
 from .dropout import shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
@@ -76,6 +76,8 @@ def run_layer(kind, backward, args):
     elif kind == dropout.KIND: dropout.backward(args) if backward else dropout.forward(args)  # noqa: E701
     elif kind == flatten.KIND: flatten.backward(args) if backward else flatten.forward(args)  # noqa: E701
     elif kind == activation.KIND: activation.backward(args) if backward else activation.forward(args)  # noqa: E701
+    elif kind == batchnorm.KIND: batchnorm.backward(args) if backward else batchnorm.forward(args)  # noqa: E701
+    elif kind == layernorm.KIND: layernorm.backward(args) if backward else layernorm.forward(args)  # noqa: E701
 
 
 @jit

@@ -40,7 +40,8 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        LAYER_TYPES[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):  # private bases (_BatchNorm) are not layers
+            LAYER_TYPES[cls.__name__] = cls
 
     # -- what a kind declares --------------------------------------------------------------
     def default_input_shape(self) -> Shape | None:

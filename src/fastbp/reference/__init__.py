@@ -1,7 +1,8 @@
 """A plain numpy implementation of fastbp's maths, written to be read.
 
 Each layer kind has a twin module here (``reference/<kind>.py``) defining ``LAYER`` (the
-spec's class name) and ``forward(layer, tensors, x, training, stream) -> (out, cache)`` and
+spec's class name, or a tuple of the names sharing the kind) and
+``forward(layer, tensors, x, training, stream, update_buffers) -> (out, cache)`` and
 ``backward(layer, tensors, cache, d_out) -> (d_x, grads)``. Every module of this package is
 imported here, so a new twin needs no edit. The twins share no code with the kernels: they
 are the oracle for the tests and the baseline for the benchmarks.
@@ -16,8 +17,9 @@ from types import ModuleType
 TWINS: dict[str, ModuleType] = {}
 for _module in pkgutil.iter_modules(__path__):
     _mod = importlib.import_module(f"{__name__}.{_module.name}")
-    if hasattr(_mod, "LAYER"):
-        TWINS[_mod.LAYER] = _mod
+    if hasattr(_mod, "LAYER"):  # one spec name, or a tuple of specs sharing the kind
+        for _name in (_mod.LAYER,) if isinstance(_mod.LAYER, str) else _mod.LAYER:
+            TWINS[_name] = _mod
 
 
 def twin_for(layer) -> ModuleType:

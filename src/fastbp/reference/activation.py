@@ -5,7 +5,7 @@ from .activations import ACTIVATIONS, DERIVATIVES
 LAYER = "Activation"
 
 
-def forward(layer, tensors, x, training, stream):
+def forward(layer, tensors, x, training, stream, update_buffers=True):
     out = ACTIVATIONS[layer.activation](x)
     return out, out
 

@@ -3,7 +3,7 @@
 LAYER = "Dropout"
 
 
-def forward(layer, tensors, x, training, stream):
+def forward(layer, tensors, x, training, stream, update_buffers=True):
     if not training or layer.p == 0:
         return x, None
     keep = stream.uniforms(x.size).reshape(x.shape) >= layer.p

@@ -3,7 +3,7 @@
 LAYER = "Flatten"
 
 
-def forward(layer, tensors, x, training, stream):
+def forward(layer, tensors, x, training, stream, update_buffers=True):
     return x.reshape(x.shape[0], -1), x.shape
 
 

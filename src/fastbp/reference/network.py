@@ -87,12 +87,13 @@ class Network:
         names = list(layer.parameter_shapes()) + list(layer.buffer_shapes())
         return {name: getattr(layer, name) for name in names}
 
-    def _forward(self, X, training):
+    def _forward(self, X, training, update_buffers=False):
         """The output and every layer's cache, first layer first."""
         caches = []
         a = X
         for layer, twin in zip(self.layers, self._twins):
-            a, cache = twin.forward(layer, self._tensors(layer), a, training, self.stream)
+            a, cache = twin.forward(layer, self._tensors(layer), a, training, self.stream,
+                                    update_buffers)
             caches.append(cache)
         return a.reshape(a.shape[0], -1), caches
 
@@ -101,8 +102,8 @@ class Network:
         X, _, _ = self._check(X)
         return self._forward(X, training=False)[0]
 
-    def _loss_and_grad(self, X, y, w):
-        out, caches = self._forward(X, training=True)
+    def _loss_and_grad(self, X, y, w, update_buffers):
+        out, caches = self._forward(X, training=True, update_buffers=update_buffers)
         losses, d_out = LOSSES[self.loss](out.astype(np.float64), y)
         w = np.ones(len(X)) if w is None else w.astype(np.float64)
         loss = float(np.sum(w * losses) / np.sum(w))
@@ -123,7 +124,7 @@ class Network:
         X, y, w = self._check(X, y, sample_weight)
         state = self.stream.get_state()
         try:
-            return self._loss_and_grad(X, y, w)
+            return self._loss_and_grad(X, y, w, update_buffers=False)
         finally:
             self.stream.set_state(state)
 
@@ -133,7 +134,7 @@ class Network:
         The reference keeps its own optimizer state, keyed by the optimizer object.
         """
         X, y, w = self._check(X, y, sample_weight)
-        loss, grad = self._loss_and_grad(X, y, w)
+        loss, grad = self._loss_and_grad(X, y, w, update_buffers=True)
         state, step = self._opt_state.setdefault(id(optimizer), (
             {n: np.full_like(self.params, getattr(optimizer, "initial_accumulator_value", 0.0))
              for n in optimizer.state_names}, [0]))

@@ -1,0 +1,122 @@
+"""BatchNorm1D and BatchNorm2D specs: one kind, torch.nn.BatchNorm1d/2d's semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import batchnorm as kernels
+from .base import Layer, Shape, positive_int
+
+
+def _check_float(value, name: str, low: float, high: float, low_open: bool, owner: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {name} must be a float, got {type(value).__name__}")
+    value = float(value)
+    if not (low < value if low_open else low <= value) or not value <= high:
+        bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high < np.inf else "")
+        raise ValueError(f"{owner}: {name} must be {bound}, got {value!r}")
+    return value
+
+
+class _BatchNorm(Layer):
+    kind = kernels.KIND
+    input_ndims: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True):
+        name = type(self).__name__
+        self.num_features = positive_int(num_features, "num_features")
+        self.eps = _check_float(eps, "eps", 0.0, np.inf, True, name)
+        self.momentum = None if momentum is None else _check_float(momentum, "momentum", 0.0,
+                                                                   1.0, False, name)
+        if not isinstance(affine, (bool, np.bool_)):
+            raise TypeError(f"{name}: affine must be True or False, got {affine!r}")
+        self.affine = bool(affine)
+        self.weight = self.bias = None
+        self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        name = type(self).__name__
+        if len(input_shape) not in self.input_ndims:
+            wanted = " or ".join({1: "(C,)", 2: "(C, L)", 3: "(C, H, W)"}[d] for d in self.input_ndims)
+            raise ValueError(f"{name} expects per-sample inputs of shape {wanted}, the layer "
+                             f"before outputs {input_shape}")
+        if input_shape[0] != self.num_features:
+            raise ValueError(f"{name}({self.num_features}) expects {self.num_features} channels, "
+                             f"the layer before outputs {input_shape[0]} ({input_shape})")
+        return input_shape
+
+    @property
+    def positions(self) -> int:
+        """Values per channel in one sample (1, L or H*W)."""
+        return int(np.prod(self.input_shape[1:], dtype=np.int64))
+
+    def parameter_shapes(self) -> dict[str, Shape]:
+        C = self.num_features
+        return {"weight": (C,), "bias": (C,)} if self.affine else {}
+
+    def buffer_shapes(self) -> dict[str, Shape]:
+        C = self.num_features
+        # num_batches_tracked is an integer in torch; here a float of the network's dtype
+        # (exact up to 2**24 batches in float32).
+        return {"running_mean": (C,), "running_var": (C,), "num_batches_tracked": ()}
+
+    def scratch_per_sample(self) -> int:
+        return self.num_features * self.positions  # x_hat
+
+    def scratch_per_batch(self) -> int:
+        return 2 * self.num_features  # mean, inverse std
+
+    def int_settings(self) -> tuple[int, ...]:
+        return (self.num_features, self.positions, int(self.affine), int(self.momentum is None))
+
+    def float_settings(self) -> tuple[float, ...]:
+        return (self.eps, 0.0 if self.momentum is None else self.momentum)
+
+    def reset_parameters(self, rng) -> None:
+        if self.affine:
+            self.weight = np.ones(self.num_features)
+            self.bias = np.zeros(self.num_features)
+        self.running_mean = np.zeros(self.num_features)
+        self.running_var = np.ones(self.num_features)
+        self.num_batches_tracked = 0.0
+
+    def get_config(self) -> dict:
+        return {"type": type(self).__name__, "num_features": self.num_features, "eps": self.eps,
+                "momentum": self.momentum, "affine": self.affine}
+
+
+class BatchNorm1D(_BatchNorm):
+    """Batch normalisation of ``(n, C)`` or ``(n, C, L)`` inputs per channel, as
+    ``torch.nn.BatchNorm1d``.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the channels (features) of the input.
+    eps : float, default 1e-5
+        Added to the variance before the square root.
+    momentum : float in [0, 1] or None, default 0.1
+        How far the running statistics move towards each batch's; None: a cumulative
+        average over the batches seen.
+    affine : bool, default True
+        Learn a per-channel ``weight`` (ones) and ``bias`` (zeros), views into ``params``.
+
+    Notes
+    -----
+    Training mode (``train_step``, ``fit``) normalises with the batch's mean and biased
+    variance and updates ``running_mean`` / ``running_var`` (unbiased) /
+    ``num_batches_tracked``, views into ``net.buffers``; evaluation mode (``forward``,
+    ``predict``, ``evaluate``) uses the running statistics. Sample weights do not change the
+    batch statistics, as in torch. A training batch must give each channel more than one
+    value.
+    """
+
+    input_ndims = (1, 2)
+
+
+class BatchNorm2D(_BatchNorm):
+    """Batch normalisation of ``(n, C, H, W)`` inputs per channel, as
+    ``torch.nn.BatchNorm2d``; parameters and modes as :class:`BatchNorm1D`."""
+
+    input_ndims = (3,)

@@ -1,0 +1,79 @@
+"""LayerNorm spec."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import layernorm as kernels
+from .base import Layer, Shape, positive_int
+from .batchnorm import _check_float
+
+
+class LayerNorm(Layer):
+    """Normalise each sample over its trailing dimensions, as ``torch.nn.LayerNorm``.
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of int
+        The trailing dimensions to normalise over (an int means the last one).
+    eps : float, default 1e-5
+    elementwise_affine : bool, default True
+        Learn ``weight`` (ones) and ``bias`` (zeros) of shape ``normalized_shape``, views
+        into ``params``.
+
+    Notes
+    -----
+    Mean and biased variance per sample (per leading index), the same in training and
+    evaluation; no running statistics.
+    """
+
+    kind = kernels.KIND
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True):
+        if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
+            normalized_shape = (normalized_shape,)
+        if not isinstance(normalized_shape, (tuple, list)) or not normalized_shape:
+            raise TypeError(f"LayerNorm: normalized_shape must be an int or a tuple of ints, got "
+                            f"{normalized_shape!r}")
+        self.normalized_shape = tuple(positive_int(d, "normalized_shape") for d in normalized_shape)
+        self.eps = _check_float(eps, "eps", 0.0, np.inf, True, "LayerNorm")
+        if not isinstance(elementwise_affine, (bool, np.bool_)):
+            raise TypeError(f"LayerNorm: elementwise_affine must be True or False, got "
+                            f"{elementwise_affine!r}")
+        self.elementwise_affine = bool(elementwise_affine)
+        self.weight = self.bias = None
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        k = len(self.normalized_shape)
+        if tuple(input_shape[-k:]) != self.normalized_shape or len(input_shape) < k:
+            raise ValueError(f"LayerNorm({self.normalized_shape}) normalises trailing dimensions "
+                             f"{self.normalized_shape}, the layer before outputs {input_shape}")
+        return input_shape
+
+    @property
+    def _sizes(self) -> tuple[int, int]:
+        D = int(np.prod(self.normalized_shape))
+        return int(np.prod(self.input_shape)) // D, D
+
+    def parameter_shapes(self) -> dict[str, Shape]:
+        return {"weight": self.normalized_shape, "bias": self.normalized_shape} \
+            if self.elementwise_affine else {}
+
+    def scratch_per_sample(self) -> int:
+        G, D = self._sizes
+        return G * D + G  # x_hat, then each group's inverse std
+
+    def int_settings(self) -> tuple[int, ...]:
+        return (*self._sizes, int(self.elementwise_affine))
+
+    def float_settings(self) -> tuple[float, ...]:
+        return (self.eps,)
+
+    def reset_parameters(self, rng) -> None:
+        if self.elementwise_affine:
+            self.weight = np.ones(self.normalized_shape)
+            self.bias = np.zeros(self.normalized_shape)
+
+    def get_config(self) -> dict:
+        return {"type": "LayerNorm", "normalized_shape": list(self.normalized_shape),
+                "eps": self.eps, "elementwise_affine": self.elementwise_affine}
