@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import numba
+import numba.core.event
 
 # Everything in fastmath except ``nnan`` and ``ninf``, which would let LLVM drop the NaN
 # checks. (Even so, test finiteness with ``kernels.scalar.is_finite``, not ``np.isfinite``.)
@@ -51,3 +52,25 @@ def jit(*args, parallel: bool = False, **kwargs):
     if args and callable(args[0]):
         return numba.njit(**options)(args[0])
     return numba.njit(*args, **options)
+
+
+class _CompileNotice(numba.core.event.Listener):
+    """Says once that numba is compiling (the event fires on real compiles, not cache loads)."""
+
+    def __init__(self, write):
+        self.write = write
+        self.said = False
+
+    def on_start(self, event) -> None:
+        if not self.said:
+            self.said = True
+            self.write("compiling kernels (first use only: cached for next time)...")
+
+    def on_end(self, event) -> None:
+        pass
+
+
+def compile_notice(write):
+    """A context manager under which a cold compile is announced by ``write(message)``
+    instead of leaving a progress bar frozen."""
+    return numba.core.event.install_listener("numba:compile", _CompileNotice(write))

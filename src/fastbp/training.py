@@ -12,11 +12,13 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _codes as codes
+from ._jit import compile_notice
 from ._validation import aligned_zeros
 from .kernels.dropout import shuffle as shuffle_kernel
 from .network import TRAIN_FLAGS
@@ -125,6 +127,18 @@ class EarlyStopping(Callback):
         if self.restore_best and self.best_params is not None:
             self.network.params[:] = self.best_params
             self.network.buffers[:] = self.best_buffers
+
+
+class _Say:
+    """Print a line to stderr, through the progress bar once there is one."""
+
+    bar = None
+
+    def __call__(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
 
 def _progress(epochs: int, verbose: int):
@@ -404,6 +418,15 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         epoch. KeyboardInterrupt restores the last completed epoch the same way and returns
         the history so far.
     """
+    say = _Say()
+    with compile_notice(say) if verbose else nullcontext():  # a cold first fit compiles
+        return _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
+                    validation_split, early_stopping, scheduler, callbacks, verbose,
+                    sample_weight, class_weight, say)
+
+
+def _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data, validation_split,
+         early_stopping, scheduler, callbacks, verbose, sample_weight, class_weight, say):
     epochs, batch_size, optimizer = _check_options(epochs, batch_size, shuffle, validation_data,
                                                    validation_split, optimizer, scheduler, verbose)
     data = _training_data(net, X, y, sample_weight, class_weight)
@@ -426,7 +449,7 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
     net.stop_training = False
     for cb in callbacks:
         cb.on_train_begin()
-    bar = _progress(epochs, verbose)
+    bar = say.bar = _progress(epochs, verbose)
     try:
         for epoch in range(epochs):
             for cb in callbacks:
