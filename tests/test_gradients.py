@@ -5,6 +5,7 @@ import pytest
 from conftest import ACTIVATIONS, DTYPES, LOSSES, RTOL, build, make_data, rel_err
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kind_checks import numerical_grad
 
 import fastbp as fb
 from fastbp import reference
@@ -16,19 +17,6 @@ ARCHITECTURES = {
     3: [4, 9, 5, 2],
     4: [3, 13, 1, 6, 3],
 }
-
-
-def numerical_grad(net, X, y, eps=1e-6):
-    grad = np.zeros_like(net.params)
-    for i in range(net.params.size):
-        old = net.params[i]
-        net.params[i] = old + eps
-        plus, _ = net.loss_and_grad(X, y)
-        net.params[i] = old - eps
-        minus, _ = net.loss_and_grad(X, y)
-        net.params[i] = old
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("depth", sorted(ARCHITECTURES))
