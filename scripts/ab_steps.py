@@ -1,0 +1,101 @@
+"""A/B of two fastbp source trees: the standard train_step shapes, a digits-sized fit epoch
+and (with --cold) the cold first train_step and fit, each measurement in its own process,
+the trees interleaved round by round; prints medians and new/old ratios as Markdown.
+
+    git worktree add /tmp/fastbp-old <commit>
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        python scripts/ab_steps.py /tmp/fastbp-old/src src --rounds 5 [--cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+STEP = r"""
+import time, json, sys, numpy as np, fastbp as fb
+sizes, batch, steps = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+net = fb.Network.mlp(sizes); opt = fb.Adam(lr=1e-3)
+X = rng.normal(size=(batch, sizes[0])).astype(np.float32); y = rng.integers(0, sizes[-1], batch)
+for _ in range(20): net.train_step(X, y, opt)
+times = []
+for _ in range(steps):
+    t = time.perf_counter(); net.train_step(X, y, opt); times.append(time.perf_counter() - t)
+Xf = rng.normal(size=(1437, 64)).astype(np.float32); yf = rng.integers(0, 10, 1437)
+fnet = fb.Network.mlp([64, 256, 10], dropout=0.2); fopt = fb.Adam()
+fnet.fit(Xf, yf, optimizer=fopt, epochs=2, verbose=0)
+h = fnet.fit(Xf, yf, optimizer=fopt, epochs=15, verbose=0)
+print(json.dumps([float(np.median(times)), float(np.median(h.history["seconds"]))]))
+"""
+
+COLD = r"""
+import time; t0 = time.perf_counter()
+import json, numpy as np, fastbp as fb
+net = fb.Network.mlp([64, 32, 10]); X = np.zeros((32, 64), np.float32); y = np.zeros(32, np.int64)
+net.train_step(X, y, fb.Adam()); t1 = time.perf_counter()
+net.fit(X, y, epochs=1, verbose=0, validation_data=(X, y))
+print(json.dumps([t1 - t0, time.perf_counter() - t0]))
+"""
+
+SHAPES = {"tiny": ([64, 32, 10], 32, 3000), "small": ([784, 128, 10], 64, 600),
+          "medium": ([784, 256, 128, 10], 128, 300), "large": ([784, 1024, 1024, 10], 256, 40)}
+
+
+def measure(src: str, code: str, *args: str, cache: str | None = None) -> list[float]:
+    env = dict(os.environ, PYTHONPATH=src)
+    if cache:
+        env["NUMBA_CACHE_DIR"] = cache
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("old", help="the 'old' tree's src directory")
+    p.add_argument("new", help="the 'new' tree's src directory")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--shapes", default=",".join(SHAPES))
+    p.add_argument("--cold", action="store_true", help="also the cold first call (slow)")
+    a = p.parse_args()
+    trees = {"old": os.path.abspath(a.old), "new": os.path.abspath(a.new)}
+    shapes = a.shapes.split(",")
+    steps = {(t, s): [] for t in trees for s in shapes}
+    fits = {t: [] for t in trees}
+    cold = {t: [] for t in trees}
+    for r in range(a.rounds):
+        order = list(trees.items()) if r % 2 == 0 else list(trees.items())[::-1]
+        for shape in shapes:
+            sizes, batch, n = SHAPES[shape]
+            for tree, src in order:
+                step, epoch = measure(src, STEP, json.dumps([sizes, batch, n]))
+                steps[tree, shape].append(step)
+                fits[tree].append(epoch)
+        if a.cold:
+            for tree, src in order:
+                with tempfile.TemporaryDirectory() as cache:
+                    cold[tree].append(measure(src, COLD, cache=cache))
+        print(f"round {r + 1}/{a.rounds} done", file=sys.stderr, flush=True)
+    med = statistics.median
+    print(f"| measurement ({a.rounds} interleaved rounds, medians) | old | new | new/old |")
+    print("|---|---:|---:|---:|")
+    for shape in shapes:
+        o, n = med(steps["old", shape]) * 1e6, med(steps["new", shape]) * 1e6
+        print(f"| {shape} train_step (us) | {o:.1f} | {n:.1f} | {n / o:.3f} |")
+    o, n = med(fits["old"]) * 1e3, med(fits["new"]) * 1e3
+    print(f"| fit epoch, 64-256-10 dropout 0.2, 1437 rows (ms) | {o:.3f} | {n:.3f} | {n / o:.3f} |")
+    if a.cold:
+        for i, what in enumerate(("import + first train_step", "... + first fit with validation")):
+            o, n = med(c[i] for c in cold["old"]), med(c[i] for c in cold["new"])
+            print(f"| cold {what} (s) | {o:.2f} | {n:.2f} | {n / o:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
