@@ -74,7 +74,7 @@ def _stratified_split(y: np.ndarray, test_size, seed) -> tuple[np.ndarray, np.nd
 
 
 def load_digits(test_size: float = 0.2, seed: int = 0, dtype="float32",
-                standardize: bool = True) -> tuple[XY, XY]:
+                standardize: bool = True, images: bool = False) -> tuple[XY, XY]:
     """scikit-learn's bundled 8x8 digits (1797 x 64, 10 classes; no download).
 
     Parameters
@@ -89,12 +89,18 @@ def load_digits(test_size: float = 0.2, seed: int = 0, dtype="float32",
         Standardise each pixel with the train split's mean and std (as scikit-learn's
         StandardScaler would; constant pixels get std 1), which MLPs train on best. With
         False, pixels are scaled to [0, 1] (/16).
+    images : bool, default False
+        Return ``X`` as ``(n, 1, 8, 8)`` images (channels first, for Conv2D) instead of
+        ``(n, 64)`` rows.
 
     Returns
     -------
     (X_train, y_train), (X_test, y_test)
-        ``X`` C-contiguous ``(n, 64)`` of ``dtype``; ``y`` ``(n,)`` int64 in 0..9.
+        ``X`` C-contiguous ``(n, 64)`` (or ``(n, 1, 8, 8)``) of ``dtype``; ``y`` ``(n,)``
+        int64 in 0..9.
     """
+    if not isinstance(images, (bool, np.bool_)):
+        raise TypeError(f"images must be True or False, got {images!r}")
     dt = _float_dtype(dtype)
     d = _sklearn_datasets().load_digits()
     X = d.data / 16.0
@@ -104,6 +110,8 @@ def load_digits(test_size: float = 0.2, seed: int = 0, dtype="float32",
         mean, std = X[tr].mean(axis=0), X[tr].std(axis=0)
         X = (X - mean) / np.where(std > 0, std, 1.0)
     X = np.ascontiguousarray(X, dtype=dt)
+    if images:
+        X = X.reshape(-1, 1, 8, 8)
     return (X[tr], y[tr]), (X[te], y[te])
 
 

@@ -1,0 +1,171 @@
+"""Conv1D / Conv2D: spec, kernels and twin together, against torch, and on digit images."""
+
+import numpy as np
+import pytest
+from kind_checks import (
+    check_finite_differences,
+    check_flat_and_shaped_inputs_agree,
+    check_twin,
+    data_for,
+    rel_err,
+)
+
+import fastbp as fb
+
+# name -> (conv layers, input shape); a Flatten and a Dense follow. Awkward on purpose:
+# stride, padding incl. "same" with an even kernel, dilation, 1x1, kernel = input size, one
+# channel, two convolutions in a row (so dLoss/dinput goes through col2im).
+CONFIGS = {
+    "2d-k3-p1-tanh": ([fb.Conv2D(2, 3, 3, padding=1, activation="tanh")], (2, 5, 4)),
+    "2d-k2-s2-valid": ([fb.Conv2D(1, 2, 2, stride=2, padding="valid")], (1, 6, 5)),
+    "2d-same-even-kernel": ([fb.Conv2D(2, 2, (2, 4), padding="same", activation="sigmoid")],
+                            (2, 4, 5)),
+    "2d-dilation2-p1": ([fb.Conv2D(2, 3, 2, dilation=2, padding=1)], (2, 5, 5)),
+    "2d-1x1": ([fb.Conv2D(3, 2, 1)], (3, 3, 3)),
+    "2d-kernel-is-input": ([fb.Conv2D(2, 4, (3, 4))], (2, 3, 4)),
+    "2d-two-convs-relu": ([fb.Conv2D(1, 3, 3, padding=1, activation="relu"),
+                           fb.Conv2D(3, 2, 3, stride=(2, 1), padding=(1, 0), activation="tanh")],
+                          (1, 5, 6)),
+    "1d-k3-s2-p1": ([fb.Conv1D(2, 3, 3, stride=2, padding=1, activation="tanh")], (2, 9)),
+    "1d-same-dilation": ([fb.Conv1D(1, 2, 4, padding="same", dilation=2)], (1, 7)),
+    "1d-two-convs": ([fb.Conv1D(2, 3, 5, padding=2, activation="leaky_relu"),
+                      fb.Conv1D(3, 2, 2, stride=2)], (2, 8)),
+}
+
+
+def build(config, dtype="float64", seed=1, loss="mse"):
+    convs, shape = CONFIGS[config]
+    probe = fb.Network([*convs, fb.Flatten()], input_shape=shape, loss="mse")
+    return fb.Network([*convs, fb.Flatten(), fb.Dense(probe.n_outputs, 3)], input_shape=shape,
+                      loss=loss, dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_finite_differences_config_batch(config, batch):
+    check_finite_differences(build(config), n=batch)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_twin_agrees(config, dtype):
+    net = build(config, dtype)
+    check_twin(net, n=4)
+    check_flat_and_shaped_inputs_agree(net)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: fb.Conv2D(3, 8, 3, stride=2, padding=1), (8, 4, 5)),
+    (lambda: fb.Conv2D(3, 8, (3, 5), padding="same"), (8, 7, 9)),
+    (lambda: fb.Conv2D(3, 8, 3, dilation=2), (8, 3, 5)),
+    (lambda: fb.Conv1D(3, 4, 5, stride=3, padding=2), (4, 3)),
+], ids=["stride", "same", "dilation", "1d"])
+def test_output_shape_is_torchs(make, shape):
+    # floor((L + 2p - d(k-1) - 1) / s) + 1
+    in_shape = (3, 7, 9) if "1d" not in str(shape) and len(shape) == 3 else (3, 7)
+    net = fb.Network([make()], input_shape=in_shape, loss="mse")
+    assert net.layers[0].output_shape == shape
+
+
+def test_weights_in_torchs_layout_and_fan_in_init():
+    net = fb.Network([fb.Conv2D(4, 8, (3, 5), activation="relu")], input_shape=(4, 6, 6),
+                     loss="mse", dtype="float64", seed=0)
+    conv = net.layers[0]
+    assert conv.weight.shape == (8, 4, 3, 5) and conv.bias.shape == (8,)
+    assert conv.weight is conv.W and np.shares_memory(conv.W, net.params)
+    assert abs(conv.W.std() - np.sqrt(2.0 / (4 * 15))) < 0.03  # He with fan-in C*kh*kw
+    conv.weight = np.ones((8, 4, 3, 5))  # assignment copies into the view
+    assert np.all(net.params[: 8 * 4 * 15] == 1)
+
+
+@pytest.mark.parametrize("make,text", [
+    (lambda: fb.Network([fb.Conv2D(2, 3, 5)], input_shape=(2, 4, 4)),
+     r"layers\[0\]: Conv2D: kernel_size \(5, 5\) \(dilated span 5\) is larger than the padded"),
+    (lambda: fb.Conv2D(2, 3, 3, stride=2, padding="same"), "padding='same' needs stride 1"),
+    (lambda: fb.Conv2D(2, 3, 0), "kernel_size must be an int or a pair of ints >= 1"),
+    (lambda: fb.Conv1D(2, 3, 3, padding=-1), "padding must be an int >= 0"),
+    (lambda: fb.Network([fb.Conv2D(3, 4, 3)], input_shape=(2, 5, 5)),
+     r"layers\[0\]: Conv2D expects in_channels=3, the layer before outputs 2 channels"),
+    (lambda: fb.Network([fb.Conv1D(2, 4, 3)], input_shape=(2, 5, 5)),
+     r"Conv1D expects per-sample inputs of shape \(C, L\)"),
+], ids=["kernel-too-big", "same-stride", "zero-kernel", "negative-padding", "channels", "rank"])
+def test_bad_specs(make, text):
+    with pytest.raises(ValueError, match=text):
+        make()
+
+
+def test_bad_X_shape_names_the_expected_shape_and_changes_nothing():
+    net = build("2d-k3-p1-tanh")
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=r"X must have shape \(n_samples, 2, 5, 4\) or \(n_samples, 40\)"):
+        net.train_step(np.zeros((3, 2, 4, 5)), np.zeros((3, 3)), fb.SGD())
+    assert np.array_equal(net.params, before)
+
+
+def test_save_and_load_a_cnn(tmp_path):
+    net = build("2d-two-convs-relu", dtype="float32")
+    X, y = data_for(net, 6)
+    net.fit(X, y, optimizer=fb.Adam(lr=0.01), epochs=2, batch_size=3, verbose=0)
+    fb.save(net, tmp_path / "cnn.npz")
+    back = fb.load(tmp_path / "cnn.npz")
+    assert back.get_config() == net.get_config()
+    assert np.array_equal(back.forward(X), net.forward(X))
+
+
+@pytest.mark.slow  # 30 epochs (and very long as plain Python)
+def test_a_cnn_on_digit_images(digits):
+    (X, y), (X_test, y_test) = fb.datasets.load_digits(images=True)
+    assert X.shape[1:] == (1, 8, 8)
+    net = fb.Network([fb.Conv2D(1, 16, 3, padding=1, activation="relu"),
+                      fb.Conv2D(16, 32, 3, stride=2, padding=1, activation="relu"),
+                      fb.Flatten(), fb.Dropout(0.2), fb.Dense(32 * 4 * 4, 10)],
+                     input_shape=(1, 8, 8), seed=0)
+    net.fit(X, y, optimizer=fb.Adam(lr=1e-3), epochs=30, batch_size=32, verbose=0)
+    # measured 0.975 (no pooling layer yet: a strided convolution downsamples)
+    assert net.evaluate(X_test, y_test)["accuracy"] >= 0.97
+
+
+@pytest.mark.slow  # imports torch
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_torch_outputs_and_gradients(config):
+    torch = pytest.importorskip("torch")
+    net = build(config)
+    modules = []
+    for layer in net.layers:
+        name = type(layer).__name__
+        if name.startswith("Conv"):
+            cls = torch.nn.Conv2d if name == "Conv2D" else torch.nn.Conv1d
+            pad = layer.padding if isinstance(layer.padding, str) else tuple(layer.padding)
+            conv = cls(layer.in_channels, layer.out_channels, tuple(layer.kernel_size),
+                       stride=tuple(layer.stride), padding=pad,
+                       dilation=tuple(layer.dilation)).double()
+            with torch.no_grad():  # torch's layout: the weight copies in unchanged
+                conv.weight.copy_(torch.from_numpy(layer.W.copy()))
+                conv.bias.copy_(torch.from_numpy(layer.b.copy()))
+            modules.append(conv)
+            if layer.activation != "identity":
+                modules.append({"tanh": torch.nn.Tanh(), "relu": torch.nn.ReLU(),
+                                "sigmoid": torch.nn.Sigmoid(),
+                                "leaky_relu": torch.nn.LeakyReLU()}[layer.activation])
+        elif name == "Flatten":
+            modules.append(torch.nn.Flatten())
+        else:
+            lin = torch.nn.Linear(layer.n_in, layer.n_out).double()
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(layer.W.T.copy()))
+                lin.bias.copy_(torch.from_numpy(layer.b.copy()))
+            modules.append(lin)
+    model = torch.nn.Sequential(*modules)
+    X, y = data_for(net, 4)
+    loss_t = torch.nn.functional.mse_loss(model(torch.from_numpy(X)), torch.from_numpy(y))
+    loss_t.backward()
+    loss_f, grad = net.loss_and_grad(X, y)
+    assert abs(loss_f - loss_t.item()) <= 1e-10 * abs(loss_t.item())
+    assert rel_err(net.forward(X), model(torch.from_numpy(X)).detach().numpy()) <= 1e-10
+    expected = []
+    for m in modules:
+        if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d)):
+            expected += [m.weight.grad.numpy().ravel(), m.bias.grad.numpy()]
+        elif isinstance(m, torch.nn.Linear):
+            expected += [m.weight.grad.numpy().T.ravel(), m.bias.grad.numpy()]
+    assert rel_err(grad, np.concatenate(expected)) <= 1e-10
