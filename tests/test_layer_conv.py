@@ -112,19 +112,6 @@ def test_save_and_load_a_cnn(tmp_path):
     assert np.array_equal(back.forward(X), net.forward(X))
 
 
-@pytest.mark.slow  # 30 epochs (and very long as plain Python)
-def test_a_cnn_on_digit_images(digits):
-    (X, y), (X_test, y_test) = fb.datasets.load_digits(images=True)
-    assert X.shape[1:] == (1, 8, 8)
-    net = fb.Network([fb.Conv2D(1, 16, 3, padding=1, activation="relu"),
-                      fb.Conv2D(16, 32, 3, stride=2, padding=1, activation="relu"),
-                      fb.Flatten(), fb.Dropout(0.2), fb.Dense(32 * 4 * 4, 10)],
-                     input_shape=(1, 8, 8), seed=0)
-    net.fit(X, y, optimizer=fb.Adam(lr=1e-3), epochs=30, batch_size=32, verbose=0)
-    # measured 0.975 (no pooling layer yet: a strided convolution downsamples)
-    assert net.evaluate(X_test, y_test)["accuracy"] >= 0.97
-
-
 @pytest.mark.slow  # imports torch
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_torch_outputs_and_gradients(config):
