@@ -3,6 +3,7 @@
 import contextlib
 import gzip
 import io
+import re
 import struct
 import subprocess
 import sys
@@ -206,3 +207,54 @@ def test_python_dash_m_help():
     assert proc.stdout.startswith("usage: fastbp")
     for command in ("train", "evaluate", "predict", "bench"):
         assert command in proc.stdout
+
+
+# -- any architecture from a JSON file of layer configs ----------------------------------------
+
+CNN_JSON = [{"type": "Conv2D", "in_channels": 1, "out_channels": 8, "kernel_size": 3,
+             "padding": 1, "activation": "relu"},
+            {"type": "MaxPool2D", "kernel_size": 2}, {"type": "Flatten"},
+            {"type": "Dense", "n_in": 128, "n_out": 10}]
+
+
+def test_train_a_cnn_from_json_on_digit_images_then_evaluate(capsys, tmp_path):
+    import json
+
+    (tmp_path / "cnn.json").write_text(json.dumps(CNN_JSON))
+    rc, out, err = run(capsys, "train", "--data", "digits", "--images", "--model",
+                       tmp_path / "cnn.json", "--epochs", "8", "--quiet", "--save",
+                       tmp_path / "cnn.npz")
+    assert rc == 0, err
+    assert "Conv2D > MaxPool2D > Flatten > Dense on (1, 8, 8)" in line(out, "model")
+    accuracy = float(line(out, "test").split()[-1])
+    assert accuracy > 0.9
+    rc, out, err = run(capsys, "evaluate", tmp_path / "cnn.npz", "--data", "digits")
+    assert rc == 0, err
+    assert float(line(out, "eval").split()[-1]) == accuracy  # flat digits feed the CNN too
+
+
+@pytest.mark.parametrize("content,text", [
+    ("[", "not valid JSON"),
+    ('[{"type": "Conv3D"}]', r"layers\[0\]: unknown layer type 'Conv3D'"),
+    ('{"layers": 3}', "expected a list of layer configs"),
+    ('[{"type": "Dense", "n_in": 64, "n_out": 7}]', "the last layer outputs 7, the data needs 10"),
+], ids=["json", "kind", "shape", "outputs"])
+def test_bad_model_files_are_one_line_errors(capsys, tmp_path, content, text):
+    (tmp_path / "m.json").write_text(content)
+    rc, out, err = run(capsys, "train", "--data", "digits", "--model", tmp_path / "m.json",
+                       "--quiet", "--epochs", "1")
+    assert rc == 2 and re.search(text, err) and err.count("\n") == 1
+
+
+def test_a_cnn_on_flat_data_says_to_pass_images(capsys, tmp_path):
+    import json
+
+    (tmp_path / "cnn.json").write_text(json.dumps(CNN_JSON))
+    rc, _, err = run(capsys, "train", "--data", "digits", "--model", tmp_path / "cnn.json",
+                     "--quiet", "--epochs", "1")
+    assert rc == 2 and "pass --images" in err
+
+
+def test_train_help_shows_an_example_model_file(capsys):
+    rc, out, _ = run(capsys, "train", "--help")
+    assert rc == 0 and '{"type": "Conv2D", "in_channels": 1' in out

@@ -12,6 +12,7 @@ print one line ``fastbp: error: ...`` to stderr and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import subprocess
 import sys
@@ -120,9 +121,48 @@ def _metrics(net: fb.Network, X: np.ndarray, y: np.ndarray) -> str:
 
 
 def _describe(net: fb.Network) -> str:
-    sizes = [net.n_features] + [la.n_out for la in net.layers if isinstance(la, fb.Dense)]
-    return (f"{'-'.join(map(str, sizes))} ({net.layers[0].activation}, {net.loss}, "
-            f"{net.dtype.name}, {net.params.size:,} parameters)")
+    if all(isinstance(la, (fb.Dense, fb.Dropout)) for la in net.layers):
+        sizes = [net.n_features] + [la.n_out for la in net.layers if isinstance(la, fb.Dense)]
+        return (f"{'-'.join(map(str, sizes))} ({net.layers[0].activation}, {net.loss}, "
+                f"{net.dtype.name}, {net.params.size:,} parameters)")
+    kinds = " > ".join(type(la).__name__ for la in net.layers)
+    return (f"{kinds} on {net.input_shape} ({net.loss}, {net.dtype.name}, "
+            f"{net.params.size:,} parameters)")
+
+
+MODEL_EXAMPLE = """\
+--model takes a JSON file of layer configs, the format a saved model carries (a list, or
+{"layers": [...], "input_shape": [...]}); e.g. cnn.json for --data digits --images:
+
+  [{"type": "Conv2D", "in_channels": 1, "out_channels": 16, "kernel_size": 3,
+    "padding": 1, "activation": "relu"},
+   {"type": "MaxPool2D", "kernel_size": 2},
+   {"type": "Flatten"},
+   {"type": "Dense", "n_in": 256, "n_out": 10}]
+"""
+
+
+def _model_layers(path: str) -> tuple[list, tuple | None]:
+    """The layers (and input shape, if given) of a --model JSON file."""
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--model {path}: not valid JSON ({e})") from None
+    shape = None
+    if isinstance(spec, dict):
+        shape = spec.get("input_shape")
+        spec = spec.get("layers")
+    if not isinstance(spec, list) or not spec:
+        raise ValueError(f"--model {path}: expected a list of layer configs (or an object with "
+                         "'layers'); see 'fastbp train --help'")
+    layers = []
+    for i, config in enumerate(spec):
+        try:
+            layers.append(fb.layers.layer_from_config(config))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"--model {path}: layers[{i}]: {e}") from None
+    return layers, None if shape is None else tuple(shape)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -132,17 +172,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     if test is None:
         (X, y), test = _split(X, y, args.test_size, args.seed)
     X_test, y_test = test
+    if args.images:
+        if args.data != "digits":
+            raise ValueError(f"--images applies to --data digits, got --data {args.data}")
+        X, X_test = X.reshape(-1, 1, 8, 8), X_test.reshape(-1, 1, 8, 8)
     loss = args.loss or ("cross_entropy" if np.asarray(y).dtype.kind in "iub" else "mse")
     n_out = _n_outputs(np.concatenate([y, y_test]), loss)
-    net = fb.Network.mlp([X.shape[1], *args.layers, n_out], activation=args.activation, loss=loss,
-                         dropout=args.dropout, dtype=args.dtype, seed=args.seed)
+    if args.model:
+        layers, shape = _model_layers(args.model)
+        try:
+            net = fb.Network(layers, input_shape=shape or X.shape[1:], loss=loss,
+                             dtype=args.dtype, seed=args.seed)
+        except ValueError as e:
+            if shape is None and X.ndim == 2 and "expects per-sample inputs" in str(e):
+                raise ValueError(f"{e}; the data's samples are flat: pass --images (digits) or "
+                                 "give \"input_shape\" in the JSON") from None
+            raise
+        if net.n_outputs != n_out:
+            what = "classes" if loss == "cross_entropy" else "targets"
+            raise ValueError(f"--model {args.model}: the last layer outputs {net.n_outputs}, "
+                             f"the data needs {n_out} ({what})")
+    else:
+        net = fb.Network.mlp([X.shape[1], *args.layers, n_out], activation=args.activation,
+                             loss=loss, dropout=args.dropout, dtype=args.dtype, seed=args.seed)
     cls, kwargs, default_lr = OPTIMIZERS[args.optimizer]
     if args.weight_decay is not None:
         kwargs = {**kwargs, "weight_decay": args.weight_decay}
     opt = cls(lr=args.lr or default_lr, max_norm=args.clip, **kwargs)
     classes = f", {n_out} classes" if loss == "cross_entropy" else ""
     print(f"data   {args.data}: {len(y)} train / {len(y_test)} test samples, "
-          f"{X.shape[1]} features{classes}")
+          f"{int(np.prod(X.shape[1:]))} features{classes}")
     print(f"model  {_describe(net)}")
     stopper = fb.EarlyStopping(patience=args.early_stopping) if args.early_stopping else None
     val_split = args.val_split if args.val_split is not None else 0.1 if stopper else 0.0
@@ -237,9 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastbp", description="Train MLPs on the CPU with fused Numba kernels.")
     parser.add_argument("--version", action="version", version=f"fastbp {fb.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    t = sub.add_parser("train", help="train an MLP on a dataset",
-                       description="Train an MLP; input and output sizes come from the data.")
+    t = sub.add_parser("train", help="train a network on a dataset",
+                       description="Train an MLP (or the --model you give); input and output "
+                       "sizes come from the data.", epilog=MODEL_EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(t)
+    t.add_argument("--model", metavar="MODEL.json", help="any architecture, as a JSON file of "
+                   "layer configs (see below); replaces --layers, --activation and --dropout")
+    t.add_argument("--images", action="store_true", help="digits as (n, 1, 8, 8) images, for "
+                   "a --model with convolutions")
     t.add_argument("--layers", type=_layers, default=[256, 128], metavar="SIZES",
                    help="hidden layer sizes (default: 256,128; 'none': no hidden layer)")
     t.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
