@@ -3,7 +3,8 @@ and warm, for an MLP and a BatchNorm network), float64 against float32 step time
 resident memory over 10,000 steps.
 
 Run as ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/perf_checks.py``;
-every measurement runs in a fresh subprocess. Prints Markdown.
+every measurement runs in a fresh subprocess. Prints Markdown. With ``--load``, only the
+step time of each standard shape idle and beside another process's 2-thread BLAS loop.
 """
 
 from __future__ import annotations
@@ -103,6 +104,46 @@ print(median_ms(lambda: gemms(*mats)), median_ms(lambda: net.train_step(X, y, op
 SHAPES = {"tiny": ([64, 32, 10], 32, 3000), "small": ([784, 128, 10], 64, 500),
           "medium": ([784, 256, 128, 10], 128, 200), "large": ([784, 1024, 1024, 10], 256, 30)}
 
+# Another process's 2-thread numpy matrix products: a notebook, a second experiment,
+# GridSearchCV's n_jobs, two MPI ranks on a 2-core machine (#17).
+HOG = """
+import numpy as np
+a = np.random.rand(1500, 1500).astype(np.float32)
+a @ a
+print("ready", flush=True)
+while True:
+    a @ a
+"""
+LOAD_SHAPES = {"tiny": ([64, 32, 10], 32, 2000), "small": ([784, 128, 10], 64, 300),
+               "mlp2": ([30, 256, 128, 2], 64, 300), "medium": ([784, 256, 128, 10], 128, 100),
+               "large": ([784, 1024, 1024, 10], 256, 12)}
+
+
+def under_load(rounds: int = 3) -> None:
+    """Each shape's float32 step idle and beside HOG, interleaved; medians and ratios."""
+    idle = {name: [] for name in LOAD_SHAPES}
+    loaded = {name: [] for name in LOAD_SHAPES}
+    for _ in range(rounds):
+        for name, (sizes, batch, steps) in LOAD_SHAPES.items():
+            args = json.dumps([sizes, batch, "float32", steps])
+            idle[name].append(run(STEP_TIME, args))
+            hog_env = {k: v for k, v in os.environ.items()  # always a 2-thread BLAS process
+                       if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+            hog = subprocess.Popen([sys.executable, "-c", HOG], stdout=subprocess.PIPE, text=True,
+                                   env=hog_env)
+            try:
+                hog.stdout.readline()  # its first product is done: it is running
+                loaded[name].append(run(STEP_TIME, args))
+            finally:
+                hog.kill()
+                hog.wait()
+    print(f"Step under a competing 2-thread BLAS process ({rounds} interleaved rounds, medians):\n")
+    print("| shape | idle (us) | under load (us) | load / idle | target |\n|---|---:|---:|---:|---|")
+    for name in LOAD_SHAPES:
+        a, b = sorted(idle[name])[rounds // 2] * 1e6, sorted(loaded[name])[rounds // 2] * 1e6
+        print(f"| {name} {'-'.join(map(str, LOAD_SHAPES[name][0]))} | {a:.0f} | {b:.0f} | "
+              f"{b / a:.1f}x | <= 3x |")
+
 
 def run_text(code: str, *args: str, env: dict | None = None) -> str:
     env = dict(os.environ if env is None else env)
@@ -117,6 +158,9 @@ def run(code: str, *args: str, env: dict | None = None) -> float:
 
 
 def main() -> int:
+    if "--load" in sys.argv[1:]:
+        under_load()
+        return 0
     print("| check | measured | target |\n|---|---:|---|")
     for network in ("mlp", "batchnorm"):  # 64-32-10, and 64-32-BatchNorm1D-ReLU-10
         cold, warm = [], []
