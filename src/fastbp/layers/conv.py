@@ -106,10 +106,8 @@ class _Conv(Layer):
         return self.in_channels * int(np.prod(self.kernel_size))
 
     def scratch_per_sample(self) -> int:
-        return self._K * int(np.prod(self.output_shape[1:]))  # im2col
-
-    def scratch_per_batch(self) -> int:
-        return self.out_channels * self._K  # a weight-gradient partial
+        # its columns of the batch's im2col matrix and of the (out_channels, ...) product
+        return (self._K + self.out_channels) * int(np.prod(self.output_shape[1:]))
 
     def int_settings(self) -> tuple[int, ...]:
         def two(values, fill):
