@@ -4,7 +4,8 @@ resident memory over 10,000 steps.
 
 Run as ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/perf_checks.py``;
 every measurement runs in a fresh subprocess. Prints Markdown. With ``--load``, only the
-step time of each standard shape idle and beside another process's 2-thread BLAS loop.
+step time of each standard shape idle and beside another process's 2-thread BLAS loop; with
+``--threads``, each shape's idle step with one and with two BLAS threads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+SCRIPTS = str(Path(__file__).resolve().parent)
 
 FIRST_CALL = """
 import sys, time; t0 = time.perf_counter()
@@ -32,10 +34,21 @@ print(t1 - t0, time.perf_counter() - t0)
 
 STEP_TIME = """
 import time, json, sys, numpy as np, fastbp as fb
-sizes, batch, dtype, steps = json.loads(sys.argv[1])
+sizes, batch, dtype, steps = json.loads(sys.argv[1])[:4]
+threads = json.loads(sys.argv[1])[4] if len(json.loads(sys.argv[1])) > 4 else None
+if threads:  # a fixed count for every product, small ones included
+    fb.set_num_threads(threads)
+    fb._threads.MIN_PARALLEL_WORK = 0
 rng = np.random.default_rng(0)
-net = fb.Network.mlp(sizes, dtype=dtype); opt = fb.Adam(lr=1e-3)
-X = rng.normal(size=(batch, sizes[0])).astype(dtype); y = rng.integers(0, sizes[-1], batch)
+if isinstance(sizes, str):  # a compare.py shape
+    import compare
+    size, batch, specs = compare.SHAPES[sizes]
+    net = fb.Network(compare.fastbp_layers(specs), input_shape=size, dtype=dtype)
+    X = rng.normal(size=(batch, *size)).astype(dtype); y = rng.integers(0, 10, batch)
+else:
+    net = fb.Network.mlp(sizes, dtype=dtype)
+    X = rng.normal(size=(batch, sizes[0])).astype(dtype); y = rng.integers(0, sizes[-1], batch)
+opt = fb.Adam(lr=1e-3)
 for _ in range(5): net.train_step(X, y, opt)
 times = []
 for _ in range(steps):
@@ -116,7 +129,32 @@ while True:
 """
 LOAD_SHAPES = {"tiny": ([64, 32, 10], 32, 2000), "small": ([784, 128, 10], 64, 300),
                "mlp2": ([30, 256, 128, 2], 64, 300), "medium": ([784, 256, 128, 10], 128, 100),
-               "large": ([784, 1024, 1024, 10], 256, 12)}
+               "large": ([784, 1024, 1024, 10], 256, 12), "mlp_bn": ("mlp_bn", 0, 100),
+               "cnn_digits": ("cnn_digits", 0, 300), "cnn_digits_bn": ("cnn_digits_bn", 0, 300),
+               "cnn1d": ("cnn1d", 0, 200), "lenet": ("lenet", 0, 30),
+               "cifar_small": ("cifar_small", 0, 5)}
+
+
+def _label(name: str) -> str:
+    sizes = LOAD_SHAPES[name][0]
+    return name if isinstance(sizes, str) else f"{name} {'-'.join(map(str, sizes))}"
+
+
+def threads_idle(rounds: int = 3) -> None:
+    """Each shape's float32 step on an idle machine with 1 and with 2 BLAS threads (the
+    evidence for fastbp._threads.MIN_PARALLEL_WORK), interleaved; medians."""
+    times: dict[tuple[str, int], list[float]] = {}
+    for _ in range(rounds):
+        for name, (sizes, batch, steps) in LOAD_SHAPES.items():
+            for n in (1, 2):
+                args = json.dumps([sizes, batch, "float32", steps, n])
+                times.setdefault((name, n), []).append(run(STEP_TIME, args))
+    print(f"Idle step, BLAS threads fixed by fb.set_num_threads ({rounds} interleaved rounds, "
+          "medians):\n")
+    print("| shape | 1 thread (us) | 2 threads (us) | 1 / 2 |\n|---|---:|---:|---:|")
+    for name in LOAD_SHAPES:
+        a, b = (sorted(times[name, n])[rounds // 2] * 1e6 for n in (1, 2))
+        print(f"| {_label(name)} | {a:.0f} | {b:.0f} | {a / b:.2f} |")
 
 
 def under_load(rounds: int = 3) -> None:
@@ -141,13 +179,12 @@ def under_load(rounds: int = 3) -> None:
     print("| shape | idle (us) | under load (us) | load / idle | target |\n|---|---:|---:|---:|---|")
     for name in LOAD_SHAPES:
         a, b = sorted(idle[name])[rounds // 2] * 1e6, sorted(loaded[name])[rounds // 2] * 1e6
-        print(f"| {name} {'-'.join(map(str, LOAD_SHAPES[name][0]))} | {a:.0f} | {b:.0f} | "
-              f"{b / a:.1f}x | <= 3x |")
+        print(f"| {_label(name)} | {a:.0f} | {b:.0f} | {b / a:.1f}x | <= 3x |")
 
 
 def run_text(code: str, *args: str, env: dict | None = None) -> str:
     env = dict(os.environ if env is None else env)
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join([SRC, SCRIPTS, env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", code, *args], env=env, check=True,
                          capture_output=True, text=True).stdout
     return out.strip().splitlines()[-1]
@@ -160,6 +197,9 @@ def run(code: str, *args: str, env: dict | None = None) -> float:
 def main() -> int:
     if "--load" in sys.argv[1:]:
         under_load()
+        return 0
+    if "--threads" in sys.argv[1:]:
+        threads_idle()
         return 0
     print("| check | measured | target |\n|---|---:|---|")
     for network in ("mlp", "batchnorm"):  # 64-32-10, and 64-32-BatchNorm1D-ReLU-10

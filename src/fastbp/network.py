@@ -24,6 +24,7 @@ import numpy as np
 from . import _codes as codes
 from . import _validation as v
 from ._serialize import save as _save
+from ._threads import use_threads
 from ._walkers import walker_for
 from .layers import Layer, layer_from_config, mlp_layers
 from .optim import Optimizer
@@ -105,6 +106,7 @@ class Network:
         self.layers = layers
         self.input_shape = self._plan.input_shape
         self._set_kernels(walker_for({type(layer).kind for layer in layers}))
+        self._work_per_sample = max(layer.product_work() for layer in layers)
         # Batch statistics need more than one value per channel (torch refuses too).
         self._min_batch = 2 if any(getattr(layer, "positions", 2) == 1 for layer in layers) else 1
         self._params, self._buffers = params, buffers
@@ -252,6 +254,7 @@ class Network:
         else:
             opt = optimizer._bind(self)
             flags = STEP_FLAGS
+        use_threads(self._work_per_sample * X.shape[0])
         self._kernels.train_step(*self._args, X, labels, targets, weights, self._loss_code, flags,
                                  *opt, r)
         return r
@@ -296,6 +299,7 @@ class Network:
             self._ensure_capacity(X.shape[0])
         r = self._results
         # The same call as _step's, written out: this is the hot path of a tiny network.
+        use_threads(self._work_per_sample * X.shape[0])
         self._train_kernel(*self._args, X, labels, targets, weights, self._loss_code,
                            STEP_FLAGS, *opt, r)
         if r[codes.R_ERROR]:
@@ -360,6 +364,7 @@ class Network:
     def _run_dataset(self, X, labels, targets, weights, loss_code, flags, chunk=1,
                      outputs=None) -> np.ndarray:
         """The dataset kernel in its validation or inference mode (fit runs its epochs)."""
+        use_threads(self._work_per_sample * min(X.shape[0], max(chunk, 1)))
         self._kernels.run_dataset(*self._args, X, labels, targets, weights, loss_code, flags,
                                   self._no_state, self._no_hyper, self._no_counters, self._results,
                                   self._no_perm, chunk, False, self._no_X, self._no_labels,

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _codes as codes
 from ._jit import compile_notice
+from ._threads import use_threads
 from ._validation import aligned_zeros
 from .kernels.dropout import shuffle as shuffle_kernel
 from .network import TRAIN_FLAGS
@@ -336,6 +337,7 @@ class _EpochRunner:
         if self.per_batch:
             return self._per_batch()
         net, r = self.net, self.net._results
+        use_threads(net._work_per_sample * min(self.m, self.data.X.shape[0]))
         net._kernels.run_dataset(*net._kernel_args(), *self.data, net._loss_code, TRAIN_FLAGS,
                                  *self.opt_args, r, self.perm, self.m, self.shuffle, *self.batch)
         return r.copy()

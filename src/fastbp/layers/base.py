@@ -68,6 +68,11 @@ class Layer:
         """Workspace elements whose size does not depend on the batch (per-channel sums...)."""
         return 0
 
+    def product_work(self) -> int:
+        """Multiply-adds per sample of this layer's largest matrix product (0: none). The
+        network sizes its BLAS threads by its largest product (fastbp._threads)."""
+        return 0
+
     def int_settings(self) -> tuple[int, ...]:
         """Integer settings handed to the kernels (sizes, activation codes, strides...)."""
         return ()

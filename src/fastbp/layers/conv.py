@@ -105,6 +105,9 @@ class _Conv(Layer):
     def _K(self) -> int:
         return self.in_channels * int(np.prod(self.kernel_size))
 
+    def product_work(self) -> int:
+        return self.out_channels * self._K * int(np.prod(self.output_shape[1:]))
+
     def scratch_per_sample(self) -> int:
         # its columns of the batch's im2col matrix and of the (out_channels, ...) product
         return (self._K + self.out_channels) * int(np.prod(self.output_shape[1:]))

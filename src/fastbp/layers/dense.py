@@ -57,6 +57,9 @@ class Dense(Layer):
                              f"{detail}{hint}")
         return (self.n_out,)
 
+    def product_work(self) -> int:
+        return self.n_in * self.n_out
+
     def parameter_shapes(self) -> dict[str, Shape]:
         return {"W": (self.n_in, self.n_out), "b": (self.n_out,)}
 

@@ -1,0 +1,161 @@
+"""How many BLAS threads fastbp's kernels use, and sharing the machine with other work.
+
+The kernels' matrix products run in the OpenBLAS that scipy bundles (numba calls BLAS
+through ``scipy.linalg.cython_blas``). OpenBLAS's worker threads spin-wait for each other;
+when another process holds the cores, every product waits for a descheduled worker, and a
+step can take 10-200x its idle time. So fastbp chooses the thread count for each call, on
+the calling thread only (``openblas_set_num_threads_local``):
+
+- one thread for networks whose largest product is small (the threads' hand-offs cost
+  more than they save, even on an idle machine);
+- otherwise :func:`get_num_threads` threads, unless other processes used at least half a
+  core over the last quarter second, when one thread runs at a fair share instead of
+  waiting on a worker that cannot run. The check reads ``/proc/stat`` at most four times a
+  second.
+
+:func:`set_num_threads` fixes the count (no adaptation), for users who share the machine
+explicitly: ``n_jobs`` workers, several MPI ranks per machine. The default is the
+``OMP_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS`` environment variable if set, else the CPUs
+this process may run on (its affinity).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+
+# A network whose largest product has fewer multiply-adds than this runs on one thread.
+# Measured on 2 cores (scripts/perf_checks.py --threads): 784-128-10 at batch 64
+# (6.4 M) is 1.3x faster with two threads, 30-256-128-2 (2.1 M) is faster with one.
+MIN_PARALLEL_WORK = 4_000_000
+BUSY_WINDOW = 0.25  # seconds between two looks at the other processes' CPU use
+BUSY_CORES = 0.5  # other processes using this many cores make the machine busy
+
+_explicit: int | None = None  # set_num_threads' value, if it was called
+_local = threading.local()  # the count last set on each thread
+
+
+def _default_threads() -> int:
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(name, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _find_setter():
+    """scipy's OpenBLAS ``openblas_set_num_threads_local``, or None where it cannot be
+    found (another BLAS, another platform): then fastbp leaves BLAS threads alone."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the library numba calls)
+
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "scipy.libs" in line
+                     and "openblas" in line.lower()}
+        for path in sorted(paths):
+            setter = ctypes.CDLL(path).openblas_set_num_threads_local
+            setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+            return setter
+    except (OSError, AttributeError, ImportError):
+        pass
+    return None
+
+
+_setter = _find_setter()
+
+
+def set_num_threads(n: int | None) -> None:
+    """Use ``n`` BLAS threads in fastbp's kernels from now on (on every thread).
+
+    Parameters
+    ----------
+    n : int or None
+        A positive count, fixed: fastbp no longer adapts to the load of the machine (a
+        network whose largest product is small still uses one). None returns to the
+        default: the environment's or affinity's count, adapted to the load.
+
+    Examples
+    --------
+    Four scikit-learn workers on an 8-core machine, two threads each:
+
+    >>> import fastbp as fb
+    >>> fb.set_num_threads(2)
+    >>> fb.get_num_threads()
+    2
+    >>> fb.set_num_threads(None)
+    """
+    global _explicit
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"set_num_threads: n must be a positive int or None, got {n!r}")
+    _explicit = n
+
+
+def get_num_threads() -> int:
+    """The most BLAS threads fastbp's kernels use: set_num_threads' value or the default."""
+    return _explicit if _explicit is not None else _default_threads()
+
+
+class _LoadMonitor:
+    """Whether other processes used at least BUSY_CORES cores since the last look, from the
+    machine's busy time in /proc/stat minus this process's own CPU time."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self._last = self._sample()
+        self._next = time.monotonic() + BUSY_WINDOW
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat", "rb") as f:
+                fields = f.readline().split()[1:]
+        except OSError:
+            return None
+        # user nice system idle iowait irq softirq steal ...: busy = all but idle, iowait
+        ticks = [int(x) for x in fields[:8]]
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        own = os.times()
+        return time.monotonic(), busy, own.user + own.system
+
+    def is_busy(self) -> bool:
+        now = time.monotonic()
+        if now < self._next or self._last is None:
+            return self.busy
+        with self._lock:
+            sample = self._sample()
+            if sample is not None and sample[0] > self._last[0]:
+                others = (sample[1] - self._last[1]) - (sample[2] - self._last[2])
+                self.busy = others >= BUSY_CORES * (sample[0] - self._last[0])
+                self._last = sample
+            self._next = now + BUSY_WINDOW
+        return self.busy
+
+
+_monitor = _LoadMonitor()
+
+
+def threads_for(work: int) -> int:
+    """The BLAS threads for a call whose largest product has ``work`` multiply-adds."""
+    if work < MIN_PARALLEL_WORK:
+        return 1
+    n = get_num_threads()
+    if _explicit is None and n > 1 and _monitor.is_busy():
+        return 1
+    return n
+
+
+def use_threads(work: int) -> None:
+    """Set the calling thread's BLAS thread count for a call of ``work`` (see threads_for);
+    costs one ctypes call when the count changes, a clock read otherwise."""
+    if _setter is None:
+        return
+    n = threads_for(work)
+    if getattr(_local, "threads", None) != n:
+        _setter(n)
+        _local.threads = n
