@@ -1,12 +1,12 @@
 """fastbp: backpropagation on the CPU with fused Numba kernels over flat parameter buffers."""
 
 from . import datasets, layers
+from ._threads import get_num_threads, set_num_threads
 from .io import load, save
 from .layers import *  # noqa: F403 (every layer kind: Dense, Dropout, Flatten, Activation...)
 from .layers import __all__ as _layer_names
 from .network import Network
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
-from ._threads import get_num_threads, set_num_threads
 from .schedulers import CosineAnnealingLR, ExponentialLR, ReduceLROnPlateau, StepLR
 from .training import Callback, EarlyStopping, History
 
