@@ -284,3 +284,21 @@ def test_load_state_dict_checks_everything_first_and_resets_on_empty_state():
                                                       saved["state"]["exp_avg"])
     opt.load_state_dict(fb.Adam().state_dict())  # torch: a fresh optimizer's (empty) state
     assert opt.step_count == 0 and not opt.state_dict()["state"]["exp_avg"].any()
+
+
+def test_a_pickled_optimizer_resumes_on_a_pickled_network():
+    """An optimizer pickles unbound with its state; used with the unpickled copy of its
+    network it continues the same trajectory (a weak reference cannot be pickled)."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    net = fb.Network.mlp([5, 4, 3], seed=0)
+    opt = fb.Adam(lr=0.01)
+    net.train_step(X, y, opt)
+    net2, opt2 = pickle.loads(pickle.dumps((net, opt)))
+    assert opt2._network is None and opt2.step_count == opt.step_count
+    net.train_step(X, y, opt)
+    net2.train_step(X, y, opt2)
+    np.testing.assert_array_equal(net.params, net2.params)

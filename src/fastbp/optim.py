@@ -153,6 +153,14 @@ class Optimizer:
         self._args = OptimizerArgs(self._state, self._hyper, self._counters)
         return self._args
 
+    def __getstate__(self) -> dict:
+        # Pickled unbound, state kept: the first use after unpickling binds it to the network
+        # it is used with (the state must fit that network's parameters, as after
+        # load_state_dict). A weak reference to the network cannot be pickled anyway.
+        state = dict(self.__dict__)
+        state["_network"] = state["_args"] = None
+        return state
+
     def _unbind(self, previous_state: np.ndarray | None) -> None:
         """Undo a binding made by a call that then failed on bad input."""
         self._state = previous_state

@@ -1,0 +1,251 @@
+"""fastbp.sklearn: scikit-learn's own estimator checks over the four estimators, score parity
+with scikit-learn's MLP, and the workflows users bring (Pipeline, GridSearchCV with n_jobs,
+partial_fit, warm_start, lbfgs, early stopping, class_weight, pickle, DataFrames)."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn import datasets  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier  # noqa: E402
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import fastbp as fb  # noqa: E402
+from fastbp.sklearn import (  # noqa: E402
+    MLPClassifier,
+    MLPRegressor,
+    NeuralNetClassifier,
+    NeuralNetRegressor,
+)
+
+FLOAT32 = ("float32: a prediction on a subset of rows may differ from the same rows' "
+           "prediction in a larger batch by one float32 ulp (the product's summation order "
+           "depends on the batch size), above the check's rtol of 1e-7; the float64 instances "
+           "pass it")
+
+
+def _expected_failed(estimator):
+    """The checks each instance is expected to fail, with the reason."""
+    # scikit-learn lists the same expected failure for its own MLPs: mini-batch training
+    # sees weighted and repeated rows in different batches
+    failed = {"check_sample_weight_equivalence_on_dense_data":
+              "stochastic mini-batch training: weighted and repeated rows are batched "
+              "differently"}
+    if estimator.get_params()["dtype"] == "float32":
+        failed["check_methods_subset_invariance"] = FLOAT32
+        failed["check_methods_sample_order_invariance"] = FLOAT32
+    return failed
+
+
+ESTIMATORS = [MLPClassifier(max_iter=30, random_state=0),
+              MLPRegressor(max_iter=200, random_state=0),
+              NeuralNetClassifier(epochs=10, random_state=0),
+              NeuralNetRegressor(epochs=50, random_state=0)]
+
+
+@parametrize_with_checks([*ESTIMATORS, *(clone(e).set_params(dtype="float64")
+                                         for e in ESTIMATORS)],
+                         expected_failed_checks=_expected_failed)
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+# -- score parity with scikit-learn's MLP ---------------------------------------------------
+CLASSIFICATION = ["iris", "wine", "breast_cancer", "digits"]
+
+
+def _load(name):
+    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    return X, y
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLASSIFICATION)
+def test_classifier_scores_match_sklearn(name):
+    """5-fold cross-validated accuracy of the same pipeline within 0.03 of scikit-learn's
+    MLP (initialisation and update details differ, so parity is statistical)."""
+    X, y = _load(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = cross_val_score(make_pipeline(StandardScaler(), MLPClassifier(random_state=0)),
+                               X, y, cv=5).mean()
+        theirs = cross_val_score(make_pipeline(StandardScaler(),
+                                               SkMLPClassifier(random_state=0)), X, y,
+                                 cv=5).mean()
+    assert ours == pytest.approx(theirs, abs=0.03)
+
+
+@pytest.mark.slow
+def test_regressor_scores_match_sklearn_on_diabetes():
+    X, y = _load("diabetes")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        kw = {"hidden_layer_sizes": (32,), "max_iter": 500, "random_state": 0}
+        ours = cross_val_score(make_pipeline(StandardScaler(), MLPRegressor(**kw)), X, y,
+                               cv=5).mean()
+        theirs = cross_val_score(make_pipeline(StandardScaler(), SkMLPRegressor(**kw)), X, y,
+                                 cv=5).mean()
+    assert ours == pytest.approx(theirs, abs=0.05)
+
+
+def test_initialisation_is_sklearns():
+    """Same random_state, same initial weights (scikit-learn's Glorot-uniform draws), up to
+    float32 rounding: fit for one iteration with a zero learning rate."""
+    X, y = _load("iris")
+    kw = {"hidden_layer_sizes": (5,), "max_iter": 1, "learning_rate_init": 1e-12,
+          "random_state": 3, "shuffle": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(dtype="float64", **kw).fit(X, y)
+        theirs = SkMLPClassifier(**kw).fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, atol=1e-9)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_fitted_attributes(solver):
+    X, y = _load("iris")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(8, 4), solver=solver, max_iter=20,
+                            random_state=0).fit(X, y)
+    assert [c.shape for c in clf.coefs_] == [(4, 8), (8, 4), (4, 3)]
+    assert [b.shape for b in clf.intercepts_] == [(8,), (4,), (3,)]
+    assert clf.n_layers_ == 4 and clf.n_outputs_ == 3 and clf.out_activation_ == "softmax"
+    assert clf.n_features_in_ == 4 and list(clf.classes_) == [0, 1, 2]
+    assert np.isfinite(clf.loss_) and 1 <= clf.n_iter_ <= 20
+    if solver != "lbfgs":
+        assert len(clf.loss_curve_) == clf.n_iter_ and clf.t_ == clf.n_iter_ * len(X)
+    np.testing.assert_allclose(clf.predict_proba(X).sum(axis=1), 1.0)
+
+
+def test_multilabel_and_multioutput():
+    X, Y = datasets.make_multilabel_classification(n_samples=120, n_classes=4, random_state=0)
+    clf = MLPClassifier(max_iter=50, random_state=0).fit(X, Y)
+    assert clf.out_activation_ == "logistic" and clf.predict(X).shape == Y.shape
+    assert clf.predict_proba(X).shape == Y.shape
+    Xr, Yr = datasets.make_regression(n_samples=100, n_features=5, n_targets=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = MLPRegressor(max_iter=50, random_state=0).fit(Xr, Yr)
+    assert reg.predict(Xr).shape == (100, 3) and reg.n_outputs_ == 3
+
+
+def test_early_stopping_keeps_the_best_validation_score():
+    X, y = _load("digits")
+    clf = MLPClassifier(early_stopping=True, random_state=0).fit(X / 16, y)
+    assert clf.n_iter_ < 200 and clf.best_loss_ is None
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert len(clf.validation_loss_curve_) == clf.n_iter_ == len(clf.loss_curve_)
+
+
+def test_partial_fit_and_warm_start_continue():
+    X, y = _load("iris")
+    clf = MLPClassifier(random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, y)
+    for _ in range(3):
+        clf.partial_fit(X, y, classes=np.unique(y))
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 3
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    with pytest.raises(AttributeError, match="has no attribute .partial_fit."):
+        MLPClassifier(solver="lbfgs").partial_fit  # noqa: B018 (the access itself raises)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm = MLPClassifier(max_iter=5, warm_start=True, random_state=0).fit(X, y)
+        first = warm.coefs_[0].copy()
+        warm.fit(X, y)
+    assert len(warm.loss_curve_) == 10 and not np.array_equal(first, warm.coefs_[0])
+
+
+def test_class_weight_and_sample_weight():
+    X, y = _load("breast_cancer")
+    X = StandardScaler().fit_transform(X)
+    heavy = MLPClassifier(max_iter=30, random_state=0, class_weight={0: 10.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = MLPClassifier(max_iter=30, random_state=0).fit(X, y)
+        heavy.fit(X, y)
+        balanced = MLPClassifier(max_iter=30, random_state=0, class_weight="balanced").fit(X, y)
+    assert (heavy.predict(X) == 0).sum() > (plain.predict(X) == 0).sum()
+    assert balanced.score(X, y) > 0.9
+    with pytest.raises(ValueError, match=r"class_weight: class 5 is not in classes_"):
+        MLPClassifier(class_weight={5: 2.0}).fit(X, y)
+
+
+def test_pipeline_gridsearch_with_two_jobs_and_pickle():
+    X, y = _load("iris")
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=100, learning_rate_init=0.01,
+                                                         random_state=0))
+    search = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(4,), (16,)]}, cv=3,
+                          n_jobs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    assert search.best_score_ > 0.8
+    again = pickle.loads(pickle.dumps(search.best_estimator_))
+    np.testing.assert_array_equal(again.predict(X), search.predict(X))
+
+
+def test_dataframe_input_keeps_feature_names():
+    pd = pytest.importorskip("pandas")
+    X, y = _load("iris")
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    clf = MLPClassifier(max_iter=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(frame, y)
+    assert list(clf.feature_names_in_) == ["a", "b", "c", "d"]
+    assert clf.predict(frame).shape == (150,)
+
+
+def test_extras_dropout_activation_list_optimizer():
+    X, y = _load("digits")
+    opt = fb.SGD(lr=0.05, momentum=0.9)
+    clf = MLPClassifier(hidden_layer_sizes=(32, 16), activation=["relu", "tanh"], dropout=0.1,
+                        optimizer=opt, max_iter=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X / 16, y)
+        clf.fit(X / 16, y)  # the template optimizer is never bound: refitting works
+    assert clf.score(X / 16, y) > 0.9 and opt._network is None
+    assert [type(la).__name__ for la in clf.network_.layers] == ["Dense", "Dropout", "Dense",
+                                                                  "Dropout", "Dense"]
+    with pytest.raises(ValueError, match=r"activation: a list needs one name per hidden"):
+        MLPClassifier(hidden_layer_sizes=(4,), activation=["relu", "tanh"]).fit(X, y)
+
+
+def test_neural_net_classifier_trains_a_cnn():
+    X, y = _load("digits")
+    cnn = NeuralNetClassifier([fb.Conv2D(1, 8, 3, padding=1, activation="relu"),
+                               fb.MaxPool2D(2), fb.Flatten(), fb.Dense(128, 10)],
+                              input_shape=(1, 8, 8), epochs=8, random_state=0)
+    assert cross_val_score(cnn, X / 16, y, cv=3).mean() > 0.85
+    with pytest.raises(ValueError, match=r"the last layer has 10 outputs, y needs 2"):
+        clone(cnn).fit(X / 16, y % 2)
+
+
+def test_import_fastbp_needs_no_sklearn_and_the_module_says_how_to_install():
+    import subprocess
+    import sys
+    code = ("import sys; import fastbp; assert 'sklearn' not in sys.modules, 'imported';"
+            "sys.modules['sklearn'] = None\n"
+            "try:\n    import fastbp.sklearn\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "pip install 'fastbp[sklearn]'" in out
