@@ -12,6 +12,7 @@ print one line ``fastbp: error: ...`` to stderr and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import builtins
 import json
 import math
 import subprocess
@@ -167,6 +168,13 @@ def _model_layers(path: str) -> tuple[list, tuple | None]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Build a network sized to the data, fit it, report, and optionally save and plot."""
+    comm = None
+    if args.distributed:  # every rank runs this; rank 0 reports and writes files
+        from .distributed import _mpi
+
+        comm = _mpi().COMM_WORLD
+    lead = comm is None or comm.rank == 0
+    print = builtins.print if lead else (lambda *a, **k: None)  # noqa: A001
     _check_writable(args.save, args.plot)
     (X, y), test = _load(args, args.dtype)
     if test is None:
@@ -205,11 +213,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"model  {_describe(net)}")
     stopper = fb.EarlyStopping(patience=args.early_stopping) if args.early_stopping else None
     val_split = args.val_split if args.val_split is not None else 0.1 if stopper else 0.0
-    print(f"fit    {opt!r}, {args.epochs} epochs, batch {args.batch_size}"
+    ranks = f" per rank x {comm.size} ranks" if comm is not None else ""
+    print(f"fit    {opt!r}, {args.epochs} epochs, batch {args.batch_size}{ranks}"
           + (f", last {val_split:.0%} of train for validation" if val_split else ""), flush=True)
     history = net.fit(X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
                       validation_split=val_split, early_stopping=stopper,
-                      verbose=0 if args.quiet else 1)
+                      verbose=0 if args.quiet else 1, comm=comm)
     if stopper is not None and stopper.stopped_epoch is not None:
         print(f"early stopping after epoch {stopper.stopped_epoch + 1}; kept epoch "
               f"{stopper.best_epoch + 1} (val_loss {stopper.best:.4g})")
@@ -218,10 +227,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     seconds = history.history["seconds"]
     print(f"time   {np.median(seconds):.4g} s/epoch (median of {len(seconds)} epochs, "
           f"total {sum(seconds):.3g} s)")
-    if args.save:
+    if args.save and lead:
         net.save(args.save, optimizer=opt)
         print(f"saved  {args.save}")
-    if args.plot:
+    if args.plot and lead:
         history.plot(args.plot)
         print(f"plot   {args.plot}")
     return 0
@@ -331,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save", metavar="MODEL.npz", help="save the model and optimizer state")
     t.add_argument("--plot", metavar="CURVES.png", help="plot the loss/accuracy curves")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--distributed", action="store_true", help="data-parallel over MPI: run "
+                   "as mpiexec -n N fastbp train ... --distributed (batch size per rank; needs "
+                   "fastbp[mpi])")
     t.set_defaults(func=cmd_train)
 
     for name, func, text in (("evaluate", cmd_evaluate, "print a saved model's metrics"),

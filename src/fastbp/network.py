@@ -165,6 +165,14 @@ class Network:
         self._kernels = module
         self._train_kernel = module.train_step  # looked up once: train_step's hot path
 
+    def _use_grads(self, grads: np.ndarray) -> None:
+        """Compute gradients into ``grads`` (n_params,) from now on, e.g. a view into the
+        buffer an all-reduce sends (fastbp.distributed)."""
+        self._grads = grads
+        p = self._plan
+        self._args = KernelArgs(p.table, p.ints, p.floats, self._params, self._grads,
+                                self._buffers, self._ws, self._rng)
+
     def _kernel_args(self) -> KernelArgs:
         """The arrays every kernel takes first (rebuilt when the workspace grows)."""
         return self._args
@@ -260,7 +268,29 @@ class Network:
         return r
 
     # -- training --------------------------------------------------------------------------
-    def train_step(self, X, y, optimizer: Optimizer, sample_weight=None) -> float:
+    def _distributed_step(self, X, y, optimizer: Optimizer, sample_weight, comm) -> float:
+        from . import distributed
+
+        distributed.check_comm(comm)
+        error = None
+        try:
+            X, labels, targets, weights = self._inputs(X, y, sample_weight)
+            if X.shape[0]:
+                self._check_values(X, labels, targets, weights)
+        except Exception as e:  # every rank raises, none waits alone in the all-reduce
+            error = e
+        distributed.agree(comm, error)
+        key = (id(optimizer), id(comm))
+        if getattr(self, "_distributed", (None,))[0] != key:
+            distributed.broadcast_state(self, optimizer, comm)
+            self._distributed = (key, distributed.DistributedStep(self, optimizer, comm))
+        r = self._distributed[1](X, labels, targets, weights, X.shape[0])
+        if r[codes.R_ERROR]:
+            raise FloatingPointError("the loss is not finite on some rank; parameters were not "
+                                     "updated (lower the learning rate or clip gradients)")
+        return r[codes.R_LOSS] / r[codes.R_WEIGHT]
+
+    def train_step(self, X, y, optimizer: Optimizer, sample_weight=None, comm=None) -> float:
         """One fused forward, loss, backward and optimizer update on a batch, in training
         mode (dropout active; running statistics updated).
 
@@ -274,11 +304,15 @@ class Network:
             Bound to this network on first use; it refuses any other network after.
         sample_weight : array-like of shape (n,), optional
             The loss becomes sum(w_i * l_i) / sum(w_i).
+        comm : mpi4py communicator, optional
+            Data-parallel step (:mod:`fastbp.distributed`): X is this rank's part of the
+            global batch; the gradient is summed over the ranks with one all-reduce and
+            every rank applies the same update (state broadcast from rank 0 on first use).
 
         Returns
         -------
         float
-            The batch's loss before the update.
+            The batch's loss before the update (with ``comm``: the global batch's).
 
         Raises
         ------
@@ -287,6 +321,8 @@ class Network:
         FloatingPointError
             If the loss is not finite; the parameters are not updated.
         """
+        if comm is not None:
+            return self._distributed_step(X, y, optimizer, sample_weight, comm)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
@@ -346,7 +382,7 @@ class Network:
     def fit(self, X, y, optimizer: Optimizer | None = None, epochs: int = 20,
             batch_size: int = 32, shuffle: bool = True, validation_data=None,
             validation_split: float = 0.0, early_stopping=None, scheduler=None,
-            callbacks=(), verbose: int = 1, sample_weight=None, class_weight=None):
+            callbacks=(), verbose: int = 1, sample_weight=None, class_weight=None, comm=None):
         """Train with shuffled mini-batches, one kernel call per epoch; returns a History.
 
         Training mode throughout; validation runs in evaluation mode. See
@@ -358,7 +394,7 @@ class Network:
                    shuffle=shuffle, validation_data=validation_data,
                    validation_split=validation_split, early_stopping=early_stopping,
                    scheduler=scheduler, callbacks=callbacks, verbose=verbose,
-                   sample_weight=sample_weight, class_weight=class_weight)
+                   sample_weight=sample_weight, class_weight=class_weight, comm=comm)
 
     # -- inference (evaluation mode) -------------------------------------------------------
     def _run_dataset(self, X, labels, targets, weights, loss_code, flags, chunk=1,

@@ -366,7 +366,13 @@ class _EpochRunner:
 def _epoch_logs(net, totals, val, lr: float, seconds: float) -> dict[str, float]:
     logs = net._metrics(totals)
     if val is not None:
-        for key, value in net.evaluate(*val).items():
+        if isinstance(val[0], str):  # distributed: the rows split among the ranks, the sums all-reduced
+            from .distributed import evaluate
+
+            metrics = evaluate(net, *val[1:])
+        else:
+            metrics = net.evaluate(*val)
+        for key, value in metrics.items():
             logs[f"val_{key}"] = value
     logs["lr"] = lr
     logs["seconds"] = seconds
@@ -386,7 +392,7 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         shuffle: bool = True, validation_data: tuple | None = None,
         validation_split: float = 0.0, early_stopping: EarlyStopping | int | None = None,
         scheduler=None, callbacks: Sequence[Callback] = (), verbose: int = 1,
-        sample_weight=None, class_weight=None) -> History:
+        sample_weight=None, class_weight=None, comm=None) -> History:
     """Train ``net`` on (X, y) with shuffled mini-batches; returns the :class:`History`.
 
     Parameters
@@ -411,6 +417,11 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
     class_weight : dict or "balanced", optional
         Per-class weights (classification); multiplied into sample_weight. The loss of a
         batch is then sum(w_i * l_i) / sum(w_i).
+    comm : mpi4py communicator, optional
+        Data-parallel training over MPI (:mod:`fastbp.distributed`): every rank passes the
+        same data; ``batch_size`` is per rank, so N ranks follow the single-process
+        trajectory with batch size ``batch_size * N``; metrics, validation and early
+        stopping are global; only rank 0 shows progress.
 
     Raises
     ------
@@ -421,14 +432,21 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         the history so far.
     """
     say = _Say()
+    if comm is not None:
+        from .distributed import check_comm
+
+        check_comm(comm)
+        verbose = verbose if comm.rank == 0 else 0
     with compile_notice(say) if verbose else nullcontext():  # a cold first fit compiles
         return _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
                     validation_split, early_stopping, scheduler, callbacks, verbose,
-                    sample_weight, class_weight, say)
+                    sample_weight, class_weight, say, comm)
 
 
-def _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data, validation_split,
-         early_stopping, scheduler, callbacks, verbose, sample_weight, class_weight, say):
+def _prepare(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
+             validation_split, early_stopping, scheduler, callbacks, verbose, sample_weight,
+             class_weight, comm):
+    """Every check and conversion before training; nothing changes the network."""
     epochs, batch_size, optimizer = _check_options(epochs, batch_size, shuffle, validation_data,
                                                    validation_split, optimizer, scheduler, verbose)
     data = _training_data(net, X, y, sample_weight, class_weight)
@@ -441,12 +459,39 @@ def _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data, val
     callbacks = _callbacks(net, history, early_stopping, callbacks, log_keys)
 
     n = data.X.shape[0]
-    net._check_batch_rows(min(batch_size, n), "X")
-    if n > batch_size and n % batch_size == 1 and net._min_batch > 1:
+    local = batch_size if comm is None else -(-min(batch_size * comm.size, n) // comm.size)
+    net._check_batch_rows(min(local, n), "X")
+    if n > batch_size and n % batch_size == 1 and net._min_batch > 1 and comm is None:
         raise ValueError(f"batch_size={batch_size} leaves a last batch of 1 row out of {n}, and "
                          "batch normalisation needs more than 1 value per channel when training; "
                          "choose another batch_size")
-    run_epoch = _EpochRunner(net, optimizer, data, batch_size, bool(shuffle), callbacks)
+    return epochs, batch_size, optimizer, data, val, history, callbacks
+
+
+def _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data, validation_split,
+         early_stopping, scheduler, callbacks, verbose, sample_weight, class_weight, say,
+         comm=None):
+    args = (net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
+            validation_split, early_stopping, scheduler, callbacks, verbose, sample_weight,
+            class_weight, comm)
+    if comm is None:
+        epochs, batch_size, optimizer, data, val, history, callbacks = _prepare(*args)
+        run_epoch = _EpochRunner(net, optimizer, data, batch_size, bool(shuffle), callbacks)
+    else:
+        from . import distributed
+
+        error = prepared = None
+        try:
+            prepared = _prepare(*args)
+        except Exception as e:  # every rank learns of it: no rank waits alone in a collective
+            error = e
+        distributed.agree(comm, error)
+        epochs, batch_size, optimizer, data, val, history, callbacks = prepared
+        shared_rng = distributed.broadcast_state(net, optimizer, comm)
+        run_epoch = distributed.DistributedEpochRunner(net, optimizer, data, batch_size,
+                                                       bool(shuffle), callbacks, comm, shared_rng)
+        if val is not None:
+            val = ("distributed", comm, *net._inputs(*val))
     snapshot = _Snapshot(net._training_state() + optimizer._training_state())
     net.stop_training = False
     for cb in callbacks:

@@ -1,0 +1,194 @@
+"""Data-parallel training over MPI: ``fit(..., comm=MPI.COMM_WORLD)`` and
+``train_step(..., comm=...)``, PyTorch DistributedDataParallel's semantics.
+
+Every rank holds the whole dataset and the same network (parameters, buffers and optimizer
+state are broadcast from rank 0 when training starts). Each epoch's permutation is the same
+on every rank (drawn from a generator broadcast from rank 0, separate from the one dropout
+draws from, which differs per rank). A global batch is ``batch_size * world_size``
+consecutive permuted rows, split among the ranks; each rank runs the fused forward and
+backward pass on its part, then one in-place all-reduce of one flat buffer carries
+
+    [ gradient x the rank's batch weight | the rank's buffers | loss, weight, hits, count ]
+
+after which every rank divides by the global batch weight and applies the same optimizer
+update: N ranks follow the single-process trajectory with batch size ``batch_size * N``, to
+rounding (the sum over ranks is the sum over the global batch). BatchNorm normalises with
+each rank's own batch statistics (torch's default, not SyncBatchNorm), and its running
+statistics are averaged over the ranks after every step so that they stay identical.
+
+mpi4py is imported only when a communicator is passed (``pip install 'fastbp[mpi]'``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _codes as codes
+from ._threads import use_threads
+from ._validation import aligned_zeros
+from .kernels.dropout import shuffle as shuffle_kernel
+from .kernels.step import apply_update
+
+SCALARS = (codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT)
+N_TAIL = len(SCALARS) + 1  # ... and an error flag
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as error:  # pragma: no cover - only without mpi4py
+        raise ImportError("comm= needs mpi4py: pip install 'fastbp[mpi]' (mpi4py and the mpich "
+                          "wheel, which provides mpiexec)") from error
+    return MPI
+
+
+def check_comm(comm) -> None:
+    """A clear TypeError for anything that is not an mpi4py intracommunicator."""
+    MPI = _mpi()
+    if not isinstance(comm, MPI.Intracomm):
+        raise TypeError(f"comm must be an mpi4py communicator such as MPI.COMM_WORLD, got "
+                        f"{type(comm).__name__}")
+
+
+def agree(comm, error: BaseException | None) -> None:
+    """Raise on every rank if any rank failed (a collective, so no rank waits alone in a
+    later one): the rank's own error where it failed, else a RuntimeError naming the first
+    failed rank and its message."""
+    errors = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(rank, e) for rank, e in enumerate(errors) if e is not None]
+    if failed:
+        rank, message = failed[0]
+        raise RuntimeError(f"rank {rank} failed: {message}")
+
+
+def broadcast_state(net, optimizer, comm) -> np.ndarray:
+    """Make every rank start from rank 0's parameters, buffers and optimizer state; give
+    each rank its own dropout stream (rank 0 keeps its own). Returns rank 0's random state,
+    the same on every rank, for the permutations."""
+    comm.Bcast(net._params, root=0)
+    comm.Bcast(net._buffers, root=0)
+    if optimizer is not None:
+        args = optimizer._bind(net)
+        comm.Bcast(args.state, root=0)
+        comm.Bcast(args.counters, root=0)
+    comm.Bcast(net._rng, root=0)
+    shared = net._rng.copy()
+    if comm.rank:  # xorshift state: any non-zero value; mixing in the rank decorrelates
+        mixed = np.uint64(net._rng[0]) ^ np.uint64((0x9E3779B97F4A7C15 * comm.rank)
+                                                   & 0xFFFFFFFFFFFFFFFF)
+        net._rng[0] = mixed if mixed else np.uint64(comm.rank)
+    return shared
+
+
+class DistributedStep:
+    """One data-parallel step on this rank's part of a global batch (see the module)."""
+
+    def __init__(self, net, optimizer, comm):
+        self.net, self.optimizer, self.comm = net, optimizer, comm
+        self.n_params, self.n_buffers = net._params.shape[0], net._buffers.shape[0]
+        # the network's gradient lives at the front of the buffer the all-reduce sends
+        self.buffer = aligned_zeros(self.n_params + self.n_buffers + N_TAIL, net.dtype)
+        net._use_grads(self.buffer[: self.n_params])
+        self.opt_args = optimizer._bind(net)
+        self.results = np.zeros(codes.N_RESULTS)
+        self.kept = (net._buffers.copy(), net._rng.copy())  # put back if a rank fails
+
+    def __call__(self, X, labels, targets, weights, rows: int) -> np.ndarray:
+        """Forward/backward on this rank's rows (``rows`` may be 0), the all-reduce and the
+        update; returns the global batch's result sums (R_ERROR set if any rank failed)."""
+        net, buf, r = self.net, self.buffer, self.results
+        grads = buf[: self.n_params]
+        tail = buf[self.n_params + self.n_buffers :]
+        r[:] = 0
+        self.kept[0][:] = net._buffers
+        self.kept[1][:] = net._rng
+        if rows:
+            net._ensure_capacity(rows)
+            use_threads(net._work_per_sample * rows)
+            net._kernels.train_step(*net._args, X, labels, targets, weights, net._loss_code,
+                                    codes.F_TRAINING | codes.F_UPDATE_BUFFERS,
+                                    net._no_state, net._no_hyper, net._no_counters, r)
+        local_weight = r[codes.R_WEIGHT]
+        if local_weight > 0:
+            grads *= local_weight  # the kernel divided by the local weight
+        else:
+            grads[:] = 0  # no rows, or all of weight zero: nothing to add
+        buf[self.n_params : self.n_params + self.n_buffers] = net._buffers
+        for i, slot in enumerate(SCALARS):
+            tail[i] = r[slot]
+        tail[-1] = 1.0 if r[codes.R_ERROR] else 0.0
+        self.comm.Allreduce(self._mpi().IN_PLACE, buf, op=self._mpi().SUM)
+        r[:] = 0
+        for i, slot in enumerate(SCALARS):
+            r[slot] = tail[i]
+        if tail[-1] > 0 or not np.isfinite(tail[0]):
+            r[codes.R_ERROR] = codes.E_NON_FINITE_LOSS
+            net._buffers[:] = self.kept[0]
+            net._rng[:] = self.kept[1]
+            return r
+        if self.n_buffers:
+            np.divide(buf[self.n_params : self.n_params + self.n_buffers], self.comm.size,
+                      out=net._buffers)
+        if r[codes.R_WEIGHT] > 0:
+            grads /= r[codes.R_WEIGHT]
+            r[codes.R_GRAD_NORM] = apply_update(self.optimizer.kind, net._params, grads,
+                                                *self.opt_args)
+            r[codes.R_BATCHES] = 1
+        return r
+
+    @staticmethod
+    def _mpi():
+        return _mpi()
+
+
+class DistributedEpochRunner:
+    """fit's epoch on N ranks: the same permutation everywhere, global batches of
+    ``batch_size * N`` rows split among the ranks, one DistributedStep each."""
+
+    def __init__(self, net, optimizer, data, batch_size: int, shuffle: bool, callbacks, comm,
+                 shuffle_rng: np.ndarray):
+        self.net, self.data, self.shuffle, self.comm = net, data, shuffle, comm
+        self.callbacks = callbacks
+        self.step = DistributedStep(net, optimizer, comm)
+        self.global_batch = batch_size * comm.size
+        self.shuffle_rng = shuffle_rng  # identical on every rank (broadcast_state)
+        self.perm = np.empty(data.X.shape[0], dtype=np.int64)
+
+    def __call__(self) -> np.ndarray:
+        data, n, size, rank = self.data, self.data.X.shape[0], self.comm.size, self.comm.rank
+        self.perm[:] = np.arange(n)
+        if self.shuffle:
+            shuffle_kernel(self.perm, self.shuffle_rng)
+        totals = np.zeros(codes.N_RESULTS)
+        for b, start in enumerate(range(0, n, self.global_batch)):
+            rows = np.array_split(self.perm[start : start + self.global_batch], size)[rank]
+            part = data.rows(rows)
+            r = self.step(*part, rows.shape[0])
+            if r[codes.R_ERROR]:
+                totals[codes.R_ERROR] = r[codes.R_ERROR]
+                return totals
+            for slot in SCALARS:
+                totals[slot] += r[slot]
+            for cb in self.callbacks:
+                cb.on_batch_end(b, {"loss": r[codes.R_LOSS] / max(r[codes.R_WEIGHT], 1e-300)})
+        return totals
+
+
+def evaluate(net, comm, X, labels, targets, weights) -> dict[str, float]:
+    """evaluate's metrics with the rows split among the ranks and the sums all-reduced."""
+    rows = np.array_split(np.arange(X.shape[0]), comm.size)[comm.rank]
+    sums = np.zeros(len(SCALARS))
+    if rows.shape[0]:
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        part = (X[lo:hi], labels[lo:hi] if labels.shape[0] else labels,
+                targets[lo:hi] if targets.shape[0] else targets,
+                weights[lo:hi] if weights.shape[0] else weights)
+        r = net._infer(*part, net._loss_code, net._no_targets)
+        sums[:] = [r[slot] for slot in SCALARS]
+    comm.Allreduce(_mpi().IN_PLACE, sums, op=_mpi().SUM)
+    r = np.zeros(codes.N_RESULTS)
+    for value, slot in zip(sums, SCALARS):
+        r[slot] = value
+    return net._metrics(r)

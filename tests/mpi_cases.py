@@ -1,0 +1,135 @@
+"""Run under ``mpiexec -n 2``: each case trains data-parallel on the ranks and (on every rank)
+the single-process reference with the doubled batch, then checks the claims of
+fastbp.distributed. Prints "ok CASE" on rank 0 per passing case; any failure raises, and
+mpiexec exits non-zero. Used by tests/test_mpi.py."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+import fastbp as fb
+
+comm = MPI.COMM_WORLD
+RTOL = 1e-10  # float64: the sums over ranks and over the global batch differ in order only
+
+
+def data(n=45, d=6, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, k, n)
+    w = rng.uniform(0.5, 2.0, n)
+    return X, y, w
+
+
+def mlp(bn=False, dropout=0.0):
+    layers = [fb.Dense(6, 8, activation="relu" if not bn else "identity")]
+    if bn:
+        layers += [fb.BatchNorm1D(8), fb.Activation("relu")]
+    if dropout:
+        layers.append(fb.Dropout(dropout))
+    layers.append(fb.Dense(8, 3))
+    return fb.Network(layers, dtype="float64", seed=0)
+
+
+def same_on_all_ranks(array, what):
+    gathered = comm.allgather(np.asarray(array))
+    for other in gathered[1:]:
+        np.testing.assert_array_equal(gathered[0], other, err_msg=f"{what} differ between ranks")
+
+
+def check_trajectory(name, make_opt, weighted, validation):
+    X, y, w = data()
+    val = (X[:10], y[:10]) if validation else None
+    kw = {"epochs": 3, "verbose": 0, "validation_data": val,
+          "sample_weight": w if weighted else None}
+    ref, ref_opt = mlp(), make_opt()
+    ref_hist = ref.fit(X, y, optimizer=ref_opt, batch_size=8 * comm.size, **kw)
+    net, opt = mlp(), make_opt()
+    hist = net.fit(X, y, optimizer=opt, batch_size=8, comm=comm, **kw)
+    np.testing.assert_allclose(net.params, ref.params, rtol=RTOL, atol=1e-12)
+    for key, values in ref_hist.history.items():
+        if key != "seconds":
+            np.testing.assert_allclose(hist.history[key], values, rtol=RTOL, err_msg=key)
+    np.testing.assert_allclose(opt._state, ref_opt._state, rtol=RTOL, atol=1e-12)
+    same_on_all_ranks(net.params, "parameters")
+    say(name)
+
+
+def check_batchnorm():
+    X, y, _ = data(n=40)
+    net = mlp(bn=True)
+    net.fit(X, y, optimizer=fb.SGD(lr=0.1, momentum=0.9), batch_size=8, epochs=2, verbose=0,
+            comm=comm)
+    same_on_all_ranks(net.params, "parameters")
+    same_on_all_ranks(net.buffers, "running statistics")
+    assert int(net.layers[1].num_batches_tracked) == 2 * 3  # 40 rows / 16 per step -> 3 steps
+    say("batchnorm")
+
+
+def check_dropout_differs_but_params_agree():
+    X, y, _ = data()
+    net = mlp(dropout=0.5)
+    net.fit(X, y, optimizer=fb.Adam(lr=1e-2), batch_size=8, epochs=2, verbose=0, comm=comm)
+    same_on_all_ranks(net.params, "parameters")
+    streams = comm.allgather(net._rng.copy())
+    assert not np.array_equal(streams[0], streams[1]), "dropout streams should differ"
+    say("dropout")
+
+
+def check_train_step():
+    X, y, w = data(n=16)
+    ref, ref_opt = mlp(), fb.Adam(lr=1e-2)
+    net, opt = mlp(), fb.Adam(lr=1e-2)
+    part = np.array_split(np.arange(16), comm.size)[comm.rank]
+    for _ in range(3):
+        expected = ref.train_step(X, y, ref_opt, sample_weight=w)
+        loss = net.train_step(X[part], y[part], opt, sample_weight=w[part], comm=comm)
+        assert abs(loss - expected) <= RTOL * abs(expected)
+    np.testing.assert_allclose(net.params, ref.params, rtol=RTOL, atol=1e-12)
+    say("train_step")
+
+
+def check_one_rank_fails():
+    X, y, _ = data()
+    if comm.rank == 1:
+        X = X.copy()
+        X[3, 2] = np.nan
+    net = mlp()
+    before = net.params.copy()
+    try:
+        net.fit(X, y, epochs=1, verbose=0, comm=comm)
+    except (ValueError, RuntimeError) as error:
+        expected = ValueError if comm.rank == 1 else RuntimeError
+        assert isinstance(error, expected), repr(error)
+        if comm.rank == 0:
+            assert "rank 1 failed" in str(error), str(error)
+    else:
+        raise AssertionError("fit should raise on every rank")
+    np.testing.assert_array_equal(net.params, before)
+    say("one rank fails")
+
+
+def say(name):
+    if comm.rank == 0:
+        print("ok", name, flush=True)
+
+
+CASES = {
+    "sgd_momentum": lambda: check_trajectory("sgd_momentum", lambda: fb.SGD(lr=0.1, momentum=0.9),
+                                             False, False),
+    "adam_weighted": lambda: check_trajectory("adam_weighted", lambda: fb.Adam(lr=1e-2), True,
+                                              True),
+    "adamw_clipped": lambda: check_trajectory(
+        "adamw_clipped", lambda: fb.AdamW(lr=1e-2, weight_decay=0.1, max_norm=0.5), True, False),
+    "batchnorm": check_batchnorm,
+    "dropout": check_dropout_differs_but_params_agree,
+    "train_step": check_train_step,
+    "one_rank_fails": check_one_rank_fails,
+}
+
+if __name__ == "__main__":
+    for case in sys.argv[1:] or list(CASES):
+        CASES[case]()
