@@ -112,6 +112,29 @@ def check_one_rank_fails():
     say("one rank fails")
 
 
+def check_interrupt_on_one_rank_stops_all():
+    """SIGINT to rank 1 alone, in its second epoch: both ranks stop after the same step and
+    return the history of the first epoch, parameters restored to its end, identical."""
+    import os
+    import signal
+
+    X, y, _ = data()
+
+    class Interrupt(fb.Callback):
+        def on_batch_end(self, batch, logs=None):
+            if comm.rank == 1 and len(history_so_far.history.get("loss", [])) == 1 \
+                    and batch == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    history_so_far = fb.History()
+    net = mlp()
+    hist = net.fit(X, y, optimizer=fb.Adam(lr=1e-2), batch_size=8, epochs=5, verbose=0,
+                   comm=comm, callbacks=[Interrupt(), history_so_far])
+    assert len(hist.history["loss"]) == 1, hist.history
+    same_on_all_ranks(net.params, "parameters")
+    say("interrupt")
+
+
 def say(name):
     if comm.rank == 0:
         print("ok", name, flush=True)
@@ -128,6 +151,7 @@ CASES = {
     "dropout": check_dropout_differs_but_params_agree,
     "train_step": check_train_step,
     "one_rank_fails": check_one_rank_fails,
+    "interrupt": check_interrupt_on_one_rank_stops_all,
 }
 
 if __name__ == "__main__":

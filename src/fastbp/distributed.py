@@ -21,6 +21,10 @@ mpi4py is imported only when a communicator is passed (``pip install 'fastbp[mpi
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+
 import numpy as np
 
 from . import _codes as codes
@@ -30,7 +34,7 @@ from .kernels.dropout import shuffle as shuffle_kernel
 from .kernels.step import apply_update
 
 SCALARS = (codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT)
-N_TAIL = len(SCALARS) + 1  # ... and an error flag
+N_TAIL = len(SCALARS) + 2  # ... an error flag and an interrupt flag
 
 
 def _mpi():
@@ -94,6 +98,27 @@ class DistributedStep:
         self.opt_args = optimizer._bind(net)
         self.results = np.zeros(codes.N_RESULTS)
         self.kept = (net._buffers.copy(), net._rng.copy())  # put back if a rank fails
+        self.interrupted = False  # set by deferred_interrupts' SIGINT handler
+
+    @contextlib.contextmanager
+    def deferred_interrupts(self):
+        """Ctrl-C (SIGINT) on any rank stops every rank after the same step: the handler
+        only sets a flag, which travels in the step's all-reduce; then every rank raises
+        KeyboardInterrupt together (fit restores the last completed epoch and returns).
+        A rank interrupted alone would otherwise leave the others waiting in the
+        all-reduce forever. Only on the main thread, where Python delivers signals."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            self.interrupted = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def __call__(self, X, labels, targets, weights, rows: int) -> np.ndarray:
         """Forward/backward on this rank's rows (``rows`` may be 0), the all-reduce and the
@@ -119,7 +144,13 @@ class DistributedStep:
         for i, slot in enumerate(SCALARS):
             tail[i] = r[slot]
         tail[-1] = 1.0 if r[codes.R_ERROR] else 0.0
+        tail[-2] = 1.0 if self.interrupted else 0.0
         self.comm.Allreduce(self._mpi().IN_PLACE, buf, op=self._mpi().SUM)
+        if tail[-2] > 0:  # some rank was interrupted: all stop here, before this update
+            self.interrupted = False
+            net._buffers[:] = self.kept[0]
+            net._rng[:] = self.kept[1]
+            raise KeyboardInterrupt
         r[:] = 0
         for i, slot in enumerate(SCALARS):
             r[slot] = tail[i]
@@ -162,17 +193,19 @@ class DistributedEpochRunner:
         if self.shuffle:
             shuffle_kernel(self.perm, self.shuffle_rng)
         totals = np.zeros(codes.N_RESULTS)
-        for b, start in enumerate(range(0, n, self.global_batch)):
-            rows = np.array_split(self.perm[start : start + self.global_batch], size)[rank]
-            part = data.rows(rows)
-            r = self.step(*part, rows.shape[0])
-            if r[codes.R_ERROR]:
-                totals[codes.R_ERROR] = r[codes.R_ERROR]
-                return totals
-            for slot in SCALARS:
-                totals[slot] += r[slot]
-            for cb in self.callbacks:
-                cb.on_batch_end(b, {"loss": r[codes.R_LOSS] / max(r[codes.R_WEIGHT], 1e-300)})
+        with self.step.deferred_interrupts():
+            for b, start in enumerate(range(0, n, self.global_batch)):
+                rows = np.array_split(self.perm[start : start + self.global_batch], size)[rank]
+                part = data.rows(rows)
+                r = self.step(*part, rows.shape[0])
+                if r[codes.R_ERROR]:
+                    totals[codes.R_ERROR] = r[codes.R_ERROR]
+                    return totals
+                for slot in SCALARS:
+                    totals[slot] += r[slot]
+                for cb in self.callbacks:
+                    cb.on_batch_end(b, {"loss": r[codes.R_LOSS]
+                                        / max(r[codes.R_WEIGHT], 1e-300)})
         return totals
 
 

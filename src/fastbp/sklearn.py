@@ -55,7 +55,7 @@ from . import _codes as codes
 from ._threads import use_threads
 from .kernels.step import apply_update
 from .layers import Dense, Dropout
-from .network import GRAD_FLAGS, Network
+from .network import Network
 from .optim import SGD, Adam, Optimizer
 
 __all__ = ["MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor"]
@@ -251,8 +251,10 @@ class _BaseMLP(BaseEstimator):
         caller has validated the data and sized the workspace (``_prepare``)."""
         net = self.network_
         r = net._results
+        r[:] = 0  # the data were validated once in fit: no per-batch check (no F_STANDALONE)
         net._kernels.train_step(*net._args, X, labels, targets, weights, net._loss_code,
-                                GRAD_FLAGS, net._no_state, net._no_hyper, net._no_counters, r)
+                                codes.F_TRAINING | codes.F_UPDATE_BUFFERS, net._no_state,
+                                net._no_hyper, net._no_counters, r)
         if r[codes.R_ERROR]:
             net._raise_for(r, labels)
         loss_scale, grad_scale = self._scale_pair
@@ -276,7 +278,8 @@ class _BaseMLP(BaseEstimator):
         if y.ndim == 2 and y.shape[1] == 1:  # a column: one output, as scikit-learn's MLP
             y = column_or_1d(y, warn=True)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)
         return X, y, sample_weight
 
     def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
