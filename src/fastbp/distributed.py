@@ -54,17 +54,24 @@ def check_comm(comm) -> None:
                         f"{type(comm).__name__}")
 
 
-def agree(comm, error: BaseException | None) -> None:
+def agree(comm, error: Exception | None) -> None:
     """Raise on every rank if any rank failed (a collective, so no rank waits alone in a
-    later one): the rank's own error where it failed, else a RuntimeError naming the first
-    failed rank and its message."""
-    errors = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
+    later one): the same error everywhere, the rank's own where it failed, else a copy of
+    the first failed rank's, noting where it was raised."""
+    try:
+        errors = comm.allgather(error)
+    except Exception:  # an exception that does not pickle: its type and message
+        errors = comm.allgather(None if error is None else RuntimeError(
+            f"{type(error).__name__}: {error}"))
     if error is not None:
         raise error
     failed = [(rank, e) for rank, e in enumerate(errors) if e is not None]
     if failed:
-        rank, message = failed[0]
-        raise RuntimeError(f"rank {rank} failed: {message}")
+        rank, copy = failed[0]
+        if hasattr(copy, "add_note"):  # Python >= 3.11
+            copy.add_note(f"(raised on rank {rank} of {comm.size}; fastbp raised it on every "
+                          "rank)")
+        raise copy
 
 
 def broadcast_state(net, optimizer, comm) -> np.ndarray:
