@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numba
 import numba.core.event
+import numba.extending
 
 # Everything in fastmath except ``nnan`` and ``ninf``, which would let LLVM drop the NaN
 # checks. (Even so, test finiteness with ``kernels.scalar.is_finite``, not ``np.isfinite``.)
@@ -52,6 +53,16 @@ def jit(*args, parallel: bool = False, **kwargs):
     if args and callable(args[0]):
         return numba.njit(**options)(args[0])
     return numba.njit(*args, **options)
+
+
+# The numba type of float32 scalars, for overloads that specialise on the dtype.
+FLOAT32 = numba.types.float32
+
+
+def overload(func):
+    """``numba.extending.overload`` with fastbp's flags: a Python function whose jitted
+    implementation depends on its argument types (see kernels/transcendental.py)."""
+    return numba.extending.overload(func, jit_options={"fastmath": FASTMATH})
 
 
 class _CompileNotice(numba.core.event.Listener):

@@ -74,7 +74,8 @@ def _stratified_split(y: np.ndarray, test_size, seed) -> tuple[np.ndarray, np.nd
 
 
 def load_digits(test_size: float = 0.2, seed: int = 0, dtype="float32",
-                standardize: bool = True, images: bool = False) -> tuple[XY, XY]:
+                standardize: bool = True, images: bool = False,
+                sequences: bool = False) -> tuple[XY, XY]:
     """scikit-learn's bundled 8x8 digits (1797 x 64, 10 classes; no download).
 
     Parameters
@@ -92,15 +93,21 @@ def load_digits(test_size: float = 0.2, seed: int = 0, dtype="float32",
     images : bool, default False
         Return ``X`` as ``(n, 1, 8, 8)`` images (channels first, for Conv2D) instead of
         ``(n, 64)`` rows.
+    sequences : bool, default False
+        Return ``X`` as ``(n, 8, 8)`` sequences, batch-first for the recurrent layers: each
+        image as 8 time steps (its rows) of 8 features (the classic row-by-row task).
 
     Returns
     -------
     (X_train, y_train), (X_test, y_test)
-        ``X`` C-contiguous ``(n, 64)`` (or ``(n, 1, 8, 8)``) of ``dtype``; ``y`` ``(n,)``
+        ``X`` C-contiguous ``(n, 64)`` (or ``(n, 1, 8, 8)``, ``(n, 8, 8)``) of ``dtype``; ``y`` ``(n,)``
         int64 in 0..9.
     """
-    if not isinstance(images, (bool, np.bool_)):
-        raise TypeError(f"images must be True or False, got {images!r}")
+    for name, value in (("images", images), ("sequences", sequences)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    if images and sequences:
+        raise ValueError("images and sequences are alternative shapes: pass at most one")
     dt = _float_dtype(dtype)
     d = _sklearn_datasets().load_digits()
     X = d.data / 16.0
@@ -112,6 +119,8 @@ def load_digits(test_size: float = 0.2, seed: int = 0, dtype="float32",
     X = np.ascontiguousarray(X, dtype=dt)
     if images:
         X = X.reshape(-1, 1, 8, 8)
+    elif sequences:
+        X = X.reshape(-1, 8, 8)
     return (X[tr], y[tr]), (X[te], y[te])
 
 

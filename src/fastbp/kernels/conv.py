@@ -16,11 +16,11 @@ pass, measured slower on cifar_small: the rebuild costs more than the cache save
 Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below.
 """
 
-import numpy as np
 
-from .._codes import BLAS_MIN_WORK, F_NEED_D_INPUT, IDENTITY
+from .._codes import F_NEED_D_INPUT, IDENTITY
 from .._jit import jit
 from .activations import activate_row, derivative_row
+from .linalg import matmul
 
 KIND = 6
 
@@ -93,24 +93,6 @@ def col2im(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, dx):
                                 dxi[dst + ow * SW] += row[src + ow]
 
 
-@jit
-def _matmul(A, B, out):
-    """out = A @ B (A, B 2-D, any of C/F order, out C-contiguous); BLAS when big enough."""
-    m, k = A.shape
-    n = B.shape[1]
-    if m * k * n >= BLAS_MIN_WORK:
-        np.dot(A, B, out)
-        return
-    for i in range(m):
-        row = out[i]
-        for j in range(n):
-            row[j] = 0
-        for r in range(k):
-            a = A[i, r]
-            for j in range(n):
-                row[j] += a * B[r, j]
-
-
 @jit(inline="always")
 def _settings(ints):
     return (ints[0], ints[1], ints[2], ints[3], ints[4], ints[5], ints[6], ints[7], ints[8],
@@ -136,7 +118,7 @@ def forward(args):
     bias = params[O * K : O * K + O]
     cols, product = _work_arrays(scratch, K, O, P)
     im2col(inp, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
-    _matmul(weight, cols, product)
+    matmul(weight, cols, product)
     for i in range(inp.shape[0]):
         for o in range(O):
             y = out[i, o * P : (o + 1) * P]
@@ -170,7 +152,7 @@ def backward(args):
                 dst[p] = d[p]
                 s += d[p]
             d_bias[o] += s
-    _matmul(d_product, cols.T, d_weight)
+    matmul(d_product, cols.T, d_weight)
     if flags & F_NEED_D_INPUT:
-        _matmul(weight.T, d_product, cols)
+        matmul(weight.T, d_product, cols)
         col2im(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, d_inp)

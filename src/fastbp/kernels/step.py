@@ -56,7 +56,7 @@ from .._codes import (
     R_WEIGHT,
 )
 from .._jit import jit
-from . import activation, batchnorm, conv, dense, dropout, flatten, layernorm, pool
+from . import activation, batchnorm, conv, dense, dropout, flatten, layernorm, pool, recurrent
 from .dropout import shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
@@ -80,6 +80,7 @@ def run_layer(kind, backward, args):
     elif kind == layernorm.KIND: layernorm.backward(args) if backward else layernorm.forward(args)  # noqa: E701
     elif kind == conv.KIND: conv.backward(args) if backward else conv.forward(args)  # noqa: E701
     elif kind == pool.KIND: pool.backward(args) if backward else pool.forward(args)  # noqa: E701
+    elif kind == recurrent.KIND: recurrent.backward(args) if backward else recurrent.forward(args)  # noqa: E701
 
 
 @jit

@@ -29,11 +29,23 @@ def glorot_normal(rng, shape, fan_in, fan_out):
     return rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
 
 
+def orthogonal(rng, shape, fan_in, fan_out):
+    """A (semi-)orthogonal matrix, as torch.nn.init.orthogonal_: the rows (or columns, if
+    fewer) of ``shape`` flattened to 2-D are orthonormal."""
+    rows = shape[0]
+    cols = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    a = rng.normal(size=(rows, cols) if rows >= cols else (cols, rows))
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))  # the unique Q with a positive diagonal in R
+    return (q if rows >= cols else q.T).reshape(shape)
+
+
 INITIALIZERS: dict[str, Callable] = {
     "he_normal": he_normal,
     "he_uniform": he_uniform,
     "glorot_uniform": glorot_uniform,
     "glorot_normal": glorot_normal,
+    "orthogonal": orthogonal,
 }
 
 # He keeps the forward variance through rectifiers; Glorot suits the saturating ones.
