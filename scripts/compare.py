@@ -38,7 +38,8 @@ BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 TORCH_THREADS = 2
 # A layer spec is (kind, *sizes, options): "dense" (n_in, n_out), "conv1d"/"conv2d"
 # (in, out, kernel, {stride, padding}), "maxpool1d"/"maxpool2d" (kernel), "bn1d"/"bn2d"
-# (channels), "relu", "flatten".  Frameworks translate specs; fastbp folds a "relu" into the
+# (channels), "gru"/"lstm" (input size, hidden size: the last hidden state of a batch-first
+# sequence), "relu", "flatten".  Frameworks translate specs; fastbp folds a "relu" into the
 # Dense/Conv before it (its layers carry an activation), the peers use a separate ReLU.
 Spec = tuple
 
@@ -81,11 +82,14 @@ SHAPES: dict[str, tuple[tuple[int, ...], int, list[Spec]]] = {
                                       *_conv(2, 32, 32, 3, padding=1), ("maxpool2d", 2),
                                       *_conv(2, 32, 64, 3, padding=1), ("maxpool2d", 2),
                                       ("flatten",), *_mlp(4096, 128, 10)]),
+    "gru_small": ((32, 4), 64, [("gru", 4, 32), ("dense", 32, 10)]),
+    "lstm_seq": ((50, 8), 64, [("lstm", 8, 128), ("dense", 128, 10)]),
 }
+RECURRENT_GATES = {"gru": 3, "lstm": 4}
 MLP_SHAPES = ("tiny", "small", "medium", "large")
 STEPS = {"tiny": 2000, "small": 500, "medium": 300, "large": 50, "mlp_bn": 300,
          "cnn_digits": 500, "cnn_digits_bn": 500, "cnn1d": 300, "lenet": 100,
-         "cifar_small": 20}  # timed steps per worker
+         "cifar_small": 20, "gru_small": 300, "lstm_seq": 50}  # timed steps per worker
 QUICK_STEPS = {s: max(10, n // 5) for s, n in STEPS.items()}
 FRAMEWORKS = ("fastbp", "reference", "torch", "jax")
 FIT_FRAMEWORKS = ("fastbp", "sklearn", "torch")
@@ -112,17 +116,21 @@ def layer_shapes(shape: str) -> list[tuple[Spec, tuple[int, ...]]]:
             size = (size[0], *(n // spec[1] for n in size[1:]))
         elif kind == "flatten":
             size = (math.prod(size),)
+        elif kind in RECURRENT_GATES:
+            size = (spec[2],)
         out.append((spec, size))
     return out
 
 
 def step_flops(shape: str) -> int:
     """FLOPs of one training step: 2 x batch x multiply-adds x 3 (forward, two backward
-    products) over the Dense and Conv layers."""
+    products) over the Dense, Conv and recurrent layers (T steps of G*H*(F + H))."""
     size, batch, _ = SHAPES[shape]
     macs = 0
     for spec, out in layer_shapes(shape):
-        if spec[0] == "dense":
+        if spec[0] in RECURRENT_GATES:
+            macs += size[0] * RECURRENT_GATES[spec[0]] * spec[2] * (spec[1] + spec[2])
+        elif spec[0] == "dense":
             macs += spec[1] * spec[2]
         elif spec[0].startswith("conv"):
             macs += spec[1] * spec[3] ** (len(out) - 1) * math.prod(out)
@@ -137,7 +145,8 @@ def describe(shape: str) -> str:
     words = {"dense": lambda s: f"D{s[2]}", "relu": None, "flatten": None,
              "conv1d": lambda s: f"C{s[2]}k{s[3]}" + (f"s{s[4]['stride']}" if s[4]["stride"] > 1
                                                      else ""),
-             "maxpool1d": lambda s: f"P{s[1]}", "bn1d": lambda s: "BN", "bn2d": lambda s: "BN"}
+             "maxpool1d": lambda s: f"P{s[1]}", "bn1d": lambda s: "BN", "bn2d": lambda s: "BN",
+             "gru": lambda s: f"GRU{s[2]}", "lstm": lambda s: f"LSTM{s[2]}"}
     words["conv2d"], words["maxpool2d"] = words["conv1d"], words["maxpool1d"]
     return " ".join(f(s) for s in specs if (f := words[s[0]]))
 
@@ -167,6 +176,8 @@ def fastbp_layers(specs: Sequence[Spec]) -> list:
             layers.append((fb.BatchNorm1D if kind == "bn1d" else fb.BatchNorm2D)(*args))
         elif kind == "flatten":
             layers.append(fb.Flatten())
+        elif kind in RECURRENT_GATES:
+            layers.append((fb.GRU if kind == "gru" else fb.LSTM)(*args))
     return layers
 
 
@@ -197,9 +208,20 @@ def _torch_trainer(specs: Sequence[Spec]) -> tuple[Any, Callable[[Any, Any], Non
     import torch.nn.functional as F
     from torch import nn
 
+    class LastState(nn.Module):
+        """torch's recurrent layer, batch-first, returning the last hidden state (h_n)."""
+
+        def __init__(self, kind: str, n_in: int, hidden: int):
+            super().__init__()
+            self.rnn = (nn.GRU if kind == "gru" else nn.LSTM)(n_in, hidden, batch_first=True)
+
+        def forward(self, x: Any) -> Any:
+            return self.rnn(x)[0][:, -1]
+
     torch.set_num_threads(TORCH_THREADS)
     torch.manual_seed(0)
-    make = {"dense": nn.Linear, "relu": nn.ReLU, "flatten": nn.Flatten,
+    make = {"gru": lambda i, h: LastState("gru", i, h), "lstm": lambda i, h: LastState("lstm", i, h),
+            "dense": nn.Linear, "relu": nn.ReLU, "flatten": nn.Flatten,
             "conv1d": lambda i, o, k, opts: nn.Conv1d(i, o, k, **opts),
             "conv2d": lambda i, o, k, opts: nn.Conv2d(i, o, k, **opts),
             "maxpool1d": nn.MaxPool1d, "maxpool2d": nn.MaxPool2d,
@@ -245,6 +267,12 @@ def _jax_model(specs: Sequence[Spec], key: Any) -> tuple[list, list, Callable]:
             fan_in = c_in * k**dims
             params.append((jax.random.normal(sub, (c_out, c_in) + (k,) * dims, jnp.float32)
                            * (2.0 / fan_in) ** 0.5, jnp.zeros(c_out, jnp.float32)))
+        elif kind in RECURRENT_GATES:
+            n_in, H = spec[1:3]
+            GH = RECURRENT_GATES[kind] * H
+            k = jax.random.split(sub, 4)
+            params.append(tuple(jax.random.uniform(k[i], shape, jnp.float32, -H**-0.5, H**-0.5)
+                                for i, shape in enumerate([(GH, n_in), (GH, H), (GH,), (GH,)])))
         elif kind.startswith("bn"):
             params.append((jnp.ones(spec[1], jnp.float32), jnp.zeros(spec[1], jnp.float32)))
             stats.append((jnp.zeros(spec[1], jnp.float32), jnp.ones(spec[1], jnp.float32)))
@@ -260,6 +288,8 @@ def _jax_model(specs: Sequence[Spec], key: Any) -> tuple[list, list, Callable]:
                 X = jax.nn.relu(X)
             elif kind == "flatten":
                 X = X.reshape(X.shape[0], -1)
+            elif kind in RECURRENT_GATES:
+                X = _jax_recurrent(kind, next(p_iter), X)
             elif kind.startswith("conv"):
                 W, b = next(p_iter)
                 dims, opts = int(kind[4]), spec[4]
@@ -286,6 +316,38 @@ def _jax_model(specs: Sequence[Spec], key: Any) -> tuple[list, list, Callable]:
         return X, new_stats
 
     return params, stats, apply
+
+
+def _jax_recurrent(kind: str, weights: tuple, X: Any) -> Any:
+    """torch's GRU / LSTM equations over a batch-first X with lax.scan (the input products of
+    all steps batched up front); returns the last hidden state."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    W_ih, W_hh, b_ih, b_hh = weights
+    H = W_hh.shape[1]
+    xs = jnp.swapaxes(X @ W_ih.T + b_ih, 0, 1)  # (T, n, G*H)
+    h0 = jnp.zeros((X.shape[0], H), X.dtype)
+
+    def gru(h: Any, gx: Any) -> tuple:
+        gh = h @ W_hh.T + b_hh
+        r = jax.nn.sigmoid(gx[:, :H] + gh[:, :H])
+        z = jax.nn.sigmoid(gx[:, H : 2 * H] + gh[:, H : 2 * H])
+        n = jnp.tanh(gx[:, 2 * H :] + r * gh[:, 2 * H :])
+        return (1 - z) * n + z * h, None
+
+    def lstm(carry: tuple, gx: Any) -> tuple:
+        h, c = carry
+        a = gx + h @ W_hh.T + b_hh
+        i, f = jax.nn.sigmoid(a[:, :H]), jax.nn.sigmoid(a[:, H : 2 * H])
+        g, o = jnp.tanh(a[:, 2 * H : 3 * H]), jax.nn.sigmoid(a[:, 3 * H :])
+        c = f * c + i * g
+        return (o * jnp.tanh(c), c), None
+
+    if kind == "gru":
+        return lax.scan(gru, h0, xs)[0]
+    return lax.scan(lstm, (h0, h0), xs)[0][0]
 
 
 def _jax_step(shape: str, X: Any, y: Any) -> tuple:
@@ -553,7 +615,7 @@ def format_markdown(results: Result) -> str:
         f"process, interleaved over {meta['rounds']} rounds; per process warm-up steps, then "
         + ", ".join(f"{s} {n}" for s, n in meta["steps_per_worker"].items())
         + " individually timed steps -> median. Shown: median over rounds (min - max). "
-        "GFLOP/s = 2 x multiply-adds of the Dense and Conv layers x 3 / time (% of the "
+        "GFLOP/s = 2 x multiply-adds of the Dense, Conv and recurrent layers x 3 / time (% of the "
         "sgemm ceiling below); vs fastbp = peer time / fastbp time "
         "(> 1: fastbp is faster).",
         f"- BLAS env overrides removed in the workers: {removed}",
