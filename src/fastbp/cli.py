@@ -1,8 +1,9 @@
-"""The ``fastbp`` command line: ``train``, ``evaluate``, ``predict`` and ``bench``.
+"""The ``fastbp`` command line: ``train``, ``evaluate``, ``predict``, ``export`` and ``bench``.
 
     fastbp train --data digits --save model.npz --plot curves.png
     fastbp evaluate model.npz --data digits
     fastbp predict model.npz --data new.csv --out preds.csv
+    fastbp export model.npz --onnx model.onnx --torch model.pt
 
 ``--data`` is ``digits``, ``diabetes``, a ``.npz`` (arrays ``X`` and ``y``) or ``.csv`` (last
 column the target) path, or an MNIST pair ``images.idx[.gz],labels.idx[.gz]``. User errors
@@ -278,6 +279,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a saved model as ONNX and/or as a torch state_dict plus its architecture."""
+    if args.onnx is None and args.torch is None:
+        raise ValueError("export needs --onnx PATH, --torch PATH or both")
+    _check_writable(args.onnx, args.torch)
+    net = fb.load(args.model)
+    from .interop import save_torch
+
+    if args.onnx is not None:
+        net.to_onnx(args.onnx, opset=args.opset, dtype=args.onnx_dtype)
+        print(f"wrote {args.onnx} (ONNX, input 'input' of shape (batch, "
+              f"{', '.join(map(str, net.input_shape))}), output 'output')")
+    if args.torch is not None:
+        save_torch(net, args.torch)
+        print(f"wrote {args.torch} (torch state_dict and architecture; "
+              "fastbp.interop.load_torch rebuilds the nn.Sequential)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``scripts/compare.py --quick`` from a source checkout and show its table."""
     if not COMPARE_SCRIPT.is_file():
@@ -301,7 +321,7 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its four subcommands."""
+    """The argument parser with its five subcommands."""
     parser = _Parser(prog="fastbp", description="Train MLPs on the CPU with fused Numba kernels.")
     parser.add_argument("--version", action="version", version=f"fastbp {fb.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -355,6 +375,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "predict":
             p.add_argument("--out", metavar="PREDS.csv", help="write them here (default: print them)")
         p.set_defaults(func=func)
+
+    e = sub.add_parser("export", help="write a saved model as ONNX or for PyTorch",
+                       description="Write a saved model as an ONNX model (needs fastbp[onnx]) "
+                       "and/or a torch file: the state_dict of Network.to_torch() plus the "
+                       "architecture (needs fastbp[torch]).")
+    e.add_argument("model", metavar="MODEL.npz")
+    e.add_argument("--onnx", metavar="MODEL.onnx", help="write the ONNX model here")
+    e.add_argument("--opset", type=_pos_int, help="ONNX opset (default: 17)")
+    e.add_argument("--onnx-dtype", choices=["float32", "float64"],
+                   help="ONNX element type (default: the model's)")
+    e.add_argument("--torch", metavar="MODEL.pt", help="write the torch file here")
+    e.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="quick side-by-side benchmark (needs a source checkout)",
                        description="Run scripts/compare.py --quick and print its table.")

@@ -1,0 +1,58 @@
+"""torch modules for what ``nn.Sequential`` cannot say by itself (needs ``fastbp[torch]``).
+
+A bare ``nn.GRU`` returns a tuple ``(output, h_n)`` with ``h_n`` direction-major, so it cannot
+sit inside an ``nn.Sequential``. :class:`Recurrent` wraps one and returns what a fastbp
+recurrent layer returns; ``Network.to_torch`` produces it and ``Network.from_torch`` reads it.
+"""
+
+from __future__ import annotations
+
+try:
+    import torch
+    from torch import nn
+except ImportError as error:  # pragma: no cover - exercised by the extras tests
+    raise ImportError("fastbp.torch_modules needs PyTorch: pip install 'fastbp[torch]'") from error
+
+
+class Recurrent(nn.Module):
+    """A batch-first ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` as a single-output module.
+
+    Parameters
+    ----------
+    rnn : nn.RNN, nn.GRU or nn.LSTM
+        With ``batch_first=True``; its initial state is zero.
+    return_sequences : bool, default False
+        True: the last layer's hidden state at every step, ``(n, T, D*H)`` (torch's
+        ``output``). False: the last layer's final hidden state of each direction,
+        ``(n, D*H)``, forward first (torch's ``h_n[-D:]``: the forward direction at step T-1,
+        the backward one at step 0).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from fastbp.torch_modules import Recurrent
+    >>> model = nn.Sequential(Recurrent(nn.GRU(8, 32, batch_first=True)), nn.Linear(32, 10))
+    >>> model(torch.zeros(4, 20, 8)).shape
+    torch.Size([4, 10])
+    """
+
+    def __init__(self, rnn: nn.RNNBase, return_sequences: bool = False):
+        super().__init__()
+        if not isinstance(rnn, (nn.RNN, nn.GRU, nn.LSTM)):
+            raise TypeError(f"rnn must be an nn.RNN, nn.GRU or nn.LSTM, got {type(rnn).__name__}")
+        if not rnn.batch_first:
+            raise ValueError("rnn must be built with batch_first=True (inputs (n, T, F))")
+        self.rnn = rnn
+        self.return_sequences = bool(return_sequences)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output, state = self.rnn(x)
+        if self.return_sequences:
+            return output
+        h_n = state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
+        directions = 2 if self.rnn.bidirectional else 1
+        last = h_n[-directions:]  # (D, n, H): the last layer's directions
+        return last.transpose(0, 1).reshape(x.shape[0], -1)
+
+    def extra_repr(self) -> str:
+        return f"return_sequences={self.return_sequences}"
