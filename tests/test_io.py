@@ -191,7 +191,7 @@ def test_format1_file_from_fastbp_0_1_loads_and_predicts_identically():
     assert net.input_shape == (6,) and net.buffers.size == 0
 
 
-def test_format2_carries_buffers_rng_and_shapes(tmp_path):
+def test_format_carries_buffers_rng_and_shapes(tmp_path):
     net = fb.Network([fb.BatchNorm1D(2), fb.Dropout(0.2), fb.Flatten(), fb.Dense(6, 3),
                       fb.Activation("tanh")], input_shape=(2, 3), dtype="float64", seed=5)
     X = np.random.default_rng(0).normal(size=(8, 2, 3))
@@ -199,7 +199,7 @@ def test_format2_carries_buffers_rng_and_shapes(tmp_path):
     fb.save(net, tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz") as data:
         meta = json.loads(data["meta"].tobytes().decode())
-        assert meta["version"] == 2 and set(data.files) >= {"params", "buffers", "rng"}
+        assert meta["version"] == 3 and set(data.files) >= {"params", "buffers", "rng"}
     back = fb.load(tmp_path / "m.npz")
     assert back.get_config() == net.get_config() and back.input_shape == (2, 3)
     assert np.array_equal(back._rng, net._rng)

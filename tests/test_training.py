@@ -284,8 +284,8 @@ def test_bad_input_does_not_bind_the_optimizer():
     ({"scheduler": fb.StepLR(fb.SGD(), step_size=1)}, ValueError, "different optimizer"),
     ({"class_weight": {0: np.inf}}, ValueError, r"class_weight\[0\] must be a finite weight"),
     ({"class_weight": {0: 1e39}}, ValueError, "class_weight must be finite"),
-    ({"validation_split": 0.25, "sample_weight": [1] * 6 + [0] * 2}, ValueError,
-     "validation samples all have zero weight"),
+    ({"validation_data": (*make_data(8, 4, 3, "cross_entropy"), [0.0] * 8)}, ValueError,
+     "sample_weight must not sum to zero"),
 ])
 def test_fit_refuses_before_training(kwargs, exc, text):
     X, y = make_data(8, 4, 3, "cross_entropy")

@@ -7,6 +7,7 @@ from .layers import *  # noqa: F403 (every layer kind: Dense, Dropout, Flatten, 
 from .layers import __all__ as _layer_names
 from .network import Network
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .preprocessing import LabelEncoder, Standardize
 from .schedulers import CosineAnnealingLR, ExponentialLR, ReduceLROnPlateau, StepLR
 from .training import Callback, EarlyStopping, History
 
@@ -15,5 +16,5 @@ __version__ = "0.1.0"
 __all__ = ["Network", *[n for n in _layer_names if n[0].isupper() and n != "LAYER_TYPES"],
            "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "StepLR", "ExponentialLR",
            "CosineAnnealingLR", "ReduceLROnPlateau", "Callback", "EarlyStopping", "History",
-           "save", "load", "set_num_threads", "get_num_threads", "datasets", "layers",
-           "__version__"]
+           "Standardize", "LabelEncoder", "save", "load", "set_num_threads", "get_num_threads",
+           "datasets", "layers", "__version__"]

@@ -1,7 +1,8 @@
 """Writing a network (and optionally its optimizer) to one ``.npz``, without pickle.
 
-Format 2 holds the flat params and buffers, the architecture as JSON (every layer's config
-and the input shape), the dtype, the random stream's state and, if given, the optimizer's
+Format 3 holds the flat params and buffers, the architecture as JSON (every layer's config
+and the input shape), the dtype, the random stream's state, the preprocessing
+(standardisation statistics, label classes) and metadata, and, if given, the optimizer's
 hyperparameters, step count and state buffers. Writes are atomic (a temporary file in the
 same directory, then ``os.replace``). This module knows networks only by their interface,
 so ``network`` can import it; reading lives in ``io``.
@@ -19,7 +20,7 @@ import numpy as np
 from .optim import Optimizer
 
 FORMAT = "fastbp-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: preprocessing (Standardize, LabelEncoder) and metadata
 
 
 def save(net, path, optimizer: Optimizer | None = None) -> None:
@@ -39,7 +40,8 @@ def save(net, path, optimizer: Optimizer | None = None) -> None:
     if not directory.is_dir():
         raise FileNotFoundError(f"cannot save to {str(path)!r}: no such directory "
                                 f"{str(directory)!r}")
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": net.get_config()}
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": net.get_config(),
+            "preprocessing": net.get_preprocessing(), "metadata": net.metadata}
     arrays = {"params": net.params, "buffers": net.buffers, "rng": net._rng}
     if optimizer is not None:
         if not isinstance(optimizer, Optimizer):

@@ -56,6 +56,14 @@ def load(path, return_optimizer: bool = False):
         net = Network.from_config(meta["config"])
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as e:
         raise _bad(path, f"bad architecture: {type(e).__name__}: {e}") from None
+    try:
+        net.set_preprocessing(meta.get("preprocessing", {}))
+        metadata = meta.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata is not an object")
+        net.metadata = metadata
+    except (KeyError, TypeError, ValueError) as e:
+        raise _bad(path, f"bad preprocessing: {type(e).__name__}: {e}") from None
     params = _checked(path, arrays, "params", net.params)
     buffers = _checked(path, arrays, "buffers", net.buffers) if version >= 2 else None
     rng = arrays.get("rng") if version >= 2 else None

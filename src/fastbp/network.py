@@ -27,8 +27,10 @@ from ._serialize import save as _save
 from ._threads import use_threads
 from ._walkers import walker_for
 from .layers import Layer, layer_from_config, mlp_layers
+from .metrics import METRICS, check_metrics
 from .optim import Optimizer
 from .plan import compile_layers
+from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
 
 LOSS_CODES = {"cross_entropy": codes.CROSS_ENTROPY,
               "binary_cross_entropy": codes.BINARY_CROSS_ENTROPY, "mse": codes.MSE}
@@ -126,12 +128,17 @@ class Network:
         self._no_counters = np.zeros(codes.N_COUNTERS, dtype=np.int64)
         self._no_perm = np.empty(0, dtype=np.int64)
         self._no_X = np.empty((0, self.n_features), dtype=self.dtype)
+        self._standardize: Standardize | None = None
+        self._label_encoder: LabelEncoder | None = None
+        self._target_standardize: Standardize | None = None
+        #: JSON-able notes saved with the model (the CLI records its data split here).
+        self.metadata: dict[str, Any] = {}
 
     def __reduce__(self):
         # The kernels module and views cannot be pickled or deep-copied: rebuild from the
         # architecture, then restore the state (copy.deepcopy, pickle, multiprocessing).
         return (_rebuild, (self.get_config(), self.params.copy(), self.buffers.copy(),
-                           self._rng.copy()))
+                           self._rng.copy(), self.get_preprocessing(), dict(self.metadata)))
 
     @classmethod
     def mlp(cls, sizes: Sequence[int], activation: str = "relu", loss: str = "cross_entropy",
@@ -158,6 +165,100 @@ class Network:
     @buffers.setter
     def buffers(self, value) -> None:
         _copy_into(self._buffers, value, "buffers")
+
+    # -- preprocessing that travels with the model (fastbp.preprocessing) -------------------
+    @property
+    def standardize(self) -> Standardize | None:
+        """A fitted :class:`~fastbp.Standardize` applied to every X this network is given
+        (fit, train_step, evaluate, forward, predict), or None. Saved with the model;
+        ``fit(..., standardize=True)`` sets it from the training rows."""
+        return self._standardize
+
+    @standardize.setter
+    def standardize(self, value: Standardize | None) -> None:
+        self._standardize = self._checked_scaler(value, "standardize", self.n_features,
+                                                 "n_features")
+
+    @property
+    def label_encoder(self) -> LabelEncoder | None:
+        """A fitted :class:`~fastbp.LabelEncoder` (cross_entropy): y holds the user's labels
+        (strings or numbers), predict returns them, predict_proba's columns are its
+        ``classes_``. None: y holds class indices 0..n_outputs-1."""
+        return self._label_encoder
+
+    @label_encoder.setter
+    def label_encoder(self, value: LabelEncoder | None) -> None:
+        if value is not None:
+            if not isinstance(value, LabelEncoder) or value.classes_ is None:
+                raise TypeError(f"label_encoder must be a fitted fastbp.LabelEncoder or None, "
+                                f"got {value!r}")
+            if self.loss != "cross_entropy" or len(value.classes_) != self.n_outputs:
+                raise ValueError(f"label_encoder has {len(value.classes_)} classes; it needs a "
+                                 f"cross_entropy network with as many outputs (this one: "
+                                 f"{self.loss}, {self.n_outputs} outputs)")
+        self._label_encoder = value
+
+    @property
+    def target_standardize(self) -> Standardize | None:
+        """A fitted :class:`~fastbp.Standardize` of the targets (mse): the network learns
+        standardised targets, predict returns the original units. None: targets as given."""
+        return self._target_standardize
+
+    @target_standardize.setter
+    def target_standardize(self, value: Standardize | None) -> None:
+        if value is not None and self.loss != "mse":
+            raise ValueError(f"target_standardize applies to mse networks, this one uses "
+                             f"{self.loss}")
+        self._target_standardize = self._checked_scaler(value, "target_standardize",
+                                                        self.n_outputs, "n_outputs")
+
+    @staticmethod
+    def _checked_scaler(value, name: str, size: int, what: str) -> Standardize | None:
+        if value is None:
+            return None
+        if not isinstance(value, Standardize) or value.mean_ is None:
+            raise TypeError(f"{name} must be a fitted fastbp.Standardize or None, got {value!r}")
+        if value.n_features != size:
+            raise ValueError(f"{name} was fitted on {value.n_features} features, the network "
+                             f"has {what}={size}")
+        return value
+
+    def get_preprocessing(self) -> dict[str, dict]:
+        """The preprocessing's JSON-able configs by attribute name (what ``save`` writes)."""
+        items = {"standardize": self._standardize, "label_encoder": self._label_encoder,
+                 "target_standardize": self._target_standardize}
+        return {name: item.get_config() for name, item in items.items() if item is not None}
+
+    def set_preprocessing(self, configs: dict[str, dict]) -> None:
+        """Restore :meth:`get_preprocessing`'s output (all or nothing)."""
+        built = {name: preprocessor_from_config(config) for name, config in configs.items()}
+        unknown = set(built) - {"standardize", "label_encoder", "target_standardize"}
+        if unknown:
+            raise ValueError(f"unknown preprocessing {sorted(unknown)}")
+        before = (self._standardize, self._label_encoder, self._target_standardize)
+        try:
+            self.standardize = built.get("standardize")
+            self.label_encoder = built.get("label_encoder")
+            self.target_standardize = built.get("target_standardize")
+        except (TypeError, ValueError):
+            self._standardize, self._label_encoder, self._target_standardize = before
+            raise
+
+    def _user_X(self, X):
+        return X if self._standardize is None else self._standardize.transform(X, self.dtype)
+
+    def _user_y(self, y):
+        if y is None:
+            return y
+        if self._label_encoder is not None:
+            return self._label_encoder.transform(y)
+        if self._target_standardize is not None:
+            y = np.asarray(y)
+            if y.ndim == 0:
+                raise ValueError(f"y must have a value per sample, got shape {y.shape}")
+            return self._target_standardize.transform(y.reshape(y.shape[0], -1),
+                                                      self.dtype).reshape(y.shape)
+        return y
 
     def _set_kernels(self, module) -> None:
         """Run this network with the fused kernels in ``module``: a walker compiled for the
@@ -211,6 +312,7 @@ class Network:
 
     # -- input handling --------------------------------------------------------------------
     def _inputs(self, X, y, sample_weight=None):
+        X, y = self._user_X(X), self._user_y(y)
         X = v.check_X(X, self.input_shape, self.dtype)
         labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype)
         if sample_weight is None:
@@ -382,11 +484,52 @@ class Network:
     def fit(self, X, y, optimizer: Optimizer | None = None, epochs: int = 20,
             batch_size: int = 32, shuffle: bool = True, validation_data=None,
             validation_split: float = 0.0, early_stopping=None, scheduler=None,
-            callbacks=(), verbose: int = 1, sample_weight=None, class_weight=None, comm=None):
+            callbacks=(), verbose: int = 1, sample_weight=None, class_weight=None, comm=None,
+            standardize: bool | Standardize = False, metrics: Sequence[str] = ()):
         """Train with shuffled mini-batches, one kernel call per epoch; returns a History.
 
-        Training mode throughout; validation runs in evaluation mode. See
-        :func:`fastbp.training.fit` for what each option does.
+        Training mode throughout; validation runs in evaluation mode.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, *input_shape) or (n, n_features)
+        y : array-like
+            Class indices (cross_entropy; the user's labels with a :attr:`label_encoder`),
+            0/1 targets (binary_cross_entropy) or values (mse).
+        optimizer : Optimizer, default ``Adam()``
+        epochs : int, default 20
+        batch_size : int, default 32
+            The last partial batch of each epoch is used.
+        shuffle : bool, default True
+            Reshuffle every epoch from the network's seeded generator.
+        validation_data : (X_val, y_val) or (X_val, y_val, w_val), optional
+        validation_split : float in [0, 1), default 0
+            Hold out this fraction as validation data: a seeded random split, stratified by
+            class for cross_entropy.
+        early_stopping : EarlyStopping or int, optional
+            An int is the patience of an EarlyStopping on val_loss (loss without validation).
+        scheduler : a fastbp scheduler, optional
+            Stepped once per epoch.
+        callbacks : list of Callback
+            E.g. :class:`~fastbp.ModelCheckpoint`.
+        verbose : {0, 1, 2}, default 1
+            0 silent; 1 or 2 a progress bar over epochs.
+        sample_weight : array of shape (n,), optional
+        class_weight : dict or "balanced", optional
+        comm : mpi4py communicator, optional
+            Data-parallel training over MPI (:mod:`fastbp.distributed`).
+        standardize : bool or Standardize, default False
+            Fit :attr:`standardize` on the training rows and train on standardised X (a
+            Standardize instance: with its options, e.g. ``impute="mean"``).
+        metrics : list of str, optional
+            More figures to log per epoch ("mae", "mse", "rmse", "r2"; "accuracy" is always
+            logged for classification), for training and validation.
+
+        Returns
+        -------
+        History
+
+        See :func:`fastbp.training.fit` for the details of each option.
         """
         from .training import fit
 
@@ -394,7 +537,8 @@ class Network:
                    shuffle=shuffle, validation_data=validation_data,
                    validation_split=validation_split, early_stopping=early_stopping,
                    scheduler=scheduler, callbacks=callbacks, verbose=verbose,
-                   sample_weight=sample_weight, class_weight=class_weight, comm=comm)
+                   sample_weight=sample_weight, class_weight=class_weight, comm=comm,
+                   standardize=standardize, metrics=metrics)
 
     # -- inference (evaluation mode) -------------------------------------------------------
     def _run_dataset(self, X, labels, targets, weights, loss_code, flags, chunk=1,
@@ -426,19 +570,25 @@ class Network:
         -------
         ndarray of shape (n, n_outputs), in the network's dtype
         """
-        X = v.check_X(X, self.input_shape, self.dtype)
+        X = v.check_X(self._user_X(X), self.input_shape, self.dtype)
         self._check_values(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         self._infer(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS, out)
         return out
 
     def predict(self, X) -> np.ndarray:
-        """Class indices (cross_entropy), 0/1 (binary_cross_entropy) or values (mse), in
-        evaluation mode. Single-output networks return shape (n,), as scikit-learn does.
+        """Class indices (cross_entropy; the user's labels with a :attr:`label_encoder`),
+        0/1 (binary_cross_entropy) or values (mse; in the original units with a
+        :attr:`target_standardize`), in evaluation mode. Single-output networks return shape
+        (n,), as scikit-learn does.
         """
         out = self.forward(X)
         if self.loss == "cross_entropy":
-            return out.argmax(axis=1)
+            index = out.argmax(axis=1)
+            encoder = self._label_encoder
+            return index if encoder is None else encoder.inverse_transform(index)
+        if self._target_standardize is not None:
+            out = self._target_standardize.inverse_transform(out, self.dtype)
         pred = (out > 0).astype(np.int64) if self.loss == "binary_cross_entropy" else out
         return pred.ravel() if self.n_outputs == 1 else pred
 
@@ -456,7 +606,7 @@ class Network:
             out = 0.5 * (1.0 + np.tanh(0.5 * out))  # the sigmoid, without overflow
         return out.astype(self.dtype, copy=False)
 
-    def evaluate(self, X, y, sample_weight=None) -> dict[str, float]:
+    def evaluate(self, X, y, sample_weight=None, metrics: Sequence[str] = ()) -> dict[str, float]:
         """Mean loss and (for classification) accuracy on (X, y), in evaluation mode.
 
         Parameters
@@ -464,16 +614,41 @@ class Network:
         X, y, sample_weight
             As for :meth:`train_step`.
 
+        metrics : list of str, optional
+            More figures: "accuracy", "mae", "mse", "rmse", "r2" (see
+            :mod:`fastbp.metrics`), in the user's units.
+
         Returns
         -------
         dict
             ``{"loss": float}``, plus ``"accuracy"`` for the classification losses (for
-            binary_cross_entropy, the fraction of outputs on the right side of 0).
+            binary_cross_entropy, the fraction of outputs on the right side of 0), plus
+            ``metrics``.
         """
-        X, labels, targets, weights = self._inputs(X, y, sample_weight)
+        metrics = check_metrics(metrics, self.loss)
+        return self._evaluate_prepared(*self._inputs(X, y, sample_weight), metrics=metrics)
+
+    def _evaluate_prepared(self, X, labels, targets, weights,
+                           metrics: tuple[str, ...] = ()) -> dict[str, float]:
+        """evaluate on arrays already in the kernels' form (``_inputs``' output)."""
         self._check_values(X, labels, targets, weights)
         r = self._infer(X, labels, targets, weights, self._loss_code, self._no_targets)
-        return self._metrics(r)
+        return self._metrics(r) | self._extra_metrics(metrics, X, labels, targets, weights)
+
+    def _extra_metrics(self, metrics: tuple[str, ...], X, labels, targets,
+                       weights) -> dict[str, float]:
+        """fastbp.metrics on prepared arrays: one forward pass, then numpy."""
+        metrics = tuple(m for m in metrics if not (m == "accuracy" and self.loss != "mse"))
+        if not metrics:
+            return {}
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        self._infer(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS, out)
+        if self._target_standardize is not None:
+            out = self._target_standardize.inverse_transform(out)
+            targets = self._target_standardize.inverse_transform(targets)
+        weights = weights if weights.shape[0] else None
+        return {name: METRICS[name][0](out.astype(np.float64), targets.astype(np.float64),
+                                       weights) for name in metrics}
 
     def _metrics(self, r: np.ndarray) -> dict[str, float]:
         metrics = {"loss": float(r[codes.R_LOSS] / r[codes.R_WEIGHT])}
@@ -569,10 +744,12 @@ class Network:
         return to_onnx(self, path, opset=opset, dtype=dtype)
 
 
-def _rebuild(config, params, buffers, rng) -> Network:
+def _rebuild(config, params, buffers, rng, preprocessing=None, metadata=None) -> Network:
     net = Network.from_config(config)
     net.params, net.buffers = params, buffers
     net._rng[:] = rng
+    net.set_preprocessing(preprocessing or {})
+    net.metadata = metadata or {}
     return net
 
 

@@ -22,8 +22,10 @@ from ._jit import compile_notice
 from ._threads import use_threads
 from ._validation import aligned_zeros
 from .kernels.dropout import shuffle as shuffle_kernel
+from .metrics import check_metrics
 from .network import TRAIN_FLAGS
 from .optim import Adam, Optimizer
+from .preprocessing import Standardize
 from .schedulers import ReduceLROnPlateau, _Scheduler
 
 
@@ -245,28 +247,53 @@ def _training_data(net, X, y, sample_weight, class_weight) -> Data:
     return data._replace(weights=weights)
 
 
+def validation_rows(net, y, n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows) for ``validation_split=fraction``: a seeded shuffle
+    (the network's seed), stratified by label for cross_entropy as scikit-learn does, so a
+    file sorted by class still validates on every class. Each keeps the data's row order."""
+    n_val = int(math.ceil(n * fraction))
+    if n_val >= n:
+        raise ValueError("validation_split leaves no training samples")
+    rng = np.random.default_rng(None if net.seed is None else [net.seed, 0x5A11D])
+    order = rng.permutation(n)
+    y = np.asarray(y)
+    if net.loss == "cross_entropy" and y.ndim == 1 and y.shape[0] == n:
+        classes, groups = np.unique(y[order], return_inverse=True)
+        counts = np.bincount(groups, minlength=classes.shape[0])
+        quota = counts * (n_val / n)
+        take = np.floor(quota).astype(np.int64)
+        # largest remainders get the rows left over, so the total is exactly n_val
+        for c in np.argsort(-(quota - take), kind="stable")[: n_val - take.sum()]:
+            take[c] += 1
+        rank = np.empty(n, dtype=np.int64)  # each row's position among its class's shuffled rows
+        for c in range(classes.shape[0]):
+            rank[groups == c] = np.arange(counts[c])
+        held = order[rank < take[groups]]
+    else:
+        held = order[:n_val]
+    is_val = np.zeros(n, dtype=bool)
+    is_val[held] = True
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
 def _split_validation(net, data: Data, validation_data, validation_split
                       ) -> tuple[Data, tuple | None]:
-    """The training data and the validation set as evaluate's arguments (or None)."""
+    """The training data and the validation set (or None), both in the kernels' form."""
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
-        val = tuple(validation_data) + (None,) * (3 - len(validation_data))
-        net._check_values(*net._inputs(*val))
+        val = Data(*net._inputs(*tuple(validation_data) + (None,) * (3 - len(validation_data))))
+        net._check_values(*val)
     elif validation_split > 0:
-        n_val = int(math.ceil(data.X.shape[0] * validation_split))
-        if n_val >= data.X.shape[0]:
-            raise ValueError("validation_split leaves no training samples")
-        cut = data.X.shape[0] - n_val
-        held = data.rows(slice(cut, None))
-        val = (held.X, held.y(), held.weights if held.weights.shape[0] else None)
-        data = data.rows(slice(None, cut))
+        train_rows, val_rows = validation_rows(net, data.y(), data.X.shape[0], validation_split)
+        val = data.rows(val_rows)
+        data = data.rows(train_rows)
     else:
         val = None
     if data.weights.shape[0] and not data.weights.sum() > 0:
         raise ValueError("sample_weight and class_weight leave every training sample with "
                          "zero weight")
-    if val is not None and val[2] is not None and not np.sum(val[2]) > 0:
+    if val is not None and val.weights.shape[0] and not val.weights.sum() > 0:
         raise ValueError("the validation samples all have zero weight")
     return data, val
 
@@ -363,16 +390,17 @@ class _EpochRunner:
         return totals
 
 
-def _epoch_logs(net, totals, val, lr: float, seconds: float) -> dict[str, float]:
-    logs = net._metrics(totals)
+def _epoch_logs(net, totals, val, lr: float, seconds: float, data: Data,
+                metrics: tuple[str, ...] = ()) -> dict[str, float]:
+    logs = net._metrics(totals) | net._extra_metrics(metrics, *data)
     if val is not None:
         if isinstance(val[0], str):  # distributed: the rows split among the ranks, the sums all-reduced
             from .distributed import evaluate
 
-            metrics = evaluate(net, *val[1:])
+            scores = evaluate(net, *val[1:]) | net._extra_metrics(metrics, *val[2:])
         else:
-            metrics = net.evaluate(*val)
-        for key, value in metrics.items():
+            scores = net._evaluate_prepared(*val, metrics=metrics)
+        for key, value in scores.items():
             logs[f"val_{key}"] = value
     logs["lr"] = lr
     logs["seconds"] = seconds
@@ -392,7 +420,8 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         shuffle: bool = True, validation_data: tuple | None = None,
         validation_split: float = 0.0, early_stopping: EarlyStopping | int | None = None,
         scheduler=None, callbacks: Sequence[Callback] = (), verbose: int = 1,
-        sample_weight=None, class_weight=None, comm=None) -> History:
+        sample_weight=None, class_weight=None, comm=None, standardize: bool = False,
+        metrics: Sequence[str] = ()) -> History:
     """Train ``net`` on (X, y) with shuffled mini-batches; returns the :class:`History`.
 
     Parameters
@@ -404,7 +433,8 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         Reshuffle every epoch from the network's seeded generator.
     validation_data : (X_val, y_val) or (X_val, y_val, w_val), optional
     validation_split : float in [0, 1)
-        Hold out this last fraction of (X, y) (before shuffling) as validation data; not
+        Hold out this fraction of (X, y) as validation data: a random split seeded by the
+        network's seed, stratified by class for cross_entropy (as scikit-learn's MLP); not
         together with ``validation_data``.
     early_stopping : EarlyStopping or int, optional
         An int is the patience of an EarlyStopping on val_loss (loss without validation).
@@ -422,6 +452,15 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         same data; ``batch_size`` is per rank, so N ranks follow the single-process
         trajectory with batch size ``batch_size * N``; metrics, validation and early
         stopping are global; only rank 0 shows progress.
+    standardize : bool, default False
+        Fit ``net.standardize`` (a :class:`~fastbp.Standardize`) on the training rows
+        (without the validation split) and train on standardised X; the network then
+        standardises every X it is given, and saves the statistics with the model.
+    metrics : list of str, optional
+        More figures to log each epoch, for training and validation: any of
+        :data:`fastbp.metrics.METRICS` ("accuracy", "mae", "mse", "rmse", "r2"), computed
+        on the network's predictions in evaluation mode (one extra forward pass per epoch
+        and set).
 
     Raises
     ------
@@ -437,24 +476,51 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
 
         check_comm(comm)
         verbose = verbose if comm.rank == 0 else 0
-    with compile_notice(say) if verbose else nullcontext():  # a cold first fit compiles
-        return _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
-                    validation_split, early_stopping, scheduler, callbacks, verbose,
-                    sample_weight, class_weight, say, comm)
+    metrics = check_metrics(metrics, net.loss)
+    previous = net.standardize
+    if standardize is not False:
+        net.standardize = _fitted_standardize(net, X, y, standardize, validation_data,
+                                              validation_split)
+    try:
+        with compile_notice(say) if verbose else nullcontext():  # a cold first fit compiles
+            return _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
+                        validation_split, early_stopping, scheduler, callbacks, verbose,
+                        sample_weight, class_weight, say, comm, metrics)
+    except (TypeError, ValueError):
+        net.standardize = previous  # a refused fit changes nothing
+        raise
+
+
+def _fitted_standardize(net, X, y, standardize, validation_data, validation_split) -> Standardize:
+    """``standardize`` (True or an unfitted Standardize) fitted on fit's training rows."""
+    if standardize is True:
+        standardize = Standardize()
+    if not isinstance(standardize, Standardize):
+        raise TypeError(f"standardize must be True, False or a fastbp.Standardize, got "
+                        f"{standardize!r}")
+    X = np.asarray(X)
+    if X.ndim < 1 or X.dtype.kind not in "biuf":
+        raise ValueError(f"X must be a numeric array with a row per sample, got {X.dtype} "
+                         f"{X.shape}")
+    rows = slice(None)
+    if validation_data is None and isinstance(validation_split, (float, int)) and \
+            not isinstance(validation_split, bool) and 0 < validation_split < 1:
+        rows = validation_rows(net, y, X.shape[0], validation_split)[0]
+    return standardize.fit(X[rows].reshape(-1, net.n_features) if X.ndim == 1 else X[rows])
 
 
 def _prepare(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
              validation_split, early_stopping, scheduler, callbacks, verbose, sample_weight,
-             class_weight, comm):
+             class_weight, comm, metrics=()):
     """Every check and conversion before training; nothing changes the network."""
     epochs, batch_size, optimizer = _check_options(epochs, batch_size, shuffle, validation_data,
                                                    validation_split, optimizer, scheduler, verbose)
     data = _training_data(net, X, y, sample_weight, class_weight)
     data, val = _split_validation(net, data, validation_data, validation_split)
     early_stopping = _early_stopping(early_stopping, val is not None)
-    log_keys = {"loss", "lr", "seconds"} | ({"accuracy"} if net.loss != "mse" else set())
-    if val is not None:
-        log_keys |= {f"val_{k}" for k in log_keys if k in ("loss", "accuracy")}
+    scores = {"loss"} | ({"accuracy"} if net.loss != "mse" else set()) | set(metrics)
+    log_keys = {"lr", "seconds"} | scores | ({f"val_{k}" for k in scores} if val is not None
+                                             else set())
     history = History()
     callbacks = _callbacks(net, history, early_stopping, callbacks, log_keys)
 
@@ -470,10 +536,10 @@ def _prepare(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
 
 def _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data, validation_split,
          early_stopping, scheduler, callbacks, verbose, sample_weight, class_weight, say,
-         comm=None):
+         comm=None, metrics=()):
     args = (net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
             validation_split, early_stopping, scheduler, callbacks, verbose, sample_weight,
-            class_weight, comm)
+            class_weight, comm, metrics)
     if comm is None:
         epochs, batch_size, optimizer, data, val, history, callbacks = _prepare(*args)
         run_epoch = _EpochRunner(net, optimizer, data, batch_size, bool(shuffle), callbacks)
@@ -491,7 +557,7 @@ def _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data, val
         run_epoch = distributed.DistributedEpochRunner(net, optimizer, data, batch_size,
                                                        bool(shuffle), callbacks, comm, shared_rng)
         if val is not None:
-            val = ("distributed", comm, *net._inputs(*val))
+            val = ("distributed", comm, *val)
     snapshot = _Snapshot(net._training_state() + optimizer._training_state())
     net.stop_training = False
     for cb in callbacks:
@@ -512,7 +578,7 @@ def _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data, val
                                          "the network and optimizer keep their state from the "
                                          "last finite epoch (lower the learning rate or clip "
                                          "gradients)")
-            logs = _epoch_logs(net, totals, val, lr, seconds)
+            logs = _epoch_logs(net, totals, val, lr, seconds, data, metrics)
             snapshot.take()
             _step_scheduler(scheduler, logs)
             for cb in callbacks:
