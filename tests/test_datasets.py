@@ -377,8 +377,9 @@ def test_csv_no_header_float_target_first_column(tmp_path):
     ("", "no data"),
     ("x,y\n", "no data"),
     ("1,2\n3,4,5\n", "line 2: expected 2 fields, got 3"),
-    ("h1,h2\n1,2\n\n3,oops\n", "line 4: non-numeric cell 'oops'"),
-    ("1,2\n3,\n", "line 2: non-numeric"),
+    ("h1,h2,h3\n1,2,0\n\n3,oops,1\n", "line 4: column 'h2' has non-numeric cell 'oops'"),
+    ("1,2\n3,\n", "line 2: the target column '1' has a missing value"),
+    ("a,b,c\n1,,0\n", r"line 2: column 'b' has a missing value .*impute mean"),
     ("1\n2\n", "at least 2 columns"),
 ])
 def test_csv_malformed(tmp_path, text, msg):
@@ -387,6 +388,32 @@ def test_csv_malformed(tmp_path, text, msg):
     with pytest.raises(ValueError, match=msg) as exc:
         datasets.load_csv(p)
     assert "bad.csv" in str(exc.value)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"], ids=["comma", "semicolon", "tab"])
+def test_csv_as_users_have_it(tmp_path, delimiter):
+    # sniffed delimiter, header, the target by name in the middle, text labels
+    p = tmp_path / "iris.csv"
+    rows = [["sepal", "species", "petal"], ["5.1", "setosa", "1.4"], ["7.0", "versicolor", "4.7"],
+            ["6.3", "virginica", "6.0"]]
+    p.write_text("\n".join(delimiter.join(r) for r in rows) + "\n")
+    table = datasets.read_csv(p, target="species")
+    assert table.feature_names == ["sepal", "petal"] and table.target_name == "species"
+    np.testing.assert_array_equal(table.X, [[5.1, 1.4], [7.0, 4.7], [6.3, 6.0]])
+    np.testing.assert_array_equal(table.y, ["setosa", "versicolor", "virginica"])
+    with pytest.raises(ValueError, match="column 'species' has non-numeric cell 'setosa'"):
+        datasets.load_csv(p, target=None)  # text is for the target only
+    with pytest.raises(ValueError, match=r"target column 'kind' is not in .* \['sepal'"):
+        datasets.read_csv(p, target="kind")
+
+
+def test_csv_features_only_and_missing_values(tmp_path):
+    p = tmp_path / "new.csv"
+    p.write_text("a;b\n1;2\n3;NA\n")
+    with pytest.raises(ValueError, match="line 3: column 'b' has a missing value \\('NA'\\)"):
+        datasets.load_csv(p, target=None)
+    X, y = datasets.load_csv(p, target=None, missing="keep")
+    assert y is None and X.shape == (2, 2) and np.isnan(X[1, 1]) and X[1, 0] == 3
 
 
 def test_csv_bad_target(tmp_path):
@@ -422,6 +449,6 @@ def test_load_dispatch(tmp_path, digits):
     assert none is None and X.shape == (5, 12)
     np.testing.assert_array_equal(y, labs)
 
-    for bad in ("cifar", "a.txt", "a,b,c"):
+    for bad in ("cifar", "a.json", "a,b,c"):
         with pytest.raises(ValueError, match="spec"):
             datasets.load(bad)

@@ -15,12 +15,12 @@ import struct
 import tokenize
 import zipfile
 import zlib
-from typing import IO
+from typing import IO, NamedTuple
 
 import numpy as np
 
 __all__ = ["load_digits", "load_diabetes", "diabetes_target_scale", "load_idx", "load_mnist",
-           "load_npz", "load_csv", "load"]
+           "load_npz", "load_csv", "read_csv", "load_parquet", "load_table", "Table", "load"]
 
 XY = tuple[np.ndarray, np.ndarray]
 _IDX_TYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -310,80 +310,235 @@ def load_npz(path) -> XY:
     return X, y
 
 
-def _floats(row: list[str]) -> list[float] | None:
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
+
+
+def _number(cell: str) -> float | None:
+    """The cell as a float, NaN for a missing value, None when it is text."""
+    text = cell.strip()
+    if text.lower() in MISSING:
+        return math.nan
     try:
-        return [float(c) for c in row]
+        return float(text)
     except ValueError:
         return None
 
 
-def load_csv(path, target: int = -1, delimiter: str = ",") -> XY:
-    """Numeric CSV as ``(X, y)``; a single header row is detected (first row not all numeric).
+class Table(NamedTuple):
+    """A CSV file as loaded: features, target (None for a features-only file) and names."""
+
+    X: np.ndarray
+    y: np.ndarray | None
+    feature_names: list[str]
+    target_name: str | None
+
+
+def _sniff(path: str, sample: str) -> str:
+    lines = [line for line in sample.splitlines()[:50] if line.strip()]
+    best, best_fields = ",", 1
+    for delimiter in (",", ";", "\t", "|"):
+        counts = {len(r) for r in csv.reader(lines, delimiter=delimiter)}
+        if len(counts) == 1 and (fields := counts.pop()) > best_fields:
+            best, best_fields = delimiter, fields
+    return best
+
+
+def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
+             missing: str = "error") -> Table:
+    """A CSV file as users have it, as a :class:`Table`.
 
     Parameters
     ----------
     path : str or os.PathLike
-        UTF-8 CSV file; blank lines are skipped (but counted in error line numbers).
-    target : int
-        Column index of ``y``; negative values count from the end.
-    delimiter : str
-        Field separator.
+        UTF-8 text; blank lines are skipped (but counted in the line numbers errors give).
+    target : int, str or None, default -1
+        The target column by index (negative counts from the end) or by header name; None
+        for a features-only file (for prediction).
+    delimiter : str, optional
+        Default: sniffed among ``,`` ``;`` tab and ``|``.
+    missing : {"error", "keep"}, default "error"
+        A missing feature value ("", NA, N/A, nan, null, None, ?, -): "error" raises a
+        ValueError naming the column and line; "keep" leaves NaN (for
+        ``Standardize(impute="mean")``). A missing target is always an error.
+
+    Notes
+    -----
+    A header row is detected: a first row with text where the rows below have numbers (or
+    text in every cell). Feature columns must be numeric; the target may hold numbers
+    (int64 when all integral, else float64) or text labels (a str array).
+    """
+    if target is not None and (isinstance(target, bool) or not isinstance(
+            target, (int, np.integer, str))):
+        raise TypeError(f"target must be a column index, a column name or None, got "
+                        f"{type(target).__name__}")
+    if missing not in ("error", "keep"):
+        raise ValueError(f"missing must be 'error' or 'keep', got {missing!r}")
+    path = _check_file(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path!r}: not UTF-8 text ({e})") from e
+    if delimiter is None:
+        delimiter = _sniff(path, text)
+    try:
+        lines = [(i, r) for i, r in enumerate(csv.reader(text.splitlines(), delimiter=delimiter), 1)
+                 if any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise ValueError(f"{path!r}: cannot parse as CSV ({e})") from e
+    if not lines:
+        raise ValueError(f"{path!r}: no data rows")
+    first = [_number(c) for c in lines[0][1]]
+    second = [_number(c) for c in lines[1][1]] if len(lines) > 1 else []
+    header = all(v is None for v in first) or any(
+        a is None and b is not None for a, b in zip(first, second))
+    ncol = len(lines[0][1])
+    names = [c.strip() for c in lines[0][1]] if header else [str(j) for j in range(ncol)]
+    rows = lines[1:] if header else lines
+    if not rows:
+        raise ValueError(f"{path!r}: no data rows")
+    if isinstance(target, str):
+        if target not in names:
+            where = f"its columns are {names}" if header else "it has no header row"
+            raise ValueError(f"target column {target!r} is not in {path!r}: {where}")
+        target_index = names.index(target)
+    elif target is None:
+        target_index = None
+    else:
+        if not -ncol <= target < ncol:
+            raise ValueError(f"target must be a column index in [{-ncol}, {ncol}), got {target}")
+        target_index = int(target) % ncol
+    if target_index is not None and ncol < 2:
+        raise ValueError(f"{path!r}: need at least 2 columns (features and target), got {ncol}")
+    cells = []
+    for i, r in rows:
+        if len(r) != ncol:
+            raise ValueError(f"{path!r}, line {i}: expected {ncol} fields, got {len(r)}")
+        cells.append(r)
+    feature_cols = [j for j in range(ncol) if j != target_index]
+    X = np.empty((len(cells), len(feature_cols)), dtype=np.float64)
+    for k, j in enumerate(feature_cols):
+        for row, r in enumerate(cells):
+            value = _number(r[j])
+            if value is None:
+                raise ValueError(f"{path!r}, line {rows[row][0]}: column {names[j]!r} has "
+                                 f"non-numeric cell {r[j]!r}; features must be numbers (drop "
+                                 "the column or encode it as numbers)")
+            if value != value and missing == "error":
+                raise ValueError(f"{path!r}, line {rows[row][0]}: column {names[j]!r} has a "
+                                 f"missing value ({r[j]!r}); fill it, or impute the column "
+                                 "mean (fastbp train --impute mean, "
+                                 "Standardize(impute='mean'))")
+            X[row, k] = value
+    y = None
+    if target_index is not None:
+        raw = [r[target_index].strip() for r in cells]
+        for row, cell in enumerate(raw):
+            if cell.lower() in MISSING:
+                raise ValueError(f"{path!r}, line {rows[row][0]}: the target column "
+                                 f"{names[target_index]!r} has a missing value ({cell!r})")
+        values = [_number(c) for c in raw]
+        if any(v is None for v in values):
+            y = np.array(raw, dtype=str)  # text labels
+        else:
+            y = np.array(values, dtype=np.float64)
+            if np.all(np.isfinite(y)) and np.all(y == np.round(y)) and np.all(np.abs(y) < 2.0**63):
+                y = y.astype(np.int64)
+    return Table(X, y, [names[j] for j in feature_cols],
+                 None if target_index is None else names[target_index])
+
+
+def load_csv(path, target: int | str | None = -1, delimiter: str | None = None,
+             missing: str = "error") -> XY:
+    """A CSV file as ``(X, y)``: see :func:`read_csv` for the options (header detection,
+    target by index or name, delimiter sniffing, text labels, missing values).
 
     Returns
     -------
     X : numpy.ndarray
         ``(n, n_columns - 1)`` float64, C-contiguous.
-    y : numpy.ndarray
-        ``(n,)`` int64 if every target value is integral, else float64.
+    y : numpy.ndarray or None
+        ``(n,)``: int64 if every target value is integral, float64 for other numbers, str
+        for text labels; None with ``target=None``.
     """
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
-        raise TypeError(f"target must be an int column index, got {type(target).__name__}")
-    path = _check_file(path)
+    table = read_csv(path, target=target, delimiter=delimiter, missing=missing)
+    return table.X, table.y
+
+
+def load_parquet(path, target: int | str | None = -1, missing: str = "error") -> Table:
+    """A Parquet file as a :class:`Table` (needs pyarrow): numeric feature columns, the
+    target as for :func:`read_csv`."""
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            lines = [(i, r) for i, r in enumerate(csv.reader(f, delimiter=delimiter), 1)
-                     if any(c.strip() for c in r)]
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ValueError(f"{path!r}: cannot parse as CSV ({e})") from e
-    if lines and _floats(lines[0][1]) is None:
-        lines = lines[1:]   # header
-    if not lines:
-        raise ValueError(f"{path!r}: no data rows")
-    ncol, rows = len(lines[0][1]), []
-    for i, r in lines:
-        if len(r) != ncol:
-            raise ValueError(f"{path!r}, line {i}: expected {ncol} fields, got {len(r)}")
-        if (vals := _floats(r)) is None:
-            bad = next(c for c in r if _floats([c]) is None)
-            raise ValueError(f"{path!r}, line {i}: non-numeric cell {bad!r}")
-        rows.append(vals)
-    if ncol < 2:
-        raise ValueError(f"{path!r}: need at least 2 columns (features and target), got {ncol}")
-    if not -ncol <= target < ncol:
-        raise ValueError(f"target must be a column index in [{-ncol}, {ncol}), got {target}")
-    data = np.array(rows, dtype=np.float64)
-    y = data[:, target]
-    X = np.ascontiguousarray(np.delete(data, target % ncol, axis=1))
-    if np.all(np.isfinite(y)) and np.all(y == np.round(y)) and np.all(np.abs(y) < 2.0**63):
-        y = y.astype(np.int64)
-    return X, y
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError("reading Parquet needs pyarrow: pip install pyarrow") from None
+    path = _check_file(path)
+    table = pq.read_table(path)
+    names = list(table.column_names)
+    if isinstance(target, str):
+        if target not in names:
+            raise ValueError(f"target column {target!r} is not in {path!r}: its columns are {names}")
+        index = names.index(target)
+    elif target is None:
+        index = None
+    else:
+        if not -len(names) <= target < len(names):
+            raise ValueError(f"target must be a column index in [{-len(names)}, {len(names)}), "
+                             f"got {target}")
+        index = int(target) % len(names)
+    columns = []
+    for j, name in enumerate(names):
+        if j == index:
+            continue
+        values = np.asarray(table.column(j).to_numpy(zero_copy_only=False))
+        if values.dtype.kind not in "biuf":
+            raise ValueError(f"{path!r}: column {name!r} is not numeric ({values.dtype}); "
+                             "features must be numbers")
+        values = values.astype(np.float64)
+        if np.isnan(values).any() and missing == "error":
+            row = int(np.flatnonzero(np.isnan(values))[0])
+            raise ValueError(f"{path!r}: column {name!r} has a missing value at row {row}; "
+                             "impute the column mean (--impute mean)")
+        columns.append(values)
+    X = np.ascontiguousarray(np.stack(columns, axis=1)) if columns else np.empty((table.num_rows, 0))
+    y = None
+    if index is not None:
+        y = np.asarray(table.column(index).to_numpy(zero_copy_only=False))
+        if y.dtype.kind == "O":
+            y = y.astype(str)
+        elif y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+    return Table(X, y, [n for j, n in enumerate(names) if j != index],
+                 None if index is None else names[index])
 
 
-def load(spec, *, test_size: float = 0.2, seed: int = 0, dtype="float32", target: int = -1,
-         delimiter: str = ",") -> tuple[XY, XY | None]:
+def load_table(spec, target: int | str | None = -1, delimiter: str | None = None,
+               missing: str = "error") -> Table:
+    """A ``.csv`` / ``.tsv`` / ``.txt`` (:func:`read_csv`) or ``.parquet`` file as a Table."""
+    if os.fspath(spec).lower().endswith(".parquet"):
+        return load_parquet(spec, target=target, missing=missing)
+    return read_csv(spec, target=target, delimiter=delimiter, missing=missing)
+
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
+
+
+def load(spec, *, test_size: float = 0.2, seed: int = 0, dtype="float32",
+         target: int | str | None = -1, delimiter: str | None = None,
+         missing: str = "error") -> tuple[XY, XY | None]:
     """Load a dataset named on the command line, in one uniform structure.
 
     Parameters
     ----------
     spec : str or os.PathLike
-        ``"digits"`` or ``"diabetes"`` (case-insensitive); a path ending ``.npz`` or ``.csv``;
-        or an MNIST pair ``"images.idx[.gz],labels.idx[.gz]"``.
+        ``"digits"`` or ``"diabetes"`` (case-insensitive); a path ending ``.npz``, ``.csv``,
+        ``.tsv``, ``.txt`` or ``.parquet``; or an MNIST pair ``"images.idx[.gz],labels.idx[.gz]"``.
     test_size, seed : float, int
         Passed to the built-in loaders.
     dtype : str or numpy.dtype
         Floating dtype of every ``X`` (file-based ``X`` is cast to it, C-contiguous).
-    target, delimiter : int, str
-        Passed to :func:`load_csv`.
+    target, delimiter, missing
+        Passed to :func:`read_csv` (and :func:`load_parquet`).
 
     Returns
     -------
@@ -396,11 +551,11 @@ def load(spec, *, test_size: float = 0.2, seed: int = 0, dtype="float32", target
         return (load_digits if low == "digits" else load_diabetes)(test_size, seed, dt)
     if low.endswith(".npz"):
         X, y = load_npz(s)
-    elif low.endswith(".csv"):
-        X, y = load_csv(s, target=target, delimiter=delimiter)
+    elif low.endswith(TABLE_SUFFIXES):
+        X, y = load_table(s, target=target, delimiter=delimiter, missing=missing)[:2]
     elif len(parts := [p.strip() for p in s.split(",")]) == 2:
         X, y = load_mnist(parts[0], parts[1], dt)
     else:
-        raise ValueError("spec must be 'digits', 'diabetes', a .npz or .csv path or "
+        raise ValueError("spec must be 'digits', 'diabetes', a .npz/.csv/.tsv/.parquet path or "
                          f"'images.idx[.gz],labels.idx[.gz]', got {s!r}")
     return (np.ascontiguousarray(X, dtype=dt), y), None
