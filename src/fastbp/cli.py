@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import csv
+import io
 import json
 import math
 import subprocess
@@ -65,6 +67,14 @@ _unit = _number(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 _open_unit = _number(float, lambda v: 0 < v < 1, "a fraction in (0, 1)")
 
 
+def _column(text: str) -> int | str:
+    """``--target``: an int is a column index, anything else a column name."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def _layers(text: str) -> list[int]:
     """``"64,32"`` -> ``[64, 32]``; ``""`` or ``"none"`` -> no hidden layer."""
     if text.strip().lower() in ("", "none"):
@@ -83,18 +93,49 @@ def _check_writable(*paths: str | None) -> None:
             raise FileNotFoundError(f"cannot write {path!r}: its directory does not exist")
 
 
-def _load(args: argparse.Namespace, dtype: str) -> tuple[XY, XY | None]:
+MAX_CLASSES_AUTO = 20  # more distinct numeric targets than this: regression unless --loss
+
+
+def _is_file(data: str) -> bool:
+    return data.lower().endswith(fb.datasets.TABLE_SUFFIXES)
+
+
+def _load(args: argparse.Namespace, dtype: str, missing: str = "error") -> tuple[XY, XY | None]:
     return fb.datasets.load(args.data, test_size=args.test_size, seed=args.seed, dtype=dtype,
-                            target=args.target)
+                            target=args.target, missing=missing)
 
 
-def _split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int) -> tuple[XY, XY]:
-    """Seeded shuffle split of a file with no test split of its own."""
+def _split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int,
+           stratify: bool) -> tuple[XY, XY]:
+    """Seeded shuffle split of a file with no test split of its own, stratified by class
+    for classification (so every class is in both parts, in proportion)."""
     n_test = math.ceil(test_size * len(y))
     if not 0 < n_test < len(y):
         raise ValueError(f"--test-size {test_size} leaves an empty split of {len(y)} rows")
-    perm = np.random.default_rng(seed).permutation(len(y))
-    return (X[perm[n_test:]], y[perm[n_test:]]), (X[perm[:n_test]], y[perm[:n_test]])
+    if stratify:
+        train, test = fb.datasets._stratified_split(y, test_size, seed)
+    else:
+        perm = np.random.default_rng(seed).permutation(len(y))
+        train, test = perm[n_test:], perm[:n_test]
+    return (X[train], y[train]), (X[test], y[test])
+
+
+def _task(y: np.ndarray, loss: str | None) -> tuple[str, str]:
+    """(loss, why) for the target ``y``: text labels or a few distinct integers are classes,
+    other numbers a regression target."""
+    distinct = np.unique(y)
+    if loss is not None:
+        return loss, f"--loss {loss}"
+    if y.ndim != 1:
+        return "mse", f"{y.shape[1]} target columns"
+    if y.dtype.kind in "US":
+        return "cross_entropy", f"text labels, {len(distinct)} classes"
+    if y.dtype.kind in "iub" and len(distinct) <= MAX_CLASSES_AUTO:
+        return "cross_entropy", f"{len(distinct)} distinct integer labels (<= {MAX_CLASSES_AUTO})"
+    if y.dtype.kind in "iub":
+        return "mse", (f"{len(distinct)} distinct integer values (> {MAX_CLASSES_AUTO}); pass "
+                       "--loss cross_entropy to classify them")
+    return "mse", f"{len(distinct)} distinct non-integer values"
 
 
 def _n_outputs(y: np.ndarray, loss: str) -> int:
@@ -111,15 +152,12 @@ def _n_outputs(y: np.ndarray, loss: str) -> int:
 
 def _metrics(net: fb.Network, X: np.ndarray, y: np.ndarray) -> str:
     """Loss and accuracy (classification) or R^2 and RMSE (regression) as one line."""
-    m = net.evaluate(X, y)
-    text = f"loss {m['loss']:.4g}"
-    if "accuracy" in m:
-        return f"{text}  accuracy {m['accuracy']:.4f}"
-    pred = net.forward(X).astype(np.float64)
-    t = np.asarray(y, dtype=np.float64).reshape(pred.shape)
-    ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
-    r2 = np.mean(1 - ((t - pred) ** 2).sum(axis=0) / np.where(ss_tot > 0, ss_tot, np.nan))
-    return f"{text}  R^2 {r2:.4f}  RMSE {math.sqrt(np.mean((t - pred) ** 2)):.4f}"
+    if net.loss != "mse":
+        m = net.evaluate(X, y)
+        return f"loss {m['loss']:.4g}  accuracy {m['accuracy']:.4f}"
+    m = net.evaluate(X, y, metrics=["r2", "rmse"])
+    scaled = " (standardised)" if net.target_standardize is not None else ""
+    return f"loss {m['loss']:.4g}{scaled}  R^2 {m['r2']:.4f}  RMSE {m['rmse']:.4f}"
 
 
 def _describe(net: fb.Network) -> str:
@@ -177,16 +215,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     lead = comm is None or comm.rank == 0
     print = builtins.print if lead else (lambda *a, **k: None)  # noqa: A001
     _check_writable(args.save, args.plot)
-    (X, y), test = _load(args, args.dtype)
-    if test is None:
-        (X, y), test = _split(X, y, args.test_size, args.seed)
+    (X, y), test = _load(args, args.dtype, missing="keep" if args.impute else "error")
+    from_file = test is None
+    target_name = None
+    if from_file and _is_file(args.data):
+        target_name = fb.datasets.load_table(args.data, target=args.target, missing="keep"
+                                             ).target_name
+    if from_file:
+        loss, why = _task(y, args.loss)
+        if loss == "cross_entropy" and y.dtype.kind == "f":
+            raise ValueError("cross_entropy needs class labels; the target has non-integer "
+                             "values (use --loss mse for regression)")
+        (X, y), test = _split(X, y, args.test_size, args.seed, stratify=loss == "cross_entropy")
+        encoder = fb.LabelEncoder().fit(np.concatenate([y, test[1]])) \
+            if loss == "cross_entropy" else None
+        n_out = len(encoder.classes_) if encoder is not None else _n_outputs(y, loss)
+        kind = "classification" if loss != "mse" else "regression"
+        print(f"task   {kind} ({loss}): {why}")
+    else:
+        loss = args.loss or ("cross_entropy" if np.asarray(y).dtype.kind in "iub" else "mse")
+        n_out = _n_outputs(np.concatenate([y, test[1]]), loss)
     X_test, y_test = test
     if args.images:
         if args.data != "digits":
             raise ValueError(f"--images applies to --data digits, got --data {args.data}")
         X, X_test = X.reshape(-1, 1, 8, 8), X_test.reshape(-1, 1, 8, 8)
-    loss = args.loss or ("cross_entropy" if np.asarray(y).dtype.kind in "iub" else "mse")
-    n_out = _n_outputs(np.concatenate([y, y_test]), loss)
     if args.model:
         layers, shape = _model_layers(args.model)
         try:
@@ -204,6 +257,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         net = fb.Network.mlp([X.shape[1], *args.layers, n_out], activation=args.activation,
                              loss=loss, dropout=args.dropout, dtype=args.dtype, seed=args.seed)
+    standardize: bool | fb.Standardize = False
+    if from_file:  # the built-in datasets come standardised already
+        net.metadata["split"] = {"data": Path(args.data).name, "rows": len(y) + len(y_test),
+                                 "test_size": args.test_size, "seed": args.seed}
+        net.metadata["target_name"] = target_name
+        if encoder is not None:
+            net.label_encoder = encoder
+        elif loss == "mse" and not args.no_standardize:
+            net.target_standardize = fb.Standardize().fit(np.reshape(y, (len(y), -1)))
+        if not args.no_standardize or args.impute:
+            standardize = fb.Standardize(with_mean=not args.no_standardize,
+                                         with_std=not args.no_standardize, impute=args.impute)
     cls, kwargs, default_lr = OPTIMIZERS[args.optimizer]
     if args.weight_decay is not None:
         kwargs = {**kwargs, "weight_decay": args.weight_decay}
@@ -216,10 +281,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     val_split = args.val_split if args.val_split is not None else 0.1 if stopper else 0.0
     ranks = f" per rank x {comm.size} ranks" if comm is not None else ""
     print(f"fit    {opt!r}, {args.epochs} epochs, batch {args.batch_size}{ranks}"
-          + (f", last {val_split:.0%} of train for validation" if val_split else ""), flush=True)
+          + (f", {val_split:.0%} of train for validation" if val_split else "")
+          + (", features standardised" if standardize and not args.no_standardize else ""),
+          flush=True)
     history = net.fit(X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
                       validation_split=val_split, early_stopping=stopper,
-                      verbose=0 if args.quiet else 1, comm=comm)
+                      verbose=0 if args.quiet else 1, comm=comm, standardize=standardize)
+    _warn_if_diverging(history.history["loss"], opt.lr if args.lr is None else args.lr)
     if stopper is not None and stopper.stopped_epoch is not None:
         print(f"early stopping after epoch {stopper.stopped_epoch + 1}; kept epoch "
               f"{stopper.best_epoch + 1} (val_loss {stopper.best:.4g})")
@@ -237,19 +305,66 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_data(args: argparse.Namespace, net: fb.Network,
-               features_only: bool = False) -> tuple[str, np.ndarray, np.ndarray]:
-    """The built-in datasets' test split, or a whole file, in the model's dtype. With
-    ``features_only``, a CSV one column short of the model's inputs is all features."""
-    (X, y), test = _load(args, net.dtype.name)
-    where = args.data
-    if test is not None:
-        where, (X, y) = f"{args.data} test split", test
-    elif features_only and args.data.lower().endswith(".csv") and X.shape[1] == net.n_features - 1:
-        X = np.insert(X, args.target % (X.shape[1] + 1), y, axis=1).astype(net.dtype)
-    if X.shape[1] != net.n_features:
-        raise ValueError(f"{where} has {X.shape[1]} features but the model {args.model} "
-                         f"expects {net.n_features}")
+def _warn_if_diverging(losses: list[float], lr: float) -> None:
+    """A loss that ends orders of magnitude above where it started is a learning rate too
+    high (a non-finite one raises in fit, with the same message as the Python API)."""
+    if len(losses) >= 2 and losses[-1] > 100 * max(losses[0], 1e-12):
+        print(f"fastbp: warning: the training loss grew from {losses[0]:.4g} (epoch 1) to "
+              f"{losses[-1]:.4g} (epoch {len(losses)}): training diverged; try --lr "
+              f"{lr / 10:g}", file=sys.stderr)
+
+
+def _file_rows(args: argparse.Namespace, net: fb.Network,
+               features_only: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """A file's rows as the model's X (and y, when the file has the target column)."""
+    scaler = net.standardize
+    missing = "keep" if scaler is not None and scaler.impute else "error"
+    if features_only:  # a file of exactly the model's inputs has no target column
+        try:
+            table = fb.datasets.load_table(args.data, target=None, missing=missing)
+            if table.X.shape[1] == net.n_features:
+                return table.X.astype(net.dtype), None
+        except ValueError:
+            pass  # a text target column: read it as the target below
+    table = fb.datasets.load_table(args.data, target=args.target, missing=missing)
+    return table.X.astype(net.dtype), table.y
+
+
+def _eval_data(args: argparse.Namespace, net: fb.Network, features_only: bool = False
+               ) -> tuple[str, np.ndarray, np.ndarray | None]:
+    """The built-in datasets' test split; for a file, the split ``--split`` names (train's
+    recorded split, by default its test part) or the whole file; in the model's dtype."""
+    split = getattr(args, "split", None)
+    if not _is_file(args.data):
+        (X, y), test = _load(args, net.dtype.name)
+        where = args.data
+        if test is not None:
+            where, (X, y) = f"{args.data} test split", test
+    else:
+        X, y = _file_rows(args, net, features_only)
+        where = args.data
+        recorded = net.metadata.get("split")
+        same_file = recorded is not None and recorded.get("data") == Path(args.data).name \
+            and recorded.get("rows") == len(X)
+        if split is None:
+            split = "test" if same_file and y is not None and not features_only else "all"
+        if split != "all":
+            if recorded is None:
+                raise ValueError(f"--split {split}: the model {args.model} records no split "
+                                 "(it was not trained by 'fastbp train' on a file)")
+            if not same_file:
+                raise ValueError(f"--split {split}: the model was trained on "
+                                 f"{recorded.get('data')} ({recorded.get('rows')} rows), not "
+                                 f"{args.data} ({len(X)} rows)")
+            if y is None:
+                raise ValueError(f"--split {split} needs the file's target column")
+            train, test = _split(X, y, recorded["test_size"], recorded["seed"],
+                                 stratify=net.loss == "cross_entropy")
+            X, y = train if split == "train" else test
+            where = f"{args.data} {split} split (as recorded by train)"
+    if int(np.prod(X.shape[1:])) != net.n_features:
+        raise ValueError(f"{where} has {int(np.prod(X.shape[1:]))} features but the model "
+                         f"{args.model} expects {net.n_features}")
     return where, X, y
 
 
@@ -257,6 +372,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Print a saved model's loss and accuracy (or R^2 and RMSE) on ``--data``."""
     net = fb.load(args.model)
     where, X, y = _eval_data(args, net)
+    if y is None:
+        raise ValueError(f"{args.data} has no target column to evaluate against")
     print(f"model  {args.model}: {_describe(net)}")
     print(f"data   {where}: {len(y)} samples")
     print(f"eval   {_metrics(net, X, y)}")
@@ -264,18 +381,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Write one prediction per line (comma-separated for several outputs)."""
+    """Write a CSV of predictions with a header: the user's labels (and, with --proba, each
+    class's probability) or values in the target's units."""
     _check_writable(args.out)
     net = fb.load(args.model)
     _, X, _ = _eval_data(args, net, features_only=True)
-    pred = net.predict(X)
-    fmt = "%d" if pred.dtype.kind in "iub" else "%.8g"
-    rows = [",".join(fmt % v for v in np.atleast_1d(row)) for row in pred]
+    pred = np.asarray(net.predict(X))
+    name = net.metadata.get("target_name") or "prediction"
+    pred2 = pred.reshape(len(pred), -1)
+    header = [name] if pred2.shape[1] == 1 else [f"{name}_{j}" for j in range(pred2.shape[1])]
+    columns = [pred2[:, j] for j in range(pred2.shape[1])]
+    if args.proba:
+        if net.loss == "mse":
+            raise ValueError("--proba needs a classifier; this model is a regression (mse)")
+        proba = net.predict_proba(X)
+        labels = net.label_encoder.classes_ if net.label_encoder is not None \
+            else np.arange(proba.shape[1])
+        header += [f"proba_{label}" for label in labels]
+        columns += [proba[:, j] for j in range(proba.shape[1])]
+
+    def cell(value) -> str:
+        if isinstance(value, (np.floating, float)):
+            return f"{float(value):.8g}"
+        return str(value.item() if isinstance(value, np.generic) else value)
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([cell(c[i]) for c in columns] for i in range(len(pred)))
     if args.out is None:
-        print("\n".join(rows))
+        print(out.getvalue(), end="")
         return 0
-    Path(args.out).write_text("\n".join(rows) + "\n")
-    print(f"wrote {len(rows)} predictions to {args.out}")
+    Path(args.out).write_text(out.getvalue())
+    print(f"wrote {len(pred)} predictions to {args.out}")
     return 0
 
 
@@ -312,8 +450,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DATA",
-                   help="digits, diabetes, a .npz/.csv path, or 'images.idx[.gz],labels.idx[.gz]'")
-    p.add_argument("--target", type=int, default=-1, help="CSV target column (default: the last)")
+                   help="digits, diabetes, a .npz/.csv/.tsv/.parquet path, or "
+                   "'images.idx[.gz],labels.idx[.gz]'")
+    p.add_argument("--target", type=_column, default=-1, metavar="COLUMN",
+                   help="the target column of a CSV file, by name or index (default: the last)")
     p.add_argument("--test-size", type=_open_unit, default=0.2, help="held-out fraction of the "
                    "built-in data or, in train, of a file (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds the split and, in train, the "
@@ -339,7 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
                    help="of the hidden layers (default: %(default)s)")
     t.add_argument("--loss", choices=["cross_entropy", "binary_cross_entropy", "mse"],
-                   help="(default: cross_entropy for integer labels, mse for float targets)")
+                   help="(default: cross_entropy for text labels or at most 20 distinct integers, "
+                   "else mse; train prints which and why)")
+    t.add_argument("--no-standardize", action="store_true", help="train a file's features (and "
+                   "regression targets) as they are; by default they are standardised with the "
+                   "training split's mean and std, saved with the model")
+    t.add_argument("--impute", choices=["mean"], help="fill a file's missing feature values with "
+                   "the training split's column mean (saved with the model; default: refuse them)")
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="momentum and "
                    "nesterov are SGD with momentum 0.9 (default: %(default)s)")
     t.add_argument("--lr", type=_pos_float, help="learning rate; default per optimizer: "
@@ -368,12 +514,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (("evaluate", cmd_evaluate, "print a saved model's metrics"),
                              ("predict", cmd_predict, "write a saved model's predictions")):
         p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]} on the "
-                           "built-in data's test split (pass train's --seed and --test-size) or "
-                           "on a whole file.")
+                           "built-in data's test split (pass train's --seed and --test-size), on "
+                           "the test split train recorded for a file, or on a whole file.")
         p.add_argument("model", metavar="MODEL.npz")
         _data_options(p)
+        p.add_argument("--split", choices=["test", "train", "all"], help="for the file train "
+                       "used: the part of train's recorded split to use (default: test for that "
+                       "file, else all rows)")
         if name == "predict":
             p.add_argument("--out", metavar="PREDS.csv", help="write them here (default: print them)")
+            p.add_argument("--proba", action="store_true", help="add each class's probability")
         p.set_defaults(func=func)
 
     e = sub.add_parser("export", help="write a saved model as ONNX or for PyTorch",
