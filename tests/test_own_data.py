@@ -151,3 +151,135 @@ def test_non_finite_loss_exits_non_zero(capsys):
     rc, _, err = run(capsys, "train", "--data", "digits", *SMALL, "--optimizer", "sgd",
                      "--lr", "1e30")
     assert rc == 2 and "the loss became non-finite" in err and "lower the learning rate" in err
+
+
+# -- the Python side: preprocessing objects and Keras conveniences ------------------------------
+def _blobs(n=90, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    X = 100.0 + 50.0 * (rng.normal(size=(n, 4)) + 2.0 * np.eye(3, 4)[y])  # raw units
+    return X, np.array(["a", "b", "c"])[y]
+
+
+def test_preprocessing_travels_with_save_and_copy(tmp_path):
+    import copy
+
+    X, y = _blobs()
+    net = fb.Network.mlp([4, 8, 3], seed=0)
+    net.label_encoder = fb.LabelEncoder().fit(y)
+    net.fit(X, y, epochs=60, standardize=True, verbose=0, optimizer=fb.Adam(lr=1e-2))
+    np.testing.assert_allclose(net.standardize.mean_, X.mean(axis=0))
+    pred = net.predict(X)
+    assert pred.dtype.kind == "U" and set(pred) <= {"a", "b", "c"}
+    net.save(tmp_path / "m.npz")
+    for other in (fb.load(tmp_path / "m.npz"), copy.deepcopy(net)):
+        np.testing.assert_array_equal(other.predict(X), pred)
+        np.testing.assert_array_equal(other.standardize.scale_, net.standardize.scale_)
+    assert net.evaluate(X, y)["accuracy"] >= 0.9
+
+
+def test_standardize_fits_on_training_rows_only():
+    X, y = _blobs()
+    net = fb.Network.mlp([4, 8, 3], seed=0)
+    net.label_encoder = fb.LabelEncoder().fit(y)
+    net.fit(X, y, epochs=1, validation_split=0.25, standardize=True, verbose=0)
+    train, _ = fb.training.validation_rows(net, y, len(y), 0.25)
+    np.testing.assert_allclose(net.standardize.mean_, X[train].mean(axis=0))
+
+
+@pytest.mark.parametrize("setter, value, error, match", [
+    ("standardize", "yes", TypeError, "fitted fastbp.Standardize"),
+    ("standardize", fb.Standardize().fit(np.ones((3, 5))), ValueError, "fitted on 5 features"),
+    ("label_encoder", fb.LabelEncoder().fit([1, 2]), ValueError, "has 2 classes"),
+    ("target_standardize", fb.Standardize().fit(np.ones((3, 1))), ValueError, "applies to mse"),
+])
+def test_preprocessing_setters_name_the_problem(setter, value, error, match):
+    net = fb.Network.mlp([4, 8, 3])
+    with pytest.raises(error, match=match):
+        setattr(net, setter, value)
+    assert getattr(net, setter) is None
+
+
+def test_label_encoder_names_an_unknown_label():
+    encoder = fb.LabelEncoder().fit(["cat", "dog"])
+    np.testing.assert_array_equal(encoder.transform(["dog", "cat"]), [1, 0])
+    with pytest.raises(ValueError, match="not trained on: 'cow'"):
+        encoder.transform(["cow"])
+    with pytest.raises(ValueError, match="numeric labels, the encoder knows string ones"):
+        encoder.transform([1])
+
+
+def test_refused_fit_leaves_the_standardize_as_it_was():
+    X, y = _blobs()
+    net = fb.Network.mlp([4, 8, 3])
+    with pytest.raises(ValueError, match="epochs"):
+        net.fit(X, np.zeros(len(X), dtype=int), epochs=0, standardize=True)
+    assert net.standardize is None
+
+
+def test_metrics_in_fit_and_evaluate():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    y = 1000.0 + 100.0 * (X @ [1.0, -1.0, 0.5])
+    net = fb.Network.mlp([3, 16, 1], loss="mse", seed=0)
+    net.target_standardize = fb.Standardize().fit(y.reshape(-1, 1))
+    history = net.fit(X, y, epochs=40, metrics=["mae", "r2"], validation_split=0.2, verbose=0,
+                      optimizer=fb.Adam(lr=1e-2))
+    assert {"mae", "r2", "val_mae", "val_r2"} <= set(history.history)
+    scores = net.evaluate(X, y, metrics=["mae", "rmse", "r2"])
+    pred = net.predict(X)
+    assert scores["mae"] == pytest.approx(np.mean(np.abs(pred - y)), rel=1e-4)  # original units
+    assert scores["r2"] == pytest.approx(1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2),
+                                         rel=1e-4)
+    assert scores["r2"] > 0.9
+    with pytest.raises(ValueError, match="'mae' applies to mse"):
+        fb.Network.mlp([3, 2]).evaluate(X, np.zeros(80, dtype=int), metrics=["mae"])
+
+
+@pytest.mark.parametrize("save_best_only", [True, False], ids=["best", "every_epoch"])
+def test_model_checkpoint(save_best_only, tmp_path):
+    X, y = _blobs()
+    net = fb.Network.mlp([4, 8, 3], seed=0)
+    net.label_encoder = fb.LabelEncoder().fit(y)
+    checkpoint = fb.ModelCheckpoint(tmp_path / "m_{epoch}.npz", save_best_only=save_best_only)
+    history = net.fit(X, y, epochs=4, validation_split=0.2, callbacks=[checkpoint],
+                      standardize=True, verbose=0)
+    files = sorted(p.name for p in tmp_path.glob("m_*.npz"))
+    losses = history.history["val_loss"]
+    improved = [i + 1 for i in range(4) if losses[i] == min(losses[: i + 1])]
+    assert files == [f"m_{e}.npz" for e in (improved if save_best_only else range(1, 5))]
+    assert checkpoint.best == min(losses)
+    best = fb.load(tmp_path / f"m_{improved[-1]}.npz")
+    assert best.label_encoder is not None and best.standardize is not None
+
+
+def test_summary_and_history_repr():
+    net = fb.Network([fb.Conv1D(2, 4, 3, activation="relu"), fb.BatchNorm1D(4), fb.Flatten(),
+                      fb.Dense(16, 3)], input_shape=(2, 6))
+    lines: list[str] = []
+    net.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "0: Conv1D (relu)" in text and "(n, 4, 4)" in text and "(n, 3)" in text
+    assert f"Trainable params: {net.params.size:,}" in text and "Non-trainable buffers: 9" in text
+    history = fb.History()
+    assert repr(history) == "History(no epochs)"
+    history.on_epoch_end(0, {"loss": 0.5, "lr": 0.1, "seconds": 1.0})
+    assert repr(history) == "History(1 epochs; last: loss=0.5)"
+
+
+def test_history_plot_returns_the_figure_without_a_path():
+    pytest.importorskip("matplotlib", reason="needs fastbp[plot]")
+    history = fb.History()
+    history.on_epoch_end(0, {"loss": 0.5, "accuracy": 0.8})
+    history.on_epoch_end(1, {"loss": 0.4, "accuracy": 0.9})
+    figure = history.plot()
+    assert len(figure.axes) == 2
+
+
+def test_fit_help_lists_every_option():
+    import inspect
+
+    doc = fb.Network.fit.__doc__
+    for name in inspect.signature(fb.Network.fit).parameters:
+        if name != "self":
+            assert f"{name} :" in doc or f"{name}," in doc, name

@@ -9,12 +9,13 @@ from .network import Network
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .preprocessing import LabelEncoder, Standardize
 from .schedulers import CosineAnnealingLR, ExponentialLR, ReduceLROnPlateau, StepLR
-from .training import Callback, EarlyStopping, History
+from .training import Callback, EarlyStopping, History, ModelCheckpoint
 
 __version__ = "0.1.0"
 
 __all__ = ["Network", *[n for n in _layer_names if n[0].isupper() and n != "LAYER_TYPES"],
            "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "StepLR", "ExponentialLR",
            "CosineAnnealingLR", "ReduceLROnPlateau", "Callback", "EarlyStopping", "History",
-           "Standardize", "LabelEncoder", "save", "load", "set_num_threads", "get_num_threads",
+           "ModelCheckpoint", "Standardize", "LabelEncoder", "save", "load", "set_num_threads",
+           "get_num_threads",
            "datasets", "layers", "__version__"]

@@ -305,6 +305,38 @@ class Network:
         return cls(layers, input_shape=None if shape is None else tuple(shape),
                    loss=config["loss"], dtype=config["dtype"], seed=config.get("seed"))
 
+    def summary(self, print_fn=print) -> None:
+        """Print the layers, their output shapes and parameter counts, as Keras's summary.
+
+        Parameters
+        ----------
+        print_fn : callable, default print
+            Called with each line (e.g. ``lines.append``).
+        """
+        rows = [("Layer (type)", "Output shape", "Param #")]
+        for i, layer in enumerate(self.layers):
+            act = getattr(layer, "activation", "identity")
+            kind = type(layer).__name__ + (f" ({act})" if act != "identity" else "")
+            rows.append((f"{i}: {kind}", str(("n", *layer.output_shape)).replace("'", ""),
+                         f"{layer.n_params:,}"))
+        widths = [max(len(r[j]) for r in rows) for j in range(3)]
+        rule = "-" * (sum(widths) + 4)
+        print_fn(f"Network on input {('n', *self.input_shape)!s}".replace("'", "")
+                 + f", loss {self.loss}, {self.dtype.name}")
+        print_fn(rule)
+        for k, row in enumerate(rows):
+            print_fn(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}")
+            if k == 0:
+                print_fn(rule)
+        print_fn(rule)
+        print_fn(f"Trainable params: {self.params.size:,}")
+        print_fn(f"Non-trainable buffers: {self.buffers.size:,}")
+        for name, item in (("standardize", self._standardize),
+                           ("label_encoder", self._label_encoder),
+                           ("target_standardize", self._target_standardize)):
+            if item is not None:
+                print_fn(f"{name}: {item!r}")
+
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return (f"Network([{inner}], input_shape={self.input_shape}, loss={self.loss!r}, "

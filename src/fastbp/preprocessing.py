@@ -168,7 +168,7 @@ class LabelEncoder:
         index = np.minimum(index, self.classes_.shape[0] - 1)
         unknown = self.classes_[index] != y
         if np.any(unknown):
-            first = y[np.flatnonzero(unknown)[0]]
+            first = y[np.flatnonzero(unknown)[0]].item()
             raise ValueError(f"y has a label the model was not trained on: {first!r} "
                              f"(it knows {self._shown()})")
         return index.astype(np.int64)

@@ -58,12 +58,27 @@ class History(Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
 
-    def plot(self, path) -> str:
-        """Write the loss (and accuracy) curves to a PNG at ``path``; returns the path."""
+    def __repr__(self) -> str:
+        if not self.epoch:
+            return "History(no epochs)"
+        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items()
+                         if k not in ("lr", "seconds"))
+        return f"History({len(self.epoch)} epochs; last: {last})"
+
+    def plot(self, path=None):
+        """Plot the loss (and accuracy) curves, train and validation.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Write a PNG there and return the path. Without it, return the matplotlib
+            Figure (shown inline in a notebook).
+        """
         try:
             import matplotlib
 
-            matplotlib.use("Agg")
+            if path is not None:
+                matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
             raise ImportError("History.plot needs matplotlib: pip install 'fastbp[plot]'") from None
@@ -81,9 +96,67 @@ class History(Callback):
             ax.grid(alpha=0.3)
             ax.legend()
         fig.tight_layout()
+        if path is None:
+            return fig
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return str(path)
+
+
+class ModelCheckpoint(Callback):
+    """Save the network (and the optimizer's state) during ``fit``, as Keras's callback.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` to write; ``{epoch}`` in it is replaced by the 1-based epoch (one
+        file per epoch). Each write is atomic (``fastbp.save``).
+    monitor : str, default "val_loss"
+        The logged figure that decides "best" (``loss`` when fit has no validation).
+    save_best_only : bool, default True
+        Write only when ``monitor`` improves; False: after every epoch.
+    mode : {"min", "max"}, default: "max" for accuracy and r2, else "min"
+    optimizer : Optimizer, optional
+        Saved alongside, so ``fastbp.load(path, return_optimizer=True)`` resumes.
+
+    Attributes
+    ----------
+    best : float or None
+        The best ``monitor`` value written so far.
+    """
+
+    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = True,
+                 mode: str | None = None, optimizer: Optimizer | None = None):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a logged metric's name, got {monitor!r}")
+        if mode is None:
+            mode = "max" if monitor.removeprefix("val_") in ("accuracy", "r2") else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.path, self.monitor, self.mode = str(path), monitor, mode
+        self.save_best_only = bool(save_best_only)
+        self.optimizer = optimizer
+        self.best: float | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.best = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        monitor = self.monitor if self.monitor in logs else self.monitor.removeprefix("val_")
+        if monitor not in logs:
+            raise ValueError(f"ModelCheckpoint monitors {self.monitor!r}, which fit does not "
+                             f"log (it logs {sorted(logs)})")
+        value = logs[monitor]
+        better = self.best is None or (value < self.best if self.mode == "min"
+                                       else value > self.best)
+        if better:
+            self.best = value
+        if better or not self.save_best_only:
+            from ._serialize import save
+
+            save(self.network, self.path.replace("{epoch}", str(epoch + 1)),
+                 optimizer=self.optimizer)
 
 
 class EarlyStopping(Callback):
