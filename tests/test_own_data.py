@@ -283,3 +283,18 @@ def test_fit_help_lists_every_option():
     for name in inspect.signature(fb.Network.fit).parameters:
         if name != "self":
             assert f"{name} :" in doc or f"{name}," in doc, name
+
+
+def test_parquet_through_pyarrow(capsys, tmp_path):
+    pa = pytest.importorskip("pyarrow", reason="Parquet is read through pyarrow when installed")
+    import pyarrow.parquet as pq
+
+    X, y = _blobs(120)
+    columns = {f"x{j}": X[:, j] for j in range(4)} | {"kind": y}
+    pq.write_table(pa.table(columns), tmp_path / "d.parquet")
+    table = fb.datasets.load_table(tmp_path / "d.parquet", target="kind")
+    np.testing.assert_array_equal(table.X, X)
+    np.testing.assert_array_equal(table.y, y)
+    assert table.feature_names == ["x0", "x1", "x2", "x3"]
+    rc, out, _ = run(capsys, "train", "--data", tmp_path / "d.parquet", "--target", "kind", *SMALL)
+    assert rc == 0 and "text labels, 3 classes" in out

@@ -471,7 +471,7 @@ def load_parquet(path, target: int | str | None = -1, missing: str = "error") ->
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise ImportError("reading Parquet needs pyarrow: pip install pyarrow") from None
+        raise ImportError("reading Parquet needs pyarrow: pip install 'fastbp[parquet]'") from None
     path = _check_file(path)
     table = pq.read_table(path)
     names = list(table.column_names)
