@@ -705,7 +705,9 @@ class Network:
         :class:`fastbp.torch_modules.Recurrent` around the torch layer. The module is in
         training mode, as every new torch module: call ``.eval()`` for the outputs of
         :meth:`forward`. The loss is not part of it (outputs are logits for the
-        classification losses). Needs ``fastbp[torch]``.
+        classification losses), nor is the preprocessing: pass it
+        ``net.standardize.transform(X)`` when the network standardises. Needs
+        ``fastbp[torch]``.
 
         Examples
         --------
@@ -754,7 +756,9 @@ class Network:
         for the classification losses), in the network's dtype unless ``dtype`` says
         otherwise. Recurrent layers use ONNX's
         RNN/GRU/LSTM operators, Dropout is left out. The model passes
-        ``onnx.checker.check_model`` before it is written. Needs ``fastbp[onnx]``.
+        ``onnx.checker.check_model`` before it is written. The preprocessing
+        (:attr:`standardize`, :attr:`label_encoder`) is not in the graph: apply it around
+        the session. Needs ``fastbp[onnx]``.
 
         Parameters
         ----------
