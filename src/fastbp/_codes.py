@@ -26,7 +26,9 @@ L_INT_SIZE = 14
 L_FLOAT_OFFSET = 15  # the layer's float settings, in the plan's floats
 L_FLOAT_SIZE = 16
 L_IS_VIEW = 17  # 1: the output shares the input's region (Flatten); no kernel runs
-PLAN_WIDTH = 18
+L_FORWARD_KERNEL = 18  # the address of the kind's compiled forward (process-local, filled by
+L_BACKWARD_KERNEL = 19  # fastbp._dispatch when the network first runs), and of its backward
+PLAN_WIDTH = 20
 
 # Bits of the ``flags`` every layer kernel receives.
 F_TRAINING = 1  # training mode (dropout on, batch statistics): PyTorch's module.train()

@@ -55,6 +55,10 @@ def jit(*args, parallel: bool = False, **kwargs):
     return numba.njit(*args, **options)
 
 
+# Functions that emit LLVM IR themselves (kernels/dispatch.py's calls by address); they take
+# no compile options.
+intrinsic = numba.extending.intrinsic
+
 # The numba type of float32 scalars, for overloads that specialise on the dtype.
 FLOAT32 = numba.types.float32
 

@@ -31,6 +31,14 @@ def check_loss(loss) -> str:
     return loss
 
 
+def kernel_array(a, dtype) -> np.ndarray:
+    """``a`` as a C-contiguous, aligned, writable array of ``dtype``, copying only if needed:
+    the kernels are compiled for such arrays (a read-only one, e.g. a memmap, would not fit
+    the layers' calls by address, or would compile the step again)."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.behaved else a.copy()  # behaved: aligned and writeable
+
+
 def check_X(X, input_shape: tuple[int, ...], dtype: np.dtype, name: str = "X") -> np.ndarray:
     """Return X as a C-contiguous (n, prod(input_shape)) array of ``dtype`` (copying only if
     needed). X may be (n, *input_shape) or already flat, (n, prod(input_shape))."""
@@ -43,7 +51,8 @@ def check_X(X, input_shape: tuple[int, ...], dtype: np.dtype, name: str = "X") -
     if X.ndim == 2 and X.shape[1] == n_features:  # flat: the common case, kept cheap
         if X.shape[0] == 0:
             raise ValueError(f"{name} is empty: got 0 samples")
-        return np.ascontiguousarray(X, dtype=dtype)
+        X = np.ascontiguousarray(X, dtype=dtype)  # kernel_array, inlined: train_step's path
+        return X if X.flags.behaved else X.copy()
     if X.shape[1:] != tuple(input_shape):
         if len(input_shape) == 1:
             if X.ndim != 2:
@@ -54,7 +63,7 @@ def check_X(X, input_shape: tuple[int, ...], dtype: np.dtype, name: str = "X") -
                          f"or (n_samples, {n_features}), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty: got 0 samples")
-    return np.ascontiguousarray(X, dtype=dtype).reshape(X.shape[0], n_features)
+    return kernel_array(X, dtype).reshape(X.shape[0], n_features)
 
 
 def check_y(y, n: int, loss: str, n_outputs: int, dtype: np.dtype,
@@ -74,13 +83,14 @@ def check_y(y, n: int, loss: str, n_outputs: int, dtype: np.dtype,
             if bad.any():
                 raise ValueError(f"{name} must hold integer class labels in [0, {n_outputs}), "
                                  f"got {y[bad][0]!r} at index {int(np.argmax(bad))}")
-        return np.ascontiguousarray(y, dtype=np.int64), None
+        y = np.ascontiguousarray(y, dtype=np.int64)  # kernel_array, inlined
+        return (y if y.flags.behaved else y.copy()), None
     if y.ndim == 1 and n_outputs == 1:
         y = y.reshape(n, 1)
     if y.shape != (n, n_outputs):
         raise ValueError(f"{name} must have shape ({n}, {n_outputs}) for {loss}"
                          + (f" or ({n},)" if n_outputs == 1 else "") + f", got {y.shape}")
-    return None, np.ascontiguousarray(y, dtype=dtype)
+    return None, kernel_array(y, dtype)
 
 
 def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray | None:
@@ -95,7 +105,7 @@ def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray | 
         raise ValueError("sample_weight must be finite and non-negative")
     if not w.sum() > 0:
         raise ValueError("sample_weight must not sum to zero")
-    return np.ascontiguousarray(w, dtype=dtype)
+    return kernel_array(w, dtype)
 
 
 def value_error_message(code: int, row: int, loss: str, n_outputs: int,

@@ -141,7 +141,7 @@ class DistributedStep:
             use_threads(net._work_per_sample * rows)
             net._kernels.train_step(*net._args, X, labels, targets, weights, net._loss_code,
                                     codes.F_TRAINING | codes.F_UPDATE_BUFFERS,
-                                    net._no_state, net._no_hyper, net._no_counters, r)
+                                    *net._no_opt, r)
         local_weight = r[codes.R_WEIGHT]
         if local_weight > 0:
             grads *= local_weight  # the kernel divided by the local weight
@@ -171,8 +171,7 @@ class DistributedStep:
                       out=net._buffers)
         if r[codes.R_WEIGHT] > 0:
             grads /= r[codes.R_WEIGHT]
-            r[codes.R_GRAD_NORM] = apply_update(self.optimizer.kind, net._params, grads,
-                                                *self.opt_args)
+            r[codes.R_GRAD_NORM] = apply_update(net._params, grads, *self.opt_args)
             r[codes.R_BATCHES] = 1
         return r
 

@@ -23,12 +23,13 @@ import numpy as np
 
 from . import _codes as codes
 from . import _validation as v
+from ._dispatch import bind_kernels
 from ._serialize import save as _save
 from ._threads import use_threads
-from ._walkers import walker_for
+from .kernels import step as _step_kernels
 from .layers import Layer, layer_from_config, mlp_layers
 from .metrics import METRICS, check_metrics
-from .optim import Optimizer
+from .optim import Optimizer, OptimizerArgs
 from .plan import compile_layers
 from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
 
@@ -107,7 +108,9 @@ class Network:
         layers, self._plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
         self.layers = layers
         self.input_shape = self._plan.input_shape
-        self._set_kernels(walker_for({type(layer).kind for layer in layers}))
+        self._kernels = _step_kernels
+        self._kernels_bound = False  # the layers' kernel addresses, written on first run
+        self._train_kernel = _step_kernels.train_step  # looked up once: train_step's hot path
         self._work_per_sample = max(layer.product_work() for layer in layers)
         # Batch statistics need more than one value per channel (torch refuses too).
         self._min_batch = 2 if any(getattr(layer, "positions", 2) == 1 for layer in layers) else 1
@@ -122,10 +125,10 @@ class Network:
         self._no_labels = np.empty(0, dtype=np.int64)
         self._no_targets = np.empty((0, self.n_outputs), dtype=self.dtype)
         self._no_weights = np.empty(0, dtype=self.dtype)
-        self._no_state = np.empty((0, 0), dtype=self.dtype)
-        self._no_hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
-        self._no_hyper[codes.H_KIND] = codes.NO_UPDATE  # a gradient, no update
-        self._no_counters = np.zeros(codes.N_COUNTERS, dtype=np.int64)
+        no_hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
+        no_hyper[codes.H_KIND] = codes.NO_UPDATE  # a gradient, no update
+        self._no_opt = OptimizerArgs(np.empty((0, 0), dtype=self.dtype), no_hyper,
+                                     np.zeros(codes.N_COUNTERS, dtype=np.int64), 0)
         self._no_perm = np.empty(0, dtype=np.int64)
         self._no_X = np.empty((0, self.n_features), dtype=self.dtype)
         self._standardize: Standardize | None = None
@@ -260,11 +263,22 @@ class Network:
                                                       self.dtype).reshape(y.shape)
         return y
 
-    def _set_kernels(self, module) -> None:
-        """Run this network with the fused kernels in ``module``: a walker compiled for the
-        layer kinds it uses (``_walkers.py``)."""
-        self._kernels = module
-        self._train_kernel = module.train_step  # looked up once: train_step's hot path
+    @property
+    def _args(self) -> KernelArgs:
+        """The arrays every kernel takes first; the first use compiles (or loads from the
+        cache) the kernels of the network's layer kinds and puts their addresses in the
+        plan (``_dispatch.py``), so that building a network compiles nothing."""
+        if not self._kernels_bound:
+            self._bind_kernels()
+        return self._kernel_arrays
+
+    @_args.setter
+    def _args(self, value: KernelArgs) -> None:
+        self._kernel_arrays = value
+
+    def _bind_kernels(self) -> None:
+        bind_kernels(self._plan.table, self.dtype)
+        self._kernels_bound = True
 
     def _use_grads(self, grads: np.ndarray) -> None:
         """Compute gradients into ``grads`` (n_params,) from now on, e.g. a view into the
@@ -391,7 +405,7 @@ class Network:
         self._ensure_capacity(X.shape[0])
         r = self._results
         if optimizer is None:
-            opt = (self._no_state, self._no_hyper, self._no_counters)
+            opt = self._no_opt
             flags = GRAD_FLAGS
         else:
             opt = optimizer._bind(self)
@@ -470,7 +484,9 @@ class Network:
         r = self._results
         # The same call as _step's, written out: this is the hot path of a tiny network.
         use_threads(self._work_per_sample * X.shape[0])
-        self._train_kernel(*self._args, X, labels, targets, weights, self._loss_code,
+        if not self._kernels_bound:  # (the _args property, written out)
+            self._bind_kernels()
+        self._train_kernel(*self._kernel_arrays, X, labels, targets, weights, self._loss_code,
                            STEP_FLAGS, *opt, r)
         if r[codes.R_ERROR]:
             if newly_bound:
@@ -578,10 +594,10 @@ class Network:
         """The dataset kernel in its validation or inference mode (fit runs its epochs)."""
         use_threads(self._work_per_sample * min(X.shape[0], max(chunk, 1)))
         self._kernels.run_dataset(*self._args, X, labels, targets, weights, loss_code, flags,
-                                  self._no_state, self._no_hyper, self._no_counters, self._results,
+                                  *self._no_opt, self._results,
                                   self._no_perm, chunk, False, self._no_X, self._no_labels,
                                   self._no_targets if outputs is None else outputs,
-                                  self._no_weights)
+                                  self._no_weights, 0)  # no epoch: no step to call
         return self._results
 
     def _infer(self, X, labels, targets, weights, loss_code, outputs) -> np.ndarray:

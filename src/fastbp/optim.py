@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _codes as codes
+from ._dispatch import update_address
 from ._validation import aligned_zeros
 
 
@@ -83,8 +84,9 @@ class OptimizerArgs(NamedTuple):
     """The optimizer's arrays in the order the step and epoch kernels take them."""
 
     state: np.ndarray
-    hyper: np.ndarray  # hyper[H_KIND] says which update
+    hyper: np.ndarray  # hyper[H_KIND] says which update (NO_UPDATE: a gradient alone)
     counters: np.ndarray
+    update: int  # the address of the compiled update for the network's dtype (process-local)
 
 
 class Optimizer:
@@ -149,8 +151,9 @@ class Optimizer:
             self._state = aligned_zeros((len(self.state_names), n_params), network.dtype)
             for row, name in zip(self._state, self.state_names):
                 row[...] = self._initial_state(name)
+        update = update_address(self.kind, network.dtype)  # compiles on first use
         self._network = weakref.ref(network)
-        self._args = OptimizerArgs(self._state, self._hyper, self._counters)
+        self._args = OptimizerArgs(self._state, self._hyper, self._counters, update)
         return self._args
 
     def __getstate__(self) -> dict:
@@ -202,8 +205,7 @@ class Optimizer:
             raise ValueError("grad must hold finite values (no NaN or infinity)")
         grad = np.array(grad, dtype=network.dtype)  # a copy: clipping scales it in place
         args = self._bind(network)
-        return float(apply_update(self.kind, network.params, grad, args.state, args.hyper,
-                                  args.counters))
+        return float(apply_update(network.params, grad, *args))
 
     @property
     def step_count(self) -> int:

@@ -45,7 +45,7 @@ def check_layers(layers: Sequence[Layer]) -> list[Layer]:
         name = type(layer).__name__
         if type(layer).kind not in DISPATCHED_KINDS:
             raise TypeError(f"layers[{i}]: {name} has no kernels (kind {type(layer).kind!r} is "
-                            "not dispatched by fastbp.kernels.step.run_layer); a layer kind needs "
+                            "not in fastbp.kernels.step.LAYER_KERNELS); a layer kind needs "
                             "a kernel module and a dispatch line (docs/ARCHITECTURE.md)")
         overridden = type(layer).compute_output_shape is not Layer.compute_output_shape
         if not overridden or type(layer).get_config is Layer.get_config:

@@ -53,6 +53,7 @@ except ImportError as error:  # pragma: no cover - exercised only without scikit
 
 from . import _codes as codes
 from ._threads import use_threads
+from ._validation import kernel_array
 from .kernels.step import apply_update
 from .layers import Dense, Dropout
 from .network import Network
@@ -253,8 +254,7 @@ class _BaseMLP(BaseEstimator):
         r = net._results
         r[:] = 0  # the data were validated once in fit: no per-batch check (no F_STANDALONE)
         net._kernels.train_step(*net._args, X, labels, targets, weights, net._loss_code,
-                                codes.F_TRAINING | codes.F_UPDATE_BUFFERS, net._no_state,
-                                net._no_hyper, net._no_counters, r)
+                                codes.F_TRAINING | codes.F_UPDATE_BUFFERS, *net._no_opt, r)
         if r[codes.R_ERROR]:
             net._raise_for(r, labels)
         loss_scale, grad_scale = self._scale_pair
@@ -305,9 +305,9 @@ class _BaseMLP(BaseEstimator):
                     self.validation_scores_ = None
                     self.best_validation_score_ = None
         dtype = self.network_.dtype
-        X = np.ascontiguousarray(X, dtype=dtype)
-        targets = None if targets is None else np.ascontiguousarray(targets, dtype=dtype)
-        weights = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
+        X = kernel_array(X, dtype=dtype)
+        targets = None if targets is None else kernel_array(targets, dtype=dtype)
+        weights = None if sample_weight is None else kernel_array(sample_weight, dtype)
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, labels, targets, weights)
         else:
@@ -430,14 +430,14 @@ class _BaseMLP(BaseEstimator):
         """One mini-batch: scikit-learn's loss and gradient, then the optimizer's update."""
         loss = self._loss_and_grad(X, labels, targets, weights, weight_sum)
         net = self.network_
-        apply_update(self._optimizer.kind, net.params, net._grads, *opt_args)
+        apply_update(net.params, net._grads, *opt_args)
         return loss
 
     def _validation_loss(self, X_val, y_val) -> None:
         labels, targets = self._encode(y_val, False, None, True)
         dtype = self.network_.dtype
-        X_val = np.ascontiguousarray(X_val, dtype=dtype)
-        targets = None if targets is None else np.ascontiguousarray(targets, dtype=dtype)
+        X_val = kernel_array(X_val, dtype=dtype)
+        targets = None if targets is None else kernel_array(targets, dtype=dtype)
         net = self.network_
         r = net._infer(*self._kernel_arrays(X_val, labels, targets, None), net._loss_code,
                        net._no_targets)
@@ -490,7 +490,7 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self, "network_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return self.network_.forward(np.ascontiguousarray(X, dtype=self.network_.dtype)
+        return self.network_.forward(kernel_array(X, dtype=self.network_.dtype)
                                      ).astype(np.float64)
 
     def fit(self, X, y, sample_weight=None):
@@ -768,7 +768,7 @@ class _BaseNeuralNet(BaseEstimator):
     def _fit_network(self, X, labels_or_targets, loss: str, n_outputs: int, sample_weight):
         self.network_ = self._network(X.shape[1], n_outputs, loss)
         optimizer = Adam() if self.optimizer is None else _copy_optimizer(self.optimizer)
-        X = np.ascontiguousarray(X, dtype=self.network_.dtype)
+        X = kernel_array(X, dtype=self.network_.dtype)
         self.history_ = self.network_.fit(
             X, labels_or_targets, optimizer=optimizer, epochs=self.epochs,
             batch_size=min(self.batch_size, X.shape[0]), shuffle=self.shuffle,
@@ -780,7 +780,7 @@ class _BaseNeuralNet(BaseEstimator):
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self, "network_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return self.network_.forward(np.ascontiguousarray(X, dtype=self.network_.dtype)
+        return self.network_.forward(kernel_array(X, dtype=self.network_.dtype)
                                      ).astype(np.float64)
 
     def __sklearn_tags__(self):

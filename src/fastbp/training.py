@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _codes as codes
+from ._dispatch import step_address
 from ._jit import compile_notice
 from ._threads import use_threads
 from ._validation import aligned_zeros
@@ -439,7 +440,8 @@ class _EpochRunner:
         net, r = self.net, self.net._results
         use_threads(net._work_per_sample * min(self.m, self.data.X.shape[0]))
         net._kernels.run_dataset(*net._kernel_args(), *self.data, net._loss_code, TRAIN_FLAGS,
-                                 *self.opt_args, r, self.perm, self.m, self.shuffle, *self.batch)
+                                 *self.opt_args, r, self.perm, self.m, self.shuffle, *self.batch,
+                                 step_address(net.dtype))
         return r.copy()
 
     def _per_batch(self) -> np.ndarray:

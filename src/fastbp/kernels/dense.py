@@ -15,7 +15,9 @@ from .activations import activate_row, activation_backward
 KIND = 0
 
 
-@jit
+# Inlined into forward/backward below (the kernels the walker calls by address): compiled
+# as functions of their own they were optimised and compiled twice.
+@jit(inline="always")
 def dense_forward(X, W, b, activation, out):
     """out[:] = activation(X @ W + b); X (m, k), W (k, n), out (m, n)."""
     m, k = X.shape
@@ -40,7 +42,7 @@ def dense_forward(X, W, b, activation, out):
             activate_row(activation, row)
 
 
-@jit
+@jit(inline="always")
 def dense_backward(X, W, out, activation, delta, dW, db, dX, need_dX):
     """Backward through a Dense layer.
 

@@ -30,6 +30,7 @@ from .._codes import (
     SGD,
 )
 from .._jit import jit
+from .dispatch import call_update
 
 
 @jit(inline="always")
@@ -55,7 +56,7 @@ def clip_grad_norm(grads, max_norm):
 
 
 @jit
-def sgd(params, grads, state, hyper, first_step):
+def sgd(params, grads, state, hyper, step):
     lr = hyper[H_LR]
     wd = params.dtype.type(hyper[H_WEIGHT_DECAY])
     momentum = params.dtype.type(hyper[H_MOMENTUM])
@@ -69,7 +70,7 @@ def sgd(params, grads, state, hyper, first_step):
             g += wd * params[i]
         if momentum != 0:
             # torch clones the first gradient into the buffer (no dampening on step 1)
-            b = g if first_step else momentum * buf[i] + keep * g
+            b = g if step == 1 else momentum * buf[i] + keep * g
             buf[i] = b
             g = g + momentum * b if nesterov else b
         params[i] += neg_lr * g
@@ -91,7 +92,7 @@ def adagrad(params, grads, state, hyper, step):
 
 
 @jit
-def rmsprop(params, grads, state, hyper):
+def rmsprop(params, grads, state, hyper, step):
     t = params.dtype.type
     alpha = t(hyper[H_ALPHA])
     one_minus_alpha = t(1.0 - hyper[H_ALPHA])
@@ -162,19 +163,16 @@ def adam(params, grads, state, hyper, step):
         params[i] += neg_step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
 
 
+# Every update has the signature (params, grads, state, hyper, step) and is called through
+# its address (kernels/dispatch.py), so only the optimizers a session uses are compiled.
+UPDATES = {SGD: sgd, ADAGRAD: adagrad, RMSPROP: rmsprop, ADAM: adam}
+
+
 @jit(inline="always")
-def optimizer_update(opt_kind, params, grads, state, hyper, counters):
-    """Clip (if asked) and apply one update; returns the gradient norm before clipping."""
+def optimizer_update(params, grads, state, hyper, counters, update_kernel):
+    """Clip (if asked) and apply one update, the optimizer compiled at ``update_kernel``
+    (``_dispatch.update_address``); returns the gradient norm before clipping."""
     norm = clip_grad_norm(grads, hyper[H_MAX_NORM])
-    first_step = counters[C_STEP] == 0
     counters[C_STEP] += 1
-    step = counters[C_STEP]
-    if opt_kind == SGD:
-        sgd(params, grads, state, hyper, first_step)
-    elif opt_kind == ADAGRAD:
-        adagrad(params, grads, state, hyper, step)
-    elif opt_kind == RMSPROP:
-        rmsprop(params, grads, state, hyper)
-    elif opt_kind == ADAM:
-        adam(params, grads, state, hyper, step)
+    call_update(update_kernel, (params, grads, state, hyper, counters[C_STEP]))
     return norm

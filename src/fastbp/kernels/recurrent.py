@@ -273,7 +273,9 @@ def backward(args):
     _backward(ints, params, grads, d_inp, d_out, scratch, (flags & F_NEED_D_INPUT) != 0)
 
 
-@jit
+# Inlined into forward/backward above (the kernels the walker calls by address): compiled as
+# functions of their own they were optimised and compiled twice (~3 s of a cold compile).
+@jit(inline="always")
 def _forward(ints, params, inp, out, scratch):
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = inp.shape[0]
@@ -315,7 +317,7 @@ def _forward(ints, params, inp, out, scratch):
                     out[i, o + j] = h[i, j]
 
 
-@jit
+@jit(inline="always")
 def _backward(ints, params, grads, d_inp, d_out, scratch, need_d_inp):
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = d_out.shape[0]

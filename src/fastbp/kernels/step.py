@@ -8,16 +8,14 @@ same eight arrays, in this order (``Network._kernel_args`` builds them in one pl
 
 (the per-batch scratch, then a copy of the buffers, sit at the end of ``ws``).
 
-Each layer kind's forward/backward pair shares one signature, a single tuple (so that
-numba can inline it into the walker):
+Each layer kind's forward/backward pair shares one signature, a single tuple:
 
     (ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng)
 
-(see ``_layer_args``); adding a
-kind adds its module to the import below and one line to ``run_layer``.
+(see ``_layer_args``), and the passes call it through the addresses in the layer's plan row
+(``kernels/dispatch.py``), so this walker compiles once for every kind and no kind's kernels
+are compiled into it. Adding a kind adds its module to the import below.
 """
-
-from types import ModuleType
 
 import numpy as np
 
@@ -29,6 +27,7 @@ from .._codes import (
     F_STANDALONE,
     F_VALIDATE,
     H_KIND,
+    L_BACKWARD_KERNEL,
     L_BATCH_OFFSET,
     L_BATCH_SIZE,
     L_BUFFER_OFFSET,
@@ -36,10 +35,10 @@ from .._codes import (
     L_DELTA_OFFSET,
     L_FLOAT_OFFSET,
     L_FLOAT_SIZE,
+    L_FORWARD_KERNEL,
     L_INT_OFFSET,
     L_INT_SIZE,
     L_IS_VIEW,
-    L_KIND,
     L_OUT_OFFSET,
     L_OUT_SIZE,
     L_PARAM_OFFSET,
@@ -57,30 +56,17 @@ from .._codes import (
 )
 from .._jit import jit
 from . import activation, batchnorm, conv, dense, dropout, flatten, layernorm, pool, recurrent
+from .dispatch import call_kernel, call_step
 from .dropout import shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
 from .scalar import copy_into, is_finite
 
-# The layer kinds' kernel modules imported above (those with a KIND): the kinds run_layer
-# dispatches. A layer whose KIND is not among them is refused when a network is built, and
-# tests/test_architecture.py checks that each has exactly one dispatch line.
-LAYER_KERNELS = tuple(m for m in list(globals().values())
-                      if isinstance(m, ModuleType) and hasattr(m, "KIND"))
-
-
-@jit(inline="always")
-def run_layer(kind, backward, args):
-    """One layer's forward or backward kernel: one line per layer kind."""
-    if kind == dense.KIND: dense.backward(args) if backward else dense.forward(args)  # noqa: E701
-    elif kind == dropout.KIND: dropout.backward(args) if backward else dropout.forward(args)  # noqa: E701
-    elif kind == flatten.KIND: flatten.backward(args) if backward else flatten.forward(args)  # noqa: E701
-    elif kind == activation.KIND: activation.backward(args) if backward else activation.forward(args)  # noqa: E701
-    elif kind == batchnorm.KIND: batchnorm.backward(args) if backward else batchnorm.forward(args)  # noqa: E701
-    elif kind == layernorm.KIND: layernorm.backward(args) if backward else layernorm.forward(args)  # noqa: E701
-    elif kind == conv.KIND: conv.backward(args) if backward else conv.forward(args)  # noqa: E701
-    elif kind == pool.KIND: pool.backward(args) if backward else pool.forward(args)  # noqa: E701
-    elif kind == recurrent.KIND: recurrent.backward(args) if backward else recurrent.forward(args)  # noqa: E701
+# Every layer kind's kernel module: this tuple is a kind's one dispatch line. The passes
+# call each layer's ``forward``/``backward`` through the addresses in its plan row
+# (kernels/dispatch.py); a layer whose KIND is not among these is refused when a network
+# is built.
+LAYER_KERNELS = (dense, dropout, flatten, activation, batchnorm, layernorm, conv, pool, recurrent)
 
 
 @jit
@@ -139,7 +125,7 @@ def forward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags):
         if plan[li, L_IS_VIEW] == 0:
             args = _layer_args(plan, ints, floats, params, grads, buffers, ws, rng,
                                X, li, flags, False)
-            run_layer(plan[li, L_KIND], False, args)
+            call_kernel(plan[li, L_FORWARD_KERNEL], args)
     last = plan[plan.shape[0] - 1]
     return _region(ws, last[L_OUT_OFFSET], X.shape[0], last[L_OUT_SIZE])
 
@@ -151,7 +137,7 @@ def backward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
         if plan[li, L_IS_VIEW] == 0:
             args = _layer_args(plan, ints, floats, params, grads, buffers, ws, rng,
                                X, li, flags, True)
-            run_layer(plan[li, L_KIND], True, args)
+            call_kernel(plan[li, L_BACKWARD_KERNEL], args)
 
 
 @jit
@@ -166,9 +152,11 @@ def _weight_sum(weights, m):
 
 @jit
 def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
-               X, labels, targets, weights, loss_kind, flags, state, hyper, counters, results):
+               X, labels, targets, weights, loss_kind, flags, state, hyper, counters, update_kernel,
+               results):
     """Forward, loss, backward and (unless ``hyper[H_KIND]`` is NO_UPDATE) the update, for
-    one batch.
+    one batch: the optimizer's ``state, hyper, counters, update_kernel``
+    (``optim.OptimizerArgs``), the last the address of its compiled update.
 
     ``flags`` carries the mode: F_TRAINING (dropout, batch statistics) and F_UPDATE_BUFFERS
     (write running statistics), independently of whether the optimizer updates, and
@@ -217,23 +205,27 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
     backward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
     opt_kind = np.int64(hyper[H_KIND])
     if opt_kind != NO_UPDATE:
-        results[R_GRAD_NORM] = optimizer_update(opt_kind, params, grads, state, hyper, counters)
+        results[R_GRAD_NORM] = optimizer_update(params, grads, state, hyper, counters,
+                                                update_kernel)
     results[R_BATCHES] += 1
 
 
 @jit
 def run_dataset(plan, ints, floats, params, grads, buffers, ws, rng,
-                X, labels, targets, weights, loss_kind, flags, state, hyper, counters, results,
-                perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch, weights_batch):
+                X, labels, targets, weights, loss_kind, flags, state, hyper, counters, update_kernel,
+                results, perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch,
+                weights_batch, step_kernel):
     """Everything that walks a whole dataset, in one kernel (each jitted entry point re-links
-    and re-optimises the whole step, so fit, evaluate and predict share this one):
+    and re-optimises what it calls, so fit, evaluate and predict share this one):
 
     - ``flags & F_VALIDATE``: check every row as train_step would (R_ERROR, R_ERROR_INDEX);
     - ``flags & F_INFER``: forward in chunks of ``batch_size`` rows in the mode the other
       flags say, copying the outputs into ``targets_batch`` (unless it is empty) and adding
       up the loss and accuracy (unless ``loss_kind`` is NO_LOSS);
     - otherwise one training epoch: shuffle, then for each mini-batch gather its rows into
-      the ``*_batch`` buffers and run the step. The inputs were validated once by the
+      the ``*_batch`` buffers and run the step: ``train_step`` compiled at the address
+      ``step_kernel`` (``_dispatch.step_address``: the step Python calls, not a second
+      copy of it compiled into this kernel). The inputs were validated once by the
       caller. Stops early (R_ERROR set) on a non-finite loss; R_BATCHES says how many
       batches were applied.
     """
@@ -248,14 +240,16 @@ def run_dataset(plan, ints, floats, params, grads, buffers, ws, rng,
                loss_kind, flags, results, batch_size, targets_batch)
     else:
         _epoch(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
-               loss_kind, flags, state, hyper, counters, results, perm, batch_size, do_shuffle,
-               X_batch, labels_batch, targets_batch, weights_batch)
+               loss_kind, flags, state, hyper, counters, update_kernel, results, perm,
+               batch_size, do_shuffle, X_batch, labels_batch, targets_batch, weights_batch,
+               step_kernel)
 
 
 @jit(inline="always")
 def _epoch(plan, ints, floats, params, grads, buffers, ws, rng,
-           X, labels, targets, weights, loss_kind, flags, state, hyper, counters, results,
-           perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch, weights_batch):
+           X, labels, targets, weights, loss_kind, flags, state, hyper, counters, update_kernel,
+           results, perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch,
+           weights_batch, step_kernel):
     n = X.shape[0]
     for i in range(n):
         perm[i] = i
@@ -276,9 +270,9 @@ def _epoch(plan, ints, floats, params, grads, buffers, ws, rng,
             if weighted:
                 weights_batch[r] = weights[src]
         wb = weights_batch[:m] if weighted else weights_batch[:0]
-        train_step(plan, ints, floats, params, grads, buffers, ws, rng,
-                   Xb, labels_batch[:m], targets_batch[:m], wb, loss_kind, flags,
-                   state, hyper, counters, results)
+        call_step(step_kernel, (plan, ints, floats, params, grads, buffers, ws, rng,
+                                Xb, labels_batch[:m], targets_batch[:m], wb, loss_kind, flags,
+                                state, hyper, counters, update_kernel, results))
         if results[R_ERROR] != 0:
             return
 
@@ -306,7 +300,7 @@ def _infer(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targe
 
 
 @jit
-def apply_update(opt_kind, params, grads, state, hyper, counters):
+def apply_update(params, grads, state, hyper, counters, update_kernel):
     """One optimizer update of ``params`` from the flat gradient ``grads`` (clipped in
     place first if the hyperparameters ask); returns the norm before clipping."""
-    return optimizer_update(opt_kind, params, grads, state, hyper, counters)
+    return optimizer_update(params, grads, state, hyper, counters, update_kernel)

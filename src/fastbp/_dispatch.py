@@ -1,0 +1,71 @@
+"""Each layer kind's kernels, compiled alone per dtype and called by address.
+
+The walker in ``kernels/step.py`` calls a layer's ``forward``/``backward`` through the
+addresses in its plan row (see ``kernels/dispatch.py`` for why). This module compiles (or
+loads from numba's cache) a kind's pair the first time a network of that kind and dtype
+runs, and writes the addresses into the network's plan. Addresses are process-local: they
+are looked up again in every process, never saved.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import _codes as codes
+from .kernels import dispatch, optimizers, step
+from .kernels.step import LAYER_KERNELS
+
+KERNEL_MODULES = {module.KIND: module for module in LAYER_KERNELS}
+_ADDRESSES: dict[tuple[int, str], tuple[int, int]] = {}
+
+
+def _address(kernel, signature: tuple) -> int:
+    if numba.config.DISABLE_JIT:  # the kernels are Python functions: "address" is a key
+        dispatch.PYTHON_KERNELS[id(kernel)] = kernel
+        return id(kernel)
+    kernel.compile(signature)
+    compiled = kernel.overloads[signature]
+    return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+
+
+def kernel_addresses(kind: int, dtype) -> tuple[int, int]:
+    """The addresses of layer kind ``kind``'s forward and backward kernels for ``dtype``,
+    compiled (or loaded from the cache) on first use in this process."""
+    key = (kind, np.dtype(dtype).name)
+    found = _ADDRESSES.get(key)
+    if found is None:
+        module = KERNEL_MODULES[kind]
+        signature = (dispatch.layer_args_type(dtype),)
+        found = _ADDRESSES[key] = (_address(module.forward, signature),
+                                   _address(module.backward, signature))
+    return found
+
+
+def update_address(optimizer_kind: int, dtype) -> int:
+    """The address of optimizer ``optimizer_kind``'s update (``kernels/optimizers.py``)
+    compiled for ``dtype``: an optimizer compiles when first bound to a network."""
+    key = (-2 - optimizer_kind, np.dtype(dtype).name)
+    found = _ADDRESSES.get(key)
+    if found is None:
+        found = _ADDRESSES[key] = _address(optimizers.UPDATES[optimizer_kind],
+                                           dispatch.update_args_type(dtype))
+    return found
+
+
+def step_address(dtype) -> int:
+    """The address of ``step.train_step`` compiled for a network of ``dtype``, which the
+    epoch in ``step.run_dataset`` calls: one compiled step for Python and the epoch."""
+    key = (-1, np.dtype(dtype).name)
+    found = _ADDRESSES.get(key)
+    if found is None:
+        found = _ADDRESSES[key] = _address(step.train_step, dispatch.step_args_types(dtype))
+    return found
+
+
+def bind_kernels(table: np.ndarray, dtype) -> None:
+    """Write each layer's kernel addresses into its row of the plan ``table``."""
+    for row in table:
+        if row[codes.L_IS_VIEW] == 0:
+            row[codes.L_FORWARD_KERNEL], row[codes.L_BACKWARD_KERNEL] = kernel_addresses(
+                int(row[codes.L_KIND]), dtype)

@@ -1,0 +1,124 @@
+"""A layer kind's kernels, called by address from the walker.
+
+numba links the LLVM code of every jitted function a kernel calls into that kernel and
+optimises and compiles the whole again: a layer kernel called directly from the passes was
+compiled once alone, then again inside ``forward_pass``/``backward_pass``, ``train_step`` and
+``run_dataset`` (half of a cold compile, and every kind reachable from the walker was
+compiled for every network). Called through its address instead, each kind's ``forward`` and
+``backward`` compile once per dtype, alone, only when a network uses that kind; the walker
+compiles once for every kind.
+
+Every kind's pair shares one signature (``layer_args_type``), so one walker serves them
+all. The addresses are process-local: the plan holds them (``L_FORWARD_KERNEL``,
+``L_BACKWARD_KERNEL``) and ``fastbp._dispatch`` fills them in each process, never from a
+file. Under ``NUMBA_DISABLE_JIT`` the "address" is a key into a table of Python functions.
+"""
+
+import numba
+import numpy as np
+from numba.core import cgutils, errors, types
+
+from .._jit import intrinsic
+
+
+def layer_args_type(dtype) -> types.Tuple:
+    """The numba type of a layer kernel's single argument for parameters of ``dtype``:
+    ``(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags,
+    rng)``, every array C-contiguous (see ``step._layer_args``)."""
+    dt = dtype if isinstance(dtype, types.Float) else numba.from_dtype(np.dtype(dtype))
+    vector, matrix = dt[::1], dt[:, ::1]
+    return types.Tuple((types.int64[::1], types.float64[::1], vector, vector, vector,
+                        matrix, matrix, matrix, matrix, matrix, vector, types.int64,
+                        types.uint64[::1]))
+
+
+def step_args_types(dtype) -> tuple:
+    """The numba types of ``step.train_step``'s arguments for a network of ``dtype``, as
+    the epoch passes them (every array C-contiguous)."""
+    dt = dtype if isinstance(dtype, types.Float) else numba.from_dtype(np.dtype(dtype))
+    vector, matrix = dt[::1], dt[:, ::1]
+    i64, f64 = types.int64[::1], types.float64[::1]
+    return (types.int64[:, ::1], i64, f64, vector, vector, vector, vector, types.uint64[::1],
+            matrix, i64, matrix, vector, types.int64, types.int64, matrix, f64, i64,
+            types.int64, f64)
+
+
+def update_args_type(dtype) -> tuple:
+    """The numba types of an optimizer update's arguments (``kernels/optimizers.py``):
+    ``(params, grads, state, hyper, step)``."""
+    dt = dtype if isinstance(dtype, types.Float) else numba.from_dtype(np.dtype(dtype))
+    return (dt[::1], dt[::1], dt[:, ::1], types.float64[::1], types.int64)
+
+
+def _float_type(args, index):
+    """The float type of ``args[index]`` if ``args`` is a tuple holding an array there."""
+    if isinstance(args, types.BaseTuple) and len(args.types) > index and \
+            isinstance(args.types[index], types.Array):
+        return args.types[index].dtype
+    return types.float64
+
+
+if numba.config.DISABLE_JIT:
+    PYTHON_KERNELS: dict = {}  # "address" -> the Python function
+
+    def call_kernel(address, args) -> None:
+        PYTHON_KERNELS[address](args)
+
+    def call_step(address, args) -> None:
+        PYTHON_KERNELS[address](*args)
+
+    def call_update(address, args) -> None:
+        PYTHON_KERNELS[address](*args)
+
+else:
+    def _call_by_address(context, builder, address_value, argument_types, values) -> None:
+        """Call the numba-compiled function at ``address_value`` (returning None) with
+        ``values``, propagating an exception it raises."""
+        fnty = context.call_conv.get_function_type(types.none, argument_types)
+        fnptr = builder.inttoptr(address_value, fnty.as_pointer())
+        status, _ = context.call_conv.call_function(builder, fnptr, types.none, argument_types,
+                                                    values)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+
+    def _check(name, address, got, expected) -> None:
+        if not isinstance(address, types.Integer):
+            raise errors.TypingError(f"{name}: the address must be an integer, got {address}")
+        if got != expected:
+            # The callee was compiled for ``expected``: anything else would misread memory.
+            raise errors.TypingError(f"{name}: arguments must be {expected}, got {got}")
+
+    @intrinsic
+    def call_kernel(typingctx, address, args):
+        """Call the layer kernel compiled at ``address`` (int64) with its one tuple ``args``."""
+        _check("call_kernel", address, args, layer_args_type(_float_type(args, 2)))
+
+        def codegen(context, builder, signature, llargs):
+            _call_by_address(context, builder, llargs[0], (args,), (llargs[1],))
+            return context.get_dummy_value()
+
+        return types.none(address, args), codegen
+
+    def _spread_call(name, address, args, expected):
+        """The typing and code of a call by address with the elements of ``args`` as the
+        arguments."""
+        got = tuple(args.types) if isinstance(args, types.BaseTuple) else args
+        _check(name, address, got, expected)
+
+        def codegen(context, builder, signature, llargs):
+            values = [builder.extract_value(llargs[1], i) for i in range(len(args.types))]
+            _call_by_address(context, builder, llargs[0], tuple(args.types), values)
+            return context.get_dummy_value()
+
+        return types.none(address, args), codegen
+
+    @intrinsic
+    def call_step(typingctx, address, args):
+        """Call ``step.train_step`` compiled at ``address`` with the arguments in ``args``."""
+        return _spread_call("call_step", address, args, step_args_types(_float_type(args, 3)))
+
+    @intrinsic
+    def call_update(typingctx, address, args):
+        """Call the optimizer update compiled at ``address`` with the arguments in ``args``."""
+        return _spread_call("call_update", address, args,
+                            update_args_type(_float_type(args, 0)))
