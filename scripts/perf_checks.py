@@ -5,7 +5,8 @@ resident memory over 10,000 steps.
 Run as ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/perf_checks.py``;
 every measurement runs in a fresh subprocess. Prints Markdown. With ``--load``, only the
 step time of each standard shape idle and beside another process's 2-thread BLAS loop; with
-``--threads``, each shape's idle step with one and with two BLAS threads.
+``--threads``, each shape's idle step with one and with two BLAS threads; with ``--blis``, the
+large shape's 256x1024x1024 product in BLIS (the ``blis`` package) and in OpenBLAS.
 """
 
 from __future__ import annotations
@@ -197,7 +198,38 @@ def run(code: str, *args: str, env: dict | None = None) -> float:
     return float(run_text(code, *args, env=env))
 
 
+BLIS = """
+import time, numpy as np, numba
+from blis.py import gemm
+rng = np.random.default_rng(0)
+A = rng.normal(size=(256, 1024)).astype(np.float32); B = rng.normal(size=(1024, 1024)).astype(np.float32)
+C = np.empty((256, 1024), np.float32)
+@numba.njit
+def openblas(A, B, C): np.dot(A, B, C)
+def median_ms(f, n=30):
+    f(); ts = []
+    for _ in range(n):
+        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return float(np.median(ts)) * 1e3
+print(median_ms(lambda: openblas(A, B, C)), median_ms(lambda: gemm(A, B, out=C)))
+"""
+
+
+def blis_against_openblas(rounds: int = 3) -> None:
+    """The large shape's biggest product in the BLIS of the ``blis`` package against the
+    OpenBLAS numba calls, one and two threads (needs ``pip install blis``)."""
+    print("| threads | OpenBLAS via numba (ms) | blis.py gemm (ms) |\n|---:|---:|---:|")
+    for threads in ("1", "2"):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, BLIS_NUM_THREADS=threads)
+        runs = [tuple(map(float, run_text(BLIS, env=env).split())) for _ in range(rounds)]
+        o, b = (sorted(r[i] for r in runs)[len(runs) // 2] for i in (0, 1))
+        print(f"| {threads} | {o:.2f} | {b:.2f} |")
+
+
 def main() -> int:
+    if "--blis" in sys.argv[1:]:
+        blis_against_openblas()
+        return 0
     if "--load" in sys.argv[1:]:
         under_load()
         return 0
