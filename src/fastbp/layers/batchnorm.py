@@ -65,7 +65,7 @@ class _BatchNorm(Layer):
         return self.num_features * self.positions  # x_hat
 
     def scratch_per_batch(self) -> int:
-        return 2 * self.num_features  # mean, inverse std
+        return 4 * self.num_features  # mean, inverse std, two per-channel sums
 
     def int_settings(self) -> tuple[int, ...]:
         return (self.num_features, self.positions, int(self.affine), int(self.momentum is None))
