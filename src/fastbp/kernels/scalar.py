@@ -20,3 +20,12 @@ def copy_into(src, dst):
     for i in range(src.shape[0]):
         for j in range(src.shape[1]):
             dst[i, j] = src[i, j]
+
+
+@jit
+def inside_range(n_out, start, step, size):
+    """(lo, hi): the outputs o in [lo, hi) whose input o*step + start lies in [0, size) (a
+    window tap's valid outputs along one axis, for convolution and pooling)."""
+    lo = 0 if start >= 0 else (-start + step - 1) // step
+    hi = 0 if size - 1 - start < 0 else (size - 1 - start) // step + 1
+    return min(lo, n_out), max(min(hi, n_out), min(lo, n_out))
