@@ -49,6 +49,22 @@ def test_max_ties_send_the_gradient_to_the_first_maximum():
     assert net._ws[start] == 0  # the argmax is the first position of the window
 
 
+@pytest.mark.parametrize("pool,shape,X,expected", [
+    # unpadded windows (their own loop): the maximum repeats in a later row and column
+    (fb.MaxPool2D(2), (1, 2, 4), [[0, 1, 3, 2], [1, 0, 3, 3]], [1, 2]),
+    # padded windows (clipped): every value ties; each window's first inside element wins
+    (fb.MaxPool2D(3, stride=1, padding=1), (1, 3, 3), np.ones((3, 3)),
+     [0, 0, 1, 0, 0, 1, 3, 3, 4]),
+    (fb.MaxPool1D(2), (1, 6), [[5, 5, 1, 7, 7, 7]], [0, 3, 4]),
+], ids=["2d-unpadded", "2d-padded", "1d-unpadded"])
+def test_max_ties_go_to_the_first_maximum_in_row_major_order(pool, shape, X, expected):
+    net = fb.Network([pool, fb.Flatten()], input_shape=shape, loss="mse", dtype="float64")
+    X = np.asarray(X, dtype=np.float64).reshape(1, *shape)
+    net.train_step(X, np.zeros((1, net.n_outputs)), fb.SGD())  # fills the argmax scratch
+    start = net._plan.table[0, codes.L_SCRATCH_OFFSET]  # batch of one: per-sample offsets
+    np.testing.assert_array_equal(net._ws[start : start + len(expected)], expected)
+
+
 @pytest.mark.parametrize("make,text", [
     (lambda: fb.MaxPool2D(2, padding=2), r"padding \(2, 2\) must be at most half of kernel_size"),
     (lambda: fb.Network([fb.MaxPool2D(5)], input_shape=(1, 4, 4)), "kernel_size .* is larger"),

@@ -13,40 +13,92 @@ from .._jit import jit
 KIND = 7
 
 
+@jit
+def _max_unpadded(inp, out, where_all, C, H, W, KH, KW, SH, SW, HO, WO):
+    """Max pooling without padding (every window inside the input): the common case, and
+    the one the loop below runs 2.5x slower (per-output clipping and mode test)."""
+    for i in range(inp.shape[0]):
+        x = inp[i]
+        y = out[i]
+        where = where_all[i]
+        for c in range(C):
+            for oh in range(HO):
+                top = c * H * W + oh * SH * W
+                o = (c * HO + oh) * WO
+                for ow in range(WO):
+                    left = top + ow * SW
+                    best = left
+                    value = x[best]
+                    for kj in range(1, KW):
+                        v = x[left + kj]
+                        if v > value:  # strictly: the first maximum, as torch
+                            value = v
+                            best = left + kj
+                    for ki in range(1, KH):
+                        r = left + ki * W
+                        for kj in range(KW):
+                            v = x[r + kj]
+                            if v > value:
+                                value = v
+                                best = r + kj
+                    y[o + ow] = value
+                    where[o + ow] = best
+
+
 @jit(inline="always")
 def forward(args):
+    """Max pooling starts each window from its first element and scans the rest of its
+    first row, then its other rows, each as a plain loop (written as one loop over all taps,
+    or with the taps outside the outputs, it measured 2.5x slower on cnn1d: loop set-up
+    costs more than 2-4 elements' work). Unpadded max pooling has its own loop."""
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     C, H, W, KH, KW, SH, SW, PH, PW, HO, WO, mode = (ints[0], ints[1], ints[2], ints[3], ints[4],
                                                      ints[5], ints[6], ints[7], ints[8], ints[9],
                                                      ints[10], ints[11])
+    if mode == 0 and PH == 0 and PW == 0:
+        _max_unpadded(inp, out, scratch, C, H, W, KH, KW, SH, SW, HO, WO)
+        return
     inv_area = 1.0 / (KH * KW)
     for i in range(inp.shape[0]):
         x = inp[i]
+        y = out[i]
+        where = scratch[i]
         for c in range(C):
+            plane = c * H * W
             for oh in range(HO):
+                h0 = oh * SH - PH
+                h_lo = max(h0, 0)
+                h_hi = min(h0 + KH, H)
+                o = (c * HO + oh) * WO
                 for ow in range(WO):
-                    o = (c * HO + oh) * WO + ow
-                    best = -1
-                    total = 0.0
-                    for ki in range(KH):
-                        ih = oh * SH - PH + ki
-                        if not 0 <= ih < H:
-                            continue
-                        for kj in range(KW):
-                            iw = ow * SW - PW + kj
-                            if not 0 <= iw < W:
-                                continue
-                            src = (c * H + ih) * W + iw
-                            if mode == 0:
-                                if best < 0 or x[src] > x[best]:
-                                    best = src
-                            else:
-                                total += x[src]
+                    w0 = ow * SW - PW
+                    w_lo = max(w0, 0)
+                    w_hi = min(w0 + KW, W)
+                    top = plane + h_lo * W
                     if mode == 0:
-                        out[i, o] = x[best]
-                        scratch[i, o] = best
+                        best = top + w_lo
+                        value = x[best]
+                        for iw in range(w_lo + 1, w_hi):
+                            v = x[top + iw]
+                            if v > value:  # strictly: the first maximum, as torch
+                                value = v
+                                best = top + iw
+                        for ih in range(h_lo + 1, h_hi):
+                            r = plane + ih * W
+                            for iw in range(w_lo, w_hi):
+                                v = x[r + iw]
+                                if v > value:
+                                    value = v
+                                    best = r + iw
+                        y[o + ow] = value
+                        where[o + ow] = best
                     else:
-                        out[i, o] = total * inv_area
+                        total = 0.0
+                        for ih in range(h_lo, h_hi):
+                            r = plane + ih * W
+                            for iw in range(w_lo, w_hi):
+                                total += x[r + iw]
+                        y[o + ow] = total * inv_area
 
 
 @jit(inline="always")
