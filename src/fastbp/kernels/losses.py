@@ -103,9 +103,14 @@ def check_batch(X, labels, targets, weights, loss_kind, n_outputs):
     """Validate one batch without touching any state: (error code, first bad row)."""
     m, k = X.shape
     for i in range(m):
+        # x * 0 is 0 for finite x and NaN otherwise: a sum that vectorises, where a test per
+        # element with an early exit does not (2.6 ns per value on 1x128 signals)
+        row = X[i]
+        s = row.dtype.type(0)
         for j in range(k):
-            if not is_finite(X[i, j]):
-                return E_X_NOT_FINITE, i
+            s += row[j] * 0
+        if not is_finite(s):
+            return E_X_NOT_FINITE, i
     if loss_kind == CROSS_ENTROPY:
         for i in range(m):
             if labels[i] < 0 or labels[i] >= n_outputs:
