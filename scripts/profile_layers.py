@@ -1,0 +1,97 @@
+"""Where a training step's time goes: each layer's forward and backward kernel, the loss and
+the update, timed one at a time on a compare.py shape (medians of repeated calls).
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/profile_layers.py cnn_digits lenet
+
+Each layer runs through the same kernel address and arguments as in a step (a jitted loop
+around ``call_kernel``), so the figures add up to about the step; the Python call around
+each timed loop costs about 1 us per repetition batch, not per call. For finding what to
+optimise; compare.py is the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import compare  # noqa: E402
+
+import fastbp as fb  # noqa: E402
+from fastbp import _codes as codes  # noqa: E402
+from fastbp._jit import jit  # noqa: E402
+from fastbp._threads import use_threads  # noqa: E402
+from fastbp.kernels.dispatch import call_kernel  # noqa: E402
+from fastbp.kernels.step import _layer_args  # noqa: E402
+
+TRAIN = codes.F_TRAINING | codes.F_UPDATE_BUFFERS
+
+
+@jit
+def _run_layer(plan, ints, floats, params, grads, buffers, ws, rng, X, li, flags, backward,
+               reps):
+    column = codes.L_BACKWARD_KERNEL if backward else codes.L_FORWARD_KERNEL
+    for _ in range(reps):
+        args = _layer_args(plan, ints, floats, params, grads, buffers, ws, rng, X, li, flags,
+                           backward)
+        call_kernel(plan[li, column], args)
+
+
+def _median_us(run, reps: int, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run(reps)
+        times.append((time.perf_counter() - start) / reps)
+    return float(np.median(times)) * 1e6
+
+
+def profile(shape: str, rounds: int = 7) -> None:
+    input_shape, batch, specs = compare.SHAPES[shape]
+    net = fb.Network(compare.fastbp_layers(specs), input_shape=input_shape,
+                     loss="cross_entropy", dtype="float32", seed=0)
+    rng = np.random.default_rng(0)
+    X = rng.random((batch, *input_shape), dtype=np.float32).reshape(batch, -1)
+    y = rng.integers(0, net.n_outputs, batch)
+    optimizer = fb.Adam(lr=1e-3)
+    for _ in range(5):
+        net.train_step(X.reshape(batch, *input_shape), y, optimizer)
+    step = _median_us(lambda r: [net.train_step(X.reshape(batch, *input_shape), y, optimizer)
+                                 for _ in range(r)], 50, rounds)
+    arrays = net._kernel_arrays
+    plan = arrays[0]
+    use_threads(net._work_per_sample * batch)
+    rows = []
+    for backward in (False, True):
+        order = range(len(plan)) if not backward else range(len(plan) - 1, -1, -1)
+        for li in order:
+            if plan[li, codes.L_IS_VIEW]:
+                continue
+            def run(reps, li=li, backward=backward):
+                _run_layer(*arrays, X, li, TRAIN, backward, reps)
+            run(2)
+            rows.append((f"{'backward' if backward else 'forward '} {li} "
+                         f"{type(net.layers[li]).__name__}", _median_us(run, 20, rounds)))
+    total = sum(t for _, t in rows)
+    print(f"\n{shape} (batch {batch}): train_step {step:.1f} us; layers {total:.1f} us, "
+          f"the rest (loss, update, walk) {step - total:.1f} us")
+    for name, t in rows:
+        print(f"  {name:28s} {t:9.1f} us  {100 * t / step:5.1f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("shapes", nargs="+", choices=sorted(compare.SHAPES))
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    for shape in args.shapes:
+        profile(shape, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
