@@ -33,6 +33,18 @@ CONFIGS = {
 }
 
 
+# The kernel's two column orders (kernels/conv.py); the layer picks one by output width, and
+# every configuration above is narrow, so each test forces both.
+LAYOUTS = ["sample_major", "batch_last"]
+
+
+@pytest.fixture(params=LAYOUTS)
+def layout(request, monkeypatch):
+    monkeypatch.setattr(fb.layers.conv._Conv, "_batch_last",
+                        lambda self: request.param == "batch_last")
+    return request.param
+
+
 def build(config, dtype="float64", seed=1, loss="mse"):
     convs, shape = CONFIGS[config]
     probe = fb.Network([*convs, fb.Flatten()], input_shape=shape, loss="mse")
@@ -42,16 +54,27 @@ def build(config, dtype="float64", seed=1, loss="mse"):
 
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_finite_differences_config_batch(config, batch):
+def test_finite_differences_config_batch_layout(config, batch, layout):
     check_finite_differences(build(config), n=batch)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_twin_agrees(config, dtype):
+def test_twin_agrees_config_dtype_layout(config, dtype, layout):
     net = build(config, dtype)
     check_twin(net, n=4)
     check_flat_and_shaped_inputs_agree(net)
+
+
+def test_each_layer_picks_its_column_order_by_width_and_agrees_with_the_twin():
+    # a wide stride-1 output (sample-major), then a strided one and a narrow one (batch-last)
+    net = fb.Network([fb.Conv2D(1, 2, 3, padding=1, activation="relu"),
+                      fb.Conv2D(2, 3, 3, stride=2, activation="tanh"),
+                      fb.Conv2D(3, 2, 3, padding=1, activation="tanh"), fb.Flatten(),
+                      fb.Dense(2 * 2 * 9, 3)],
+                     input_shape=(1, 5, 20), loss="mse", dtype="float64", seed=1)
+    assert [layer._batch_last() for layer in net.layers[:3]] == [False, True, True]
+    check_twin(net, n=3)
 
 
 @pytest.mark.parametrize("make,shape", [
@@ -114,7 +137,7 @@ def test_save_and_load_a_cnn(tmp_path):
 
 @pytest.mark.slow  # imports torch
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_torch_outputs_and_gradients(config):
+def test_torch_outputs_and_gradients_config_layout(config, layout):
     torch = pytest.importorskip("torch")
     net = build(config)
     modules = []

@@ -1,14 +1,22 @@
 """Convolution (Conv1D as Conv2D with H = 1): torch's cross-correlation with zero padding.
 
 Settings (ints): C, H, W, O, KH, KW, SH, SW, PH, PW (top/left padding), DH, DW, HO, WO,
-activation. Parameters: weight (O, C, KH, KW), then bias (O). Scratch per sample: its
-columns of the batch's im2col matrix (K = C*KH*KW rows, P = HO*WO columns per sample), then
-its columns of an (O, m*P) product, so that each direction is one matrix product over the
-whole batch rather than m small ones (measured: cnn_digits' step 1.18 -> 0.71 ms):
+activation, batch_last. Parameters: weight (O, C, KH, KW), then bias (O). Scratch per
+sample: its columns of the batch's im2col matrix (K = C*KH*KW rows, P = HO*WO columns per
+sample), then its columns of an (O, m*P) product, so that each direction is one matrix
+product over the whole batch rather than m small ones (measured: cnn_digits' step 1.18 ->
+0.71 ms):
 
-    forward   Y = W (O, K) @ cols (K, m*P);  out[i, o, p] = act(Y[o, i*P + p] + b[o])
-    backward  dY[o, i*P + p] = d_out[i, o, p] * act'(out);  db = dY summed over columns
+    forward   Y = W (O, K) @ cols (K, m*P);  out[i, o, p] = act(Y[o, col(i, p)] + b[o])
+    backward  dY[o, col(i, p)] = d_out[i, o, p] * act'(out);  db = dY summed over columns
               dW = dY @ cols.T;  dcols = W.T @ dY (into cols), scattered back by col2im
+
+Two column orders. Sample-major, col(i, p) = i*P + p: im2col copies runs of WO values
+straight from the input. Batch-last, col(i, p) = p*m + i, for small planes or strides > 1
+(where those runs are a few values or single ones): the input is transposed to (C*H*W, m)
+first (scratch: C*H*W more per sample), so that im2col copies runs of WO*m values, and the
+product is transposed into the output (measured: cnn_digits' second convolution's im2col
+255 -> 14 us, plus 5 us for the output's transpose).
 
 (Chunks of samples small enough for the columns to stay in cache, rebuilt in the backward
 pass, measured slower on cifar_small: the rebuild costs more than the cache saves.)
@@ -20,7 +28,7 @@ Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below.
 from .._codes import F_NEED_D_INPUT, IDENTITY
 from .._jit import jit
 from .activations import activate_row, derivative_row
-from .linalg import matmul
+from .linalg import matmul, transpose_into
 from .scalar import inside_range
 
 KIND = 6
@@ -98,33 +106,128 @@ def col2im(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, dx):
                                 dxi[dst + ow * SW] += row[src + ow]
 
 
+@jit
+def im2col_batch_last(xt, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols):
+    """cols[(c*KH + ki)*KW + kj, (oh*WO + ow)*m + i] = xt[(c*H + ih)*W + iw, i] with
+    ih = oh*SH - PH + ki*DH, iw = ow*SW - PW + kj*DW (zero outside the input): im2col of
+    the batch-last input xt (C*H*W, m), each output row's valid part one copy when SW == 1.
+
+    im2col is this with m = 1 per sample, but calling this per sample through views (2-D,
+    non-contiguous) measured 1.4-2x slower on lenet's and cifar_small's shapes: numba stops
+    vectorising the copies, so the two stay separate loops."""
+    m = xt.shape[1]
+    flat = xt.reshape(xt.size)
+    run = WO * m
+    for c in range(C):
+        for ki in range(KH):
+            oh_lo, oh_hi = inside_range(HO, ki * DH - PH, SH, H)
+            for kj in range(KW):
+                ow_lo, ow_hi = inside_range(WO, kj * DW - PW, SW, W)
+                row = cols[(c * KH + ki) * KW + kj]
+                head = row[: oh_lo * run]
+                for j in range(head.shape[0]):
+                    head[j] = 0
+                for oh in range(oh_lo, oh_hi):
+                    segment = row[oh * run : (oh + 1) * run]
+                    lead = segment[: ow_lo * m]
+                    for j in range(lead.shape[0]):
+                        lead[j] = 0
+                    start = (c * H + oh * SH - PH + ki * DH) * W - PW + kj * DW
+                    if SW == 1:
+                        s = flat[(start + ow_lo) * m : (start + ow_hi) * m]
+                        d = segment[ow_lo * m : ow_hi * m]
+                        for j in range(s.shape[0]):
+                            d[j] = s[j]
+                    else:
+                        for ow in range(ow_lo, ow_hi):
+                            at = (start + ow * SW) * m
+                            s = flat[at : at + m]
+                            d = segment[ow * m : (ow + 1) * m]
+                            for j in range(m):
+                                d[j] = s[j]
+                    trail = segment[ow_hi * m :]
+                    for j in range(trail.shape[0]):
+                        trail[j] = 0
+                tail = row[oh_hi * run :]
+                for j in range(tail.shape[0]):
+                    tail[j] = 0
+
+
+@jit
+def col2im_batch_last(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, dxt):
+    """The adjoint of im2col_batch_last: dxt (C*H*W, m) = the sum of cols' entries where
+    they came from."""
+    m = dxt.shape[1]
+    flat = dxt.reshape(dxt.size)
+    for j in range(flat.shape[0]):
+        flat[j] = 0
+    run = WO * m
+    for c in range(C):
+        for ki in range(KH):
+            oh_lo, oh_hi = inside_range(HO, ki * DH - PH, SH, H)
+            for kj in range(KW):
+                ow_lo, ow_hi = inside_range(WO, kj * DW - PW, SW, W)
+                row = cols[(c * KH + ki) * KW + kj]
+                for oh in range(oh_lo, oh_hi):
+                    segment = row[oh * run : (oh + 1) * run]
+                    start = (c * H + oh * SH - PH + ki * DH) * W - PW + kj * DW
+                    if SW == 1:
+                        s = segment[ow_lo * m : ow_hi * m]
+                        d = flat[(start + ow_lo) * m : (start + ow_hi) * m]
+                        for j in range(s.shape[0]):
+                            d[j] += s[j]
+                    else:
+                        for ow in range(ow_lo, ow_hi):
+                            at = (start + ow * SW) * m
+                            s = segment[ow * m : (ow + 1) * m]
+                            d = flat[at : at + m]
+                            for j in range(m):
+                                d[j] += s[j]
+
+
 @jit(inline="always")
 def _settings(ints):
     return (ints[0], ints[1], ints[2], ints[3], ints[4], ints[5], ints[6], ints[7], ints[8],
-            ints[9], ints[10], ints[11], ints[12], ints[13], ints[14])
+            ints[9], ints[10], ints[11], ints[12], ints[13], ints[14], ints[15])
 
 
 @jit(inline="always")
-def _work_arrays(scratch, K, O, P):
-    """The batch's im2col matrix (K, m*P) and product (O, m*P) inside the scratch rows."""
+def _work_arrays(scratch, K, O, P, CHW):
+    """The batch's im2col matrix (K, m*P), product (O, m*P) and, batch-last, transposed
+    input (C*H*W, m) inside the scratch rows."""
     m = scratch.shape[0]
     flat = scratch.reshape(m * scratch.shape[1])
     n = m * P
-    return flat[: K * n].reshape((K, n)), flat[K * n : (K + O) * n].reshape((O, n))
+    transposed = flat[(K + O) * n : (K + O) * n + CHW * m].reshape((CHW, m))
+    return flat[: K * n].reshape((K, n)), flat[K * n : (K + O) * n].reshape((O, n)), transposed
 
 
 @jit(inline="always")
 def forward(args):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    C, H, W, O, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, activation = _settings(ints)
+    C, H, W, O, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, activation, batch_last = _settings(ints)
     K = C * KH * KW
     P = HO * WO
+    m = inp.shape[0]
     weight = params[: O * K].reshape((O, K))
     bias = params[O * K : O * K + O]
-    cols, product = _work_arrays(scratch, K, O, P)
-    im2col(inp, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
+    cols, product, transposed = _work_arrays(scratch, K, O, P, C * H * W if batch_last else 0)
+    if batch_last:
+        transpose_into(inp, transposed)
+        im2col_batch_last(transposed, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
+    else:
+        im2col(inp, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
     matmul(weight, cols, product)
-    for i in range(inp.shape[0]):
+    if batch_last:
+        for o in range(O):
+            y = product[o]
+            b = bias[o]
+            for j in range(y.shape[0]):
+                y[j] += b
+            activate_row(activation, y)
+            transpose_into(y.reshape((P, m)), out[:, o * P : (o + 1) * P])
+        return
+    for i in range(m):
         for o in range(O):
             y = out[i, o * P : (o + 1) * P]
             src = product[o, i * P : (i + 1) * P]
@@ -137,27 +240,37 @@ def forward(args):
 @jit(inline="always")
 def backward(args):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    C, H, W, O, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, activation = _settings(ints)
+    C, H, W, O, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, activation, batch_last = _settings(ints)
     K = C * KH * KW
     P = HO * WO
+    m = inp.shape[0]
     weight = params[: O * K].reshape((O, K))
     d_weight = grads[: O * K].reshape((O, K))
     d_bias = grads[O * K : O * K + O]
-    cols, d_product = _work_arrays(scratch, K, O, P)
+    cols, d_product, transposed = _work_arrays(scratch, K, O, P, C * H * W if batch_last else 0)
+    if activation != IDENTITY:
+        for i in range(m):
+            for o in range(O):
+                derivative_row(activation, out[i, o * P : (o + 1) * P], d_out[i, o * P : (o + 1) * P])
     for o in range(O):
-        d_bias[o] = 0
-    for i in range(inp.shape[0]):
-        for o in range(O):
-            d = d_out[i, o * P : (o + 1) * P]
-            if activation != IDENTITY:
-                derivative_row(activation, out[i, o * P : (o + 1) * P], d)
-            dst = d_product[o, i * P : (i + 1) * P]
-            s = 0.0
-            for p in range(P):
-                dst[p] = d[p]
-                s += d[p]
-            d_bias[o] += s
+        dst = d_product[o]
+        if batch_last:
+            transpose_into(d_out[:, o * P : (o + 1) * P], dst.reshape((P, m)))
+        else:
+            for i in range(m):
+                d = d_out[i, o * P : (o + 1) * P]
+                row = dst[i * P : (i + 1) * P]
+                for p in range(P):
+                    row[p] = d[p]
+        s = 0.0
+        for j in range(dst.shape[0]):
+            s += dst[j]
+        d_bias[o] = s
     matmul(d_product, cols.T, d_weight)
     if flags & F_NEED_D_INPUT:
         matmul(weight.T, d_product, cols)
-        col2im(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, d_inp)
+        if batch_last:
+            col2im_batch_last(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, transposed)
+            transpose_into(transposed, d_inp)
+        else:
+            col2im(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, d_inp)
