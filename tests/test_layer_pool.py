@@ -14,6 +14,7 @@ CONFIGS = {  # name -> (a conv, the pool, input shape); a Flatten and a Dense fo
     "avg2d-k2": (fb.Conv2D(1, 2, 3, padding=1), fb.AvgPool2D(2), (1, 6, 5)),
     "avg2d-k3-s2-p1": (fb.Conv2D(2, 2, 2), fb.AvgPool2D(3, stride=2, padding=1), (2, 6, 7)),
     "max1d-k3-s2-p1": (fb.Conv1D(2, 3, 3, padding=1), fb.MaxPool1D(3, stride=2, padding=1), (2, 7)),
+    "max1d-k2": (fb.Conv1D(2, 3, 3, activation="relu"), fb.MaxPool1D(2), (2, 9)),
     "avg1d-k2": (fb.Conv1D(2, 3, 3), fb.AvgPool1D(2), (2, 7)),
     "global-2d": (fb.Conv2D(2, 3, 3, padding=1, activation="relu"), fb.GlobalAvgPool(), (2, 4, 5)),
     "global-1d": (fb.Conv1D(2, 3, 3), fb.GlobalAvgPool(), (2, 6)),
@@ -50,13 +51,15 @@ def test_max_ties_send_the_gradient_to_the_first_maximum():
 
 
 @pytest.mark.parametrize("pool,shape,X,expected", [
-    # unpadded windows (their own loop): the maximum repeats in a later row and column
+    # kernel and stride 2 (their own loop): the maximum repeats in a later row and column
     (fb.MaxPool2D(2), (1, 2, 4), [[0, 1, 3, 2], [1, 0, 3, 3]], [1, 2]),
+    # other unpadded windows (overlapping here): the same rule in the generic loop
+    (fb.MaxPool2D(2, stride=1), (1, 2, 3), [[0, 2, 1], [2, 2, 0]], [1, 1]),
     # padded windows (clipped): every value ties; each window's first inside element wins
     (fb.MaxPool2D(3, stride=1, padding=1), (1, 3, 3), np.ones((3, 3)),
      [0, 0, 1, 0, 0, 1, 3, 3, 4]),
     (fb.MaxPool1D(2), (1, 6), [[5, 5, 1, 7, 7, 7]], [0, 3, 4]),
-], ids=["2d-unpadded", "2d-padded", "1d-unpadded"])
+], ids=["2d-halving", "2d-unpadded", "2d-padded", "1d-halving"])
 def test_max_ties_go_to_the_first_maximum_in_row_major_order(pool, shape, X, expected):
     net = fb.Network([pool, fb.Flatten()], input_shape=shape, loss="mse", dtype="float64")
     X = np.asarray(X, dtype=np.float64).reshape(1, *shape)

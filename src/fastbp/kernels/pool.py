@@ -45,6 +45,69 @@ def _max_unpadded(inp, out, where_all, C, H, W, KH, KW, SH, SW, HO, WO):
                     where[o + ow] = best
 
 
+@jit
+def _max_halving(inp, out, where_all, C, H, W, HO, WO):
+    """Max pooling with kernel and stride 2 and no padding (torch's MaxPool2d(2)), the taps
+    written out: LLVM turns the comparisons into selects, with no branch to mispredict on
+    ReLU outputs. Measured against _max_unpadded (ReLU-like inputs, batch 64): lenet's
+    6x28x28 planes 1039 -> 89 us, cifar_small's 32x32x32 7.5 -> 0.43 ms. (One function for
+    this and the 1-row case below, the row count a run-time argument, ran 2.6x slower.)"""
+    for i in range(inp.shape[0]):
+        x = inp[i]
+        y = out[i]
+        where = where_all[i]
+        for c in range(C):
+            for oh in range(HO):
+                top = (c * H + 2 * oh) * W
+                first = x[top : top + W]
+                second = x[top + W : top + 2 * W]
+                o = (c * HO + oh) * WO
+                values = y[o : o + WO]
+                places = where[o : o + WO]
+                for ow in range(WO):
+                    value = first[2 * ow]
+                    k = 0
+                    v = first[2 * ow + 1]
+                    if v > value:  # strictly: the first maximum, as torch
+                        value = v
+                        k = 1
+                    v = second[2 * ow]
+                    if v > value:
+                        value = v
+                        k = W
+                    v = second[2 * ow + 1]
+                    if v > value:
+                        value = v
+                        k = W + 1
+                    values[ow] = value
+                    places[ow] = top + 2 * ow + k
+
+
+@jit
+def _max_halving_rows(inp, out, where_all, C, H, W, HO, WO):
+    """_max_halving for windows of one row (kernel and stride (1, 2): MaxPool1d(2))."""
+    for i in range(inp.shape[0]):
+        x = inp[i]
+        y = out[i]
+        where = where_all[i]
+        for c in range(C):
+            for oh in range(HO):
+                top = (c * H + oh) * W
+                row = x[top : top + W]
+                o = (c * HO + oh) * WO
+                values = y[o : o + WO]
+                places = where[o : o + WO]
+                for ow in range(WO):
+                    value = row[2 * ow]
+                    k = 0
+                    v = row[2 * ow + 1]
+                    if v > value:
+                        value = v
+                        k = 1
+                    values[ow] = value
+                    places[ow] = top + 2 * ow + k
+
+
 @jit(inline="always")
 def forward(args):
     """Max pooling starts each window from its first element and scans the rest of its
@@ -55,6 +118,12 @@ def forward(args):
     C, H, W, KH, KW, SH, SW, PH, PW, HO, WO, mode = (ints[0], ints[1], ints[2], ints[3], ints[4],
                                                      ints[5], ints[6], ints[7], ints[8], ints[9],
                                                      ints[10], ints[11])
+    if mode == 0 and PH == 0 and PW == 0 and KW == 2 and SW == 2 and KH == SH and KH <= 2:
+        if KH == 2:
+            _max_halving(inp, out, scratch, C, H, W, HO, WO)
+        else:
+            _max_halving_rows(inp, out, scratch, C, H, W, HO, WO)
+        return
     if mode == 0 and PH == 0 and PW == 0:
         _max_unpadded(inp, out, scratch, C, H, W, KH, KW, SH, SW, HO, WO)
         return
