@@ -234,7 +234,7 @@ def forward(args):
             b = bias[o]
             for p in range(P):
                 y[p] = src[p] + b
-            activate_row(activation, y)
+        activate_row(activation, out[i])
 
 
 @jit(inline="always")
@@ -249,9 +249,8 @@ def backward(args):
     d_bias = grads[O * K : O * K + O]
     cols, d_product, transposed = _work_arrays(scratch, K, O, P, C * H * W if batch_last else 0)
     if activation != IDENTITY:
-        for i in range(m):
-            for o in range(O):
-                derivative_row(activation, out[i, o * P : (o + 1) * P], d_out[i, o * P : (o + 1) * P])
+        for i in range(m):  # whole samples: O*P values per call, not P
+            derivative_row(activation, out[i], d_out[i])
     for o in range(O):
         dst = d_product[o]
         if batch_last:
