@@ -52,9 +52,10 @@ except ImportError as error:  # pragma: no cover - exercised only without scikit
                       "(or pip install scikit-learn)") from error
 
 from . import _codes as codes
+from ._dispatch import step_address
 from ._threads import use_threads
 from ._validation import kernel_array
-from .kernels.step import apply_update
+from .kernels.step import penalized_epoch
 from .layers import Dense, Dropout
 from .network import Network
 from .optim import SGD, Adam, Optimizer
@@ -381,7 +382,13 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_ = 0
         X_all, labels_all, targets_all, weights_all = self._kernel_arrays(X, labels, targets,
                                                                           weights)
-        step = self._batch_step
+        # the whole epoch is one kernel call (kernels.step.penalized_epoch); Python shuffles
+        # with scikit-learn's random state and follows its stopping rules between epochs
+        slices = np.array([[s.start, s.stop] for s in self._weight_slices], dtype=np.int64)
+        loss_scale, grad_scale = self._scale_pair
+        results, penalty = net._results, np.zeros(1)
+        step_kernel = step_address(net.dtype)
+        flags = codes.F_TRAINING | codes.F_UPDATE_BUFFERS
         for _ in range(self.max_iter):
             order = (self._random_state.permutation(index) if self.shuffle else index)
             # one gather per epoch; each batch is then a contiguous slice
@@ -389,16 +396,12 @@ class _BaseMLP(BaseEstimator):
             le = labels_all[order] if labels is not None else labels_all
             te = targets_all[order] if targets is not None else targets_all
             we = weights_all[order] if weights is not None else weights_all
-            accumulated = 0.0
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                wb = we[start:stop] if weights is not None else we
-                weight_sum = float(stop - start if weights is None else wb.sum())
-                if weight_sum <= 0:
-                    continue
-                accumulated += step(Xe[start:stop], le[start:stop] if labels is not None
-                                    else le, te[start:stop] if targets is not None else te, wb,
-                                    weight_sum, opt_args) * weight_sum
+            penalized_epoch(*net._args, Xe, le, te, we, net._loss_code, flags, *net._no_opt,
+                            *opt_args, results, batch_size, grad_scale, float(self.alpha),
+                            slices, step_kernel, penalty)
+            if results[codes.R_ERROR]:
+                net._raise_for(results, le)
+            accumulated = loss_scale * results[codes.R_LOSS] + 0.5 * self.alpha * penalty[0]
             self.n_iter_ += 1
             self.loss_ = accumulated / weight_total
             self.t_ += n
@@ -425,13 +428,6 @@ class _BaseMLP(BaseEstimator):
                               ConvergenceWarning, stacklevel=3)
         if early_stopping and hasattr(self, "_best_params"):
             net.params[:] = self._best_params
-
-    def _batch_step(self, X, labels, targets, weights, weight_sum: float, opt_args) -> float:
-        """One mini-batch: scikit-learn's loss and gradient, then the optimizer's update."""
-        loss = self._loss_and_grad(X, labels, targets, weights, weight_sum)
-        net = self.network_
-        apply_update(net.params, net._grads, *opt_args)
-        return loss
 
     def _validation_loss(self, X_val, y_val) -> None:
         labels, targets = self._encode(y_val, False, None, True)

@@ -277,6 +277,53 @@ def _epoch(plan, ints, floats, params, grads, buffers, ws, rng,
             return
 
 
+@jit
+def penalized_epoch(plan, ints, floats, params, grads, buffers, ws, rng,
+                    X, labels, targets, weights, loss_kind, flags, no_state, no_hyper,
+                    no_counters, no_update, state, hyper, counters, update_kernel, results,
+                    batch_size, grad_scale, alpha, weight_slices, step_kernel, penalty):
+    """scikit-learn's MLP epoch (``fastbp.sklearn``) in one call, over X's rows in their
+    order (the caller shuffles as scikit-learn does). Each mini-batch: the step at
+    ``step_kernel`` without an update (the ``no_*`` optimizer), its gradient times
+    ``grad_scale`` (scikit-learn's loss scaling), ``alpha / batch weight * w`` added on the
+    weights (``weight_slices``: (start, stop) rows into ``params``; biases are not
+    penalised), then the optimizer's update. ``results`` add up the steps' losses;
+    ``penalty[0]`` the sum over batches of ||w||^2 at each batch's gradient. Batches of
+    zero weight are skipped; a non-finite loss stops the epoch with R_ERROR set."""
+    n = X.shape[0]
+    weighted = weights.shape[0] > 0
+    results[:] = 0
+    penalty[0] = 0
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        wb = weights[start:stop] if weighted else weights[:0]
+        wsum = _weight_sum(wb, stop - start)
+        if not wsum > 0:
+            continue
+        call_step(step_kernel, (plan, ints, floats, params, grads, buffers, ws, rng,
+                                X[start:stop],
+                                labels[start:stop] if labels.shape[0] > 0 else labels,
+                                targets[start:stop] if targets.shape[0] > 0 else targets,
+                                wb, loss_kind, flags, no_state, no_hyper, no_counters,
+                                no_update, results))
+        if results[R_ERROR] != 0:
+            return
+        if grad_scale != 1.0:
+            for j in range(grads.shape[0]):
+                grads[j] *= grad_scale
+        if alpha > 0:
+            c = alpha / wsum
+            squares = 0.0
+            for k in range(weight_slices.shape[0]):
+                w = params[weight_slices[k, 0] : weight_slices[k, 1]]
+                g = grads[weight_slices[k, 0] : weight_slices[k, 1]]
+                for j in range(w.shape[0]):
+                    g[j] += c * w[j]
+                    squares += w[j] * w[j]
+            penalty[0] += squares
+        optimizer_update(params, grads, state, hyper, counters, update_kernel)
+
+
 @jit(inline="always")
 def _infer(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
            loss_kind, flags, results, capacity, outputs):
