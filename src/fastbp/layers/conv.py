@@ -123,6 +123,10 @@ class _Conv(Layer):
         transposed = int(np.prod(self.input_shape)) if self._batch_last() else 0
         return (self._K + self.out_channels) * int(np.prod(self.output_shape[1:])) + transposed
 
+    def scratch_per_batch(self) -> int:
+        # the weight gradient's transpose (see kernels/conv.py's backward)
+        return self._K * self.out_channels
+
     def int_settings(self) -> tuple[int, ...]:
         def two(values, fill):
             return tuple(values) if self.dims == 2 else (fill, *values)
