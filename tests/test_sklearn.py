@@ -173,6 +173,39 @@ def test_partial_fit_and_warm_start_continue():
     assert len(warm.loss_curve_) == 10 and not np.array_equal(first, warm.coefs_[0])
 
 
+@pytest.mark.parametrize("max_iter,tol,expect_warning", [
+    (40, 1e-4, True),    # no stop: 16 + 16 + 8 epochs, the warning once at the end
+    (200, 0.05, False),  # stops inside a block: the random state must be rewound
+], ids=["runs-to-max_iter", "stops-mid-block"])
+def test_epochs_in_blocks_equal_one_epoch_per_call(monkeypatch, max_iter, tol, expect_warning):
+    # The kernel runs up to EPOCH_BLOCK epochs per call and applies the stopping rule
+    # itself; one epoch per call leaves it all to Python. Same draws, same updates, same
+    # floats: everything must be identical, including where the random state ends.
+    import fastbp.sklearn as fbs
+
+    X, y = _load("iris")
+    fits = {}
+    default = fbs.EPOCH_BLOCK
+    for block in (default, 1):
+        monkeypatch.setattr(fbs, "EPOCH_BLOCK", block)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=max_iter, tol=tol,
+                                n_iter_no_change=3, random_state=0).fit(X, y)
+        warned = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+        assert len(warned) == int(expect_warning)
+        fits[block] = clf
+    blocked, single = fits[default], fits[1]
+    if not expect_warning:
+        assert blocked.n_iter_ % default != 0  # the stop fell inside a block
+    assert blocked.n_iter_ == single.n_iter_ and blocked.t_ == single.t_
+    assert blocked.loss_curve_ == single.loss_curve_
+    assert blocked.best_loss_ == single.best_loss_
+    assert np.array_equal(blocked.network_.params, single.network_.params)
+    state_b, state_s = blocked._random_state.get_state(), single._random_state.get_state()
+    assert np.array_equal(state_b[1], state_s[1]) and state_b[2:] == state_s[2:]
+
+
 def test_class_weight_and_sample_weight():
     X, y = _load("breast_cancer")
     X = StandardScaler().fit_transform(X)

@@ -55,12 +55,15 @@ from . import _codes as codes
 from ._dispatch import step_address
 from ._threads import use_threads
 from ._validation import kernel_array
-from .kernels.step import penalized_epoch
+from .kernels.step import penalized_epochs
 from .layers import Dense, Dropout
 from .network import Network
 from .optim import SGD, Adam, Optimizer
 
 __all__ = ["MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor"]
+
+# Epochs per kernel call when Python has nothing to do between them (see _fit_stochastic)
+EPOCH_BLOCK = 16
 
 # scikit-learn's activation names -> fastbp's
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -382,52 +385,84 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_ = 0
         X_all, labels_all, targets_all, weights_all = self._kernel_arrays(X, labels, targets,
                                                                           weights)
-        # the whole epoch is one kernel call (kernels.step.penalized_epoch); Python shuffles
-        # with scikit-learn's random state and follows its stopping rules between epochs
+        # Epochs run in kernel calls (kernels.step.penalized_epochs) of up to EPOCH_BLOCK
+        # epochs when nothing between epochs needs Python: no validation, no printing, no
+        # learning-rate change (then the kernel applies scikit-learn's stopping rule too);
+        # otherwise one epoch per call. Python draws each epoch's order with scikit-learn's
+        # random state, ahead for a block, and rewinds it if the block stops early, so that
+        # the state moves exactly as one draw per epoch run.
+        lr_changes = self.optimizer is None and self.solver == "sgd" and \
+            self.learning_rate != "constant"
+        blocked = not (early_stopping or incremental or self.verbose or lr_changes)
         slices = np.array([[s.start, s.stop] for s in self._weight_slices], dtype=np.int64)
         loss_scale, grad_scale = self._scale_pair
-        results, penalty = net._results, np.zeros(1)
+        results = net._results
+        X_batch = np.empty((batch_size, X_all.shape[1]), dtype=net.dtype)
+        labels_batch = np.empty(batch_size if labels is not None else 0, dtype=np.int64)
+        targets_batch = (np.empty((batch_size, targets_all.shape[1]), dtype=net.dtype)
+                         if targets is not None else targets_all)
+        weights_batch = np.empty(batch_size if weights is not None else 0, dtype=net.dtype)
+        progress = np.zeros(3)
         step_kernel = step_address(net.dtype)
         flags = codes.F_TRAINING | codes.F_UPDATE_BUFFERS
-        for _ in range(self.max_iter):
-            order = (self._random_state.permutation(index) if self.shuffle else index)
-            # one gather per epoch; each batch is then a contiguous slice
-            Xe = X_all[order]
-            le = labels_all[order] if labels is not None else labels_all
-            te = targets_all[order] if targets is not None else targets_all
-            we = weights_all[order] if weights is not None else weights_all
-            penalized_epoch(*net._args, Xe, le, te, we, net._loss_code, flags, *net._no_opt,
-                            *opt_args, results, batch_size, grad_scale, float(self.alpha),
-                            slices, step_kernel, penalty)
+        rs = self._random_state
+        left = self.max_iter
+        while left > 0:
+            count = min(EPOCH_BLOCK if blocked else 1, left)
+            rewind = rs.get_state() if blocked and self.shuffle else None
+            orders = np.empty((count, n), dtype=np.int64)
+            for e in range(count):
+                orders[e] = rs.permutation(index) if self.shuffle else index
+            progress[:] = (self.best_loss_ if blocked and self.best_loss_ is not None else np.inf,
+                           self._no_improvement_count, 0)
+            epoch_losses = np.zeros(count)
+            penalized_epochs(*net._args, X_all, labels_all, targets_all, weights_all,
+                             net._loss_code, flags, *net._no_opt, *opt_args, results, orders,
+                             X_batch, labels_batch, targets_batch, weights_batch, batch_size,
+                             grad_scale, float(self.alpha), slices, step_kernel, loss_scale,
+                             weight_total, float(self.tol),
+                             self.n_iter_no_change if blocked else -1, progress, epoch_losses)
             if results[codes.R_ERROR]:
-                net._raise_for(results, le)
-            accumulated = loss_scale * results[codes.R_LOSS] + 0.5 * self.alpha * penalty[0]
+                net._raise_for(results, labels_batch)
+            ran = int(progress[2])
+            left -= ran
+            if rewind is not None and ran < count:
+                rs.set_state(rewind)
+                for _ in range(ran):
+                    rs.permutation(index)
+            if self._epochs_end(epoch_losses[:ran], n, early_stopping, incremental,
+                                X_val if early_stopping else None,
+                                y_val if early_stopping else None) or incremental:
+                break
+        if early_stopping and hasattr(self, "_best_params"):
+            net.params[:] = self._best_params
+
+    def _epochs_end(self, losses, n: int, early_stopping: bool, incremental: bool, X_val,
+                    y_val) -> bool:
+        """scikit-learn's bookkeeping after each epoch of ``losses``; True to stop."""
+        for loss in losses:
             self.n_iter_ += 1
-            self.loss_ = accumulated / weight_total
+            self.loss_ = float(loss)
             self.t_ += n
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
             if early_stopping:
                 self._validation_loss(X_val, y_val)
-            self._update_no_improvement_count(early_stopping, X_val if early_stopping else None,
-                                              y_val if early_stopping else None)
+            self._update_no_improvement_count(early_stopping, X_val, y_val)
             self._iteration_ends()
             if self._no_improvement_count > self.n_iter_no_change:
                 what = "Validation score" if early_stopping else "Training loss"
                 message = (f"{what} did not improve more than tol={self.tol:f} for "
                            f"{self.n_iter_no_change} consecutive epochs.")
                 if self._trigger_stopping(message):
-                    break
+                    return True
                 self._no_improvement_count = 0
-            if incremental:
-                break
-            if self.n_iter_ == self.max_iter:
+            if not incremental and self.n_iter_ == self.max_iter:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                               "reached and the optimization hasn't converged yet.",
-                              ConvergenceWarning, stacklevel=3)
-        if early_stopping and hasattr(self, "_best_params"):
-            net.params[:] = self._best_params
+                              ConvergenceWarning, stacklevel=4)
+        return False
 
     def _validation_loss(self, X_val, y_val) -> None:
         labels, targets = self._encode(y_val, False, None, True)

@@ -278,50 +278,85 @@ def _epoch(plan, ints, floats, params, grads, buffers, ws, rng,
 
 
 @jit
-def penalized_epoch(plan, ints, floats, params, grads, buffers, ws, rng,
-                    X, labels, targets, weights, loss_kind, flags, no_state, no_hyper,
-                    no_counters, no_update, state, hyper, counters, update_kernel, results,
-                    batch_size, grad_scale, alpha, weight_slices, step_kernel, penalty):
-    """scikit-learn's MLP epoch (``fastbp.sklearn``) in one call, over X's rows in their
-    order (the caller shuffles as scikit-learn does). Each mini-batch: the step at
-    ``step_kernel`` without an update (the ``no_*`` optimizer), its gradient times
-    ``grad_scale`` (scikit-learn's loss scaling), ``alpha / batch weight * w`` added on the
-    weights (``weight_slices``: (start, stop) rows into ``params``; biases are not
-    penalised), then the optimizer's update. ``results`` add up the steps' losses;
-    ``penalty[0]`` the sum over batches of ||w||^2 at each batch's gradient. Batches of
-    zero weight are skipped; a non-finite loss stops the epoch with R_ERROR set."""
-    n = X.shape[0]
+def penalized_epochs(plan, ints, floats, params, grads, buffers, ws, rng,
+                     X, labels, targets, weights, loss_kind, flags, no_state, no_hyper,
+                     no_counters, no_update, state, hyper, counters, update_kernel, results,
+                     orders, X_batch, labels_batch, targets_batch, weights_batch,
+                     batch_size, grad_scale, alpha, weight_slices, step_kernel, loss_scale,
+                     weight_total, tol, n_iter_no_change, progress, epoch_losses):
+    """scikit-learn's MLP epochs (``fastbp.sklearn``) in one call: epoch e visits the rows
+    ``orders[e]`` (drawn by the caller with scikit-learn's random state) in mini-batches
+    gathered into the ``*_batch`` buffers. Each mini-batch: the step at ``step_kernel``
+    without an update (the ``no_*`` optimizer), its gradient times ``grad_scale``
+    (scikit-learn's loss scaling), ``alpha / batch weight * w`` added on the weights
+    (``weight_slices``: (start, stop) rows into ``params``; biases are not penalised), then
+    the optimizer's update. Batches of zero weight are skipped.
+
+    ``epoch_losses[e]`` gets scikit-learn's epoch loss: (loss_scale * summed loss + alpha/2
+    * the sum over batches of ||w||^2 at each batch's gradient) / weight_total.
+    ``progress`` is (best loss, epochs without improvement, epochs run); with
+    ``n_iter_no_change >= 0`` the first two follow scikit-learn's rule (an epoch improves if
+    its loss is below the best minus ``tol``) and the call returns after the epoch where the
+    count exceeds ``n_iter_no_change``. A non-finite loss stops with R_ERROR set."""
+    n = orders.shape[1]
     weighted = weights.shape[0] > 0
-    results[:] = 0
-    penalty[0] = 0
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        wb = weights[start:stop] if weighted else weights[:0]
-        wsum = _weight_sum(wb, stop - start)
-        if not wsum > 0:
-            continue
-        call_step(step_kernel, (plan, ints, floats, params, grads, buffers, ws, rng,
-                                X[start:stop],
-                                labels[start:stop] if labels.shape[0] > 0 else labels,
-                                targets[start:stop] if targets.shape[0] > 0 else targets,
-                                wb, loss_kind, flags, no_state, no_hyper, no_counters,
-                                no_update, results))
-        if results[R_ERROR] != 0:
-            return
-        if grad_scale != 1.0:
-            for j in range(grads.shape[0]):
-                grads[j] *= grad_scale
-        if alpha > 0:
-            c = alpha / wsum
-            squares = 0.0
-            for k in range(weight_slices.shape[0]):
-                w = params[weight_slices[k, 0] : weight_slices[k, 1]]
-                g = grads[weight_slices[k, 0] : weight_slices[k, 1]]
-                for j in range(w.shape[0]):
-                    g[j] += c * w[j]
-                    squares += w[j] * w[j]
-            penalty[0] += squares
-        optimizer_update(params, grads, state, hyper, counters, update_kernel)
+    has_labels = labels.shape[0] > 0
+    n_targets = targets.shape[1] if targets.shape[0] > 0 else 0
+    progress[2] = 0
+    for e in range(orders.shape[0]):
+        order = orders[e]
+        results[:] = 0
+        squares = 0.0
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            Xb = X_batch[:m]
+            for r in range(m):
+                src = order[start + r]
+                row = Xb[r]
+                x = X[src]
+                for j in range(row.shape[0]):
+                    row[j] = x[j]
+                if has_labels:
+                    labels_batch[r] = labels[src]
+                for j in range(n_targets):
+                    targets_batch[r, j] = targets[src, j]
+                if weighted:
+                    weights_batch[r] = weights[src]
+            wb = weights_batch[:m] if weighted else weights_batch[:0]
+            wsum = _weight_sum(wb, m)
+            if not wsum > 0:
+                continue
+            call_step(step_kernel, (plan, ints, floats, params, grads, buffers, ws, rng, Xb,
+                                    labels_batch[:m] if has_labels else labels_batch,
+                                    targets_batch[:m] if n_targets > 0 else targets_batch,
+                                    wb, loss_kind, flags, no_state, no_hyper, no_counters,
+                                    no_update, results))
+            if results[R_ERROR] != 0:
+                return
+            if grad_scale != 1.0:
+                for j in range(grads.shape[0]):
+                    grads[j] *= grad_scale
+            if alpha > 0:
+                c = alpha / wsum
+                for k in range(weight_slices.shape[0]):
+                    w = params[weight_slices[k, 0] : weight_slices[k, 1]]
+                    g = grads[weight_slices[k, 0] : weight_slices[k, 1]]
+                    for j in range(w.shape[0]):
+                        g[j] += c * w[j]
+                        squares += w[j] * w[j]
+            optimizer_update(params, grads, state, hyper, counters, update_kernel)
+        loss = (loss_scale * results[R_LOSS] + 0.5 * alpha * squares) / weight_total
+        epoch_losses[e] = loss
+        progress[2] = e + 1
+        if n_iter_no_change >= 0:
+            if loss > progress[0] - tol:
+                progress[1] += 1
+            else:
+                progress[1] = 0
+            if loss < progress[0]:
+                progress[0] = loss
+            if progress[1] > n_iter_no_change:
+                return
 
 
 @jit(inline="always")
