@@ -206,6 +206,30 @@ def test_epochs_in_blocks_equal_one_epoch_per_call(monkeypatch, max_iter, tol, e
     assert np.array_equal(state_b[1], state_s[1]) and state_b[2:] == state_s[2:]
 
 
+def test_a_diverging_block_records_its_finished_epochs_like_one_epoch_per_call(monkeypatch):
+    # SGD at lr 0.5 with momentum diverges after a few epochs: the epochs before the
+    # non-finite loss are recorded and the random state has moved one draw per epoch begun.
+    import fastbp.sklearn as fbs
+
+    X, y = _load("diabetes")
+    X = StandardScaler().fit_transform(X)
+    y = (y - y.mean()) / y.std()
+    fits = {}
+    default = fbs.EPOCH_BLOCK
+    for block in (default, 1):
+        monkeypatch.setattr(fbs, "EPOCH_BLOCK", block)
+        reg = MLPRegressor(hidden_layer_sizes=(32,), solver="sgd", learning_rate_init=0.5,
+                           momentum=0.9, max_iter=50, random_state=0, dtype="float64")
+        with pytest.raises(FloatingPointError, match="not finite"):
+            reg.fit(X, y)
+        fits[block] = reg
+    blocked, single = fits[default], fits[1]
+    assert blocked.n_iter_ == single.n_iter_ > 0 and blocked.t_ == single.t_
+    assert blocked.loss_curve_ == single.loss_curve_
+    state_b, state_s = blocked._random_state.get_state(), single._random_state.get_state()
+    assert np.array_equal(state_b[1], state_s[1]) and state_b[2:] == state_s[2:]
+
+
 def test_class_weight_and_sample_weight():
     X, y = _load("breast_cancer")
     X = StandardScaler().fit_transform(X)

@@ -422,17 +422,19 @@ class _BaseMLP(BaseEstimator):
                              grad_scale, float(self.alpha), slices, step_kernel, loss_scale,
                              weight_total, float(self.tol),
                              self.n_iter_no_change if blocked else -1, progress, epoch_losses)
-            if results[codes.R_ERROR]:
-                net._raise_for(results, labels_batch)
             ran = int(progress[2])
+            failed = results[codes.R_ERROR] != 0  # in epoch ran, which drew its order too
             left -= ran
             if rewind is not None and ran < count:
                 rs.set_state(rewind)
-                for _ in range(ran):
+                for _ in range(ran + failed):
                     rs.permutation(index)
-            if self._epochs_end(epoch_losses[:ran], n, early_stopping, incremental,
-                                X_val if early_stopping else None,
-                                y_val if early_stopping else None) or incremental:
+            stop = self._epochs_end(epoch_losses[:ran], n, early_stopping, incremental,
+                                    X_val if early_stopping else None,
+                                    y_val if early_stopping else None)
+            if failed:  # the epochs before it are recorded, as one epoch per call would
+                net._raise_for(results, labels_batch)
+            if stop or incremental:
                 break
         if early_stopping and hasattr(self, "_best_params"):
             net.params[:] = self._best_params
