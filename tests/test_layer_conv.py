@@ -71,8 +71,8 @@ def test_each_layer_picks_its_column_order_by_width_and_agrees_with_the_twin():
     net = fb.Network([fb.Conv2D(1, 2, 3, padding=1, activation="relu"),
                       fb.Conv2D(2, 3, 3, stride=2, activation="tanh"),
                       fb.Conv2D(3, 2, 3, padding=1, activation="tanh"), fb.Flatten(),
-                      fb.Dense(2 * 2 * 9, 3)],
-                     input_shape=(1, 5, 20), loss="mse", dtype="float64", seed=1)
+                      fb.Dense(2 * 2 * 16, 3)],
+                     input_shape=(1, 5, 34), loss="mse", dtype="float64", seed=1)
     assert [layer._batch_last() for layer in net.layers[:3]] == [False, True, True]
     check_twin(net, n=3)
 

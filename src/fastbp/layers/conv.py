@@ -110,12 +110,14 @@ class _Conv(Layer):
 
     def _batch_last(self) -> bool:
         """The kernel's column order (see kernels/conv.py): batch-last where im2col's runs of
-        input would be short, i.e. narrow outputs or strided ones. Measured on compare.py's
-        shapes (train_step medians, one interleaved run, sample-major -> batch-last):
-        cnn_digits 858 -> 562 us, cnn1d 1092 -> 894 us, lenet 7.1 -> 5.7 ms, but
-        cifar_small (outputs 32 and 16 wide) 114 -> 121 ms."""
+        input would be short, i.e. outputs narrower than 32 or strided ones. Measured on
+        compare.py's shapes (train_step medians, one interleaved run, sample-major ->
+        batch-last): cnn_digits 858 -> 562 us, cnn1d 1092 -> 894 us, lenet 7.1 -> 5.7 ms;
+        cifar_small (outputs 32 and 16 wide) 114 -> 121 ms with all three batch-last, the
+        same with only its 16-wide one; lenet's 28-wide first convolution batch-last too
+        3.72 -> 3.56 ms (a width threshold of 32 rather than 16)."""
         _, width = self._spatial(self.output_shape)
-        return self.stride[-1] > 1 or width < 16
+        return self.stride[-1] > 1 or width < 32
 
     def scratch_per_sample(self) -> int:
         # its columns of the batch's im2col matrix and of the (out_channels, ...) product,
