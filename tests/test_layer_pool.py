@@ -129,3 +129,27 @@ def test_torch_pooling(config):
     expected = np.concatenate([t_conv.weight.grad.numpy().ravel(), t_conv.bias.grad.numpy(),
                                lin.weight.grad.numpy().T.ravel(), lin.bias.grad.numpy()])
     assert rel_err(grad, expected) <= 1e-10
+
+
+@pytest.mark.parametrize("pool,shape,at", [
+    (fb.MaxPool2D(2), (2, 2, 4), (0, 1)),                      # kernel and stride 2 loop
+    (fb.MaxPool2D(2, stride=1), (2, 2, 4), (1, 1)),            # generic unpadded loop
+    (fb.MaxPool2D(3, stride=1, padding=1), (2, 3, 5), (1, 1)),  # padded (clipped) windows
+    (fb.MaxPool1D(2), (2, 6), (1,)),                            # one-row halving loop
+], ids=["2d-halving", "2d-unpadded", "2d-padded", "1d-halving"])
+def test_a_nan_anywhere_in_a_window_is_its_maximum_as_torch(pool, shape, at):
+    # Inputs cannot be NaN (check_batch), so two 1x1 convolutions make one where both
+    # input channels are 3e38: +inf and -inf channels (overflow), then their sum.
+    conv = fb.Conv2D if len(shape) == 3 else fb.Conv1D
+    net = fb.Network([conv(2, 2, 1), conv(2, 1, 1), pool, fb.Flatten()], input_shape=shape,
+                     loss="mse", dtype="float32")
+    first, second = net.layers[0], net.layers[1]
+    first.W = np.array([[1.0, 1.0], [-1.0, -1.0]]).reshape(first.W.shape)
+    second.W = np.ones(second.W.shape)
+    first.b, second.b = np.zeros(2), np.zeros(1)
+    X = np.zeros((1, *shape), dtype=np.float32)
+    X[(0, slice(None), *at)] = 3e38
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = net.forward(X)
+    # the first window holds the NaN, not as its first element; some window does not
+    assert np.isnan(out[0, 0]) and np.isfinite(out[0]).any()

@@ -13,6 +13,14 @@ from .._jit import jit
 KIND = 7
 
 
+@jit(inline="always")
+def _beats(v, value):
+    """Whether v replaces the window's maximum so far: strictly greater (the first maximum
+    wins ties, as torch), or the first NaN, so that a NaN anywhere in the window is the
+    output (torch propagates NaN; the twin's argmax picks the first one)."""
+    return v > value or (v != v and value == value)
+
+
 @jit
 def _max_unpadded(inp, out, where_all, C, H, W, KH, KW, SH, SW, HO, WO):
     """Max pooling without padding (every window inside the input): the common case, and
@@ -31,14 +39,14 @@ def _max_unpadded(inp, out, where_all, C, H, W, KH, KW, SH, SW, HO, WO):
                     value = x[best]
                     for kj in range(1, KW):
                         v = x[left + kj]
-                        if v > value:  # strictly: the first maximum, as torch
+                        if _beats(v, value):  # strictly: the first maximum, as torch
                             value = v
                             best = left + kj
                     for ki in range(1, KH):
                         r = left + ki * W
                         for kj in range(KW):
                             v = x[r + kj]
-                            if v > value:
+                            if _beats(v, value):
                                 value = v
                                 best = r + kj
                     y[o + ow] = value
@@ -68,15 +76,15 @@ def _max_halving(inp, out, where_all, C, H, W, HO, WO):
                     value = first[2 * ow]
                     k = 0
                     v = first[2 * ow + 1]
-                    if v > value:  # strictly: the first maximum, as torch
+                    if _beats(v, value):  # strictly: the first maximum, as torch
                         value = v
                         k = 1
                     v = second[2 * ow]
-                    if v > value:
+                    if _beats(v, value):
                         value = v
                         k = W
                     v = second[2 * ow + 1]
-                    if v > value:
+                    if _beats(v, value):
                         value = v
                         k = W + 1
                     values[ow] = value
@@ -101,7 +109,7 @@ def _max_halving_rows(inp, out, where_all, C, H, W, HO, WO):
                     value = row[2 * ow]
                     k = 0
                     v = row[2 * ow + 1]
-                    if v > value:
+                    if _beats(v, value):
                         value = v
                         k = 1
                     values[ow] = value
@@ -149,14 +157,14 @@ def forward(args):
                         value = x[best]
                         for iw in range(w_lo + 1, w_hi):
                             v = x[top + iw]
-                            if v > value:  # strictly: the first maximum, as torch
+                            if _beats(v, value):  # strictly: the first maximum, as torch
                                 value = v
                                 best = top + iw
                         for ih in range(h_lo + 1, h_hi):
                             r = plane + ih * W
                             for iw in range(w_lo, w_hi):
                                 v = x[r + iw]
-                                if v > value:
+                                if _beats(v, value):
                                     value = v
                                     best = r + iw
                         y[o + ow] = value
