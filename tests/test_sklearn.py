@@ -146,6 +146,59 @@ def test_multilabel_and_multioutput():
     assert reg.predict(Xr).shape == (100, 3) and reg.n_outputs_ == 3
 
 
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "bool", "one_class"])
+def test_integer_labels_train_as_their_strings_do(kind):
+    # integer labels skip LabelBinarizer (fastbp.sklearn._plain_labels); the same labels as
+    # strings go through it: the two fits must be the same fit
+    X, y = _load("iris")
+    y = {"multiclass": y, "binary": (y == 1).astype(int), "bool": y == 1,
+         "one_class": np.zeros_like(y)}[kind]
+    as_text = np.array([f"class {v}" for v in y])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = MLPClassifier(max_iter=20, random_state=0).fit(X, y)
+        text = MLPClassifier(max_iter=20, random_state=0).fit(X, as_text)
+    assert plain.out_activation_ == text.out_activation_ and plain.n_outputs_ == text.n_outputs_
+    assert plain.loss_curve_ == text.loss_curve_
+    np.testing.assert_array_equal(plain.coefs_[0], text.coefs_[0])
+    np.testing.assert_array_equal([f"class {v}" for v in plain.predict(X)], text.predict(X))
+    assert plain.score(X, y) == text.score(X, as_text)
+
+
+def test_partial_fit_refuses_labels_outside_classes_on_the_first_call():
+    X, y = _load("iris")
+    with pytest.raises(ValueError, match=r"not in classes_ \[0, 1\]: \[2\]"):
+        MLPClassifier(random_state=0).partial_fit(X, y, classes=np.array([0, 1]))
+
+
+@pytest.mark.parametrize("case", ["int_labels", "float_labels", "weighted", "regression",
+                                  "regression_constant_y", "regression_two_outputs"])
+def test_score_equals_sklearns_metric(case):
+    # score has a fast path for plain 1-D targets; it must give the metric's value (up to
+    # the rounding of its sums: rel 1e-12)
+    from sklearn.metrics import accuracy_score, r2_score
+
+    X, y = _load("iris")
+    weights = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if case.startswith("regression"):
+            y = {"regression": X[:, 0], "regression_constant_y": np.full(len(X), 2.0),
+                 "regression_two_outputs": X[:, :2]}[case]
+            model = MLPRegressor(max_iter=20, random_state=0).fit(X[:, 1:], y)
+            X, metric = X[:, 1:], r2_score
+        else:
+            model = MLPClassifier(max_iter=20, random_state=0).fit(X, y)
+            metric = accuracy_score
+            if case == "float_labels":
+                y = y.astype(float)
+            elif case == "weighted":
+                weights = np.linspace(0.1, 2.0, len(y))
+    expected = metric(y, model.predict(X), sample_weight=weights)
+    assert model.score(X, y, sample_weight=weights) == pytest.approx(expected, rel=1e-12,
+                                                                     abs=1e-15)
+
+
 def test_early_stopping_keeps_the_best_validation_score():
     X, y = _load("digits")
     clf = MLPClassifier(early_stopping=True, random_state=0).fit(X / 16, y)

@@ -24,8 +24,8 @@ def activate_row(activation, row):
     """Apply the activation to a 1-D row in place."""
     if activation == RELU:
         for j in range(row.shape[0]):
-            if row[j] < 0:
-                row[j] = 0
+            v = row[j]
+            row[j] = 0 if v < 0 else v
     elif activation == LEAKY_RELU:
         for j in range(row.shape[0]):
             if row[j] < 0:
@@ -44,8 +44,7 @@ def derivative_row(activation, o, d):
     n = o.shape[0]
     if activation == RELU:
         for j in range(n):
-            if o[j] <= 0:
-                d[j] = 0
+            d[j] = 0 if o[j] <= 0 else d[j]
     elif activation == LEAKY_RELU:
         for j in range(n):
             if o[j] <= 0:
@@ -69,8 +68,7 @@ def activation_backward(activation, out, delta, db):
         d = delta[i]
         if activation == RELU:
             for j in range(n):
-                if o[j] <= 0:
-                    d[j] = 0
+                d[j] = 0 if o[j] <= 0 else d[j]
         elif activation == LEAKY_RELU:
             for j in range(n):
                 if o[j] <= 0:

@@ -49,12 +49,13 @@ def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, res
         if loss_kind == CROSS_ENTROPY:
             y = labels[i]
             top = 0
+            mx = o[0]
             for j in range(1, c):
-                if o[j] > o[top]:
-                    top = j
-            if top == y:
-                correct += 1
-            mx = o[top]
+                v = o[j]
+                better = v > mx
+                top = j if better else top
+                mx = v if better else mx
+            correct += top == y
             d = dO[i]
             s = 0.0
             for j in range(c):  # exp once, kept in dO, normalised below
