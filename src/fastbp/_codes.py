@@ -37,6 +37,16 @@ F_NEED_D_INPUT = 4  # backward must write dLoss/d(input) (every layer but the fi
 F_STANDALONE = 8  # a step called from Python: zero the results and validate the batch first
 F_INFER = 16  # run_dataset: forward in chunks (outputs, loss, accuracy), no training
 F_VALIDATE = 32  # run_dataset: only check the data as train_step would
+F_PART = 64  # train_step: one part of a split step (gradient only, never split again)
+
+# part_info, the int64 array a split step (kernels/step.py's _split_step) is given.
+PART_STEP = 0  # the address of train_step, which each part runs
+PART_MIN_ROWS = 1  # batches with fewer rows run whole, on one thread
+PART_BLAS_SETTER = 2  # the address of openblas_set_num_threads_local, or 0
+PART_MAX_ROWS = 3  # batches with more rows run whole (BLAS's own threads serve them better)
+PART_AT_ONCE = 4  # the address of the kernel that runs the parts on threads
+PART_RUNNER = 5  # the address of the kernel that runs one part
+N_PART_INFO = 6
 
 # Activations.
 IDENTITY = 0

@@ -53,14 +53,20 @@ def update_address(optimizer_kind: int, dtype) -> int:
     return found
 
 
+def _step_signature_address(key: int, kernel, dtype) -> int:
+    """The address of ``kernel`` (a function with train_step's signature) compiled for
+    ``dtype``, compiled (or loaded from the cache) on first use in this process."""
+    entry = (key, np.dtype(dtype).name)
+    found = _ADDRESSES.get(entry)
+    if found is None:
+        found = _ADDRESSES[entry] = _address(kernel, dispatch.step_args_types(dtype))
+    return found
+
+
 def step_address(dtype) -> int:
     """The address of ``step.train_step`` compiled for a network of ``dtype``, which the
     epoch in ``step.run_dataset`` calls: one compiled step for Python and the epoch."""
-    key = (-1, np.dtype(dtype).name)
-    found = _ADDRESSES.get(key)
-    if found is None:
-        found = _ADDRESSES[key] = _address(step.train_step, dispatch.step_args_types(dtype))
-    return found
+    return _step_signature_address(-1, step.train_step, dtype)
 
 
 def bind_kernels(table: np.ndarray, dtype) -> None:
@@ -69,3 +75,13 @@ def bind_kernels(table: np.ndarray, dtype) -> None:
         if row[codes.L_IS_VIEW] == 0:
             row[codes.L_FORWARD_KERNEL], row[codes.L_BACKWARD_KERNEL] = kernel_addresses(
                 int(row[codes.L_KIND]), dtype)
+
+
+def parts_at_once_address(dtype) -> int:
+    """The address of ``step.parts_at_once`` (the parts of a split step on threads)."""
+    return _step_signature_address(-101, step.parts_at_once, dtype)
+
+
+def run_part_address(dtype) -> int:
+    """The address of ``step.run_part`` (one part of a split step)."""
+    return _step_signature_address(-102, step.run_part, dtype)

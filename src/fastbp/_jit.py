@@ -48,12 +48,20 @@ def jit(*args, parallel: bool = False, **kwargs):
     """``numba.njit`` with fastbp's defaults: cached, the safe fastmath set, no Python fallback."""
     options = {"cache": True, "fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
     if parallel:
-        options["parallel"] = True
+        # only explicit prange loops run on threads: numba would also turn every array
+        # expression (``a[:] = 0``) into a parallel region, each a start of the thread team
+        # whose spinning workers then slow OpenBLAS's own threads down
+        options["parallel"] = {"prange": True, "comprehension": False, "reduction": False,
+                               "inplace_binop": False, "setitem": False, "numpy": False,
+                               "stencil": False, "fusion": False}
     options.update(kwargs)
     if args and callable(args[0]):
         return numba.njit(**options)(args[0])
     return numba.njit(*args, **options)
 
+
+# The loop that numba runs on its threads in kernels jitted with parallel=True.
+prange = numba.prange
 
 # Functions that emit LLVM IR themselves (kernels/dispatch.py's calls by address); they take
 # no compile options.

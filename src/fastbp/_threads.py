@@ -150,6 +150,57 @@ def threads_for(work: int) -> int:
     return n
 
 
+# A training step with at least this many multiply-adds in its forward products is split by
+# rows over get_num_threads() threads when its layers allow it (kernels/step.py's
+# _split_step). Measured on 2 cores (ad-hoc harness, medians): 64-100-10 at batch 200
+# (1.5 M) 1.78x faster, at 100 rows (0.74 M) 1.24x, at 64 (0.47 M) 1.03x; a 4-100-3 step
+# at batch 120 (0.05 M) 2x slower (the threads' start costs ~10 us).
+SPLIT_MIN_WORK = 600_000
+
+_first_pid: int | None = None  # the process that first ran parts on threads
+
+
+def blas_setter_address() -> int:
+    """The address of openblas_set_num_threads_local (0 if not found), which the split
+    step's threads call to use one BLAS thread each."""
+    return 0 if _setter is None else ctypes.cast(_setter, ctypes.c_void_p).value or 0
+
+
+def parts_in_parallel() -> bool:
+    """Whether a split step's parts run on threads at once now: not when other processes
+    keep the cores busy (unless set_num_threads fixed the count), not from a thread other
+    than the main one unless numba's threading layer is thread-safe, and not in a process
+    forked from one that did (GNU OpenMP cannot run in a forked child)."""
+    global _first_pid
+    if _explicit is None and _monitor.is_busy():
+        return False
+    pid = os.getpid()
+    if _first_pid is None:
+        _first_pid = pid
+    elif _first_pid != pid:
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        import numba
+
+        try:
+            return numba.threading_layer() in ("tbb", "omp")
+        except ValueError:  # no parallel region has run yet: the layer is not chosen
+            return False
+    return True
+
+
+def prange_threads(parts: int) -> None:
+    """Give the calling thread's numba parallel loops ``parts`` threads if a split step's
+    parts should run at once now (parts_in_parallel), else one: they then run one after
+    another on this thread, with the same arithmetic."""
+    import numba
+
+    n = min(parts, numba.config.NUMBA_NUM_THREADS) if parts_in_parallel() else 1
+    if getattr(_local, "prange", None) != n:
+        numba.set_num_threads(n)
+        _local.prange = n
+
+
 def use_threads(work: int) -> None:
     """Set the calling thread's BLAS thread count for a call of ``work`` (see threads_for);
     costs one ctypes call when the count changes, a clock read otherwise."""

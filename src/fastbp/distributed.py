@@ -141,7 +141,7 @@ class DistributedStep:
             use_threads(net._work_per_sample * rows)
             net._kernels.train_step(*net._args, X, labels, targets, weights, net._loss_code,
                                     codes.F_TRAINING | codes.F_UPDATE_BUFFERS,
-                                    *net._no_opt, r)
+                                    *net._no_opt, r, *net._no_parts)
         local_weight = r[codes.R_WEIGHT]
         if local_weight > 0:
             grads *= local_weight  # the kernel divided by the local weight

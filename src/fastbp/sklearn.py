@@ -263,8 +263,10 @@ class _BaseMLP(BaseEstimator):
         net = self.network_
         r = net._results
         r[:] = 0  # the data were validated once in fit: no per-batch check (no F_STANDALONE)
+        parts = net._parts(X.shape[0])
         net._kernels.train_step(*net._args, X, labels, targets, weights, net._loss_code,
-                                codes.F_TRAINING | codes.F_UPDATE_BUFFERS, *net._no_opt, r)
+                                codes.F_TRAINING | codes.F_UPDATE_BUFFERS, *net._no_opt, r,
+                                *parts)
         if r[codes.R_ERROR]:
             net._raise_for(r, labels)
         loss_scale, grad_scale = self._scale_pair
@@ -409,6 +411,7 @@ class _BaseMLP(BaseEstimator):
                          if targets is not None else targets_all)
         weights_batch = np.empty(batch_size if weights is not None else 0, dtype=net.dtype)
         progress = np.zeros(3)
+        parts = net._parts(batch_size, epoch=True)
         step_kernel = step_address(net.dtype)
         flags = codes.F_TRAINING | codes.F_UPDATE_BUFFERS
         rs = self._random_state
@@ -427,7 +430,8 @@ class _BaseMLP(BaseEstimator):
                              X_batch, labels_batch, targets_batch, weights_batch, batch_size,
                              grad_scale, float(self.alpha), slices, step_kernel, loss_scale,
                              weight_total, float(self.tol),
-                             self.n_iter_no_change if blocked else -1, progress, epoch_losses)
+                             self.n_iter_no_change if blocked else -1, progress, epoch_losses,
+                             *parts)
             ran = int(progress[2])
             failed = results[codes.R_ERROR] != 0  # in epoch ran, which drew its order too
             left -= ran

@@ -438,10 +438,12 @@ class _EpochRunner:
         if self.per_batch:
             return self._per_batch()
         net, r = self.net, self.net._results
-        use_threads(net._work_per_sample * min(self.m, self.data.X.shape[0]))
+        rows = min(self.m, self.data.X.shape[0])
+        use_threads(net._work_per_sample * rows)
+        parts = net._parts(rows, epoch=True)
         net._kernels.run_dataset(*net._kernel_args(), *self.data, net._loss_code, TRAIN_FLAGS,
                                  *self.opt_args, r, self.perm, self.m, self.shuffle, *self.batch,
-                                 step_address(net.dtype))
+                                 step_address(net.dtype), *parts)
         return r.copy()
 
     def _per_batch(self) -> np.ndarray:

@@ -16,6 +16,7 @@ file. Under ``NUMBA_DISABLE_JIT`` the "address" is a key into a table of Python 
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba.core import cgutils, errors, types
 
 from .._jit import intrinsic
@@ -40,7 +41,7 @@ def step_args_types(dtype) -> tuple:
     i64, f64 = types.int64[::1], types.float64[::1]
     return (types.int64[:, ::1], i64, f64, vector, vector, vector, vector, types.uint64[::1],
             matrix, i64, matrix, vector, types.int64, types.int64, matrix, f64, i64,
-            types.int64, f64)
+            types.int64, f64, matrix, types.float64[:, ::1], i64)
 
 
 def update_args_type(dtype) -> tuple:
@@ -69,6 +70,11 @@ if numba.config.DISABLE_JIT:
 
     def call_update(address, args) -> None:
         PYTHON_KERNELS[address](*args)
+
+    def call_int_function(address, value):
+        import ctypes
+
+        return ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(int(address))(int(value))
 
 else:
     def _call_by_address(context, builder, address_value, argument_types, values) -> None:
@@ -122,3 +128,20 @@ else:
         """Call the optimizer update compiled at ``address`` with the arguments in ``args``."""
         return _spread_call("call_update", address, args,
                             update_args_type(_float_type(args, 0)))
+
+    @intrinsic
+    def call_int_function(typingctx, address, value):
+        """Call the C function ``int f(int)`` at ``address`` (int64) with ``value``; returns
+        its result (OpenBLAS's thread-count setter, whose address a ctypes handle gives: an
+        argument, so the compiled kernel stays cacheable)."""
+        if not isinstance(address, types.Integer) or not isinstance(value, types.Integer):
+            raise errors.TypingError("call_int_function: address and value must be integers")
+
+        def codegen(context, builder, signature, llargs):
+            int32 = ir.IntType(32)
+            fnptr = builder.inttoptr(llargs[0], ir.FunctionType(int32, [int32]).as_pointer())
+            result = builder.call(fnptr, [builder.trunc(llargs[1], int32)
+                                          if llargs[1].type.width > 32 else llargs[1]])
+            return builder.sext(result, ir.IntType(64))
+
+        return types.int64(address, value), codegen

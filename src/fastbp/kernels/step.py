@@ -24,6 +24,7 @@ from .._codes import (
     E_WEIGHT,
     F_INFER,
     F_NEED_D_INPUT,
+    F_PART,
     F_STANDALONE,
     F_VALIDATE,
     H_KIND,
@@ -47,16 +48,24 @@ from .._codes import (
     L_SCRATCH_SIZE,
     NO_LOSS,
     NO_UPDATE,
+    PART_AT_ONCE,
+    PART_BLAS_SETTER,
+    PART_MAX_ROWS,
+    PART_MIN_ROWS,
+    PART_RUNNER,
+    PART_STEP,
     R_BATCHES,
+    R_CORRECT,
+    R_COUNT,
     R_ERROR,
     R_ERROR_INDEX,
     R_GRAD_NORM,
     R_LOSS,
     R_WEIGHT,
 )
-from .._jit import jit
+from .._jit import jit, prange
 from . import activation, batchnorm, conv, dense, dropout, flatten, layernorm, pool, recurrent
-from .dispatch import call_kernel, call_step
+from .dispatch import call_int_function, call_kernel, call_step
 from .dropout import shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
@@ -153,10 +162,15 @@ def _weight_sum(weights, m):
 @jit
 def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
                X, labels, targets, weights, loss_kind, flags, state, hyper, counters, update_kernel,
-               results):
-    """Forward, loss, backward and (unless ``hyper[H_KIND]`` is NO_UPDATE) the update, for
-    one batch: the optimizer's ``state, hyper, counters, update_kernel``
-    (``optim.OptimizerArgs``), the last the address of its compiled update.
+               results, parts, part_results, part_info):
+    """Forward, loss, backward and (unless ``hyper[H_KIND]`` is NO_UPDATE or ``flags`` has
+    F_PART) the update, for one batch: the optimizer's ``state, hyper, counters,
+    update_kernel`` (``optim.OptimizerArgs``), the last the address of its compiled update.
+
+    With ``part_results`` of P >= 2 rows and a batch of ``part_info[PART_MIN_ROWS]`` to
+    ``part_info[PART_MAX_ROWS]`` rows, the batch is split by rows into P parts
+    (:func:`_split_step`), each run by this function with F_PART set on its own thread;
+    otherwise (empty ``parts``, ``part_results`` of 0 rows) it runs whole.
 
     ``flags`` carries the mode: F_TRAINING (dropout, batch statistics) and F_UPDATE_BUFFERS
     (write running statistics), independently of whether the optimizer updates, and
@@ -184,6 +198,30 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
             results[R_ERROR] = E_WEIGHT
             results[R_ERROR_INDEX] = -1
         return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
+    if part_results.shape[0] >= 2 and (flags & F_PART) == 0 and \
+            part_info[PART_MIN_ROWS] <= m <= part_info[PART_MAX_ROWS]:
+        if not _split_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels,
+                           targets, weights, loss_kind, flags, state, hyper, counters,
+                           update_kernel, results, parts, part_results, part_info, wsum):
+            return
+    else:
+        _whole_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
+                    weights, loss_kind, flags, results, wsum)
+        if results[R_ERROR] != 0:
+            return
+    opt_kind = np.int64(hyper[H_KIND])
+    if opt_kind != NO_UPDATE and (flags & F_PART) == 0:
+        results[R_GRAD_NORM] = optimizer_update(params, grads, state, hyper, counters,
+                                                update_kernel)
+    results[R_BATCHES] += 1
+
+
+@jit(inline="always")
+def _whole_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
+                loss_kind, flags, results, wsum):
+    """Forward, loss and backward over the whole batch (R_ERROR set on a non-finite loss)."""
+    standalone = (flags & F_STANDALONE) != 0
+    m = X.shape[0]
     rng_before = rng[0]
     kept = ws[ws.shape[0] - buffers.shape[0]:]
     if standalone:
@@ -203,18 +241,121 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
                 buffers[i] = kept[i]
         return
     backward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
-    opt_kind = np.int64(hyper[H_KIND])
-    if opt_kind != NO_UPDATE:
-        results[R_GRAD_NORM] = optimizer_update(params, grads, state, hyper, counters,
-                                                update_kernel)
-    results[R_BATCHES] += 1
+
+
+@jit(inline="always")
+def part_grads_width(n_params):
+    """Where a part's workspace starts in its row of ``parts``: its gradient, padded to 64
+    bytes of float32 so that each part's arrays start aligned as the network's do."""
+    return (n_params + 15) // 16 * 16
+
+
+PART_SHIFT = 16  # parts_at_once tells run_part its part number in the flags' high bits
+
+
+@jit
+def run_part(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
+             loss_kind, flags, state, hyper, counters, update_kernel, results, parts,
+             part_results, part_info):
+    """Part t = ``flags >> PART_SHIFT`` of a split step (train_step's signature): rows
+    [t*rows, (t+1)*rows) through ``train_step`` (at part_info[PART_STEP], with F_PART) into
+    the part's own gradient, workspace and results row (part 0 uses the network's own),
+    with one BLAS thread."""
+    t = flags >> PART_SHIFT
+    flags &= (1 << PART_SHIFT) - 1
+    m = X.shape[0]
+    P = part_results.shape[0]
+    rows = (m + P - 1) // P
+    a = t * rows
+    b = min(m, a + rows)
+    if a >= b:
+        return
+    n = params.shape[0]
+    g = grads if t == 0 else parts[t - 1, :n]
+    w = ws if t == 0 else parts[t - 1, part_grads_width(n):]
+    setter = part_info[PART_BLAS_SETTER]
+    before = 0
+    if setter != 0:
+        before = call_int_function(setter, 1)
+    call_step(part_info[PART_STEP],
+              (plan, ints, floats, params, g, buffers, w, rng, X[a:b],
+               labels[a:b] if labels.shape[0] > 0 else labels,
+               targets[a:b] if targets.shape[0] > 0 else targets,
+               weights[a:b] if weights.shape[0] > 0 else weights, loss_kind, flags, state,
+               hyper, counters, update_kernel, part_results[t], parts, part_results, part_info))
+    if setter != 0:
+        call_int_function(setter, before)
+
+
+@jit(parallel=True)
+def parts_at_once(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
+                  weights, loss_kind, flags, state, hyper, counters, update_kernel, results,
+                  parts, part_results, part_info):
+    """Run a split step's parts (:func:`run_part`, at part_info[PART_RUNNER]) on numba's
+    threads (train_step's signature); on one thread, one after another, when the caller
+    has set numba's thread count to 1 (fastbp._threads.prange_threads). The only code
+    compiled for threads, one call by address in a loop: a parallel kernel takes seconds
+    to compile, more for every line in it, and again inside any kernel calling it."""
+    for t in prange(part_results.shape[0]):
+        call_step(part_info[PART_RUNNER],
+                  (plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
+                   weights, loss_kind, flags | (t << PART_SHIFT), state, hyper, counters,
+                   update_kernel, results, parts, part_results, part_info))
+
+
+@jit(inline="always")
+def _split_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
+                weights, loss_kind, flags, state, hyper, counters, update_kernel, results,
+                parts, part_results, part_info, total):
+    """train_step's batch in P = ``part_results.shape[0]`` parts of rows, each with its own
+    gradient and workspace (part 0 the network's, part t > 0 row t - 1 of ``parts``:
+    gradient, then workspace), run by :func:`parts_at_once` on P threads (or one after
+    another on a busy machine: the same arithmetic, so the result does not depend on the
+    load). The gradient is the parts' gradients weighted by their share of the batch's
+    weight ``total``; False (R_ERROR set) on a non-finite loss. Only for networks whose
+    layers are all ``rows_independent`` (no batch statistics, no random draws): nothing to
+    put back."""
+    P = part_results.shape[0]
+    rows = (X.shape[0] + P - 1) // P
+    part_flags = (flags | F_PART) & ~F_STANDALONE
+    part_results[:] = 0
+    call_step(part_info[PART_AT_ONCE],
+              (plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
+               weights, loss_kind, part_flags, state, hyper, counters, update_kernel,
+               results, parts, part_results, part_info))
+    for t in range(P):
+        if part_results[t, R_ERROR] != 0:  # a non-finite loss: nothing is updated
+            results[R_ERROR] = part_results[t, R_ERROR]
+            index = part_results[t, R_ERROR_INDEX]
+            results[R_ERROR_INDEX] = index + t * rows if index >= 0 else index
+            return False
+    for t in range(P):
+        results[R_LOSS] += part_results[t, R_LOSS]
+        results[R_WEIGHT] += part_results[t, R_WEIGHT]
+        results[R_CORRECT] += part_results[t, R_CORRECT]
+        results[R_COUNT] += part_results[t, R_COUNT]
+    # part t's gradient is its rows' mean gradient: weight it by its share of the batch (a
+    # part whose rows all weigh 0 ran nothing and is left out)
+    if part_results[0, R_WEIGHT] > 0:
+        share = grads.dtype.type(part_results[0, R_WEIGHT] / total)
+        for i in range(grads.shape[0]):
+            grads[i] *= share
+    else:
+        grads[:] = 0
+    for t in range(1, P):
+        if part_results[t, R_WEIGHT] > 0:
+            share = grads.dtype.type(part_results[t, R_WEIGHT] / total)
+            other = parts[t - 1]
+            for i in range(grads.shape[0]):
+                grads[i] += share * other[i]
+    return True
 
 
 @jit
 def run_dataset(plan, ints, floats, params, grads, buffers, ws, rng,
                 X, labels, targets, weights, loss_kind, flags, state, hyper, counters, update_kernel,
                 results, perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch,
-                weights_batch, step_kernel):
+                weights_batch, step_kernel, parts, part_results, part_info):
     """Everything that walks a whole dataset, in one kernel (each jitted entry point re-links
     and re-optimises what it calls, so fit, evaluate and predict share this one):
 
@@ -223,9 +364,10 @@ def run_dataset(plan, ints, floats, params, grads, buffers, ws, rng,
       flags say, copying the outputs into ``targets_batch`` (unless it is empty) and adding
       up the loss and accuracy (unless ``loss_kind`` is NO_LOSS);
     - otherwise one training epoch: shuffle, then for each mini-batch gather its rows into
-      the ``*_batch`` buffers and run the step: ``train_step`` compiled at the address
-      ``step_kernel`` (``_dispatch.step_address``: the step Python calls, not a second
-      copy of it compiled into this kernel). The inputs were validated once by the
+      the ``*_batch`` buffers and run the step: ``train_step`` (with ``parts,
+      part_results, part_info``) compiled at the address ``step_kernel``
+      (``_dispatch.step_address``: the step Python calls, not a second copy of it
+      compiled into this kernel). The inputs were validated once by the
       caller. Stops early (R_ERROR set) on a non-finite loss; R_BATCHES says how many
       batches were applied.
     """
@@ -242,14 +384,14 @@ def run_dataset(plan, ints, floats, params, grads, buffers, ws, rng,
         _epoch(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
                loss_kind, flags, state, hyper, counters, update_kernel, results, perm,
                batch_size, do_shuffle, X_batch, labels_batch, targets_batch, weights_batch,
-               step_kernel)
+               step_kernel, parts, part_results, part_info)
 
 
 @jit(inline="always")
 def _epoch(plan, ints, floats, params, grads, buffers, ws, rng,
            X, labels, targets, weights, loss_kind, flags, state, hyper, counters, update_kernel,
            results, perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch,
-           weights_batch, step_kernel):
+           weights_batch, step_kernel, parts, part_results, part_info):
     n = X.shape[0]
     for i in range(n):
         perm[i] = i
@@ -272,7 +414,8 @@ def _epoch(plan, ints, floats, params, grads, buffers, ws, rng,
         wb = weights_batch[:m] if weighted else weights_batch[:0]
         call_step(step_kernel, (plan, ints, floats, params, grads, buffers, ws, rng,
                                 Xb, labels_batch[:m], targets_batch[:m], wb, loss_kind, flags,
-                                state, hyper, counters, update_kernel, results))
+                                state, hyper, counters, update_kernel, results, parts,
+                                part_results, part_info))
         if results[R_ERROR] != 0:
             return
 
@@ -283,11 +426,13 @@ def penalized_epochs(plan, ints, floats, params, grads, buffers, ws, rng,
                      no_counters, no_update, state, hyper, counters, update_kernel, results,
                      orders, X_batch, labels_batch, targets_batch, weights_batch,
                      batch_size, grad_scale, alpha, weight_slices, step_kernel, loss_scale,
-                     weight_total, tol, n_iter_no_change, progress, epoch_losses):
+                     weight_total, tol, n_iter_no_change, progress, epoch_losses, parts,
+                     part_results, part_info):
     """scikit-learn's MLP epochs (``fastbp.sklearn``) in one call: epoch e visits the rows
     ``orders[e]`` (drawn by the caller with scikit-learn's random state) in mini-batches
     gathered into the ``*_batch`` buffers. Each mini-batch: the step at ``step_kernel``
-    without an update (the ``no_*`` optimizer), its gradient times ``grad_scale``
+    (with ``parts, part_results, part_info``) without an update (the ``no_*`` optimizer),
+    its gradient times ``grad_scale``
     (scikit-learn's loss scaling), ``alpha / batch weight * w`` added on the weights
     (``weight_slices``: (start, stop) rows into ``params``; biases are not penalised), then
     the optimizer's update. Batches of zero weight are skipped.
@@ -330,7 +475,7 @@ def penalized_epochs(plan, ints, floats, params, grads, buffers, ws, rng,
                                     labels_batch[:m] if has_labels else labels_batch,
                                     targets_batch[:m] if n_targets > 0 else targets_batch,
                                     wb, loss_kind, flags, no_state, no_hyper, no_counters,
-                                    no_update, results))
+                                    no_update, results, parts, part_results, part_info))
             if results[R_ERROR] != 0:
                 return
             if grad_scale != 1.0:

@@ -73,6 +73,22 @@ class Layer:
         network sizes its BLAS threads by its largest product (fastbp._threads)."""
         return 0
 
+    def work_per_sample(self) -> int:
+        """Multiply-adds per sample of all this layer's products in a forward pass; a
+        network splits a training batch across threads when its total is large enough."""
+        return self.product_work()
+
+    #: True for kinds with much work besides one matrix product (im2col, pooling,
+    #: recurrent cells): their networks split a training batch over threads even where
+    #: BLAS would already use every thread for the products (see Network._parts).
+    work_outside_blas = False
+
+    def rows_independent(self) -> bool:
+        """Whether a training step's rows may run in separate parts (kernels/step.py's
+        _split_step): each row's output and gradient depend on that row alone and the layer
+        draws no random numbers. False for batch statistics and active dropout."""
+        return True
+
     def int_settings(self) -> tuple[int, ...]:
         """Integer settings handed to the kernels (sizes, activation codes, strides...)."""
         return ()

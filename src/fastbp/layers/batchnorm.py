@@ -67,6 +67,9 @@ class _BatchNorm(Layer):
     def scratch_per_batch(self) -> int:
         return 4 * self.num_features  # mean, inverse std, two per-channel sums
 
+    def rows_independent(self) -> bool:
+        return False  # batch statistics
+
     def int_settings(self) -> tuple[int, ...]:
         return (self.num_features, self.positions, int(self.affine), int(self.momentum is None))
 

@@ -25,6 +25,7 @@ def _pair(value, name: str, dims: int, owner: str, minimum: int = 1) -> tuple[in
 
 class _Conv(Layer):
     kind = kernels.KIND
+    work_outside_blas = True
     dims = 2
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,

@@ -32,6 +32,10 @@ class Dropout(Layer):
     def float_settings(self) -> tuple[float, ...]:
         return (self.p,)
 
+    def rows_independent(self) -> bool:
+        # the masks are one random stream over the whole batch
+        return self.p == 0.0
+
     def get_config(self) -> dict:
         return {"type": "Dropout", "p": self.p}
 

@@ -11,6 +11,7 @@ from .conv import _pair
 
 class _Pool(Layer):
     kind = kernels.KIND
+    work_outside_blas = True
     dims = 2
     mode = 0  # 0 max, 1 average
 
@@ -91,6 +92,7 @@ class GlobalAvgPool(Layer):
     ``torch.nn.AdaptiveAvgPool2d(1)`` followed by ``Flatten``."""
 
     kind = kernels.KIND
+    work_outside_blas = True
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) < 2:

@@ -44,6 +44,7 @@ def _check_init(init, owner: str):
 
 class _Recurrent(Layer):
     kind = kernels.KIND
+    work_outside_blas = True
     cell: ClassVar[int]
 
     def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False,
@@ -96,6 +97,11 @@ class _Recurrent(Layer):
     def product_work(self) -> int:
         # The per-step recurrent products decide: T of them in each direction and pass.
         return self.gates * self.hidden_size * self.hidden_size
+
+    def work_per_sample(self) -> int:
+        # every time step's input and recurrent products, in each direction
+        return (self.input_shape[0] * self.num_directions * self.gates * self.hidden_size
+                * (self.input_size + self.hidden_size))
 
     def int_settings(self) -> tuple[int, ...]:
         return (self.cell, self.input_size, self.hidden_size, self.input_shape[0],

@@ -1,0 +1,167 @@
+"""A training batch split by rows over threads (kernels/step.py's parts_step): the same
+gradient as the whole batch up to float32 summation order, the same bits whether the parts
+run at once or one after another, the same bits from fit's epoch kernel as from train_step,
+weights, bad input and non-finite losses handled as the whole-batch step handles them, and
+networks whose layers need the whole batch never split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp import _codes as codes
+from fastbp import _threads
+from fastbp import network as network_module
+
+# float32 gradients summed in a different order (two partial sums, then a weighted sum):
+# differences of a few ulps of the largest gradient entry
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.fixture(autouse=True)
+def _two_parts_for_any_size(monkeypatch):
+    """Split every batch of at least 4 rows into 2 parts, whatever the machine."""
+    monkeypatch.setattr(network_module, "SPLIT_MIN_WORK", 1)
+    fb.set_num_threads(2)
+    yield
+    fb.set_num_threads(None)
+
+
+def _networks():
+    return {
+        "mlp": (lambda: fb.Network.mlp([6, 16, 3], seed=0), (6,)),
+        "mlp_sigmoid_layernorm": (lambda: fb.Network(
+            [fb.Dense(6, 16, activation="sigmoid"), fb.LayerNorm(16), fb.Dense(16, 3)],
+            seed=0), (6,)),
+        "cnn": (lambda: fb.Network(
+            [fb.Conv2D(1, 4, 3, padding=1, activation="relu"), fb.MaxPool2D(2), fb.Flatten(),
+             fb.Dense(4 * 3 * 3, 3)], input_shape=(1, 6, 6), seed=0), (1, 6, 6)),
+        "gru": (lambda: fb.Network([fb.GRU(3, 5), fb.Dense(5, 3)], input_shape=(4, 3),
+                                   seed=0), (4, 3)),
+    }
+
+
+NETWORKS = _networks()
+
+
+def _batch(shape, rows=21, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(rows, *shape)).astype(np.float32), rng.integers(0, 3, rows)
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_split_gradient_matches_the_whole_batch(name):
+    make, shape = NETWORKS[name]
+    X, y = _batch(shape)
+    net = make()
+    assert net._parts(X.shape[0]) is not net._no_parts  # the batch is split
+    loss, grad = net.loss_and_grad(X, y)
+    fb.set_num_threads(1)  # one thread: never split
+    assert net._parts(X.shape[0]) is net._no_parts
+    whole_loss, whole_grad = net.loss_and_grad(X, y)
+    assert loss == pytest.approx(whole_loss, rel=1e-6)
+    np.testing.assert_allclose(grad, whole_grad, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_parts_at_once_and_one_after_another_give_the_same_bits(name, monkeypatch):
+    make, shape = NETWORKS[name]
+    X, y = _batch(shape)
+    params = []
+    for parallel in (True, False):
+        monkeypatch.setattr(_threads, "parts_in_parallel", lambda p=parallel: p)
+        net = make()
+        opt = fb.Adam(lr=1e-2)
+        losses = [net.train_step(X, y, opt) for _ in range(3)]
+        params.append((losses, net.params.copy()))
+    assert params[0][0] == params[1][0]
+    np.testing.assert_array_equal(params[0][1], params[1][1])
+
+
+@pytest.mark.parametrize("rows", [21, 20, 5])
+def test_fit_epochs_equal_train_steps_on_the_same_batches(rows):
+    # 21 rows in batches of 8: two split batches and a last one of 5 rows (split too);
+    # 20 rows: a last batch of 4; 5 rows: one batch below 8
+    make, shape = NETWORKS["mlp"]
+    X, y = _batch(shape, rows)
+    fitted = make()
+    fitted.fit(X, y, optimizer=fb.SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=8,
+               shuffle=False, verbose=0)
+    stepped = make()
+    opt = fb.SGD(lr=0.1, momentum=0.9)
+    for _ in range(2):
+        for start in range(0, rows, 8):
+            stepped.train_step(X[start:start + 8], y[start:start + 8], opt)
+    np.testing.assert_array_equal(fitted.params, stepped.params)
+
+
+def test_a_part_whose_rows_weigh_nothing_is_left_out():
+    make, shape = NETWORKS["mlp"]
+    X, y = _batch(shape, 20)
+    weights = np.ones(20, np.float32)
+    weights[:10] = 0  # the whole first part
+    net = make()
+    loss, grad = net.loss_and_grad(X, y, sample_weight=weights)
+    whole_loss, whole_grad = make().loss_and_grad(X[10:], y[10:])
+    assert loss == pytest.approx(whole_loss, rel=1e-6)
+    np.testing.assert_allclose(grad, whole_grad, rtol=RTOL, atol=ATOL)
+
+
+def test_bad_rows_are_named_as_in_the_whole_batch_and_change_nothing():
+    make, shape = NETWORKS["mlp"]
+    X, y = _batch(shape, 20)
+    X[15, 2] = np.nan  # in the second part
+    net = make()
+    before = net.params.copy()
+    with pytest.raises(ValueError, match="row 15"):
+        net.train_step(X, y, fb.Adam())
+    np.testing.assert_array_equal(net.params, before)
+
+
+def test_a_non_finite_loss_in_one_part_updates_nothing():
+    make, shape = NETWORKS["mlp"]
+    X, y = _batch(shape, 20)
+    X[15] = 1e30  # finite input, overflowing outputs in the second part only
+    net = make()
+    net.params[:] = 1e10
+    before = net.params.copy()
+    with pytest.raises(FloatingPointError):
+        net.train_step(X, y, fb.SGD(lr=0.1))
+    np.testing.assert_array_equal(net.params, before)
+
+
+@pytest.mark.parametrize("layers", [
+    pytest.param([fb.Dense(6, 16), fb.BatchNorm1D(16), fb.Dense(16, 3)], id="batchnorm"),
+    pytest.param([fb.Dense(6, 16), fb.Dropout(0.5), fb.Dense(16, 3)], id="dropout"),
+])
+def test_batch_statistics_and_dropout_never_split(layers):
+    net = fb.Network(layers, seed=0)
+    net._ensure_capacity(64)
+    assert net._parts(64) is net._no_parts
+
+
+def test_dropout_zero_splits():
+    net = fb.Network([fb.Dense(6, 16), fb.Dropout(0.0), fb.Dense(16, 3)], seed=0)
+    net._ensure_capacity(64)
+    assert net._parts(64) is not net._no_parts
+
+
+def test_small_batches_and_steps_stay_whole(monkeypatch):
+    monkeypatch.setattr(network_module, "SPLIT_MIN_WORK", 10_000)
+    net = fb.Network.mlp([6, 16, 3], seed=0)  # 144 multiply-adds a row: 70 rows at least
+    net._ensure_capacity(100)
+    assert net._parts(69) is net._no_parts
+    assert net._parts(70)[2][codes.PART_MIN_ROWS] == 70
+
+
+def test_products_big_enough_for_blas_threads_stay_whole():
+    # an MLP whose largest product reaches _threads.MIN_PARALLEL_WORK: BLAS's own threads
+    # run it faster than two parts; a convolution's im2col and pooling gain from parts
+    mlp = fb.Network.mlp([784, 128, 10], seed=0)
+    mlp._ensure_capacity(64)
+    assert mlp._parts(39) is not mlp._no_parts and mlp._parts(40) is mlp._no_parts
+    cnn = fb.Network([fb.Conv2D(1, 64, 5, activation="relu"), fb.Flatten(),
+                      fb.Dense(64 * 24 * 24, 10)], input_shape=(1, 28, 28), seed=0)
+    cnn._ensure_capacity(64)
+    assert cnn._parts(64) is not cnn._no_parts
