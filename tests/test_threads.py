@@ -64,6 +64,20 @@ def test_threads_for(monkeypatch, busy, explicit, work, expected):
     assert _threads.threads_for(work) == expected
 
 
+@pytest.mark.parametrize("busy,explicit,work,forked,expected", [
+    (False, None, 10, False, True),  # idle: the parts run at once
+    (True, None, 10, False, False),  # busy: one after another...
+    (True, None, _threads.BUSY_SPLIT_WORK, False, True),  # ... unless the step is big
+    (True, 2, 10, False, True),  # an explicit count is not adapted
+    (False, None, 10, True, False),  # a forked child never starts OpenMP's threads
+])
+def test_parts_in_parallel(monkeypatch, busy, explicit, work, forked, expected):
+    monkeypatch.setattr(_threads._monitor, "is_busy", lambda: busy)
+    monkeypatch.setattr(_threads, "_first_pid", -1 if forked else None)
+    fb.set_num_threads(explicit)
+    assert _threads.parts_in_parallel(work) is expected
+
+
 def test_use_threads_calls_the_setter_only_on_a_change(monkeypatch):
     calls = []
     monkeypatch.setattr(_threads, "_setter", calls.append)

@@ -434,7 +434,7 @@ class Network:
         arrays = self._part_arrays
         if rows < arrays[2][codes.PART_MIN_ROWS]:
             return self._no_parts
-        prange_threads(count)
+        prange_threads(count, rows * self._split_work)
         return arrays
 
     def _make_parts(self, count: int) -> None:
