@@ -13,6 +13,13 @@ the calling thread only (``openblas_set_num_threads_local``):
   waiting on a worker that cannot run. The check reads ``/proc/stat`` at most four times a
   second.
 
+A training step that BLAS's threads would not speed up (small products, or much work in
+fastbp's own loops: convolutions, pooling, recurrent cells) is split by rows over
+:func:`get_num_threads` numba threads instead, each with one BLAS thread
+(``kernels/step.py``'s ``_split_step``; the rule is ``Network._parts``). On a busy machine
+the parts run one after another on the calling thread (:func:`prange_threads`), unless
+the step is big (BUSY_SPLIT_WORK).
+
 :func:`set_num_threads` fixes the count (no adaptation), for users who share the machine
 explicitly: ``n_jobs`` workers, several MPI ranks per machine. The default is the
 ``OMP_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS`` environment variable if set, else the CPUs
@@ -70,14 +77,17 @@ _setter = _find_setter()
 
 
 def set_num_threads(n: int | None) -> None:
-    """Use ``n`` BLAS threads in fastbp's kernels from now on (on every thread).
+    """Use up to ``n`` threads in fastbp's kernels from now on (on every thread): BLAS
+    threads, or the parts a training batch is split into.
 
     Parameters
     ----------
     n : int or None
         A positive count, fixed: fastbp no longer adapts to the load of the machine (a
-        network whose largest product is small still uses one). None returns to the
-        default: the environment's or affinity's count, adapted to the load.
+        network whose largest product is small still uses one BLAS thread). The count also
+        sets how a batch is split (so 1 turns the split off, and results may differ from
+        another count's in float32 summation order). None returns to the default: the
+        environment's or affinity's count, adapted to the load.
 
     Examples
     --------
@@ -96,7 +106,8 @@ def set_num_threads(n: int | None) -> None:
 
 
 def get_num_threads() -> int:
-    """The most BLAS threads fastbp's kernels use: set_num_threads' value or the default."""
+    """The most threads fastbp's kernels use (BLAS's, or the parts of a split training
+    step): set_num_threads' value or the default."""
     return _explicit if _explicit is not None else _default_threads()
 
 
