@@ -29,16 +29,18 @@ def _address(kernel, signature: tuple) -> int:
     return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
 
 
-def kernel_addresses(kind: int, dtype) -> tuple[int, int]:
-    """The addresses of layer kind ``kind``'s forward and backward kernels for ``dtype``,
-    compiled (or loaded from the cache) on first use in this process."""
-    key = (kind, np.dtype(dtype).name)
+def kernel_addresses(kind: int, dtype, variant: int = 0) -> tuple[int, int]:
+    """The addresses of layer kind ``kind``'s forward and backward kernels for ``dtype``
+    (its ``variant`` pair if the module has several: ``VARIANTS``), compiled (or loaded
+    from the cache) on first use in this process."""
+    key = (kind, np.dtype(dtype).name, variant)
     found = _ADDRESSES.get(key)
     if found is None:
         module = KERNEL_MODULES[kind]
+        pair = module.VARIANTS[variant] if hasattr(module, "VARIANTS") else \
+            (module.forward, module.backward)
         signature = (dispatch.layer_args_type(dtype),)
-        found = _ADDRESSES[key] = (_address(module.forward, signature),
-                                   _address(module.backward, signature))
+        found = _ADDRESSES[key] = (_address(pair[0], signature), _address(pair[1], signature))
     return found
 
 
@@ -69,12 +71,17 @@ def step_address(dtype) -> int:
     return _step_signature_address(-1, step.train_step, dtype)
 
 
-def bind_kernels(table: np.ndarray, dtype) -> None:
-    """Write each layer's kernel addresses into its row of the plan ``table``."""
+def bind_kernels(table: np.ndarray, ints: np.ndarray, dtype) -> None:
+    """Write each layer's kernel addresses into its row of the plan ``table`` (``ints``:
+    the plan's settings, from which a kind with several kernel pairs picks one)."""
     for row in table:
         if row[codes.L_IS_VIEW] == 0:
+            kind = int(row[codes.L_KIND])
+            module = KERNEL_MODULES[kind]
+            settings = ints[row[codes.L_INT_OFFSET] : row[codes.L_INT_OFFSET] + row[codes.L_INT_SIZE]]
+            variant = module.variant(settings) if hasattr(module, "VARIANTS") else 0
             row[codes.L_FORWARD_KERNEL], row[codes.L_BACKWARD_KERNEL] = kernel_addresses(
-                int(row[codes.L_KIND]), dtype)
+                kind, dtype, variant)
 
 
 def parts_at_once_address(dtype) -> int:

@@ -299,7 +299,7 @@ class Network:
         self._kernel_arrays = value
 
     def _bind_kernels(self) -> None:
-        bind_kernels(self._plan.table, self.dtype)
+        bind_kernels(self._plan.table, self._plan.ints, self.dtype)
         self._kernels_bound = True
 
     def _use_grads(self, grads: np.ndarray) -> None:
