@@ -70,7 +70,7 @@ def test_parts_at_once_and_one_after_another_give_the_same_bits(name, monkeypatc
     X, y = _batch(shape)
     params = []
     for parallel in (True, False):
-        monkeypatch.setattr(_threads, "parts_in_parallel", lambda work=0, p=parallel: p)
+        monkeypatch.setattr(network_module, "parts_in_parallel", lambda work=0, p=parallel: p)
         net = make()
         opt = fb.Adam(lr=1e-2)
         losses = [net.train_step(X, y, opt) for _ in range(3)]
@@ -165,3 +165,43 @@ def test_products_big_enough_for_blas_threads_stay_whole():
                       fb.Dense(64 * 24 * 24, 10)], input_shape=(1, 28, 28), seed=0)
     cnn._ensure_capacity(64)
     assert cnn._parts(64) is not cnn._no_parts
+
+
+def _train_in_child(queue):
+    make, shape = NETWORKS["cnn"]
+    X, y = _batch(shape)
+    net = make()
+    queue.put(net.train_step(X, y, fb.SGD(lr=0.1)))
+
+
+def test_a_forked_child_trains_after_its_parent_ran_parts_at_once():
+    # GNU OpenMP kills a forked child that starts a parallel region after its parent did:
+    # the child must run its parts one after another, outside the parallel kernel
+    import multiprocessing
+
+    make, shape = NETWORKS["cnn"]
+    X, y = _batch(shape)
+    net = make()
+    net.train_step(X, y, fb.SGD(lr=0.1))
+    if _threads._first_pid is None:
+        pytest.skip("the parts did not run at once here (a busy machine)")
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_train_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert np.isfinite(queue.get(timeout=5))
+
+
+def test_zero_weight_rows_count_for_accuracy_split_or_whole():
+    make, shape = NETWORKS["mlp"]
+    X, y = _batch(shape, 20)
+    weights = np.ones(20, np.float32)
+    weights[:10] = 0  # a whole part: the batch then runs whole, counting every row
+    net = make()
+    split = net._step(*net._inputs(X, y, weights), None).copy()
+    fb.set_num_threads(1)
+    whole = net._step(*net._inputs(X, y, weights), None).copy()
+    assert split[codes.R_COUNT] == whole[codes.R_COUNT] == 20
+    assert split[codes.R_CORRECT] == whole[codes.R_CORRECT]

@@ -42,11 +42,12 @@ F_PART = 64  # train_step: one part of a split step (gradient only, never split 
 # part_info, the int64 array a split step (kernels/step.py's _split_step) is given.
 PART_STEP = 0  # the address of train_step, which each part runs
 PART_MIN_ROWS = 1  # batches with fewer rows run whole, on one thread
-PART_BLAS_SETTER = 2  # the address of openblas_set_num_threads_local, or 0
+PART_PARALLEL = 2  # 1: the parts run at once on numba's threads; 0: one after another
 PART_MAX_ROWS = 3  # batches with more rows run whole (BLAS's own threads serve them better)
 PART_AT_ONCE = 4  # the address of the kernel that runs the parts on threads
 PART_RUNNER = 5  # the address of the kernel that runs one part
-N_PART_INFO = 6
+PART_WS_SIZE = 6  # the length of a part's workspace (after its gradient in its row of parts)
+N_PART_INFO = 7
 
 # Activations.
 IDENTITY = 0

@@ -17,8 +17,10 @@ A training step that BLAS's threads would not speed up (small products, or much 
 fastbp's own loops: convolutions, pooling, recurrent cells) is split by rows over
 :func:`get_num_threads` numba threads instead, each with one BLAS thread
 (``kernels/step.py``'s ``_split_step``; the rule is ``Network._parts``). On a busy machine
-the parts run one after another on the calling thread (:func:`prange_threads`), unless
-the step is big (BUSY_SPLIT_WORK).
+the parts run one after another on the calling thread (:func:`parts_in_parallel`), unless
+the step is big (BUSY_SPLIT_WORK). OpenBLAS's thread count is the whole process's in the
+build scipy ships (``openblas_set_num_threads_local`` included), so parts that run at once
+are given one BLAS thread by their caller, before the call.
 
 :func:`set_num_threads` fixes the count (no adaptation), for users who share the machine
 explicitly: ``n_jobs`` workers, several MPI ranks per machine. The default is the
@@ -178,46 +180,28 @@ BUSY_SPLIT_WORK = 200_000_000
 _first_pid: int | None = None  # the process that first ran parts on threads
 
 
-def blas_setter_address() -> int:
-    """The address of openblas_set_num_threads_local (0 if not found), which the split
-    step's threads call to use one BLAS thread each."""
-    return 0 if _setter is None else ctypes.cast(_setter, ctypes.c_void_p).value or 0
-
-
 def parts_in_parallel(work: int = 0) -> bool:
-    """Whether a split step of ``work`` multiply-adds runs its parts on threads at once now:
-    not when other processes keep the cores busy (unless set_num_threads fixed the count,
-    or the step is big: BUSY_SPLIT_WORK), not from a thread other than the main one unless
-    numba's threading layer is thread-safe, and not in a process forked from one that did
-    (GNU OpenMP cannot run in a forked child)."""
+    """Whether a split step of ``work`` multiply-adds runs its parts at once on numba's
+    threads now: not when other processes keep the cores busy (unless set_num_threads fixed
+    the count, or the step is big: BUSY_SPLIT_WORK), not from a thread other than the main
+    one unless numba's threading layer is thread-safe, and never in a process forked from
+    one that ran them (GNU OpenMP kills such a child when it starts a parallel region)."""
     global _first_pid
-    if _explicit is None and work < BUSY_SPLIT_WORK and _monitor.is_busy():
-        return False
     pid = os.getpid()
-    if _first_pid is None:
-        _first_pid = pid
-    elif _first_pid != pid:
+    if _first_pid is not None and _first_pid != pid:
+        return False
+    if _explicit is None and work < BUSY_SPLIT_WORK and _monitor.is_busy():
         return False
     if threading.current_thread() is not threading.main_thread():
         import numba
 
         try:
-            return numba.threading_layer() in ("tbb", "omp")
+            if numba.threading_layer() not in ("tbb", "omp"):
+                return False
         except ValueError:  # no parallel region has run yet: the layer is not chosen
             return False
+    _first_pid = pid
     return True
-
-
-def prange_threads(parts: int, work: int) -> None:
-    """Give the calling thread's numba parallel loops ``parts`` threads if a split step of
-    ``work`` multiply-adds should run its parts at once now (parts_in_parallel), else one:
-    they then run one after another on this thread, with the same arithmetic."""
-    import numba
-
-    n = min(parts, numba.config.NUMBA_NUM_THREADS) if parts_in_parallel(work) else 1
-    if getattr(_local, "prange", None) != n:
-        numba.set_num_threads(n)
-        _local.prange = n
 
 
 def use_threads(work: int) -> None:

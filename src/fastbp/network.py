@@ -28,9 +28,8 @@ from ._serialize import save as _save
 from ._threads import (
     MIN_PARALLEL_WORK,
     SPLIT_MIN_WORK,
-    blas_setter_address,
     get_num_threads,
-    prange_threads,
+    parts_in_parallel,
     use_threads,
 )
 from .kernels import step as _step_kernels
@@ -414,17 +413,17 @@ class Network:
             self._args = KernelArgs(p.table, p.ints, p.floats, self._params, self._grads,
                                     self._buffers, self._ws, self._rng)
 
-    def _parts(self, rows: int, epoch: bool = False) -> tuple:
+    def _parts(self, rows: int) -> tuple:
         """(parts, part_results, part_info) for a training batch of ``rows``: the split
         step's arrays (kernels/step.py's _split_step) if the batch is split over threads,
-        else empty ones (then train_step runs it whole). With ``epoch``, for an epoch of
-        batches of at most ``rows``: the arrays if any of them could split, train_step
-        deciding batch by batch by the same rule. Whether and how a batch splits depends
+        else empty ones (then train_step runs it whole). An epoch of batches of ``rows``
+        passes the arrays on to train_step, which decides batch by batch by the same rule
+        (a last, smaller batch may run whole). Whether and how a batch splits depends
         on the network, its rows and get_num_threads() only, never on the load of the
         machine, so the arithmetic is the same either way; the load only decides whether
         the parts run at once. Call after ``_ensure_capacity``."""
         split = self._split_rows
-        if not split or rows < split.start or (rows >= split.stop and not epoch):
+        if not split or rows not in split:
             return self._no_parts
         count = get_num_threads()
         if count < 2:
@@ -434,19 +433,24 @@ class Network:
         arrays = self._part_arrays
         if rows < arrays[2][codes.PART_MIN_ROWS]:
             return self._no_parts
-        prange_threads(count, rows * self._split_work)
+        at_once = parts_in_parallel(rows * self._split_work)
+        arrays[2][codes.PART_PARALLEL] = at_once
+        if at_once:
+            use_threads(0)  # one BLAS thread: the parts share the process's count
         return arrays
 
     def _make_parts(self, count: int) -> None:
         plan, n = self._plan, self._plan.n_params
-        rows = -(-self._capacity // count)
-        width = _step_kernels.part_grads_width(n) + (rows * plan.ws_width + plan.batch_width
-                                                     + plan.n_buffers)
+        # sized for the largest batch that splits, not for inference's larger chunks
+        rows = -(-min(self._capacity, self._split_rows.stop - 1) // count)
+        ws_size = rows * plan.ws_width + plan.batch_width + plan.n_buffers
+        # each row starts 64-byte aligned (float32), as the network's own arrays do
+        width = -(-(_step_kernels.part_grads_width(n) + ws_size) // 16) * 16
         info = np.zeros(codes.N_PART_INFO, dtype=np.int64)
         info[codes.PART_STEP] = step_address(self.dtype)
         info[codes.PART_MIN_ROWS] = max(2 * count, self._split_rows.start)
         info[codes.PART_MAX_ROWS] = self._split_rows.stop - 1
-        info[codes.PART_BLAS_SETTER] = blas_setter_address()
+        info[codes.PART_WS_SIZE] = ws_size
         info[codes.PART_AT_ONCE] = parts_at_once_address(self.dtype)
         info[codes.PART_RUNNER] = run_part_address(self.dtype)
         self._part_arrays = (v.aligned_zeros((count - 1) * width, self.dtype).reshape(

@@ -411,7 +411,7 @@ class _BaseMLP(BaseEstimator):
                          if targets is not None else targets_all)
         weights_batch = np.empty(batch_size if weights is not None else 0, dtype=net.dtype)
         progress = np.zeros(3)
-        parts = net._parts(batch_size, epoch=True)
+        parts = net._parts(batch_size)
         step_kernel = step_address(net.dtype)
         flags = codes.F_TRAINING | codes.F_UPDATE_BUFFERS
         rs = self._random_state

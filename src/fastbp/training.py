@@ -440,7 +440,7 @@ class _EpochRunner:
         net, r = self.net, self.net._results
         rows = min(self.m, self.data.X.shape[0])
         use_threads(net._work_per_sample * rows)
-        parts = net._parts(rows, epoch=True)
+        parts = net._parts(rows)
         net._kernels.run_dataset(*net._kernel_args(), *self.data, net._loss_code, TRAIN_FLAGS,
                                  *self.opt_args, r, self.perm, self.m, self.shuffle, *self.batch,
                                  step_address(net.dtype), *parts)

@@ -16,7 +16,6 @@ file. Under ``NUMBA_DISABLE_JIT`` the "address" is a key into a table of Python 
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba.core import cgutils, errors, types
 
 from .._jit import intrinsic
@@ -71,11 +70,6 @@ if numba.config.DISABLE_JIT:
     def call_update(address, args) -> None:
         PYTHON_KERNELS[address](*args)
 
-    def call_int_function(address, value):
-        import ctypes
-
-        return ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(int(address))(int(value))
-
 else:
     def _call_by_address(context, builder, address_value, argument_types, values) -> None:
         """Call the numba-compiled function at ``address_value`` (returning None) with
@@ -128,20 +122,3 @@ else:
         """Call the optimizer update compiled at ``address`` with the arguments in ``args``."""
         return _spread_call("call_update", address, args,
                             update_args_type(_float_type(args, 0)))
-
-    @intrinsic
-    def call_int_function(typingctx, address, value):
-        """Call the C function ``int f(int)`` at ``address`` (int64) with ``value``; returns
-        its result (OpenBLAS's thread-count setter, whose address a ctypes handle gives: an
-        argument, so the compiled kernel stays cacheable)."""
-        if not isinstance(address, types.Integer) or not isinstance(value, types.Integer):
-            raise errors.TypingError("call_int_function: address and value must be integers")
-
-        def codegen(context, builder, signature, llargs):
-            int32 = ir.IntType(32)
-            fnptr = builder.inttoptr(llargs[0], ir.FunctionType(int32, [int32]).as_pointer())
-            result = builder.call(fnptr, [builder.trunc(llargs[1], int32)
-                                          if llargs[1].type.width > 32 else llargs[1]])
-            return builder.sext(result, ir.IntType(64))
-
-        return types.int64(address, value), codegen

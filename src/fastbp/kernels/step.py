@@ -49,11 +49,12 @@ from .._codes import (
     NO_LOSS,
     NO_UPDATE,
     PART_AT_ONCE,
-    PART_BLAS_SETTER,
     PART_MAX_ROWS,
     PART_MIN_ROWS,
+    PART_PARALLEL,
     PART_RUNNER,
     PART_STEP,
+    PART_WS_SIZE,
     R_BATCHES,
     R_CORRECT,
     R_COUNT,
@@ -65,7 +66,7 @@ from .._codes import (
 )
 from .._jit import jit, prange
 from . import activation, batchnorm, conv, dense, dropout, flatten, layernorm, pool, recurrent
-from .dispatch import call_int_function, call_kernel, call_step
+from .dispatch import call_kernel, call_step
 from .dropout import shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
@@ -199,7 +200,8 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
             results[R_ERROR_INDEX] = -1
         return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
     if part_results.shape[0] >= 2 and (flags & F_PART) == 0 and \
-            part_info[PART_MIN_ROWS] <= m <= part_info[PART_MAX_ROWS]:
+            part_info[PART_MIN_ROWS] <= m <= part_info[PART_MAX_ROWS] and \
+            _every_part_weighs(weights, m, part_results.shape[0]):
         if not _split_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels,
                            targets, weights, loss_kind, flags, state, hyper, counters,
                            update_kernel, results, parts, part_results, part_info, wsum):
@@ -214,6 +216,22 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
         results[R_GRAD_NORM] = optimizer_update(params, grads, state, hyper, counters,
                                                 update_kernel)
     results[R_BATCHES] += 1
+
+
+@jit(inline="always")
+def _every_part_weighs(weights, m, P):
+    """Whether each of P parts of m rows has a positive weight: a part of weight 0 would
+    skip its loss, and with it its rows' accuracy counts, which the whole batch counts."""
+    if weights.shape[0] == 0:
+        return True
+    rows = (m + P - 1) // P
+    for t in range(P):
+        s = 0.0
+        for i in range(t * rows, min(m, (t + 1) * rows)):
+            s += weights[i]
+        if t * rows < m and not s > 0:
+            return False
+    return True
 
 
 @jit(inline="always")
@@ -259,8 +277,9 @@ def run_part(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, tar
              part_results, part_info):
     """Part t = ``flags >> PART_SHIFT`` of a split step (train_step's signature): rows
     [t*rows, (t+1)*rows) through ``train_step`` (at part_info[PART_STEP], with F_PART) into
-    the part's own gradient, workspace and results row (part 0 uses the network's own),
-    with one BLAS thread."""
+    the part's own gradient, workspace and results row (part 0 uses the network's own).
+    The caller set one BLAS thread when the parts run at once (OpenBLAS's count is the
+    process's, so the parts cannot set it themselves)."""
     t = flags >> PART_SHIFT
     flags &= (1 << PART_SHIFT) - 1
     m = X.shape[0]
@@ -272,30 +291,24 @@ def run_part(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, tar
         return
     n = params.shape[0]
     g = grads if t == 0 else parts[t - 1, :n]
-    w = ws if t == 0 else parts[t - 1, part_grads_width(n):]
-    setter = part_info[PART_BLAS_SETTER]
-    before = 0
-    if setter != 0:
-        before = call_int_function(setter, 1)
+    start = part_grads_width(n)
+    w = ws if t == 0 else parts[t - 1, start : start + part_info[PART_WS_SIZE]]
     call_step(part_info[PART_STEP],
               (plan, ints, floats, params, g, buffers, w, rng, X[a:b],
                labels[a:b] if labels.shape[0] > 0 else labels,
                targets[a:b] if targets.shape[0] > 0 else targets,
                weights[a:b] if weights.shape[0] > 0 else weights, loss_kind, flags, state,
                hyper, counters, update_kernel, part_results[t], parts, part_results, part_info))
-    if setter != 0:
-        call_int_function(setter, before)
 
 
 @jit(parallel=True)
 def parts_at_once(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
                   weights, loss_kind, flags, state, hyper, counters, update_kernel, results,
                   parts, part_results, part_info):
-    """Run a split step's parts (:func:`run_part`, at part_info[PART_RUNNER]) on numba's
-    threads (train_step's signature); on one thread, one after another, when the caller
-    has set numba's thread count to 1 (fastbp._threads.prange_threads). The only code
-    compiled for threads, one call by address in a loop: a parallel kernel takes seconds
-    to compile, more for every line in it, and again inside any kernel calling it."""
+    """Run a split step's parts (:func:`run_part`, at part_info[PART_RUNNER]) at once on
+    numba's threads (train_step's signature). The only code compiled for threads, one call
+    by address in a loop: a parallel kernel takes seconds to compile, more for every line
+    in it, and again inside any kernel calling it."""
     for t in prange(part_results.shape[0]):
         call_step(part_info[PART_RUNNER],
                   (plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
@@ -319,10 +332,14 @@ def _split_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, 
     rows = (X.shape[0] + P - 1) // P
     part_flags = (flags | F_PART) & ~F_STANDALONE
     part_results[:] = 0
-    call_step(part_info[PART_AT_ONCE],
-              (plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
-               weights, loss_kind, part_flags, state, hyper, counters, update_kernel,
-               results, parts, part_results, part_info))
+    # one after another never enters the parallel kernel: GNU OpenMP kills a forked child
+    # that does, and numba's workqueue layer aborts on two threads entering it at once
+    address = part_info[PART_AT_ONCE] if part_info[PART_PARALLEL] != 0 else part_info[PART_RUNNER]
+    for t in range(1 if part_info[PART_PARALLEL] != 0 else P):
+        call_step(address,
+                  (plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
+                   weights, loss_kind, part_flags | (t << PART_SHIFT), state, hyper, counters,
+                   update_kernel, results, parts, part_results, part_info))
     for t in range(P):
         if part_results[t, R_ERROR] != 0:  # a non-finite loss: nothing is updated
             results[R_ERROR] = part_results[t, R_ERROR]
