@@ -37,8 +37,15 @@ def _transpose_rows(src, dst, B, r0):
     return r0
 
 
-@jit
+@jit(inline="always")
 def transpose_into(src, dst):
+    """dst = src.T (see _transpose_into), both passed as strided views: one compiled
+    specialisation serves the contiguous and the strided callers."""
+    _transpose_into(src[:, : src.shape[1]], dst[:, : dst.shape[1]])
+
+
+@jit
+def _transpose_into(src, dst):
     """dst = src.T for 2-D arrays whose rows are contiguous (strided views allowed).
 
     Rows of src are gathered in blocks into each row of dst, so every write is a contiguous
