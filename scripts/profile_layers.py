@@ -4,9 +4,10 @@ the update, timed one at a time on a compare.py shape (medians of repeated calls
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/profile_layers.py cnn_digits lenet
 
 Each layer runs through the same kernel address and arguments as in a step (a jitted loop
-around ``call_kernel``), so the figures add up to about the step; the Python call around
-each timed loop costs about 1 us per repetition batch, not per call. For finding what to
-optimise; compare.py is the benchmark.
+around ``call_kernel``), so the figures add up to about the step on one thread; a network
+whose training batch is split by rows over threads (see the README's threads section) is
+shown both ways. The Python call around each timed loop costs about 1 us per repetition
+batch, not per call. For finding what to optimise; compare.py is the benchmark.
 """
 
 from __future__ import annotations
@@ -61,8 +62,15 @@ def profile(shape: str, rounds: int = 7) -> None:
     optimizer = fb.Adam(lr=1e-3)
     for _ in range(5):
         net.train_step(X.reshape(batch, *input_shape), y, optimizer)
-    step = _median_us(lambda r: [net.train_step(X.reshape(batch, *input_shape), y, optimizer)
-                                 for _ in range(r)], 50, rounds)
+    def steps(r):
+        for _ in range(r):
+            net.train_step(X.reshape(batch, *input_shape), y, optimizer)
+
+    split = net._split_rows
+    step = _median_us(steps, 50, rounds)  # as train_step runs it: split over threads or not
+    net._split_rows = range(0)  # the whole batch on this thread, as the layers are timed
+    whole = _median_us(steps, 50, rounds)
+    net._split_rows = split
     arrays = net._kernel_arrays
     plan = arrays[0]
     use_threads(net._work_per_sample * batch)
@@ -78,10 +86,12 @@ def profile(shape: str, rounds: int = 7) -> None:
             rows.append((f"{'backward' if backward else 'forward '} {li} "
                          f"{type(net.layers[li]).__name__}", _median_us(run, 20, rounds)))
     total = sum(t for _, t in rows)
-    print(f"\n{shape} (batch {batch}): train_step {step:.1f} us; layers {total:.1f} us, "
-          f"the rest (loss, update, walk) {step - total:.1f} us")
+    splits = net._parts(batch) is not net._no_parts
+    split_note = f"; split by rows over threads {step:.1f} us" if splits else ""
+    print(f"\n{shape} (batch {batch}): train_step on one thread {whole:.1f} us{split_note}; "
+          f"layers {total:.1f} us, the rest (loss, update, walk) {whole - total:.1f} us")
     for name, t in rows:
-        print(f"  {name:28s} {t:9.1f} us  {100 * t / step:5.1f}%")
+        print(f"  {name:28s} {t:9.1f} us  {100 * t / whole:5.1f}%")
 
 
 def main() -> None:
