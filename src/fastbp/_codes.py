@@ -115,3 +115,7 @@ E_NON_FINITE_LOSS = 6
 
 # Below this many multiply-adds a hand loop beats the BLAS call overhead.
 BLAS_MIN_WORK = 2048
+
+# A sample-major convolution builds im2col columns for this many bytes of samples at a time
+# (kernels/conv.py), so that its product reads them from cache, not memory.
+CONV_CHUNK_BYTES = 1 << 20

@@ -5,7 +5,7 @@ activation, batch_last. Parameters: weight (O, C, KH, KW), then bias (O). Scratc
 sample: its columns of the batch's im2col matrix (K = C*KH*KW rows, P = HO*WO columns per
 sample), then its columns of an (O, m*P) product, so that each direction is one matrix
 product over the whole batch rather than m small ones (measured: cnn_digits' step 1.18 ->
-0.71 ms). Batch scratch: dW's transpose (K*O).
+0.71 ms). Batch scratch: dW's transpose (K*O) and one chunk's share of it.
 
     forward   Y = W (O, K) @ cols (K, m*P);  out[i, o, p] = act(Y[o, col(i, p)] + b[o])
     backward  dY[o, col(i, p)] = d_out[i, o, p] * act'(out);  db = dY summed over columns
@@ -18,14 +18,19 @@ first (scratch: C*H*W more per sample), so that im2col copies runs of WO*m value
 product is transposed into the output (measured: cnn_digits' second convolution's im2col
 255 -> 14 us, plus 5 us for the output's transpose).
 
-(Chunks of samples small enough for the columns to stay in cache, rebuilt in the backward
-pass, measured slower on cifar_small: the rebuild costs more than the cache saves.)
+Sample-major columns are built a chunk of samples at a time (CONV_CHUNK_BYTES of columns,
+one product per chunk), so that the product reads them from cache: cifar_small's second
+convolution has 75 MB of columns per batch, and its forward product ran at half speed
+reading them from memory. When a batch takes more than one chunk, the backward pass
+rebuilds each chunk's columns rather than keeping them all (measured: cifar_small's step
+62 -> 54 ms). With stride 1 and output rows as wide as the input's, a tap's columns of one
+sample are one shifted copy of the input plane (_shifted_plane; 54 -> 48 ms).
 
 Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below.
 """
 
 
-from .._codes import F_NEED_D_INPUT, IDENTITY
+from .._codes import CONV_CHUNK_BYTES, F_NEED_D_INPUT, IDENTITY
 from .._jit import jit
 from .activations import activate_row, derivative_row
 from .linalg import matmul, transpose_into
@@ -35,24 +40,29 @@ KIND = 6
 
 
 @jit
-def im2col(x, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols):
-    """cols[(c*KH + ki)*KW + kj, i*P + oh*WO + ow] = x[i, c, oh*SH - PH + ki*DH,
-    ow*SW - PW + kj*DW] (zero outside the input), x of shape (n, C*H*W), P = HO*WO.
+def im2col(x, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols):
+    """cols[(c*KH + ki)*KW + kj, (i - first)*P + oh*WO + ow] = x[i, c, oh*SH - PH + ki*DH,
+    ow*SW - PW + kj*DW] (zero outside the input) for the samples first <= i < stop of x
+    (n, C*H*W), P = HO*WO. (A range rather than a view of x: one compiled specialisation.)
 
     Copies go through views (``d[ow] = s[ow]``), not ``row[base + ow]``: numba's index
     arithmetic on signed offsets keeps LLVM from vectorising, and slice assignment has a
     per-call cost (measured 2-5x slower on cifar_small and lenet)."""
-    n = x.shape[0]
     P = HO * WO
+    plane_rows = SH == 1 and SW == 1 and WO == W
     for c in range(C):
         for ki in range(KH):
             oh_lo, oh_hi = inside_range(HO, ki * DH - PH, SH, H)
             for kj in range(KW):
                 ow_lo, ow_hi = inside_range(WO, kj * DW - PW, SW, W)
                 row = cols[(c * KH + ki) * KW + kj]
-                for i in range(n):
+                for i in range(first, stop):
                     xi = x[i]
-                    sample = row[i * P : (i + 1) * P]
+                    sample = row[(i - first) * P : (i - first + 1) * P]
+                    if plane_rows:
+                        _shifted_plane(xi, (c * H + ki * DH - PH) * W + kj * DW - PW,
+                                       oh_lo, oh_hi, ow_lo, ow_hi, WO, sample)
+                        continue
                     head = sample[: oh_lo * WO]
                     for j in range(head.shape[0]):
                         head[j] = 0
@@ -76,12 +86,48 @@ def im2col(x, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols):
                         tail[j] = 0
 
 
+@jit(inline="always")
+def _valid_span(oh_lo, oh_hi, ow_lo, ow_hi, WO):
+    """[j0, j1): the positions oh*WO + ow from the first valid output to the last one."""
+    if oh_lo >= oh_hi or ow_lo >= ow_hi:
+        return 0, 0
+    return oh_lo * WO + ow_lo, (oh_hi - 1) * WO + ow_hi
+
+
 @jit
-def col2im(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, dx):
-    """The adjoint of im2col: dx (n, C*H*W) = the sum of cols' entries where they came from."""
-    n = dx.shape[0]
+def _shifted_plane(xi, offset, oh_lo, oh_hi, ow_lo, ow_hi, WO, sample):
+    """One tap's columns of one sample when the output rows are as wide as the input's and
+    both strides are 1: sample[j] = xi[j + offset] is then one long copy over the valid
+    span, and only the positions whose column falls outside the input (wrapped into the
+    neighbouring row) are zeroed after it. (Row by row, copies of WO values measured
+    ~3x slower on cifar_small's 32-wide planes.)"""
+    j0, j1 = _valid_span(oh_lo, oh_hi, ow_lo, ow_hi, WO)
+    head = sample[:j0]
+    for j in range(head.shape[0]):
+        head[j] = 0
+    s = xi[j0 + offset : j1 + offset]
+    d = sample[j0:j1]
+    for j in range(s.shape[0]):
+        d[j] = s[j]
+    tail = sample[j1:]
+    for j in range(tail.shape[0]):
+        tail[j] = 0
+    if j1 > j0:
+        for oh in range(oh_lo, oh_hi):
+            for ow in range(ow_lo):
+                sample[oh * WO + ow] = 0
+            for ow in range(ow_hi, WO):
+                sample[oh * WO + ow] = 0
+
+
+@jit
+def col2im(cols, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, dx):
+    """The adjoint of im2col: dx[first:stop] (samples of C*H*W values) = the sum of cols'
+    entries where they came from. Entries of cols that came from outside the input may be
+    zeroed (cols is the caller's scratch)."""
     P = HO * WO
-    for i in range(n):
+    plane_rows = SH == 1 and SW == 1 and WO == W
+    for i in range(first, stop):
         dxi = dx[i]
         for j in range(C * H * W):
             dxi[j] = 0
@@ -91,10 +137,28 @@ def col2im(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, dx):
             for kj in range(KW):
                 ow_lo, ow_hi = inside_range(WO, kj * DW - PW, SW, W)
                 row = cols[(c * KH + ki) * KW + kj]
-                for i in range(n):
+                for i in range(first, stop):
                     dxi = dx[i]
+                    if plane_rows:
+                        # as im2col's _shifted_plane: one long sum over the valid span, the
+                        # entries wrapped into a neighbouring row zeroed first so that
+                        # they add nothing
+                        sample = row[(i - first) * P : (i - first + 1) * P]
+                        j0, j1 = _valid_span(oh_lo, oh_hi, ow_lo, ow_hi, WO)
+                        if j1 > j0:
+                            for oh in range(oh_lo, oh_hi):
+                                for ow in range(ow_lo):
+                                    sample[oh * WO + ow] = 0
+                                for ow in range(ow_hi, WO):
+                                    sample[oh * WO + ow] = 0
+                        offset = (c * H + ki * DH - PH) * W + kj * DW - PW
+                        s = sample[j0:j1]
+                        d = dxi[j0 + offset : j1 + offset]
+                        for j in range(s.shape[0]):
+                            d[j] += s[j]
+                        continue
                     for oh in range(oh_lo, oh_hi):
-                        src = i * P + oh * WO
+                        src = (i - first) * P + oh * WO
                         dst = (c * H + oh * SH - PH + ki * DH) * W - PW + kj * DW
                         if SW == 1:
                             s = row[src + ow_lo : src + ow_hi]
@@ -192,12 +256,19 @@ def _settings(ints):
 
 
 @jit(inline="always")
-def _work_arrays(scratch, K, O, P, CHW):
-    """The batch's im2col matrix (K, m*P), product (O, m*P) and, batch-last, transposed
-    input (C*H*W, m) inside the scratch rows."""
+def samples_per_chunk(K, P, m, itemsize):
+    """How many samples' im2col columns (K values per output position, P positions) the
+    sample-major kernels build at a time: as many as fit in CONV_CHUNK_BYTES, at least one,
+    at most the batch."""
+    return min(m, max(1, CONV_CHUNK_BYTES // (K * P * itemsize)))
+
+
+@jit(inline="always")
+def _work_arrays(scratch, K, O, n, CHW):
+    """An im2col matrix (K, n), a product (O, n) and, batch-last, the transposed input
+    (C*H*W, m) inside the scratch rows."""
     m = scratch.shape[0]
     flat = scratch.reshape(m * scratch.shape[1])
-    n = m * P
     transposed = flat[(K + O) * n : (K + O) * n + CHW * m].reshape((CHW, m))
     return flat[: K * n].reshape((K, n)), flat[K * n : (K + O) * n].reshape((O, n)), transposed
 
@@ -211,14 +282,11 @@ def _forward(args, batch_last):
     m = inp.shape[0]
     weight = params[: O * K].reshape((O, K))
     bias = params[O * K : O * K + O]
-    cols, product, transposed = _work_arrays(scratch, K, O, P, C * H * W if batch_last else 0)
     if batch_last:
+        cols, product, transposed = _work_arrays(scratch, K, O, m * P, C * H * W)
         transpose_into(inp, transposed)
         im2col_batch_last(transposed, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
-    else:
-        im2col(inp, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
-    matmul(weight, cols, product)
-    if batch_last:
+        matmul(weight, cols, product)
         for o in range(O):
             y = product[o]
             b = bias[o]
@@ -227,14 +295,21 @@ def _forward(args, batch_last):
             activate_row(activation, y)
             transpose_into(y.reshape((P, m)), out[:, o * P : (o + 1) * P])
         return
-    for i in range(m):
-        for o in range(O):
-            y = out[i, o * P : (o + 1) * P]
-            src = product[o, i * P : (i + 1) * P]
-            b = bias[o]
-            for p in range(P):
-                y[p] = src[p] + b
-        activate_row(activation, out[i])
+    chunk = samples_per_chunk(K, P, m, inp.itemsize)
+    for first in range(0, m, chunk):
+        stop = min(m, first + chunk)
+        cols, product, _ = _work_arrays(scratch, K, O, (stop - first) * P, 0)
+        im2col(inp, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
+        matmul(weight, cols, product)
+        for i in range(first, stop):
+            at = (i - first) * P
+            for o in range(O):
+                y = out[i, o * P : (o + 1) * P]
+                src = product[o, at : at + P]
+                b = bias[o]
+                for p in range(P):
+                    y[p] = src[p] + b
+            activate_row(activation, out[i])
 
 
 @jit(inline="always")
@@ -247,36 +322,61 @@ def _backward(args, batch_last):
     weight = params[: O * K].reshape((O, K))
     d_weight = grads[: O * K].reshape((O, K))
     d_bias = grads[O * K : O * K + O]
-    cols, d_product, transposed = _work_arrays(scratch, K, O, P, C * H * W if batch_last else 0)
-    if activation != IDENTITY:
-        for i in range(m):  # whole samples: O*P values per call, not P
-            derivative_row(activation, out[i], d_out[i])
-    for o in range(O):
-        dst = d_product[o]
-        if batch_last:
-            transpose_into(d_out[:, o * P : (o + 1) * P], dst.reshape((P, m)))
-        else:
-            for i in range(m):
-                d = d_out[i, o * P : (o + 1) * P]
-                row = dst[i * P : (i + 1) * P]
-                for p in range(P):
-                    row[p] = d[p]
-        s = 0.0
-        for j in range(dst.shape[0]):
-            s += dst[j]
-        d_bias[o] = s
     # dW as (cols @ dY.T).T: OpenBLAS runs that orientation 1.1-1.85x faster on these
     # shapes (long inner dimension, few rows; measured on compare.py's convolutions)
     d_weight_t = batch[: K * O].reshape((K, O))
-    matmul(cols, d_product.T, d_weight_t)
-    transpose_into(d_weight_t, d_weight)
-    if flags & F_NEED_D_INPUT:
-        matmul(weight.T, d_product, cols)
-        if batch_last:
+    if activation != IDENTITY:
+        for i in range(m):  # whole samples: O*P values per call, not P
+            derivative_row(activation, out[i], d_out[i])
+    if batch_last:
+        cols, d_product, transposed = _work_arrays(scratch, K, O, m * P, C * H * W)
+        for o in range(O):
+            dst = d_product[o]
+            transpose_into(d_out[:, o * P : (o + 1) * P], dst.reshape((P, m)))
+            s = 0.0
+            for j in range(dst.shape[0]):
+                s += dst[j]
+            d_bias[o] = s
+        matmul(cols, d_product.T, d_weight_t)
+        transpose_into(d_weight_t, d_weight)
+        if flags & F_NEED_D_INPUT:
+            matmul(weight.T, d_product, cols)
             col2im_batch_last(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, transposed)
             transpose_into(transposed, d_inp)
+        return
+    chunk_d_weight_t = batch[K * O : 2 * K * O].reshape((K, O))
+    for o in range(O):
+        d_bias[o] = 0
+    chunk = samples_per_chunk(K, P, m, inp.itemsize)
+    for first in range(0, m, chunk):
+        stop = min(m, first + chunk)
+        cols, d_product, _ = _work_arrays(scratch, K, O, (stop - first) * P, 0)
+        if chunk < m:  # the forward pass's chunks overwrote each other: rebuild this one's
+            im2col(inp, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
+        for o in range(O):
+            dst = d_product[o]
+            for i in range(first, stop):
+                d = d_out[i, o * P : (o + 1) * P]
+                row = dst[(i - first) * P : (i - first + 1) * P]
+                for p in range(P):
+                    row[p] = d[p]
+            s = 0.0
+            for j in range(dst.shape[0]):
+                s += dst[j]
+            d_bias[o] += s
+        if first == 0:
+            matmul(cols, d_product.T, d_weight_t)
         else:
-            col2im(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, d_inp)
+            matmul(cols, d_product.T, chunk_d_weight_t)
+            for k in range(K):
+                total = d_weight_t[k]
+                part = chunk_d_weight_t[k]
+                for o in range(O):
+                    total[o] += part[o]
+        if flags & F_NEED_D_INPUT:
+            matmul(weight.T, d_product, cols)
+            col2im(cols, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, d_inp)
+    transpose_into(d_weight_t, d_weight)
 
 
 # One compiled pair per column order, each with its order a constant: a network compiles

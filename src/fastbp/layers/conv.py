@@ -111,14 +111,14 @@ class _Conv(Layer):
 
     def _batch_last(self) -> bool:
         """The kernel's column order (see kernels/conv.py): batch-last where im2col's runs of
-        input would be short, i.e. outputs narrower than 32 or strided ones. Measured on
+        input would be short, i.e. outputs narrower than 16 or strided ones. Measured on
         compare.py's shapes (train_step medians, one interleaved run, sample-major ->
-        batch-last): cnn_digits 858 -> 562 us, cnn1d 1092 -> 894 us, lenet 7.1 -> 5.7 ms;
-        cifar_small (outputs 32 and 16 wide) 114 -> 121 ms with all three batch-last, the
-        same with only its 16-wide one; lenet's 28-wide first convolution batch-last too
-        3.72 -> 3.56 ms (a width threshold of 32 rather than 16)."""
+        batch-last): cnn_digits 858 -> 562 us, cnn1d 1092 -> 894 us, lenet 7.1 -> 5.7 ms.
+        Since sample-major columns are built in cached chunks and stride-1 planes copied
+        whole, 16- and 28-wide outputs are faster sample-major: cifar_small 48.5 -> 46.7 ms,
+        lenet 2.09 -> 2.01 ms (threshold 32 -> 16)."""
         _, width = self._spatial(self.output_shape)
-        return self.stride[-1] > 1 or width < 32
+        return self.stride[-1] > 1 or width < 16
 
     def scratch_per_sample(self) -> int:
         # its columns of the batch's im2col matrix and of the (out_channels, ...) product,
@@ -127,8 +127,8 @@ class _Conv(Layer):
         return (self._K + self.out_channels) * int(np.prod(self.output_shape[1:])) + transposed
 
     def scratch_per_batch(self) -> int:
-        # the weight gradient's transpose (see kernels/conv.py's backward)
-        return self._K * self.out_channels
+        # the weight gradient's transpose and one chunk's share of it (kernels/conv.py)
+        return 2 * self._K * self.out_channels
 
     def int_settings(self) -> tuple[int, ...]:
         def two(values, fill):
