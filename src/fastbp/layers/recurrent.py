@@ -94,6 +94,9 @@ class _Recurrent(Layer):
         return kernels.scratch_per_sample(self.cell, self.input_size, self.hidden_size,
                                           self.input_shape[0], self.num_directions)
 
+    def scratch_per_batch(self) -> int:
+        return kernels.scratch_per_batch(self.cell, self.input_size, self.hidden_size)
+
     def product_work(self) -> int:
         # The per-step recurrent products decide: T of them in each direction and pass.
         return self.gates * self.hidden_size * self.hidden_size
