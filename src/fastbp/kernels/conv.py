@@ -1,11 +1,13 @@
 """Convolution (Conv1D as Conv2D with H = 1): torch's cross-correlation with zero padding.
 
 Settings (ints): C, H, W, O, KH, KW, SH, SW, PH, PW (top/left padding), DH, DW, HO, WO,
-activation, batch_last. Parameters: weight (O, C, KH, KW), then bias (O). Scratch per
-sample: its columns of the batch's im2col matrix (K = C*KH*KW rows, P = HO*WO columns per
-sample), then its columns of an (O, m*P) product, so that each direction is one matrix
-product over the whole batch rather than m small ones (measured: cnn_digits' step 1.18 ->
-0.71 ms). Batch scratch: dW's transpose (K*O) and one chunk's share of it.
+activation, batch_last. Parameters: weight (O, C, KH, KW), then bias (O). Columns: an
+im2col matrix (K = C*KH*KW rows, P = HO*WO columns per sample) and an (O, .) product for
+as many samples as fit (below), so that each direction is one matrix product over many
+samples rather than one per sample (measured: cnn_digits' step 1.18 -> 0.71 ms). Batch
+scratch: dW's transpose (K*O), one chunk's share of it, and sample-major, the columns and
+product of one chunk (chunk_room). Scratch per sample, batch-last only: the batch's
+columns, product and transposed input.
 
     forward   Y = W (O, K) @ cols (K, m*P);  out[i, o, p] = act(Y[o, col(i, p)] + b[o])
     backward  dY[o, col(i, p)] = d_out[i, o, p] * act'(out);  db = dY summed over columns
@@ -263,6 +265,20 @@ def samples_per_chunk(K, P, m, itemsize):
     return min(m, max(1, CONV_CHUNK_BYTES // (K * P * itemsize)))
 
 
+def chunk_room(K: int, O: int, P: int) -> int:
+    """Batch scratch for one chunk's columns and product (sample-major): the most samples
+    samples_per_chunk allows in float32 (float64's chunks are smaller), at least one."""
+    return max(1, CONV_CHUNK_BYTES // (K * P * 4)) * (K + O) * P
+
+
+@jit(inline="always")
+def _chunk_arrays(batch, K, O, n):
+    """One chunk's im2col matrix (K, n) and product (O, n), after the 2*K*O values of dW."""
+    at = 2 * K * O
+    return (batch[at : at + K * n].reshape((K, n)),
+            batch[at + K * n : at + (K + O) * n].reshape((O, n)))
+
+
 @jit(inline="always")
 def _work_arrays(scratch, K, O, n, CHW):
     """An im2col matrix (K, n), a product (O, n) and, batch-last, the transposed input
@@ -298,7 +314,7 @@ def _forward(args, batch_last):
     chunk = samples_per_chunk(K, P, m, inp.itemsize)
     for first in range(0, m, chunk):
         stop = min(m, first + chunk)
-        cols, product, _ = _work_arrays(scratch, K, O, (stop - first) * P, 0)
+        cols, product = _chunk_arrays(batch, K, O, (stop - first) * P)
         im2col(inp, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
         matmul(weight, cols, product)
         for i in range(first, stop):
@@ -350,7 +366,7 @@ def _backward(args, batch_last):
     chunk = samples_per_chunk(K, P, m, inp.itemsize)
     for first in range(0, m, chunk):
         stop = min(m, first + chunk)
-        cols, d_product, _ = _work_arrays(scratch, K, O, (stop - first) * P, 0)
+        cols, d_product = _chunk_arrays(batch, K, O, (stop - first) * P)
         if chunk < m:  # the forward pass's chunks overwrote each other: rebuild this one's
             im2col(inp, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
         for o in range(O):

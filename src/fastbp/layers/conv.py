@@ -121,14 +121,19 @@ class _Conv(Layer):
         return self.stride[-1] > 1 or width < 16
 
     def scratch_per_sample(self) -> int:
-        # its columns of the batch's im2col matrix and of the (out_channels, ...) product,
-        # and batch-last its transposed input
-        transposed = int(np.prod(self.input_shape)) if self._batch_last() else 0
-        return (self._K + self.out_channels) * int(np.prod(self.output_shape[1:])) + transposed
+        # batch-last: its columns of the batch's im2col matrix and of the (out_channels, ...)
+        # product, and its transposed input (sample-major columns live in the batch scratch)
+        if not self._batch_last():
+            return 0
+        P = int(np.prod(self.output_shape[1:]))
+        return (self._K + self.out_channels) * P + int(np.prod(self.input_shape))
 
     def scratch_per_batch(self) -> int:
-        # the weight gradient's transpose and one chunk's share of it (kernels/conv.py)
-        return 2 * self._K * self.out_channels
+        # the weight gradient's transpose and one chunk's share of it, and sample-major one
+        # chunk's columns and product (kernels/conv.py)
+        room = 0 if self._batch_last() else kernels.chunk_room(
+            self._K, self.out_channels, int(np.prod(self.output_shape[1:])))
+        return 2 * self._K * self.out_channels + room
 
     def int_settings(self) -> tuple[int, ...]:
         def two(values, fill):
