@@ -2,6 +2,7 @@
 the update, timed one at a time on a compare.py shape (medians of repeated calls).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/profile_layers.py cnn_digits lenet
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/profile_layers.py --part cifar_small
 
 Each layer runs through the same kernel address and arguments as in a step (a jitted loop
 around ``call_kernel``), so the figures add up to about the step on one thread; a network
@@ -52,8 +53,11 @@ def _median_us(run, reps: int, rounds: int) -> float:
     return float(np.median(times)) * 1e6
 
 
-def profile(shape: str, rounds: int = 7) -> None:
+def profile(shape: str, rounds: int = 7, part: bool = False) -> None:
     input_shape, batch, specs = compare.SHAPES[shape]
+    if part:  # one part of a split step: its rows, all on one thread and one BLAS thread
+        batch //= fb.get_num_threads()
+        fb.set_num_threads(1)
     net = fb.Network(compare.fastbp_layers(specs), input_shape=input_shape,
                      loss="cross_entropy", dtype="float32", seed=0)
     rng = np.random.default_rng(0)
@@ -88,19 +92,24 @@ def profile(shape: str, rounds: int = 7) -> None:
     total = sum(t for _, t in rows)
     splits = net._parts(batch) is not net._no_parts
     split_note = f"; split by rows over threads {step:.1f} us" if splits else ""
-    print(f"\n{shape} (batch {batch}): train_step on one thread {whole:.1f} us{split_note}; "
+    what = f"one part of a split step, {batch} rows on one BLAS thread" if part else f"batch {batch}"
+    print(f"\n{shape} ({what}): train_step on one thread {whole:.1f} us{split_note}; "
           f"layers {total:.1f} us, the rest (loss, update, walk) {whole - total:.1f} us")
     for name, t in rows:
         print(f"  {name:28s} {t:9.1f} us  {100 * t / whole:5.1f}%")
+    fb.set_num_threads(None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("shapes", nargs="+", choices=sorted(compare.SHAPES))
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--part", action="store_true",
+                        help="time the layers of one part of a split step (batch / threads "
+                             "rows, one BLAS thread) rather than the whole batch")
     args = parser.parse_args()
     for shape in args.shapes:
-        profile(shape, args.rounds)
+        profile(shape, args.rounds, args.part)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from kind_checks import (
 )
 
 import fastbp as fb
+from fastbp._codes import F_PART
 from fastbp.kernels import conv as conv_kernels
 
 # name -> (conv layers, input shape); a Flatten and a Dense follow. Awkward on purpose:
@@ -80,17 +81,17 @@ def test_each_layer_picks_its_column_order_by_width_and_agrees_with_the_twin():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_columns_built_a_chunk_of_samples_at_a_time_agree_with_the_twin_dtype(dtype):
-    # samples whose im2col columns exceed CONV_CHUNK_BYTES: the sample-major kernels build
-    # them a few samples at a time (and again in the backward pass); the second convolution
-    # sends dLoss/dinput through col2im chunk by chunk
-    net = fb.Network([fb.Conv1D(8, 8, 5, padding=2, activation="tanh"),
+    # samples whose im2col columns exceed the chunk size (kernels/conv.py): the sample-major
+    # kernels build them a few samples at a time (and again in the backward pass); the
+    # second convolution sends dLoss/dinput through col2im chunk by chunk
+    net = fb.Network([fb.Conv1D(16, 8, 5, padding=2, activation="tanh"),
                       fb.Conv1D(8, 2, 3, padding=1), fb.GlobalAvgPool(), fb.Dense(2, 3)],
-                     input_shape=(8, 4096), loss="mse", dtype=dtype, seed=1)
+                     input_shape=(16, 16384), loss="mse", dtype=dtype, seed=1)
     itemsize = np.dtype(dtype).itemsize
     for layer in net.layers[:2]:
         assert not layer._batch_last()
-        K, P = layer._K, 4096
-        assert conv_kernels.samples_per_chunk(K, P, 4, itemsize) < 4
+        for flags in (0, F_PART):  # both chunk sizes: unsplit steps and a split step's parts
+            assert conv_kernels.samples_per_chunk(layer._K, 16384, 4, itemsize, flags) < 4
     check_twin(net, n=4, steps=2)
 
 

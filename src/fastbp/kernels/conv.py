@@ -20,8 +20,9 @@ first (scratch: C*H*W more per sample), so that im2col copies runs of WO*m value
 product is transposed into the output (measured: cnn_digits' second convolution's im2col
 255 -> 14 us, plus 5 us for the output's transpose).
 
-Sample-major columns are built a chunk of samples at a time (CONV_CHUNK_BYTES of columns,
-one product per chunk), so that the product reads them from cache: cifar_small's second
+Sample-major columns are built a chunk of samples at a time (CONV_CHUNK_BYTES of columns in
+a part of a split step, CONV_CHUNK_BYTES_THREADS otherwise; one product per chunk), so that
+the product reads them from cache: cifar_small's second
 convolution has 75 MB of columns per batch, and its forward product ran at half speed
 reading them from memory. When a batch takes more than one chunk, the backward pass
 rebuilds each chunk's columns rather than keeping them all (measured: cifar_small's step
@@ -32,7 +33,7 @@ Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below.
 """
 
 
-from .._codes import CONV_CHUNK_BYTES, F_NEED_D_INPUT, IDENTITY
+from .._codes import CONV_CHUNK_BYTES, CONV_CHUNK_BYTES_THREADS, F_NEED_D_INPUT, F_PART, IDENTITY
 from .._jit import jit
 from .activations import activate_row, derivative_row
 from .linalg import matmul, transpose_into
@@ -258,17 +259,19 @@ def _settings(ints):
 
 
 @jit(inline="always")
-def samples_per_chunk(K, P, m, itemsize):
+def samples_per_chunk(K, P, m, itemsize, flags):
     """How many samples' im2col columns (K values per output position, P positions) the
-    sample-major kernels build at a time: as many as fit in CONV_CHUNK_BYTES, at least one,
-    at most the batch."""
-    return min(m, max(1, CONV_CHUNK_BYTES // (K * P * itemsize)))
+    sample-major kernels build at a time: as many as fit in CONV_CHUNK_BYTES in a part of a
+    split step (flag F_PART), CONV_CHUNK_BYTES_THREADS otherwise; at least one, at most
+    the batch."""
+    room = CONV_CHUNK_BYTES if flags & F_PART else CONV_CHUNK_BYTES_THREADS
+    return min(m, max(1, room // (K * P * itemsize)))
 
 
 def chunk_room(K: int, O: int, P: int) -> int:
     """Batch scratch for one chunk's columns and product (sample-major): the most samples
     samples_per_chunk allows in float32 (float64's chunks are smaller), at least one."""
-    return max(1, CONV_CHUNK_BYTES // (K * P * 4)) * (K + O) * P
+    return max(1, CONV_CHUNK_BYTES_THREADS // (K * P * 4)) * (K + O) * P
 
 
 @jit(inline="always")
@@ -311,7 +314,7 @@ def _forward(args, batch_last):
             activate_row(activation, y)
             transpose_into(y.reshape((P, m)), out[:, o * P : (o + 1) * P])
         return
-    chunk = samples_per_chunk(K, P, m, inp.itemsize)
+    chunk = samples_per_chunk(K, P, m, inp.itemsize, flags)
     for first in range(0, m, chunk):
         stop = min(m, first + chunk)
         cols, product = _chunk_arrays(batch, K, O, (stop - first) * P)
@@ -363,7 +366,7 @@ def _backward(args, batch_last):
     chunk_d_weight_t = batch[K * O : 2 * K * O].reshape((K, O))
     for o in range(O):
         d_bias[o] = 0
-    chunk = samples_per_chunk(K, P, m, inp.itemsize)
+    chunk = samples_per_chunk(K, P, m, inp.itemsize, flags)
     for first in range(0, m, chunk):
         stop = min(m, first + chunk)
         cols, d_product = _chunk_arrays(batch, K, O, (stop - first) * P)
