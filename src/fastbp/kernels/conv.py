@@ -115,12 +115,20 @@ def _shifted_plane(xi, offset, oh_lo, oh_hi, ow_lo, ow_hi, WO, sample):
     tail = sample[j1:]
     for j in range(tail.shape[0]):
         tail[j] = 0
-    if j1 > j0:
-        for oh in range(oh_lo, oh_hi):
-            for ow in range(ow_lo):
-                sample[oh * WO + ow] = 0
-            for ow in range(ow_hi, WO):
-                sample[oh * WO + ow] = 0
+    _zero_wrapped(sample, oh_lo, oh_hi, ow_lo, ow_hi, WO)
+
+
+@jit(inline="always")
+def _zero_wrapped(sample, oh_lo, oh_hi, ow_lo, ow_hi, WO):
+    """Zero the positions of a sample's tap columns, inside the valid span, whose column
+    falls outside the input (they hold or would take the neighbouring row's values)."""
+    if oh_lo >= oh_hi or ow_lo >= ow_hi:
+        return
+    for oh in range(oh_lo, oh_hi):
+        for ow in range(ow_lo):
+            sample[oh * WO + ow] = 0
+        for ow in range(ow_hi, WO):
+            sample[oh * WO + ow] = 0
 
 
 @jit
@@ -148,12 +156,7 @@ def col2im(cols, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, d
                         # they add nothing
                         sample = row[(i - first) * P : (i - first + 1) * P]
                         j0, j1 = _valid_span(oh_lo, oh_hi, ow_lo, ow_hi, WO)
-                        if j1 > j0:
-                            for oh in range(oh_lo, oh_hi):
-                                for ow in range(ow_lo):
-                                    sample[oh * WO + ow] = 0
-                                for ow in range(ow_hi, WO):
-                                    sample[oh * WO + ow] = 0
+                        _zero_wrapped(sample, oh_lo, oh_hi, ow_lo, ow_hi, WO)
                         offset = (c * H + ki * DH - PH) * W + kj * DW - PW
                         s = sample[j0:j1]
                         d = dxi[j0 + offset : j1 + offset]
