@@ -118,3 +118,25 @@ def test_a_process_compiles_only_what_it_uses_and_the_next_loads_it(tmp_path):
     runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                            check=True).stdout.split()[-2:] for _ in range(2)]
     assert runs == [["0", "0"], ["0", "3"]]  # compiled once, then loaded
+
+
+def test_fetch_add_returns_each_value_once_across_threads():
+    """Threads claim a split step's parts with fetch_add (step.parts_at_once): with two
+    threads claiming at once every value must come out exactly once. Each claim follows a
+    little work so that the threads overlap: a plain read-and-increment fails this test
+    (it counted 10,000 of 20,000 here)."""
+    from fastbp._jit import jit, prange
+
+    @jit(parallel=True, cache=False)
+    def claim_all(counter, claimed, work):
+        for i in prange(claimed.shape[0]):
+            s = 0.0
+            for k in range(work):
+                s += np.sqrt(k + i)
+            claimed[dispatch.fetch_add(counter, 1) % claimed.shape[0]] += 1 if s >= 0 else 2
+
+    counter = np.array([7, 0, 7], dtype=np.int64)
+    claimed = np.zeros(20_000, dtype=np.int64)
+    claim_all(counter, claimed, 200)
+    assert counter.tolist() == [7, 20_000, 7]
+    assert (claimed == 1).all()

@@ -167,6 +167,27 @@ def test_products_big_enough_for_blas_threads_stay_whole():
     assert cnn._parts(64) is not cnn._no_parts
 
 
+def test_products_big_enough_for_blas_threads_split_when_the_machine_is_busy(monkeypatch):
+    # busy, one BLAS thread gets about two thirds of a core where two parts get a full one
+    # (_threads.busy_split); the gradient is then the parts' sum, as for any split step
+    monkeypatch.setattr(_threads._monitor, "is_busy", lambda: True)
+    monkeypatch.setattr(_threads, "BUSY_BLAS_SPLIT_WORK", 0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    fb.set_num_threads(None)
+    mlp = fb.Network.mlp([784, 128, 10], seed=0)
+    X, y = _batch((784,), rows=64)
+    mlp._ensure_capacity(64)
+    parts = mlp._parts(64)
+    assert parts is not mlp._no_parts and parts[2][codes.PART_MAX_ROWS] == 64
+    loss, grad = mlp.loss_and_grad(X, y)
+    monkeypatch.setattr(_threads._monitor, "is_busy", lambda: False)
+    assert mlp._parts(64) is mlp._no_parts  # idle: whole, on BLAS's threads
+    assert mlp._parts(39)[2][codes.PART_MAX_ROWS] == 39  # the split range as before
+    whole_loss, whole_grad = mlp.loss_and_grad(X, y)
+    assert loss == pytest.approx(whole_loss, rel=1e-6)
+    np.testing.assert_allclose(grad, whole_grad, rtol=RTOL, atol=ATOL)
+
+
 def _train_in_child(queue):
     make, shape = NETWORKS["cnn"]
     X, y = _batch(shape)

@@ -4,6 +4,8 @@ change."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -76,6 +78,39 @@ def test_parts_in_parallel(monkeypatch, busy, explicit, work, forked, expected):
     monkeypatch.setattr(_threads, "_first_pid", -1 if forked else None)
     fb.set_num_threads(explicit)
     assert _threads.parts_in_parallel(work) is expected
+
+
+@pytest.mark.parametrize("busy,explicit,threads,work,expected", [
+    (True, None, "2", _threads.BUSY_BLAS_SPLIT_WORK, True),  # big, busy: parts
+    (False, None, "2", _threads.BUSY_BLAS_SPLIT_WORK, False),  # idle: BLAS's threads
+    (True, None, "2", _threads.BUSY_BLAS_SPLIT_WORK - 1, False),  # not big enough
+    (True, 2, "2", _threads.BUSY_BLAS_SPLIT_WORK, False),  # an explicit count: no adapting
+    (True, None, "1", _threads.BUSY_BLAS_SPLIT_WORK, False),  # one thread: nothing to split
+])
+def test_busy_split(monkeypatch, busy, explicit, threads, work, expected):
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    monkeypatch.setattr(_threads._monitor, "is_busy", lambda: busy)
+    fb.set_num_threads(explicit)
+    assert _threads.busy_split(work) is expected
+
+
+@pytest.mark.parametrize("user_env", [{}, {"GOMP_SPINCOUNT": "5"}, {"OMP_WAIT_POLICY": "active"}])
+def test_numba_threads_start_with_the_short_spin_unless_the_user_chose(monkeypatch, user_env):
+    """GNU OpenMP reads GOMP_SPINCOUNT as numba's threads start; the environment is as it
+    was afterwards, and a user's own setting wins."""
+    from numba.np.ufunc import parallel
+
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    for name, value in user_env.items():
+        monkeypatch.setenv(name, value)
+    seen = []
+    monkeypatch.setattr(parallel, "_launch_threads",
+                        lambda: seen.append(os.environ.get("GOMP_SPINCOUNT")))
+    _threads.start_numba_threads()
+    assert seen == [user_env.get("GOMP_SPINCOUNT",
+                                 None if user_env else str(_threads.GOMP_SPIN_COUNT))]
+    assert os.environ.get("GOMP_SPINCOUNT") == user_env.get("GOMP_SPINCOUNT")
 
 
 def test_use_threads_calls_the_setter_only_on_a_change(monkeypatch):

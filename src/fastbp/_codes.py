@@ -47,7 +47,8 @@ PART_MAX_ROWS = 3  # batches with more rows run whole (BLAS's own threads serve 
 PART_AT_ONCE = 4  # the address of the kernel that runs the parts on threads
 PART_RUNNER = 5  # the address of the kernel that runs one part
 PART_WS_SIZE = 6  # the length of a part's workspace (after its gradient in its row of parts)
-N_PART_INFO = 7
+PART_NEXT = 7  # the next part a thread may claim (parts_at_once)
+N_PART_INFO = 8
 
 # Activations.
 IDENTITY = 0

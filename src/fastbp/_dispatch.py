@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from . import _codes as codes
+from ._threads import start_numba_threads
 from .kernels import dispatch, optimizers, step
 from .kernels.step import LAYER_KERNELS
 
@@ -86,6 +87,7 @@ def bind_kernels(table: np.ndarray, ints: np.ndarray, dtype) -> None:
 
 def parts_at_once_address(dtype) -> int:
     """The address of ``step.parts_at_once`` (the parts of a split step on threads)."""
+    start_numba_threads()  # before numba starts them with GNU OpenMP's defaults
     return _step_signature_address(-101, step.parts_at_once, dtype)
 
 

@@ -18,9 +18,18 @@ fastbp's own loops: convolutions, pooling, recurrent cells) is split by rows ove
 :func:`get_num_threads` numba threads instead, each with one BLAS thread
 (``kernels/step.py``'s ``_split_step``; the rule is ``Network._parts``). On a busy machine
 the parts run one after another on the calling thread (:func:`parts_in_parallel`), unless
-the step is big (BUSY_SPLIT_WORK). OpenBLAS's thread count is the whole process's in the
-build scipy ships (``openblas_set_num_threads_local`` included), so parts that run at once
-are given one BLAS thread by their caller, before the call.
+the step is big (BUSY_SPLIT_WORK). A step that would run whole on BLAS's threads is split
+too on a busy machine when it is very big (:func:`busy_split`): its parts on two threads
+get a fair share of the cores where one BLAS thread gets less. OpenBLAS's thread count is
+the whole process's in the build scipy ships (``openblas_set_num_threads_local``
+included), so parts that run at once are given one BLAS thread by their caller, before
+the call. numba's OpenMP threads are started spinning for a tenth of a millisecond before
+they sleep (GOMP_SPIN_COUNT), not GNU OpenMP's milliseconds.
+
+The load thus changes the low bits of some results: OpenBLAS's one- and two-thread sgemm
+round differently, and a split step sums its gradient in another order. A split step's
+parts run one after another or at once with the same arithmetic. For results that do not
+depend on the machine's load, fix the count with :func:`set_num_threads`.
 
 :func:`set_num_threads` fixes the count (no adaptation), for users who share the machine
 explicitly: ``n_jobs`` workers, several MPI ranks per machine. The default is the
@@ -172,12 +181,58 @@ SPLIT_MIN_WORK = 600_000
 
 # On a busy machine a split step's parts still run at once when the step has at least this
 # many multiply-adds: each part then runs long enough (milliseconds on one core) that
-# waiting for a descheduled thread costs little against a fair share of both cores.
-# Measured beside a 2-thread BLAS process: cifar_small (1 G) 165 ms one after another,
-# 125 ms at once (62 ms idle); lenet (27 M) 7.4 ms one after another, 8.3 ms at once.
-BUSY_SPLIT_WORK = 200_000_000
+# waiting for a descheduled partner costs less than running both parts on one thread.
+# Measured beside a 2-thread BLAS process (ad-hoc, medians of 150 steps, GOMP_SPINCOUNT
+# below): lenet (27 M) 4.9-8.9 ms one after another, 5.2-5.4 ms at once (2.2 ms idle);
+# cnn_digits (2.7 M) 0.37 ms one after another, 0.2-0.9 ms at once; cnn1d (6 M) likewise.
+BUSY_SPLIT_WORK = 20_000_000
+
+# How long numba's OpenMP threads spin for work before they sleep, unless the user chose
+# (GOMP_SPINCOUNT / OMP_WAIT_POLICY). GNU OpenMP's default, 300,000 spins (milliseconds),
+# keeps a part that finished first spinning on a core its partner needs when other
+# processes hold the cores: lenet beside a 2-thread BLAS process took 8.0 ms a step with
+# its parts at once, 5.3 ms with 10,000 (about a tenth of a millisecond); idle, the
+# split networks of compare.py ran the same (1,000 made cnn_digits slower: its workers
+# fell asleep between steps).
+GOMP_SPIN_COUNT = 10_000
 
 _first_pid: int | None = None  # the process that first ran parts on threads
+
+
+def start_numba_threads() -> None:
+    """Start numba's threading layer (before the parallel kernel is compiled or loaded,
+    which would start it) with GOMP_SPIN_COUNT in the environment, which GNU OpenMP reads
+    once, as it loads; the environment is put back after. Has no effect when the user set
+    the variable, another layer (TBB) is chosen or OpenMP is already loaded."""
+    user_chose = "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ
+    if not user_chose:
+        os.environ["GOMP_SPINCOUNT"] = str(GOMP_SPIN_COUNT)
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+    except (ImportError, AttributeError):  # another numba: its first parallel call starts them
+        pass
+    finally:
+        if not user_chose:
+            del os.environ["GOMP_SPINCOUNT"]
+
+
+# A step that BLAS's threads would run whole runs in parts on a busy machine from this
+# many multiply-adds (busy_split). Beside a 2-thread BLAS process (ad-hoc, medians):
+# 784-256-128-10 at batch 128 (30 M) 1.5 ms whole on one BLAS thread, 2.1-4.5 ms in parts.
+BUSY_BLAS_SPLIT_WORK = 200_000_000
+
+
+def busy_split(work: int) -> bool:
+    """Whether a training step of ``work`` multiply-adds, which would run whole on BLAS's
+    threads, should run as parts at once instead because other processes hold the cores:
+    one BLAS thread beside them gets about two thirds of a core, two parts a full core
+    and wait for each other only once a step (784-1024-1024-10 at batch 256 beside a
+    2-thread BLAS process: 34-53 ms whole, 33-39 ms in parts, 14.7 ms idle). Not when
+    set_num_threads fixed the count."""
+    return (_explicit is None and work >= BUSY_BLAS_SPLIT_WORK and get_num_threads() > 1
+            and _monitor.is_busy())
 
 
 def parts_in_parallel(work: int = 0) -> bool:

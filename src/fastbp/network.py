@@ -28,6 +28,7 @@ from ._serialize import save as _save
 from ._threads import (
     MIN_PARALLEL_WORK,
     SPLIT_MIN_WORK,
+    busy_split,
     get_num_threads,
     parts_in_parallel,
     use_threads,
@@ -419,43 +420,50 @@ class Network:
         else empty ones (then train_step runs it whole). An epoch of batches of ``rows``
         passes the arrays on to train_step, which decides batch by batch by the same rule
         (a last, smaller batch may run whole). Whether and how a batch splits depends
-        on the network, its rows and get_num_threads() only, never on the load of the
-        machine, so the arithmetic is the same either way; the load only decides whether
-        the parts run at once. Call after ``_ensure_capacity``."""
+        on the network, its rows and get_num_threads(), and for a batch big enough for
+        BLAS's own threads also on the load (_threads.busy_split), which otherwise only
+        decides whether the parts run at once, with the same arithmetic either way. Call
+        after ``_ensure_capacity``."""
         split = self._split_rows
-        if not split or rows not in split:
+        if not split or rows < split.start:
+            return self._no_parts
+        # a batch whose products are big enough for BLAS's own threads runs whole, unless
+        # other processes hold the cores (_threads.busy_split): then in parts at once
+        max_rows = split.stop - 1 if rows in split else rows
+        if rows not in split and not busy_split(rows * self._split_work):
             return self._no_parts
         count = get_num_threads()
         if count < 2:
             return self._no_parts
-        if self._part_key != (count, self._capacity):
-            self._make_parts(count)
+        rows_room = min(self._capacity, max_rows)  # the largest part arrays are sized for
+        if self._part_key != (count, rows_room):
+            self._make_parts(count, rows_room)
         arrays = self._part_arrays
         if rows < arrays[2][codes.PART_MIN_ROWS]:
             return self._no_parts
+        arrays[2][codes.PART_MAX_ROWS] = max_rows
         at_once = parts_in_parallel(rows * self._split_work)
         arrays[2][codes.PART_PARALLEL] = at_once
         if at_once:
             use_threads(0)  # one BLAS thread: the parts share the process's count
         return arrays
 
-    def _make_parts(self, count: int) -> None:
+    def _make_parts(self, count: int, max_rows: int) -> None:
         plan, n = self._plan, self._plan.n_params
         # sized for the largest batch that splits, not for inference's larger chunks
-        rows = -(-min(self._capacity, self._split_rows.stop - 1) // count)
+        rows = -(-max_rows // count)
         ws_size = rows * plan.ws_width + plan.batch_width + plan.n_buffers
         # each row starts 64-byte aligned (float32), as the network's own arrays do
         width = -(-(_step_kernels.part_grads_width(n) + ws_size) // 16) * 16
         info = np.zeros(codes.N_PART_INFO, dtype=np.int64)
         info[codes.PART_STEP] = step_address(self.dtype)
         info[codes.PART_MIN_ROWS] = max(2 * count, self._split_rows.start)
-        info[codes.PART_MAX_ROWS] = self._split_rows.stop - 1
         info[codes.PART_WS_SIZE] = ws_size
         info[codes.PART_AT_ONCE] = parts_at_once_address(self.dtype)
         info[codes.PART_RUNNER] = run_part_address(self.dtype)
         self._part_arrays = (v.aligned_zeros((count - 1) * width, self.dtype).reshape(
             count - 1, width), np.zeros((count, codes.N_RESULTS)), info)
-        self._part_key = (count, self._capacity)
+        self._part_key = (count, max_rows)
 
     def _check_batch_rows(self, rows: int, name: str = "X") -> None:
         if rows < self._min_batch:
@@ -551,7 +559,8 @@ class Network:
         use_threads(self._work_per_sample * X.shape[0])
         if not self._kernels_bound:  # (the _args property, written out)
             self._bind_kernels()
-        parts = self._parts(X.shape[0]) if X.shape[0] in self._split_rows else self._no_parts
+        parts = (self._parts(X.shape[0]) if self._split_rows
+                 and X.shape[0] >= self._split_rows.start else self._no_parts)
         self._train_kernel(*self._kernel_arrays, X, labels, targets, weights, self._loss_code,
                            STEP_FLAGS, *opt, r, *parts)
         if r[codes.R_ERROR]:

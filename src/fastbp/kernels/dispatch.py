@@ -70,6 +70,11 @@ if numba.config.DISABLE_JIT:
     def call_update(address, args) -> None:
         PYTHON_KERNELS[address](*args)
 
+    def fetch_add(array, index) -> int:
+        value = array[index]
+        array[index] += 1
+        return value
+
 else:
     def _call_by_address(context, builder, address_value, argument_types, values) -> None:
         """Call the numba-compiled function at ``address_value`` (returning None) with
@@ -122,3 +127,19 @@ else:
         """Call the optimizer update compiled at ``address`` with the arguments in ``args``."""
         return _spread_call("call_update", address, args,
                             update_args_type(_float_type(args, 0)))
+
+    @intrinsic
+    def fetch_add(typingctx, array, index):
+        """Add 1 to ``array[index]`` (an int64 array, C-contiguous) atomically; return the
+        value before. Threads claim work with it (step.parts_at_once)."""
+        if array != types.int64[::1] or not isinstance(index, types.Integer):
+            raise errors.TypingError(f"fetch_add: an int64[::1] array and an index, got "
+                                     f"{array}, {index}")
+
+        def codegen(context, builder, signature, llargs):
+            data = context.make_array(array)(context, builder, llargs[0]).data
+            pointer = builder.gep(data, [context.cast(builder, llargs[1], index, types.intp)])
+            return builder.atomic_rmw("add", pointer, context.get_constant(types.int64, 1),
+                                      "seq_cst")
+
+        return types.int64(array, index), codegen
