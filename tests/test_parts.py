@@ -96,6 +96,37 @@ def test_fit_epochs_equal_train_steps_on_the_same_batches(rows):
     np.testing.assert_array_equal(fitted.params, stepped.params)
 
 
+def test_busy_split_fit_epochs_equal_train_steps(monkeypatch):
+    # a network whose products count as big enough for BLAS's threads (MIN_PARALLEL_WORK
+    # lowered), split because the machine is busy: the epoch kernel splits its batches of
+    # 8 and the last one of 5 as train_step does
+    monkeypatch.setattr(network_module, "MIN_PARALLEL_WORK", 100)
+    monkeypatch.setattr(_threads, "BUSY_BLAS_SPLIT_WORK", 0)
+    monkeypatch.setattr(_threads._monitor, "is_busy", lambda: True)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    fb.set_num_threads(None)
+    make, shape = NETWORKS["mlp"]
+    X, y = _batch(shape, 21)
+    fitted = make()
+    assert 8 not in fitted._split_rows  # not split on an idle machine
+    fitted._ensure_capacity(8)
+    assert fitted._parts(8) is not fitted._no_parts
+    fitted.fit(X, y, optimizer=fb.SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=8,
+               shuffle=False, verbose=0)
+    stepped = make()
+    opt = fb.SGD(lr=0.1, momentum=0.9)
+    for _ in range(2):
+        for start in range(0, 21, 8):
+            stepped.train_step(X[start:start + 8], y[start:start + 8], opt)
+    np.testing.assert_array_equal(fitted.params, stepped.params)
+    whole = make()  # idle: whole batches, the same up to float32 summation order
+    monkeypatch.setattr(_threads._monitor, "is_busy", lambda: False)
+    whole.fit(X, y, optimizer=fb.SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=8,
+              shuffle=False, verbose=0)
+    assert not np.array_equal(whole.params, fitted.params)
+    np.testing.assert_allclose(whole.params, fitted.params, rtol=RTOL, atol=ATOL)
+
+
 def test_a_part_whose_rows_weigh_nothing_is_left_out():
     make, shape = NETWORKS["mlp"]
     X, y = _batch(shape, 20)
