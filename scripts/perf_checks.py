@@ -228,19 +228,22 @@ def median_ms(f, n=30):
     for _ in range(n):
         t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
     return float(np.median(ts)) * 1e3
-print(median_ms(lambda: openblas(A, B, C)), median_ms(lambda: gemm(A, B, out=C)))
+print(median_ms(lambda: openblas(A, B, C)), median_ms(lambda: np.matmul(A, B, out=C)),
+      median_ms(lambda: gemm(A, B, out=C)))
 """
 
 
 def blis_against_openblas(rounds: int = 3) -> None:
-    """The large shape's biggest product in the BLIS of the ``blis`` package against the
-    OpenBLAS numba calls, one and two threads (needs ``pip install blis``)."""
-    print("| threads | OpenBLAS via numba (ms) | blis.py gemm (ms) |\n|---:|---:|---:|")
+    """The large shape's biggest product in the OpenBLAS numba calls (scipy's build), in
+    numpy's own OpenBLAS build (another version) and in the BLIS of the ``blis`` package,
+    one and two threads (needs ``pip install blis``)."""
+    print("| threads | OpenBLAS via numba (scipy's, ms) | numpy's OpenBLAS (ms) "
+          "| blis.py gemm (ms) |\n|---:|---:|---:|---:|")
     for threads in ("1", "2"):
         env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, BLIS_NUM_THREADS=threads)
         runs = [tuple(map(float, run_text(BLIS, env=env).split())) for _ in range(rounds)]
-        o, b = (sorted(r[i] for r in runs)[len(runs) // 2] for i in (0, 1))
-        print(f"| {threads} | {o:.2f} | {b:.2f} |")
+        o, n, b = (sorted(r[i] for r in runs)[len(runs) // 2] for i in (0, 1, 2))
+        print(f"| {threads} | {o:.2f} | {n:.2f} | {b:.2f} |")
 
 
 def main() -> int:
