@@ -224,6 +224,12 @@ def start_numba_threads() -> None:
 BUSY_BLAS_SPLIT_WORK = 200_000_000
 
 
+# ... and only while the parts' workspace (beyond the network's own) stays under this:
+# a mini-batch's is a few megabytes, a full-batch fit's (scikit-learn's lbfgs) would be
+# half the dataset's activations again.
+BUSY_SPLIT_MAX_BYTES = 64 * 2**20
+
+
 def busy_split(work: int) -> bool:
     """Whether a training step of ``work`` multiply-adds, which would run whole on BLAS's
     threads, should run as parts at once instead because other processes hold the cores:
@@ -253,7 +259,7 @@ def parts_in_parallel(work: int = 0) -> bool:
         try:
             if numba.threading_layer() not in ("tbb", "omp"):
                 return False
-        except ValueError:  # no parallel region has run yet: the layer is not chosen
+        except ValueError:  # the layer is not started yet (parts_at_once_address starts it)
             return False
     _first_pid = pid
     return True

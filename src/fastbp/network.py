@@ -26,6 +26,7 @@ from . import _validation as v
 from ._dispatch import bind_kernels, parts_at_once_address, run_part_address, step_address
 from ._serialize import save as _save
 from ._threads import (
+    BUSY_SPLIT_MAX_BYTES,
     MIN_PARALLEL_WORK,
     SPLIT_MIN_WORK,
     busy_split,
@@ -123,7 +124,8 @@ class Network:
         # when every layer allows it and the step is big enough (0: never), unless only
         # matrix products do the work and they are big enough for BLAS's own threads
         # (measured on 2 cores: 784-128-10 at batch 64 is 1.15x slower split, 64-100-10
-        # at batch 200 1.47x faster; any CNN or RNN of compare.py 1.2-1.9x faster).
+        # at batch 200 1.47x faster; any CNN or RNN of compare.py 1.2-1.9x faster) and the
+        # machine is idle (see _parts).
         self._split_work = (sum(layer.work_per_sample() for layer in layers)
                             if all(layer.rows_independent() for layer in layers) else 0)
         self._split_rows = (range(-(-SPLIT_MIN_WORK // self._split_work),
@@ -418,31 +420,41 @@ class Network:
         """(parts, part_results, part_info) for a training batch of ``rows``: the split
         step's arrays (kernels/step.py's _split_step) if the batch is split over threads,
         else empty ones (then train_step runs it whole). An epoch of batches of ``rows``
-        passes the arrays on to train_step, which decides batch by batch by the same rule
-        (a last, smaller batch may run whole). Whether and how a batch splits depends
-        on the network, its rows and get_num_threads(), and for a batch big enough for
-        BLAS's own threads also on the load (_threads.busy_split), which otherwise only
-        decides whether the parts run at once, with the same arithmetic either way. Call
-        after ``_ensure_capacity``."""
+        passes the arrays on to train_step, which splits each batch of PART_MIN_ROWS to
+        PART_MAX_ROWS rows (a last, smaller batch may run whole). Whether and how a batch
+        splits depends on the network, its rows and get_num_threads(); the load decides
+        whether the parts run at once, with the same arithmetic either way, and for a
+        batch big enough for BLAS's own threads also whether it splits at all
+        (_threads.busy_split: then, in an epoch, a last batch too small for busy_split
+        splits as well). Call after ``_ensure_capacity``."""
         split = self._split_rows
         if not split or rows < split.start:
-            return self._no_parts
-        # a batch whose products are big enough for BLAS's own threads runs whole, unless
-        # other processes hold the cores (_threads.busy_split): then in parts at once
-        max_rows = split.stop - 1 if rows in split else rows
-        if rows not in split and not busy_split(rows * self._split_work):
             return self._no_parts
         count = get_num_threads()
         if count < 2:
             return self._no_parts
-        rows_room = min(self._capacity, max_rows)  # the largest part arrays are sized for
-        if self._part_key != (count, rows_room):
-            self._make_parts(count, rows_room)
+        work = rows * self._split_work
+        if rows in split:
+            max_rows = split.stop - 1
+        else:
+            # products big enough for BLAS's own threads: whole, unless other processes
+            # hold the cores (busy_split), the parts can run at once (one after another
+            # they would only add the gradients' sum) and their workspace stays modest (a
+            # full-batch fit would otherwise add half its activations again)
+            part_bytes = ((count - 1) * -(-rows // count) * self._plan.ws_width
+                          * np.dtype(self.dtype).itemsize)
+            if not busy_split(work) or part_bytes > BUSY_SPLIT_MAX_BYTES or \
+                    not parts_in_parallel(work):
+                return self._no_parts
+            max_rows = rows
+        rows_room = min(self._capacity, max_rows)
+        if self._part_key is None or self._part_key[0] != count or self._part_key[1] < rows_room:
+            self._make_parts(count, rows_room)  # grown, never shrunk: batch sizes vary
         arrays = self._part_arrays
         if rows < arrays[2][codes.PART_MIN_ROWS]:
             return self._no_parts
-        arrays[2][codes.PART_MAX_ROWS] = max_rows
-        at_once = parts_in_parallel(rows * self._split_work)
+        arrays[2][codes.PART_MAX_ROWS] = min(max_rows, self._part_key[1])
+        at_once = parts_in_parallel(work)
         arrays[2][codes.PART_PARALLEL] = at_once
         if at_once:
             use_threads(0)  # one BLAS thread: the parts share the process's count

@@ -331,8 +331,8 @@ def _split_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, 
     """train_step's batch in P = ``part_results.shape[0]`` parts of rows, each with its own
     gradient and workspace (part 0 the network's, part t > 0 row t - 1 of ``parts``:
     gradient, then workspace), run by :func:`parts_at_once` on P threads (or one after
-    another on a busy machine: the same arithmetic, so the result does not depend on the
-    load). The gradient is the parts' gradients weighted by their share of the batch's
+    another on a busy machine: the same arithmetic, so whether the parts ran at once does
+    not change the result). The gradient is the parts' gradients weighted by their share of the batch's
     weight ``total``; False (R_ERROR set) on a non-finite loss. Only for networks whose
     layers are all ``rows_independent`` (no batch statistics, no random draws): nothing to
     put back."""
