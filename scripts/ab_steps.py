@@ -21,8 +21,15 @@ STEP = r"""
 import time, json, sys, numpy as np, fastbp as fb
 sizes, batch, steps = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
-net = fb.Network.mlp(sizes); opt = fb.Adam(lr=1e-3)
-X = rng.normal(size=(batch, sizes[0])).astype(np.float32); y = rng.integers(0, sizes[-1], batch)
+if isinstance(sizes, str):  # a compare.py shape by name
+    import compare
+    size, batch, specs = compare.SHAPES[sizes]
+    net = fb.Network(compare.fastbp_layers(specs), input_shape=size)
+    X = rng.normal(size=(batch, *size)).astype(np.float32); y = rng.integers(0, 10, batch)
+else:
+    net = fb.Network.mlp(sizes)
+    X = rng.normal(size=(batch, sizes[0])).astype(np.float32); y = rng.integers(0, sizes[-1], batch)
+opt = fb.Adam(lr=1e-3)
 for _ in range(20): net.train_step(X, y, opt)
 times = []
 for _ in range(steps):
@@ -44,11 +51,18 @@ print(json.dumps([t1 - t0, time.perf_counter() - t0]))
 """
 
 SHAPES = {"tiny": ([64, 32, 10], 32, 3000), "small": ([784, 128, 10], 64, 600),
-          "medium": ([784, 256, 128, 10], 128, 300), "large": ([784, 1024, 1024, 10], 256, 40)}
+          "medium": ([784, 256, 128, 10], 128, 300), "large": ([784, 1024, 1024, 10], 256, 40),
+          # compare.py's other shapes, by name (--shapes cnn_digits,lenet); not by default
+          "mlp_bn": ("mlp_bn", 0, 300), "cnn_digits": ("cnn_digits", 0, 3000),
+          "cnn_digits_bn": ("cnn_digits_bn", 0, 1000), "cnn1d": ("cnn1d", 0, 1000),
+          "lenet": ("lenet", 0, 300), "cifar_small": ("cifar_small", 0, 20),
+          "gru_small": ("gru_small", 0, 1000), "lstm_seq": ("lstm_seq", 0, 50)}
+DEFAULT_SHAPES = ("tiny", "small", "medium", "large")
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def measure(src: str, code: str, *args: str, cache: str | None = None) -> list[float]:
-    env = dict(os.environ, PYTHONPATH=src)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, SCRIPTS]))
     if cache:
         env["NUMBA_CACHE_DIR"] = cache
     out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
@@ -61,7 +75,8 @@ def main() -> int:
     p.add_argument("old", help="the 'old' tree's src directory")
     p.add_argument("new", help="the 'new' tree's src directory")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--shapes", default=",".join(SHAPES))
+    p.add_argument("--shapes", default=",".join(DEFAULT_SHAPES),
+                   help=f"comma-separated, of {', '.join(SHAPES)}")
     p.add_argument("--cold", action="store_true", help="also the cold first call (slow)")
     a = p.parse_args()
     trees = {"old": os.path.abspath(a.old), "new": os.path.abspath(a.new)}

@@ -18,7 +18,8 @@ Cases:
 - medium, busy: 784-256-128-10 at batch 128 whole (the rule) against parts (why
   BUSY_BLAS_SPLIT_WORK is 200 M, not lower).
 - lenet, busy: parts one after another (below BUSY_SPLIT_WORK) against at once (the rule),
-  and at once with GNU OpenMP's own spin count (GOMP_SPINCOUNT=300000) against fastbp's.
+  and at once with GNU OpenMP's own spin count (GOMP_SPINCOUNT=300000) against fastbp's;
+  idle for its CPU time per step.
 - cnn_digits, busy: one after another (the rule) against at once.
 - large products only: the step's eight products through OpenBLAS against each product
   split by rows over two numba threads with one BLAS thread each (same arithmetic as one
@@ -65,9 +66,11 @@ elif variant == "at once":
 opt = fb.Adam(lr=1e-3)
 for _ in range(5): net.train_step(X, y, opt)
 times = []
+cpu = time.process_time()
 for _ in range(steps):
     t = time.perf_counter(); net.train_step(X, y, opt); times.append(time.perf_counter() - t)
-print(float(np.median(times)), float(np.percentile(times, 90)))
+cpu = (time.process_time() - cpu) / steps  # CPU time per step, all threads
+print(float(np.median(times)), float(np.percentile(times, 90)), cpu)
 """
 
 # The large step's eight products (forward, weight gradients, input gradients but the
@@ -124,15 +127,18 @@ own = variant == "own split"
 _threads._setter(1 if own or busy else 2)
 for _ in range(5): step()
 times = []
+cpu = time.process_time()
 for _ in range(steps):
     t = time.perf_counter(); step(); times.append(time.perf_counter() - t)
-print(float(np.median(times)), float(np.percentile(times, 90)))
+cpu = (time.process_time() - cpu) / steps
+print(float(np.median(times)), float(np.percentile(times, 90)), cpu)
 """
 
 CASES = [  # (case, code, shape, steps, variants, under load?)
     ("large, busy", STEP, [[784, 1024, 1024, 10], 256], 30, ("whole", "default"), True),
     ("large, idle", STEP, [[784, 1024, 1024, 10], 256], 30, ("default", "parts"), False),
     ("medium, busy", STEP, [[784, 256, 128, 10], 128], 200, ("default", "parts"), True),
+    ("lenet, idle", STEP, "lenet", 100, ("default",), False),
     ("lenet, busy", STEP, "lenet", 100, ("one after another", "default", "GOMP_SPINCOUNT=300000"),
      True),
     ("cnn_digits, busy", STEP, "cnn_digits", 300, ("default", "at once"), True),
@@ -170,15 +176,16 @@ def competing_load():
         hog.wait()
 
 
-def measure(code: str, shape, variant: str, steps: int, loaded: bool) -> tuple[float, float]:
+def measure(code: str, shape, variant: str, steps: int,
+            loaded: bool) -> tuple[float, float, float]:
     env = dict(os.environ)
     if variant.startswith("GOMP_SPINCOUNT="):
         env["GOMP_SPINCOUNT"] = variant.split("=")[1]
         variant = "default"
     args = json.dumps([shape, variant, steps, loaded])
     with competing_load() if loaded else contextlib.nullcontext():
-        median, p90 = map(float, run_text(code, args, env=env).split())
-    return median, p90
+        median, p90, cpu = map(float, run_text(code, args, env=env).split())
+    return median, p90, cpu
 
 
 def main() -> int:
@@ -188,8 +195,10 @@ def main() -> int:
     options = parser.parse_args()
     rounds = options.rounds
     print(f"Each variant's step (or products) time, medians over {rounds} interleaved rounds "
-          "of per-process medians (and 90th percentiles):\n")
-    print("| case | variant | median (ms) | p90 (ms) |\n|---|---|---:|---:|")
+          "of per-process medians (and 90th percentiles), and the process's CPU time per step "
+          "(all its threads):\n")
+    print("| case | variant | median (ms) | p90 (ms) | CPU per step (ms) |\n"
+          "|---|---|---:|---:|---:|")
     for case, code, shape, steps, variants, loaded in CASES:
         if options.cases and not any(case.startswith(c) for c in options.cases):
             continue
@@ -198,9 +207,9 @@ def main() -> int:
             for variant in variants:
                 runs[variant].append(measure(code, shape, variant, steps, loaded))
         for variant in variants:
-            median = sorted(r[0] for r in runs[variant])[rounds // 2] * 1e3
-            p90 = sorted(r[1] for r in runs[variant])[rounds // 2] * 1e3
-            print(f"| {case} | {variant} | {median:.2f} | {p90:.2f} |")
+            median, p90, cpu = (sorted(r[i] for r in runs[variant])[rounds // 2] * 1e3
+                                for i in range(3))
+            print(f"| {case} | {variant} | {median:.2f} | {p90:.2f} | {cpu:.2f} |")
     if options.cases:
         return 0
     print("\nLargest difference between the parameters after 3 Adam steps on one BLAS thread "
