@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from custom_kinds import affine_mlp  # a layer kind defined outside fastbp
 from mpi4py import MPI
 
 import fastbp as fb
@@ -40,14 +41,14 @@ def same_on_all_ranks(array, what):
         np.testing.assert_array_equal(gathered[0], other, err_msg=f"{what} differ between ranks")
 
 
-def check_trajectory(name, make_opt, weighted, validation):
+def check_trajectory(name, make_opt, weighted, validation, make_net=mlp):
     X, y, w = data()
     val = (X[:10], y[:10]) if validation else None
     kw = {"epochs": 3, "verbose": 0, "validation_data": val,
           "sample_weight": w if weighted else None}
-    ref, ref_opt = mlp(), make_opt()
+    ref, ref_opt = make_net(), make_opt()
     ref_hist = ref.fit(X, y, optimizer=ref_opt, batch_size=8 * comm.size, **kw)
-    net, opt = mlp(), make_opt()
+    net, opt = make_net(), make_opt()
     hist = net.fit(X, y, optimizer=opt, batch_size=8, comm=comm, **kw)
     np.testing.assert_allclose(net.params, ref.params, rtol=RTOL, atol=1e-12)
     for key, values in ref_hist.history.items():
@@ -147,6 +148,8 @@ CASES = {
                                               True),
     "adamw_clipped": lambda: check_trajectory(
         "adamw_clipped", lambda: fb.AdamW(lr=1e-2, weight_decay=0.1, max_norm=0.5), True, False),
+    "custom_kind": lambda: check_trajectory("custom_kind", lambda: fb.Adam(lr=1e-2), True, True,
+                                            make_net=affine_mlp),
     "batchnorm": check_batchnorm,
     "dropout": check_dropout_differs_but_params_agree,
     "train_step": check_train_step,

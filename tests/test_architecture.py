@@ -10,7 +10,7 @@ from kind_checks import data_for
 
 import fastbp as fb
 from fastbp import reference
-from fastbp.kernels import step
+from fastbp._dispatch import KERNEL_MODULES
 from fastbp.layers import LAYER_TYPES, Layer
 
 PACKAGE = Path(fb.__file__).parent
@@ -18,8 +18,6 @@ PACKAGE = Path(fb.__file__).parent
 
 class MadeUp(Layer):
     """A kind with a spec but no kernels."""
-
-    kind = 999
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -29,7 +27,7 @@ class MadeUp(Layer):
 
 
 class NoShape(Layer):
-    kind = step.dense.KIND  # dispatched, but the spec is incomplete
+    kernels = fb.Dense.kernels  # compiled, but the spec is incomplete
 
     def get_config(self):
         return {"type": "NoShape"}
@@ -50,17 +48,24 @@ def test_an_incomplete_spec_is_refused_when_built():
         fb.Network([NoShape(), fb.Dense(3, 2)], input_shape=(3,))
 
 
-def test_every_kernel_module_is_dispatched_once_with_a_spec_and_a_twin():
-    kinds = [m.KIND for m in step.LAYER_KERNELS]
-    assert len(kinds) == len(set(kinds))
-    assert len(step.LAYER_KERNELS) == len(set(step.LAYER_KERNELS))
-    for module in step.LAYER_KERNELS:
-        name = module.__name__.rsplit(".", 1)[1]
-        assert callable(module.forward) and callable(module.backward), name
-        specs = [cls for cls in LAYER_TYPES.values() if cls.kind == module.KIND
-                 and cls.__module__.startswith("fastbp.") and not cls.__name__.startswith("_")]
-        assert specs, name  # BatchNorm1D and BatchNorm2D share one kind
-        assert all(spec.__name__ in reference.TWINS for spec in specs), name
+def test_every_built_in_kind_has_its_kernels_registered_and_a_twin():
+    built_in = {name: cls for name, cls in LAYER_TYPES.items() if cls.__module__.startswith("fastbp.")}
+    for name, cls in built_in.items():
+        assert KERNEL_MODULES[cls.kind] is cls.kernels, name
+        assert name in reference.TWINS, name
+    # one kind per kernel module (BatchNorm1D and BatchNorm2D share one)
+    assert {id(cls.kernels) for cls in built_in.values()} == \
+        {id(KERNEL_MODULES[cls.kind]) for cls in built_in.values()}
+
+
+def test_nothing_central_names_a_kind():
+    # a kind is its own unit: the walker and the plan never import a kind's kernels
+    for path in (PACKAGE / "kernels" / "step.py", PACKAGE / "plan.py", PACKAGE / "_dispatch.py"):
+        source = path.read_text()
+        for name in LAYER_TYPES:
+            assert not re.search(rf"\b{name}\b", source), (path.name, name)
+        for module in ("dense", "conv", "recurrent", "batchnorm", "pool"):
+            assert f"import {module}" not in source and f" {module}," not in source, path.name
 
 
 def test_shapes_chain_and_the_breaking_layer_is_named():

@@ -104,7 +104,7 @@ def test_an_exception_in_a_kernel_called_by_address_reaches_the_caller():
 def test_a_process_compiles_only_what_it_uses_and_the_next_loads_it(tmp_path):
     code = textwrap.dedent("""
         import numpy as np, fastbp as fb
-        from fastbp.kernels import conv, optimizers, recurrent, step
+        from fastbp.kernels import conv, dense, optimizers, recurrent, step
         net = fb.Network([fb.Dense(3, 4, activation="relu"), fb.Dense(4, 2)])
         X = np.zeros((4, 3), np.float32); y = np.zeros(4, int)
         net.fit(X, y, optimizer=fb.Adam(), epochs=1, verbose=0, validation_data=(X, y))
@@ -112,7 +112,7 @@ def test_a_process_compiles_only_what_it_uses_and_the_next_loads_it(tmp_path):
                   optimizers.rmsprop]
         print(sum(len(k.signatures) for k in unused),
               sum(sum(k.stats.cache_hits.values()) for k in (step.run_dataset, step.train_step,
-                                                             step.dense.forward)))
+                                                             dense.forward)))
     """)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -18,7 +18,7 @@ pytest.importorskip("mpi4py")
 MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
                                                         os.environ.get("PATH", "")]))
 CASES = Path(__file__).with_name("mpi_cases.py")
-NAMES = ["sgd_momentum", "adam_weighted", "adamw_clipped", "batchnorm", "dropout",
+NAMES = ["sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "batchnorm", "dropout",
          "train_step", "one_rank_fails", "interrupt"]
 
 

@@ -9,16 +9,48 @@ are looked up again in every process, never saved.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
+import numba.core.registry
 import numpy as np
 
 from . import _codes as codes
 from ._threads import start_numba_threads
 from .kernels import dispatch, optimizers, step
-from .kernels.step import LAYER_KERNELS
 
-KERNEL_MODULES = {module.KIND: module for module in LAYER_KERNELS}
-_ADDRESSES: dict[tuple[int, str], tuple[int, int]] = {}
+# Every layer kind's kernels (a module or any object with ``forward`` and ``backward``, or
+# ``VARIANTS`` and ``variant(ints)``), by the number ``register_kernels`` gave it: filled
+# as layer classes are defined (``Layer.__init_subclass__``), inside fastbp or outside it.
+# The numbers are process-local, like the addresses, and never saved.
+KERNEL_MODULES: dict[int, Any] = {}
+_KINDS: dict[int, int] = {}  # id(kernels) -> its number
+_ADDRESSES: dict[tuple, Any] = {}
+
+
+def register_kernels(kernels: Any, owner: str) -> int:
+    """The kind number of ``kernels`` (the same object always gets the same number), after
+    checking that it has a kernel pair; ``owner`` names the layer class in errors."""
+    found = _KINDS.get(id(kernels))
+    if found is not None and KERNEL_MODULES[found] is kernels:
+        return found
+    pairs = getattr(kernels, "VARIANTS", None)
+    if pairs is None:
+        pairs = ((getattr(kernels, "forward", None), getattr(kernels, "backward", None)),)
+    else:
+        pairs = tuple(pairs.values()) if isinstance(pairs, dict) else tuple(pairs)
+        if not callable(getattr(kernels, "variant", None)):
+            raise TypeError(f"{owner}.kernels has VARIANTS but no variant(ints) choosing one")
+    compiled = (lambda k: callable(k)) if numba.config.DISABLE_JIT else \
+        (lambda k: isinstance(k, numba.core.registry.CPUDispatcher))
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2 or not all(map(compiled, pair)):
+            raise TypeError(f"{owner}.kernels must have a forward and a backward compiled with "
+                            f"fastbp.kernel (a numba dispatcher), got {pair!r}")
+    kind = len(KERNEL_MODULES)
+    KERNEL_MODULES[kind] = kernels
+    _KINDS[id(kernels)] = kind
+    return kind
 
 
 def _address(kernel, signature: tuple) -> int:

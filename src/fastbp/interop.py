@@ -18,6 +18,7 @@ import numpy as np
 
 from .layers import (
     GRU,
+    LAYER_TYPES,
     LSTM,
     RNN,
     Activation,
@@ -63,8 +64,15 @@ _TORCH_ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
     "identity": lambda nn: nn.Identity()}
 
 
+def _overrides(layer: Layer, hook: str) -> bool:
+    """Whether ``layer``'s kind defines interop ``hook`` itself (kinds outside fastbp)."""
+    return getattr(type(layer), hook) is not getattr(Layer, hook)
+
+
 def _torch_modules(layer: Layer, nn) -> list:
     """The torch modules computing ``layer`` (without its tensors)."""
+    if _overrides(layer, "torch_modules"):
+        return list(layer.torch_modules(nn))
     def with_activation(module):
         act = layer.activation
         return [module] if act == "identity" else [module, _TORCH_ACTIVATIONS[act](nn)]
@@ -116,6 +124,8 @@ def _torch_modules(layer: Layer, nn) -> list:
 
 def _torch_tensors(layer: Layer) -> dict[str, np.ndarray]:
     """The layer's tensors under the names its first torch module gives them."""
+    if _overrides(layer, "torch_tensors"):
+        return layer.torch_tensors()
     if isinstance(layer, Dense):
         return {"weight": layer.W.T, "bias": layer.b}
     if isinstance(layer, (Conv1D, Conv2D)):
@@ -273,12 +283,25 @@ def _layers_from_torch(module, nn) -> list[tuple[Layer, dict[str, Any]]]:
                             "nn.Sequential cannot pass on; wrap it as fastbp.torch_modules."
                             f"Recurrent({type(m).__name__}(..., batch_first=True), "
                             "return_sequences=...)")
+        elif (own := _own_kind_from_torch(m)) is not None:
+            out.append(own)
+            i += 1
         else:
             raise TypeError(f"{where} has no fastbp layer; supported: Linear, Conv1d, Conv2d, "
                             "MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool(1) + Flatten, Flatten, "
                             "Dropout, BatchNorm1d/2d, LayerNorm, ReLU, LeakyReLU(0.01), Sigmoid, "
                             "Tanh, Identity, fastbp.torch_modules.Recurrent (RNN, GRU, LSTM)")
     return out
+
+
+def _own_kind_from_torch(module) -> tuple[Layer, dict[str, Any]] | None:
+    """What a layer kind that defines ``Layer.from_torch`` makes of ``module``, if any."""
+    for cls in list(LAYER_TYPES.values()):
+        if cls.from_torch.__func__ is not Layer.from_torch.__func__:
+            found = cls.from_torch(module)
+            if found is not None:
+                return found
+    return None
 
 
 def _ints(value):
@@ -420,6 +443,8 @@ def _onnx_activation(g: _Graph, x: str, activation: str) -> str:
 
 def _onnx_layer(g: _Graph, layer: Layer, x: str) -> str:
     """Append the nodes computing ``layer`` on tensor ``x``; returns the output tensor."""
+    if _overrides(layer, "onnx_nodes"):
+        return layer.onnx_nodes(g, x)
     if isinstance(layer, Dense):
         y = g.one("Gemm", [x, g.const("W", layer.W), g.const("b", layer.b)])
         return _onnx_activation(g, y, layer.activation)

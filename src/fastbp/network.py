@@ -35,7 +35,7 @@ from ._threads import (
     use_threads,
 )
 from .kernels import step as _step_kernels
-from .layers import Layer, layer_from_config, mlp_layers
+from .layers import Layer, layer_config, layer_from_config, mlp_layers
 from .metrics import METRICS, check_metrics
 from .optim import Optimizer, OptimizerArgs
 from .plan import compile_layers
@@ -332,7 +332,7 @@ class Network:
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able description from which :meth:`from_config` rebuilds the architecture."""
-        return {"layers": [layer.get_config() for layer in self.layers],
+        return {"layers": [layer_config(layer) for layer in self.layers],
                 "input_shape": list(self.input_shape), "loss": self.loss,
                 "dtype": self.dtype.name, "seed": self.seed}
 

@@ -15,12 +15,11 @@ from math import prod
 import numpy as np
 
 from . import _codes as codes
+from ._dispatch import KERNEL_MODULES
 from ._validation import aligned_zeros
-from .kernels.step import LAYER_KERNELS
 from .layers import Layer
 
 Shape = tuple[int, ...]
-DISPATCHED_KINDS = frozenset(module.KIND for module in LAYER_KERNELS)
 
 
 @dataclass(frozen=True)
@@ -43,10 +42,11 @@ def check_layers(layers: Sequence[Layer]) -> list[Layer]:
         if not isinstance(layer, Layer):
             raise TypeError(f"layers[{i}] must be a fastbp layer, got {type(layer).__name__}")
         name = type(layer).__name__
-        if type(layer).kind not in DISPATCHED_KINDS:
-            raise TypeError(f"layers[{i}]: {name} has no kernels (kind {type(layer).kind!r} is "
-                            "not in fastbp.kernels.step.LAYER_KERNELS); a layer kind needs "
-                            "a kernel module and a dispatch line (docs/ARCHITECTURE.md)")
+        kind = type(layer).kind
+        if kind is None or KERNEL_MODULES.get(kind) is not type(layer).kernels:
+            raise TypeError(f"layers[{i}]: {name} has no kernels: a layer kind sets "
+                            "kernels = fb.LayerKernels(forward, backward), its compiled pair "
+                            "(docs/ARCHITECTURE.md)")
         overridden = type(layer).compute_output_shape is not Layer.compute_output_shape
         if not overridden or type(layer).get_config is Layer.get_config:
             raise TypeError(f"layers[{i}]: {name} is incomplete: a layer kind must define "

@@ -7,8 +7,6 @@ from .._codes import F_NEED_D_INPUT
 from .._jit import jit
 from .activations import activate_row, derivative_row
 
-KIND = 3
-
 
 @jit(inline="always")
 def forward(args):

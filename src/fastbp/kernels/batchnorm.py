@@ -22,8 +22,6 @@ import numpy as np
 from .._codes import F_NEED_D_INPUT, F_TRAINING, F_UPDATE_BUFFERS
 from .._jit import jit
 
-KIND = 4
-
 
 @jit(inline="always")
 def _batch_statistics(inp, C, S, mean, var):

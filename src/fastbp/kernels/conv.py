@@ -39,8 +39,6 @@ from .activations import activate_row, derivative_row
 from .linalg import matmul, transpose_into
 from .scalar import inside_range
 
-KIND = 6
-
 
 @jit
 def im2col(x, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols):

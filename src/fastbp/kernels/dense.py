@@ -12,8 +12,6 @@ from .._codes import BLAS_MIN_WORK, F_NEED_D_INPUT, IDENTITY
 from .._jit import jit
 from .activations import activate_row, activation_backward
 
-KIND = 0
-
 
 # Inlined into forward/backward below (the kernels the walker calls by address): compiled
 # as functions of their own they were optimised and compiled twice.

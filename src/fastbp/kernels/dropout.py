@@ -11,8 +11,6 @@ from .._codes import F_NEED_D_INPUT, F_TRAINING
 from .._jit import jit
 from .scalar import copy_into
 
-KIND = 1
-
 
 @jit
 def next_uint64(rng):

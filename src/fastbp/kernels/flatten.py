@@ -8,8 +8,6 @@ from .._codes import F_NEED_D_INPUT
 from .._jit import jit
 from .scalar import copy_into
 
-KIND = 2
-
 
 @jit(inline="always")
 def forward(args):

@@ -11,8 +11,6 @@ import numpy as np
 from .._codes import F_NEED_D_INPUT
 from .._jit import jit
 
-KIND = 5
-
 
 @jit(inline="always")
 def forward(args):

@@ -10,8 +10,6 @@ count_include_pad=True; in floor mode a window never passes the padded input).
 from .._codes import F_NEED_D_INPUT
 from .._jit import jit
 
-KIND = 7
-
 
 @jit(inline="always")
 def _beats(v, value):

@@ -35,8 +35,6 @@ from .._jit import jit
 from .linalg import matmul
 from .transcendental import sigmoid, tanh
 
-KIND = 8
-
 CELL_RNN_TANH = 0
 CELL_RNN_RELU = 1
 CELL_GRU = 2

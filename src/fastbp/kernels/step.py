@@ -13,8 +13,8 @@ Each layer kind's forward/backward pair shares one signature, a single tuple:
     (ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng)
 
 (see ``_layer_args``), and the passes call it through the addresses in the layer's plan row
-(``kernels/dispatch.py``), so this walker compiles once for every kind and no kind's kernels
-are compiled into it. Adding a kind adds its module to the import below.
+(``kernels/dispatch.py``), so this walker compiles once for every kind, no kind's kernels
+are compiled into it and nothing here names a kind.
 """
 
 import numpy as np
@@ -66,18 +66,11 @@ from .._codes import (
     R_WEIGHT,
 )
 from .._jit import jit, prange
-from . import activation, batchnorm, conv, dense, dropout, flatten, layernorm, pool, recurrent
 from .dispatch import call_kernel, call_step, fetch_add
 from .dropout import shuffle
 from .losses import check_batch, loss_forward_backward
 from .optimizers import optimizer_update
 from .scalar import copy_into, is_finite
-
-# Every layer kind's kernel module: this tuple is a kind's one dispatch line. The passes
-# call each layer's ``forward``/``backward`` through the addresses in its plan row
-# (kernels/dispatch.py); a layer whose KIND is not among these is refused when a network
-# is built.
-LAYER_KERNELS = (dense, dropout, flatten, activation, batchnorm, layernorm, conv, pool, recurrent)
 
 
 @jit

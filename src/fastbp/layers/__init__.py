@@ -13,14 +13,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import LAYER_TYPES, Layer
+from .base import F_NEED_D_INPUT, F_TRAINING, LAYER_TYPES, Layer, LayerKernels
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "initializers"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 globals().update(LAYER_TYPES)
-__all__ = ["Layer", *sorted(LAYER_TYPES), "layer_from_config", "mlp_layers", "LAYER_TYPES"]
+__all__ = ["Layer", "LayerKernels", *sorted(LAYER_TYPES), "layer_config", "layer_from_config",
+           "mlp_layers", "LAYER_TYPES", "F_NEED_D_INPUT", "F_TRAINING"]
 
 
 def mlp_layers(sizes: Sequence[int], activation: str = "relu", dropout: float = 0.0) -> list[Layer]:
@@ -46,12 +47,29 @@ def mlp_layers(sizes: Sequence[int], activation: str = "relu", dropout: float = 
     return layers
 
 
+def layer_config(layer: Layer) -> dict:
+    """``layer.get_config()``, naming the module that defines the kind when it is not
+    fastbp's own (``"module"``), so that a saved file says what to import."""
+    config = layer.get_config()
+    module = type(layer).__module__
+    if module.split(".")[0] != __name__.split(".")[0]:
+        config = {**config, "module": module}
+    return config
+
+
 def layer_from_config(config: dict) -> Layer:
-    """Rebuild a layer from :meth:`Layer.get_config` output."""
+    """Rebuild a layer from :func:`layer_config` (or :meth:`Layer.get_config`) output.
+
+    A kind defined outside fastbp must have been imported first: a saved file names the
+    module (``"module"``), and loading never imports code a file names."""
     if not isinstance(config, dict):
         raise ValueError(f"a layer config must be a dict, got {type(config).__name__}")
     config = dict(config)
     kind = config.pop("type", None)
+    module = config.pop("module", None)
     if kind not in LAYER_TYPES:
+        if isinstance(module, str):
+            raise ValueError(f"layer type {kind!r} is defined in module {module!r}, which is "
+                             f"not imported: import {module} before loading")
         raise ValueError(f"unknown layer type {kind!r} in config")
     return LAYER_TYPES[kind](**config)

@@ -17,7 +17,7 @@ class Activation(Layer):
         the shape of its input.
     """
 
-    kind = kernels.KIND
+    kernels = kernels
 
     def __init__(self, activation: str):
         self.activation = check_activation(activation, ACTIVATION_CODES)

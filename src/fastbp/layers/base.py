@@ -1,23 +1,38 @@
-"""The base class every layer kind derives from.
+"""The base class every layer kind derives from, inside fastbp or outside it.
 
-A layer kind is three files: its spec here in ``fastbp/layers/<kind>.py`` (shapes, tensors,
-settings, initialisation), its kernels in ``fastbp/kernels/<kind>.py`` (a forward/backward
-pair with the signature every kind shares) and its numpy twin in
-``fastbp/reference/<kind>.py``; plus one dispatch line in ``fastbp/kernels/step.py``.
-See ``docs/ARCHITECTURE.md``.
+A layer kind is one unit: a :class:`Layer` subclass (shapes, tensors, settings,
+initialisation, config) whose ``kernels`` attribute holds its compiled forward/backward
+pair and whose ``twin`` (or a module in ``fastbp/reference/``) holds its numpy twin.
+Defining the class registers it: nothing central lists kinds. See ``docs/ARCHITECTURE.md``
+and ``examples/custom_layer.py``.
 """
 
 from __future__ import annotations
 
 from math import prod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from .._codes import F_NEED_D_INPUT, F_TRAINING
+from .._dispatch import register_kernels
+
 Shape = tuple[int, ...]
+__all__ = ["F_NEED_D_INPUT", "F_TRAINING", "LAYER_TYPES", "Layer", "LayerKernels", "Shape"]
 
 # Every concrete layer class by name, for configs and saved files (filled by __init_subclass__).
 LAYER_TYPES: dict[str, type[Layer]] = {}
+_PACKAGE = __name__.split(".")[0]
+
+
+class LayerKernels(NamedTuple):
+    """A layer kind's compiled pair, for a kind defined outside a kernel module:
+    ``kernels = fb.LayerKernels(forward, backward)``. Each is a :func:`fastbp.kernel`
+    function of one argument, the tuple ``(ints, floats, params, grads, buffers, inp, out,
+    d_inp, d_out, scratch, batch, flags, rng)`` (see ``docs/ARCHITECTURE.md``)."""
+
+    forward: Any
+    backward: Any
 
 
 class Layer:
@@ -32,7 +47,15 @@ class Layer:
     views can never silently detach from the network.
     """
 
-    #: The kernel code from ``fastbp.kernels.<kind>.KIND``; None for an abstract class.
+    #: The compiled pair: a module (or any object) with ``forward`` and ``backward``
+    #: (:class:`LayerKernels`), or ``VARIANTS`` and ``variant(ints)`` for a kind with one
+    #: pair per setting (the convolution's column orders). None for an abstract class.
+    kernels: ClassVar[Any] = None
+    #: The numpy twin, an object with ``forward(layer, tensors, x, training, stream,
+    #: update_buffers) -> (out, cache)`` and ``backward(layer, tensors, cache, d_out) ->
+    #: (d_x, grads)``; built-in kinds keep theirs in ``fastbp/reference/``.
+    twin: ClassVar[Any] = None
+    #: The process-local number of the kind's kernels, given when the class is defined.
     kind: ClassVar[int | None] = None
     #: True when the output is the input's bytes under another shape (Flatten): the network
     #: then shares the input's workspace region and runs no kernel for the layer.
@@ -40,8 +63,17 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):  # private bases (_BatchNorm) are not layers
-            LAYER_TYPES[cls.__name__] = cls
+        if cls.__dict__.get("kernels") is not None:
+            cls.kind = register_kernels(cls.kernels, cls.__name__)
+        if cls.__name__.startswith("_"):  # private bases (_BatchNorm) are not layers
+            return
+        known = LAYER_TYPES.get(cls.__name__)
+        if known is not None and known.__module__.split(".")[0] == _PACKAGE and \
+                cls.__module__.split(".")[0] != _PACKAGE:
+            raise TypeError(f"a layer kind named {cls.__name__!r} exists in fastbp; give "
+                            f"{cls.__module__}.{cls.__qualname__} another name (saved files "
+                            "name kinds by class name)")
+        LAYER_TYPES[cls.__name__] = cls
 
     # -- what a kind declares --------------------------------------------------------------
     def default_input_shape(self) -> Shape | None:
@@ -102,6 +134,28 @@ class Layer:
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able dict with ``"type"`` and the constructor's arguments."""
+        raise NotImplementedError
+
+    # -- interop hooks (fastbp.interop); built-in kinds are mapped in interop itself -------
+    def torch_modules(self, nn) -> list:
+        """The ``torch.nn`` modules computing this layer (``nn`` is ``torch.nn``); the first
+        receives :meth:`torch_tensors`. Used by ``Network.to_torch``."""
+        raise NotImplementedError
+
+    def torch_tensors(self) -> dict[str, np.ndarray]:
+        """This layer's tensors under the names of its first torch module's state dict."""
+        return {}
+
+    @classmethod
+    def from_torch(cls, module) -> tuple[Layer, dict[str, Any]] | None:
+        """``(layer, {tensor name: torch tensor})`` for a torch ``module`` this kind
+        computes, else None. ``fastbp.from_torch`` asks every kind that defines it."""
+        return None
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        """Append the ONNX nodes computing this layer on tensor ``x``; return the output's
+        name. ``graph.one(op_type, inputs, **attributes)`` adds a node and returns its
+        output, ``graph.const(hint, array)`` an initializer in the export's dtype."""
         raise NotImplementedError
 
     # -- filled in by the network ----------------------------------------------------------

@@ -19,7 +19,7 @@ def _check_float(value, name: str, low: float, high: float, low_open: bool, owne
 
 
 class _BatchNorm(Layer):
-    kind = kernels.KIND
+    kernels = kernels
     input_ndims: tuple[int, ...] = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,

@@ -24,7 +24,7 @@ def _pair(value, name: str, dims: int, owner: str, minimum: int = 1) -> tuple[in
 
 
 class _Conv(Layer):
-    kind = kernels.KIND
+    kernels = kernels
     work_outside_blas = True
     dims = 2
 

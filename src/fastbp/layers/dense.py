@@ -32,7 +32,7 @@ class Dense(Layer):
     b : ndarray of shape (n_out,)
     """
 
-    kind = kernels.KIND
+    kernels = kernels
 
     def __init__(self, n_in: int, n_out: int, activation: str = "identity",
                  init: str | Callable | None = None):

@@ -14,7 +14,7 @@ class Dropout(Layer):
     ``evaluate``). As torch's ``nn.Dropout``; keeps the shape of its input.
     """
 
-    kind = kernels.KIND
+    kernels = kernels
 
     def __init__(self, p: float = 0.5):
         if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)):

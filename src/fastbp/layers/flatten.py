@@ -11,7 +11,7 @@ class Flatten(Layer):
     ``(C, H, W) -> (C*H*W,)``. Costs nothing: the output shares the input's memory.
     """
 
-    kind = kernels.KIND
+    kernels = kernels
     is_view = True
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

@@ -27,7 +27,7 @@ class LayerNorm(Layer):
     evaluation; no running statistics.
     """
 
-    kind = kernels.KIND
+    kernels = kernels
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True):
         if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):

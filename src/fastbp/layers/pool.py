@@ -10,7 +10,7 @@ from .conv import _pair
 
 
 class _Pool(Layer):
-    kind = kernels.KIND
+    kernels = kernels
     work_outside_blas = True
     dims = 2
     mode = 0  # 0 max, 1 average
@@ -91,7 +91,7 @@ class GlobalAvgPool(Layer):
     """The mean over every spatial position: ``(n, C, ...)`` -> ``(n, C)``, as
     ``torch.nn.AdaptiveAvgPool2d(1)`` followed by ``Flatten``."""
 
-    kind = kernels.KIND
+    kernels = kernels
     work_outside_blas = True
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

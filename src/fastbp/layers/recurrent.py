@@ -43,7 +43,7 @@ def _check_init(init, owner: str):
 
 
 class _Recurrent(Layer):
-    kind = kernels.KIND
+    kernels = kernels
     work_outside_blas = True
     cell: ClassVar[int]
 

@@ -1,10 +1,11 @@
 """A plain numpy implementation of fastbp's maths, written to be read.
 
-Each layer kind has a twin module here (``reference/<kind>.py``) defining ``LAYER`` (the
+Each built-in layer kind has a twin module here (``reference/<kind>.py``) defining ``LAYER`` (the
 spec's class name, or a tuple of the names sharing the kind) and
 ``forward(layer, tensors, x, training, stream, update_buffers) -> (out, cache)`` and
 ``backward(layer, tensors, cache, d_out) -> (d_x, grads)``. Every module of this package is
-imported here, so a new twin needs no edit. The twins share no code with the kernels: they
+imported here, so a new twin needs no edit; a kind defined outside fastbp carries its twin
+as its class's ``twin`` attribute. The twins share no code with the kernels: they
 are the oracle for the tests and the baseline for the benchmarks.
 """
 
@@ -23,10 +24,15 @@ for _module in pkgutil.iter_modules(__path__):
 
 
 def twin_for(layer) -> ModuleType:
+    """The numpy twin of ``layer``'s kind: its class's ``twin``, else the module here
+    whose ``LAYER`` names it."""
+    own = type(layer).twin
+    if own is not None:
+        return own
     name = type(layer).__name__
     if name not in TWINS:
-        raise TypeError(f"{name} has no reference twin (a module in fastbp/reference/ with "
-                        f"LAYER = {name!r})")
+        raise TypeError(f"{name} has no reference twin: set {name}.twin to an object with "
+                        "forward and backward (docs/ARCHITECTURE.md)")
     return TWINS[name]
 
 

@@ -1,0 +1,124 @@
+"""Layer kinds defined outside fastbp (tests/custom_kinds.py, as a user writes them): they
+pass fb.testing.check_layer, train, save and load, split over threads, sit in
+scikit-learn estimators and cross to torch and ONNX through their own hooks; the package
+refuses incomplete or clashing kinds with messages that say what to do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from custom_kinds import Affine, WrongAffine, affine_mlp, torch_affine
+
+import fastbp as fb
+from fastbp import network as network_module
+from fastbp.layers import LAYER_TYPES
+from fastbp.testing import data_for, rel_err
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("input_shape", [(4,), (3, 4)], ids=["flat", "sequence"])
+def test_check_layer_passes_an_out_of_tree_kind(input_shape):
+    fb.testing.check_layer(Affine(4), input_shape)
+
+
+def test_check_layer_catches_a_wrong_gradient():
+    with pytest.raises(AssertionError, match="central differences"):
+        fb.testing.check_layer(WrongAffine(4), (4,))
+
+
+def test_the_kind_trains_and_its_loss_falls():
+    net = affine_mlp(dtype="float32")
+    X, _ = data_for(net, 64)
+    y = X[:, :3].argmax(axis=1)  # a rule the network can learn
+    history = net.fit(X, y, optimizer=fb.Adam(lr=1e-2), epochs=15, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+
+
+def test_save_load_and_a_file_whose_kind_is_not_imported(tmp_path, monkeypatch):
+    net = affine_mlp()
+    fb.save(net, tmp_path / "m.npz")
+    back = fb.load(tmp_path / "m.npz")
+    X, _ = data_for(net, 5)
+    assert np.array_equal(back.forward(X), net.forward(X))
+    assert net.get_config()["layers"][0]["module"] == "custom_kinds"
+    monkeypatch.delitem(LAYER_TYPES, "Affine")  # as in a process that never imported it
+    with pytest.raises(ValueError, match="'Affine' is defined in module 'custom_kinds', which is "
+                                         "not imported: import custom_kinds before loading"):
+        fb.load(tmp_path / "m.npz")
+
+
+def test_a_batch_split_over_threads_matches_the_whole_batch(monkeypatch):
+    monkeypatch.setattr(network_module, "SPLIT_MIN_WORK", 1)
+    fb.set_num_threads(2)
+    try:
+        net = affine_mlp(dtype="float32")
+        X, y = data_for(net, 21)
+        assert net._parts(X.shape[0]) is not net._no_parts  # the batch is split
+        loss, grad = net.loss_and_grad(X, y)
+    finally:
+        fb.set_num_threads(None)
+    fb.set_num_threads(1)
+    try:
+        whole_loss, whole_grad = net.loss_and_grad(X, y)
+    finally:
+        fb.set_num_threads(None)
+    assert loss == pytest.approx(whole_loss, rel=1e-6)
+    np.testing.assert_allclose(grad, whole_grad, rtol=1e-5, atol=1e-6)  # float32 sum order
+
+
+def test_the_kind_in_a_scikit_learn_estimator():
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+
+    from fastbp.sklearn import NeuralNetClassifier
+
+    X, y = data_for(affine_mlp(), 60)
+    model = NeuralNetClassifier(layers=[Affine(6), fb.Dense(6, 8, "relu"), fb.Dense(8, 3)],
+                                input_shape=(6,), epochs=3, random_state=0)
+    scores = cross_val_score(clone(model), X.astype(np.float32), y, cv=3)
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+
+
+def test_a_kind_without_a_compiled_pair_is_refused_when_defined():
+    with pytest.raises(TypeError, match="Half.kernels must have a forward and a backward"):
+        class Half(fb.Layer):
+            kernels = fb.LayerKernels(lambda args: None, None)
+
+
+def test_a_kind_may_not_take_a_built_in_name():
+    with pytest.raises(TypeError, match="a layer kind named 'Dense' exists in fastbp"):
+        class Dense(Affine):
+            pass
+    assert LAYER_TYPES["Dense"] is fb.Dense
+
+
+@pytest.mark.slow
+def test_torch_and_onnx_through_the_kinds_hooks(tmp_path):
+    torch = pytest.importorskip("torch")
+    net = affine_mlp()
+    X, _ = data_for(net, 5)
+    module = net.to_torch()
+    assert isinstance(module[0], torch_affine())
+    out = module(torch.from_numpy(X)).detach().numpy()
+    assert rel_err(out, net.forward(X)) <= 1e-12
+    back = fb.Network.from_torch(module, input_shape=(6,), dtype="float64")
+    assert isinstance(back.layers[0], Affine) and np.array_equal(back.params, net.params)
+    ort = pytest.importorskip("onnxruntime")
+    net.to_onnx(tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert rel_err(session.run(None, {"input": X})[0], net.forward(X)) <= 1e-12
+
+
+def test_the_example_runs_from_outside_the_source_tree(tmp_path):
+    env = {**os.environ, "PYTHONPATH": ""}
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_layer.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "trained, saved and loaded" in proc.stdout
+    assert len((ROOT / "examples" / "custom_layer.py").read_text().splitlines()) < 80
