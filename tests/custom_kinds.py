@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 import fastbp as fb
 from fastbp.layers import F_NEED_D_INPUT
 
@@ -123,6 +125,25 @@ def torch_affine():
             return x * self.weight + self.bias
 
     return TorchAffine
+
+
+# -- an activation defined outside fastbp: squareplus(z) = (z + sqrt(z^2 + 4)) / 2 ---------
+@fb.kernel
+def squareplus(z):
+    return 0.5 * (z + np.sqrt(z * z + 4.0))
+
+
+@fb.kernel
+def squareplus_derivative(z):
+    return 0.5 * (1.0 + z / np.sqrt(z * z + 4.0))
+
+
+fb.register_activation(
+    "squareplus", squareplus, squareplus_derivative,
+    twin_value=lambda z: 0.5 * (z + np.sqrt(z * z + 4.0)),
+    twin_derivative=lambda z: 0.5 * (1.0 + z / np.sqrt(z * z + 4.0)),
+    onnx=lambda g, x: g.one("Mul", [g.one("Add", [x, g.one("Sqrt", [g.one("Add", [
+        g.one("Mul", [x, x]), g.const("four", 4.0)])])]), g.const("half", 0.5)]))
 
 
 def affine_mlp(n_in=6, hidden=8, n_out=3, dtype="float64", seed=0):

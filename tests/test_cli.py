@@ -125,6 +125,25 @@ def test_train_npz_regression_float64(capsys, tmp_path):
     assert rc == 0 and np.array(rows).shape == (200, 2)
 
 
+@pytest.mark.parametrize("loss", ["huber", "l1"])
+def test_train_npz_regression_loss_and_activation(loss, capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 3))
+    y = X @ [1.0, -2.0, 0.5]
+    path, model = tmp_path / "reg.npz", tmp_path / "reg_model.npz"
+    np.savez(path, X=X, y=y)
+    extra = ["--huber-delta", "0.5"] if loss == "huber" else []
+    rc, out, _ = run(capsys, "train", "--data", path, "--layers", "16", "--epochs", "60",
+                     "--activation", "gelu", "--loss", loss, *extra, "--quiet", "--save", model)
+    assert rc == 0, out
+    assert f"3-16-1 (gelu, {loss}" in out
+    assert float(line(out, "test ").split("R^2")[1].split()[0]) > 0.8
+    if loss == "huber":
+        assert fb.load(model).huber_delta == 0.5
+    rc, _, err = run(capsys, "train", "--data", path, "--huber-delta", "0.5", "--quiet")
+    assert rc == 2 and "huber_delta applies to loss='huber'" in err
+
+
 def _write_idx(path, array, gz=False):
     a = np.asarray(array, dtype=np.uint8)
     raw = struct.pack(">BBBB", 0, 0, 0x08, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape)

@@ -71,7 +71,14 @@ def _lstm_gru(dtype):
                       input_shape=(5, 4), dtype=dtype, seed=7)
 
 
-NETWORKS = {"mlp_bn": _mlp, "cnn1d_bn_pool_gap": _cnn1d, "cnn2d_bn_pool": _cnn2d,
+def _new_activations(dtype):  # the row-kernel activations, fused and alone, and Softmax
+    return fb.Network([fb.Dense(6, 8, "gelu"), fb.Activation("silu"), fb.Dense(8, 8, "elu"),
+                       fb.Dense(8, 4, "softplus"), fb.Softmax()], loss="mse", dtype=dtype,
+                      seed=8)
+
+
+NETWORKS = {"new_activations": _new_activations, "mlp_bn": _mlp, "cnn1d_bn_pool_gap": _cnn1d,
+            "cnn2d_bn_pool": _cnn2d,
             "layernorm": _layernorm, "gru_bi_lstm_bi": _gru_lstm, "rnn_relu_rnn_bi": _rnn,
             "lstm_gru": _lstm_gru}
 DTYPES = ["float32", "float64"]
@@ -240,7 +247,10 @@ def _unsupported_cases(nn):
     from fastbp.torch_modules import Recurrent
 
     return [
-        (nn.Sequential(nn.Linear(3, 4), nn.GELU()), TypeError, r"module 1 \(GELU\) has no fastbp"),
+        (nn.Sequential(nn.Linear(3, 4), nn.Hardswish()), TypeError,
+         r"module 1 \(Hardswish\) has no fastbp"),
+        (nn.Sequential(nn.Linear(3, 4), nn.GELU(approximate="tanh")), ValueError,
+         "approximate='none'"),
         (nn.Sequential(nn.GRU(3, 4, batch_first=True)), TypeError, "wrap it as"),
         (nn.Sequential(nn.Linear(3, 4, bias=False)), ValueError, r"module 0 \(Linear\).*bias"),
         (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2)), ValueError, "negative_slope=0.2"),
@@ -259,7 +269,7 @@ def _unsupported_cases(nn):
     ]
 
 
-@pytest.mark.parametrize("case", range(14))
+@pytest.mark.parametrize("case", range(15))
 def test_from_torch_unsupported_raises_naming_it(case):
     torch = pytest.importorskip("torch", reason="needs fastbp[torch]")
     module, error, match = _unsupported_cases(torch.nn)[case]
@@ -301,8 +311,9 @@ def _onnx_run(path, X):
     return session.run(None, {"input": X})[0]
 
 
-# ONNX Runtime 1.32's CPU provider has no double Conv, RNN, GRU or LSTM kernel: those
-# networks are checked in float64 by the ONNX checker only, and run exported as float32.
+# ONNX Runtime 1.32's CPU provider has no double Conv, RNN, GRU, LSTM, Erf, Elu or Softplus
+# kernel: those networks are checked in float64 by the ONNX checker only, and run exported as
+# float32.
 ORT_RUNS_FLOAT64 = {"mlp_bn"}
 
 

@@ -5,10 +5,11 @@ import pytest
 from kind_checks import check_finite_differences, check_torch, check_twin, rel_err
 
 import fastbp as fb
+from fastbp.activations import BUILT_IN
 
-ACTIVATIONS = ["identity", "relu", "leaky_relu", "sigmoid", "tanh"]
+ACTIVATIONS = sorted(BUILT_IN)
 TORCH = {"identity": "Identity", "relu": "ReLU", "leaky_relu": "LeakyReLU", "sigmoid": "Sigmoid",
-         "tanh": "Tanh"}
+         "tanh": "Tanh", "gelu": "GELU", "silu": "SiLU", "elu": "ELU", "softplus": "Softplus"}
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

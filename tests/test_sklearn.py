@@ -359,3 +359,24 @@ def test_import_fastbp_needs_no_sklearn_and_the_module_says_how_to_install():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "pip install 'fastbp[sklearn]'" in out
+
+
+@pytest.mark.parametrize("loss", ["huber", "l1"])
+def test_neural_net_regressor_loss(loss):
+    X, y = datasets.make_regression(n_samples=120, n_features=5, noise=0.1, random_state=0)
+    reg = NeuralNetRegressor([fb.Dense(5, 16, "silu"), fb.Dense(16, 1)], loss=loss,
+                             huber_delta=0.5, optimizer=fb.Adam(lr=1e-2), epochs=60,
+                             random_state=0).fit(X, y / y.std())
+    assert (reg.network_.loss, reg.network_.huber_delta) == (loss, 0.5 if loss == "huber" else 1.0)
+    assert reg.score(X, y / y.std()) > 0.8
+
+
+def test_label_smoothing_and_fastbp_activations_in_the_estimators():
+    X, y = _load("digits")
+    clf = NeuralNetClassifier(label_smoothing=0.1, epochs=5, random_state=0).fit(X / 16, y)
+    assert clf.network_.label_smoothing == 0.1 and clf.score(X / 16, y) > 0.9
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp = MLPClassifier(hidden_layer_sizes=(32,), activation="gelu", max_iter=30,
+                            random_state=0).fit(X / 16, y)
+    assert mlp.network_.layers[0].activation == "gelu" and mlp.score(X / 16, y) > 0.9

@@ -3,6 +3,7 @@
 from . import datasets, layers, testing
 from ._jit import jit as kernel
 from ._threads import get_num_threads, set_num_threads
+from .activations import register_activation
 from .io import load, save
 from .layers import *  # noqa: F403 (every layer kind: Dense, Dropout, Flatten, Activation...)
 from .layers import __all__ as _layer_names
@@ -18,5 +19,5 @@ __all__ = ["Network", *[n for n in _layer_names if n[0].isupper() and n != "LAYE
            "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "StepLR", "ExponentialLR",
            "CosineAnnealingLR", "ReduceLROnPlateau", "Callback", "EarlyStopping", "History",
            "ModelCheckpoint", "Standardize", "LabelEncoder", "save", "load", "set_num_threads",
-           "get_num_threads", "kernel", "testing",
+           "get_num_threads", "kernel", "register_activation", "testing",
            "datasets", "layers", "__version__"]

@@ -50,21 +50,31 @@ PART_WS_SIZE = 6  # the length of a part's workspace (after its gradient in its 
 PART_NEXT = 7  # the next part a thread may claim (parts_at_once)
 N_PART_INFO = 8
 
-# Activations.
+# Activations computed inline in the layer kernels (fastbp.activations). Every other
+# activation is a compiled row kernel called by address: the setting is then its address,
+# which is larger than any of these codes.
 IDENTITY = 0
 RELU = 1
 LEAKY_RELU = 2
 SIGMOID = 3
 TANH = 4
+LAST_INLINE = TANH
 LEAKY_SLOPE = 0.01
-ACTIVATION_CODES = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU,
-                    "sigmoid": SIGMOID, "tanh": TANH}
+# The two calls of a row kernel (kernels/activations.py): out = f(z), and d *= f'(z).
+ACT_VALUE = 0
+ACT_DERIVATIVE = 1
 
-# Losses.
+# Losses (fastbp.losses).
 CROSS_ENTROPY = 0
 BINARY_CROSS_ENTROPY = 1
 MSE = 2
+HUBER = 3
+L1 = 4
 NO_LOSS = -1
+# The loss's settings, after every layer's float settings at the end of the plan's floats.
+LOSS_HUBER_DELTA = 0
+LOSS_LABEL_SMOOTHING = 1
+N_LOSS_SETTINGS = 2
 
 # Optimizers (AdamW is Adam with the decoupled flag; momentum/Nesterov are SGD flags).
 NO_UPDATE = -1

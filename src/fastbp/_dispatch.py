@@ -104,9 +104,22 @@ def step_address(dtype) -> int:
     return _step_signature_address(-1, step.train_step, dtype)
 
 
-def bind_kernels(table: np.ndarray, ints: np.ndarray, dtype) -> None:
+def activation_address(row, dtype) -> int:
+    """The address of activation row kernel ``row`` (``fastbp.activations``) compiled for
+    ``dtype``, compiled (or loaded from the cache) on first use in this process."""
+    key = ("activation", row, np.dtype(dtype).name)  # the key keeps the kernel alive
+    found = _ADDRESSES.get(key)
+    if found is None:
+        found = _ADDRESSES[key] = _address(row, dispatch.activation_args_type(dtype))
+    return found
+
+
+def bind_kernels(table: np.ndarray, ints: np.ndarray, dtype, late_ints=()) -> None:
     """Write each layer's kernel addresses into its row of the plan ``table`` (``ints``:
-    the plan's settings, from which a kind with several kernel pairs picks one)."""
+    the plan's settings, from which a kind with several kernel pairs picks one), and the
+    settings known only now (``late_ints``: (index, resolve(dtype))) into ``ints``."""
+    for index, resolve in late_ints:
+        ints[index] = resolve(dtype)
     for row in table:
         if row[codes.L_IS_VIEW] == 0:
             kind = int(row[codes.L_KIND])

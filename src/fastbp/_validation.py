@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import _codes as codes
+from .losses import LOSSES as LOSS_TABLE
 
-LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
+LOSSES = tuple(LOSS_TABLE)
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 

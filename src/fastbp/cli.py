@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 import fastbp as fb
-from fastbp._codes import ACTIVATION_CODES as ACTIVATIONS
+from fastbp.activations import BUILT_IN as ACTIVATIONS
+from fastbp.losses import LOSSES, is_regression
 
 # name -> (class, fixed keyword arguments, default learning rate). Each rate gives >= 97% test
 # accuracy on digits with the other defaults (256,128 ReLU, 80 epochs, batch 32), seeds 0-4.
@@ -120,6 +121,17 @@ def _split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int,
     return (X[train], y[train]), (X[test], y[test])
 
 
+def _loss_settings(args, loss: str) -> dict:
+    """The loss's settings the command line gave (--huber-delta, --label-smoothing); the
+    network names a setting that does not fit the loss."""
+    settings = {}
+    if args.huber_delta is not None:
+        settings["huber_delta"] = args.huber_delta
+    if args.label_smoothing is not None:
+        settings["label_smoothing"] = args.label_smoothing
+    return settings
+
+
 def _task(y: np.ndarray, loss: str | None) -> tuple[str, str]:
     """(loss, why) for the target ``y``: text labels or a few distinct integers are classes,
     other numbers a regression target."""
@@ -152,7 +164,7 @@ def _n_outputs(y: np.ndarray, loss: str) -> int:
 
 def _metrics(net: fb.Network, X: np.ndarray, y: np.ndarray) -> str:
     """Loss and accuracy (classification) or R^2 and RMSE (regression) as one line."""
-    if net.loss != "mse":
+    if not is_regression(net.loss):
         m = net.evaluate(X, y)
         return f"loss {m['loss']:.4g}  accuracy {m['accuracy']:.4f}"
     m = net.evaluate(X, y, metrics=["r2", "rmse"])
@@ -230,7 +242,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         encoder = fb.LabelEncoder().fit(np.concatenate([y, test[1]])) \
             if loss == "cross_entropy" else None
         n_out = len(encoder.classes_) if encoder is not None else _n_outputs(y, loss)
-        kind = "classification" if loss != "mse" else "regression"
+        kind = "classification" if not is_regression(loss) else "regression"
         print(f"task   {kind} ({loss}): {why}")
     else:
         loss = args.loss or ("cross_entropy" if np.asarray(y).dtype.kind in "iub" else "mse")
@@ -244,7 +256,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         layers, shape = _model_layers(args.model)
         try:
             net = fb.Network(layers, input_shape=shape or X.shape[1:], loss=loss,
-                             dtype=args.dtype, seed=args.seed)
+                             dtype=args.dtype, seed=args.seed, **_loss_settings(args, loss))
         except ValueError as e:
             if shape is None and X.ndim == 2 and "expects per-sample inputs" in str(e):
                 raise ValueError(f"{e}; the data's samples are flat: pass --images (digits) or "
@@ -255,8 +267,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--model {args.model}: the last layer outputs {net.n_outputs}, "
                              f"the data needs {n_out} ({what})")
     else:
-        net = fb.Network.mlp([X.shape[1], *args.layers, n_out], activation=args.activation,
-                             loss=loss, dropout=args.dropout, dtype=args.dtype, seed=args.seed)
+        net = fb.Network(fb.layers.mlp_layers([X.shape[1], *args.layers, n_out], args.activation,
+                                              args.dropout),
+                         loss=loss, dtype=args.dtype, seed=args.seed, **_loss_settings(args, loss))
     standardize: bool | fb.Standardize = False
     if from_file:  # the built-in datasets come standardised already
         net.metadata["split"] = {"data": Path(args.data).name, "rows": len(y) + len(y_test),
@@ -264,7 +277,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         net.metadata["target_name"] = target_name
         if encoder is not None:
             net.label_encoder = encoder
-        elif loss == "mse" and not args.no_standardize:
+        elif is_regression(loss) and not args.no_standardize:
             net.target_standardize = fb.Standardize().fit(np.reshape(y, (len(y), -1)))
         if not args.no_standardize or args.impute:
             standardize = fb.Standardize(with_mean=not args.no_standardize,
@@ -392,7 +405,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     header = [name] if pred2.shape[1] == 1 else [f"{name}_{j}" for j in range(pred2.shape[1])]
     columns = [pred2[:, j] for j in range(pred2.shape[1])]
     if args.proba:
-        if net.loss == "mse":
+        if is_regression(net.loss):
             raise ValueError("--proba needs a classifier; this model is a regression (mse)")
         proba = net.predict_proba(X)
         labels = net.label_encoder.classes_ if net.label_encoder is not None \
@@ -478,7 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hidden layer sizes (default: 256,128; 'none': no hidden layer)")
     t.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
                    help="of the hidden layers (default: %(default)s)")
-    t.add_argument("--loss", choices=["cross_entropy", "binary_cross_entropy", "mse"],
+    t.add_argument("--huber-delta", type=float, default=None,
+                   help="HuberLoss's delta with --loss huber (default 1.0)")
+    t.add_argument("--label-smoothing", type=float, default=None,
+                   help="CrossEntropyLoss's label smoothing in [0, 1] (default 0)")
+    t.add_argument("--loss", choices=list(LOSSES),
                    help="(default: cross_entropy for text labels or at most 20 distinct integers, "
                    "else mse; train prints which and why)")
     t.add_argument("--no-standardize", action="store_true", help="train a file's features (and "

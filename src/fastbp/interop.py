@@ -10,12 +10,12 @@ ONNX's own operators, recurrent layers included. torch and onnx are optional ext
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .activations import ACTIVATIONS
 from .layers import (
     GRU,
     LAYER_TYPES,
@@ -36,6 +36,7 @@ from .layers import (
     LayerNorm,
     MaxPool1D,
     MaxPool2D,
+    Softmax,
 )
 from .layers.recurrent import _Recurrent
 
@@ -58,10 +59,12 @@ def require(module: str, purpose: str):
 
 
 # -- fastbp -> torch -------------------------------------------------------------------------
-_TORCH_ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
-    "relu": lambda nn: nn.ReLU(), "leaky_relu": lambda nn: nn.LeakyReLU(0.01),
-    "sigmoid": lambda nn: nn.Sigmoid(), "tanh": lambda nn: nn.Tanh(),
-    "identity": lambda nn: nn.Identity()}
+def _torch_activation(name: str, nn):
+    make = ACTIVATIONS[name].torch
+    if make is None:
+        raise ValueError(f"activation {name!r} has no torch module (register_activation's "
+                         "torch=)")
+    return make(nn)
 
 
 def _overrides(layer: Layer, hook: str) -> bool:
@@ -75,7 +78,7 @@ def _torch_modules(layer: Layer, nn) -> list:
         return list(layer.torch_modules(nn))
     def with_activation(module):
         act = layer.activation
-        return [module] if act == "identity" else [module, _TORCH_ACTIVATIONS[act](nn)]
+        return [module] if act == "identity" else [module, _torch_activation(act, nn)]
 
     if isinstance(layer, Dense):
         return with_activation(nn.Linear(layer.n_in, layer.n_out))
@@ -85,9 +88,11 @@ def _torch_modules(layer: Layer, nn) -> list:
                                     stride=layer.stride, padding=layer.padding,
                                     dilation=layer.dilation))
     if isinstance(layer, Activation):
-        return [_TORCH_ACTIVATIONS[layer.activation](nn)]
+        return [_torch_activation(layer.activation, nn)]
     if isinstance(layer, Dropout):
         return [nn.Dropout(layer.p)]
+    if isinstance(layer, Softmax):
+        return [nn.Softmax(dim=-1)]
     if isinstance(layer, Flatten):
         return [nn.Flatten()]
     if isinstance(layer, (MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D)):
@@ -170,14 +175,12 @@ def to_torch(net: Network):
 
 # -- torch -> fastbp -------------------------------------------------------------------------
 def _activation_name(module, nn) -> str | None:
-    """fastbp's name for a torch activation module, None if it is not one."""
-    if isinstance(module, nn.LeakyReLU):
-        if module.negative_slope != 0.01:
-            raise ValueError(f"LeakyReLU(negative_slope={module.negative_slope}): fastbp's "
-                             "leaky_relu has torch's default slope 0.01 only")
-        return "leaky_relu"
-    for kind, name in ((nn.ReLU, "relu"), (nn.Sigmoid, "sigmoid"), (nn.Tanh, "tanh")):
-        if isinstance(module, kind):
+    """fastbp's name for a torch activation module, None if it is not one (ValueError for
+    one whose settings fastbp's activation does not take)."""
+    if isinstance(module, nn.Identity):
+        return None  # a layer of its own (Activation("identity")), never fused
+    for name, activation in ACTIVATIONS.items():
+        if activation.torch_match is not None and activation.torch_match(module, nn):
             return name
     return None
 
@@ -250,6 +253,10 @@ def _layers_from_torch(module, nn) -> list[tuple[Layer, dict[str, Any]]]:
             _require_setting(_plain_flatten(m), where, "start_dim=1, end_dim=-1")
             out.append((Flatten(), {}))
             i += 1
+        elif isinstance(m, nn.Softmax):
+            _require_setting(m.dim == -1, where, "dim=-1 (the last axis)")
+            out.append((Softmax(), {}))
+            i += 1
         elif type(m) is nn.Dropout:
             out.append((Dropout(m.p), {}))
             i += 1
@@ -289,8 +296,9 @@ def _layers_from_torch(module, nn) -> list[tuple[Layer, dict[str, Any]]]:
         else:
             raise TypeError(f"{where} has no fastbp layer; supported: Linear, Conv1d, Conv2d, "
                             "MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool(1) + Flatten, Flatten, "
-                            "Dropout, BatchNorm1d/2d, LayerNorm, ReLU, LeakyReLU(0.01), Sigmoid, "
-                            "Tanh, Identity, fastbp.torch_modules.Recurrent (RNN, GRU, LSTM)")
+                            "Dropout, BatchNorm1d/2d, LayerNorm, Softmax(dim=-1), ReLU, LeakyReLU(0.01), "
+                            "Sigmoid, Tanh, GELU, SiLU, ELU, Softplus, Identity, "
+                            "fastbp.torch_modules.Recurrent (RNN, GRU, LSTM)")
     return out
 
 
@@ -422,8 +430,6 @@ class _Graph:
         return self.op(op_type, inputs, **attrs)[0]
 
 
-_ONNX_ACTIVATIONS = {"relu": ("Relu", {}), "leaky_relu": ("LeakyRelu", {"alpha": 0.01}),
-                     "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {})}
 
 # Gate blocks of torch's weights in ONNX's order: LSTM torch (i, f, g, o) -> ONNX (i, o, f, c);
 # GRU torch (r, z, n) -> ONNX (z, r, h).
@@ -431,14 +437,11 @@ _ONNX_GATES = {LSTM: [0, 3, 1, 2], GRU: [1, 0, 2], RNN: [0]}
 
 
 def _onnx_activation(g: _Graph, x: str, activation: str) -> str:
-    if activation == "identity":
-        return x
-    if activation == "leaky_relu" and g.dtype == np.float64:
-        # LeakyRelu's alpha is a float32 attribute (0.01 -> 0.0099999998); PRelu's slope is
-        # a tensor of the model's type, so float64 stays exact.
-        return g.one("PRelu", [x, g.const("slope", [0.01])])
-    op, attrs = _ONNX_ACTIVATIONS[activation]
-    return g.one(op, [x], **attrs)
+    build = ACTIVATIONS[activation].onnx
+    if build is None:
+        raise ValueError(f"activation {activation!r} has no ONNX export (register_activation's "
+                         "onnx=)")
+    return build(g, x)
 
 
 def _onnx_layer(g: _Graph, layer: Layer, x: str) -> str:
@@ -459,6 +462,8 @@ def _onnx_layer(g: _Graph, layer: Layer, x: str) -> str:
         return _onnx_activation(g, x, layer.activation)
     if isinstance(layer, Dropout):
         return x  # the identity at inference
+    if isinstance(layer, Softmax):
+        return g.one("Softmax", [x], axis=-1)
     if isinstance(layer, Flatten):
         return g.one("Flatten", [x], axis=1)
     if isinstance(layer, (MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D)):

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .losses import REGRESSION
+
 
 def accuracy(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None) -> float:
     """The (weighted) fraction of rows predicted right (every output right, for several)."""
@@ -54,8 +56,8 @@ def r2(pred, target, weights) -> float:
 #: name -> (function, the losses it applies to)
 METRICS: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "accuracy": (accuracy, ("cross_entropy", "binary_cross_entropy")),
-    "mae": (mae, ("mse",)), "mse": (mse, ("mse",)), "rmse": (rmse, ("mse",)),
-    "r2": (r2, ("mse",))}
+    **{name: (fn, REGRESSION) for name, fn in
+       (("mae", mae), ("mse", mse), ("rmse", rmse), ("r2", r2))}}
 
 
 def check_metrics(metrics: Sequence[str], loss: str) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ Modes, as PyTorch's ``module.train()`` / ``module.eval()``:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from math import prod
 from typing import Any, NamedTuple
 
@@ -36,13 +37,13 @@ from ._threads import (
 )
 from .kernels import step as _step_kernels
 from .layers import Layer, layer_config, layer_from_config, mlp_layers
+from .losses import LOSSES, check_loss_settings, is_regression, loss_settings
 from .metrics import METRICS, check_metrics
 from .optim import Optimizer, OptimizerArgs
 from .plan import compile_layers
 from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
 
-LOSS_CODES = {"cross_entropy": codes.CROSS_ENTROPY,
-              "binary_cross_entropy": codes.BINARY_CROSS_ENTROPY, "mse": codes.MSE}
+LOSS_CODES = {name: code for name, (code, _) in LOSSES.items()}
 
 # Rows per chunk for forward/predict/evaluate on large inputs: bounds the workspace.
 INFER_CHUNK = 1024
@@ -83,13 +84,18 @@ class Network:
         The shape of one sample, e.g. ``(1, 8, 8)``; optional when the first layer fixes it
         (Dense: ``(n_in,)``). X may then be ``(n, *input_shape)`` or flat
         ``(n, prod(input_shape))`` in C order.
-    loss : {"cross_entropy", "binary_cross_entropy", "mse"}, default "cross_entropy"
-        As torch's CrossEntropyLoss, BCEWithLogitsLoss and MSELoss with mean reduction; the
-        last layer's outputs are logits for the two classification losses.
+    loss : {"cross_entropy", "binary_cross_entropy", "mse", "huber", "l1"}, default "cross_entropy"
+        As torch's CrossEntropyLoss, BCEWithLogitsLoss, MSELoss, HuberLoss and L1Loss with
+        mean reduction; the last layer's outputs are logits for the two classification
+        losses (:mod:`fastbp.losses`).
     dtype : {"float32", "float64"}, default "float32"
         Precision of parameters, activations and arithmetic, end to end.
     seed : int or None, default 0
         Seeds initialisation, dropout and shuffling: the same seed gives the same run.
+    huber_delta : float, default 1.0
+        HuberLoss's ``delta`` (loss="huber" only).
+    label_smoothing : float, default 0.0
+        CrossEntropyLoss's ``label_smoothing``, in [0, 1] (loss="cross_entropy" only).
 
     Attributes
     ----------
@@ -104,16 +110,22 @@ class Network:
     """
 
     def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] | None = None,
-                 loss: str = "cross_entropy", dtype: str = "float32", seed: int | None = 0):
+                 loss: str = "cross_entropy", dtype: str = "float32", seed: int | None = 0,
+                 *, huber_delta: float = 1.0, label_smoothing: float = 0.0):
         if isinstance(input_shape, str):  # Network(layers, "mse"): the pre-input_shape order
             raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}; pass "
                             "the loss by name: Network(layers, loss=...)")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.loss = v.check_loss(loss)
+        self.huber_delta, self.label_smoothing = check_loss_settings(loss, huber_delta,
+                                                                     label_smoothing)
         self.dtype = v.check_dtype(dtype)
         self.seed = None if seed is None else int(seed)
-        layers, self._plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
+        layers, plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
+        # the loss's settings follow the layers' float settings (kernels/losses.py)
+        self._plan = replace(plan, floats=np.concatenate(
+            [plan.floats, loss_settings(self.huber_delta, self.label_smoothing)]))
         self.layers = layers
         self.input_shape = self._plan.input_shape
         self._kernels = _step_kernels
@@ -233,7 +245,7 @@ class Network:
 
     @target_standardize.setter
     def target_standardize(self, value: Standardize | None) -> None:
-        if value is not None and self.loss != "mse":
+        if value is not None and not is_regression(self.loss):
             raise ValueError(f"target_standardize applies to mse networks, this one uses "
                              f"{self.loss}")
         self._target_standardize = self._checked_scaler(value, "target_standardize",
@@ -301,7 +313,7 @@ class Network:
         self._kernel_arrays = value
 
     def _bind_kernels(self) -> None:
-        bind_kernels(self._plan.table, self._plan.ints, self.dtype)
+        bind_kernels(self._plan.table, self._plan.ints, self.dtype, self._plan.late_ints)
         self._kernels_bound = True
 
     def _use_grads(self, grads: np.ndarray) -> None:
@@ -332,16 +344,23 @@ class Network:
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able description from which :meth:`from_config` rebuilds the architecture."""
-        return {"layers": [layer_config(layer) for layer in self.layers],
-                "input_shape": list(self.input_shape), "loss": self.loss,
-                "dtype": self.dtype.name, "seed": self.seed}
+        config = {"layers": [layer_config(layer) for layer in self.layers],
+                  "input_shape": list(self.input_shape), "loss": self.loss,
+                  "dtype": self.dtype.name, "seed": self.seed}
+        if self.loss == "huber":
+            config["huber_delta"] = self.huber_delta
+        if self.label_smoothing:
+            config["label_smoothing"] = self.label_smoothing
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Network:
         layers = [layer_from_config(c) for c in config["layers"]]
         shape = config.get("input_shape")
         return cls(layers, input_shape=None if shape is None else tuple(shape),
-                   loss=config["loss"], dtype=config["dtype"], seed=config.get("seed"))
+                   loss=config["loss"], dtype=config["dtype"], seed=config.get("seed"),
+                   huber_delta=config.get("huber_delta", 1.0),
+                   label_smoothing=config.get("label_smoothing", 0.0))
 
     def summary(self, print_fn=print) -> None:
         """Print the layers, their output shapes and parameter counts, as Keras's summary.
@@ -730,7 +749,7 @@ class Network:
     def predict_proba(self, X) -> np.ndarray:
         """Softmax (cross_entropy) or sigmoid (binary_cross_entropy) probabilities, in
         evaluation mode."""
-        if self.loss == "mse":
+        if is_regression(self.loss):
             raise ValueError("predict_proba needs a classification loss; this network uses mse")
         out = self.forward(X).astype(np.float64)
         if self.loss == "cross_entropy":
@@ -773,7 +792,8 @@ class Network:
     def _extra_metrics(self, metrics: tuple[str, ...], X, labels, targets,
                        weights) -> dict[str, float]:
         """fastbp.metrics on prepared arrays: one forward pass, then numpy."""
-        metrics = tuple(m for m in metrics if not (m == "accuracy" and self.loss != "mse"))
+        metrics = tuple(m for m in metrics
+                        if not (m == "accuracy" and not is_regression(self.loss)))
         if not metrics:
             return {}
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
@@ -787,7 +807,7 @@ class Network:
 
     def _metrics(self, r: np.ndarray) -> dict[str, float]:
         metrics = {"loss": float(r[codes.R_LOSS] / r[codes.R_WEIGHT])}
-        if self.loss != "mse":
+        if not is_regression(self.loss):
             metrics["accuracy"] = float(r[codes.R_CORRECT] / r[codes.R_COUNT])
         return metrics
 

@@ -32,6 +32,9 @@ class Plan:
     n_buffers: int
     ws_width: int  # workspace elements per sample
     batch_width: int  # workspace elements independent of the batch size
+    # (index into ints, resolve(dtype) -> int): settings known only when the kernels
+    # compile, such as an activation row kernel's address (fastbp.activations)
+    late_ints: tuple = ()
 
 
 def check_layers(layers: Sequence[Layer]) -> list[Layer]:
@@ -74,7 +77,7 @@ def check_input_shape(input_shape, layers: list[Layer]) -> Shape:
 
 def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
     """Chain the shapes (naming the layer that breaks them) and lay out every array."""
-    rows, ints, floats = [], [], []
+    rows, ints, floats, late = [], [], [], []
     p_off = b_off = ws_off = batch_off = 0
     shape = input_shape
     for i, layer in enumerate(layers):
@@ -108,7 +111,11 @@ def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
         batch = layer.scratch_per_batch()
         row[codes.L_BATCH_OFFSET], row[codes.L_BATCH_SIZE] = batch_off, batch
         batch_off += batch
-        layer_ints = [int(x) for x in layer.int_settings()]
+        layer_ints = []
+        for x in layer.int_settings():
+            if callable(getattr(x, "resolve", None)):
+                late.append((len(ints) + len(layer_ints), x.resolve))
+            layer_ints.append(int(x))
         layer_floats = [float(x) for x in layer.float_settings()]
         row[codes.L_INT_OFFSET], row[codes.L_INT_SIZE] = len(ints), len(layer_ints)
         row[codes.L_FLOAT_OFFSET], row[codes.L_FLOAT_SIZE] = len(floats), len(layer_floats)
@@ -121,7 +128,8 @@ def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
     for row in rows:
         row[codes.L_BATCH_OFFSET] = batch_off + b_off - row[codes.L_BATCH_OFFSET]
     return Plan(np.array(rows), np.array(ints, dtype=np.int64),
-                np.array(floats, dtype=np.float64), input_shape, p_off, b_off, ws_off, batch_off)
+                np.array(floats, dtype=np.float64), input_shape, p_off, b_off, ws_off, batch_off,
+                tuple(late))
 
 
 def _views(flat: np.ndarray, offset: int, shapes: dict[str, Shape]) -> dict[str, np.ndarray]:

@@ -55,8 +55,10 @@ from . import _codes as codes
 from ._dispatch import step_address
 from ._threads import use_threads
 from ._validation import kernel_array
+from .activations import BUILT_IN as BUILT_IN_ACTIVATIONS
 from .kernels.step import penalized_epochs
 from .layers import Dense, Dropout
+from .losses import REGRESSION, is_regression
 from .network import Network
 from .optim import SGD, Adam, Optimizer
 
@@ -65,14 +67,15 @@ __all__ = ["MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetReg
 # Epochs per kernel call when Python has nothing to do between them (see _fit_stochastic)
 EPOCH_BLOCK = 16
 
-# scikit-learn's activation names -> fastbp's
-ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+# scikit-learn's activation names -> fastbp's, and fastbp's other built-in ones as they are
+ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
+               **{name: name for name in sorted(BUILT_IN_ACTIVATIONS - {"sigmoid"})}}
 
 
 def _glorot_bound(fan_in: int, fan_out: int, activation: str) -> float:
     """scikit-learn's MLP initialisation: uniform in +-sqrt(factor / (fan_in + fan_out)),
     factor 2 for logistic units, 6 otherwise (Glorot and Bengio, 2010)."""
-    factor = 2.0 if activation == "logistic" else 6.0
+    factor = 2.0 if activation in ("logistic", "sigmoid") else 6.0
     return float(np.sqrt(factor / (fan_in + fan_out)))
 
 
@@ -248,7 +251,7 @@ class _BaseMLP(BaseEstimator):
         k = self.network_.n_outputs
         if self.network_.loss == "binary_cross_entropy":
             return float(k), float(k)
-        if self.network_.loss == "mse":
+        if is_regression(self.network_.loss):
             return 0.5, 0.5 * k
         return 1.0, 1.0
 
@@ -575,7 +578,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     dropout : float, default 0.0
         Dropout after every hidden layer.
     activation : str or list of str, default "relu"
-        scikit-learn's names; a list gives one per hidden layer.
+        scikit-learn's names ("identity", "logistic", "tanh", "relu") or fastbp's ("gelu",
+        "silu", "elu", "softplus", "leaky_relu"); a list gives one per hidden layer.
     class_weight : dict, "balanced" or None
         Multiplies the sample weights, as in scikit-learn's linear models.
     optimizer : fastbp.Optimizer, optional
@@ -868,7 +872,8 @@ class _BaseNeuralNet(BaseEstimator):
             layers = [copy.copy(layer) for layer in self.layers]  # unbound copies
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         shape = None if self.input_shape is None else tuple(self.input_shape)
-        net = Network(layers, input_shape=shape, loss=loss, dtype=self.dtype, seed=seed)
+        net = Network(layers, input_shape=shape, loss=loss, dtype=self.dtype, seed=seed,
+                      **self._loss_settings())
         if net.n_features != n_features:
             raise ValueError(f"X has {n_features} features per sample, the layers expect "
                              f"input_shape={net.input_shape} ({net.n_features} values)")
@@ -876,6 +881,9 @@ class _BaseNeuralNet(BaseEstimator):
             raise ValueError(f"layers: the last layer has {net.n_outputs} outputs, y needs "
                              f"{n_outputs}")
         return net
+
+    def _loss_settings(self) -> dict:
+        return {}
 
     def _fit_network(self, X, labels_or_targets, loss: str, n_outputs: int, sample_weight):
         self.network_ = self._network(X.shape[1], n_outputs, loss)
@@ -920,6 +928,8 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
     random_state : int, RandomState or None
         Seeds the initialisation, shuffling and dropout.
     verbose : int
+    label_smoothing : float, default 0.0
+        torch's ``CrossEntropyLoss(label_smoothing=...)``, in [0, 1].
 
     Examples
     --------
@@ -933,6 +943,20 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
     >>> cnn.fit(X / 16, y).score(X / 16, y) > 0.9
     True
     """
+
+    _parameter_constraints: dict = {**_BaseNeuralNet._parameter_constraints,
+                                    "label_smoothing": [Interval(Real, 0, 1, closed="both")]}
+
+    def __init__(self, layers=None, *, input_shape=None, optimizer=None, epochs=10,
+                 batch_size=32, shuffle=True, dtype="float32", random_state=None, verbose=0,
+                 label_smoothing=0.0):
+        super().__init__(layers, input_shape=input_shape, optimizer=optimizer, epochs=epochs,
+                         batch_size=batch_size, shuffle=shuffle, dtype=dtype,
+                         random_state=random_state, verbose=verbose)
+        self.label_smoothing = label_smoothing
+
+    def _loss_settings(self) -> dict:
+        return {"label_smoothing": self.label_smoothing}
 
     def fit(self, X, y, sample_weight=None):
         """Fit on X (n, n_features) and class labels y; returns self."""
@@ -962,8 +986,32 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
 
 
 class NeuralNetRegressor(RegressorMixin, _BaseNeuralNet):
-    """A regressor around any fastbp architecture (mean squared error); parameters as
-    :class:`NeuralNetClassifier`, the last layer outputs one value per target."""
+    """A regressor around any fastbp architecture; parameters as
+    :class:`NeuralNetClassifier`, the last layer outputs one value per target, and
+
+    Parameters
+    ----------
+    loss : {"mse", "huber", "l1"}, default "mse"
+        torch's MSELoss, HuberLoss or L1Loss.
+    huber_delta : float, default 1.0
+        HuberLoss's ``delta`` (loss="huber").
+    """
+
+    _parameter_constraints: dict = {**_BaseNeuralNet._parameter_constraints,
+                                    "loss": [StrOptions(set(REGRESSION))],
+                                    "huber_delta": [Interval(Real, 0, None, closed="neither")]}
+
+    def __init__(self, layers=None, *, input_shape=None, optimizer=None, epochs=10,
+                 batch_size=32, shuffle=True, dtype="float32", random_state=None, verbose=0,
+                 loss="mse", huber_delta=1.0):
+        super().__init__(layers, input_shape=input_shape, optimizer=optimizer, epochs=epochs,
+                         batch_size=batch_size, shuffle=shuffle, dtype=dtype,
+                         random_state=random_state, verbose=verbose)
+        self.loss = loss
+        self.huber_delta = huber_delta
+
+    def _loss_settings(self) -> dict:
+        return {"huber_delta": self.huber_delta} if self.loss == "huber" else {}
 
     def fit(self, X, y, sample_weight=None):
         """Fit on X (n, n_features) and y (n,) or (n, n_targets); returns self."""
@@ -975,7 +1023,7 @@ class NeuralNetRegressor(RegressorMixin, _BaseNeuralNet):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
         targets = y.reshape(-1, 1) if y.ndim == 1 else y
-        return self._fit_network(X, targets, "mse", targets.shape[1], sample_weight)
+        return self._fit_network(X, targets, self.loss, targets.shape[1], sample_weight)
 
     def predict(self, X) -> np.ndarray:
         out = self._forward(X)

@@ -23,6 +23,7 @@ from ._jit import compile_notice
 from ._threads import use_threads
 from ._validation import aligned_zeros
 from .kernels.dropout import shuffle as shuffle_kernel
+from .losses import is_regression
 from .metrics import check_metrics
 from .network import TRAIN_FLAGS
 from .optim import Adam, Optimizer
@@ -245,7 +246,7 @@ class Data(NamedTuple):
 
 
 def _class_weights(class_weight, labels, net) -> np.ndarray:
-    if net.loss == "mse":
+    if is_regression(net.loss):
         raise ValueError("class_weight needs a classification loss; this network uses mse")
     if net.loss == "binary_cross_entropy":
         if net.n_outputs != 1:
@@ -595,7 +596,7 @@ def _prepare(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
     data = _training_data(net, X, y, sample_weight, class_weight)
     data, val = _split_validation(net, data, validation_data, validation_split)
     early_stopping = _early_stopping(early_stopping, val is not None)
-    scores = {"loss"} | ({"accuracy"} if net.loss != "mse" else set()) | set(metrics)
+    scores = {"loss"} | ({"accuracy"} if not is_regression(net.loss) else set()) | set(metrics)
     log_keys = {"lr", "seconds"} | scores | ({f"val_{k}" for k in scores} if val is not None
                                              else set())
     history = History()

@@ -31,4 +31,4 @@ def backward(args):
         src = d_out[i]
         for j in range(d.shape[0]):
             d[j] = src[j]
-        derivative_row(activation, out[i], d)
+        derivative_row(activation, out[i], inp[i], d)  # the input is the pre-activation

@@ -1,13 +1,21 @@
-"""Elementwise activations and their derivatives, shared by Dense and Activation.
+"""Activations and their derivatives, for Dense, the convolutions and Activation.
 
-Derivatives are written in terms of the activation's *output* (tanh: ``1 - out**2``), so
-the pre-activation never needs to be stored.
+The five classic ones are computed inline in the layer kernels, their derivatives in terms
+of the activation's *output* (tanh: ``1 - out**2``), so the pre-activation is never
+stored. Every other activation is a row kernel of its own, ``row(mode, z, out, d)``
+(``mode`` ACT_VALUE: ``out = f(z)``; ACT_DERIVATIVE: ``d *= f'(z)``), compiled on first use
+and called by address, its address standing in the layer's settings where a code would
+(``fastbp.activations``); the layers keep ``z`` in their scratch in training mode for it.
+The row kernels here are fastbp's own such activations, PyTorch's definitions.
 """
+
+import math
 
 import numpy as np
 
-from .._codes import LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from .._codes import ACT_DERIVATIVE, ACT_VALUE, LAST_INLINE, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
 from .._jit import jit
+from .dispatch import call_activation
 
 
 @jit
@@ -17,6 +25,13 @@ def _sigmoid(z):
         return 1.0 / (1.0 + np.exp(-z))
     e = np.exp(z)
     return e / (1.0 + e)
+
+
+@jit(inline="always")
+def by_address(activation):
+    """Whether ``activation`` is a row kernel's address (not an inline code): the layer
+    then keeps its pre-activation for the derivative."""
+    return activation > LAST_INLINE
 
 
 @jit
@@ -36,11 +51,12 @@ def activate_row(activation, row):
     elif activation == TANH:
         for j in range(row.shape[0]):
             row[j] = np.tanh(row[j])
+    elif by_address(activation):
+        call_activation(activation, (np.int64(ACT_VALUE), row, row, row))
 
 
-@jit
-def derivative_row(activation, o, d):
-    """d *= act'(o) for 1-D rows, with o the activation's output."""
+@jit(inline="always")
+def _inline_derivative(activation, o, d):
     n = o.shape[0]
     if activation == RELU:
         for j in range(n):
@@ -58,26 +74,105 @@ def derivative_row(activation, o, d):
 
 
 @jit
-def activation_backward(activation, out, delta, db):
-    """delta *= act'(out) in place, and db = delta summed over rows (Dense's bias gradient),
-    with the activation's branch outside the loops over elements."""
+def derivative_row(activation, o, z, d):
+    """d *= act'(z) for 1-D rows: from the output ``o`` for the inline activations, from
+    the pre-activation ``z`` for a row kernel."""
+    if by_address(activation):
+        call_activation(activation, (np.int64(ACT_DERIVATIVE), z, o, d))
+    else:
+        _inline_derivative(activation, o, d)
+
+
+@jit
+def activation_backward(activation, out, z, delta, db):
+    """delta *= act'(z) in place, and db = delta summed over rows (Dense's bias gradient);
+    ``z`` is the pre-activation for a row kernel, any array of out's shape otherwise."""
     m, n = out.shape
     db[:] = 0
     for i in range(m):
-        o = out[i]
         d = delta[i]
-        if activation == RELU:
-            for j in range(n):
-                d[j] = 0 if o[j] <= 0 else d[j]
-        elif activation == LEAKY_RELU:
-            for j in range(n):
-                if o[j] <= 0:
-                    d[j] *= LEAKY_SLOPE
-        elif activation == SIGMOID:
-            for j in range(n):
-                d[j] *= o[j] * (1 - o[j])
-        elif activation == TANH:
-            for j in range(n):
-                d[j] *= 1 - o[j] * o[j]
+        if by_address(activation):
+            call_activation(activation, (np.int64(ACT_DERIVATIVE), z[i], out[i], d))
+        else:
+            _inline_derivative(activation, out[i], d)
         for j in range(n):
             db[j] += d[j]
+
+
+def row_kernel(value, derivative):
+    """A row kernel from scalar ``value(z)`` and ``derivative(z)`` (compiled functions), for
+    an activation registered from outside fastbp. It closes over them, which numba does
+    not cache: it compiles once in each process that uses it."""
+
+    @jit(cache=False)
+    def row(mode, z, out, d):
+        if mode == ACT_VALUE:
+            for j in range(z.shape[0]):
+                out[j] = value(z[j])
+        else:
+            for j in range(z.shape[0]):
+                d[j] *= derivative(z[j])
+
+    return row
+
+
+# -- fastbp's activations computed by row kernels (PyTorch's definitions) -----------------
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SOFTPLUS_THRESHOLD = 20.0  # torch.nn.Softplus: above it, the identity
+
+
+@jit
+def gelu(mode, z, out, d):
+    """torch.nn.GELU() (exact): z * Phi(z), Phi the standard normal CDF."""
+    if mode == ACT_VALUE:
+        for j in range(z.shape[0]):
+            x = np.float64(z[j])
+            out[j] = 0.5 * x * (1.0 + math.erf(x * _SQRT_HALF))
+    else:
+        for j in range(z.shape[0]):
+            x = np.float64(z[j])
+            d[j] *= (0.5 * (1.0 + math.erf(x * _SQRT_HALF)) +
+                     x * _INV_SQRT_2PI * math.exp(-0.5 * x * x))
+
+
+@jit
+def silu(mode, z, out, d):
+    """torch.nn.SiLU(): z * sigmoid(z)."""
+    if mode == ACT_VALUE:
+        for j in range(z.shape[0]):
+            x = np.float64(z[j])
+            out[j] = x * _sigmoid(x)
+    else:
+        for j in range(z.shape[0]):
+            s = _sigmoid(np.float64(z[j]))
+            d[j] *= s * (1.0 + z[j] * (1.0 - s))
+
+
+@jit
+def elu(mode, z, out, d):
+    """torch.nn.ELU() (alpha 1): z for z > 0, exp(z) - 1 otherwise."""
+    if mode == ACT_VALUE:
+        for j in range(z.shape[0]):
+            x = np.float64(z[j])
+            out[j] = x if x > 0 else math.expm1(x)
+    else:
+        for j in range(z.shape[0]):
+            x = np.float64(z[j])
+            if x <= 0:
+                d[j] *= math.exp(x)
+
+
+@jit
+def softplus(mode, z, out, d):
+    """torch.nn.Softplus() (beta 1, threshold 20): log(1 + exp(z)), z above 20."""
+    if mode == ACT_VALUE:
+        for j in range(z.shape[0]):
+            x = np.float64(z[j])
+            out[j] = x if x > _SOFTPLUS_THRESHOLD else \
+                max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+    else:
+        for j in range(z.shape[0]):
+            x = np.float64(z[j])
+            if x <= _SOFTPLUS_THRESHOLD:
+                d[j] *= _sigmoid(x)

@@ -7,7 +7,8 @@ as many samples as fit (below), so that each direction is one matrix product ove
 samples rather than one per sample (measured: cnn_digits' step 1.18 -> 0.71 ms). Batch
 scratch: dW's transpose (K*O), one chunk's share of it, and sample-major, the columns and
 product of one chunk (chunk_room). Scratch per sample, batch-last only: the batch's
-columns, product and transposed input.
+columns, product and transposed input; then, for an activation computed by address, the
+pre-activation (O*P).
 
     forward   Y = W (O, K) @ cols (K, m*P);  out[i, o, p] = act(Y[o, col(i, p)] + b[o])
     backward  dY[o, col(i, p)] = d_out[i, o, p] * act'(out);  db = dY summed over columns
@@ -35,9 +36,9 @@ Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below.
 
 from .._codes import CONV_CHUNK_BYTES, CONV_CHUNK_BYTES_THREADS, F_NEED_D_INPUT, F_PART, IDENTITY
 from .._jit import jit
-from .activations import activate_row, derivative_row
+from .activations import activate_row, by_address, derivative_row
 from .linalg import matmul, transpose_into
-from .scalar import inside_range
+from .scalar import copy_row, inside_range
 
 
 @jit
@@ -294,6 +295,22 @@ def _work_arrays(scratch, K, O, n, CHW):
 
 
 @jit(inline="always")
+def _keep_and_activate(activation, out, z):
+    for i in range(out.shape[0]):
+        copy_row(out[i], z[i])
+        activate_row(activation, out[i])
+
+
+@jit(inline="always")
+def _pre_activation(scratch, O, P):
+    """The (m, O*P) pre-activation at the end of the scratch, kept for an activation
+    computed by address (after the batch-last work arrays, if any)."""
+    m = scratch.shape[0]
+    flat = scratch.reshape(m * scratch.shape[1])
+    return flat[flat.shape[0] - m * O * P :].reshape((m, O * P))
+
+
+@jit(inline="always")
 def _forward(args, batch_last):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     C, H, W, O, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, activation, _ = _settings(ints)
@@ -307,13 +324,17 @@ def _forward(args, batch_last):
         transpose_into(inp, transposed)
         im2col_batch_last(transposed, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
         matmul(weight, cols, product)
+        keep = by_address(activation)
         for o in range(O):
             y = product[o]
             b = bias[o]
             for j in range(y.shape[0]):
                 y[j] += b
-            activate_row(activation, y)
+            if not keep:
+                activate_row(activation, y)
             transpose_into(y.reshape((P, m)), out[:, o * P : (o + 1) * P])
+        if keep:
+            _keep_and_activate(activation, out, _pre_activation(scratch, O, P))
         return
     chunk = samples_per_chunk(K, P, m, inp.itemsize, flags)
     for first in range(0, m, chunk):
@@ -329,6 +350,8 @@ def _forward(args, batch_last):
                 b = bias[o]
                 for p in range(P):
                     y[p] = src[p] + b
+            if by_address(activation):
+                copy_row(out[i], _pre_activation(scratch, O, P)[i])
             activate_row(activation, out[i])
 
 
@@ -346,8 +369,9 @@ def _backward(args, batch_last):
     # shapes (long inner dimension, few rows; measured on compare.py's convolutions)
     d_weight_t = batch[: K * O].reshape((K, O))
     if activation != IDENTITY:
+        z = _pre_activation(scratch, O, P) if by_address(activation) else out
         for i in range(m):  # whole samples: O*P values per call, not P
-            derivative_row(activation, out[i], d_out[i])
+            derivative_row(activation, out[i], z[i], d_out[i])
     if batch_last:
         cols, d_product, transposed = _work_arrays(scratch, K, O, m * P, C * H * W)
         for o in range(O):

@@ -50,6 +50,13 @@ def update_args_type(dtype) -> tuple:
     return (dt[::1], dt[::1], dt[:, ::1], types.float64[::1], types.int64)
 
 
+def activation_args_type(dtype) -> tuple:
+    """The numba types of an activation row kernel's arguments (``kernels/activations.py``):
+    ``(mode, z, out, d)``, 1-D C-contiguous rows."""
+    dt = dtype if isinstance(dtype, types.Float) else numba.from_dtype(np.dtype(dtype))
+    return (types.int64, dt[::1], dt[::1], dt[::1])
+
+
 def _float_type(args, index):
     """The float type of ``args[index]`` if ``args`` is a tuple holding an array there."""
     if isinstance(args, types.BaseTuple) and len(args.types) > index and \
@@ -68,6 +75,9 @@ if numba.config.DISABLE_JIT:
         PYTHON_KERNELS[address](*args)
 
     def call_update(address, args) -> None:
+        PYTHON_KERNELS[address](*args)
+
+    def call_activation(address, args) -> None:
         PYTHON_KERNELS[address](*args)
 
     def fetch_add(array, index) -> int:
@@ -127,6 +137,12 @@ else:
         """Call the optimizer update compiled at ``address`` with the arguments in ``args``."""
         return _spread_call("call_update", address, args,
                             update_args_type(_float_type(args, 0)))
+
+    @intrinsic
+    def call_activation(typingctx, address, args):
+        """Call the activation row kernel compiled at ``address`` with ``(mode, z, out, d)``."""
+        return _spread_call("call_activation", address, args,
+                            activation_args_type(_float_type(args, 1)))
 
     @intrinsic
     def fetch_add(typingctx, array, index):

@@ -1,9 +1,11 @@
 """Losses and their gradient with respect to the network's raw outputs.
 
-Each is defined as PyTorch defines it (CrossEntropyLoss, BCEWithLogitsLoss, MSELoss), with
-reduction "mean" generalised to per-sample weights: loss = sum_i w_i l_i / sum_i w_i, where
-l_i is the sample's loss averaged over its outputs. With unit weights this is torch's mean.
-All three take logits directly and are stable for logits of any magnitude.
+Each is defined as PyTorch defines it (CrossEntropyLoss with its label_smoothing,
+BCEWithLogitsLoss, MSELoss, HuberLoss with its delta, L1Loss), with reduction "mean"
+generalised to per-sample weights: loss = sum_i w_i l_i / sum_i w_i, where l_i is the
+sample's loss averaged over its outputs. With unit weights this is torch's mean. The
+classification losses take logits directly and are stable for logits of any magnitude.
+``settings`` holds the losses' float settings (LOSS_HUBER_DELTA, LOSS_LABEL_SMOOTHING).
 """
 
 import numpy as np
@@ -16,6 +18,10 @@ from .._codes import (
     E_WEIGHT,
     E_X_NOT_FINITE,
     E_Y_NOT_FINITE,
+    HUBER,
+    L1,
+    LOSS_HUBER_DELTA,
+    LOSS_LABEL_SMOOTHING,
     MSE,
     R_CORRECT,
     R_COUNT,
@@ -32,7 +38,8 @@ def _softplus(z):
 
 
 @jit(inline="always")
-def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, results, want_grad):
+def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, results, want_grad,
+                          settings):
     """Accumulate the loss of outputs ``O`` and, if ``want_grad``, write dLoss/dO.
 
     ``scale`` is 1 / (sum of the weights of the whole batch), so that dO is the gradient of
@@ -43,6 +50,8 @@ def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, res
     weighted = weights.shape[0] > 0
     loss_sum = 0.0
     correct = 0
+    smoothing = settings[LOSS_LABEL_SMOOTHING]
+    delta = settings[LOSS_HUBER_DELTA]
     for i in range(m):
         w = weights[i] if weighted else 1.0
         o = O[i]
@@ -62,12 +71,24 @@ def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, res
                 e = np.exp(o[j] - mx)
                 d[j] = e
                 s += e
-            loss_sum += w * (mx + np.log(s) - o[y])
+            if smoothing == 0:
+                loss_sum += w * (mx + np.log(s) - o[y])
+            else:  # (1 - eps) * -log p_y + eps * mean_j -log p_j
+                total = 0.0
+                for j in range(c):
+                    total += o[j]
+                loss_sum += w * (mx + np.log(s) - (1.0 - smoothing) * o[y] - smoothing * total / c)
             if want_grad:
                 g = w * scale / s
                 for j in range(c):
                     d[j] *= g
-                d[y] -= w * scale
+                if smoothing == 0:
+                    d[y] -= w * scale
+                else:
+                    spread = w * scale * smoothing / c
+                    for j in range(c):
+                        d[j] -= spread
+                    d[y] -= w * scale * (1.0 - smoothing)
         else:
             t = targets[i]
             row_loss = 0.0
@@ -90,6 +111,22 @@ def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, res
                     row_loss += r * r
                     if want_grad:
                         dO[i, j] = g * 2.0 * r
+                elif loss_kind == HUBER:
+                    r = z - t[j]
+                    a = abs(r)
+                    if a < delta:
+                        row_loss += 0.5 * r * r
+                        if want_grad:
+                            dO[i, j] = g * r
+                    else:
+                        row_loss += delta * (a - 0.5 * delta)
+                        if want_grad:
+                            dO[i, j] = g * (delta if r > 0 else -delta)
+                elif loss_kind == L1:
+                    r = z - t[j]
+                    row_loss += abs(r)
+                    if want_grad:
+                        dO[i, j] = g * (1.0 if r > 0 else (-1.0 if r < 0 else 0.0))
             loss_sum += w * row_loss / c
     results[R_LOSS] += loss_sum
     results[R_CORRECT] += correct
@@ -116,7 +153,8 @@ def check_batch(X, labels, targets, weights, loss_kind, n_outputs):
         for i in range(m):
             if labels[i] < 0 or labels[i] >= n_outputs:
                 return E_LABEL_RANGE, i
-    elif loss_kind == BINARY_CROSS_ENTROPY or loss_kind == MSE:
+    elif loss_kind == BINARY_CROSS_ENTROPY or loss_kind == MSE or loss_kind == HUBER or \
+            loss_kind == L1:
         for i in range(m):
             for j in range(targets.shape[1]):
                 t = targets[i, j]

@@ -46,6 +46,7 @@ from .._codes import (
     L_PARAM_SIZE,
     L_SCRATCH_OFFSET,
     L_SCRATCH_SIZE,
+    N_LOSS_SETTINGS,
     NO_LOSS,
     NO_UPDATE,
     PART_AT_ONCE,
@@ -243,7 +244,8 @@ def _whole_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, 
     O = forward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
     dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
     before = results[R_LOSS]
-    loss_forward_backward(loss_kind, O, labels, targets, weights, dO, 1.0 / wsum, results, True)
+    loss_forward_backward(loss_kind, O, labels, targets, weights, dO, 1.0 / wsum, results, True,
+                          floats[floats.shape[0] - N_LOSS_SETTINGS :])
     results[R_WEIGHT] += wsum
     if not is_finite(results[R_LOSS] - before):
         results[R_ERROR] = E_NON_FINITE_LOSS
@@ -550,7 +552,8 @@ def _infer(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targe
             w = weights[start:stop] if weighted else weights[:0]
             loss_forward_backward(loss_kind, O, labels[start:stop] if labels.shape[0] > 0
                                   else labels, targets[start:stop] if targets.shape[0] > 0
-                                  else targets, w, dO, 1.0, results, False)
+                                  else targets, w, dO, 1.0, results, False,
+                                  floats[floats.shape[0] - N_LOSS_SETTINGS :])
             results[R_WEIGHT] += _weight_sum(w, m)
 
 

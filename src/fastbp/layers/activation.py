@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .._codes import ACTIVATION_CODES
+from ..activations import activation_setting, check_activation
 from ..kernels import activation as kernels
-from .base import Layer, Shape, check_activation
+from .base import Layer, Shape
 
 
 class Activation(Layer):
@@ -12,21 +12,21 @@ class Activation(Layer):
 
     Parameters
     ----------
-    activation : {"identity", "relu", "leaky_relu", "sigmoid", "tanh"}
-        As torch's ``nn.ReLU``, ``nn.LeakyReLU(0.01)``, ``nn.Sigmoid``, ``nn.Tanh``; keeps
-        the shape of its input.
+    activation : str
+        Any activation Dense takes ("relu" as torch's ``nn.ReLU``, "leaky_relu" as
+        ``nn.LeakyReLU(0.01)``, "gelu" as ``nn.GELU()``...); keeps the shape of its input.
     """
 
     kernels = kernels
 
     def __init__(self, activation: str):
-        self.activation = check_activation(activation, ACTIVATION_CODES)
+        self.activation = check_activation(activation)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
     def int_settings(self) -> tuple[int, ...]:
-        return (ACTIVATION_CODES[self.activation],)
+        return (activation_setting(self.activation),)
 
     def get_config(self) -> dict:
         return {"type": "Activation", "activation": self.activation}

@@ -229,9 +229,3 @@ def positive_int(value: Any, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive int, got {value}")
     return int(value)
-
-
-def check_activation(activation: Any, codes: dict[str, int]) -> str:
-    if not isinstance(activation, str) or activation not in codes:
-        raise ValueError(f"activation must be one of {sorted(codes)}, got {activation!r}")
-    return activation

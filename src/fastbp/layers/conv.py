@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .._codes import ACTIVATION_CODES
+from ..activations import activation_setting, check_activation, keeps_input
 from ..kernels import conv as kernels
-from .base import Layer, Shape, check_activation, positive_int
+from .base import Layer, Shape, positive_int
 from .initializers import INITIALIZERS, check_init
 
 
@@ -46,7 +46,7 @@ class _Conv(Layer):
             self.padding = padding
         else:
             self.padding = _pair(padding, "padding", self.dims, name, minimum=0)
-        self.activation = check_activation(activation, ACTIVATION_CODES)
+        self.activation = check_activation(activation)
         self.init_method = check_init(init, activation)
         self.W = self.b = None
 
@@ -122,11 +122,13 @@ class _Conv(Layer):
 
     def scratch_per_sample(self) -> int:
         # batch-last: its columns of the batch's im2col matrix and of the (out_channels, ...)
-        # product, and its transposed input (sample-major columns live in the batch scratch)
-        if not self._batch_last():
-            return 0
+        # product, and its transposed input (sample-major columns live in the batch scratch);
+        # then the pre-activation, for an activation whose derivative needs it
         P = int(np.prod(self.output_shape[1:]))
-        return (self._K + self.out_channels) * P + int(np.prod(self.input_shape))
+        keep = self.out_channels * P if keeps_input(self.activation) else 0
+        if not self._batch_last():
+            return keep
+        return (self._K + self.out_channels) * P + int(np.prod(self.input_shape)) + keep
 
     def scratch_per_batch(self) -> int:
         # the weight gradient's transpose and one chunk's share of it, and sample-major one
@@ -146,7 +148,7 @@ class _Conv(Layer):
         PH, PW = two([before for before, _ in self._pads()], 0)
         HO, WO = two(self.output_shape[1:], 1)
         return (self.in_channels, H, W, self.out_channels, KH, KW, SH, SW, PH, PW, DH, DW, HO,
-                WO, ACTIVATION_CODES[self.activation], int(self._batch_last()))
+                WO, activation_setting(self.activation), int(self._batch_last()))
 
     def reset_parameters(self, rng) -> None:
         shape = self.parameter_shapes()["W"]

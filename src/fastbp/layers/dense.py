@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .._codes import ACTIVATION_CODES
+from ..activations import activation_setting, check_activation, keeps_input
 from ..kernels import dense as kernels
-from .base import Layer, Shape, check_activation, positive_int
+from .base import Layer, Shape, positive_int
 from .initializers import INITIALIZERS, check_init
 
 
@@ -17,8 +17,10 @@ class Dense(Layer):
     ----------
     n_in, n_out : int
         Input and output features.
-    activation : {"identity", "relu", "leaky_relu", "sigmoid", "tanh"}, default "identity"
-        Elementwise activation; leaky_relu has slope 0.01.
+    activation : str, default "identity"
+        Elementwise activation: "identity", "relu", "leaky_relu" (slope 0.01), "sigmoid",
+        "tanh", "gelu" (exact), "silu", "elu", "softplus" (as torch's modules with their
+        defaults), or one registered with :func:`fastbp.register_activation`.
     init : str or callable, optional
         Weight initialiser: "he_normal", "he_uniform", "glorot_uniform", "glorot_normal", or
         ``f(rng, n_in, n_out) -> array``. Default: He normal for the ReLU family, Glorot
@@ -38,7 +40,7 @@ class Dense(Layer):
                  init: str | Callable | None = None):
         self.n_in = positive_int(n_in, "n_in")
         self.n_out = positive_int(n_out, "n_out")
-        self.activation = check_activation(activation, ACTIVATION_CODES)
+        self.activation = check_activation(activation)
         self.init_method = check_init(init, activation)
         self.W = None
         self.b = None
@@ -64,7 +66,11 @@ class Dense(Layer):
         return {"W": (self.n_in, self.n_out), "b": (self.n_out,)}
 
     def int_settings(self) -> tuple[int, ...]:
-        return (self.n_in, self.n_out, ACTIVATION_CODES[self.activation])
+        return (self.n_in, self.n_out, activation_setting(self.activation))
+
+    def scratch_per_sample(self) -> int:
+        # the pre-activation, for an activation whose derivative needs it
+        return self.n_out if keeps_input(self.activation) else 0
 
     def reset_parameters(self, rng) -> None:
         shape = (self.n_in, self.n_out)

@@ -49,7 +49,8 @@ INITIALIZERS: dict[str, Callable] = {
 }
 
 # He keeps the forward variance through rectifiers; Glorot suits the saturating ones.
-DEFAULT_INIT = {"relu": "he_normal", "leaky_relu": "he_normal"}
+DEFAULT_INIT = {"relu": "he_normal", "leaky_relu": "he_normal", "gelu": "he_normal",
+                "silu": "he_normal", "elu": "he_normal"}
 
 
 def check_init(init, activation: str) -> str | Callable:

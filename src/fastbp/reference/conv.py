@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .activations import ACTIVATIONS, DERIVATIVES
+from .activations import derivative, value
 
 LAYER = ("Conv1D", "Conv2D")
 
@@ -39,15 +39,16 @@ def forward(layer, tensors, x, training, stream, update_buffers=True):
         for kj in range(k[1]):
             z += np.einsum("nchw,oc->nohw", _window(xp, ki, kj, s, d, HO, WO), W2[:, :, ki, kj])
     z += tensors["b"][None, :, None, None]
-    out = ACTIVATIONS[layer.activation](z.astype(x.dtype))
-    return out.reshape(x.shape[0], *layer.output_shape), (x, xp, out, HO, WO)
+    z = z.astype(x.dtype)
+    out = value(layer.activation, z)
+    return out.reshape(x.shape[0], *layer.output_shape), (x, xp, z, out, HO, WO)
 
 
 def backward(layer, tensors, cache, d_out):
-    x, xp, out, HO, WO = cache
+    x, xp, z, out, HO, WO = cache
     W2 = _as_2d(layer, x, tensors["W"].astype(np.float64))[1]
     pads, k, s, d = _geometry(layer)
-    delta = (d_out.reshape(out.shape) * DERIVATIVES[layer.activation](out)).astype(np.float64)
+    delta = (d_out.reshape(out.shape) * derivative(layer.activation, z, out)).astype(np.float64)
     delta = delta.reshape(x.shape[0], W2.shape[0], HO, WO)
     dW = np.zeros_like(W2)
     dxp = np.zeros_like(xp)

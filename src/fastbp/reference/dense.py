@@ -1,16 +1,17 @@
 """Dense: out = act(x @ W + b)."""
 
-from .activations import ACTIVATIONS, DERIVATIVES
+from .activations import derivative, value
 
 LAYER = "Dense"
 
 
 def forward(layer, tensors, x, training, stream, update_buffers=True):
-    out = ACTIVATIONS[layer.activation](x @ tensors["W"] + tensors["b"])
-    return out, (x, out)
+    z = x @ tensors["W"] + tensors["b"]
+    out = value(layer.activation, z)
+    return out, (x, z, out)
 
 
 def backward(layer, tensors, cache, d_out):
-    x, out = cache
-    delta = d_out * DERIVATIVES[layer.activation](out)
+    x, z, out = cache
+    delta = d_out * derivative(layer.activation, z, out)
     return delta @ tensors["W"].T, {"W": x.T @ delta, "b": delta.sum(axis=0)}

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _validation as v
 from ..layers import Layer, mlp_layers
+from ..losses import check_loss_settings
 from ..network import seed_state
 from ..optim import Optimizer
 from ..plan import compile_layers, tensor_views
@@ -33,10 +34,13 @@ class Network:
     """
 
     def __init__(self, layers: Sequence[Layer], input_shape=None, loss: str = "cross_entropy",
-                 dtype: str = "float32", seed: int | None = 0, stream: str = "fastbp"):
+                 dtype: str = "float32", seed: int | None = 0, stream: str = "fastbp", *,
+                 huber_delta: float = 1.0, label_smoothing: float = 0.0):
         from . import twin_for
 
         self.loss = v.check_loss(loss)
+        self.huber_delta, self.label_smoothing = check_loss_settings(loss, huber_delta,
+                                                                     label_smoothing)
         self.dtype = v.check_dtype(dtype)
         self.seed = seed
         self.layers, self._plan, self.params, self.buffers = compile_layers(
@@ -62,7 +66,8 @@ class Network:
         """A reference twin of a fastbp.Network, with a copy of its current parameters,
         buffers and random state."""
         twin = cls(net.layers, input_shape=net.input_shape, loss=net.loss,
-                   dtype=net.dtype.name, seed=net.seed)
+                   dtype=net.dtype.name, seed=net.seed, huber_delta=net.huber_delta,
+                   label_smoothing=net.label_smoothing)
         twin.params[:] = net.params
         twin.buffers[:] = net.buffers
         twin.stream.set_state(int(net._rng[0]))
@@ -104,7 +109,8 @@ class Network:
 
     def _loss_and_grad(self, X, y, w, update_buffers):
         out, caches = self._forward(X, training=True, update_buffers=update_buffers)
-        losses, d_out = LOSSES[self.loss](out.astype(np.float64), y)
+        losses, d_out = LOSSES[self.loss](out.astype(np.float64), y, huber_delta=self.huber_delta,
+                                          label_smoothing=self.label_smoothing)
         w = np.ones(len(X)) if w is None else w.astype(np.float64)
         loss = float(np.sum(w * losses) / np.sum(w))
         delta = (d_out * (w / np.sum(w))[:, None]).astype(self.dtype)
