@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _codes as codes
 from ._threads import start_numba_threads
-from .kernels import dispatch, optimizers, step
+from .kernels import dispatch, losses, optimizers, step
 
 # Every layer kind's kernels (a module or any object with ``forward`` and ``backward``, or
 # ``VARIANTS`` and ``variant(ints)``), by the number ``register_kernels`` gave it: filled
@@ -111,6 +111,17 @@ def activation_address(row, dtype) -> int:
     found = _ADDRESSES.get(key)
     if found is None:
         found = _ADDRESSES[key] = _address(row, dispatch.activation_args_type(dtype))
+    return found
+
+
+def loss_address(loss_code: int, dtype) -> int:
+    """The address of loss ``loss_code``'s kernel (``kernels/losses.py``) compiled for
+    ``dtype``, compiled (or loaded from the cache) on first use in this process."""
+    key = ("loss", loss_code, np.dtype(dtype).name)
+    found = _ADDRESSES.get(key)
+    if found is None:
+        found = _ADDRESSES[key] = _address(losses.LOSS_KERNELS[loss_code],
+                                           dispatch.loss_args_types(dtype))
     return found
 
 

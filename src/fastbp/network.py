@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from math import prod
 from typing import Any, NamedTuple
 
@@ -24,7 +25,13 @@ import numpy as np
 
 from . import _codes as codes
 from . import _validation as v
-from ._dispatch import bind_kernels, parts_at_once_address, run_part_address, step_address
+from ._dispatch import (
+    bind_kernels,
+    loss_address,
+    parts_at_once_address,
+    run_part_address,
+    step_address,
+)
 from ._serialize import save as _save
 from ._threads import (
     BUSY_SPLIT_MAX_BYTES,
@@ -123,9 +130,14 @@ class Network:
         self.dtype = v.check_dtype(dtype)
         self.seed = None if seed is None else int(seed)
         layers, plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
-        # the loss's settings follow the layers' float settings (kernels/losses.py)
-        self._plan = replace(plan, floats=np.concatenate(
-            [plan.floats, loss_settings(self.huber_delta, self.label_smoothing)]))
+        # The loss's settings follow the layers' float settings, and the address of its
+        # kernel (known when the kernels bind) the layers' int settings (kernels/step.py).
+        self._plan = replace(
+            plan, floats=np.concatenate([plan.floats, loss_settings(self.huber_delta,
+                                                                    self.label_smoothing)]),
+            ints=np.append(plan.ints, np.int64(0)),
+            late_ints=(*plan.late_ints, (plan.ints.shape[0],
+                                         partial(loss_address, LOSS_CODES[self.loss]))))
         self.layers = layers
         self.input_shape = self._plan.input_shape
         self._kernels = _step_kernels

@@ -27,16 +27,9 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@jit(inline="always")
-def by_address(activation):
-    """Whether ``activation`` is a row kernel's address (not an inline code): the layer
-    then keeps its pre-activation for the derivative."""
-    return activation > LAST_INLINE
-
-
 @jit
 def activate_row(activation, row):
-    """Apply the activation to a 1-D row in place."""
+    """Apply an inline activation (by code) to a 1-D row in place."""
     if activation == RELU:
         for j in range(row.shape[0]):
             v = row[j]
@@ -51,12 +44,11 @@ def activate_row(activation, row):
     elif activation == TANH:
         for j in range(row.shape[0]):
             row[j] = np.tanh(row[j])
-    elif by_address(activation):
-        call_activation(activation, (np.int64(ACT_VALUE), row, row, row))
 
 
-@jit(inline="always")
-def _inline_derivative(activation, o, d):
+@jit
+def derivative_row(activation, o, d):
+    """d *= act'(o) for 1-D rows, with o an inline activation's output."""
     n = o.shape[0]
     if activation == RELU:
         for j in range(n):
@@ -74,29 +66,62 @@ def _inline_derivative(activation, o, d):
 
 
 @jit
-def derivative_row(activation, o, z, d):
-    """d *= act'(z) for 1-D rows: from the output ``o`` for the inline activations, from
-    the pre-activation ``z`` for a row kernel."""
-    if by_address(activation):
-        call_activation(activation, (np.int64(ACT_DERIVATIVE), z, o, d))
-    else:
-        _inline_derivative(activation, o, d)
+def activation_backward(activation, out, delta, db):
+    """delta *= act'(out) in place, and db = delta summed over rows (Dense's bias gradient),
+    with the activation's branch outside the loops over elements."""
+    m, n = out.shape
+    db[:] = 0
+    for i in range(m):
+        o = out[i]
+        d = delta[i]
+        if activation == RELU:
+            for j in range(n):
+                d[j] = 0 if o[j] <= 0 else d[j]
+        elif activation == LEAKY_RELU:
+            for j in range(n):
+                if o[j] <= 0:
+                    d[j] *= LEAKY_SLOPE
+        elif activation == SIGMOID:
+            for j in range(n):
+                d[j] *= o[j] * (1 - o[j])
+        elif activation == TANH:
+            for j in range(n):
+                d[j] *= 1 - o[j] * o[j]
+        for j in range(n):
+            db[j] += d[j]
+
+
+# -- activations called by address: the layers' other kernel variants --------------------
+@jit(inline="always")
+def keep_and_activate(address, row, z):
+    """z[:] = row (the pre-activation), then row = f(row) by the row kernel at ``address``."""
+    for j in range(row.shape[0]):
+        z[j] = row[j]
+    call_activation(address, (np.int64(ACT_VALUE), z, row, row))
+
+
+@jit(inline="always")
+def derivative_by_address(address, z, o, d):
+    """d *= f'(z) by the row kernel at ``address``."""
+    call_activation(address, (np.int64(ACT_DERIVATIVE), z, o, d))
 
 
 @jit
-def activation_backward(activation, out, z, delta, db):
-    """delta *= act'(z) in place, and db = delta summed over rows (Dense's bias gradient);
-    ``z`` is the pre-activation for a row kernel, any array of out's shape otherwise."""
+def activation_backward_by_address(address, out, z, delta, db):
+    """activation_backward for the row kernel at ``address``, from the pre-activation z."""
     m, n = out.shape
     db[:] = 0
     for i in range(m):
         d = delta[i]
-        if by_address(activation):
-            call_activation(activation, (np.int64(ACT_DERIVATIVE), z[i], out[i], d))
-        else:
-            _inline_derivative(activation, out[i], d)
+        derivative_by_address(address, z[i], out[i], d)
         for j in range(n):
             db[j] += d[j]
+
+
+def by_address(activation: int) -> bool:
+    """Whether a layer's activation setting is a row kernel's address, not an inline code:
+    the layer then runs its by-address kernel variant, which keeps the pre-activation."""
+    return activation > LAST_INLINE
 
 
 def row_kernel(value, derivative):

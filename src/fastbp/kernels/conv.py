@@ -36,9 +36,15 @@ Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below.
 
 from .._codes import CONV_CHUNK_BYTES, CONV_CHUNK_BYTES_THREADS, F_NEED_D_INPUT, F_PART, IDENTITY
 from .._jit import jit
-from .activations import activate_row, by_address, derivative_row
+from .activations import (
+    activate_row,
+    by_address,
+    derivative_by_address,
+    derivative_row,
+    keep_and_activate,
+)
 from .linalg import matmul, transpose_into
-from .scalar import copy_row, inside_range
+from .scalar import inside_range
 
 
 @jit
@@ -295,13 +301,6 @@ def _work_arrays(scratch, K, O, n, CHW):
 
 
 @jit(inline="always")
-def _keep_and_activate(activation, out, z):
-    for i in range(out.shape[0]):
-        copy_row(out[i], z[i])
-        activate_row(activation, out[i])
-
-
-@jit(inline="always")
 def _pre_activation(scratch, O, P):
     """The (m, O*P) pre-activation at the end of the scratch, kept for an activation
     computed by address (after the batch-last work arrays, if any)."""
@@ -311,7 +310,7 @@ def _pre_activation(scratch, O, P):
 
 
 @jit(inline="always")
-def _forward(args, batch_last):
+def _forward(args, batch_last, keep):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     C, H, W, O, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, activation, _ = _settings(ints)
     K = C * KH * KW
@@ -324,7 +323,6 @@ def _forward(args, batch_last):
         transpose_into(inp, transposed)
         im2col_batch_last(transposed, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
         matmul(weight, cols, product)
-        keep = by_address(activation)
         for o in range(O):
             y = product[o]
             b = bias[o]
@@ -334,7 +332,9 @@ def _forward(args, batch_last):
                 activate_row(activation, y)
             transpose_into(y.reshape((P, m)), out[:, o * P : (o + 1) * P])
         if keep:
-            _keep_and_activate(activation, out, _pre_activation(scratch, O, P))
+            z = _pre_activation(scratch, O, P)
+            for i in range(m):
+                keep_and_activate(activation, out[i], z[i])
         return
     chunk = samples_per_chunk(K, P, m, inp.itemsize, flags)
     for first in range(0, m, chunk):
@@ -350,13 +350,14 @@ def _forward(args, batch_last):
                 b = bias[o]
                 for p in range(P):
                     y[p] = src[p] + b
-            if by_address(activation):
-                copy_row(out[i], _pre_activation(scratch, O, P)[i])
-            activate_row(activation, out[i])
+            if keep:
+                keep_and_activate(activation, out[i], _pre_activation(scratch, O, P)[i])
+            else:
+                activate_row(activation, out[i])
 
 
 @jit(inline="always")
-def _backward(args, batch_last):
+def _backward(args, batch_last, keep):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     C, H, W, O, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, activation, _ = _settings(ints)
     K = C * KH * KW
@@ -368,10 +369,13 @@ def _backward(args, batch_last):
     # dW as (cols @ dY.T).T: OpenBLAS runs that orientation 1.1-1.85x faster on these
     # shapes (long inner dimension, few rows; measured on compare.py's convolutions)
     d_weight_t = batch[: K * O].reshape((K, O))
-    if activation != IDENTITY:
-        z = _pre_activation(scratch, O, P) if by_address(activation) else out
+    if keep:
+        z = _pre_activation(scratch, O, P)
+        for i in range(m):
+            derivative_by_address(activation, z[i], out[i], d_out[i])
+    elif activation != IDENTITY:
         for i in range(m):  # whole samples: O*P values per call, not P
-            derivative_row(activation, out[i], z[i], d_out[i])
+            derivative_row(activation, out[i], d_out[i])
     if batch_last:
         cols, d_product, transposed = _work_arrays(scratch, K, O, m * P, C * H * W)
         for o in range(O):
@@ -423,35 +427,59 @@ def _backward(args, batch_last):
     transpose_into(d_weight_t, d_weight)
 
 
-# One compiled pair per column order, each with its order a constant: a network compiles
-# only the orders its convolutions use (one pair holding both took ~7.5 s cold).
+# One compiled pair per column order and activation kind (inline, or by address keeping the
+# pre-activation), each with both a constant: a network compiles only the pairs its
+# convolutions use (one pair holding both column orders took ~7.5 s cold).
 @jit(inline="always")
 def forward(args):
     """Sample-major columns."""
-    _forward(args, False)
+    _forward(args, False, False)
 
 
 @jit(inline="always")
 def backward(args):
     """Sample-major columns."""
-    _backward(args, False)
+    _backward(args, False, False)
 
 
 @jit(inline="always")
 def forward_batch_last(args):
-    _forward(args, True)
+    _forward(args, True, False)
 
 
 @jit(inline="always")
 def backward_batch_last(args):
-    _backward(args, True)
+    _backward(args, True, False)
+
+
+@jit
+def forward_by_address(args):
+    _forward(args, False, True)
+
+
+@jit
+def backward_by_address(args):
+    _backward(args, False, True)
+
+
+@jit
+def forward_batch_last_by_address(args):
+    _forward(args, True, True)
+
+
+@jit
+def backward_batch_last_by_address(args):
+    _backward(args, True, True)
 
 
 # The kernel pairs a layer may use, by the key ``variant`` reads from its settings
 # (fastbp._dispatch.bind_kernels).
-VARIANTS = {0: (forward, backward), 1: (forward_batch_last, backward_batch_last)}
+VARIANTS = {0: (forward, backward), 1: (forward_batch_last, backward_batch_last),
+            2: (forward_by_address, backward_by_address),
+            3: (forward_batch_last_by_address, backward_batch_last_by_address)}
 
 
 def variant(ints) -> int:
-    """The key of the pair for a layer whose settings are ``ints``: its column order."""
-    return int(ints[15])
+    """The key of the pair for a layer whose settings are ``ints``: its column order, and
+    whether its activation is called by address."""
+    return int(ints[15]) + 2 * int(by_address(ints[14]))

@@ -1,7 +1,10 @@
 """Dense layer: ``out = act(X @ W + b)`` and its backward pass.
 
 Settings (ints): n_in, n_out, activation. Parameters: W (n_in, n_out) then b (n_out,).
-Scratch: the pre-activation (n_out per sample) for an activation computed by address.
+Two kernel pairs: one for the activations computed inline (by code), one for an activation
+computed by a row kernel's address (``kernels/activations.py``), which keeps the
+pre-activation in the scratch (n_out per sample) for the derivative; a network compiles
+only the pair its layers use.
 Matrix products go to BLAS (numba's ``np.dot`` with ``out=``, on views, never copies) when
 they are big enough to pay for the call, and to hand loops that vectorise over contiguous
 rows when they are not.
@@ -11,16 +14,39 @@ import numpy as np
 
 from .._codes import BLAS_MIN_WORK, F_NEED_D_INPUT, IDENTITY
 from .._jit import jit
-from .activations import activate_row, activation_backward, by_address
-from .scalar import copy_row
+from .activations import (
+    activate_row,
+    activation_backward,
+    activation_backward_by_address,
+    by_address,
+    keep_and_activate,
+)
 
 
 # Inlined into forward/backward below (the kernels the walker calls by address): compiled
 # as functions of their own they were optimised and compiled twice.
 @jit(inline="always")
-def dense_forward(X, W, b, activation, out, z, keep):
-    """out[:] = activation(X @ W + b); X (m, k), W (k, n), out (m, n); with ``keep``, the
-    pre-activation X @ W + b into z (m, n) as well."""
+def _activate_inline(activation, row, z):
+    activate_row(activation, row)
+
+
+@jit(inline="always")
+def _backward_inline(activation, out, z, delta, db):
+    m, n = out.shape
+    if activation != IDENTITY:
+        activation_backward(activation, out, delta, db)
+    else:
+        db[:] = 0
+        for i in range(m):
+            for j in range(n):
+                db[j] += delta[i, j]
+
+
+@jit(inline="always")
+def dense_forward(X, W, b, activation, out, z, activate):
+    """out[:] = activation(X @ W + b); X (m, k), W (k, n), out (m, n); ``activate(activation,
+    row, z_row)`` applies it (keep_and_activate also keeps the pre-activation in z (m, n)).
+    Passed as a function, so each kernel pair compiles its own activation code alone."""
     m, k = X.shape
     n = W.shape[1]
     if m * k * n >= BLAS_MIN_WORK:
@@ -29,9 +55,7 @@ def dense_forward(X, W, b, activation, out, z, keep):
             row = out[i]
             for j in range(n):
                 row[j] += b[j]
-            if keep:
-                copy_row(row, z[i])
-            activate_row(activation, row)
+            activate(activation, row, z[i])
     else:
         for i in range(m):
             row = out[i]
@@ -42,28 +66,21 @@ def dense_forward(X, W, b, activation, out, z, keep):
                 w = W[r]
                 for j in range(n):
                     row[j] += a * w[j]
-            if keep:
-                copy_row(row, z[i])
-            activate_row(activation, row)
+            activate(activation, row, z[i])
 
 
 @jit(inline="always")
-def dense_backward(X, W, out, z, activation, delta, dW, db, dX, need_dX):
+def dense_backward(X, W, out, z, activation, delta, dW, db, dX, need_dX, act_backward):
     """Backward through a Dense layer.
 
-    ``delta`` holds dLoss/d(out) on entry and dLoss/dZ on exit (``z``: the pre-activation,
-    for an activation computed by address). Writes dW = X.T @ delta, db = sum(delta), and,
-    if ``need_dX``, dX = delta @ W.T (the first layer needs no dX).
+    ``delta`` holds dLoss/d(out) on entry and dLoss/dZ on exit (``act_backward(activation,
+    out, z, delta, db)`` takes it through the activation and sums db). Writes dW = X.T @
+    delta, db = sum(delta), and, if ``need_dX``, dX = delta @ W.T (the first layer needs no
+    dX).
     """
     m, k = X.shape
     n = W.shape[1]
-    if activation != IDENTITY:
-        activation_backward(activation, out, z, delta, db)
-    else:
-        db[:] = 0
-        for i in range(m):
-            for j in range(n):
-                db[j] += delta[i, j]
+    act_backward(activation, out, z, delta, db)
     big = m * k * n >= BLAS_MIN_WORK
     if big:
         np.dot(X.T, delta, dW)
@@ -98,18 +115,44 @@ def _tensors(ints, flat):
 
 
 @jit(inline="always")
-def forward(args):
+def _forward(args, activate):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     W, b = _tensors(ints, params)
-    activation = ints[2]
-    dense_forward(inp, W, b, activation, out, scratch, by_address(activation))
+    dense_forward(inp, W, b, ints[2], out, scratch, activate)
+
+
+@jit(inline="always")
+def _backward(args, act_backward):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
+    W, _ = _tensors(ints, params)
+    dW, db = _tensors(ints, grads)
+    dense_backward(inp, W, out, scratch, ints[2], d_out, dW, db, d_inp,
+                   (flags & F_NEED_D_INPUT) != 0, act_backward)
+
+
+@jit(inline="always")
+def forward(args):
+    _forward(args, _activate_inline)
 
 
 @jit(inline="always")
 def backward(args):
-    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    W, _ = _tensors(ints, params)
-    dW, db = _tensors(ints, grads)
-    activation = ints[2]
-    z = scratch if by_address(activation) else out
-    dense_backward(inp, W, out, z, activation, d_out, dW, db, d_inp, (flags & F_NEED_D_INPUT) != 0)
+    _backward(args, _backward_inline)
+
+
+@jit
+def forward_by_address(args):
+    _forward(args, keep_and_activate)
+
+
+@jit
+def backward_by_address(args):
+    _backward(args, activation_backward_by_address)
+
+
+VARIANTS = {0: (forward, backward), 1: (forward_by_address, backward_by_address)}
+
+
+def variant(ints) -> int:
+    """The key of the pair for a layer whose settings are ``ints``: by its activation."""
+    return int(by_address(ints[2]))

@@ -57,6 +57,14 @@ def activation_args_type(dtype) -> tuple:
     return (types.int64, dt[::1], dt[::1], dt[::1])
 
 
+def loss_args_types(dtype) -> tuple:
+    """The numba types of a loss kernel's arguments (``kernels/losses.py``): ``(O, labels,
+    targets, weights, dO, scale, results, want_grad, settings)``."""
+    dt = dtype if isinstance(dtype, types.Float) else numba.from_dtype(np.dtype(dtype))
+    return (dt[:, ::1], types.int64[::1], dt[:, ::1], dt[::1], dt[:, ::1], types.float64,
+            types.float64[::1], types.int64, types.float64[::1])
+
+
 def _float_type(args, index):
     """The float type of ``args[index]`` if ``args`` is a tuple holding an array there."""
     if isinstance(args, types.BaseTuple) and len(args.types) > index and \
@@ -78,6 +86,9 @@ if numba.config.DISABLE_JIT:
         PYTHON_KERNELS[address](*args)
 
     def call_activation(address, args) -> None:
+        PYTHON_KERNELS[address](*args)
+
+    def call_loss(address, args) -> None:
         PYTHON_KERNELS[address](*args)
 
     def fetch_add(array, index) -> int:
@@ -143,6 +154,11 @@ else:
         """Call the activation row kernel compiled at ``address`` with ``(mode, z, out, d)``."""
         return _spread_call("call_activation", address, args,
                             activation_args_type(_float_type(args, 1)))
+
+    @intrinsic
+    def call_loss(typingctx, address, args):
+        """Call the loss kernel compiled at ``address`` with the arguments in ``args``."""
+        return _spread_call("call_loss", address, args, loss_args_types(_float_type(args, 0)))
 
     @intrinsic
     def fetch_add(typingctx, array, index):

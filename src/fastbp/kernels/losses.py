@@ -38,13 +38,14 @@ def _softplus(z):
 
 
 @jit(inline="always")
-def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, results, want_grad,
-                          settings):
+def _loss(loss_kind, O, labels, targets, weights, dO, scale, results, want_grad, settings):
     """Accumulate the loss of outputs ``O`` and, if ``want_grad``, write dLoss/dO.
 
     ``scale`` is 1 / (sum of the weights of the whole batch), so that dO is the gradient of
     the batch's weighted mean. Adds the weighted loss sum and the accuracy counts into
     ``results`` (R_LOSS, R_CORRECT, R_COUNT); an empty ``weights`` means unit weights.
+    ``loss_kind`` is a constant in each loss's kernel below, so each compiles to its own
+    branch only.
     """
     m, c = O.shape
     weighted = weights.shape[0] > 0
@@ -134,6 +135,39 @@ def loss_forward_backward(loss_kind, O, labels, targets, weights, dO, scale, res
         results[R_COUNT] += m
     elif loss_kind == BINARY_CROSS_ENTROPY:
         results[R_COUNT] += m * c
+
+
+# One kernel per loss, each compiled only when a network uses it and called by address from
+# the step and the inference walker (kernels/dispatch.py's call_loss): the same arguments as
+# _loss after the code, want_grad an int.
+@jit
+def cross_entropy(O, labels, targets, weights, dO, scale, results, want_grad, settings):
+    _loss(CROSS_ENTROPY, O, labels, targets, weights, dO, scale, results, want_grad, settings)
+
+
+@jit
+def binary_cross_entropy(O, labels, targets, weights, dO, scale, results, want_grad, settings):
+    _loss(BINARY_CROSS_ENTROPY, O, labels, targets, weights, dO, scale, results, want_grad,
+          settings)
+
+
+@jit
+def mse(O, labels, targets, weights, dO, scale, results, want_grad, settings):
+    _loss(MSE, O, labels, targets, weights, dO, scale, results, want_grad, settings)
+
+
+@jit
+def huber(O, labels, targets, weights, dO, scale, results, want_grad, settings):
+    _loss(HUBER, O, labels, targets, weights, dO, scale, results, want_grad, settings)
+
+
+@jit
+def l1(O, labels, targets, weights, dO, scale, results, want_grad, settings):
+    _loss(L1, O, labels, targets, weights, dO, scale, results, want_grad, settings)
+
+
+LOSS_KERNELS = {CROSS_ENTROPY: cross_entropy, BINARY_CROSS_ENTROPY: binary_cross_entropy,
+                MSE: mse, HUBER: huber, L1: l1}
 
 
 @jit

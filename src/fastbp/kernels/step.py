@@ -6,7 +6,9 @@ same eight arrays, in this order (``Network._kernel_args`` builds them in one pl
 
     plan, ints, floats, params, grads, buffers, ws, rng
 
-(the per-batch scratch, then a copy of the buffers, sit at the end of ``ws``).
+(the per-batch scratch, then a copy of the buffers, sit at the end of ``ws``; the address
+of the loss's kernel is the last of ``ints``, its settings the last N_LOSS_SETTINGS of
+``floats``, after every layer's).
 
 Each layer kind's forward/backward pair shares one signature, a single tuple:
 
@@ -67,9 +69,9 @@ from .._codes import (
     R_WEIGHT,
 )
 from .._jit import jit, prange
-from .dispatch import call_kernel, call_step, fetch_add
+from .dispatch import call_kernel, call_loss, call_step, fetch_add
 from .dropout import shuffle
-from .losses import check_batch, loss_forward_backward
+from .losses import check_batch
 from .optimizers import optimizer_update
 from .scalar import copy_into, is_finite
 
@@ -244,8 +246,8 @@ def _whole_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, 
     O = forward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
     dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
     before = results[R_LOSS]
-    loss_forward_backward(loss_kind, O, labels, targets, weights, dO, 1.0 / wsum, results, True,
-                          floats[floats.shape[0] - N_LOSS_SETTINGS :])
+    call_loss(ints[ints.shape[0] - 1], (O, labels, targets, weights, dO, 1.0 / wsum, results,
+                                        np.int64(1), floats[floats.shape[0] - N_LOSS_SETTINGS :]))
     results[R_WEIGHT] += wsum
     if not is_finite(results[R_LOSS] - before):
         results[R_ERROR] = E_NON_FINITE_LOSS
@@ -550,10 +552,11 @@ def _infer(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targe
             last = plan[plan.shape[0] - 1]
             dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
             w = weights[start:stop] if weighted else weights[:0]
-            loss_forward_backward(loss_kind, O, labels[start:stop] if labels.shape[0] > 0
-                                  else labels, targets[start:stop] if targets.shape[0] > 0
-                                  else targets, w, dO, 1.0, results, False,
-                                  floats[floats.shape[0] - N_LOSS_SETTINGS :])
+            call_loss(ints[ints.shape[0] - 1],
+                      (O, labels[start:stop] if labels.shape[0] > 0 else labels,
+                       targets[start:stop] if targets.shape[0] > 0 else targets, w, dO,
+                       np.float64(1.0), results, np.int64(0),
+                       floats[floats.shape[0] - N_LOSS_SETTINGS :]))
             results[R_WEIGHT] += _weight_sum(w, m)
 
 
