@@ -15,6 +15,7 @@ Modes, as PyTorch's ``module.train()`` / ``module.eval()``:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
@@ -25,6 +26,7 @@ import numpy as np
 
 from . import _codes as codes
 from . import _validation as v
+from ._access import SharedAccess
 from ._dispatch import (
     bind_kernels,
     loss_address,
@@ -52,8 +54,10 @@ from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
 
 LOSS_CODES = {name: code for name, (code, _) in LOSSES.items()}
 
-# Rows per chunk for forward/predict/evaluate on large inputs: bounds the workspace.
+# Rows per chunk for forward/predict/evaluate on large inputs, by default: at most this
+# many, and no more than fit a workspace of INFER_BYTES (each thread has its own).
 INFER_CHUNK = 1024
+INFER_BYTES = 64 * 2**20
 TRAIN_FLAGS = codes.F_TRAINING | codes.F_UPDATE_BUFFERS  # fit's epochs
 STEP_FLAGS = TRAIN_FLAGS | codes.F_STANDALONE  # train_step
 GRAD_FLAGS = codes.F_TRAINING | codes.F_STANDALONE  # loss_and_grad
@@ -167,6 +171,9 @@ class Network:
         self._results = np.zeros(codes.N_RESULTS, dtype=np.float64)
         self._capacity = 0
         self._ensure_capacity(1)
+        # Inference runs in each thread's own workspace, training alone (fastbp._access).
+        self._access = SharedAccess()
+        self._local = threading.local()
         # Typed empties stand in for the arguments a call does not use.
         self._no_labels = np.empty(0, dtype=np.int64)
         self._no_targets = np.empty((0, self.n_outputs), dtype=self.dtype)
@@ -207,7 +214,8 @@ class Network:
 
     @params.setter
     def params(self, value) -> None:
-        _copy_into(self._params, value, "params")
+        with self._access.exclusive():
+            _copy_into(self._params, value, "params")
 
     @property
     def buffers(self) -> np.ndarray:
@@ -215,7 +223,8 @@ class Network:
 
     @buffers.setter
     def buffers(self, value) -> None:
-        _copy_into(self._buffers, value, "buffers")
+        with self._access.exclusive():
+            _copy_into(self._buffers, value, "buffers")
 
     # -- preprocessing that travels with the model (fastbp.preprocessing) -------------------
     @property
@@ -325,8 +334,11 @@ class Network:
         self._kernel_arrays = value
 
     def _bind_kernels(self) -> None:
-        bind_kernels(self._plan.table, self._plan.ints, self.dtype, self._plan.late_ints)
-        self._kernels_bound = True
+        with self._access.lock:  # once, before any thread runs a kernel of this network
+            if not self._kernels_bound:
+                bind_kernels(self._plan.table, self._plan.ints, self.dtype,
+                             self._plan.late_ints)
+                self._kernels_bound = True
 
     def _use_grads(self, grads: np.ndarray) -> None:
         """Compute gradients into ``grads`` (n_params,) from now on, e.g. a view into the
@@ -434,8 +446,8 @@ class Network:
 
     def _check_values(self, X, labels, targets, weights, loss_code: int | None = None) -> None:
         loss_code = self._loss_code if loss_code is None else loss_code
-        self._run_dataset(X, labels, targets, weights, loss_code, codes.F_VALIDATE)
-        self._raise_for(self._results, labels)
+        results = self._run_dataset(X, labels, targets, weights, loss_code, codes.F_VALIDATE)
+        self._raise_for(results, labels)
 
     def _ensure_capacity(self, rows: int) -> None:
         if rows > self._capacity:
@@ -586,12 +598,20 @@ class Network:
             If the loss is not finite; the parameters are not updated.
         """
         if comm is not None:
-            return self._distributed_step(X, y, optimizer, sample_weight, comm)
+            with self._access.exclusive():
+                return self._distributed_step(X, y, optimizer, sample_weight, comm)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
         if X.shape[0] < self._min_batch:
             self._check_batch_rows(X.shape[0])
+        self._access.begin_write()  # alone on the network (fastbp._access)
+        try:
+            return self._train_step(X, labels, targets, weights, optimizer)
+        finally:
+            self._access.end_write()
+
+    def _train_step(self, X, labels, targets, weights, optimizer: Optimizer) -> float:
         newly_bound = optimizer._network is None
         state_before = optimizer._state
         opt = optimizer._bind(self)
@@ -635,17 +655,19 @@ class Network:
         """
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
         self._check_batch_rows(X.shape[0])
-        rng_before = self._rng.copy()
-        try:
-            r = self._step(X, labels, targets, weights, None)
-        finally:
-            self._rng[:] = rng_before
+        with self._access.exclusive():
+            rng_before = self._rng.copy()
+            try:
+                r = self._step(X, labels, targets, weights, None).copy()
+            finally:
+                self._rng[:] = rng_before
+            grad = self._grads.copy()
         if r[codes.R_ERROR] and r[codes.R_ERROR] != codes.E_NON_FINITE_LOSS:
             self._raise_for(r, labels)
         loss = r[codes.R_LOSS] / r[codes.R_WEIGHT]
         if r[codes.R_ERROR]:
             return float("nan"), np.full_like(self.params, np.nan)
-        return float(loss), self._grads.copy()
+        return float(loss), grad
 
     def fit(self, X, y, optimizer: Optimizer | None = None, epochs: int = 20,
             batch_size: int = 32, shuffle: bool = True, validation_data=None,
@@ -699,56 +721,102 @@ class Network:
         """
         from .training import fit
 
-        return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
-                   shuffle=shuffle, validation_data=validation_data,
-                   validation_split=validation_split, early_stopping=early_stopping,
-                   scheduler=scheduler, callbacks=callbacks, verbose=verbose,
-                   sample_weight=sample_weight, class_weight=class_weight, comm=comm,
-                   standardize=standardize, metrics=metrics)
+        with self._access.exclusive():  # one training call throughout (fastbp._access)
+            return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                       shuffle=shuffle, validation_data=validation_data,
+                       validation_split=validation_split, early_stopping=early_stopping,
+                       scheduler=scheduler, callbacks=callbacks, verbose=verbose,
+                       sample_weight=sample_weight, class_weight=class_weight, comm=comm,
+                       standardize=standardize, metrics=metrics)
 
     # -- inference (evaluation mode) -------------------------------------------------------
+    def _thread_arrays(self, rows: int) -> tuple[KernelArgs, np.ndarray]:
+        """The kernel arrays with this thread's own workspace for ``rows`` rows, and its own
+        results vector: inference from several threads shares only what it reads."""
+        if not self._kernels_bound:
+            self._bind_kernels()
+        local = self._local
+        if getattr(local, "capacity", 0) < rows:
+            p = self._plan
+            ws = v.aligned_zeros(rows * p.ws_width + p.batch_width + p.n_buffers, self.dtype)
+            local.args = KernelArgs(p.table, p.ints, p.floats, self._params, self._grads,
+                                    self._buffers, ws, self._rng)
+            local.results = np.zeros(codes.N_RESULTS, dtype=np.float64)
+            local.capacity = rows
+        return local.args, local.results
+
     def _run_dataset(self, X, labels, targets, weights, loss_code, flags, chunk=1,
                      outputs=None) -> np.ndarray:
-        """The dataset kernel in its validation or inference mode (fit runs its epochs)."""
-        use_threads(self._work_per_sample * min(X.shape[0], max(chunk, 1)))
-        self._kernels.run_dataset(*self._args, X, labels, targets, weights, loss_code, flags,
-                                  *self._no_opt, self._results,
+        """The dataset kernel in its validation or inference mode (fit runs its epochs), in
+        this thread's workspace; returns this thread's results vector."""
+        args, results = self._thread_arrays(chunk)
+        # inference calls running at once share the cores: one BLAS thread each
+        use_threads(0 if self._access.readers > 1 else
+                    self._work_per_sample * min(X.shape[0], max(chunk, 1)))
+        self._kernels.run_dataset(*args, X, labels, targets, weights, loss_code, flags,
+                                  *self._no_opt, results,
                                   self._no_perm, chunk, False, self._no_X, self._no_labels,
                                   self._no_targets if outputs is None else outputs,
                                   self._no_weights, 0, *self._no_parts)  # no epoch: no step
-        return self._results
+        return results
 
-    def _infer(self, X, labels, targets, weights, loss_code, outputs) -> np.ndarray:
-        self._ensure_capacity(min(X.shape[0], INFER_CHUNK))
+    def _chunk_rows(self, batch_size: int | None) -> int:
+        """Rows per inference chunk: ``batch_size``, or INFER_CHUNK bounded by INFER_BYTES."""
+        if batch_size is None:
+            per_row = max(self._plan.ws_width * self.dtype.itemsize, 1)
+            return int(max(1, min(INFER_CHUNK, INFER_BYTES // per_row)))
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        return int(batch_size)
+
+    def _infer(self, X, labels, targets, weights, loss_code, outputs,
+               batch_size: int | None = None) -> np.ndarray:
+        chunk = min(X.shape[0], self._chunk_rows(batch_size))
         return self._run_dataset(X, labels, targets, weights, loss_code,
-                                 EVAL_FLAGS | codes.F_INFER, min(self._capacity, INFER_CHUNK),
-                                 outputs)
+                                 EVAL_FLAGS | codes.F_INFER, max(chunk, 1), outputs)
 
-    def forward(self, X) -> np.ndarray:
+    def forward(self, X, batch_size: int | None = None) -> np.ndarray:
         """Raw outputs of the last layer (logits for the classification losses), in
         evaluation mode.
 
         Parameters
         ----------
         X : array-like of shape (n, *input_shape) or (n, n_features)
+        batch_size : int, optional
+            Rows per kernel call; the memory used grows with it. Default: up to 1024 rows,
+            fewer for networks whose workspace per row is large (64 MB at most).
 
         Returns
         -------
         ndarray of shape (n, n_outputs), in the network's dtype
+
+        Notes
+        -----
+        Safe from any number of threads at once (each uses a workspace of its own); a
+        training call on the same network waits for them, and they for it.
         """
+        chunk = self._chunk_rows(batch_size)
+        with self._access.reading():
+            return self._forward(X, chunk)
+
+    def _forward(self, X, batch_size: int | None) -> np.ndarray:
         X = v.check_X(self._user_X(X), self.input_shape, self.dtype)
         self._check_values(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        self._infer(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS, out)
+        self._infer(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS, out,
+                    batch_size)
         return out
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X, batch_size: int | None = None) -> np.ndarray:
         """Class indices (cross_entropy; the user's labels with a :attr:`label_encoder`),
-        0/1 (binary_cross_entropy) or values (mse; in the original units with a
-        :attr:`target_standardize`), in evaluation mode. Single-output networks return shape
-        (n,), as scikit-learn does.
+        0/1 (binary_cross_entropy) or values (regression losses; in the original units with
+        a :attr:`target_standardize`), in evaluation mode. Single-output networks return
+        shape (n,), as scikit-learn does. ``batch_size`` and threads: as :meth:`forward`.
         """
-        out = self.forward(X)
+        chunk = self._chunk_rows(batch_size)
+        with self._access.reading():
+            out = self._forward(X, chunk)
         if self.loss == "cross_entropy":
             index = out.argmax(axis=1)
             encoder = self._label_encoder
@@ -758,12 +826,15 @@ class Network:
         pred = (out > 0).astype(np.int64) if self.loss == "binary_cross_entropy" else out
         return pred.ravel() if self.n_outputs == 1 else pred
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X, batch_size: int | None = None) -> np.ndarray:
         """Softmax (cross_entropy) or sigmoid (binary_cross_entropy) probabilities, in
-        evaluation mode."""
+        evaluation mode. ``batch_size`` and threads: as :meth:`forward`."""
         if is_regression(self.loss):
-            raise ValueError("predict_proba needs a classification loss; this network uses mse")
-        out = self.forward(X).astype(np.float64)
+            raise ValueError(f"predict_proba needs a classification loss; this network uses "
+                             f"{self.loss}")
+        chunk = self._chunk_rows(batch_size)
+        with self._access.reading():
+            out = self._forward(X, chunk).astype(np.float64)
         if self.loss == "cross_entropy":
             out -= out.max(axis=1, keepdims=True)
             np.exp(out, out=out)
@@ -772,17 +843,19 @@ class Network:
             out = 0.5 * (1.0 + np.tanh(0.5 * out))  # the sigmoid, without overflow
         return out.astype(self.dtype, copy=False)
 
-    def evaluate(self, X, y, sample_weight=None, metrics: Sequence[str] = ()) -> dict[str, float]:
+    def evaluate(self, X, y, sample_weight=None, metrics: Sequence[str] = (),
+                 batch_size: int | None = None) -> dict[str, float]:
         """Mean loss and (for classification) accuracy on (X, y), in evaluation mode.
 
         Parameters
         ----------
         X, y, sample_weight
             As for :meth:`train_step`.
-
         metrics : list of str, optional
             More figures: "accuracy", "mae", "mse", "rmse", "r2" (see
             :mod:`fastbp.metrics`), in the user's units.
+        batch_size : int, optional
+            Rows per kernel call, as for :meth:`forward` (threads too).
 
         Returns
         -------
@@ -792,24 +865,30 @@ class Network:
             ``metrics``.
         """
         metrics = check_metrics(metrics, self.loss)
-        return self._evaluate_prepared(*self._inputs(X, y, sample_weight), metrics=metrics)
+        chunk = self._chunk_rows(batch_size)
+        prepared = self._inputs(X, y, sample_weight)
+        with self._access.reading():
+            return self._evaluate_prepared(*prepared, metrics=metrics, batch_size=chunk)
 
-    def _evaluate_prepared(self, X, labels, targets, weights,
-                           metrics: tuple[str, ...] = ()) -> dict[str, float]:
+    def _evaluate_prepared(self, X, labels, targets, weights, metrics: tuple[str, ...] = (),
+                           batch_size: int | None = None) -> dict[str, float]:
         """evaluate on arrays already in the kernels' form (``_inputs``' output)."""
         self._check_values(X, labels, targets, weights)
-        r = self._infer(X, labels, targets, weights, self._loss_code, self._no_targets)
-        return self._metrics(r) | self._extra_metrics(metrics, X, labels, targets, weights)
+        r = self._infer(X, labels, targets, weights, self._loss_code, self._no_targets,
+                        batch_size)
+        return self._metrics(r) | self._extra_metrics(metrics, X, labels, targets, weights,
+                                                      batch_size)
 
-    def _extra_metrics(self, metrics: tuple[str, ...], X, labels, targets,
-                       weights) -> dict[str, float]:
+    def _extra_metrics(self, metrics: tuple[str, ...], X, labels, targets, weights,
+                       batch_size: int | None = None) -> dict[str, float]:
         """fastbp.metrics on prepared arrays: one forward pass, then numpy."""
         metrics = tuple(m for m in metrics
                         if not (m == "accuracy" and not is_regression(self.loss)))
         if not metrics:
             return {}
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        self._infer(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS, out)
+        self._infer(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS, out,
+                    batch_size)
         if self._target_standardize is not None:
             out = self._target_standardize.inverse_transform(out)
             targets = self._target_standardize.inverse_transform(targets)

@@ -204,8 +204,9 @@ class Optimizer:
         if not np.all(np.isfinite(grad)):
             raise ValueError("grad must hold finite values (no NaN or infinity)")
         grad = np.array(grad, dtype=network.dtype)  # a copy: clipping scales it in place
-        args = self._bind(network)
-        return float(apply_update(network.params, grad, *args))
+        with network._access.exclusive():  # a training call: alone on the network
+            args = self._bind(network)
+            return float(apply_update(network.params, grad, *args))
 
     @property
     def step_count(self) -> int:

@@ -1,0 +1,92 @@
+"""Who may use a network's arrays at once: inference from any number of threads, a training
+call alone.
+
+The kernels release the GIL, so two Python threads can be inside one network's kernels at
+the same time. Inference (``forward``, ``predict``, ``predict_proba``, ``evaluate``) only
+reads the parameters and buffers and writes into a workspace of its thread's own, so any
+number of inference calls run at once. A training call (``train_step``, ``loss_and_grad``,
+``fit``, ``Optimizer.step``, assigning ``params`` or ``buffers``) writes them, so it runs
+alone: it waits for the inference calls under way, and inference calls that arrive while
+it runs wait for it. Inference therefore sees the parameters from before or after a
+training call, never a mix. ``fit`` is one training call from start to end; inference from
+its own thread (a callback, validation) runs inside it.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+
+class SharedAccess:
+    """A readers-writer lock whose writer is reentrant and may also read.
+
+    Writers (training calls) hold ``lock``, an RLock, for as long as they write; readers
+    (inference calls) hold it only to count themselves in and out. A waiting writer keeps
+    new readers out, so a steady stream of inference cannot starve training.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._idle = threading.Condition(self.lock)
+        self.readers = 0
+        self._writers_waiting = 0
+        self._writer: int | None = None  # the thread inside exclusive(), which may read
+
+    def begin_write(self) -> None:
+        """Hold the lock, once no reader is left (the hot path of ``train_step``)."""
+        self.lock.acquire()
+        if self.readers:
+            self._wait_for_readers()
+
+    def end_write(self) -> None:
+        self.lock.release()
+
+    def _wait_for_readers(self) -> None:
+        self._writers_waiting += 1
+        try:
+            while self.readers:
+                self._idle.wait()
+        finally:
+            self._writers_waiting -= 1
+
+    @contextmanager
+    def exclusive(self):
+        """Write, and let this thread read meanwhile (``fit``: its callbacks may predict)."""
+        self.begin_write()
+        outer = self._writer
+        self._writer = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._writer = outer
+            self.lock.release()
+
+    def begin_read(self) -> bool:
+        """Count a reader in (waiting for a writer); False for the writing thread itself,
+        which needs no counting."""
+        if self._writer == threading.get_ident():
+            return False
+        with self.lock:
+            while self._writers_waiting:
+                self._idle.wait()
+            self.readers += 1
+        return True
+
+    def end_read(self, counted: bool) -> None:
+        if counted:
+            with self.lock:
+                self.readers -= 1
+                if not self.readers:
+                    self._idle.notify_all()
+
+    @contextmanager
+    def reading(self):
+        counted = self.begin_read()
+        try:
+            yield
+        finally:
+            self.end_read(counted)
+
+    def __getstate__(self):  # locks are per process: a copy starts free
+        raise TypeError("SharedAccess is not copied; networks rebuild theirs")

@@ -1,0 +1,185 @@
+"""One network shared between threads (fastbp._access): inference from many threads at
+once gives exactly the single-thread answers and runs concurrently; a training call runs
+alone, so inference sees the parameters from before or after it, never a mix. Every
+thread is joined under a timeout: a deadlock fails the test instead of hanging CI."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+
+TIMEOUT = 120  # seconds for any group of threads: far above the work they do
+
+
+def _run(threads):
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "threads did not finish: a deadlock?"
+
+
+def _networks():
+    return {
+        "mlp": (fb.Network.mlp([20, 64, 5], seed=0), (20,)),
+        "cnn": (fb.Network([fb.Conv2D(1, 4, 3, padding=1, activation="relu"), fb.MaxPool2D(2),
+                            fb.Flatten(), fb.Dense(36, 5)], input_shape=(1, 6, 6), seed=0),
+                (1, 6, 6)),
+    }
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_threads_predicting_at_once_get_the_single_thread_answers(name):
+    net, shape = _networks()[name]
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(rows, *shape)).astype(np.float32) for rows in (3, 50, 200, 17)]
+    expected = [net.forward(X) for X in inputs]
+    wrong, errors = [], []
+
+    def work(k):
+        try:
+            for _ in range(150):
+                for X, want in zip(inputs[k:] + inputs[:k], expected[k:] + expected[:k]):
+                    if not np.array_equal(net.forward(X), want):
+                        wrong.append(k)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    _run([threading.Thread(target=work, args=(k,)) for k in range(4)])
+    assert errors == [] and wrong == []
+
+
+def test_training_beside_inference_follows_the_serial_trajectory_and_never_tears():
+    net, _ = _networks()["mlp"]
+    twin, _ = _networks()["mlp"]
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(32, 20)).astype(np.float32), rng.integers(0, 5, 32)
+    probe = rng.normal(size=(64, 20)).astype(np.float32)
+    states, seen, errors = [net.params.copy()], [], []
+    done = threading.Event()
+
+    def train():
+        opt = fb.SGD(lr=0.05, momentum=0.9)
+        try:
+            for _ in range(60):
+                net.train_step(X, y, opt)
+                states.append(net.params.copy())  # the only writer: a settled state
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            done.set()
+
+    def infer():
+        try:
+            while not done.is_set():
+                seen.append(net.forward(probe))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    _run([threading.Thread(target=train)] + [threading.Thread(target=infer) for _ in range(3)])
+    assert errors == []
+    opt = fb.SGD(lr=0.05, momentum=0.9)
+    for _ in range(60):
+        twin.train_step(X, y, opt)
+    assert np.array_equal(net.params, twin.params)  # the readers changed nothing
+    outputs = set()
+    for params in states:
+        twin.params = params
+        outputs.add(twin.forward(probe).tobytes())
+    assert seen and all(out.tobytes() in outputs for out in seen)
+
+
+def test_fit_runs_alone_and_its_own_callbacks_may_predict():
+    net, _ = _networks()["mlp"]
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(200, 20)).astype(np.float32), rng.integers(0, 5, 200)
+    before = net.forward(X)
+    seen, errors = [], []
+    started = threading.Event()
+
+    class Peek(fb.Callback):
+        def on_batch_end(self, batch, logs=None):  # inside the epoch: the fitting thread
+            started.set()
+            net.predict(X[:5])
+
+        def on_epoch_end(self, epoch, logs=None):
+            net.evaluate(X, y)
+
+    def fit():
+        try:
+            net.fit(X, y, optimizer=fb.Adam(lr=1e-2), epochs=3, batch_size=50, verbose=0,
+                    validation_data=(X, y), callbacks=[Peek()])
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    def infer():
+        started.wait(TIMEOUT)
+        seen.append(net.forward(X))
+
+    _run([threading.Thread(target=fit), threading.Thread(target=infer)])
+    assert errors == []
+    after = net.forward(X)
+    assert not np.array_equal(before, after)
+    assert np.array_equal(seen[0], after)  # it waited for the whole fit
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_batch_size_chunks_inference_with_the_same_answers(batch_size):
+    net = fb.Network.mlp([20, 64, 5], dtype="float64", seed=0)
+    X = np.random.default_rng(3).normal(size=(150, 20))
+    y = np.random.default_rng(4).integers(0, 5, 150)
+    np.testing.assert_allclose(net.forward(X, batch_size=batch_size), net.forward(X), rtol=1e-13)
+    assert np.array_equal(net.predict(X, batch_size=batch_size), net.predict(X))
+    assert net.evaluate(X, y, batch_size=batch_size)["loss"] == \
+        pytest.approx(net.evaluate(X, y)["loss"], rel=1e-13)
+    np.testing.assert_allclose(net.predict_proba(X, batch_size=batch_size), net.predict_proba(X),
+                               rtol=1e-13)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_batch_size_is_checked(batch_size):
+    net = fb.Network.mlp([20, 5])
+    with pytest.raises(ValueError, match="batch_size must be a positive int or None"):
+        net.predict(np.zeros((3, 20)), batch_size=batch_size)
+
+
+def test_the_default_chunk_bounds_the_workspace():
+    from fastbp import network as network_module
+
+    net = fb.Network([fb.Conv2D(3, 64, 3, padding=1), fb.Flatten(), fb.Dense(64 * 32 * 32, 2)],
+                     input_shape=(3, 32, 32))
+    rows = net._chunk_rows(None)
+    assert 1 <= rows < network_module.INFER_CHUNK
+    assert rows * net._plan.ws_width * 4 <= network_module.INFER_BYTES
+
+
+@pytest.mark.slow  # a timing: fixed predict work on 1 thread, then split over 2
+def test_two_threads_predict_at_least_one_and_a_half_times_faster():
+    net = fb.Network.mlp([64, 96, 96, 10], seed=0)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(8192, 64)).astype(np.float32)
+    # chunks of 256 rows: products small enough (2.4 M multiply-adds) for one BLAS thread
+    # (fastbp._threads.MIN_PARALLEL_WORK), so one thread doing all the work uses one core
+    assert 256 * 96 * 96 < fb._threads.MIN_PARALLEL_WORK
+    calls = 24
+    net.predict(X, batch_size=256)
+
+    def work(n):
+        for _ in range(n):
+            net.predict(X, batch_size=256)
+
+    best = 0.0
+    for _ in range(3):  # the best of three: the machine is shared
+        start = time.perf_counter()
+        work(calls)
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        _run([threading.Thread(target=work, args=(calls // 2,)) for _ in range(2)])
+        two = time.perf_counter() - start
+        best = max(best, one / two)
+    assert best >= 1.5, f"two threads only {best:.2f}x faster than one"
