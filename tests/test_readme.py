@@ -15,3 +15,15 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["net"].evaluate(*namespace["fb"].datasets.load_digits()[1])["accuracy"] >= 0.97
     assert (tmp_path / "curves.png").exists() and (tmp_path / "digits.npz").exists()
+
+
+def test_readme_is_a_guide_with_one_generated_table():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 450
+    # measurements live in docs/performance.md, written by a script: no dated logs here
+    assert not re.search(r"\b\d{1,2}:\d{2}(-\d{1,2}:\d{2})?\b", text), "a clock time"
+    assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text.split("<!-- performance table")[0]), \
+        "a date outside the generated table"
+    assert not re.search(r"\b[0-9a-f]{7,40}\b(?<!\d{7})", text), "a commit hash"
+    assert text.count("<!-- performance table: written by scripts/performance_doc.py -->") == 1
+    assert "scripts/demo" in text and "scripts/test" in text

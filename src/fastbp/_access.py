@@ -37,12 +37,10 @@ class SharedAccess:
         """Hold the lock, once no reader is left (the hot path of ``train_step``)."""
         self.lock.acquire()
         if self.readers:
-            self._wait_for_readers()
+            self.wait_for_readers()
 
-    def end_write(self) -> None:
-        self.lock.release()
-
-    def _wait_for_readers(self) -> None:
+    def wait_for_readers(self) -> None:
+        """(Holding the lock) wait until no reader is left, keeping new ones out."""
         self._writers_waiting += 1
         try:
             while self.readers:

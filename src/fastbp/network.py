@@ -605,32 +605,32 @@ class Network:
         X, labels, targets, weights = self._inputs(X, y, sample_weight)
         if X.shape[0] < self._min_batch:
             self._check_batch_rows(X.shape[0])
-        self._access.begin_write()  # alone on the network (fastbp._access)
+        access = self._access  # alone on the network (fastbp._access), written out: the
+        access.lock.acquire()  # hot path of a tiny network
         try:
-            return self._train_step(X, labels, targets, weights, optimizer)
+            if access.readers:
+                access.wait_for_readers()
+            newly_bound = optimizer._network is None
+            state_before = optimizer._state
+            opt = optimizer._bind(self)
+            if X.shape[0] > self._capacity:
+                self._ensure_capacity(X.shape[0])
+            r = self._results
+            # The same call as _step's, written out.
+            use_threads(self._work_per_sample * X.shape[0])
+            if not self._kernels_bound:  # (the _args property, written out)
+                self._bind_kernels()
+            parts = (self._parts(X.shape[0]) if self._split_rows
+                     and X.shape[0] >= self._split_rows.start else self._no_parts)
+            self._train_kernel(*self._kernel_arrays, X, labels, targets, weights,
+                               self._loss_code, STEP_FLAGS, *opt, r, *parts)
+            if r[codes.R_ERROR]:
+                if newly_bound:
+                    optimizer._unbind(state_before)  # a failed step changes nothing
+                self._raise_for(r, labels)
+            return r[codes.R_LOSS] / r[codes.R_WEIGHT]
         finally:
-            self._access.end_write()
-
-    def _train_step(self, X, labels, targets, weights, optimizer: Optimizer) -> float:
-        newly_bound = optimizer._network is None
-        state_before = optimizer._state
-        opt = optimizer._bind(self)
-        if X.shape[0] > self._capacity:
-            self._ensure_capacity(X.shape[0])
-        r = self._results
-        # The same call as _step's, written out: this is the hot path of a tiny network.
-        use_threads(self._work_per_sample * X.shape[0])
-        if not self._kernels_bound:  # (the _args property, written out)
-            self._bind_kernels()
-        parts = (self._parts(X.shape[0]) if self._split_rows
-                 and X.shape[0] >= self._split_rows.start else self._no_parts)
-        self._train_kernel(*self._kernel_arrays, X, labels, targets, weights, self._loss_code,
-                           STEP_FLAGS, *opt, r, *parts)
-        if r[codes.R_ERROR]:
-            if newly_bound:
-                optimizer._unbind(state_before)  # a failed step changes nothing, binding included
-            self._raise_for(r, labels)
-        return r[codes.R_LOSS] / r[codes.R_WEIGHT]
+            access.lock.release()
 
     def loss_and_grad(self, X, y, sample_weight=None) -> tuple[float, np.ndarray]:
         """The loss on (X, y) and its gradient: exactly what :meth:`train_step` would apply

@@ -26,8 +26,13 @@ from .activations import (
 # Inlined into forward/backward below (the kernels the walker calls by address): compiled
 # as functions of their own they were optimised and compiled twice.
 @jit(inline="always")
-def _activate_inline(activation, row, z):
+def _activate_inline(activation, row, z, i):
     activate_row(activation, row)
+
+
+@jit(inline="always")
+def _activate_kept(activation, row, z, i):
+    keep_and_activate(activation, row, z[i])
 
 
 @jit(inline="always")
@@ -45,7 +50,7 @@ def _backward_inline(activation, out, z, delta, db):
 @jit(inline="always")
 def dense_forward(X, W, b, activation, out, z, activate):
     """out[:] = activation(X @ W + b); X (m, k), W (k, n), out (m, n); ``activate(activation,
-    row, z_row)`` applies it (keep_and_activate also keeps the pre-activation in z (m, n)).
+    row, z, i)`` applies it to row i (_activate_kept also keeps the pre-activation in z).
     Passed as a function, so each kernel pair compiles its own activation code alone."""
     m, k = X.shape
     n = W.shape[1]
@@ -55,7 +60,7 @@ def dense_forward(X, W, b, activation, out, z, activate):
             row = out[i]
             for j in range(n):
                 row[j] += b[j]
-            activate(activation, row, z[i])
+            activate(activation, row, z, i)
     else:
         for i in range(m):
             row = out[i]
@@ -66,7 +71,7 @@ def dense_forward(X, W, b, activation, out, z, activate):
                 w = W[r]
                 for j in range(n):
                     row[j] += a * w[j]
-            activate(activation, row, z[i])
+            activate(activation, row, z, i)
 
 
 @jit(inline="always")
@@ -142,7 +147,7 @@ def backward(args):
 
 @jit
 def forward_by_address(args):
-    _forward(args, keep_and_activate)
+    _forward(args, _activate_kept)
 
 
 @jit
