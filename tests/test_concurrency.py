@@ -18,6 +18,7 @@ TIMEOUT = 120  # seconds for any group of threads: far above the work they do
 
 def _run(threads):
     for t in threads:
+        t.daemon = True  # a deadlocked thread must not keep the test process alive
         t.start()
     for t in threads:
         t.join(TIMEOUT)
@@ -92,6 +93,38 @@ def test_training_beside_inference_follows_the_serial_trajectory_and_never_tears
         twin.params = params
         outputs.add(twin.forward(probe).tobytes())
     assert seen and all(out.tobytes() in outputs for out in seen)
+
+
+def test_one_reader_beside_one_trainer_is_never_left_waiting():
+    # a reader that arrives while a writer waits for the readers before it must be woken
+    # when that writer goes ahead (with one reader, no other reader would wake it)
+    net, _ = _networks()["mlp"]
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(32, 20)).astype(np.float32), rng.integers(0, 5, 32)
+    done = threading.Event()
+    counts, errors = [0, 0], []
+
+    def train():
+        opt = fb.SGD(lr=0.01)
+        try:
+            while not done.is_set():
+                net.train_step(X, y, opt)
+                counts[0] += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    def infer():
+        try:
+            for _ in range(2000):
+                net.forward(X)
+                counts[1] += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            done.set()
+
+    _run([threading.Thread(target=train), threading.Thread(target=infer)])
+    assert errors == [] and counts[1] == 2000 and counts[0] > 0
 
 
 def test_fit_runs_alone_and_its_own_callbacks_may_predict():

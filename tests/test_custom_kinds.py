@@ -91,11 +91,32 @@ def test_a_kind_without_a_compiled_pair_is_refused_when_defined():
             kernels = fb.LayerKernels(lambda args: None, None)
 
 
-def test_a_kind_may_not_take_a_built_in_name():
+def test_a_kind_may_not_take_a_name_another_module_uses():
     with pytest.raises(TypeError, match="a layer kind named 'Dense' exists in fastbp"):
         class Dense(Affine):
             pass
     assert LAYER_TYPES["Dense"] is fb.Dense
+    namespace = {"__name__": "elsewhere"}
+    with pytest.raises(TypeError, match="'Affine' exists in module custom_kinds"):
+        exec("import fastbp as fb\nclass Affine(fb.Layer):\n    pass", namespace)
+    assert LAYER_TYPES["Affine"] is Affine
+
+
+def test_a_file_naming_another_module_for_a_known_name_is_refused(tmp_path, monkeypatch):
+    net = affine_mlp()
+    config = net.get_config()
+    config["layers"][0]["module"] = "somewhere_else"
+    with pytest.raises(ValueError, match="'Affine' is defined in module 'somewhere_else'"):
+        fb.Network.from_config(config)
+    config["layers"][0]["module"] = "__main__"
+    with pytest.raises(ValueError, match="a script: define the kind in a module"):
+        fb.Network.from_config(config)
+
+
+def test_kernels_typed_at_a_prompt_compile_without_a_cache():
+    namespace: dict = {}
+    exec("import fastbp as fb\n@fb.kernel\ndef double(z):\n    return 2.0 * z", namespace)
+    assert namespace["double"](1.5) == 3.0
 
 
 @pytest.mark.slow

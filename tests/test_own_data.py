@@ -191,7 +191,8 @@ def test_standardize_fits_on_training_rows_only():
     ("standardize", "yes", TypeError, "fitted fastbp.Standardize"),
     ("standardize", fb.Standardize().fit(np.ones((3, 5))), ValueError, "fitted on 5 features"),
     ("label_encoder", fb.LabelEncoder().fit([1, 2]), ValueError, "has 2 classes"),
-    ("target_standardize", fb.Standardize().fit(np.ones((3, 1))), ValueError, "applies to mse"),
+    ("target_standardize", fb.Standardize().fit(np.ones((3, 1))), ValueError,
+     "applies to regression networks"),
 ])
 def test_preprocessing_setters_name_the_problem(setter, value, error, match):
     net = fb.Network.mlp([4, 8, 3])

@@ -1,7 +1,7 @@
 """fastbp: backpropagation on the CPU with fused Numba kernels over flat parameter buffers."""
 
 from . import datasets, layers, testing
-from ._jit import jit as kernel
+from ._jit import kernel
 from ._threads import get_num_threads, set_num_threads
 from .activations import register_activation
 from .io import load, save

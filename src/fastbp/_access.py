@@ -47,6 +47,10 @@ class SharedAccess:
                 self._idle.wait()
         finally:
             self._writers_waiting -= 1
+            if not self._writers_waiting:
+                # readers that arrived meanwhile wait on _idle: wake them, so that they
+                # queue on the lock until this writer releases it
+                self._idle.notify_all()
 
     @contextmanager
     def exclusive(self):

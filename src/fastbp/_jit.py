@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import os
 from pathlib import Path
 
@@ -58,6 +59,21 @@ def jit(*args, parallel: bool = False, **kwargs):
     if args and callable(args[0]):
         return numba.njit(**options)(args[0])
     return numba.njit(*args, **options)
+
+
+def kernel(fn=None, **kwargs):
+    """``fb.kernel``: :func:`jit` for kernels defined outside fastbp (a layer kind's pair,
+    an activation's functions). Cached on disk when the function's source is a file; not
+    when it is typed at a prompt or run by ``exec`` (numba cannot cache those)."""
+
+    def wrap(f):
+        try:
+            source = inspect.getsourcefile(f)
+        except TypeError:
+            source = None
+        return jit(f, **{"cache": bool(source) and os.path.isfile(source), **kwargs})
+
+    return wrap(fn) if callable(fn) else wrap
 
 
 # The loop that numba runs on its threads in kernels jitted with parallel=True.

@@ -40,9 +40,27 @@ def save(net, path, optimizer: Optimizer | None = None) -> None:
     if not directory.is_dir():
         raise FileNotFoundError(f"cannot save to {str(path)!r}: no such directory "
                                 f"{str(directory)!r}")
+    with net._access.reading():  # one consistent state, even beside a training thread
+        meta, arrays = _contents(net, optimizer)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is not what a plain write gives
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _contents(net, optimizer: Optimizer | None) -> tuple[dict, dict]:
+    """The file's metadata and copies of its arrays."""
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": net.get_config(),
             "preprocessing": net.get_preprocessing(), "metadata": net.metadata}
-    arrays = {"params": net.params, "buffers": net.buffers, "rng": net._rng}
+    arrays = {"params": net.params.copy(), "buffers": net.buffers.copy(), "rng": net._rng.copy()}
     if optimizer is not None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
@@ -57,18 +75,7 @@ def save(net, path, optimizer: Optimizer | None = None) -> None:
                              "step": sd["step"], "state": sorted(sd["state"])}
         for name, buf in sd["state"].items():
             arrays[f"optimizer/{name}"] = buf
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is not what a plain write gives
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return meta, arrays
 
 
 def _umask() -> int:

@@ -267,9 +267,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--model {args.model}: the last layer outputs {net.n_outputs}, "
                              f"the data needs {n_out} ({what})")
     else:
-        net = fb.Network(fb.layers.mlp_layers([X.shape[1], *args.layers, n_out], args.activation,
-                                              args.dropout),
-                         loss=loss, dtype=args.dtype, seed=args.seed, **_loss_settings(args, loss))
+        net = fb.Network.mlp([X.shape[1], *args.layers, n_out], activation=args.activation,
+                             loss=loss, dropout=args.dropout, dtype=args.dtype, seed=args.seed,
+                             **_loss_settings(args, loss))
     standardize: bool | fb.Standardize = False
     if from_file:  # the built-in datasets come standardised already
         net.metadata["split"] = {"data": Path(args.data).name, "rows": len(y) + len(y_test),
@@ -406,7 +406,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     columns = [pred2[:, j] for j in range(pred2.shape[1])]
     if args.proba:
         if is_regression(net.loss):
-            raise ValueError("--proba needs a classifier; this model is a regression (mse)")
+            raise ValueError(f"--proba needs a classifier; this model is a regression ({net.loss})")
         proba = net.predict_proba(X)
         labels = net.label_encoder.classes_ if net.label_encoder is not None \
             else np.arange(proba.shape[1])
@@ -492,7 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
                    help="of the hidden layers (default: %(default)s)")
     t.add_argument("--huber-delta", type=float, default=None,
-                   help="HuberLoss's delta with --loss huber (default 1.0)")
+                   help="HuberLoss's delta with --loss huber (default 1.0), in the target's "
+                   "standardised units unless --no-standardize")
     t.add_argument("--label-smoothing", type=float, default=None,
                    help="CrossEntropyLoss's label smoothing in [0, 1] (default 0)")
     t.add_argument("--loss", choices=list(LOSSES),

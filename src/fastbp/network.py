@@ -195,17 +195,21 @@ class Network:
     def __reduce__(self):
         # The kernels module and views cannot be pickled or deep-copied: rebuild from the
         # architecture, then restore the state (copy.deepcopy, pickle, multiprocessing).
-        return (_rebuild, (self.get_config(), self.params.copy(), self.buffers.copy(),
-                           self._rng.copy(), self.get_preprocessing(), dict(self.metadata)))
+        with self._access.reading():  # a consistent state, not one mid-step
+            return (_rebuild, (self.get_config(), self.params.copy(), self.buffers.copy(),
+                               self._rng.copy(), self.get_preprocessing(), dict(self.metadata)))
 
     @classmethod
     def mlp(cls, sizes: Sequence[int], activation: str = "relu", loss: str = "cross_entropy",
-            dropout: float = 0.0, dtype: str = "float32", seed: int | None = 0) -> Network:
+            dropout: float = 0.0, dtype: str = "float32", seed: int | None = 0, *,
+            huber_delta: float = 1.0, label_smoothing: float = 0.0) -> Network:
         """A multilayer perceptron: ``sizes[0]`` inputs, hidden layers with ``activation``
         (each followed by ``Dropout(dropout)`` if ``dropout > 0``), and a linear output layer.
+        ``huber_delta`` and ``label_smoothing`` as for the constructor.
         """
         layers = mlp_layers(sizes, activation, dropout)
-        return cls(layers, loss=loss, dtype=dtype, seed=seed)
+        return cls(layers, loss=loss, dtype=dtype, seed=seed, huber_delta=huber_delta,
+                   label_smoothing=label_smoothing)
 
     # -- the flat state --------------------------------------------------------------------
     @property
@@ -267,8 +271,8 @@ class Network:
     @target_standardize.setter
     def target_standardize(self, value: Standardize | None) -> None:
         if value is not None and not is_regression(self.loss):
-            raise ValueError(f"target_standardize applies to mse networks, this one uses "
-                             f"{self.loss}")
+            raise ValueError(f"target_standardize applies to regression networks (mse, huber, "
+                             f"l1), this one uses {self.loss}")
         self._target_standardize = self._checked_scaler(value, "target_standardize",
                                                         self.n_outputs, "n_outputs")
 
@@ -750,9 +754,7 @@ class Network:
         """The dataset kernel in its validation or inference mode (fit runs its epochs), in
         this thread's workspace; returns this thread's results vector."""
         args, results = self._thread_arrays(chunk)
-        # inference calls running at once share the cores: one BLAS thread each
-        use_threads(0 if self._access.readers > 1 else
-                    self._work_per_sample * min(X.shape[0], max(chunk, 1)))
+        use_threads(self._work_per_sample * min(X.shape[0], max(chunk, 1)))
         self._kernels.run_dataset(*args, X, labels, targets, weights, loss_code, flags,
                                   *self._no_opt, results,
                                   self._no_perm, chunk, False, self._no_X, self._no_labels,
@@ -815,14 +817,14 @@ class Network:
         shape (n,), as scikit-learn does. ``batch_size`` and threads: as :meth:`forward`.
         """
         chunk = self._chunk_rows(batch_size)
-        with self._access.reading():
+        with self._access.reading():  # the preprocessing too: a fit may replace it
             out = self._forward(X, chunk)
+            encoder, target_scaler = self._label_encoder, self._target_standardize
         if self.loss == "cross_entropy":
             index = out.argmax(axis=1)
-            encoder = self._label_encoder
             return index if encoder is None else encoder.inverse_transform(index)
-        if self._target_standardize is not None:
-            out = self._target_standardize.inverse_transform(out, self.dtype)
+        if target_scaler is not None:
+            out = target_scaler.inverse_transform(out, self.dtype)
         pred = (out > 0).astype(np.int64) if self.loss == "binary_cross_entropy" else out
         return pred.ravel() if self.n_outputs == 1 else pred
 
@@ -866,9 +868,9 @@ class Network:
         """
         metrics = check_metrics(metrics, self.loss)
         chunk = self._chunk_rows(batch_size)
-        prepared = self._inputs(X, y, sample_weight)
-        with self._access.reading():
-            return self._evaluate_prepared(*prepared, metrics=metrics, batch_size=chunk)
+        with self._access.reading():  # the preprocessing too: a fit may replace it
+            return self._evaluate_prepared(*self._inputs(X, y, sample_weight), metrics=metrics,
+                                           batch_size=chunk)
 
     def _evaluate_prepared(self, X, labels, targets, weights, metrics: tuple[str, ...] = (),
                            batch_size: int | None = None) -> dict[str, float]:
@@ -930,7 +932,8 @@ class Network:
         """
         from .interop import to_torch
 
-        return to_torch(self)
+        with self._access.reading():
+            return to_torch(self)
 
     @classmethod
     def from_torch(cls, module, input_shape: Sequence[int] | None = None,
@@ -991,7 +994,8 @@ class Network:
         """
         from .interop import to_onnx
 
-        return to_onnx(self, path, opset=opset, dtype=dtype)
+        with self._access.reading():
+            return to_onnx(self, path, opset=opset, dtype=dtype)
 
 
 def _rebuild(config, params, buffers, rng, preprocessing=None, metadata=None) -> Network:

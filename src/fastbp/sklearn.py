@@ -323,10 +323,11 @@ class _BaseMLP(BaseEstimator):
         X = kernel_array(X, dtype=dtype)
         targets = None if targets is None else kernel_array(targets, dtype=dtype)
         weights = None if sample_weight is None else kernel_array(sample_weight, dtype)
-        if self.solver == "lbfgs":
-            self._fit_lbfgs(X, labels, targets, weights)
-        else:
-            self._fit_stochastic(X, y, labels, targets, weights, incremental)
+        with self.network_._access.exclusive():  # a training call: alone on the network
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(X, labels, targets, weights)
+            else:
+                self._fit_stochastic(X, y, labels, targets, weights, incremental)
         return self
 
     def _fit_lbfgs(self, X, labels, targets, weights) -> None:

@@ -247,7 +247,7 @@ class Data(NamedTuple):
 
 def _class_weights(class_weight, labels, net) -> np.ndarray:
     if is_regression(net.loss):
-        raise ValueError("class_weight needs a classification loss; this network uses mse")
+        raise ValueError(f"class_weight needs a classification loss; this network uses {net.loss}")
     if net.loss == "binary_cross_entropy":
         if net.n_outputs != 1:
             raise ValueError("class_weight with binary_cross_entropy needs a single output")

@@ -5,7 +5,8 @@ of the activation's *output* (tanh: ``1 - out**2``), so the pre-activation is ne
 stored. Every other activation is a row kernel of its own, ``row(mode, z, out, d)``
 (``mode`` ACT_VALUE: ``out = f(z)``; ACT_DERIVATIVE: ``d *= f'(z)``), compiled on first use
 and called by address, its address standing in the layer's settings where a code would
-(``fastbp.activations``); the layers keep ``z`` in their scratch in training mode for it.
+(``fastbp.activations``); the layers' second kernel pair keeps ``z`` in their scratch for it
+(in evaluation mode too: one pair serves both modes).
 The row kernels here are fastbp's own such activations, PyTorch's definitions.
 """
 

@@ -67,9 +67,12 @@ def layer_from_config(config: dict) -> Layer:
     config = dict(config)
     kind = config.pop("type", None)
     module = config.pop("module", None)
-    if kind not in LAYER_TYPES:
+    if kind not in LAYER_TYPES or (isinstance(module, str) and
+                                   LAYER_TYPES[kind].__module__ != module):
         if isinstance(module, str):
-            raise ValueError(f"layer type {kind!r} is defined in module {module!r}, which is "
-                             f"not imported: import {module} before loading")
+            where = (" (a script: define the kind in a module you can import)"
+                     if module == "__main__" else "")
+            raise ValueError(f"layer type {kind!r} is defined in module {module!r}{where}, "
+                             f"which is not imported: import {module} before loading")
         raise ValueError(f"unknown layer type {kind!r} in config")
     return LAYER_TYPES[kind](**config)

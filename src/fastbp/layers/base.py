@@ -63,17 +63,18 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("kernels") is not None:
-            cls.kind = register_kernels(cls.kernels, cls.__name__)
-        if cls.__name__.startswith("_"):  # private bases (_BatchNorm) are not layers
-            return
-        known = LAYER_TYPES.get(cls.__name__)
-        if known is not None and known.__module__.split(".")[0] == _PACKAGE and \
-                cls.__module__.split(".")[0] != _PACKAGE:
-            raise TypeError(f"a layer kind named {cls.__name__!r} exists in fastbp; give "
+        known = None if cls.__name__.startswith("_") else LAYER_TYPES.get(cls.__name__)
+        if known is not None and known.__module__ != cls.__module__:
+            # (the same module defining it again, as a notebook cell re-run does, replaces it)
+            where = "in fastbp" if known.__module__.split(".")[0] == _PACKAGE else \
+                f"in module {known.__module__}"
+            raise TypeError(f"a layer kind named {cls.__name__!r} exists {where}; give "
                             f"{cls.__module__}.{cls.__qualname__} another name (saved files "
                             "name kinds by class name)")
-        LAYER_TYPES[cls.__name__] = cls
+        if cls.__dict__.get("kernels") is not None:
+            cls.kind = register_kernels(cls.kernels, cls.__name__)
+        if not cls.__name__.startswith("_"):  # private bases (_BatchNorm) are not layers
+            LAYER_TYPES[cls.__name__] = cls
 
     # -- what a kind declares --------------------------------------------------------------
     def default_input_shape(self) -> Shape | None:
