@@ -27,17 +27,18 @@ README_END = "<!-- end of performance table -->"
 
 
 def readme_table(results: dict) -> str:
-    """One row per shape: fastbp's step and how many times longer each peer takes."""
+    """One row per shape: fastbp's step and each peer's step time over fastbp's (above 1:
+    fastbp is faster)."""
     peers = [fw for fw in ("torch", "jax") if any(fw in d for d in results["steps"].values())]
-    names = {"torch": "PyTorch eager", "jax": "JAX jit"}
+    names = {"torch": "PyTorch eager / fastbp", "jax": "JAX jit / fastbp"}
     lines = ["| shape | layers | batch | fastbp step | " + " | ".join(names[p] for p in peers)
              + " |", "|---|---|---:|---:|" + "---:|" * len(peers)]
     for shape, per_fw in results["steps"].items():
         base = per_fw.get("fastbp")
         if base is None:
             continue
-        cells = [f"{per_fw[p]['median'] / base['median']:.2f}x slower" if p in per_fw
-                 else "n/a" for p in peers]
+        cells = [f"{per_fw[p]['median'] / base['median']:.2f}x" if p in per_fw else "n/a"
+                 for p in peers]
         lines.append(f"| {shape} | {compare.describe(shape)} | {compare.SHAPES[shape][1]} | "
                      f"{compare._fmt_time(base['median'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -130,9 +130,7 @@ BLAS_MIN_WORK = 2048
 # A sample-major convolution builds im2col columns for this many bytes of samples at a time
 # (kernels/conv.py), so that its product reads them from cache, not memory: 1 MB in a part
 # of a split step (one BLAS thread, one core's cache), 4 MB otherwise (BLAS's threads share
-# each product, which needs more columns to pay for their hand-offs). Measured on
-# cifar_small: 1 MB everywhere made its split step 48.4 -> 46.4 ms but its unsplit step
-# 58.8 -> 65.1 ms and predict on 256 rows 85 -> 216 ms (the whole-batch columns before
-# chunks: 62.6, 79.5 and 137 ms).
+# each product, which needs more columns to pay for their hand-offs; 1 MB there slows the
+# unsplit step and inference).
 CONV_CHUNK_BYTES = 1 << 20
 CONV_CHUNK_BYTES_THREADS = 4 << 20

@@ -44,9 +44,9 @@ import os
 import threading
 import time
 
-# A network whose largest product has fewer multiply-adds than this runs on one thread.
-# Measured on 2 cores (scripts/perf_checks.py --threads): 784-128-10 at batch 64
-# (6.4 M) is 1.3x faster with two threads, 30-256-128-2 (2.1 M) is faster with one.
+# A network whose largest product has fewer multiply-adds than this runs on one thread:
+# below it, the BLAS threads' hand-offs cost more than they save (scripts/perf_checks.py
+# --threads measures both sides of it).
 MIN_PARALLEL_WORK = 4_000_000
 BUSY_WINDOW = 0.25  # seconds between two looks at the other processes' CPU use
 BUSY_CORES = 0.5  # other processes using this many cores make the machine busy
@@ -174,26 +174,22 @@ def threads_for(work: int) -> int:
 
 # A training step with at least this many multiply-adds in its forward products is split by
 # rows over get_num_threads() threads when its layers allow it (kernels/step.py's
-# _split_step). Measured on 2 cores (ad-hoc harness, medians): 64-100-10 at batch 200
-# (1.5 M) 1.78x faster, at 100 rows (0.74 M) 1.24x, at 64 (0.47 M) 1.03x; a 4-100-3 step
-# at batch 120 (0.05 M) 2x slower (the threads' start costs ~10 us).
+# _split_step): below it, starting the threads (about ten microseconds) costs more than
+# the second core saves.
 SPLIT_MIN_WORK = 600_000
 
 # On a busy machine a split step's parts still run at once when the step has at least this
 # many multiply-adds: each part then runs long enough (milliseconds on one core) that
-# waiting for a descheduled partner costs less than running both parts on one thread.
-# Measured beside a 2-thread BLAS process (ad-hoc, medians of 150 steps, GOMP_SPINCOUNT
-# below): lenet (27 M) 4.9-8.9 ms one after another, 5.2-5.4 ms at once (2.2 ms idle);
-# cnn_digits (2.7 M) 0.37 ms one after another, 0.2-0.9 ms at once; cnn1d (6 M) likewise.
+# waiting for a descheduled partner costs less than running both parts on one thread
+# (scripts/load_choices.py measures the rule against its alternative).
 BUSY_SPLIT_WORK = 20_000_000
 
 # How long numba's OpenMP threads spin for work before they sleep, unless the user chose
 # (GOMP_SPINCOUNT / OMP_WAIT_POLICY). GNU OpenMP's default, 300,000 spins (milliseconds),
 # keeps a part that finished first spinning on a core its partner needs when other
-# processes hold the cores: lenet beside a 2-thread BLAS process took 8.0 ms a step with
-# its parts at once, 5.3 ms with 10,000 (about a tenth of a millisecond); idle, the
-# split networks of compare.py ran the same (1,000 made cnn_digits slower: its workers
-# fell asleep between steps).
+# processes hold the cores; 10,000 (about a tenth of a millisecond) does not, and is
+# long enough that the workers do not fall asleep between the steps of a small network
+# (scripts/load_choices.py).
 GOMP_SPIN_COUNT = 10_000
 
 _first_pid: int | None = None  # the process that first ran parts on threads
@@ -219,8 +215,8 @@ def start_numba_threads() -> None:
 
 
 # A step that BLAS's threads would run whole runs in parts on a busy machine from this
-# many multiply-adds (busy_split). Beside a 2-thread BLAS process (ad-hoc, medians):
-# 784-256-128-10 at batch 128 (30 M) 1.5 ms whole on one BLAS thread, 2.1-4.5 ms in parts.
+# many multiply-adds (busy_split): smaller steps run faster whole on one BLAS thread than
+# in parts that wait for each other (scripts/load_choices.py).
 BUSY_BLAS_SPLIT_WORK = 200_000_000
 
 
@@ -234,8 +230,7 @@ def busy_split(work: int) -> bool:
     """Whether a training step of ``work`` multiply-adds, which would run whole on BLAS's
     threads, should run as parts at once instead because other processes hold the cores:
     one BLAS thread beside them gets about two thirds of a core, two parts a full core
-    and wait for each other only once a step (784-1024-1024-10 at batch 256 beside a
-    2-thread BLAS process: 34-53 ms whole, 33-39 ms in parts, 14.7 ms idle). Not when
+    and wait for each other only once a step (scripts/load_choices.py). Not when
     set_num_threads fixed the count."""
     return (_explicit is None and work >= BUSY_BLAS_SPLIT_WORK and get_num_threads() > 1
             and _monitor.is_busy())

@@ -151,9 +151,9 @@ class Network:
         # A training batch is split by rows over threads (kernels/step.py's _split_step)
         # when every layer allows it and the step is big enough (0: never), unless only
         # matrix products do the work and they are big enough for BLAS's own threads
-        # (measured on 2 cores: 784-128-10 at batch 64 is 1.15x slower split, 64-100-10
-        # at batch 200 1.47x faster; any CNN or RNN of compare.py 1.2-1.9x faster) and the
-        # machine is idle (see _parts).
+        # (their threads then beat the split; convolutions and recurrent cells, whose own
+        # loops do much of the work, always gain from it) and the machine is idle (see
+        # _parts).
         self._split_work = (sum(layer.work_per_sample() for layer in layers)
                             if all(layer.rows_independent() for layer in layers) else 0)
         self._split_rows = (range(-(-SPLIT_MIN_WORK // self._split_work),

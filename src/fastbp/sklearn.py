@@ -635,7 +635,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             source = classes if classes is not None else y
             if _plain_labels(source):
                 # integer labels in one column: their kind without type_of_target and
-                # LabelBinarizer's checks (~0.8 ms a fit, a tenth of a small dataset's fit)
+                # LabelBinarizer's checks (a large share of a small dataset's fit)
                 self.classes_ = np.unique(source)
                 kind = "binary" if len(self.classes_) <= 2 else "multiclass"
                 self._label_binarizer = None
@@ -714,7 +714,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         predicted = self.predict(X)
         if sample_weight is None and _plain_labels(y) and y.shape == predicted.shape:
             # what accuracy_score computes for two columns of integer labels, without its
-            # target-type checks (~0.35 ms, as long as a small fold's prediction)
+            # target-type checks (as long as a small fold's prediction)
             return float(np.mean(predicted == y))
         return float(accuracy_score(y, predicted, sample_weight=sample_weight))
 
@@ -811,7 +811,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if (sample_weight is None and isinstance(y, np.ndarray) and y.dtype.kind in "iuf"
                 and y.shape == predicted.shape and y.ndim == 1 and y.shape[0] >= 2
                 and np.isfinite(y).all()):
-            # r2_score's arithmetic for one finite column, without its checks (~0.23 ms)
+            # r2_score's arithmetic for one finite column, without its checks
             y = y.astype(np.float64)
             residual = float(np.sum((y - predicted) ** 2))
             total = float(np.sum((y - y.mean()) ** 2))

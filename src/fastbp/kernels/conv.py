@@ -4,7 +4,7 @@ Settings (ints): C, H, W, O, KH, KW, SH, SW, PH, PW (top/left padding), DH, DW, 
 activation, batch_last. Parameters: weight (O, C, KH, KW), then bias (O). Columns: an
 im2col matrix (K = C*KH*KW rows, P = HO*WO columns per sample) and an (O, .) product for
 as many samples as fit (below), so that each direction is one matrix product over many
-samples rather than one per sample (measured: cnn_digits' step 1.18 -> 0.71 ms). Batch
+samples rather than one per sample. Batch
 scratch: dW's transpose (K*O), one chunk's share of it, and sample-major, the columns and
 product of one chunk (chunk_room). Scratch per sample, batch-last only: the batch's
 columns, product and transposed input; then, for an activation computed by address, the
@@ -18,17 +18,16 @@ Two column orders. Sample-major, col(i, p) = i*P + p: im2col copies runs of WO v
 straight from the input. Batch-last, col(i, p) = p*m + i, for small planes or strides > 1
 (where those runs are a few values or single ones): the input is transposed to (C*H*W, m)
 first (scratch: C*H*W more per sample), so that im2col copies runs of WO*m values, and the
-product is transposed into the output (measured: cnn_digits' second convolution's im2col
-255 -> 14 us, plus 5 us for the output's transpose).
+product is transposed into the output (one transpose costs far less than im2col's copies
+of single values).
 
 Sample-major columns are built a chunk of samples at a time (CONV_CHUNK_BYTES of columns in
 a part of a split step, CONV_CHUNK_BYTES_THREADS otherwise; one product per chunk), so that
-the product reads them from cache: cifar_small's second
-convolution has 75 MB of columns per batch, and its forward product ran at half speed
-reading them from memory. When a batch takes more than one chunk, the backward pass
-rebuilds each chunk's columns rather than keeping them all (measured: cifar_small's step
-62 -> 54 ms). With stride 1 and output rows as wide as the input's, a tap's columns of one
-sample are one shifted copy of the input plane (_shifted_plane; 54 -> 48 ms).
+the product reads them from cache, not memory (a wide convolution's columns for a whole
+batch are tens of megabytes). When a batch takes more than one chunk, the backward pass
+rebuilds each chunk's columns rather than keeping them all, which is cheaper than reading
+them back from memory. With stride 1 and output rows as wide as the input's, a tap's
+columns of one sample are one shifted copy of the input plane (_shifted_plane).
 
 Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below.
 """
@@ -55,7 +54,7 @@ def im2col(x, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols
 
     Copies go through views (``d[ow] = s[ow]``), not ``row[base + ow]``: numba's index
     arithmetic on signed offsets keeps LLVM from vectorising, and slice assignment has a
-    per-call cost (measured 2-5x slower on cifar_small and lenet)."""
+    per-call cost."""
     P = HO * WO
     plane_rows = SH == 1 and SW == 1 and WO == W
     for c in range(C):
@@ -107,8 +106,8 @@ def _shifted_plane(xi, offset, oh_lo, oh_hi, ow_lo, ow_hi, WO, sample):
     """One tap's columns of one sample when the output rows are as wide as the input's and
     both strides are 1: sample[j] = xi[j + offset] is then one long copy over the valid
     span, and only the positions whose column falls outside the input (wrapped into the
-    neighbouring row) are zeroed after it. (Row by row, copies of WO values measured
-    ~3x slower on cifar_small's 32-wide planes.)"""
+    neighbouring row) are zeroed after it. (Row by row, copies of only WO values each
+    are dominated by their set-up.)"""
     j0, j1 = _valid_span(oh_lo, oh_hi, ow_lo, ow_hi, WO)
     head = sample[:j0]
     for j in range(head.shape[0]):
@@ -188,8 +187,7 @@ def im2col_batch_last(xt, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
     the batch-last input xt (C*H*W, m), each output row's valid part one copy when SW == 1.
 
     im2col is this with m = 1 per sample, but calling this per sample through views (2-D,
-    non-contiguous) measured 1.4-2x slower on lenet's and cifar_small's shapes: numba stops
-    vectorising the copies, so the two stay separate loops."""
+    non-contiguous) stops numba vectorising the copies, so the two stay separate loops."""
     m = xt.shape[1]
     flat = xt.reshape(xt.size)
     run = WO * m
@@ -366,8 +364,8 @@ def _backward(args, batch_last, keep):
     weight = params[: O * K].reshape((O, K))
     d_weight = grads[: O * K].reshape((O, K))
     d_bias = grads[O * K : O * K + O]
-    # dW as (cols @ dY.T).T: OpenBLAS runs that orientation 1.1-1.85x faster on these
-    # shapes (long inner dimension, few rows; measured on compare.py's convolutions)
+    # dW as (cols @ dY.T).T: OpenBLAS runs that orientation faster on these shapes (a long
+    # inner dimension, few rows)
     d_weight_t = batch[: K * O].reshape((K, O))
     if keep:
         z = _pre_activation(scratch, O, P)
@@ -429,7 +427,7 @@ def _backward(args, batch_last, keep):
 
 # One compiled pair per column order and activation kind (inline, or by address keeping the
 # pre-activation), each with both a constant: a network compiles only the pairs its
-# convolutions use (one pair holding both column orders took ~7.5 s cold).
+# convolutions use (one pair holding both column orders compiled both every time).
 @jit(inline="always")
 def forward(args):
     """Sample-major columns."""

@@ -49,10 +49,9 @@ def _transpose_into(src, dst):
     """dst = src.T for 2-D arrays whose rows are contiguous (strided views allowed).
 
     Rows of src are gathered in blocks into each row of dst, so every write is a contiguous
-    run (measured 0.3-0.45 ns per value on the convolution shapes, against 0.8-1.2 for a
-    square-tiled loop and up to 4 for one that scatters). Blocks of 16 rows where src's rows
-    lie close together (at most 512 bytes apart: 35 -> 22 us for cnn1d's output
-    transposes), of 8 where they are far apart (16 reads 4 KB apart ran 3x slower)."""
+    run (faster than a square-tiled loop or one that scatters). Blocks of 16 rows where
+    src's rows lie close together (at most 512 bytes apart), of 8 where they are far apart
+    (16 reads 4 KB apart compete for the cache's sets)."""
     R, S = src.shape
     r0 = 0
     if src.strides[0] <= 512:

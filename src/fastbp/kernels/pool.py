@@ -22,7 +22,7 @@ def _beats(v, value):
 @jit
 def _max_unpadded(inp, out, where_all, C, H, W, KH, KW, SH, SW, HO, WO):
     """Max pooling without padding (every window inside the input): the common case, and
-    the one the loop below runs 2.5x slower (per-output clipping and mode test)."""
+    the one the loop below runs slower (per-output clipping and mode test)."""
     for i in range(inp.shape[0]):
         x = inp[i]
         y = out[i]
@@ -55,9 +55,8 @@ def _max_unpadded(inp, out, where_all, C, H, W, KH, KW, SH, SW, HO, WO):
 def _max_halving(inp, out, where_all, C, H, W, HO, WO):
     """Max pooling with kernel and stride 2 and no padding (torch's MaxPool2d(2)), the taps
     written out: LLVM turns the comparisons into selects, with no branch to mispredict on
-    ReLU outputs. Measured against _max_unpadded (ReLU-like inputs, batch 64): lenet's
-    6x28x28 planes 1039 -> 89 us, cifar_small's 32x32x32 7.5 -> 0.43 ms. (One function for
-    this and the 1-row case below, the row count a run-time argument, ran 2.6x slower.)"""
+    ReLU outputs, where _max_unpadded's branches are unpredictable. (One function for this
+    and the 1-row case below, the row count a run-time argument, does not vectorise.)"""
     for i in range(inp.shape[0]):
         x = inp[i]
         y = out[i]
@@ -117,9 +116,9 @@ def _max_halving_rows(inp, out, where_all, C, H, W, HO, WO):
 @jit(inline="always")
 def forward(args):
     """Max pooling starts each window from its first element and scans the rest of its
-    first row, then its other rows, each as a plain loop (written as one loop over all taps,
-    or with the taps outside the outputs, it measured 2.5x slower on cnn1d: loop set-up
-    costs more than 2-4 elements' work). Unpadded max pooling has its own loop."""
+    first row, then its other rows, each as a plain loop (as one loop over all taps, or with
+    the taps outside the outputs, the loop set-up costs more than 2-4 elements' work).
+    Unpadded max pooling has its own loop."""
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     C, H, W, KH, KW, SH, SW, PH, PW, HO, WO, mode = (ints[0], ints[1], ints[2], ints[3], ints[4],
                                                      ints[5], ints[6], ints[7], ints[8], ints[9],

@@ -111,12 +111,9 @@ class _Conv(Layer):
 
     def _batch_last(self) -> bool:
         """The kernel's column order (see kernels/conv.py): batch-last where im2col's runs of
-        input would be short, i.e. outputs narrower than 16 or strided ones. Measured on
-        compare.py's shapes (train_step medians, one interleaved run, sample-major ->
-        batch-last): cnn_digits 858 -> 562 us, cnn1d 1092 -> 894 us, lenet 7.1 -> 5.7 ms.
-        Since sample-major columns are built in cached chunks and stride-1 planes copied
-        whole, 16- and 28-wide outputs are faster sample-major: cifar_small 48.5 -> 46.7 ms,
-        lenet 2.09 -> 2.01 ms (threshold 32 -> 16)."""
+        input would be short, i.e. outputs narrower than 16 or strided ones; from 16 wide,
+        sample-major columns (built in cached chunks, stride-1 planes copied whole) are
+        faster (scripts/profile_layers.py times each order on compare.py's shapes)."""
         _, width = self._spatial(self.output_shape)
         return self.stride[-1] > 1 or width < 16
 
