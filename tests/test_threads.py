@@ -27,11 +27,20 @@ def test_set_num_threads_refuses_bad_n(bad):
     assert _threads._explicit is None
 
 
-def test_set_num_threads_then_none_restores_default():
+def test_set_num_threads_then_none_restores_default(monkeypatch):
+    monkeypatch.setattr(_threads, "_available_cpus", lambda: 4)
     fb.set_num_threads(3)
     assert fb.get_num_threads() == 3
     fb.set_num_threads(None)
     assert fb.get_num_threads() == _threads._default_threads()
+
+
+def test_set_num_threads_is_bounded_by_the_cpus(monkeypatch):
+    monkeypatch.setattr(_threads, "_available_cpus", lambda: 2)
+    with pytest.raises(ValueError, match=r"n must be at most 2 \(the CPUs this process may "
+                                         r"run on\), got 1000000"):
+        fb.set_num_threads(10**6)
+    assert _threads._explicit is None
 
 
 @pytest.mark.parametrize("env,value,expected", [

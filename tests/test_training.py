@@ -302,3 +302,21 @@ def test_scheduler_alone_names_the_optimizer():
     h = build([4, 5, 3]).fit(X, y, epochs=2, verbose=0,
                             scheduler=fb.ExponentialLR(opt, gamma=0.5))
     assert h.history["lr"] == pytest.approx([0.1, 0.05]) and opt.step_count == 2
+
+
+def test_bad_validation_data_is_named():
+    net = fb.Network.mlp([3, 4, 2])
+    X, y = np.zeros((6, 3)), np.zeros(6, int)
+    X_val = np.zeros((4, 3))
+    X_val[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"validation_data: X contains NaN or infinity "
+                                         r"\(first in row 2\)"):
+        net.fit(X, y, epochs=1, verbose=0, validation_data=(X_val, np.zeros(4, int)))
+    with pytest.raises(ValueError, match=r"validation_data: y must have 4 rows"):
+        net.fit(X, y, epochs=1, verbose=0, validation_data=(np.zeros((4, 3)), np.zeros(5, int)))
+
+
+@pytest.mark.parametrize("min_delta", [float("nan"), float("inf"), "0.1"])
+def test_early_stopping_refuses_a_min_delta_that_is_not_a_finite_number(min_delta):
+    with pytest.raises(ValueError, match="min_delta must be a finite number"):
+        fb.EarlyStopping(min_delta=min_delta)

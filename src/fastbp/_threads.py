@@ -55,15 +55,20 @@ _explicit: int | None = None  # set_num_threads' value, if it was called
 _local = threading.local()  # the count last set on each thread
 
 
+def _available_cpus() -> int:
+    """The CPUs this process may run on (its affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def _default_threads() -> int:
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         value = os.environ.get(name, "").split(",")[0].strip()
         if value.isdigit() and int(value) > 0:
             return int(value)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return _available_cpus()
 
 
 def _find_setter():
@@ -113,6 +118,10 @@ def set_num_threads(n: int | None) -> None:
     global _explicit
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"set_num_threads: n must be a positive int or None, got {n!r}")
+    cpus = _available_cpus()
+    if n is not None and n > cpus:
+        raise ValueError(f"set_num_threads: n must be at most {cpus} (the CPUs this process "
+                         f"may run on), got {n}")
     _explicit = n
 
 

@@ -475,7 +475,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its five subcommands."""
-    parser = _Parser(prog="fastbp", description="Train MLPs on the CPU with fused Numba kernels.")
+    parser = _Parser(prog="fastbp", description="Train, evaluate, run and export neural networks "
+                     "(MLPs, CNNs, RNNs) on the CPU with fused Numba kernels.")
     parser.add_argument("--version", action="version", version=f"fastbp {fb.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     t = sub.add_parser("train", help="train a network on a dataset",

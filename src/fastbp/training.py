@@ -172,6 +172,10 @@ class EarlyStopping(Callback):
             raise ValueError(f"patience must be an int >= 0, got {patience!r}")
         self.monitor = monitor
         self.patience = int(patience)
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float, np.integer,
+                                                                     np.floating)) \
+                or not np.isfinite(min_delta):
+            raise ValueError(f"min_delta must be a finite number, got {min_delta!r}")
         self.min_delta = abs(float(min_delta))
         self.restore_best = restore_best
         self.maximize = "acc" in monitor
@@ -357,8 +361,12 @@ def _split_validation(net, data: Data, validation_data, validation_split
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
-        val = Data(*net._inputs(*tuple(validation_data) + (None,) * (3 - len(validation_data))))
-        net._check_values(*val)
+        try:
+            val = Data(*net._inputs(*tuple(validation_data)
+                                    + (None,) * (3 - len(validation_data))))
+            net._check_values(*val)
+        except (TypeError, ValueError) as e:  # name the argument the user gave
+            raise type(e)(f"validation_data: {e}") from None
     elif validation_split > 0:
         train_rows, val_rows = validation_rows(net, data.y(), data.X.shape[0], validation_split)
         val = data.rows(val_rows)
