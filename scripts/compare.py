@@ -663,7 +663,7 @@ def plot_results(results: Result, path: str | Path) -> None:
     steps = results["steps"]
     fws = [fw for fw in results["meta"]["frameworks"] if any(fw in d for d in steps.values())]
     width = 0.8 / max(1, len(fws))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     for i, fw in enumerate(fws):
         pts = [(j, d[fw]) for j, d in enumerate(steps.values()) if fw in d]
         ax.bar([j + (i - (len(fws) - 1) / 2) * width for j, _ in pts],
@@ -674,7 +674,8 @@ def plot_results(results: Result, path: str | Path) -> None:
     ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-    ax.set_xticks(range(len(steps)), [f"{s}\nbatch {SHAPES[s][1]}" for s in steps])
+    ax.set_xticks(range(len(steps)), [f"{s}\nbatch {SHAPES[s][1]}" for s in steps],
+                  rotation=30, ha="right")  # a dozen two-line names overlap side by side
     ax.set_ylabel("ms per training step (median over rounds)")
     ax.set_title(f"float32 training step, Adam ({results['meta']['cpu']}, "
                  f"{results['meta']['cores']} cores)")

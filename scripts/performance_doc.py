@@ -13,6 +13,7 @@ torch==2.13.0 jax optax``) and an otherwise idle machine:
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -73,9 +74,11 @@ def main() -> int:
            compare.format_markdown(results).split("\n", 2)[2].strip(), "",
            "## Cross-validation, against scikit-learn's MLP", "", sklearn.strip(), ""]
     (ROOT / "docs" / "performance.md").write_text("\n".join(doc))
+    # the raw figures, so that the plot or the table can be redrawn without measuring again
+    (ROOT / "docs" / "performance.json").write_text(json.dumps(results, indent=1) + "\n")
     compare.plot_results(results, ROOT / "docs" / "compare.png")
     update_readme(readme_table(results), header)
-    print("wrote docs/performance.md, docs/compare.png and README.md's table")
+    print("wrote docs/performance.md (and .json), docs/compare.png and README.md's table")
     return 0
 
 
