@@ -137,7 +137,8 @@ BUILT_IN = frozenset(ACTIVATIONS)
 def check_activation(activation: Any) -> str:
     """``activation`` if it names a known activation, else a ValueError listing them."""
     if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} (or a name given to "
+                         f"fb.register_activation in this process), got {activation!r}")
     return activation
 
 
