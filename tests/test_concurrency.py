@@ -192,7 +192,12 @@ def test_the_default_chunk_bounds_the_workspace():
 
 
 @pytest.mark.slow  # a timing: fixed predict work on 1 thread, then split over 2
-def test_two_threads_predict_at_least_one_and_a_half_times_faster():
+def test_two_threads_predict_at_once():
+    # Concurrency shows as CPU time: two threads in the kernels at once use about two
+    # seconds of CPU per second of wall time; a serialised predict (a global lock) one.
+    # The wall-clock speed-up is what the host gives: 1.6x when this machine's two vCPUs
+    # sit on two physical cores, 1.15x when they are one core's hyperthreads (both seen
+    # here, with the same two-core utilisation), so it is reported, not asserted beyond 1.
     net = fb.Network.mlp([64, 96, 96, 10], seed=0)
     rng = np.random.default_rng(5)
     X = rng.normal(size=(8192, 64)).astype(np.float32)
@@ -206,13 +211,16 @@ def test_two_threads_predict_at_least_one_and_a_half_times_faster():
         for _ in range(n):
             net.predict(X, batch_size=256)
 
-    best = 0.0
-    for _ in range(3):  # the best of three: the machine is shared
+    best_use, best_speed = 0.0, 0.0
+    for _ in range(7):  # the best of seven: the host is shared
+        if best_use >= 1.5:
+            break
         start = time.perf_counter()
         work(calls)
         one = time.perf_counter() - start
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         _run([threading.Thread(target=work, args=(calls // 2,)) for _ in range(2)])
-        two = time.perf_counter() - start
-        best = max(best, one / two)
-    assert best >= 1.5, f"two threads only {best:.2f}x faster than one"
+        two, cpu = time.perf_counter() - start, time.process_time() - cpu
+        best_use, best_speed = max(best_use, cpu / two), max(best_speed, one / two)
+    assert best_use >= 1.5, f"two threads used only {best_use:.2f} cores: not concurrent"
+    assert best_speed >= 1.0, f"two threads were slower than one ({best_speed:.2f}x)"

@@ -259,3 +259,90 @@ def test_absurd_sizes_in_a_file_are_a_bad_file(tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="bad architecture"):
         fb.load(tmp_path / "bad.npz")
+
+
+# -- untrusted files cannot exhaust memory (#31) ------------------------------------------
+def _file(tmp_path, meta, **arrays):
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    path = tmp_path / "u.npz"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def _good_meta(net):
+    return {"format": "fastbp-model", "version": 3, "config": net.get_config()}
+
+
+def test_an_unknown_member_is_refused_unread(tmp_path, monkeypatch):
+    from fastbp import io as fb_io
+
+    net = build([3, 2])
+    path = _file(tmp_path, _good_meta(net), params=net.params, buffers=net.buffers,
+                 rng=net._rng, junk=np.zeros(1000))
+    read = []
+    monkeypatch.setattr(fb_io, "_read", lambda archive, name: read.append(name))
+    with pytest.raises(ValueError, match=r"unknown members \['junk'\]"):
+        fb.load(path)
+    assert read == []
+
+
+def test_declared_sizes_are_checked_before_anything_is_allocated(tmp_path):
+    import tracemalloc
+
+    big = fb.Network([fb.Dense(4, 8), fb.Dense(8, 2)])
+    config = big.get_config()
+    config["layers"] = [{"type": "Dense", "n_in": 4, "n_out": 8000},
+                        {"type": "Dense", "n_in": 8000, "n_out": 8000}]  # 64 M parameters
+    path = _file(tmp_path, {"format": "fastbp-model", "version": 3, "config": config},
+                 params=np.zeros(10, np.float32), buffers=np.zeros(0, np.float32),
+                 rng=np.ones(1, np.uint64))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"params of shape \(10,\), expected \(64048000,\)"):
+            fb.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20  # the 256 MB of parameters were never allocated
+
+
+def test_a_huge_workspace_for_one_row_is_refused(tmp_path):
+    net = fb.Network([fb.Conv2D(1, 1, 1)], input_shape=(1, 4, 4))
+    config = net.get_config()
+    config["input_shape"] = [1, 30000, 30000]  # 2 parameters, 7 GB of activations a row
+    path = _file(tmp_path, {"format": "fastbp-model", "version": 3, "config": config},
+                 params=net.params, buffers=net.buffers, rng=net._rng)
+    with pytest.raises(ValueError, match="bytes of workspace for one row"):
+        fb.load(path)
+
+
+@pytest.mark.parametrize("case", ["deep_json", "preprocessing_list", "version_bool",
+                                  "config_string"])
+def test_malformed_metadata_is_a_value_error(tmp_path, case):
+    net = build([3, 2])
+    arrays = {"params": net.params, "buffers": net.buffers, "rng": net._rng}
+    if case == "deep_json":
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.frombuffer(b"[" * 100_000 + b"]" * 100_000, dtype=np.uint8),
+                 **arrays)
+        path = tmp_path / "deep.npz"
+        path.write_bytes(buf.getvalue())
+    else:
+        meta = _good_meta(net)
+        meta.update({"preprocessing_list": {"preprocessing": []},
+                     "version_bool": {"version": True},
+                     "config_string": {"config": "Dense"}}[case])
+        path = _file(tmp_path, meta, **arrays)
+    with pytest.raises(ValueError, match="not a valid fastbp model file"):
+        fb.load(path)
+
+
+def test_optimizer_load_state_dict_refuses_negative_second_moments():
+    net = build([3, 2])
+    opt = fb.Adam()
+    net.train_step(*make_data(4, 3, 2, "cross_entropy"), opt)
+    state = opt.state_dict()
+    state["state"]["exp_avg_sq"] = -np.abs(state["state"]["exp_avg_sq"]) - 1.0
+    with pytest.raises(ValueError, match="'exp_avg_sq' holds negative values"):
+        fb.Adam().load_state_dict(state)

@@ -250,6 +250,10 @@ class Optimizer:
                 raise ValueError("state_dict state buffers must be 1-D and of equal length")
             if any(a.dtype.kind != "f" or not np.all(np.isfinite(a)) for a in arrays):
                 raise ValueError("state_dict state buffers must hold finite floats")
+            for name, a in zip(self.state_names, arrays):
+                if name in SECOND_MOMENTS and np.any(a < 0):
+                    raise ValueError(f"state_dict state {name!r} holds negative values (a "
+                                     "running mean of squares cannot)")
             if self._state is not None and arrays[0].shape[0] != self._state.shape[1]:
                 raise ValueError(f"state_dict buffers hold {arrays[0].shape[0]} values, this "
                                  f"optimizer's state {self._state.shape[1]}")
@@ -393,6 +397,13 @@ class AdamW(Adam):
 
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW)}
+
+
+# State buffers that accumulate squares, never negative (checked when state is loaded).
+SECOND_MOMENTS = frozenset({"exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg"})
+# Every optimizer's state names: what a saved file may hold under "optimizer/".
+STATE_NAMES = frozenset({"momentum_buffer", "sum", "square_avg", "grad_avg", "exp_avg",
+                         "exp_avg_sq", "max_exp_avg_sq"})
 
 
 def optimizer_from_state_dict(state_dict: dict[str, Any]) -> Optimizer:
