@@ -77,8 +77,10 @@ def test_training_beside_inference_follows_the_serial_trajectory_and_never_tears
 
     def infer():
         try:
-            while not done.is_set():
+            while True:  # at least once, even if the trainer finished first
                 seen.append(net.forward(probe))
+                if done.is_set():
+                    break
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 
@@ -115,7 +117,7 @@ def test_one_reader_beside_one_trainer_is_never_left_waiting():
 
     def infer():
         try:
-            for _ in range(2000):
+            while counts[1] < 2000 or counts[0] == 0:  # and until the trainer got a turn
                 net.forward(X)
                 counts[1] += 1
         except Exception as e:  # noqa: BLE001
@@ -124,7 +126,7 @@ def test_one_reader_beside_one_trainer_is_never_left_waiting():
             done.set()
 
     _run([threading.Thread(target=train), threading.Thread(target=infer)])
-    assert errors == [] and counts[1] == 2000 and counts[0] > 0
+    assert errors == [] and counts[1] >= 2000 and counts[0] > 0
 
 
 def test_fit_runs_alone_and_its_own_callbacks_may_predict():
