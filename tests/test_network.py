@@ -126,3 +126,16 @@ def test_buffers_start_on_cache_lines():
     net.train_step(*make_data(4, 7, 3, "cross_entropy", dtype="float32"), opt)
     for buf in (net.params, net._grads, net._ws, opt._state):
         assert buf.ctypes.data % 64 == 0 and buf.flags.c_contiguous
+
+
+def test_a_network_larger_than_memory_is_refused_before_allocating(monkeypatch):
+    from fastbp import plan
+
+    with pytest.raises(ValueError, match=r"layers: this network needs 80,000,000,000,160 "
+                                         r"bytes \(10,000,000,000,010 parameters"):
+        fb.Network([fb.Dense(10**12, 10)])
+    monkeypatch.setattr(plan, "physical_memory", lambda: 2**20)
+    with pytest.raises(ValueError, match="more than this machine's 1,048,576"):
+        fb.Network([fb.Dense(1000, 1000)])
+    monkeypatch.setattr(plan, "physical_memory", lambda: None)  # unknown: no check
+    assert fb.Network([fb.Dense(1000, 1000)]).params.size == 1_001_000

@@ -8,6 +8,7 @@ Workspace offsets are per sample, so one plan serves every batch size.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import prod
@@ -150,6 +151,27 @@ def tensor_views(layers: list[Layer], plan: Plan, flat: np.ndarray,
                    else layer.parameter_shapes()) for layer, row in zip(layers, plan.table)]
 
 
+def physical_memory() -> int | None:
+    """The machine's memory in bytes, where the system says (None elsewhere)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(plan: Plan, dtype) -> None:
+    """A ValueError, before anything is allocated, when what building the network
+    allocates (its parameters and their gradient, its buffers twice, and its workspace for
+    one row) cannot fit in the machine's memory."""
+    itemsize = np.dtype(dtype).itemsize
+    needed = (2 * plan.n_params + 2 * plan.n_buffers + plan.ws_width + plan.batch_width) * itemsize
+    memory = physical_memory()
+    if memory is not None and needed > memory:
+        raise ValueError(f"layers: this network needs {needed:,} bytes ({plan.n_params:,} "
+                         f"parameters and their gradient, and the workspace for one row), "
+                         f"more than this machine's {memory:,}")
+
+
 def compile_layers(layers: Sequence[Layer], input_shape, dtype: np.dtype, seed: int | None
                    ) -> tuple[list[Layer], Plan, np.ndarray, np.ndarray]:
     """Check and copy ``layers``, build their plan, allocate the flat parameter and buffer
@@ -157,6 +179,7 @@ def compile_layers(layers: Sequence[Layer], input_shape, dtype: np.dtype, seed: 
     Network and the reference, so the same spec and seed give both the same parameters."""
     layers = check_layers(layers)
     plan = build_plan(layers, check_input_shape(input_shape, layers))
+    check_memory(plan, dtype)
     params = aligned_zeros(plan.n_params, dtype)
     buffers = aligned_zeros(plan.n_buffers, dtype)
     init_rng = np.random.default_rng(seed)
