@@ -22,13 +22,6 @@ def copy_into(src, dst):
             dst[i, j] = src[i, j]
 
 
-@jit(inline="always")
-def copy_row(src, dst):
-    """dst[:] = src for 1-D arrays of equal length (a plain loop, as copy_into)."""
-    for j in range(src.shape[0]):
-        dst[j] = src[j]
-
-
 @jit
 def inside_range(n_out, start, step, size):
     """(lo, hi): the outputs o in [lo, hi) whose input o*step + start lies in [0, size) (a
