@@ -453,15 +453,19 @@ class Network:
         results = self._run_dataset(X, labels, targets, weights, loss_code, codes.F_VALIDATE)
         self._raise_for(results, labels)
 
+    def _kernel_arrays_for(self, rows: int) -> KernelArgs:
+        """The network's arrays with a new workspace for ``rows`` rows: per-sample regions
+        first, then the per-batch scratch and the copy of the buffers."""
+        p = self._plan
+        ws = v.aligned_zeros(rows * p.ws_width + p.batch_width + p.n_buffers, self.dtype)
+        return KernelArgs(p.table, p.ints, p.floats, self._params, self._grads, self._buffers,
+                          ws, self._rng)
+
     def _ensure_capacity(self, rows: int) -> None:
         if rows > self._capacity:
-            # per-sample regions first, the per-batch scratch at the end
-            self._ws = v.aligned_zeros(rows * self._plan.ws_width + self._plan.batch_width
-                                       + self._plan.n_buffers, self.dtype)
+            args = self._kernel_arrays_for(rows)
+            self._args, self._ws = args, args.ws  # (the getter would bind the kernels)
             self._capacity = rows
-            p = self._plan
-            self._args = KernelArgs(p.table, p.ints, p.floats, self._params, self._grads,
-                                    self._buffers, self._ws, self._rng)
 
     def _parts(self, rows: int) -> tuple:
         """(parts, part_results, part_info) for a training batch of ``rows``: the split
@@ -741,10 +745,7 @@ class Network:
             self._bind_kernels()
         local = self._local
         if getattr(local, "capacity", 0) < rows:
-            p = self._plan
-            ws = v.aligned_zeros(rows * p.ws_width + p.batch_width + p.n_buffers, self.dtype)
-            local.args = KernelArgs(p.table, p.ints, p.floats, self._params, self._grads,
-                                    self._buffers, ws, self._rng)
+            local.args = self._kernel_arrays_for(rows)
             local.results = np.zeros(codes.N_RESULTS, dtype=np.float64)
             local.capacity = rows
         return local.args, local.results
