@@ -35,13 +35,11 @@ TRAIN = codes.F_TRAINING | codes.F_UPDATE_BUFFERS
 
 
 @jit
-def _run_layer(plan, ints, floats, params, grads, buffers, ws, rng, X, li, flags, backward,
-               reps):
+def _run_layer(net, X, li, flags, backward, reps):
     column = codes.L_BACKWARD_KERNEL if backward else codes.L_FORWARD_KERNEL
+    plan = net[0]
     for _ in range(reps):
-        args = _layer_args(plan, ints, floats, params, grads, buffers, ws, rng, X, li, flags,
-                           backward)
-        call_kernel(plan[li, column], args)
+        call_kernel(plan[li, column], _layer_args(net, X, li, flags, backward))
 
 
 def _median_us(run, reps: int, rounds: int) -> float:
@@ -70,14 +68,14 @@ def profile(shape: str, rounds: int = 7, part: bool = False) -> None:
         for _ in range(r):
             net.train_step(X.reshape(batch, *input_shape), y, optimizer)
 
-    split = net._split_rows
+    split = net.engine.split_rows
     step = _median_us(steps, 50, rounds)  # as train_step runs it: split over threads or not
-    net._split_rows = range(0)  # the whole batch on this thread, as the layers are timed
+    net.engine.split_rows = range(0)  # the whole batch on this thread, as the layers are timed
     whole = _median_us(steps, 50, rounds)
-    net._split_rows = split
-    arrays = net._kernel_arrays
+    net.engine.split_rows = split
+    arrays = net.engine.arrays
     plan = arrays[0]
-    use_threads(net._work_per_sample * batch)
+    use_threads(net.engine.work_per_sample * batch)
     rows = []
     for backward in (False, True):
         order = range(len(plan)) if not backward else range(len(plan) - 1, -1, -1)
@@ -85,12 +83,12 @@ def profile(shape: str, rounds: int = 7, part: bool = False) -> None:
             if plan[li, codes.L_IS_VIEW]:
                 continue
             def run(reps, li=li, backward=backward):
-                _run_layer(*arrays, X, li, TRAIN, backward, reps)
+                _run_layer(arrays, X, li, TRAIN, backward, reps)
             run(2)
             rows.append((f"{'backward' if backward else 'forward '} {li} "
                          f"{type(net.layers[li]).__name__}", _median_us(run, 20, rounds)))
     total = sum(t for _, t in rows)
-    splits = net._parts(batch) is not net._no_parts
+    splits = net.engine.parts(batch) is not net.engine.no_parts
     split_note = f"; split by rows over threads {step:.1f} us" if splits else ""
     what = f"one part of a split step, {batch} rows on one BLAS thread" if part else f"batch {batch}"
     print(f"\n{shape} ({what}): train_step on one thread {whole:.1f} us{split_note}; "

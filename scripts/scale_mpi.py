@@ -41,7 +41,7 @@ net = fb.Network.mlp(sizes, seed=0)
 opt = fb.Adam(lr=1e-3)
 for _ in range(5):
     net.train_step(X, y, opt, comm=comm)
-buf = net._distributed[1].buffer
+buf = net.engine.distributed[1].buffer
 times, reduce_times = [], []
 for _ in range(steps):
     comm.Barrier()

@@ -75,7 +75,7 @@ def check_dropout_differs_but_params_agree():
     net = mlp(dropout=0.5)
     net.fit(X, y, optimizer=fb.Adam(lr=1e-2), batch_size=8, epochs=2, verbose=0, comm=comm)
     same_on_all_ranks(net.params, "parameters")
-    streams = comm.allgather(net._rng.copy())
+    streams = comm.allgather(net.engine.rng.copy())
     assert not np.array_equal(streams[0], streams[1]), "dropout streams should differ"
     say("dropout")
 

@@ -96,9 +96,9 @@ def test_loss_and_grad_changes_nothing_and_matches_the_next_step():
                       fb.Dense(6, 3)], dtype="float64", seed=1)
     X, y = data_for(net, 8)
     net.train_step(X, y, fb.SGD(lr=0.0))  # running statistics away from their initial values
-    before = (net.params.copy(), net.buffers.copy(), net._rng.copy())
+    before = (net.params.copy(), net.buffers.copy(), net.engine.rng.copy())
     _, grad = net.loss_and_grad(X, y)
-    assert all(np.array_equal(a, b) for a, b in zip(before, (net.params, net.buffers, net._rng)))
+    assert all(np.array_equal(a, b) for a, b in zip(before, (net.params, net.buffers, net.engine.rng)))
     opt = fb.SGD(lr=0.1)
     net.train_step(X, y, opt)
     assert np.allclose(net.params, before[0] - 0.1 * grad, rtol=0, atol=1e-15)
@@ -116,7 +116,7 @@ def test_functional_step_equals_the_fused_step():
         kept = grad.copy()
         opt_split.step(split, grad)
         assert np.array_equal(grad, kept)  # the caller's gradient is not clipped in place
-        split._rng[:] = fused._rng  # loss_and_grad left the stream where it was
+        split.engine.rng[:] = fused.engine.rng  # loss_and_grad left the stream where it was
     assert np.array_equal(fused.params, split.params)
     assert opt_split.step_count == 4
 
@@ -143,11 +143,11 @@ def test_flatten_and_activation_are_exported_and_saved_by_name(tmp_path):
 def test_a_failed_step_changes_nothing_not_even_the_random_stream():
     net = fb.Network.mlp([4, 8, 3], dropout=0.5, seed=2)
     net.params = np.full_like(net.params, 3e38)  # the loss overflows to inf
-    before = (net.params.copy(), net.buffers.copy(), net._rng.copy())
+    before = (net.params.copy(), net.buffers.copy(), net.engine.rng.copy())
     opt = fb.SGD(lr=0.1)
     with pytest.raises(FloatingPointError):
         net.train_step(np.ones((4, 4)), np.zeros(4, int), opt)
-    assert all(np.array_equal(a, b) for a, b in zip(before, (net.params, net.buffers, net._rng)))
+    assert all(np.array_equal(a, b) for a, b in zip(before, (net.params, net.buffers, net.engine.rng)))
     assert opt._network is None  # not bound either: it can still serve another network
 
 
@@ -183,7 +183,7 @@ def test_networks_copy_and_pickle_with_their_state(how):
     X, y = data_for(net, 5)
     net.train_step(X, y, fb.Adam(lr=0.1))
     twin = copy.deepcopy(net) if how == "deepcopy" else pickle.loads(pickle.dumps(net))
-    assert np.array_equal(twin.params, net.params) and np.array_equal(twin._rng, net._rng)
+    assert np.array_equal(twin.params, net.params) and np.array_equal(twin.engine.rng, net.engine.rng)
     assert np.shares_memory(twin.layers[1].W, twin.params)
     assert not np.shares_memory(twin.params, net.params)
     assert np.array_equal(twin.forward(X), net.forward(X))

@@ -42,7 +42,7 @@ def arg(good, bad):
 
 
 def _state(net, opt):
-    arrays = [net.params, net.buffers, net._rng]
+    arrays = [net.params, net.buffers, net.engine.rng]
     if opt is not None and opt._state is not None:
         arrays += [opt._state, opt._counters]
     return [a.copy() for a in arrays], opt is not None and opt._network is not None

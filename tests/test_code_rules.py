@@ -47,3 +47,35 @@ def test_ruff_is_clean():
     result = subprocess.run([ruff, "check", "src", "tests", "scripts", "asv_bench/benchmarks"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MAX_MODULE_LINES = 700
+MAX_PRIVATE_READS = 40
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_is_over_700_lines(path):
+    assert len(path.read_text().splitlines()) <= MAX_MODULE_LINES
+
+
+def _private_reads(path: Path) -> list[str]:
+    """``x._name`` where x is not self or cls: another object's private attribute."""
+    import ast
+
+    reads = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__") \
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            reads.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+    return reads
+
+
+def test_modules_talk_through_interfaces_not_private_attributes():
+    # Network's users (training, distributed, scikit-learn, serialisation) go through its
+    # engine (fastbp._engine) and the optimizer's bind/training_state; a handful of reads
+    # remain (a class's own table through its base class name, numba's thread launcher...).
+    reads = [r for path in sorted(PACKAGE.rglob("*.py")) for r in _private_reads(path)]
+    assert len(reads) <= MAX_PRIVATE_READS, reads
+    assert not [r for r in reads if re.search(r"\b(net|network|network_)\._", r)], reads

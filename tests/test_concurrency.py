@@ -184,13 +184,13 @@ def test_batch_size_is_checked(batch_size):
 
 
 def test_the_default_chunk_bounds_the_workspace():
-    from fastbp import network as network_module
+    from fastbp import _engine as network_module
 
     net = fb.Network([fb.Conv2D(3, 64, 3, padding=1), fb.Flatten(), fb.Dense(64 * 32 * 32, 2)],
                      input_shape=(3, 32, 32))
-    rows = net._chunk_rows(None)
+    rows = net.engine.chunk_rows(None)
     assert 1 <= rows < network_module.INFER_CHUNK
-    assert rows * net._plan.ws_width * 4 <= network_module.INFER_BYTES
+    assert rows * net.engine.plan.ws_width * 4 <= network_module.INFER_BYTES
 
 
 @pytest.mark.slow  # a timing: fixed predict work on 1 thread, then split over 2

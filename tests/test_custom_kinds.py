@@ -15,7 +15,7 @@ import pytest
 from custom_kinds import Affine, WrongAffine, affine_mlp, torch_affine
 
 import fastbp as fb
-from fastbp import network as network_module
+from fastbp import _engine as network_module
 from fastbp.layers import LAYER_TYPES
 from fastbp.testing import data_for, rel_err
 
@@ -59,7 +59,7 @@ def test_a_batch_split_over_threads_matches_the_whole_batch(monkeypatch):
     try:
         net = affine_mlp(dtype="float32")
         X, y = data_for(net, 21)
-        assert net._parts(X.shape[0]) is not net._no_parts  # the batch is split
+        assert net.engine.parts(X.shape[0]) is not net.engine.no_parts  # the batch is split
         loss, grad = net.loss_and_grad(X, y)
     finally:
         fb.set_num_threads(None)

@@ -17,19 +17,20 @@ import fastbp as fb
 from fastbp import _codes as codes
 from fastbp import _dispatch
 from fastbp.kernels import dispatch
+from fastbp.kernels.bundles import OptimizerArgs
 
 JIT = not numba.config.DISABLE_JIT
 
 
 def kernel_columns(net: fb.Network) -> np.ndarray:
-    return net._plan.table[:, [codes.L_FORWARD_KERNEL, codes.L_BACKWARD_KERNEL]]
+    return net.engine.plan.table[:, [codes.L_FORWARD_KERNEL, codes.L_BACKWARD_KERNEL]]
 
 
 def test_building_a_network_compiles_nothing_and_the_first_run_fills_the_addresses():
     net = fb.Network([fb.Dense(3, 4, activation="tanh"), fb.Dropout(0.2), fb.Dense(4, 2)])
-    assert not net._kernels_bound and not kernel_columns(net).any()
+    assert not net.engine.bound and not kernel_columns(net).any()
     net.forward(np.zeros((2, 3)))
-    assert net._kernels_bound and kernel_columns(net).all()
+    assert net.engine.bound and kernel_columns(net).all()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -54,7 +55,7 @@ def test_an_unpickled_network_runs_with_this_processes_addresses():
     X, y = data_for(net, 6)
     net.train_step(X, y, fb.SGD(lr=0.1))
     copy = pickle.loads(pickle.dumps(net))
-    assert not copy._kernels_bound  # rebuilt from its config: bound again on first run
+    assert not copy.engine.bound  # rebuilt from its config: bound again on first run
     np.testing.assert_array_equal(copy.forward(X), net.forward(X))
 
 
@@ -63,8 +64,8 @@ def test_an_unpickled_network_runs_with_this_processes_addresses():
                          ids=lambda o: type(o).__name__)
 def test_an_optimizer_binds_to_its_compiled_update(optimizer):
     net = fb.Network([fb.Dense(3, 2)], dtype="float64")
-    args = optimizer._bind(net)
-    assert args.update == _dispatch.update_address(optimizer.kind, "float64") != 0
+    args = OptimizerArgs(*optimizer.bind(net))
+    assert args.update_kernel == _dispatch.update_address(optimizer.kind, "float64") != 0
     assert pickle.loads(pickle.dumps(optimizer))._args is None  # an address is never pickled
 
 

@@ -202,7 +202,7 @@ def test_format_carries_buffers_rng_and_shapes(tmp_path):
         assert meta["version"] == 3 and set(data.files) >= {"params", "buffers", "rng"}
     back = fb.load(tmp_path / "m.npz")
     assert back.get_config() == net.get_config() and back.input_shape == (2, 3)
-    assert np.array_equal(back._rng, net._rng)
+    assert np.array_equal(back.engine.rng, net.engine.rng)
     assert back.buffers.size == 5 and np.array_equal(back.buffers, net.buffers)
     assert net.layers[0].num_batches_tracked == 1
     assert np.array_equal(back.forward(X), net.forward(X))
@@ -279,7 +279,7 @@ def test_an_unknown_member_is_refused_unread(tmp_path, monkeypatch):
 
     net = build([3, 2])
     path = _file(tmp_path, _good_meta(net), params=net.params, buffers=net.buffers,
-                 rng=net._rng, junk=np.zeros(1000))
+                 rng=net.engine.rng, junk=np.zeros(1000))
     read = []
     monkeypatch.setattr(fb_io, "_read", lambda archive, name: read.append(name))
     with pytest.raises(ValueError, match=r"unknown members \['junk'\]"):
@@ -312,7 +312,7 @@ def test_a_huge_workspace_for_one_row_is_refused(tmp_path):
     config = net.get_config()
     config["input_shape"] = [1, 30000, 30000]  # 2 parameters, 7 GB of activations a row
     path = _file(tmp_path, {"format": "fastbp-model", "version": 3, "config": config},
-                 params=net.params, buffers=net.buffers, rng=net._rng)
+                 params=net.params, buffers=net.buffers, rng=net.engine.rng)
     with pytest.raises(ValueError, match="bytes of workspace for one row"):
         fb.load(path)
 
@@ -321,7 +321,7 @@ def test_a_huge_workspace_for_one_row_is_refused(tmp_path):
                                   "config_string"])
 def test_malformed_metadata_is_a_value_error(tmp_path, case):
     net = build([3, 2])
-    arrays = {"params": net.params, "buffers": net.buffers, "rng": net._rng}
+    arrays = {"params": net.params, "buffers": net.buffers, "rng": net.engine.rng}
     if case == "deep_json":
         buf = io.BytesIO()
         np.savez(buf, meta=np.frombuffer(b"[" * 100_000 + b"]" * 100_000, dtype=np.uint8),

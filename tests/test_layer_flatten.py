@@ -46,12 +46,12 @@ def test_c_order_and_shapes():
 
 def test_shares_its_input_region_between_layers():
     net = fb.Network(POSITIONS["middle"](), input_shape=(2, 3, 2), seed=0)
-    table = net._plan.table
+    table = net.engine.plan.table
     assert table[1, codes.L_IS_VIEW] == 1
     assert table[1, codes.L_OUT_OFFSET] == table[0, codes.L_OUT_OFFSET]
     assert table[1, codes.L_DELTA_OFFSET] == table[0, codes.L_DELTA_OFFSET]
     first = fb.Network(POSITIONS["first"](), input_shape=(2, 3, 2), seed=0)
-    assert first._plan.table[0, codes.L_IS_VIEW] == 0  # X is the caller's: copy it
+    assert first.engine.plan.table[0, codes.L_IS_VIEW] == 0  # X is the caller's: copy it
 
 
 @pytest.mark.slow  # imports torch

@@ -46,8 +46,8 @@ def test_max_ties_send_the_gradient_to_the_first_maximum():
     X = np.ones((1, 1, 2, 2))
     net.train_step(X, np.zeros((1, 1)), fb.SGD())  # fills the argmax scratch
     assert net.forward(X)[0, 0] == 1.0
-    start = net._plan.table[0, codes.L_SCRATCH_OFFSET]  # batch of one: per-sample offsets
-    assert net._ws[start] == 0  # the argmax is the first position of the window
+    start = net.engine.plan.table[0, codes.L_SCRATCH_OFFSET]  # batch of one: per-sample offsets
+    assert net.engine.ws[start] == 0  # the argmax is the first position of the window
 
 
 @pytest.mark.parametrize("pool,shape,X,expected", [
@@ -64,8 +64,8 @@ def test_max_ties_go_to_the_first_maximum_in_row_major_order(pool, shape, X, exp
     net = fb.Network([pool, fb.Flatten()], input_shape=shape, loss="mse", dtype="float64")
     X = np.asarray(X, dtype=np.float64).reshape(1, *shape)
     net.train_step(X, np.zeros((1, net.n_outputs)), fb.SGD())  # fills the argmax scratch
-    start = net._plan.table[0, codes.L_SCRATCH_OFFSET]  # batch of one: per-sample offsets
-    np.testing.assert_array_equal(net._ws[start : start + len(expected)], expected)
+    start = net.engine.plan.table[0, codes.L_SCRATCH_OFFSET]  # batch of one: per-sample offsets
+    np.testing.assert_array_equal(net.engine.ws[start : start + len(expected)], expected)
 
 
 @pytest.mark.parametrize("make,text", [

@@ -124,7 +124,7 @@ def test_buffers_start_on_cache_lines():
     net = build([7, 5, 3], dtype="float32")
     opt = fb.Adam()
     net.train_step(*make_data(4, 7, 3, "cross_entropy", dtype="float32"), opt)
-    for buf in (net.params, net._grads, net._ws, opt._state):
+    for buf in (net.params, net.engine.grads, net.engine.ws, opt.training_state()[0]):
         assert buf.ctypes.data % 64 == 0 and buf.flags.c_contiguous
 
 

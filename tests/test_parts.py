@@ -11,8 +11,9 @@ import pytest
 
 import fastbp as fb
 from fastbp import _codes as codes
+from fastbp import _engine as network_module
 from fastbp import _threads
-from fastbp import network as network_module
+from fastbp._engine import GRAD_FLAGS
 
 # float32 gradients summed in a different order (two partial sums, then a weighted sum):
 # differences of a few ulps of the largest gradient entry
@@ -55,10 +56,10 @@ def test_split_gradient_matches_the_whole_batch(name):
     make, shape = NETWORKS[name]
     X, y = _batch(shape)
     net = make()
-    assert net._parts(X.shape[0]) is not net._no_parts  # the batch is split
+    assert net.engine.parts(X.shape[0]) is not net.engine.no_parts  # the batch is split
     loss, grad = net.loss_and_grad(X, y)
     fb.set_num_threads(1)  # one thread: never split
-    assert net._parts(X.shape[0]) is net._no_parts
+    assert net.engine.parts(X.shape[0]) is net.engine.no_parts
     whole_loss, whole_grad = net.loss_and_grad(X, y)
     assert loss == pytest.approx(whole_loss, rel=1e-6)
     np.testing.assert_allclose(grad, whole_grad, rtol=RTOL, atol=ATOL)
@@ -137,34 +138,34 @@ def test_a_non_finite_loss_in_one_part_updates_nothing():
 ])
 def test_batch_statistics_and_dropout_never_split(layers):
     net = fb.Network(layers, seed=0)
-    net._ensure_capacity(64)
-    assert net._parts(64) is net._no_parts
+    net.engine.reserve(64)
+    assert net.engine.parts(64) is net.engine.no_parts
 
 
 def test_dropout_zero_splits():
     net = fb.Network([fb.Dense(6, 16), fb.Dropout(0.0), fb.Dense(16, 3)], seed=0)
-    net._ensure_capacity(64)
-    assert net._parts(64) is not net._no_parts
+    net.engine.reserve(64)
+    assert net.engine.parts(64) is not net.engine.no_parts
 
 
 def test_small_batches_and_steps_stay_whole(monkeypatch):
     monkeypatch.setattr(network_module, "SPLIT_MIN_WORK", 10_000)
     net = fb.Network.mlp([6, 16, 3], seed=0)  # 144 multiply-adds a row: 70 rows at least
-    net._ensure_capacity(100)
-    assert net._parts(69) is net._no_parts
-    assert net._parts(70)[2][codes.PART_MIN_ROWS] == 70
+    net.engine.reserve(100)
+    assert net.engine.parts(69) is net.engine.no_parts
+    assert net.engine.parts(70)[2][codes.PART_MIN_ROWS] == 70
 
 
 def test_products_big_enough_for_blas_threads_stay_whole():
     # an MLP whose largest product reaches _threads.MIN_PARALLEL_WORK: BLAS's own threads
     # run it faster than two parts; a convolution's im2col and pooling gain from parts
     mlp = fb.Network.mlp([784, 128, 10], seed=0)
-    mlp._ensure_capacity(64)
-    assert mlp._parts(39) is not mlp._no_parts and mlp._parts(40) is mlp._no_parts
+    mlp.engine.reserve(64)
+    assert mlp.engine.parts(39) is not mlp.engine.no_parts and mlp.engine.parts(40) is mlp.engine.no_parts
     cnn = fb.Network([fb.Conv2D(1, 64, 5, activation="relu"), fb.Flatten(),
                       fb.Dense(64 * 24 * 24, 10)], input_shape=(1, 28, 28), seed=0)
-    cnn._ensure_capacity(64)
-    assert cnn._parts(64) is not cnn._no_parts
+    cnn.engine.reserve(64)
+    assert cnn.engine.parts(64) is not cnn.engine.no_parts
 
 
 @pytest.fixture
@@ -184,15 +185,15 @@ def test_products_big_enough_for_blas_threads_split_when_the_machine_is_busy(mon
     # (_threads.busy_split); the gradient is then the parts' sum, as for any split step
     mlp = fb.Network.mlp([784, 128, 10], seed=0)
     X, y = _batch((784,), rows=64)
-    mlp._ensure_capacity(64)
-    parts = mlp._parts(64)
-    assert parts is not mlp._no_parts and parts[2][codes.PART_MAX_ROWS] == 64
+    mlp.engine.reserve(64)
+    parts = mlp.engine.parts(64)
+    assert parts is not mlp.engine.no_parts and parts[2][codes.PART_MAX_ROWS] == 64
     assert parts[2][codes.PART_PARALLEL] == 1
     loss, grad = mlp.loss_and_grad(X, y)
-    assert mlp._parts(48) is parts and parts[2][codes.PART_MAX_ROWS] == 48  # no new arrays
+    assert mlp.engine.parts(48) is parts and parts[2][codes.PART_MAX_ROWS] == 48  # no new arrays
     monkeypatch.setattr(_threads._monitor, "is_busy", lambda: False)
-    assert mlp._parts(64) is mlp._no_parts  # idle: whole, on BLAS's threads
-    assert mlp._parts(39)[2][codes.PART_MAX_ROWS] == 39  # the split range as before
+    assert mlp.engine.parts(64) is mlp.engine.no_parts  # idle: whole, on BLAS's threads
+    assert mlp.engine.parts(39)[2][codes.PART_MAX_ROWS] == 39  # the split range as before
     whole_loss, whole_grad = mlp.loss_and_grad(X, y)
     assert loss == pytest.approx(whole_loss, rel=1e-6)
     np.testing.assert_allclose(grad, whole_grad, rtol=RTOL, atol=ATOL)
@@ -209,8 +210,8 @@ def test_busy_split_only_at_once_small_and_adaptive(monkeypatch, _busy, why):
     else:
         fb.set_num_threads(2)
     mlp = fb.Network.mlp([784, 128, 10], seed=0)
-    mlp._ensure_capacity(64)
-    assert mlp._parts(64) is mlp._no_parts
+    mlp.engine.reserve(64)
+    assert mlp.engine.parts(64) is mlp.engine.no_parts
 
 
 def test_busy_split_fit_epochs_equal_train_steps(monkeypatch, _busy):
@@ -221,10 +222,10 @@ def test_busy_split_fit_epochs_equal_train_steps(monkeypatch, _busy):
     make, shape = NETWORKS["mlp"]
     X, y = _batch(shape, 21)
     fitted = make()
-    assert 8 not in fitted._split_rows  # not split on an idle machine
+    assert 8 not in fitted.engine.split_rows  # not split on an idle machine
     fitted.fit(X, y, optimizer=fb.SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=8,
                shuffle=False, verbose=0)
-    part_results = fitted._part_arrays[1]
+    part_results = fitted.engine._part_arrays[1]
     assert part_results[1, codes.R_WEIGHT] == 2  # the last batch, 5 rows: 3 and 2
     stepped = make()
     opt = fb.SGD(lr=0.1, momentum=0.9)
@@ -236,7 +237,7 @@ def test_busy_split_fit_epochs_equal_train_steps(monkeypatch, _busy):
     monkeypatch.setattr(_threads._monitor, "is_busy", lambda: False)
     whole.fit(X, y, optimizer=fb.SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=8,
               shuffle=False, verbose=0)
-    assert whole._part_arrays is None
+    assert whole.engine._part_arrays is None
     np.testing.assert_allclose(whole.params, fitted.params, rtol=RTOL, atol=ATOL)
 
 
@@ -273,8 +274,8 @@ def test_zero_weight_rows_count_for_accuracy_split_or_whole():
     weights = np.ones(20, np.float32)
     weights[:10] = 0  # a whole part: the batch then runs whole, counting every row
     net = make()
-    split = net._step(*net._inputs(X, y, weights), None).copy()
+    split = net.engine.step(net.engine.inputs(X, y, weights), net.engine.no_update, GRAD_FLAGS).copy()
     fb.set_num_threads(1)
-    whole = net._step(*net._inputs(X, y, weights), None).copy()
+    whole = net.engine.step(net.engine.inputs(X, y, weights), net.engine.no_update, GRAD_FLAGS).copy()
     assert split[codes.R_COUNT] == whole[codes.R_COUNT] == 20
     assert split[codes.R_CORRECT] == whole[codes.R_CORRECT]

@@ -234,7 +234,7 @@ def test_epochs_in_blocks_equal_one_epoch_per_call(monkeypatch, max_iter, tol, e
     # The kernel runs up to EPOCH_BLOCK epochs per call and applies the stopping rule
     # itself; one epoch per call leaves it all to Python. Same draws, same updates, same
     # floats: everything must be identical, including where the random state ends.
-    import fastbp.sklearn as fbs
+    from fastbp.sklearn import _base_mlp as fbs
 
     X, y = _load("iris")
     fits = {}
@@ -262,7 +262,7 @@ def test_epochs_in_blocks_equal_one_epoch_per_call(monkeypatch, max_iter, tol, e
 def test_a_diverging_block_records_its_finished_epochs_like_one_epoch_per_call(monkeypatch):
     # SGD at lr 0.5 with momentum diverges after a few epochs: the epochs before the
     # non-finite loss are recorded and the random state has moved one draw per epoch begun.
-    import fastbp.sklearn as fbs
+    from fastbp.sklearn import _base_mlp as fbs
 
     X, y = _load("diabetes")
     X = StandardScaler().fit_transform(X)

@@ -107,7 +107,7 @@ def test_dropout_mask_rate_and_scale():
     kept = []
     for _ in range(5):
         net.train_step(X, y, opt)
-        grad_w2 = net._grads[4000:6000]
+        grad_w2 = net.engine.grads[4000:6000]
         nonzero = grad_w2[grad_w2 != 0]
         assert np.allclose(nonzero, nonzero[0])  # every kept unit is scaled alike
         kept.append(nonzero.size)
@@ -120,7 +120,7 @@ def test_dropout_mask_rate_and_scale():
     assert np.array_equal(grad, again)
     assert np.count_nonzero(grad[4000:6000]) < 2000
     net.train_step(X, y, opt)
-    assert np.array_equal(grad, net._grads)
+    assert np.array_equal(grad, net.engine.grads)
 
 
 def test_per_batch_callbacks_follow_the_same_run(digits):

@@ -37,10 +37,10 @@ F_NEED_D_INPUT = 4  # backward must write dLoss/d(input) (every layer but the fi
 F_STANDALONE = 8  # a step called from Python: zero the results and validate the batch first
 F_INFER = 16  # run_dataset: forward in chunks (outputs, loss, accuracy), no training
 F_VALIDATE = 32  # run_dataset: only check the data as train_step would
-F_PART = 64  # train_step: one part of a split step (gradient only, never split again)
+F_PART = 64  # a gradient over one part of a split step (kernels pick smaller chunks)
 
-# part_info, the int64 array a split step (kernels/step.py's _split_step) is given.
-PART_STEP = 0  # the address of train_step, which each part runs
+# A step's part info (kernels/bundles.py's Parts.info).
+PART_GRADIENT = 0  # the address of step.gradient compiled alone, which each part runs
 PART_MIN_ROWS = 1  # batches with fewer rows run whole, on one thread
 PART_PARALLEL = 2  # 1: the parts run at once on numba's threads; 0: one after another
 PART_MAX_ROWS = 3  # batches with more rows run whole (BLAS's own threads serve them better, idle)

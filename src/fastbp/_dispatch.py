@@ -80,7 +80,7 @@ def kernel_addresses(kind: int, dtype, variant: int = 0) -> tuple[int, int]:
 def update_address(optimizer_kind: int, dtype) -> int:
     """The address of optimizer ``optimizer_kind``'s update (``kernels/optimizers.py``)
     compiled for ``dtype``: an optimizer compiles when first bound to a network."""
-    key = (-2 - optimizer_kind, np.dtype(dtype).name)
+    key = ("update", optimizer_kind, np.dtype(dtype).name)
     found = _ADDRESSES.get(key)
     if found is None:
         found = _ADDRESSES[key] = _address(optimizers.UPDATES[optimizer_kind],
@@ -88,20 +88,26 @@ def update_address(optimizer_kind: int, dtype) -> int:
     return found
 
 
-def _step_signature_address(key: int, kernel, dtype) -> int:
-    """The address of ``kernel`` (a function with train_step's signature) compiled for
-    ``dtype``, compiled (or loaded from the cache) on first use in this process."""
-    entry = (key, np.dtype(dtype).name)
+def _entry_address(key: str, kernel, signature: tuple, dtype) -> int:
+    """The address of the step-like ``kernel`` compiled for ``signature`` (built for
+    ``dtype``), compiled (or loaded from the cache) on first use in this process."""
+    entry = ("step", key, np.dtype(dtype).name)
     found = _ADDRESSES.get(entry)
     if found is None:
-        found = _ADDRESSES[entry] = _address(kernel, dispatch.step_args_types(dtype))
+        found = _ADDRESSES[entry] = _address(kernel, signature)
     return found
 
 
 def step_address(dtype) -> int:
     """The address of ``step.train_step`` compiled for a network of ``dtype``, which the
     epoch in ``step.run_dataset`` calls: one compiled step for Python and the epoch."""
-    return _step_signature_address(-1, step.train_step, dtype)
+    return _entry_address("train_step", step.train_step, dispatch.step_args_types(dtype), dtype)
+
+
+def gradient_address(dtype) -> int:
+    """The address of ``step.gradient`` (forward, loss and backward), which a whole step
+    and each part of a split step call."""
+    return _entry_address("gradient", step.gradient, dispatch.gradient_args_types(dtype), dtype)
 
 
 def activation_address(row, dtype) -> int:
@@ -144,9 +150,9 @@ def bind_kernels(table: np.ndarray, ints: np.ndarray, dtype, late_ints=()) -> No
 def parts_at_once_address(dtype) -> int:
     """The address of ``step.parts_at_once`` (the parts of a split step on threads)."""
     start_numba_threads()  # before numba starts them with GNU OpenMP's defaults
-    return _step_signature_address(-101, step.parts_at_once, dtype)
+    return _entry_address("parts_at_once", step.parts_at_once, dispatch.part_args_types(dtype), dtype)
 
 
 def run_part_address(dtype) -> int:
     """The address of ``step.run_part`` (one part of a split step)."""
-    return _step_signature_address(-102, step.run_part, dtype)
+    return _entry_address("run_part", step.run_part, dispatch.part_args_types(dtype), dtype)

@@ -40,7 +40,7 @@ def save(net, path, optimizer: Optimizer | None = None) -> None:
     if not directory.is_dir():
         raise FileNotFoundError(f"cannot save to {str(path)!r}: no such directory "
                                 f"{str(directory)!r}")
-    with net._access.reading():  # one consistent state, even beside a training thread
+    with net.engine.access.reading():  # one consistent state, even beside a training thread
         meta, arrays = _contents(net, optimizer)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -60,17 +60,17 @@ def _contents(net, optimizer: Optimizer | None) -> tuple[dict, dict]:
     """The file's metadata and copies of its arrays."""
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": net.get_config(),
             "preprocessing": net.get_preprocessing(), "metadata": net.metadata}
-    arrays = {"params": net.params.copy(), "buffers": net.buffers.copy(), "rng": net._rng.copy()}
+    arrays = {"params": net.params.copy(), "buffers": net.buffers.copy(), "rng": net.engine.rng.copy()}
     if optimizer is not None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-        bound = optimizer._network() if optimizer._network is not None else None
-        if optimizer._network is not None and bound is not net:
+        if optimizer.is_bound and optimizer.bound_to is not net:
             raise ValueError("optimizer belongs to another network; save it with that network")
-        if optimizer._state is not None and optimizer._state.shape[1] != net.params.shape[0]:
-            raise ValueError(f"optimizer state holds {optimizer._state.shape[1]} values per "
-                             f"buffer, the network has {net.params.shape[0]} parameters")
         sd = optimizer.state_dict()
+        sizes = {buf.shape[0] for buf in sd["state"].values()} - {net.params.shape[0]}
+        if sizes:
+            raise ValueError(f"optimizer state holds {sizes.pop()} values per buffer, the "
+                             f"network has {net.params.shape[0]} parameters")
         meta["optimizer"] = {"type": sd["type"], "hyperparameters": sd["hyperparameters"],
                              "step": sd["step"], "state": sorted(sd["state"])}
         for name, buf in sd["state"].items():

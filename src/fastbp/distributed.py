@@ -28,7 +28,7 @@ import threading
 import numpy as np
 
 from . import _codes as codes
-from ._threads import use_threads
+from ._engine import TRAIN_FLAGS, rows_of
 from ._validation import aligned_zeros
 from .kernels.dropout import shuffle as shuffle_kernel
 from .kernels.step import apply_update
@@ -78,18 +78,19 @@ def broadcast_state(net, optimizer, comm) -> np.ndarray:
     """Make every rank start from rank 0's parameters, buffers and optimizer state; give
     each rank its own dropout stream (rank 0 keeps its own). Returns rank 0's random state,
     the same on every rank, for the permutations."""
-    comm.Bcast(net._params, root=0)
-    comm.Bcast(net._buffers, root=0)
+    engine = net.engine
+    comm.Bcast(engine.params, root=0)
+    comm.Bcast(engine.buffers, root=0)
     if optimizer is not None:
-        args = optimizer._bind(net)
-        comm.Bcast(args.state, root=0)
-        comm.Bcast(args.counters, root=0)
-    comm.Bcast(net._rng, root=0)
-    shared = net._rng.copy()
+        optimizer.bind(net)
+        for array in optimizer.training_state():
+            comm.Bcast(array, root=0)
+    comm.Bcast(engine.rng, root=0)
+    shared = engine.rng.copy()
     if comm.rank:  # xorshift state: any non-zero value; mixing in the rank decorrelates
-        mixed = np.uint64(net._rng[0]) ^ np.uint64((0x9E3779B97F4A7C15 * comm.rank)
-                                                   & 0xFFFFFFFFFFFFFFFF)
-        net._rng[0] = mixed if mixed else np.uint64(comm.rank)
+        mixed = np.uint64(engine.rng[0]) ^ np.uint64((0x9E3779B97F4A7C15 * comm.rank)
+                                                     & 0xFFFFFFFFFFFFFFFF)
+        engine.rng[0] = mixed if mixed else np.uint64(comm.rank)
     return shared
 
 
@@ -97,14 +98,15 @@ class DistributedStep:
     """One data-parallel step on this rank's part of a global batch (see the module)."""
 
     def __init__(self, net, optimizer, comm):
-        self.net, self.optimizer, self.comm = net, optimizer, comm
-        self.n_params, self.n_buffers = net._params.shape[0], net._buffers.shape[0]
+        self.engine = engine = net.engine
+        self.optimizer, self.comm = optimizer, comm
+        self.n_params, self.n_buffers = engine.params.shape[0], engine.buffers.shape[0]
         # the network's gradient lives at the front of the buffer the all-reduce sends
         self.buffer = aligned_zeros(self.n_params + self.n_buffers + N_TAIL, net.dtype)
-        net._use_grads(self.buffer[: self.n_params])
-        self.opt_args = optimizer._bind(net)
+        engine.use_grads(self.buffer[: self.n_params])
+        self.opt = optimizer.bind(net)
         self.results = np.zeros(codes.N_RESULTS)
-        self.kept = (net._buffers.copy(), net._rng.copy())  # put back if a rank fails
+        self.kept = (engine.buffers.copy(), engine.rng.copy())  # put back if a rank fails
         self.interrupted = False  # set by deferred_interrupts' SIGINT handler
 
     @contextlib.contextmanager
@@ -127,27 +129,24 @@ class DistributedStep:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def __call__(self, X, labels, targets, weights, rows: int) -> np.ndarray:
-        """Forward/backward on this rank's rows (``rows`` may be 0), the all-reduce and the
-        update; returns the global batch's result sums (R_ERROR set if any rank failed)."""
-        net, buf, r = self.net, self.buffer, self.results
+    def __call__(self, batch: tuple) -> np.ndarray:
+        """Forward/backward on this rank's rows of the global batch (``batch`` may have 0
+        rows), the all-reduce and the update; returns the global batch's result sums
+        (R_ERROR set if any rank failed)."""
+        engine, buf, r = self.engine, self.buffer, self.results
         grads = buf[: self.n_params]
         tail = buf[self.n_params + self.n_buffers :]
         r[:] = 0
-        self.kept[0][:] = net._buffers
-        self.kept[1][:] = net._rng
-        if rows:
-            net._ensure_capacity(rows)
-            use_threads(net._work_per_sample * rows)
-            net._kernels.train_step(*net._args, X, labels, targets, weights, net._loss_code,
-                                    codes.F_TRAINING | codes.F_UPDATE_BUFFERS,
-                                    *net._no_opt, r, *net._no_parts)
+        self.kept[0][:] = engine.buffers
+        self.kept[1][:] = engine.rng
+        if batch[0].shape[0]:
+            engine.step(batch, engine.no_update, TRAIN_FLAGS, results=r, split=False)
         local_weight = r[codes.R_WEIGHT]
         if local_weight > 0:
             grads *= local_weight  # the kernel divided by the local weight
         else:
             grads[:] = 0  # no rows, or all of weight zero: nothing to add
-        buf[self.n_params : self.n_params + self.n_buffers] = net._buffers
+        buf[self.n_params : self.n_params + self.n_buffers] = engine.buffers
         for i, slot in enumerate(SCALARS):
             tail[i] = r[slot]
         tail[-1] = 1.0 if r[codes.R_ERROR] else 0.0
@@ -155,23 +154,23 @@ class DistributedStep:
         self.comm.Allreduce(self._mpi().IN_PLACE, buf, op=self._mpi().SUM)
         if tail[-2] > 0:  # some rank was interrupted: all stop here, before this update
             self.interrupted = False
-            net._buffers[:] = self.kept[0]
-            net._rng[:] = self.kept[1]
+            engine.buffers[:] = self.kept[0]
+            engine.rng[:] = self.kept[1]
             raise KeyboardInterrupt
         r[:] = 0
         for i, slot in enumerate(SCALARS):
             r[slot] = tail[i]
         if tail[-1] > 0 or not np.isfinite(tail[0]):
             r[codes.R_ERROR] = codes.E_NON_FINITE_LOSS
-            net._buffers[:] = self.kept[0]
-            net._rng[:] = self.kept[1]
+            engine.buffers[:] = self.kept[0]
+            engine.rng[:] = self.kept[1]
             return r
         if self.n_buffers:
             np.divide(buf[self.n_params : self.n_params + self.n_buffers], self.comm.size,
-                      out=net._buffers)
+                      out=engine.buffers)
         if r[codes.R_WEIGHT] > 0:
             grads /= r[codes.R_WEIGHT]
-            r[codes.R_GRAD_NORM] = apply_update(net._params, grads, *self.opt_args)
+            r[codes.R_GRAD_NORM] = apply_update(engine.params, grads, self.opt)
             r[codes.R_BATCHES] = 1
         return r
 
@@ -186,7 +185,7 @@ class DistributedEpochRunner:
 
     def __init__(self, net, optimizer, data, batch_size: int, shuffle: bool, callbacks, comm,
                  shuffle_rng: np.ndarray):
-        self.net, self.data, self.shuffle, self.comm = net, data, shuffle, comm
+        self.data, self.shuffle, self.comm = tuple(data), shuffle, comm
         self.callbacks = callbacks
         self.step = DistributedStep(net, optimizer, comm)
         self.global_batch = batch_size * comm.size
@@ -194,7 +193,7 @@ class DistributedEpochRunner:
         self.perm = np.empty(data.X.shape[0], dtype=np.int64)
 
     def __call__(self) -> np.ndarray:
-        data, n, size, rank = self.data, self.data.X.shape[0], self.comm.size, self.comm.rank
+        data, n, size, rank = self.data, self.data[0].shape[0], self.comm.size, self.comm.rank
         self.perm[:] = np.arange(n)
         if self.shuffle:
             shuffle_kernel(self.perm, self.shuffle_rng)
@@ -202,8 +201,7 @@ class DistributedEpochRunner:
         with self.step.deferred_interrupts():
             for b, start in enumerate(range(0, n, self.global_batch)):
                 rows = np.array_split(self.perm[start : start + self.global_batch], size)[rank]
-                part = data.rows(rows)
-                r = self.step(*part, rows.shape[0])
+                r = self.step(rows_of(data, rows))
                 if r[codes.R_ERROR]:
                     totals[codes.R_ERROR] = r[codes.R_ERROR]
                     return totals
@@ -215,19 +213,17 @@ class DistributedEpochRunner:
         return totals
 
 
-def evaluate(net, comm, X, labels, targets, weights) -> dict[str, float]:
-    """evaluate's metrics with the rows split among the ranks and the sums all-reduced."""
-    rows = np.array_split(np.arange(X.shape[0]), comm.size)[comm.rank]
+def evaluate(engine, comm, batch: tuple) -> dict[str, float]:
+    """evaluate's metrics on a checked ``batch`` with its rows split among the ranks and
+    the sums all-reduced."""
+    rows = np.array_split(np.arange(batch[0].shape[0]), comm.size)[comm.rank]
     sums = np.zeros(len(SCALARS))
     if rows.shape[0]:
-        lo, hi = int(rows[0]), int(rows[-1]) + 1
-        part = (X[lo:hi], labels[lo:hi] if labels.shape[0] else labels,
-                targets[lo:hi] if targets.shape[0] else targets,
-                weights[lo:hi] if weights.shape[0] else weights)
-        r = net._infer(*part, net._loss_code, net._no_targets)
+        part = rows_of(batch, slice(int(rows[0]), int(rows[-1]) + 1))
+        r = engine.infer(part, engine.loss_code)
         sums[:] = [r[slot] for slot in SCALARS]
     comm.Allreduce(_mpi().IN_PLACE, sums, op=_mpi().SUM)
     r = np.zeros(codes.N_RESULTS)
     for value, slot in zip(sums, SCALARS):
         r[slot] = value
-    return net._metrics(r)
+    return engine.metrics(r)

@@ -115,7 +115,7 @@ def load(path, return_optimizer: bool = False):
     if buffers is not None:
         net.buffers[:] = buffers
     if rng is not None:
-        net._rng[:] = rng
+        net.engine.rng[:] = rng
     return (net, opt) if return_optimizer else net
 
 

@@ -15,72 +15,28 @@ Modes, as PyTorch's ``module.train()`` / ``module.eval()``:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from math import prod
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from . import _codes as codes
 from . import _validation as v
-from ._access import SharedAccess
-from ._dispatch import (
-    bind_kernels,
-    loss_address,
-    parts_at_once_address,
-    run_part_address,
-    step_address,
-)
+from ._dispatch import loss_address
+from ._engine import GRAD_FLAGS, STEP_FLAGS, Engine
+from ._params import Interval, check_parameters
 from ._serialize import save as _save
-from ._threads import (
-    BUSY_SPLIT_MAX_BYTES,
-    MIN_PARALLEL_WORK,
-    SPLIT_MIN_WORK,
-    busy_split,
-    get_num_threads,
-    parts_in_parallel,
-    use_threads,
-)
-from .kernels import step as _step_kernels
 from .layers import Layer, layer_config, layer_from_config, mlp_layers
 from .losses import LOSSES, check_loss_settings, is_regression, loss_settings
-from .metrics import METRICS, check_metrics
-from .optim import Optimizer, OptimizerArgs
+from .metrics import check_metrics
+from .optim import Optimizer
 from .plan import compile_layers
 from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
 
 LOSS_CODES = {name: code for name, (code, _) in LOSSES.items()}
-
-# Rows per chunk for forward/predict/evaluate on large inputs, by default: at most this
-# many, and no more than fit a workspace of INFER_BYTES (each thread has its own).
-INFER_CHUNK = 1024
-INFER_BYTES = 64 * 2**20
-TRAIN_FLAGS = codes.F_TRAINING | codes.F_UPDATE_BUFFERS  # fit's epochs
-STEP_FLAGS = TRAIN_FLAGS | codes.F_STANDALONE  # train_step
-GRAD_FLAGS = codes.F_TRAINING | codes.F_STANDALONE  # loss_and_grad
-EVAL_FLAGS = 0
-
-
-def seed_state(seed: int | None) -> np.ndarray:
-    """The kernels' xorshift state, from a stream of its own so init draws are unaffected."""
-    rng = np.random.default_rng(None if seed is None else [seed, 0x5EED])
-    return np.array([rng.integers(1, 2**63, dtype=np.int64)], dtype=np.uint64)
-
-
-class KernelArgs(NamedTuple):
-    """The network's arrays in the order every step, epoch and inference kernel takes them."""
-
-    plan: np.ndarray
-    ints: np.ndarray
-    floats: np.ndarray
-    params: np.ndarray
-    grads: np.ndarray
-    buffers: np.ndarray
-    ws: np.ndarray
-    rng: np.ndarray
 
 
 class Network:
@@ -120,14 +76,15 @@ class Network:
         The bound layers; their tensors (``layers[i].W``...) are views of params/buffers.
     """
 
+    _parameter_constraints: dict = {"seed": [Interval(int, None, None), None]}
+
     def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] | None = None,
                  loss: str = "cross_entropy", dtype: str = "float32", seed: int | None = 0,
                  *, huber_delta: float = 1.0, label_smoothing: float = 0.0):
         if isinstance(input_shape, str):  # Network(layers, "mse"): the pre-input_shape order
             raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}; pass "
                             "the loss by name: Network(layers, loss=...)")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        check_parameters(self._parameter_constraints, {"seed": seed}, "Network")
         self.loss = v.check_loss(loss)
         self.huber_delta, self.label_smoothing = check_loss_settings(loss, huber_delta,
                                                                      label_smoothing)
@@ -136,68 +93,27 @@ class Network:
         layers, plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
         # The loss's settings follow the layers' float settings, and the address of its
         # kernel (known when the kernels bind) the layers' int settings (kernels/step.py).
-        self._plan = replace(
+        plan = replace(
             plan, floats=np.concatenate([plan.floats, loss_settings(self.huber_delta,
                                                                     self.label_smoothing)]),
             ints=np.append(plan.ints, np.int64(0)),
             late_ints=(*plan.late_ints, (plan.ints.shape[0],
                                          partial(loss_address, LOSS_CODES[self.loss]))))
         self.layers = layers
-        self.input_shape = self._plan.input_shape
-        self._kernels = _step_kernels
-        self._kernels_bound = False  # the layers' kernel addresses, written on first run
-        self._train_kernel = _step_kernels.train_step  # looked up once: train_step's hot path
-        self._work_per_sample = max(layer.product_work() for layer in layers)
-        # A training batch is split by rows over threads (kernels/step.py's _split_step)
-        # when every layer allows it and the step is big enough (0: never), unless only
-        # matrix products do the work and they are big enough for BLAS's own threads
-        # (their threads then beat the split; convolutions and recurrent cells, whose own
-        # loops do much of the work, always gain from it) and the machine is idle (see
-        # _parts).
-        self._split_work = (sum(layer.work_per_sample() for layer in layers)
-                            if all(layer.rows_independent() for layer in layers) else 0)
-        self._split_rows = (range(-(-SPLIT_MIN_WORK // self._split_work),
-                                  2**62 if any(layer.work_outside_blas for layer in layers)
-                                  else (MIN_PARALLEL_WORK - 1) // max(self._work_per_sample, 1) + 1)
-                            if self._split_work else range(0))
-        self._part_arrays: tuple | None = None
-        self._part_key: tuple[int, int] | None = None
-        # Batch statistics need more than one value per channel (torch refuses too).
-        self._min_batch = 2 if any(getattr(layer, "positions", 2) == 1 for layer in layers) else 1
-        self._params, self._buffers = params, buffers
-        self._grads = v.aligned_zeros(self._plan.n_params, self.dtype)
-        self._rng = seed_state(seed)
-        self._loss_code = LOSS_CODES[self.loss]
-        self._results = np.zeros(codes.N_RESULTS, dtype=np.float64)
-        self._capacity = 0
-        self._ensure_capacity(1)
-        # Inference runs in each thread's own workspace, training alone (fastbp._access).
-        self._access = SharedAccess()
-        self._local = threading.local()
-        # Typed empties stand in for the arguments a call does not use.
-        self._no_labels = np.empty(0, dtype=np.int64)
-        self._no_targets = np.empty((0, self.n_outputs), dtype=self.dtype)
-        self._no_weights = np.empty(0, dtype=self.dtype)
-        no_hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
-        no_hyper[codes.H_KIND] = codes.NO_UPDATE  # a gradient, no update
-        self._no_opt = OptimizerArgs(np.empty((0, 0), dtype=self.dtype), no_hyper,
-                                     np.zeros(codes.N_COUNTERS, dtype=np.int64), 0)
-        self._no_parts = (np.empty((0, 0), dtype=self.dtype),
-                          np.zeros((0, codes.N_RESULTS)), np.zeros(codes.N_PART_INFO, np.int64))
-        self._no_perm = np.empty(0, dtype=np.int64)
-        self._no_X = np.empty((0, self.n_features), dtype=self.dtype)
-        self._standardize: Standardize | None = None
-        self._label_encoder: LabelEncoder | None = None
-        self._target_standardize: Standardize | None = None
+        self.input_shape = plan.input_shape
+        #: The compute side (``fastbp._engine``): arrays, workspaces, kernel calls; what
+        #: fastbp's own modules use. Users need it only to write such modules.
+        self.engine = Engine(self, plan, params, buffers, LOSS_CODES[self.loss], seed)
         #: JSON-able notes saved with the model (the CLI records its data split here).
         self.metadata: dict[str, Any] = {}
 
     def __reduce__(self):
         # The kernels module and views cannot be pickled or deep-copied: rebuild from the
         # architecture, then restore the state (copy.deepcopy, pickle, multiprocessing).
-        with self._access.reading():  # a consistent state, not one mid-step
+        with self.engine.access.reading():  # a consistent state, not one mid-step
             return (_rebuild, (self.get_config(), self.params.copy(), self.buffers.copy(),
-                               self._rng.copy(), self.get_preprocessing(), dict(self.metadata)))
+                               self.engine.rng.copy(), self.get_preprocessing(),
+                               dict(self.metadata)))
 
     @classmethod
     def mlp(cls, sizes: Sequence[int], activation: str = "relu", loss: str = "cross_entropy",
@@ -214,21 +130,21 @@ class Network:
     # -- the flat state --------------------------------------------------------------------
     @property
     def params(self) -> np.ndarray:
-        return self._params
+        return self.engine.params
 
     @params.setter
     def params(self, value) -> None:
-        with self._access.exclusive():
-            _copy_into(self._params, value, "params")
+        with self.engine.access.exclusive():
+            _copy_into(self.engine.params, value, "params")
 
     @property
     def buffers(self) -> np.ndarray:
-        return self._buffers
+        return self.engine.buffers
 
     @buffers.setter
     def buffers(self, value) -> None:
-        with self._access.exclusive():
-            _copy_into(self._buffers, value, "buffers")
+        with self.engine.access.exclusive():
+            _copy_into(self.engine.buffers, value, "buffers")
 
     # -- preprocessing that travels with the model (fastbp.preprocessing) -------------------
     @property
@@ -236,11 +152,11 @@ class Network:
         """A fitted :class:`~fastbp.Standardize` applied to every X this network is given
         (fit, train_step, evaluate, forward, predict), or None. Saved with the model;
         ``fit(..., standardize=True)`` sets it from the training rows."""
-        return self._standardize
+        return self.engine.standardize
 
     @standardize.setter
     def standardize(self, value: Standardize | None) -> None:
-        self._standardize = self._checked_scaler(value, "standardize", self.n_features,
+        self.engine.standardize = self._checked_scaler(value, "standardize", self.n_features,
                                                  "n_features")
 
     @property
@@ -248,7 +164,7 @@ class Network:
         """A fitted :class:`~fastbp.LabelEncoder` (cross_entropy): y holds the user's labels
         (strings or numbers), predict returns them, predict_proba's columns are its
         ``classes_``. None: y holds class indices 0..n_outputs-1."""
-        return self._label_encoder
+        return self.engine.label_encoder
 
     @label_encoder.setter
     def label_encoder(self, value: LabelEncoder | None) -> None:
@@ -260,20 +176,20 @@ class Network:
                 raise ValueError(f"label_encoder has {len(value.classes_)} classes; it needs a "
                                  f"cross_entropy network with as many outputs (this one: "
                                  f"{self.loss}, {self.n_outputs} outputs)")
-        self._label_encoder = value
+        self.engine.label_encoder = value
 
     @property
     def target_standardize(self) -> Standardize | None:
         """A fitted :class:`~fastbp.Standardize` of the targets (mse): the network learns
         standardised targets, predict returns the original units. None: targets as given."""
-        return self._target_standardize
+        return self.engine.target_standardize
 
     @target_standardize.setter
     def target_standardize(self, value: Standardize | None) -> None:
         if value is not None and not is_regression(self.loss):
             raise ValueError(f"target_standardize applies to regression networks (mse, huber, "
                              f"l1), this one uses {self.loss}")
-        self._target_standardize = self._checked_scaler(value, "target_standardize",
+        self.engine.target_standardize = self._checked_scaler(value, "target_standardize",
                                                         self.n_outputs, "n_outputs")
 
     @staticmethod
@@ -289,8 +205,8 @@ class Network:
 
     def get_preprocessing(self) -> dict[str, dict]:
         """The preprocessing's JSON-able configs by attribute name (what ``save`` writes)."""
-        items = {"standardize": self._standardize, "label_encoder": self._label_encoder,
-                 "target_standardize": self._target_standardize}
+        items = {"standardize": self.standardize, "label_encoder": self.label_encoder,
+                 "target_standardize": self.target_standardize}
         return {name: item.get_config() for name, item in items.items() if item is not None}
 
     def set_preprocessing(self, configs: dict[str, dict]) -> None:
@@ -299,66 +215,15 @@ class Network:
         unknown = set(built) - {"standardize", "label_encoder", "target_standardize"}
         if unknown:
             raise ValueError(f"unknown preprocessing {sorted(unknown)}")
-        before = (self._standardize, self._label_encoder, self._target_standardize)
+        engine = self.engine
+        before = (engine.standardize, engine.label_encoder, engine.target_standardize)
         try:
             self.standardize = built.get("standardize")
             self.label_encoder = built.get("label_encoder")
             self.target_standardize = built.get("target_standardize")
         except (TypeError, ValueError):
-            self._standardize, self._label_encoder, self._target_standardize = before
+            engine.standardize, engine.label_encoder, engine.target_standardize = before
             raise
-
-    def _user_X(self, X):
-        return X if self._standardize is None else self._standardize.transform(X, self.dtype)
-
-    def _user_y(self, y):
-        if y is None:
-            return y
-        if self._label_encoder is not None:
-            return self._label_encoder.transform(y)
-        if self._target_standardize is not None:
-            y = np.asarray(y)
-            if y.ndim == 0:
-                raise ValueError(f"y must have a value per sample, got shape {y.shape}")
-            return self._target_standardize.transform(y.reshape(y.shape[0], -1),
-                                                      self.dtype).reshape(y.shape)
-        return y
-
-    @property
-    def _args(self) -> KernelArgs:
-        """The arrays every kernel takes first; the first use compiles (or loads from the
-        cache) the kernels of the network's layer kinds and puts their addresses in the
-        plan (``_dispatch.py``), so that building a network compiles nothing."""
-        if not self._kernels_bound:
-            self._bind_kernels()
-        return self._kernel_arrays
-
-    @_args.setter
-    def _args(self, value: KernelArgs) -> None:
-        self._kernel_arrays = value
-
-    def _bind_kernels(self) -> None:
-        with self._access.lock:  # once, before any thread runs a kernel of this network
-            if not self._kernels_bound:
-                bind_kernels(self._plan.table, self._plan.ints, self.dtype,
-                             self._plan.late_ints)
-                self._kernels_bound = True
-
-    def _use_grads(self, grads: np.ndarray) -> None:
-        """Compute gradients into ``grads`` (n_params,) from now on, e.g. a view into the
-        buffer an all-reduce sends (fastbp.distributed)."""
-        self._grads = grads
-        p = self._plan
-        self._args = KernelArgs(p.table, p.ints, p.floats, self._params, self._grads,
-                                self._buffers, self._ws, self._rng)
-
-    def _kernel_args(self) -> KernelArgs:
-        """The arrays every kernel takes first (rebuilt when the workspace grows)."""
-        return self._args
-
-    def _training_state(self) -> tuple[np.ndarray, ...]:
-        """Every array training changes on the network's side, for snapshots and rollback."""
-        return (self._params, self._buffers, self._rng)
 
     # -- description -----------------------------------------------------------------------
     @property
@@ -416,9 +281,9 @@ class Network:
         print_fn(rule)
         print_fn(f"Trainable params: {self.params.size:,}")
         print_fn(f"Non-trainable buffers: {self.buffers.size:,}")
-        for name, item in (("standardize", self._standardize),
-                           ("label_encoder", self._label_encoder),
-                           ("target_standardize", self._target_standardize)):
+        for name, item in (("standardize", self.standardize),
+                           ("label_encoder", self.label_encoder),
+                           ("target_standardize", self.target_standardize)):
             if item is not None:
                 print_fn(f"{name}: {item!r}")
 
@@ -427,148 +292,24 @@ class Network:
         return (f"Network([{inner}], input_shape={self.input_shape}, loss={self.loss!r}, "
                 f"dtype={self.dtype.name!r})")
 
-    # -- input handling --------------------------------------------------------------------
-    def _inputs(self, X, y, sample_weight=None):
-        X, y = self._user_X(X), self._user_y(y)
-        X = v.check_X(X, self.input_shape, self.dtype)
-        labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype)
-        if sample_weight is None:
-            w = self._no_weights
-        else:
-            w = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
-        return (X, self._no_labels if labels is None else labels,
-                self._no_targets if targets is None else targets, w)
-
-    def _raise_for(self, results: np.ndarray, labels: np.ndarray | None = None) -> None:
-        code = int(results[codes.R_ERROR])
-        if code == codes.E_NON_FINITE_LOSS:
-            raise FloatingPointError("the loss is not finite; parameters were not updated "
-                                     "(lower the learning rate or clip gradients)")
-        if code:
-            raise ValueError(v.value_error_message(code, int(results[codes.R_ERROR_INDEX]),
-                                                   self.loss, self.n_outputs, labels=labels))
-
-    def _check_values(self, X, labels, targets, weights, loss_code: int | None = None) -> None:
-        loss_code = self._loss_code if loss_code is None else loss_code
-        results = self._run_dataset(X, labels, targets, weights, loss_code, codes.F_VALIDATE)
-        self._raise_for(results, labels)
-
-    def _kernel_arrays_for(self, rows: int) -> KernelArgs:
-        """The network's arrays with a new workspace for ``rows`` rows: per-sample regions
-        first, then the per-batch scratch and the copy of the buffers."""
-        p = self._plan
-        ws = v.aligned_zeros(rows * p.ws_width + p.batch_width + p.n_buffers, self.dtype)
-        return KernelArgs(p.table, p.ints, p.floats, self._params, self._grads, self._buffers,
-                          ws, self._rng)
-
-    def _ensure_capacity(self, rows: int) -> None:
-        if rows > self._capacity:
-            args = self._kernel_arrays_for(rows)
-            self._args, self._ws = args, args.ws  # (the getter would bind the kernels)
-            self._capacity = rows
-
-    def _parts(self, rows: int) -> tuple:
-        """(parts, part_results, part_info) for a training batch of ``rows``: the split
-        step's arrays (kernels/step.py's _split_step) if the batch is split over threads,
-        else empty ones (then train_step runs it whole). An epoch of batches of ``rows``
-        passes the arrays on to train_step, which splits each batch of PART_MIN_ROWS to
-        PART_MAX_ROWS rows (a last, smaller batch may run whole). Whether and how a batch
-        splits depends on the network, its rows and get_num_threads(); the load decides
-        whether the parts run at once, with the same arithmetic either way, and for a
-        batch big enough for BLAS's own threads also whether it splits at all
-        (_threads.busy_split: then, in an epoch, a last batch too small for busy_split
-        splits as well). Call after ``_ensure_capacity``."""
-        split = self._split_rows
-        if not split or rows < split.start:
-            return self._no_parts
-        count = get_num_threads()
-        if count < 2:
-            return self._no_parts
-        work = rows * self._split_work
-        if rows in split:
-            max_rows = split.stop - 1
-        else:
-            # products big enough for BLAS's own threads: whole, unless other processes
-            # hold the cores (busy_split), the parts can run at once (one after another
-            # they would only add the gradients' sum) and their workspace stays modest (a
-            # full-batch fit would otherwise add half its activations again)
-            part_bytes = ((count - 1) * -(-rows // count) * self._plan.ws_width
-                          * np.dtype(self.dtype).itemsize)
-            if not busy_split(work) or part_bytes > BUSY_SPLIT_MAX_BYTES or \
-                    not parts_in_parallel(work):
-                return self._no_parts
-            max_rows = rows
-        rows_room = min(self._capacity, max_rows)
-        if self._part_key is None or self._part_key[0] != count or self._part_key[1] < rows_room:
-            self._make_parts(count, rows_room)  # grown, never shrunk: batch sizes vary
-        arrays = self._part_arrays
-        if rows < arrays[2][codes.PART_MIN_ROWS]:
-            return self._no_parts
-        arrays[2][codes.PART_MAX_ROWS] = min(max_rows, self._part_key[1])
-        at_once = parts_in_parallel(work)
-        arrays[2][codes.PART_PARALLEL] = at_once
-        if at_once:
-            use_threads(0)  # one BLAS thread: the parts share the process's count
-        return arrays
-
-    def _make_parts(self, count: int, max_rows: int) -> None:
-        plan, n = self._plan, self._plan.n_params
-        # sized for the largest batch that splits, not for inference's larger chunks
-        rows = -(-max_rows // count)
-        ws_size = rows * plan.ws_width + plan.batch_width + plan.n_buffers
-        # each row starts 64-byte aligned (float32), as the network's own arrays do
-        width = -(-(_step_kernels.part_grads_width(n) + ws_size) // 16) * 16
-        info = np.zeros(codes.N_PART_INFO, dtype=np.int64)
-        info[codes.PART_STEP] = step_address(self.dtype)
-        info[codes.PART_MIN_ROWS] = max(2 * count, self._split_rows.start)
-        info[codes.PART_WS_SIZE] = ws_size
-        info[codes.PART_AT_ONCE] = parts_at_once_address(self.dtype)
-        info[codes.PART_RUNNER] = run_part_address(self.dtype)
-        self._part_arrays = (v.aligned_zeros((count - 1) * width, self.dtype).reshape(
-            count - 1, width), np.zeros((count, codes.N_RESULTS)), info)
-        self._part_key = (count, max_rows)
-
-    def _check_batch_rows(self, rows: int, name: str = "X") -> None:
-        if rows < self._min_batch:
-            i, layer = next((i, la) for i, la in enumerate(self.layers)
-                            if getattr(la, "positions", 2) == 1)
-            raise ValueError(f"layers[{i}] ({type(layer).__name__}) expected more than 1 value per "
-                             f"channel when training; {name} has {rows} row")
-
-    def _step(self, X, labels, targets, weights, optimizer: Optimizer | None) -> np.ndarray:
-        """One standalone fused step in training mode: with an optimizer, updates params,
-        buffers and its state; without one, only computes the gradient into ``_grads``."""
-        self._ensure_capacity(X.shape[0])
-        r = self._results
-        if optimizer is None:
-            opt = self._no_opt
-            flags = GRAD_FLAGS
-        else:
-            opt = optimizer._bind(self)
-            flags = STEP_FLAGS
-        use_threads(self._work_per_sample * X.shape[0])
-        self._kernels.train_step(*self._args, X, labels, targets, weights, self._loss_code,
-                                 flags, *opt, r, *self._parts(X.shape[0]))
-        return r
-
     # -- training --------------------------------------------------------------------------
     def _distributed_step(self, X, y, optimizer: Optimizer, sample_weight, comm) -> float:
         from . import distributed
 
         distributed.check_comm(comm)
-        error = None
+        engine, error = self.engine, None
         try:
-            X, labels, targets, weights = self._inputs(X, y, sample_weight)
-            if X.shape[0]:
-                self._check_values(X, labels, targets, weights)
+            batch = engine.inputs(X, y, sample_weight)
+            if batch[0].shape[0]:
+                engine.validate(batch)
         except Exception as e:  # every rank raises, none waits alone in the all-reduce
             error = e
         distributed.agree(comm, error)
         key = (id(optimizer), id(comm))
-        if getattr(self, "_distributed", (None,))[0] != key:
+        if engine.distributed is None or engine.distributed[0] != key:
             distributed.broadcast_state(self, optimizer, comm)
-            self._distributed = (key, distributed.DistributedStep(self, optimizer, comm))
-        r = self._distributed[1](X, labels, targets, weights, X.shape[0])
+            engine.distributed = (key, distributed.DistributedStep(self, optimizer, comm))
+        r = engine.distributed[1](batch)
         if r[codes.R_ERROR]:
             raise FloatingPointError("the loss is not finite on some rank; parameters were not "
                                      "updated (lower the learning rate or clip gradients)")
@@ -605,37 +346,26 @@ class Network:
         FloatingPointError
             If the loss is not finite; the parameters are not updated.
         """
+        engine = self.engine
         if comm is not None:
-            with self._access.exclusive():
+            with engine.access.exclusive():
                 return self._distributed_step(X, y, optimizer, sample_weight, comm)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-        X, labels, targets, weights = self._inputs(X, y, sample_weight)
-        if X.shape[0] < self._min_batch:
-            self._check_batch_rows(X.shape[0])
-        access = self._access  # alone on the network (fastbp._access), written out: the
+        batch = engine.inputs(X, y, sample_weight)
+        if batch[0].shape[0] < engine.min_batch:
+            engine.check_rows(batch[0].shape[0])
+        access = engine.access  # alone on the network (fastbp._access), written out: the
         access.lock.acquire()  # hot path of a tiny network
         try:
             if access.readers:
                 access.wait_for_readers()
-            newly_bound = optimizer._network is None
-            state_before = optimizer._state
-            opt = optimizer._bind(self)
-            if X.shape[0] > self._capacity:
-                self._ensure_capacity(X.shape[0])
-            r = self._results
-            # The same call as _step's, written out.
-            use_threads(self._work_per_sample * X.shape[0])
-            if not self._kernels_bound:  # (the _args property, written out)
-                self._bind_kernels()
-            parts = (self._parts(X.shape[0]) if self._split_rows
-                     and X.shape[0] >= self._split_rows.start else self._no_parts)
-            self._train_kernel(*self._kernel_arrays, X, labels, targets, weights,
-                               self._loss_code, STEP_FLAGS, *opt, r, *parts)
+            newly_bound = not optimizer.is_bound
+            r = engine.step(batch, optimizer.bind(self), STEP_FLAGS)
             if r[codes.R_ERROR]:
                 if newly_bound:
-                    optimizer._unbind(state_before)  # a failed step changes nothing
-                self._raise_for(r, labels)
+                    optimizer.unbind()  # a failed step changes nothing
+                engine.raise_for(r, batch[1])
             return r[codes.R_LOSS] / r[codes.R_WEIGHT]
         finally:
             access.lock.release()
@@ -661,17 +391,18 @@ class Network:
         agree (and finite differences through dropout are well defined). A non-finite loss
         gives ``nan`` and a gradient of NaNs.
         """
-        X, labels, targets, weights = self._inputs(X, y, sample_weight)
-        self._check_batch_rows(X.shape[0])
-        with self._access.exclusive():
-            rng_before = self._rng.copy()
+        engine = self.engine
+        batch = engine.inputs(X, y, sample_weight)
+        engine.check_rows(batch[0].shape[0])
+        with engine.access.exclusive():
+            rng_before = engine.rng.copy()
             try:
-                r = self._step(X, labels, targets, weights, None).copy()
+                r = engine.step(batch, engine.no_update, GRAD_FLAGS).copy()
             finally:
-                self._rng[:] = rng_before
-            grad = self._grads.copy()
+                engine.rng[:] = rng_before
+            grad = engine.grads.copy()
         if r[codes.R_ERROR] and r[codes.R_ERROR] != codes.E_NON_FINITE_LOSS:
-            self._raise_for(r, labels)
+            engine.raise_for(r, batch[1])
         loss = r[codes.R_LOSS] / r[codes.R_WEIGHT]
         if r[codes.R_ERROR]:
             return float("nan"), np.full_like(self.params, np.nan)
@@ -729,7 +460,7 @@ class Network:
         """
         from .training import fit
 
-        with self._access.exclusive():  # one training call throughout (fastbp._access)
+        with self.engine.access.exclusive():  # one training call throughout (fastbp._access)
             return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                        shuffle=shuffle, validation_data=validation_data,
                        validation_split=validation_split, early_stopping=early_stopping,
@@ -738,47 +469,6 @@ class Network:
                        standardize=standardize, metrics=metrics)
 
     # -- inference (evaluation mode) -------------------------------------------------------
-    def _thread_arrays(self, rows: int) -> tuple[KernelArgs, np.ndarray]:
-        """The kernel arrays with this thread's own workspace for ``rows`` rows, and its own
-        results vector: inference from several threads shares only what it reads."""
-        if not self._kernels_bound:
-            self._bind_kernels()
-        local = self._local
-        if getattr(local, "capacity", 0) < rows:
-            local.args = self._kernel_arrays_for(rows)
-            local.results = np.zeros(codes.N_RESULTS, dtype=np.float64)
-            local.capacity = rows
-        return local.args, local.results
-
-    def _run_dataset(self, X, labels, targets, weights, loss_code, flags, chunk=1,
-                     outputs=None) -> np.ndarray:
-        """The dataset kernel in its validation or inference mode (fit runs its epochs), in
-        this thread's workspace; returns this thread's results vector."""
-        args, results = self._thread_arrays(chunk)
-        use_threads(self._work_per_sample * min(X.shape[0], max(chunk, 1)))
-        self._kernels.run_dataset(*args, X, labels, targets, weights, loss_code, flags,
-                                  *self._no_opt, results,
-                                  self._no_perm, chunk, False, self._no_X, self._no_labels,
-                                  self._no_targets if outputs is None else outputs,
-                                  self._no_weights, 0, *self._no_parts)  # no epoch: no step
-        return results
-
-    def _chunk_rows(self, batch_size: int | None) -> int:
-        """Rows per inference chunk: ``batch_size``, or INFER_CHUNK bounded by INFER_BYTES."""
-        if batch_size is None:
-            per_row = max(self._plan.ws_width * self.dtype.itemsize, 1)
-            return int(max(1, min(INFER_CHUNK, INFER_BYTES // per_row)))
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-        return int(batch_size)
-
-    def _infer(self, X, labels, targets, weights, loss_code, outputs,
-               batch_size: int | None = None) -> np.ndarray:
-        chunk = min(X.shape[0], self._chunk_rows(batch_size))
-        return self._run_dataset(X, labels, targets, weights, loss_code,
-                                 EVAL_FLAGS | codes.F_INFER, max(chunk, 1), outputs)
-
     def forward(self, X, batch_size: int | None = None) -> np.ndarray:
         """Raw outputs of the last layer (logits for the classification losses), in
         evaluation mode.
@@ -799,17 +489,15 @@ class Network:
         Safe from any number of threads at once (each uses a workspace of its own); a
         training call on the same network waits for them, and they for it.
         """
-        chunk = self._chunk_rows(batch_size)
-        with self._access.reading():
+        engine = self.engine
+        chunk = engine.chunk_rows(batch_size)
+        with engine.access.reading():
             return self._forward(X, chunk)
 
     def _forward(self, X, batch_size: int | None) -> np.ndarray:
-        X = v.check_X(self._user_X(X), self.input_shape, self.dtype)
-        self._check_values(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS)
-        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        self._infer(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS, out,
-                    batch_size)
-        return out
+        engine = self.engine
+        X = v.check_X(engine.preprocess_X(X), self.input_shape, self.dtype)
+        return engine.outputs(X, batch_size)
 
     def predict(self, X, batch_size: int | None = None) -> np.ndarray:
         """Class indices (cross_entropy; the user's labels with a :attr:`label_encoder`),
@@ -817,10 +505,11 @@ class Network:
         a :attr:`target_standardize`), in evaluation mode. Single-output networks return
         shape (n,), as scikit-learn does. ``batch_size`` and threads: as :meth:`forward`.
         """
-        chunk = self._chunk_rows(batch_size)
-        with self._access.reading():  # the preprocessing too: a fit may replace it
+        engine = self.engine
+        chunk = engine.chunk_rows(batch_size)
+        with engine.access.reading():  # the preprocessing too: a fit may replace it
             out = self._forward(X, chunk)
-            encoder, target_scaler = self._label_encoder, self._target_standardize
+            encoder, target_scaler = engine.label_encoder, engine.target_standardize
         if self.loss == "cross_entropy":
             index = out.argmax(axis=1)
             return index if encoder is None else encoder.inverse_transform(index)
@@ -835,8 +524,8 @@ class Network:
         if is_regression(self.loss):
             raise ValueError(f"predict_proba needs a classification loss; this network uses "
                              f"{self.loss}")
-        chunk = self._chunk_rows(batch_size)
-        with self._access.reading():
+        chunk = self.engine.chunk_rows(batch_size)
+        with self.engine.access.reading():
             out = self._forward(X, chunk).astype(np.float64)
         if self.loss == "cross_entropy":
             out -= out.max(axis=1, keepdims=True)
@@ -868,42 +557,10 @@ class Network:
             ``metrics``.
         """
         metrics = check_metrics(metrics, self.loss)
-        chunk = self._chunk_rows(batch_size)
-        with self._access.reading():  # the preprocessing too: a fit may replace it
-            return self._evaluate_prepared(*self._inputs(X, y, sample_weight), metrics=metrics,
-                                           batch_size=chunk)
-
-    def _evaluate_prepared(self, X, labels, targets, weights, metrics: tuple[str, ...] = (),
-                           batch_size: int | None = None) -> dict[str, float]:
-        """evaluate on arrays already in the kernels' form (``_inputs``' output)."""
-        self._check_values(X, labels, targets, weights)
-        r = self._infer(X, labels, targets, weights, self._loss_code, self._no_targets,
-                        batch_size)
-        return self._metrics(r) | self._extra_metrics(metrics, X, labels, targets, weights,
-                                                      batch_size)
-
-    def _extra_metrics(self, metrics: tuple[str, ...], X, labels, targets, weights,
-                       batch_size: int | None = None) -> dict[str, float]:
-        """fastbp.metrics on prepared arrays: one forward pass, then numpy."""
-        metrics = tuple(m for m in metrics
-                        if not (m == "accuracy" and not is_regression(self.loss)))
-        if not metrics:
-            return {}
-        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        self._infer(X, self._no_labels, self._no_targets, self._no_weights, codes.NO_LOSS, out,
-                    batch_size)
-        if self._target_standardize is not None:
-            out = self._target_standardize.inverse_transform(out)
-            targets = self._target_standardize.inverse_transform(targets)
-        weights = weights if weights.shape[0] else None
-        return {name: METRICS[name][0](out.astype(np.float64), targets.astype(np.float64),
-                                       weights) for name in metrics}
-
-    def _metrics(self, r: np.ndarray) -> dict[str, float]:
-        metrics = {"loss": float(r[codes.R_LOSS] / r[codes.R_WEIGHT])}
-        if not is_regression(self.loss):
-            metrics["accuracy"] = float(r[codes.R_CORRECT] / r[codes.R_COUNT])
-        return metrics
+        engine = self.engine
+        chunk = engine.chunk_rows(batch_size)
+        with engine.access.reading():  # the preprocessing too: a fit may replace it
+            return engine.evaluate(engine.inputs(X, y, sample_weight), metrics, chunk)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path, optimizer: Optimizer | None = None) -> None:
@@ -933,7 +590,7 @@ class Network:
         """
         from .interop import to_torch
 
-        with self._access.reading():
+        with self.engine.access.reading():
             return to_torch(self)
 
     @classmethod
@@ -995,14 +652,14 @@ class Network:
         """
         from .interop import to_onnx
 
-        with self._access.reading():
+        with self.engine.access.reading():
             return to_onnx(self, path, opset=opset, dtype=dtype)
 
 
 def _rebuild(config, params, buffers, rng, preprocessing=None, metadata=None) -> Network:
     net = Network.from_config(config)
     net.params, net.buffers = params, buffers
-    net._rng[:] = rng
+    net.engine.rng[:] = rng
     net.set_preprocessing(preprocessing or {})
     net.metadata = metadata or {}
     return net

@@ -9,13 +9,14 @@ network's ``params``; the update itself runs inside the network's fused training
 from __future__ import annotations
 
 import weakref
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from . import _codes as codes
 from ._dispatch import update_address
 from ._validation import aligned_zeros
+from .kernels.bundles import OptimizerArgs
 
 
 class _Hyper:
@@ -80,15 +81,6 @@ def _max_norm(name: str, value: Any) -> float:
     return value
 
 
-class OptimizerArgs(NamedTuple):
-    """The optimizer's arrays in the order the step and epoch kernels take them."""
-
-    state: np.ndarray
-    hyper: np.ndarray  # hyper[H_KIND] says which update (NO_UPDATE: a gradient alone)
-    counters: np.ndarray
-    update: int  # the address of the compiled update for the network's dtype (process-local)
-
-
 class Optimizer:
     """Base class. Subclasses set ``kind`` and ``state_names`` (torch's state keys).
 
@@ -114,12 +106,13 @@ class Optimizer:
         return super().__new__(cls)
 
     def __init__(self, **hyperparameters: Any):
-        self._args: OptimizerArgs | None = None
+        self._args: tuple | None = None  # bind's result
         self._hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
         self._hyper[codes.H_KIND] = self.kind
         self._counters = np.zeros(codes.N_COUNTERS, dtype=np.int64)
         self._state: np.ndarray | None = None
         self._network: weakref.ref | None = None
+        self._state_before_bind: np.ndarray | None = None
         self._names = tuple(hyperparameters)
         for name, value in hyperparameters.items():
             setattr(self, name, value)
@@ -128,8 +121,24 @@ class Optimizer:
     def _initial_state(self, name: str) -> float:
         return 0.0
 
-    def _bind(self, network) -> OptimizerArgs:
-        """Allocate state for ``network`` on first use; refuse any other network after."""
+    @property
+    def is_bound(self) -> bool:
+        """Whether the optimizer is bound to a network (it is from its first use)."""
+        return self._network is not None
+
+    @property
+    def bound_to(self):
+        """The network this optimizer updates (bound on first use), or None."""
+        return None if self._network is None else self._network()
+
+    def bind(self, network) -> tuple:
+        """Bind to ``network`` (``fit``, ``train_step`` and ``step`` do it on first use) and
+        return the kernels' view of this optimizer: a plain tuple with the fields of
+        ``kernels.bundles.OptimizerArgs``.
+
+        Allocates the state on first use (keeping a state loaded by
+        :meth:`load_state_dict`); refuses any other network after.
+        """
         if self._network is not None:
             bound = self._network()
             if bound is network:
@@ -141,6 +150,7 @@ class Optimizer:
                              "(its state belongs to that network's parameters); create one "
                              "optimizer per network")
         n_params = network.params.shape[0]
+        self._state_before_bind = self._state
         if self._state is not None and self._state.shape[1:] == (n_params,):
             # state loaded by load_state_dict before first use: keep it
             self._state = np.ascontiguousarray(self._state, dtype=network.dtype)
@@ -153,7 +163,7 @@ class Optimizer:
                 row[...] = self._initial_state(name)
         update = update_address(self.kind, network.dtype)  # compiles on first use
         self._network = weakref.ref(network)
-        self._args = OptimizerArgs(self._state, self._hyper, self._counters, update)
+        self._args = tuple(OptimizerArgs(self._state, self._hyper, self._counters, update))
         return self._args
 
     def __getstate__(self) -> dict:
@@ -161,17 +171,28 @@ class Optimizer:
         # it is used with (the state must fit that network's parameters, as after
         # load_state_dict). A weak reference to the network cannot be pickled anyway.
         state = dict(self.__dict__)
-        state["_network"] = state["_args"] = None
+        state["_network"] = state["_args"] = state["_state_before_bind"] = None
         return state
 
-    def _unbind(self, previous_state: np.ndarray | None) -> None:
-        """Undo a binding made by a call that then failed on bad input."""
-        self._state = previous_state
-        self._network = None
+    def unbind(self) -> None:
+        """Undo the binding made by the call that bound this optimizer and then failed on
+        bad input: the optimizer is as before that call."""
+        self._state = self._state_before_bind
+        self._network = self._args = None
 
-    def _training_state(self) -> tuple[np.ndarray, ...]:
-        """Every array an update changes, for snapshots and rollback."""
+    def training_state(self) -> tuple[np.ndarray, ...]:
+        """Every array an update changes (bound optimizers only), for snapshots and
+        rollback."""
         return (self._state, self._counters)
+
+    def unbound_copy(self) -> Optimizer:
+        """A new optimizer of this type with the same hyperparameters, no state, unbound."""
+        fresh = type(self).__new__(type(self))
+        fresh.__dict__.update(self.__dict__)
+        fresh._hyper = self._hyper.copy()
+        fresh._counters = np.zeros_like(self._counters)
+        fresh._state = fresh._args = fresh._network = fresh._state_before_bind = None
+        return fresh
 
     def step(self, network, grad: np.ndarray) -> float:
         """Apply one update to ``network.params`` from the flat gradient ``grad``.
@@ -204,9 +225,9 @@ class Optimizer:
         if not np.all(np.isfinite(grad)):
             raise ValueError("grad must hold finite values (no NaN or infinity)")
         grad = np.array(grad, dtype=network.dtype)  # a copy: clipping scales it in place
-        with network._access.exclusive():  # a training call: alone on the network
-            args = self._bind(network)
-            return float(apply_update(network.params, grad, *args))
+        with network.engine.access.exclusive():  # a training call: alone on the network
+            args = self.bind(network)
+            return float(apply_update(network.params, grad, args))
 
     @property
     def step_count(self) -> int:

@@ -152,7 +152,7 @@ def check_twin(net, n: int = 5, seed: int = 0, steps: int = 3) -> None:
     _close("parameters after the steps", rel_err(net.params, twin.params), tol * 10 * steps)
     if net.buffers.size:
         _close("buffers after the steps", rel_err(net.buffers, twin.buffers), tol * 10 * steps)
-    if int(net._rng[0]) != twin.stream.get_state():
+    if int(net.engine.rng[0]) != twin.stream.get_state():
         raise AssertionError("kernels and twin drew a different number of random numbers")
 
 

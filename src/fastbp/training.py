@@ -9,23 +9,24 @@ which follows the same shuffle and dropout stream, so both paths give the same r
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
 from . import _codes as codes
-from ._dispatch import step_address
+from ._engine import STEP_FLAGS, rows_of
 from ._jit import compile_notice
-from ._threads import use_threads
-from ._validation import aligned_zeros
+from ._params import InstanceOf, Interval, Options, check_parameters
+from .kernels.bundles import Batch
 from .kernels.dropout import shuffle as shuffle_kernel
 from .losses import is_regression
 from .metrics import check_metrics
-from .network import TRAIN_FLAGS
 from .optim import Adam, Optimizer
 from .preprocessing import Standardize
 from .schedulers import ReduceLROnPlateau, _Scheduler
@@ -127,14 +128,16 @@ class ModelCheckpoint(Callback):
         The best ``monitor`` value written so far.
     """
 
+    _parameter_constraints: dict = {
+        "path": [str, InstanceOf(os.PathLike, "a path")], "monitor": [str],
+        "save_best_only": [bool], "mode": [Options({"min", "max"}), None],
+        "optimizer": [InstanceOf(Optimizer, "a fastbp optimizer"), None]}
+
     def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = True,
                  mode: str | None = None, optimizer: Optimizer | None = None):
-        if not isinstance(monitor, str):
-            raise TypeError(f"monitor must be a logged metric's name, got {monitor!r}")
+        check_parameters(self._parameter_constraints, locals(), "ModelCheckpoint")
         if mode is None:
             mode = "max" if monitor.removeprefix("val_") in ("accuracy", "r2") else "min"
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.path, self.monitor, self.mode = str(path), monitor, mode
         self.save_best_only = bool(save_best_only)
         self.optimizer = optimizer
@@ -166,16 +169,15 @@ class EarlyStopping(Callback):
     epochs; with ``restore_best`` the network ends with the best epoch's parameters and
     buffers."""
 
+    _parameter_constraints: dict = {
+        "monitor": [str], "patience": [Interval(int, 0, None)],
+        "min_delta": [Interval(float, None, None)], "restore_best": [bool]}
+
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  restore_best: bool = True):
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
+        check_parameters(self._parameter_constraints, locals(), "EarlyStopping")
         self.monitor = monitor
         self.patience = int(patience)
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float, np.integer,
-                                                                     np.floating)) \
-                or not np.isfinite(min_delta):
-            raise ValueError(f"min_delta must be a finite number, got {min_delta!r}")
         self.min_delta = abs(float(min_delta))
         self.restore_best = restore_best
         self.maximize = "acc" in monitor
@@ -233,22 +235,6 @@ def _progress(epochs: int, verbose: int):
     return tqdm(total=epochs, desc="fit", unit="epoch", file=sys.stderr, leave=True)
 
 
-class Data(NamedTuple):
-    """A validated dataset in the kernels' form (empty arrays for what a loss does not use)."""
-
-    X: np.ndarray
-    labels: np.ndarray
-    targets: np.ndarray
-    weights: np.ndarray
-
-    def rows(self, idx) -> Data:
-        return Data(self.X[idx], *(a[idx] if a.shape[0] else a
-                                   for a in (self.labels, self.targets, self.weights)))
-
-    def y(self) -> np.ndarray:
-        return self.labels if self.labels.shape[0] else self.targets
-
-
 def _class_weights(class_weight, labels, net) -> np.ndarray:
     if is_regression(net.loss):
         raise ValueError(f"class_weight needs a classification loss; this network uses {net.loss}")
@@ -281,42 +267,72 @@ def _class_weights(class_weight, labels, net) -> np.ndarray:
     return table[labels]
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+@dataclass(frozen=True)
+class FitConfig:
+    """``fit``'s settings, checked once (:meth:`checked`) and passed whole: see
+    :func:`fit` for what each means."""
+
+    optimizer: Optimizer
+    epochs: int = 20
+    batch_size: int = 32
+    shuffle: bool = True
+    validation_data: tuple | list | None = None
+    validation_split: float = 0.0
+    early_stopping: EarlyStopping | int | None = None
+    scheduler: _Scheduler | None = None
+    callbacks: list | tuple = ()
+    verbose: int = 1
+    sample_weight: Any = None
+    class_weight: dict | str | None = None
+    comm: Any = None
+    metrics: tuple[str, ...] = field(default=())
+
+    _parameter_constraints = {
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "shuffle": [bool],
+        "validation_split": [Interval(float, 0.0, 1.0, closed="left")],
+        "verbose": [Options({0, 1, 2})],
+        "scheduler": [InstanceOf(_Scheduler, "a fastbp scheduler"), None],
+        "optimizer": [InstanceOf(Optimizer, "a fastbp optimizer"), None],
+        "early_stopping": [InstanceOf(EarlyStopping, "an EarlyStopping"),
+                           Interval(int, 0, None), None],
+        "validation_data": [InstanceOf((tuple, list), "(X_val, y_val) or (X_val, y_val, "
+                                       "w_val)"), None],
+        "class_weight": [dict, Options({"balanced"}), None],
+    }
+
+    @classmethod
+    def checked(cls, **settings: Any) -> FitConfig:
+        """The settings after the table's checks and the ones between settings."""
+        check_parameters(cls._parameter_constraints, settings)
+        validation_data, scheduler = settings["validation_data"], settings["scheduler"]
+        if validation_data is not None and len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
+        if validation_data is not None and settings["validation_split"]:
+            raise ValueError("give validation_data or validation_split, not both")
+        optimizer = settings["optimizer"]
+        if optimizer is None:
+            optimizer = scheduler.optimizer if scheduler is not None else Adam()
+        if scheduler is not None and scheduler.optimizer is not optimizer:
+            raise ValueError("scheduler drives a different optimizer than the one fit uses")
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in settings.items() if k in names} |
+                   {"optimizer": optimizer, "epochs": int(settings["epochs"]),
+                    "batch_size": int(settings["batch_size"]),
+                    "shuffle": bool(settings["shuffle"])})
 
 
-def _check_options(epochs, batch_size, shuffle, validation_data, validation_split, optimizer,
-                   scheduler, verbose) -> tuple[int, int, Optimizer]:
-    epochs = _positive_int(epochs, "epochs")
-    batch_size = _positive_int(batch_size, "batch_size")
-    if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0 (silent), 1 or 2 (a progress bar), got {verbose!r}")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
-            or not 0.0 <= validation_split < 1.0:
-        raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}")
-    if validation_data is not None and validation_split:
-        raise ValueError("give validation_data or validation_split, not both")
-    if scheduler is not None and not isinstance(scheduler, _Scheduler):
-        raise TypeError(f"scheduler must be a fastbp scheduler, got {type(scheduler).__name__}")
-    if optimizer is None:
-        optimizer = scheduler.optimizer if scheduler is not None else Adam()
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-    if scheduler is not None and scheduler.optimizer is not optimizer:
-        raise ValueError("scheduler drives a different optimizer than the one fit uses")
-    return epochs, batch_size, optimizer
+def _labels_or_targets(data: Batch) -> np.ndarray:
+    return data.labels if data.labels.shape[0] else data.targets
 
 
-def _training_data(net, X, y, sample_weight, class_weight) -> Data:
-    data = Data(*net._inputs(X, y, sample_weight))
-    net._check_values(*data)
+def _training_data(net, X, y, sample_weight, class_weight) -> Batch:
+    data = Batch(*net.engine.inputs(X, y, sample_weight))
+    net.engine.validate(data)
     if class_weight is None:
         return data
-    cw = _class_weights(class_weight, data.y(), net)
+    cw = _class_weights(class_weight, _labels_or_targets(data), net)
     with np.errstate(over="ignore"):  # an overflow is reported just below
         weights = np.ascontiguousarray(cw * (data.weights if data.weights.shape[0] else 1.0),
                                        net.dtype)
@@ -355,22 +371,21 @@ def validation_rows(net, y, n: int, fraction: float) -> tuple[np.ndarray, np.nda
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def _split_validation(net, data: Data, validation_data, validation_split
-                      ) -> tuple[Data, tuple | None]:
+def _split_validation(net, data: Batch, validation_data, validation_split
+                      ) -> tuple[Batch, Batch | None]:
     """The training data and the validation set (or None), both in the kernels' form."""
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
         try:
-            val = Data(*net._inputs(*tuple(validation_data)
-                                    + (None,) * (3 - len(validation_data))))
-            net._check_values(*val)
+            val = Batch(*net.engine.inputs(*tuple(validation_data)
+                                           + (None,) * (3 - len(validation_data))))
+            net.engine.validate(val)
         except (TypeError, ValueError) as e:  # name the argument the user gave
             raise type(e)(f"validation_data: {e}") from None
     elif validation_split > 0:
-        train_rows, val_rows = validation_rows(net, data.y(), data.X.shape[0], validation_split)
-        val = data.rows(val_rows)
-        data = data.rows(train_rows)
+        train_rows, val_rows = validation_rows(net, _labels_or_targets(data), data.X.shape[0],
+                                               validation_split)
+        val = Batch(*rows_of(data, val_rows))
+        data = Batch(*rows_of(data, train_rows))
     else:
         val = None
     if data.weights.shape[0] and not data.weights.sum() > 0:
@@ -385,11 +400,8 @@ def _early_stopping(early_stopping, has_validation: bool) -> EarlyStopping | Non
     """An EarlyStopping, or an int taken as its patience (as the CLI's --early-stopping)."""
     if early_stopping is None or isinstance(early_stopping, EarlyStopping):
         return early_stopping
-    if isinstance(early_stopping, (int, np.integer)) and not isinstance(early_stopping, bool):
-        return EarlyStopping(monitor="val_loss" if has_validation else "loss",
-                             patience=int(early_stopping))
-    raise TypeError("early_stopping must be an EarlyStopping or an int (the patience), got "
-                    f"{type(early_stopping).__name__}")
+    return EarlyStopping(monitor="val_loss" if has_validation else "loss",
+                         patience=int(early_stopping))
 
 
 def _callbacks(net, history, early_stopping, callbacks, log_keys) -> list[Callback]:
@@ -427,45 +439,36 @@ class _EpochRunner:
     """Runs one epoch in training mode: one kernel call, or one per batch when a callback
     wants to see every batch. The only place the epoch kernel's arguments are assembled."""
 
-    def __init__(self, net, optimizer: Optimizer, data: Data, batch_size: int, shuffle: bool,
+    def __init__(self, net, optimizer: Optimizer, data: Batch, batch_size: int, shuffle: bool,
                  callbacks: list[Callback]):
-        self.net, self.optimizer, self.data, self.shuffle = net, optimizer, data, shuffle
+        self.engine, self.optimizer, self.data = net.engine, optimizer, tuple(data)
         self.callbacks = callbacks
         self.per_batch = any(type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
         n = data.X.shape[0]
         self.m = m = min(batch_size, n)
-        net._ensure_capacity(m)
-        self.opt_args = optimizer._bind(net)
-        self.perm = np.empty(n, dtype=np.int64)
-        self.batch = Data(aligned_zeros((m, data.X.shape[1]), net.dtype),
-                          np.empty(m if data.labels.shape[0] else 0, dtype=np.int64),
-                          np.empty((m if data.targets.shape[0] else 0, net.n_outputs), net.dtype),
-                          np.empty(m if data.weights.shape[0] else 0, dtype=net.dtype))
+        self.engine.reserve(m)
+        self.opt = optimizer.bind(net)
+        self.loop = self.engine.loop(n, m, shuffle)
+        self.buffer = self.engine.batch_buffer(self.data, m)
 
     def __call__(self) -> np.ndarray:
         """The epoch's result vector (loss and accuracy sums, error code)."""
         if self.per_batch:
             return self._per_batch()
-        net, r = self.net, self.net._results
-        rows = min(self.m, self.data.X.shape[0])
-        use_threads(net._work_per_sample * rows)
-        parts = net._parts(rows)
-        net._kernels.run_dataset(*net._kernel_args(), *self.data, net._loss_code, TRAIN_FLAGS,
-                                 *self.opt_args, r, self.perm, self.m, self.shuffle, *self.batch,
-                                 step_address(net.dtype), *parts)
-        return r.copy()
+        return self.engine.epoch(self.data, self.opt, self.loop, self.buffer)
 
     def _per_batch(self) -> np.ndarray:
-        net, data, n = self.net, self.data, self.data.X.shape[0]
-        self.perm[:] = np.arange(n)
-        if self.shuffle:
-            shuffle_kernel(self.perm, net._rng)
+        engine, data, n = self.engine, self.data, self.data[0].shape[0]
+        perm = self.loop[0]
+        perm[:] = np.arange(n)
+        if self.loop[2]:
+            shuffle_kernel(perm, engine.rng)
         totals = np.zeros(codes.N_RESULTS)
         for b, start in enumerate(range(0, n, self.m)):
-            batch = data.rows(self.perm[start : start + self.m])
-            if batch.weights.shape[0] and not batch.weights.sum() > 0:
+            batch = rows_of(data, perm[start : start + self.m])
+            if batch[3].shape[0] and not batch[3].sum() > 0:
                 continue  # a batch of zero weight has no loss to follow, as in the epoch kernel
-            r = net._step(*batch, self.optimizer)
+            r = engine.step(batch, self.opt, STEP_FLAGS)
             if r[codes.R_ERROR] == codes.E_NON_FINITE_LOSS:
                 totals[codes.R_ERROR] = codes.E_NON_FINITE_LOSS
                 return totals
@@ -476,17 +479,27 @@ class _EpochRunner:
         return totals
 
 
-def _epoch_logs(net, totals, val, lr: float, seconds: float, data: Data,
-                metrics: tuple[str, ...] = ()) -> dict[str, float]:
-    logs = net._metrics(totals) | net._extra_metrics(metrics, *data)
-    if val is not None:
-        if isinstance(val[0], str):  # distributed: the rows split among the ranks, the sums all-reduced
-            from .distributed import evaluate
+class _Validation:
+    """The validation set and how it is scored: on this process, or with its rows split
+    among the MPI ranks of ``comm`` and the sums all-reduced."""
 
-            scores = evaluate(net, *val[1:]) | net._extra_metrics(metrics, *val[2:])
-        else:
-            scores = net._evaluate_prepared(*val, metrics=metrics)
-        for key, value in scores.items():
+    def __init__(self, net, data: Batch, comm=None):
+        self.engine, self.data, self.comm = net.engine, tuple(data), comm
+
+    def scores(self, metrics: tuple[str, ...]) -> dict[str, float]:
+        if self.comm is None:
+            return self.engine.evaluate(self.data, metrics)
+        from .distributed import evaluate
+
+        return evaluate(self.engine, self.comm, self.data) | \
+            self.engine.extra_metrics(metrics, self.data)
+
+
+def _epoch_logs(net, totals, validation: _Validation | None, lr: float, seconds: float,
+                data: Batch, metrics: tuple[str, ...] = ()) -> dict[str, float]:
+    logs = net.engine.metrics(totals) | net.engine.extra_metrics(metrics, tuple(data))
+    if validation is not None:
+        for key, value in validation.scores(metrics).items():
             logs[f"val_{key}"] = value
     logs["lr"] = lr
     logs["seconds"] = seconds
@@ -564,20 +577,23 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         verbose = verbose if comm.rank == 0 else 0
     metrics = check_metrics(metrics, net.loss)
     previous = net.standardize
-    if standardize is not False:
-        net.standardize = _fitted_standardize(net, X, y, standardize, validation_data,
-                                              validation_split)
     try:
+        config = FitConfig.checked(
+            optimizer=optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+            validation_data=validation_data, validation_split=validation_split,
+            early_stopping=early_stopping, scheduler=scheduler, callbacks=callbacks,
+            verbose=verbose, sample_weight=sample_weight, class_weight=class_weight, comm=comm,
+            metrics=metrics)
+        if standardize is not False:
+            net.standardize = _fitted_standardize(net, X, y, standardize, config)
         with compile_notice(say) if verbose else nullcontext():  # a cold first fit compiles
-            return _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
-                        validation_split, early_stopping, scheduler, callbacks, verbose,
-                        sample_weight, class_weight, say, comm, metrics)
+            return _fit(net, X, y, config, say)
     except (TypeError, ValueError):
         net.standardize = previous  # a refused fit changes nothing
         raise
 
 
-def _fitted_standardize(net, X, y, standardize, validation_data, validation_split) -> Standardize:
+def _fitted_standardize(net, X, y, standardize, config: FitConfig) -> Standardize:
     """``standardize`` (True or an unfitted Standardize) fitted on fit's training rows."""
     if standardize is True:
         standardize = Standardize()
@@ -589,66 +605,61 @@ def _fitted_standardize(net, X, y, standardize, validation_data, validation_spli
         raise ValueError(f"X must be a numeric array with a row per sample, got {X.dtype} "
                          f"{X.shape}")
     rows = slice(None)
-    if validation_data is None and isinstance(validation_split, (float, int)) and \
-            not isinstance(validation_split, bool) and 0 < validation_split < 1:
-        rows = validation_rows(net, y, X.shape[0], validation_split)[0]
+    if config.validation_data is None and config.validation_split > 0:
+        rows = validation_rows(net, y, X.shape[0], config.validation_split)[0]
     return standardize.fit(X[rows].reshape(-1, net.n_features) if X.ndim == 1 else X[rows])
 
 
-def _prepare(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
-             validation_split, early_stopping, scheduler, callbacks, verbose, sample_weight,
-             class_weight, comm, metrics=()):
-    """Every check and conversion before training; nothing changes the network."""
-    epochs, batch_size, optimizer = _check_options(epochs, batch_size, shuffle, validation_data,
-                                                   validation_split, optimizer, scheduler, verbose)
-    data = _training_data(net, X, y, sample_weight, class_weight)
-    data, val = _split_validation(net, data, validation_data, validation_split)
-    early_stopping = _early_stopping(early_stopping, val is not None)
-    scores = {"loss"} | ({"accuracy"} if not is_regression(net.loss) else set()) | set(metrics)
+def _prepare(net, X, y, config: FitConfig) -> tuple:
+    """Every check and conversion before training; nothing changes the network. Returns
+    the training data, the validation set (or None), the History and the callbacks."""
+    data = _training_data(net, X, y, config.sample_weight, config.class_weight)
+    data, val = _split_validation(net, data, config.validation_data, config.validation_split)
+    early_stopping = _early_stopping(config.early_stopping, val is not None)
+    scores = ({"loss"} | ({"accuracy"} if not is_regression(net.loss) else set())
+              | set(config.metrics))
     log_keys = {"lr", "seconds"} | scores | ({f"val_{k}" for k in scores} if val is not None
                                              else set())
     history = History()
-    callbacks = _callbacks(net, history, early_stopping, callbacks, log_keys)
+    callbacks = _callbacks(net, history, early_stopping, config.callbacks, log_keys)
 
-    n = data.X.shape[0]
+    n, batch_size, comm = data.X.shape[0], config.batch_size, config.comm
     local = batch_size if comm is None else -(-min(batch_size * comm.size, n) // comm.size)
-    net._check_batch_rows(min(local, n), "X")
-    if n > batch_size and n % batch_size == 1 and net._min_batch > 1 and comm is None:
+    net.engine.check_rows(min(local, n), "X")
+    if n > batch_size and n % batch_size == 1 and net.engine.min_batch > 1 and comm is None:
         raise ValueError(f"batch_size={batch_size} leaves a last batch of 1 row out of {n}, and "
                          "batch normalisation needs more than 1 value per channel when training; "
                          "choose another batch_size")
-    return epochs, batch_size, optimizer, data, val, history, callbacks
+    return data, val, history, callbacks
 
 
-def _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data, validation_split,
-         early_stopping, scheduler, callbacks, verbose, sample_weight, class_weight, say,
-         comm=None, metrics=()):
-    args = (net, X, y, optimizer, epochs, batch_size, shuffle, validation_data,
-            validation_split, early_stopping, scheduler, callbacks, verbose, sample_weight,
-            class_weight, comm, metrics)
+def _fit(net, X, y, config: FitConfig, say):
+    optimizer, comm, epochs = config.optimizer, config.comm, config.epochs
     if comm is None:
-        epochs, batch_size, optimizer, data, val, history, callbacks = _prepare(*args)
-        run_epoch = _EpochRunner(net, optimizer, data, batch_size, bool(shuffle), callbacks)
+        data, val, history, callbacks = _prepare(net, X, y, config)
+        run_epoch = _EpochRunner(net, optimizer, data, config.batch_size, config.shuffle,
+                                 callbacks)
     else:
         from . import distributed
 
         error = prepared = None
         try:
-            prepared = _prepare(*args)
+            prepared = _prepare(net, X, y, config)
         except Exception as e:  # every rank learns of it: no rank waits alone in a collective
             error = e
         distributed.agree(comm, error)
-        epochs, batch_size, optimizer, data, val, history, callbacks = prepared
+        data, val, history, callbacks = prepared
         shared_rng = distributed.broadcast_state(net, optimizer, comm)
-        run_epoch = distributed.DistributedEpochRunner(net, optimizer, data, batch_size,
-                                                       bool(shuffle), callbacks, comm, shared_rng)
-        if val is not None:
-            val = ("distributed", comm, *val)
-    snapshot = _Snapshot(net._training_state() + optimizer._training_state())
+        run_epoch = distributed.DistributedEpochRunner(net, optimizer, data, config.batch_size,
+                                                       config.shuffle, callbacks, comm,
+                                                       shared_rng)
+    validation = None if val is None else _Validation(net, val, comm)
+    scheduler, metrics = config.scheduler, config.metrics
+    snapshot = _Snapshot(net.engine.training_state() + optimizer.training_state())
     net.stop_training = False
     for cb in callbacks:
         cb.on_train_begin()
-    bar = say.bar = _progress(epochs, verbose)
+    bar = say.bar = _progress(epochs, config.verbose)
     try:
         for epoch in range(epochs):
             for cb in callbacks:
@@ -664,7 +675,7 @@ def _fit(net, X, y, optimizer, epochs, batch_size, shuffle, validation_data, val
                                          "the network and optimizer keep their state from the "
                                          "last finite epoch (lower the learning rate or clip "
                                          "gradients)")
-            logs = _epoch_logs(net, totals, val, lr, seconds, data, metrics)
+            logs = _epoch_logs(net, totals, validation, lr, seconds, data, metrics)
             snapshot.take()
             _step_scheduler(scheduler, logs)
             for cb in callbacks:

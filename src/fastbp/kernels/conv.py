@@ -47,7 +47,7 @@ from .scalar import inside_range
 
 
 @jit
-def im2col(x, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols):
+def im2col(x, first, stop, geometry, cols):
     """cols[(c*KH + ki)*KW + kj, (i - first)*P + oh*WO + ow] = x[i, c, oh*SH - PH + ki*DH,
     ow*SW - PW + kj*DW] (zero outside the input) for the samples first <= i < stop of x
     (n, C*H*W), P = HO*WO. (A range rather than a view of x: one compiled specialisation.)
@@ -55,6 +55,7 @@ def im2col(x, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols
     Copies go through views (``d[ow] = s[ow]``), not ``row[base + ow]``: numba's index
     arithmetic on signed offsets keeps LLVM from vectorising, and slice assignment has a
     per-call cost."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO = geometry
     P = HO * WO
     plane_rows = SH == 1 and SW == 1 and WO == W
     for c in range(C):
@@ -136,10 +137,11 @@ def _zero_wrapped(sample, oh_lo, oh_hi, ow_lo, ow_hi, WO):
 
 
 @jit
-def col2im(cols, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, dx):
+def col2im(cols, first, stop, geometry, dx):
     """The adjoint of im2col: dx[first:stop] (samples of C*H*W values) = the sum of cols'
     entries where they came from. Entries of cols that came from outside the input may be
     zeroed (cols is the caller's scratch)."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO = geometry
     P = HO * WO
     plane_rows = SH == 1 and SW == 1 and WO == W
     for i in range(first, stop):
@@ -181,13 +183,14 @@ def col2im(cols, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, d
 
 
 @jit
-def im2col_batch_last(xt, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols):
+def im2col_batch_last(xt, geometry, cols):
     """cols[(c*KH + ki)*KW + kj, (oh*WO + ow)*m + i] = xt[(c*H + ih)*W + iw, i] with
     ih = oh*SH - PH + ki*DH, iw = ow*SW - PW + kj*DW (zero outside the input): im2col of
     the batch-last input xt (C*H*W, m), each output row's valid part one copy when SW == 1.
 
     im2col is this with m = 1 per sample, but calling this per sample through views (2-D,
     non-contiguous) stops numba vectorising the copies, so the two stay separate loops."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO = geometry
     m = xt.shape[1]
     flat = xt.reshape(xt.size)
     run = WO * m
@@ -227,9 +230,10 @@ def im2col_batch_last(xt, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
 
 
 @jit
-def col2im_batch_last(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, dxt):
+def col2im_batch_last(cols, geometry, dxt):
     """The adjoint of im2col_batch_last: dxt (C*H*W, m) = the sum of cols' entries where
     they came from."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO = geometry
     m = dxt.shape[1]
     flat = dxt.reshape(dxt.size)
     for j in range(flat.shape[0]):
@@ -311,6 +315,7 @@ def _pre_activation(scratch, O, P):
 def _forward(args, batch_last, keep):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     C, H, W, O, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, activation, _ = _settings(ints)
+    geometry = (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO)
     K = C * KH * KW
     P = HO * WO
     m = inp.shape[0]
@@ -319,7 +324,7 @@ def _forward(args, batch_last, keep):
     if batch_last:
         cols, product, transposed = _work_arrays(scratch, K, O, m * P, C * H * W)
         transpose_into(inp, transposed)
-        im2col_batch_last(transposed, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
+        im2col_batch_last(transposed, geometry, cols)
         matmul(weight, cols, product)
         for o in range(O):
             y = product[o]
@@ -338,7 +343,7 @@ def _forward(args, batch_last, keep):
     for first in range(0, m, chunk):
         stop = min(m, first + chunk)
         cols, product = _chunk_arrays(batch, K, O, (stop - first) * P)
-        im2col(inp, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
+        im2col(inp, first, stop, geometry, cols)
         matmul(weight, cols, product)
         for i in range(first, stop):
             at = (i - first) * P
@@ -358,6 +363,7 @@ def _forward(args, batch_last, keep):
 def _backward(args, batch_last, keep):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     C, H, W, O, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, activation, _ = _settings(ints)
+    geometry = (C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO)
     K = C * KH * KW
     P = HO * WO
     m = inp.shape[0]
@@ -387,7 +393,7 @@ def _backward(args, batch_last, keep):
         transpose_into(d_weight_t, d_weight)
         if flags & F_NEED_D_INPUT:
             matmul(weight.T, d_product, cols)
-            col2im_batch_last(cols, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, transposed)
+            col2im_batch_last(cols, geometry, transposed)
             transpose_into(transposed, d_inp)
         return
     chunk_d_weight_t = batch[K * O : 2 * K * O].reshape((K, O))
@@ -398,7 +404,7 @@ def _backward(args, batch_last, keep):
         stop = min(m, first + chunk)
         cols, d_product = _chunk_arrays(batch, K, O, (stop - first) * P)
         if chunk < m:  # the forward pass's chunks overwrote each other: rebuild this one's
-            im2col(inp, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, cols)
+            im2col(inp, first, stop, geometry, cols)
         for o in range(O):
             dst = d_product[o]
             for i in range(first, stop):
@@ -421,7 +427,7 @@ def _backward(args, batch_last, keep):
                     total[o] += part[o]
         if flags & F_NEED_D_INPUT:
             matmul(weight.T, d_product, cols)
-            col2im(cols, first, stop, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO, d_inp)
+            col2im(cols, first, stop, geometry, d_inp)
     transpose_into(d_weight_t, d_weight)
 
 

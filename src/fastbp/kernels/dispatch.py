@@ -19,6 +19,7 @@ import numpy as np
 from numba.core import cgutils, errors, types
 
 from .._jit import intrinsic
+from .bundles import PARAMS
 
 
 def layer_args_type(dtype) -> types.Tuple:
@@ -32,15 +33,52 @@ def layer_args_type(dtype) -> types.Tuple:
                         types.uint64[::1]))
 
 
+def _float(dtype):
+    return dtype if isinstance(dtype, types.Float) else numba.from_dtype(np.dtype(dtype))
+
+
+def net_type(dtype) -> types.Tuple:
+    """The numba type of ``bundles.NetArrays`` for a network of ``dtype``."""
+    vector = _float(dtype)[::1]
+    return types.Tuple((types.int64[:, ::1], types.int64[::1], types.float64[::1], vector,
+                        vector, vector, vector, types.uint64[::1]))
+
+
+def batch_type(dtype) -> types.Tuple:
+    """The numba type of ``bundles.Batch``."""
+    dt = _float(dtype)
+    return types.Tuple((dt[:, ::1], types.int64[::1], dt[:, ::1], dt[::1]))
+
+
+def optimizer_type(dtype) -> types.Tuple:
+    """The numba type of ``bundles.OptimizerArgs``."""
+    return types.Tuple((_float(dtype)[:, ::1], types.float64[::1], types.int64[::1],
+                        types.int64))
+
+
+def parts_type(dtype) -> types.Tuple:
+    """The numba type of ``bundles.Parts``."""
+    return types.Tuple((_float(dtype)[:, ::1], types.float64[:, ::1], types.int64[::1]))
+
+
 def step_args_types(dtype) -> tuple:
-    """The numba types of ``step.train_step``'s arguments for a network of ``dtype``, as
-    the epoch passes them (every array C-contiguous)."""
-    dt = dtype if isinstance(dtype, types.Float) else numba.from_dtype(np.dtype(dtype))
-    vector, matrix = dt[::1], dt[:, ::1]
-    i64, f64 = types.int64[::1], types.float64[::1]
-    return (types.int64[:, ::1], i64, f64, vector, vector, vector, vector, types.uint64[::1],
-            matrix, i64, matrix, vector, types.int64, types.int64, matrix, f64, i64,
-            types.int64, f64, matrix, types.float64[:, ::1], i64)
+    """The numba types of ``step.train_step``'s arguments ``(net, batch, loss_kind, flags,
+    opt, results, parts)``, as Python and the epoch pass them (every array C-contiguous)."""
+    return (net_type(dtype), batch_type(dtype), types.int64, types.int64,
+            optimizer_type(dtype), types.float64[::1], parts_type(dtype))
+
+
+def part_args_types(dtype) -> tuple:
+    """The numba types of ``step.run_part``'s and ``step.parts_at_once``'s arguments
+    ``(net, batch, loss_kind, flags, results, parts)``."""
+    return (net_type(dtype), batch_type(dtype), types.int64, types.int64,
+            types.float64[::1], parts_type(dtype))
+
+
+def gradient_args_types(dtype) -> tuple:
+    """The numba types of ``step.gradient``'s arguments ``(net, batch, loss_kind, flags,
+    results)``."""
+    return (net_type(dtype), batch_type(dtype), types.int64, types.int64, types.float64[::1])
 
 
 def update_args_type(dtype) -> tuple:
@@ -65,12 +103,13 @@ def loss_args_types(dtype) -> tuple:
             types.float64[::1], types.int64, types.float64[::1])
 
 
-def _float_type(args, index):
-    """The float type of ``args[index]`` if ``args`` is a tuple holding an array there."""
-    if isinstance(args, types.BaseTuple) and len(args.types) > index and \
-            isinstance(args.types[index], types.Array):
-        return args.types[index].dtype
-    return types.float64
+def _float_type(args, *path):
+    """The float type of the array at ``path`` (indices into nested tuples) in ``args``."""
+    for index in path:
+        if not isinstance(args, types.BaseTuple) or len(args.types) <= index:
+            return types.float64
+        args = args.types[index]
+    return args.dtype if isinstance(args, types.Array) else types.float64
 
 
 if numba.config.DISABLE_JIT:
@@ -80,6 +119,12 @@ if numba.config.DISABLE_JIT:
         PYTHON_KERNELS[address](args)
 
     def call_step(address, args) -> None:
+        PYTHON_KERNELS[address](*args)
+
+    def call_part(address, args) -> None:
+        PYTHON_KERNELS[address](*args)
+
+    def call_gradient(address, args) -> None:
         PYTHON_KERNELS[address](*args)
 
     def call_update(address, args) -> None:
@@ -141,7 +186,20 @@ else:
     @intrinsic
     def call_step(typingctx, address, args):
         """Call ``step.train_step`` compiled at ``address`` with the arguments in ``args``."""
-        return _spread_call("call_step", address, args, step_args_types(_float_type(args, 3)))
+        return _spread_call("call_step", address, args,
+                            step_args_types(_float_type(args, 0, PARAMS)))
+
+    @intrinsic
+    def call_part(typingctx, address, args):
+        """Call ``step.run_part`` or ``step.parts_at_once`` compiled at ``address``."""
+        return _spread_call("call_part", address, args,
+                            part_args_types(_float_type(args, 0, PARAMS)))
+
+    @intrinsic
+    def call_gradient(typingctx, address, args):
+        """Call ``step.gradient`` compiled at ``address`` with the arguments in ``args``."""
+        return _spread_call("call_gradient", address, args,
+                            gradient_args_types(_float_type(args, 0, PARAMS)))
 
     @intrinsic
     def call_update(typingctx, address, args):

@@ -30,6 +30,7 @@ from .._codes import (
     SGD,
 )
 from .._jit import jit
+from .bundles import COUNTERS, HYPER, STATE, UPDATE_KERNEL
 from .dispatch import call_update
 
 
@@ -169,10 +170,12 @@ UPDATES = {SGD: sgd, ADAGRAD: adagrad, RMSPROP: rmsprop, ADAM: adam}
 
 
 @jit(inline="always")
-def optimizer_update(params, grads, state, hyper, counters, update_kernel):
-    """Clip (if asked) and apply one update, the optimizer compiled at ``update_kernel``
-    (``_dispatch.update_address``); returns the gradient norm before clipping."""
+def optimizer_update(params, grads, opt):
+    """Clip (if asked) and apply one update of the optimizer ``opt`` (``bundles.OptimizerArgs``:
+    its update compiled at ``update_kernel``, ``_dispatch.update_address``); returns the
+    gradient norm before clipping."""
+    state, hyper, counters = opt[STATE], opt[HYPER], opt[COUNTERS]
     norm = clip_grad_norm(grads, hyper[H_MAX_NORM])
     counters[C_STEP] += 1
-    call_update(update_kernel, (params, grads, state, hyper, counters[C_STEP]))
+    call_update(opt[UPDATE_KERNEL], (params, grads, state, hyper, counters[C_STEP]))
     return norm

@@ -1,14 +1,11 @@
 """The fused passes: walk the plan forward, take the loss, walk it backward, update.
 
 Every function here takes the plan and flat buffers and writes into buffers it is given; the
-only views it makes are slices and reshapes. The network's state reaches every kernel as the
-same eight arrays, in this order (``Network._kernel_args`` builds them in one place):
-
-    plan, ints, floats, params, grads, buffers, ws, rng
-
-(the per-batch scratch, then a copy of the buffers, sit at the end of ``ws``; the address
-of the loss's kernel is the last of ``ints``, its settings the last N_LOSS_SETTINGS of
-``floats``, after every layer's).
+only views it makes are slices and reshapes. Kernels take a few bundles
+(``kernels/bundles.py``): ``net`` (the network's arrays), ``batch``, ``opt`` (the optimizer),
+``parts`` (the split step's), ``loop`` (how to walk a dataset), never long positional lists.
+The address of the loss's kernel is the last of the plan's ``ints``, its settings the last
+N_LOSS_SETTINGS of ``floats``, after every layer's.
 
 Each layer kind's forward/backward pair shares one signature, a single tuple:
 
@@ -17,6 +14,14 @@ Each layer kind's forward/backward pair shares one signature, a single tuple:
 (see ``_layer_args``), and the passes call it through the addresses in the layer's plan row
 (``kernels/dispatch.py``), so this walker compiles once for every kind, no kind's kernels
 are compiled into it and nothing here names a kind.
+
+The compiled units, each compiled once per dtype: ``train_step`` (validation, the
+whole-or-split choice, the gradient of a whole batch, the update), ``run_part`` and
+``parts_at_once`` (a split step's parts), ``gradient`` alone (forward, loss, backward on a
+part's rows, which run_part calls by address: compiled only for networks that split),
+``run_dataset`` (epochs, validation, inference) and ``penalized_epochs`` (scikit-learn's
+MLP epochs). The choice between a whole and a split step is made once, in train_step; no
+kernel calls the step it runs in.
 """
 
 import numpy as np
@@ -52,12 +57,12 @@ from .._codes import (
     NO_LOSS,
     NO_UPDATE,
     PART_AT_ONCE,
+    PART_GRADIENT,
     PART_MAX_ROWS,
     PART_MIN_ROWS,
     PART_NEXT,
     PART_PARALLEL,
     PART_RUNNER,
-    PART_STEP,
     PART_WS_SIZE,
     R_BATCHES,
     R_CORRECT,
@@ -69,7 +74,41 @@ from .._codes import (
     R_WEIGHT,
 )
 from .._jit import jit, prange
-from .dispatch import call_kernel, call_loss, call_step, fetch_add
+from .bundles import (
+    ALPHA,
+    BATCH_SIZE,
+    BUFFERS,
+    EPOCH_LOSSES,
+    FLOATS,
+    GRAD_SCALE,
+    GRADS,
+    HYPER,
+    INTS,
+    LABELS,
+    LOSS_SCALE,
+    N_ITER_NO_CHANGE,
+    ORDERS,
+    PARAMS,
+    PART_ARRAYS,
+    PART_INFO,
+    PART_RESULTS,
+    PERM,
+    PLAN,
+    PROGRESS,
+    RNG,
+    SHUFFLE,
+    STEP_KERNEL,
+    TARGETS,
+    TOL,
+    WEIGHT_SLICES,
+    WEIGHT_TOTAL,
+    WEIGHTS,
+    WS,
+    X_,
+    batch_rows,
+    with_work,
+)
+from .dispatch import call_gradient, call_kernel, call_loss, call_part, call_step, fetch_add
 from .dropout import shuffle
 from .losses import check_batch
 from .optimizers import optimizer_update
@@ -84,18 +123,18 @@ def _region(ws, offset, m, width):
 
 
 @jit(inline="always")
-def _layer_args(plan, ints, floats, params, grads, buffers, ws, rng, X, li, flags,
-                backward):
+def _layer_args(net, X, li, flags, backward):
     """The arguments of layer ``li``'s kernels for a batch X: its settings, tensors, input,
     output, their deltas and its scratch. A forward kernel never reads gradients or deltas,
     so the forward pass gets its parameters and activations in their places (same types,
     no slicing: the tiny networks' step is this walker's overhead)."""
+    plan, ws = net[PLAN], net[WS]
     m = X.shape[0]
     layer = plan[li]
     out = _region(ws, layer[L_OUT_OFFSET], m, layer[L_OUT_SIZE])
     p0 = layer[L_PARAM_OFFSET]
     p1 = p0 + layer[L_PARAM_SIZE]
-    layer_params = params[p0:p1]
+    layer_params = net[PARAMS][p0:p1]
     if li == 0:
         inp = X
     else:
@@ -103,7 +142,7 @@ def _layer_args(plan, ints, floats, params, grads, buffers, ws, rng, X, li, flag
         inp = _region(ws, below[L_OUT_OFFSET], m, below[L_OUT_SIZE])
         flags |= F_NEED_D_INPUT
     if backward:
-        layer_grads = grads[p0:p1]
+        layer_grads = net[GRADS][p0:p1]
         d_out = _region(ws, layer[L_DELTA_OFFSET], m, layer[L_OUT_SIZE])
         if li == 0:
             d_inp = X  # never written: the input needs no gradient
@@ -118,33 +157,31 @@ def _layer_args(plan, ints, floats, params, grads, buffers, ws, rng, X, li, flag
     i0 = layer[L_INT_OFFSET]
     f0 = layer[L_FLOAT_OFFSET]
     s0 = ws.shape[0] - layer[L_BATCH_OFFSET]
-    return (ints[i0 : i0 + layer[L_INT_SIZE]], floats[f0 : f0 + layer[L_FLOAT_SIZE]],
-            layer_params, layer_grads, buffers[b0 : b0 + layer[L_BUFFER_SIZE]],
+    return (net[INTS][i0 : i0 + layer[L_INT_SIZE]], net[FLOATS][f0 : f0 + layer[L_FLOAT_SIZE]],
+            layer_params, layer_grads, net[BUFFERS][b0 : b0 + layer[L_BUFFER_SIZE]],
             inp, out, d_inp, d_out,
             _region(ws, layer[L_SCRATCH_OFFSET], m, layer[L_SCRATCH_SIZE]),
-            ws[s0 : s0 + layer[L_BATCH_SIZE]], flags, rng)
+            ws[s0 : s0 + layer[L_BATCH_SIZE]], flags, net[RNG])
 
 
 @jit
-def forward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags):
+def forward_pass(net, X, flags):
     """Run every layer on X (m rows); returns the last layer's output region."""
+    plan = net[PLAN]
     for li in range(plan.shape[0]):
         if plan[li, L_IS_VIEW] == 0:
-            args = _layer_args(plan, ints, floats, params, grads, buffers, ws, rng,
-                               X, li, flags, False)
-            call_kernel(plan[li, L_FORWARD_KERNEL], args)
+            call_kernel(plan[li, L_FORWARD_KERNEL], _layer_args(net, X, li, flags, False))
     last = plan[plan.shape[0] - 1]
-    return _region(ws, last[L_OUT_OFFSET], X.shape[0], last[L_OUT_SIZE])
+    return _region(net[WS], last[L_OUT_OFFSET], X.shape[0], last[L_OUT_SIZE])
 
 
 @jit
-def backward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags):
+def backward_pass(net, X, flags):
     """Chain rule from the last layer to the first; the last delta region holds dLoss/dOut."""
+    plan = net[PLAN]
     for li in range(plan.shape[0] - 1, -1, -1):
         if plan[li, L_IS_VIEW] == 0:
-            args = _layer_args(plan, ints, floats, params, grads, buffers, ws, rng,
-                               X, li, flags, True)
-            call_kernel(plan[li, L_BACKWARD_KERNEL], args)
+            call_kernel(plan[li, L_BACKWARD_KERNEL], _layer_args(net, X, li, flags, True))
 
 
 @jit
@@ -157,34 +194,77 @@ def _weight_sum(weights, m):
     return s
 
 
-@jit
-def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
-               X, labels, targets, weights, loss_kind, flags, state, hyper, counters, update_kernel,
-               results, parts, part_results, part_info):
-    """Forward, loss, backward and (unless ``hyper[H_KIND]`` is NO_UPDATE or ``flags`` has
-    F_PART) the update, for one batch: the optimizer's ``state, hyper, counters,
-    update_kernel`` (``optim.OptimizerArgs``), the last the address of its compiled update.
+@jit(inline="always")
+def _loss_into(net, batch, O, dO, scale, results, want_grad):
+    """The loss kernel (at the last of the plan's ints) on outputs O: adds to ``results``
+    and, with ``want_grad``, writes dLoss/dO times ``scale`` into dO."""
+    ints, floats = net[INTS], net[FLOATS]
+    call_loss(ints[ints.shape[0] - 1],
+              (O, batch[LABELS], batch[TARGETS], batch[WEIGHTS], dO, scale, results,
+               want_grad, floats[floats.shape[0] - N_LOSS_SETTINGS :]))
 
-    With ``part_results`` of P >= 2 rows and a batch of ``part_info[PART_MIN_ROWS]`` to
-    ``part_info[PART_MAX_ROWS]`` rows, the batch is split by rows into P parts
-    (:func:`_split_step`), each run by this function with F_PART set on its own thread;
-    otherwise (empty ``parts``, ``part_results`` of 0 rows) it runs whole.
+
+@jit(inline="always")
+def gradient(net, batch, loss_kind, flags, results):
+    """Forward, loss and backward over ``batch`` into ``net``'s gradient: the mean over the
+    batch's weight. R_ERROR is set on a non-finite loss; with F_STANDALONE the random
+    stream and the buffers are then put back as they were (the copy of the buffers lives
+    at the very end of the workspace). ``loss_kind`` is unused here (the loss is the
+    plan's); the signature is the one every step-like kernel shares."""
+    X, weights = batch[X_], batch[WEIGHTS]
+    plan, ws, buffers, rng = net[PLAN], net[WS], net[BUFFERS], net[RNG]
+    m = X.shape[0]
+    wsum = _weight_sum(weights, m)
+    standalone = (flags & F_STANDALONE) != 0
+    rng_before = rng[0]
+    kept = ws[ws.shape[0] - buffers.shape[0]:]
+    if standalone:
+        for i in range(buffers.shape[0]):
+            kept[i] = buffers[i]
+    last = plan[plan.shape[0] - 1]
+    O = forward_pass(net, X, flags)
+    dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
+    before = results[R_LOSS]
+    _loss_into(net, batch, O, dO, 1.0 / wsum, results, np.int64(1))
+    results[R_WEIGHT] += wsum
+    if not is_finite(results[R_LOSS] - before):
+        results[R_ERROR] = E_NON_FINITE_LOSS
+        if standalone:
+            rng[0] = rng_before
+            for i in range(buffers.shape[0]):
+                buffers[i] = kept[i]
+        return
+    backward_pass(net, X, flags)
+
+
+@jit
+def train_step(net, batch, loss_kind, flags, opt, results, parts):
+    """Forward, loss, backward and (unless ``opt``'s hyper[H_KIND] is NO_UPDATE) the update,
+    for one batch.
+
+    With ``parts`` of P >= 2 result rows and a batch of ``info[PART_MIN_ROWS]`` to
+    ``info[PART_MAX_ROWS]`` rows, the batch is split by rows into P parts
+    (:func:`_split_gradient`), each on its own thread, each part's gradient the standalone
+    compiled :func:`gradient` at ``info[PART_GRADIENT]``; otherwise the batch runs whole
+    through :func:`gradient` compiled into this function (no second compiled unit for
+    networks that never split).
 
     ``flags`` carries the mode: F_TRAINING (dropout, batch statistics) and F_UPDATE_BUFFERS
     (write running statistics), independently of whether the optimizer updates, and
     F_STANDALONE (a call from Python): zero ``results`` and validate the batch first, so
     that bad input touches nothing, and on a non-finite loss put the random stream and the
-    buffers back as they were (the copy of the buffers lives at the very end of ``ws``);
-    the epoch (``run_dataset``) validated its data once, leaves the bit off to accumulate
-    over its batches, and is rolled back by its caller. Every argument reaches this function
-    with the same types from Python and from the epoch (constants as variables, never
-    literals), so it compiles once.
+    buffers back as they were; the epoch (``run_dataset``) validated its data once, leaves
+    the bit off to accumulate over its batches, and is rolled back by its caller. Every
+    argument reaches this function with the same types from Python and from the epoch
+    (constants as variables, never literals), so it compiles once.
     """
+    X, weights = batch[X_], batch[WEIGHTS]
+    info, part_results = parts[PART_INFO], parts[PART_RESULTS]
     standalone = (flags & F_STANDALONE) != 0
     if standalone:
         results[:] = 0
-        code, row = check_batch(X, labels, targets, weights, loss_kind,
-                                plan[plan.shape[0] - 1, L_OUT_SIZE])
+        code, row = check_batch(X, batch[LABELS], batch[TARGETS], weights, loss_kind,
+                                net[PLAN][net[PLAN].shape[0] - 1, L_OUT_SIZE])
         if code != 0:
             results[R_ERROR] = code
             results[R_ERROR_INDEX] = row
@@ -196,22 +276,16 @@ def train_step(plan, ints, floats, params, grads, buffers, ws, rng,
             results[R_ERROR] = E_WEIGHT
             results[R_ERROR_INDEX] = -1
         return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
-    if part_results.shape[0] >= 2 and (flags & F_PART) == 0 and \
-            part_info[PART_MIN_ROWS] <= m <= part_info[PART_MAX_ROWS] and \
+    if part_results.shape[0] >= 2 and info[PART_MIN_ROWS] <= m <= info[PART_MAX_ROWS] and \
             _every_part_weighs(weights, m, part_results.shape[0]):
-        if not _split_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels,
-                           targets, weights, loss_kind, flags, state, hyper, counters,
-                           update_kernel, results, parts, part_results, part_info, wsum):
+        if not _split_gradient(net, batch, loss_kind, flags, results, parts, wsum):
             return
     else:
-        _whole_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
-                    weights, loss_kind, flags, results, wsum)
+        gradient(net, batch, loss_kind, flags, results)
         if results[R_ERROR] != 0:
             return
-    opt_kind = np.int64(hyper[H_KIND])
-    if opt_kind != NO_UPDATE and (flags & F_PART) == 0:
-        results[R_GRAD_NORM] = optimizer_update(params, grads, state, hyper, counters,
-                                                update_kernel)
+    if np.int64(opt[HYPER][H_KIND]) != NO_UPDATE:
+        results[R_GRAD_NORM] = optimizer_update(net[PARAMS], net[GRADS], opt)
     results[R_BATCHES] += 1
 
 
@@ -232,34 +306,6 @@ def _every_part_weighs(weights, m, P):
 
 
 @jit(inline="always")
-def _whole_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
-                loss_kind, flags, results, wsum):
-    """Forward, loss and backward over the whole batch (R_ERROR set on a non-finite loss)."""
-    standalone = (flags & F_STANDALONE) != 0
-    m = X.shape[0]
-    rng_before = rng[0]
-    kept = ws[ws.shape[0] - buffers.shape[0]:]
-    if standalone:
-        for i in range(buffers.shape[0]):
-            kept[i] = buffers[i]
-    last = plan[plan.shape[0] - 1]
-    O = forward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
-    dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
-    before = results[R_LOSS]
-    call_loss(ints[ints.shape[0] - 1], (O, labels, targets, weights, dO, 1.0 / wsum, results,
-                                        np.int64(1), floats[floats.shape[0] - N_LOSS_SETTINGS :]))
-    results[R_WEIGHT] += wsum
-    if not is_finite(results[R_LOSS] - before):
-        results[R_ERROR] = E_NON_FINITE_LOSS
-        if standalone:
-            rng[0] = rng_before
-            for i in range(buffers.shape[0]):
-                buffers[i] = kept[i]
-        return
-    backward_pass(plan, ints, floats, params, grads, buffers, ws, rng, X, flags)
-
-
-@jit(inline="always")
 def part_grads_width(n_params):
     """Where a part's workspace starts in its row of ``parts``: its gradient, padded to 64
     bytes of float32 so that each part's arrays start aligned as the network's do."""
@@ -270,81 +316,73 @@ PART_SHIFT = 16  # parts_at_once tells run_part its part number in the flags' hi
 
 
 @jit
-def run_part(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
-             loss_kind, flags, state, hyper, counters, update_kernel, results, parts,
-             part_results, part_info):
-    """Part t = ``flags >> PART_SHIFT`` of a split step (train_step's signature): rows
-    [t*rows, (t+1)*rows) through ``train_step`` (at part_info[PART_STEP], with F_PART) into
-    the part's own gradient, workspace and results row (part 0 uses the network's own).
-    The caller set one BLAS thread when the parts run at once (OpenBLAS's count is the
-    process's, so the parts cannot set it themselves)."""
+def run_part(net, batch, loss_kind, flags, results, parts):
+    """Part t = ``flags >> PART_SHIFT`` of a split step: rows [t*rows, (t+1)*rows) through
+    the gradient (at info[PART_GRADIENT]) into the part's own gradient, workspace and
+    results row (part 0 uses the network's own). The caller set one BLAS thread when the
+    parts run at once (OpenBLAS's count is the process's, so the parts cannot set it
+    themselves)."""
     t = flags >> PART_SHIFT
     flags &= (1 << PART_SHIFT) - 1
-    m = X.shape[0]
+    arrays, part_results, info = parts[PART_ARRAYS], parts[PART_RESULTS], parts[PART_INFO]
+    m = batch[X_].shape[0]
     P = part_results.shape[0]
     rows = (m + P - 1) // P
     a = t * rows
     b = min(m, a + rows)
     if a >= b:
         return
-    n = params.shape[0]
-    g = grads if t == 0 else parts[t - 1, :n]
-    start = part_grads_width(n)
-    w = ws if t == 0 else parts[t - 1, start : start + part_info[PART_WS_SIZE]]
-    call_step(part_info[PART_STEP],
-              (plan, ints, floats, params, g, buffers, w, rng, X[a:b],
-               labels[a:b] if labels.shape[0] > 0 else labels,
-               targets[a:b] if targets.shape[0] > 0 else targets,
-               weights[a:b] if weights.shape[0] > 0 else weights, loss_kind, flags, state,
-               hyper, counters, update_kernel, part_results[t], parts, part_results, part_info))
+    if t > 0:
+        n = net[PARAMS].shape[0]
+        start = part_grads_width(n)
+        net = with_work(net, arrays[t - 1, :n], arrays[t - 1, start : start + info[PART_WS_SIZE]])
+    call_gradient(info[PART_GRADIENT], (net, batch_rows(batch, a, b), loss_kind, flags,
+                                        part_results[t]))
 
 
 @jit(parallel=True)
-def parts_at_once(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
-                  weights, loss_kind, flags, state, hyper, counters, update_kernel, results,
-                  parts, part_results, part_info):
-    """Run a split step's parts (:func:`run_part`, at part_info[PART_RUNNER]) at once on
-    numba's threads (train_step's signature). The only code compiled for threads, calls by
-    address in a loop: a parallel kernel takes seconds to compile, more for every line in
-    it, and again inside any kernel calling it. Each thread claims parts until none is
-    left, so when other processes hold the cores a thread that finished its part runs the
-    part of a thread that has not started yet (the same arithmetic: a part's rows, buffers
-    and results do not depend on the thread that runs it)."""
-    part_info[PART_NEXT] = 0
-    for _ in prange(part_results.shape[0]):
-        t = fetch_add(part_info, PART_NEXT)
-        while t < part_results.shape[0]:
-            call_step(part_info[PART_RUNNER],
-                      (plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
-                       weights, loss_kind, flags | (t << PART_SHIFT), state, hyper, counters,
-                       update_kernel, results, parts, part_results, part_info))
-            t = fetch_add(part_info, PART_NEXT)
+def parts_at_once(net, batch, loss_kind, flags, results, parts):
+    """Run a split step's parts (:func:`run_part`, at info[PART_RUNNER]) at once on numba's
+    threads (run_part's signature). The only code compiled for threads, calls by address
+    in a loop: a parallel kernel takes seconds to compile, more for every line in it, and
+    again inside any kernel calling it. Each thread claims parts until none is left, so when
+    other processes hold the cores a thread that finished its part runs the part of a
+    thread that has not started yet (the same arithmetic: a part's rows, buffers and results
+    do not depend on the thread that runs it)."""
+    info = parts[PART_INFO]
+    P = parts[PART_RESULTS].shape[0]
+    info[PART_NEXT] = 0
+    for _ in prange(P):
+        t = fetch_add(info, PART_NEXT)
+        while t < P:
+            call_part(info[PART_RUNNER],
+                      (net, batch, loss_kind, flags | (t << PART_SHIFT), results, parts))
+            t = fetch_add(info, PART_NEXT)
 
 
 @jit(inline="always")
-def _split_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
-                weights, loss_kind, flags, state, hyper, counters, update_kernel, results,
-                parts, part_results, part_info, total):
-    """train_step's batch in P = ``part_results.shape[0]`` parts of rows, each with its own
-    gradient and workspace (part 0 the network's, part t > 0 row t - 1 of ``parts``:
+def _split_gradient(net, batch, loss_kind, flags, results, parts, total):
+    """train_step's gradient in P = ``part_results.shape[0]`` parts of rows, each with its
+    own gradient and workspace (part 0 the network's, part t > 0 row t - 1 of ``arrays``:
     gradient, then workspace), run by :func:`parts_at_once` on P threads (or one after
     another on a busy machine: the same arithmetic, so whether the parts ran at once does
-    not change the result). The gradient is the parts' gradients weighted by their share of the batch's
-    weight ``total``; False (R_ERROR set) on a non-finite loss. Only for networks whose
-    layers are all ``rows_independent`` (no batch statistics, no random draws): nothing to
-    put back."""
+    not change the result). The gradient is the parts' gradients weighted by their share of
+    the batch's weight ``total``; False (R_ERROR set) on a non-finite loss. Only for
+    networks whose layers are all ``rows_independent`` (no batch statistics, no random
+    draws): nothing to put back."""
+    arrays, part_results, info = parts[PART_ARRAYS], parts[PART_RESULTS], parts[PART_INFO]
+    grads = net[GRADS]
     P = part_results.shape[0]
-    rows = (X.shape[0] + P - 1) // P
+    rows = (batch[X_].shape[0] + P - 1) // P
     part_flags = (flags | F_PART) & ~F_STANDALONE
     part_results[:] = 0
     # one after another never enters the parallel kernel: GNU OpenMP kills a forked child
     # that does, and numba's workqueue layer aborts on two threads entering it at once
-    address = part_info[PART_AT_ONCE] if part_info[PART_PARALLEL] != 0 else part_info[PART_RUNNER]
-    for t in range(1 if part_info[PART_PARALLEL] != 0 else P):
-        call_step(address,
-                  (plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets,
-                   weights, loss_kind, part_flags | (t << PART_SHIFT), state, hyper, counters,
-                   update_kernel, results, parts, part_results, part_info))
+    at_once = info[PART_PARALLEL] != 0
+    address = info[PART_AT_ONCE] if at_once else info[PART_RUNNER]
+    for t in range(1 if at_once else P):
+        call_part(address, (net, batch, loss_kind, part_flags | (t << PART_SHIFT), results,
+                            parts))
     for t in range(P):
         if part_results[t, R_ERROR] != 0:  # a non-finite loss: nothing is updated
             results[R_ERROR] = part_results[t, R_ERROR]
@@ -360,11 +398,10 @@ def _split_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, 
     # part whose rows all weigh 0 ran nothing and is left out)
     if P == 2 and part_results[0, R_WEIGHT] > 0 and part_results[1, R_WEIGHT] > 0:
         # the usual case in one pass: a large network's gradients are megabytes, and the
-        # sum costs their memory traffic, not its arithmetic (784-1024-1024-10: 2 passes
-        # over 7.4 MB each took about a millisecond)
+        # sum costs their memory traffic, not its arithmetic
         share0 = grads.dtype.type(part_results[0, R_WEIGHT] / total)
         share1 = grads.dtype.type(part_results[1, R_WEIGHT] / total)
-        other = parts[0]
+        other = arrays[0]
         for i in range(grads.shape[0]):
             grads[i] = share0 * grads[i] + share1 * other[i]
         return True
@@ -377,97 +414,89 @@ def _split_step(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, 
     for t in range(1, P):
         if part_results[t, R_WEIGHT] > 0:
             share = grads.dtype.type(part_results[t, R_WEIGHT] / total)
-            other = parts[t - 1]
+            other = arrays[t - 1]
             for i in range(grads.shape[0]):
                 grads[i] += share * other[i]
     return True
 
 
+@jit(inline="always")
+def _gather(data, order, start, m, buffer):
+    """Rows ``order[start : start + m]`` of ``data`` copied into the first m rows of the
+    ``buffer`` batch; returns those rows as a batch (empty arrays stay empty)."""
+    X, labels, targets, weights = data[X_], data[LABELS], data[TARGETS], data[WEIGHTS]
+    Xb = buffer[X_][:m]
+    has_labels = labels.shape[0] > 0
+    n_targets = targets.shape[1] if targets.shape[0] > 0 else 0
+    weighted = weights.shape[0] > 0
+    for r in range(m):
+        src = order[start + r]
+        row = Xb[r]
+        x = X[src]
+        for j in range(row.shape[0]):
+            row[j] = x[j]
+        if has_labels:
+            buffer[LABELS][r] = labels[src]
+        for j in range(n_targets):
+            buffer[TARGETS][r, j] = targets[src, j]
+        if weighted:
+            buffer[WEIGHTS][r] = weights[src]
+    return batch_rows(buffer, 0, m)
+
+
 @jit
-def run_dataset(plan, ints, floats, params, grads, buffers, ws, rng,
-                X, labels, targets, weights, loss_kind, flags, state, hyper, counters, update_kernel,
-                results, perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch,
-                weights_batch, step_kernel, parts, part_results, part_info):
+def run_dataset(net, data, loss_kind, flags, opt, results, loop, buffer, parts):
     """Everything that walks a whole dataset, in one kernel (each jitted entry point re-links
     and re-optimises what it calls, so fit, evaluate and predict share this one):
 
     - ``flags & F_VALIDATE``: check every row as train_step would (R_ERROR, R_ERROR_INDEX);
-    - ``flags & F_INFER``: forward in chunks of ``batch_size`` rows in the mode the other
-      flags say, copying the outputs into ``targets_batch`` (unless it is empty) and adding
-      up the loss and accuracy (unless ``loss_kind`` is NO_LOSS);
-    - otherwise one training epoch: shuffle, then for each mini-batch gather its rows into
-      the ``*_batch`` buffers and run the step: ``train_step`` (with ``parts,
-      part_results, part_info``) compiled at the address ``step_kernel``
-      (``_dispatch.step_address``: the step Python calls, not a second copy of it
-      compiled into this kernel). The inputs were validated once by the
-      caller. Stops early (R_ERROR set) on a non-finite loss; R_BATCHES says how many
-      batches were applied.
+    - ``flags & F_INFER``: forward in chunks of ``loop``'s batch_size rows in the mode the
+      other flags say, copying the outputs into ``buffer``'s targets (unless empty) and
+      adding up the loss and accuracy (unless ``loss_kind`` is NO_LOSS);
+    - otherwise one training epoch: shuffle ``loop``'s perm, then for each mini-batch
+      gather its rows into ``buffer`` and run the step at ``loop``'s step_kernel
+      (``train_step``, the one Python calls, not a second copy compiled into this
+      kernel). The inputs were validated once by the caller. Stops early (R_ERROR set) on a
+      non-finite loss; R_BATCHES says how many batches were applied.
     """
     results[:] = 0
     if flags & F_VALIDATE:
-        code, row = check_batch(X, labels, targets, weights, loss_kind,
-                                plan[plan.shape[0] - 1, L_OUT_SIZE])
+        code, row = check_batch(data[X_], data[LABELS], data[TARGETS], data[WEIGHTS], loss_kind,
+                                net[PLAN][net[PLAN].shape[0] - 1, L_OUT_SIZE])
         results[R_ERROR] = code
         results[R_ERROR_INDEX] = row
     elif flags & F_INFER:
-        _infer(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
-               loss_kind, flags, results, batch_size, targets_batch)
+        _infer(net, data, loss_kind, flags, results, loop[BATCH_SIZE], buffer[TARGETS])
     else:
-        _epoch(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
-               loss_kind, flags, state, hyper, counters, update_kernel, results, perm,
-               batch_size, do_shuffle, X_batch, labels_batch, targets_batch, weights_batch,
-               step_kernel, parts, part_results, part_info)
+        _epoch(net, data, loss_kind, flags, opt, results, loop, buffer, parts)
 
 
 @jit(inline="always")
-def _epoch(plan, ints, floats, params, grads, buffers, ws, rng,
-           X, labels, targets, weights, loss_kind, flags, state, hyper, counters, update_kernel,
-           results, perm, batch_size, do_shuffle, X_batch, labels_batch, targets_batch,
-           weights_batch, step_kernel, parts, part_results, part_info):
-    n = X.shape[0]
+def _epoch(net, data, loss_kind, flags, opt, results, loop, buffer, parts):
+    perm, batch_size = loop[PERM], loop[BATCH_SIZE]
+    n = data[X_].shape[0]
     for i in range(n):
         perm[i] = i
-    if do_shuffle:
-        shuffle(perm, rng)
-    weighted = weights.shape[0] > 0
+    if loop[SHUFFLE]:
+        shuffle(perm, net[RNG])
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        Xb = X_batch[:m]
-        for r in range(m):
-            src = perm[start + r]
-            for j in range(X.shape[1]):
-                Xb[r, j] = X[src, j]
-            if labels.shape[0] > 0:
-                labels_batch[r] = labels[src]
-            for j in range(targets.shape[1] if targets.shape[0] > 0 else 0):
-                targets_batch[r, j] = targets[src, j]
-            if weighted:
-                weights_batch[r] = weights[src]
-        wb = weights_batch[:m] if weighted else weights_batch[:0]
-        call_step(step_kernel, (plan, ints, floats, params, grads, buffers, ws, rng,
-                                Xb, labels_batch[:m], targets_batch[:m], wb, loss_kind, flags,
-                                state, hyper, counters, update_kernel, results, parts,
-                                part_results, part_info))
+        batch = _gather(data, perm, start, m, buffer)
+        call_step(loop[STEP_KERNEL], (net, batch, loss_kind, flags, opt, results, parts))
         if results[R_ERROR] != 0:
             return
 
 
 @jit
-def penalized_epochs(plan, ints, floats, params, grads, buffers, ws, rng,
-                     X, labels, targets, weights, loss_kind, flags, no_state, no_hyper,
-                     no_counters, no_update, state, hyper, counters, update_kernel, results,
-                     orders, X_batch, labels_batch, targets_batch, weights_batch,
-                     batch_size, grad_scale, alpha, weight_slices, step_kernel, loss_scale,
-                     weight_total, tol, n_iter_no_change, progress, epoch_losses, parts,
-                     part_results, part_info):
+def penalized_epochs(net, data, loss_kind, flags, no_update, opt, results, loop, buffer,
+                     penalty, parts):
     """scikit-learn's MLP epochs (``fastbp.sklearn``) in one call: epoch e visits the rows
-    ``orders[e]`` (drawn by the caller with scikit-learn's random state) in mini-batches
-    gathered into the ``*_batch`` buffers. Each mini-batch: the step at ``step_kernel``
-    (with ``parts, part_results, part_info``) without an update (the ``no_*`` optimizer),
-    its gradient times ``grad_scale``
-    (scikit-learn's loss scaling), ``alpha / batch weight * w`` added on the weights
-    (``weight_slices``: (start, stop) rows into ``params``; biases are not penalised), then
-    the optimizer's update. Batches of zero weight are skipped.
+    ``penalty.orders[e]`` (drawn by the caller with scikit-learn's random state) in
+    mini-batches of ``loop``'s batch_size gathered into ``buffer``. Each mini-batch: the
+    step at ``loop``'s step_kernel without an update (the ``no_update`` optimizer), its
+    gradient times ``grad_scale`` (scikit-learn's loss scaling), ``alpha / batch weight * w``
+    added on the weights (``weight_slices``: (start, stop) rows into ``params``; biases are
+    not penalised), then ``opt``'s update. Batches of zero weight are skipped.
 
     ``epoch_losses[e]`` gets scikit-learn's epoch loss: (loss_scale * summed loss + alpha/2
     * the sum over batches of ||w||^2 at each batch's gradient) / weight_total.
@@ -475,39 +504,24 @@ def penalized_epochs(plan, ints, floats, params, grads, buffers, ws, rng,
     ``n_iter_no_change >= 0`` the first two follow scikit-learn's rule (an epoch improves if
     its loss is below the best minus ``tol``) and the call returns after the epoch where the
     count exceeds ``n_iter_no_change``. A non-finite loss stops with R_ERROR set."""
+    orders, progress = penalty[ORDERS], penalty[PROGRESS]
+    grad_scale, alpha, weight_slices = penalty[GRAD_SCALE], penalty[ALPHA], penalty[WEIGHT_SLICES]
+    tol, n_iter_no_change = penalty[TOL], penalty[N_ITER_NO_CHANGE]
+    params, grads = net[PARAMS], net[GRADS]
+    batch_size = loop[BATCH_SIZE]
     n = orders.shape[1]
-    weighted = weights.shape[0] > 0
-    has_labels = labels.shape[0] > 0
-    n_targets = targets.shape[1] if targets.shape[0] > 0 else 0
     progress[2] = 0
     for e in range(orders.shape[0]):
-        order = orders[e]
         results[:] = 0
         squares = 0.0
         for start in range(0, n, batch_size):
             m = min(batch_size, n - start)
-            Xb = X_batch[:m]
-            for r in range(m):
-                src = order[start + r]
-                row = Xb[r]
-                x = X[src]
-                for j in range(row.shape[0]):
-                    row[j] = x[j]
-                if has_labels:
-                    labels_batch[r] = labels[src]
-                for j in range(n_targets):
-                    targets_batch[r, j] = targets[src, j]
-                if weighted:
-                    weights_batch[r] = weights[src]
-            wb = weights_batch[:m] if weighted else weights_batch[:0]
-            wsum = _weight_sum(wb, m)
+            batch = _gather(data, orders[e], start, m, buffer)
+            wsum = _weight_sum(batch[WEIGHTS], m)
             if not wsum > 0:
                 continue
-            call_step(step_kernel, (plan, ints, floats, params, grads, buffers, ws, rng, Xb,
-                                    labels_batch[:m] if has_labels else labels_batch,
-                                    targets_batch[:m] if n_targets > 0 else targets_batch,
-                                    wb, loss_kind, flags, no_state, no_hyper, no_counters,
-                                    no_update, results, parts, part_results, part_info))
+            call_step(loop[STEP_KERNEL], (net, batch, loss_kind, flags, no_update, results,
+                                          parts))
             if results[R_ERROR] != 0:
                 return
             if grad_scale != 1.0:
@@ -521,9 +535,10 @@ def penalized_epochs(plan, ints, floats, params, grads, buffers, ws, rng,
                     for j in range(w.shape[0]):
                         g[j] += c * w[j]
                         squares += w[j] * w[j]
-            optimizer_update(params, grads, state, hyper, counters, update_kernel)
-        loss = (loss_scale * results[R_LOSS] + 0.5 * alpha * squares) / weight_total
-        epoch_losses[e] = loss
+            optimizer_update(params, grads, opt)
+        loss = (penalty[LOSS_SCALE] * results[R_LOSS] + 0.5 * alpha * squares) \
+            / penalty[WEIGHT_TOTAL]
+        penalty[EPOCH_LOSSES][e] = loss
         progress[2] = e + 1
         if n_iter_no_change >= 0:
             if loss > progress[0] - tol:
@@ -537,31 +552,25 @@ def penalized_epochs(plan, ints, floats, params, grads, buffers, ws, rng,
 
 
 @jit(inline="always")
-def _infer(plan, ints, floats, params, grads, buffers, ws, rng, X, labels, targets, weights,
-           loss_kind, flags, results, capacity, outputs):
+def _infer(net, data, loss_kind, flags, results, capacity, outputs):
+    X = data[X_]
     n = X.shape[0]
-    weighted = weights.shape[0] > 0
     for start in range(0, n, capacity):
         stop = min(n, start + capacity)
         m = stop - start
-        O = forward_pass(plan, ints, floats, params, grads, buffers, ws, rng,
-                         X[start:stop], flags)
+        O = forward_pass(net, X[start:stop], flags)
         if outputs.shape[0] > 0:
             copy_into(O, outputs[start:stop])
         if loss_kind != NO_LOSS:
-            last = plan[plan.shape[0] - 1]
-            dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
-            w = weights[start:stop] if weighted else weights[:0]
-            call_loss(ints[ints.shape[0] - 1],
-                      (O, labels[start:stop] if labels.shape[0] > 0 else labels,
-                       targets[start:stop] if targets.shape[0] > 0 else targets, w, dO,
-                       np.float64(1.0), results, np.int64(0),
-                       floats[floats.shape[0] - N_LOSS_SETTINGS :]))
-            results[R_WEIGHT] += _weight_sum(w, m)
+            last = net[PLAN][net[PLAN].shape[0] - 1]
+            dO = _region(net[WS], last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
+            rows = batch_rows(data, start, stop)
+            _loss_into(net, rows, O, dO, np.float64(1.0), results, np.int64(0))
+            results[R_WEIGHT] += _weight_sum(rows[WEIGHTS], m)
 
 
 @jit
-def apply_update(params, grads, state, hyper, counters, update_kernel):
+def apply_update(params, grads, opt):
     """One optimizer update of ``params`` from the flat gradient ``grads`` (clipped in
     place first if the hyperparameters ask); returns the norm before clipping."""
-    return optimizer_update(params, grads, state, hyper, counters, update_kernel)
+    return optimizer_update(params, grads, opt)

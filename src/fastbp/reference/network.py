@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import _validation as v
+from .._engine import seed_state
 from ..layers import Layer, mlp_layers
 from ..losses import check_loss_settings
-from ..network import seed_state
 from ..optim import Optimizer
 from ..plan import compile_layers, tensor_views
 from ._stream import NumpyStream, XorShiftStream
@@ -70,7 +70,7 @@ class Network:
                    label_smoothing=net.label_smoothing)
         twin.params[:] = net.params
         twin.buffers[:] = net.buffers
-        twin.stream.set_state(int(net._rng[0]))
+        twin.stream.set_state(int(net.engine.rng[0]))
         return twin
 
     @property

@@ -1,0 +1,485 @@
+"""The engine: a network's compute side, the one interface its users inside fastbp use.
+
+``Network`` is the user's object: architecture, preprocessing, the public methods. Its
+``engine`` owns what the kernels work on (the flat parameter, gradient and buffer arrays,
+the random state, the workspaces, the split step's parts, the lock) and runs the kernels.
+Training (``fastbp.training``), data parallelism (``fastbp.distributed``), the
+scikit-learn estimators and serialisation talk to the network through it, never through
+private attributes.
+
+Kernels take bundles (``kernels/bundles.py``) as plain tuples; the engine builds them:
+:attr:`Engine.arrays` (the network's arrays), :meth:`Engine.inputs` (a batch),
+:meth:`Engine.parts` (a split step's parts), :meth:`Engine.loop` (how to walk a dataset).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+
+from . import _codes as codes
+from . import _validation as v
+from ._access import SharedAccess
+from ._dispatch import bind_kernels, gradient_address, parts_at_once_address, run_part_address, step_address
+from ._params import Interval, check_parameters
+from ._threads import (
+    BUSY_SPLIT_MAX_BYTES,
+    MIN_PARALLEL_WORK,
+    SPLIT_MIN_WORK,
+    busy_split,
+    get_num_threads,
+    parts_in_parallel,
+    use_threads,
+)
+from .kernels import step as step_kernels
+from .kernels.bundles import Batch, Loop, NetArrays, OptimizerArgs, Parts
+from .losses import is_regression
+from .metrics import METRICS
+
+# Rows per chunk for forward/predict/evaluate on large inputs, by default: at most this
+# many, and no more than fit a workspace of INFER_BYTES (each thread has its own).
+INFER_CHUNK = 1024
+INFER_BYTES = 64 * 2**20
+TRAIN_FLAGS = codes.F_TRAINING | codes.F_UPDATE_BUFFERS  # fit's epochs
+STEP_FLAGS = TRAIN_FLAGS | codes.F_STANDALONE  # train_step
+GRAD_FLAGS = codes.F_TRAINING | codes.F_STANDALONE  # loss_and_grad
+EVAL_FLAGS = 0
+
+
+def seed_state(seed: int | None) -> np.ndarray:
+    """The kernels' xorshift state, from a stream of its own so init draws are unaffected."""
+    rng = np.random.default_rng(None if seed is None else [seed, 0x5EED])
+    return np.array([rng.integers(1, 2**63, dtype=np.int64)], dtype=np.uint64)
+
+
+class Engine:
+    """A network's arrays, workspaces and kernel calls (see the module).
+
+    Parameters
+    ----------
+    network : Network
+        The owner, whose architecture (layers, loss, dtype, shapes) the engine copies.
+    plan : fastbp.plan.Plan
+        The compiled layers (the loss's settings appended).
+    params, buffers : ndarray
+        The flat arrays the layers' tensors are views of.
+    loss_code : int
+        The loss's code (``fastbp.losses``).
+
+    Attributes
+    ----------
+    params, grads, buffers, rng : ndarray
+        The flat state; ``grads`` holds the last gradient computed.
+    access : SharedAccess
+        Inference from many threads at once, training alone (``fastbp._access``).
+    results : ndarray
+        The training calls' result vector (``R_*``).
+    no_update : tuple
+        An ``OptimizerArgs`` bundle that computes a gradient without updating.
+    min_batch : int
+        The fewest rows a training batch may have (2 with batch statistics).
+    standardize, label_encoder, target_standardize
+        The network's preprocessing (its properties of these names check and set them),
+        applied by :meth:`inputs`.
+    """
+
+    def __init__(self, network, plan, params: np.ndarray, buffers: np.ndarray, loss_code: int,
+                 seed: int | None):
+        self.plan = plan
+        self.layers = network.layers
+        self.dtype = network.dtype
+        self.loss = network.loss
+        self.loss_code = loss_code
+        self.n_outputs = network.n_outputs
+        self.input_shape = network.input_shape
+        self.params, self.buffers = params, buffers
+        self.grads = v.aligned_zeros(plan.n_params, self.dtype)
+        self.rng = seed_state(seed)
+        self.results = np.zeros(codes.N_RESULTS, dtype=np.float64)
+        self.access = SharedAccess()
+        self.standardize = self.label_encoder = self.target_standardize = None
+        self.distributed: tuple | None = None  # (key, DistributedStep) of the last comm used
+        self.bound = False  # the kernel addresses, written on first run
+        self.work_per_sample = max(layer.product_work() for layer in self.layers)
+        # A training batch is split by rows over threads (kernels/step.py's _split_gradient)
+        # when every layer allows it and the step is big enough (0: never), unless only
+        # matrix products do the work and they are big enough for BLAS's own threads
+        # (their threads then beat the split; convolutions and recurrent cells, whose own
+        # loops do much of the work, always gain from it) and the machine is idle (see
+        # parts).
+        self.split_work = (sum(layer.work_per_sample() for layer in self.layers)
+                           if all(layer.rows_independent() for layer in self.layers) else 0)
+        self.split_rows = (range(-(-SPLIT_MIN_WORK // self.split_work),
+                                 2**62 if any(layer.work_outside_blas for layer in self.layers)
+                                 else (MIN_PARALLEL_WORK - 1) // max(self.work_per_sample, 1) + 1)
+                           if self.split_work else range(0))
+        self._part_arrays: tuple | None = None
+        self._part_key: tuple[int, int] | None = None
+        # Batch statistics need more than one value per channel (torch refuses too).
+        self.min_batch = 2 if any(getattr(la, "positions", 2) == 1 for la in self.layers) else 1
+        self._local = threading.local()
+        # Typed empties stand in for the arrays a call does not use.
+        self.no_labels = np.empty(0, dtype=np.int64)
+        self.no_targets = np.empty((0, self.n_outputs), dtype=self.dtype)
+        self.no_weights = np.empty(0, dtype=self.dtype)
+        no_hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
+        no_hyper[codes.H_KIND] = codes.NO_UPDATE  # a gradient, no update
+        self.no_update = tuple(OptimizerArgs(np.empty((0, 0), dtype=self.dtype), no_hyper,
+                                             np.zeros(codes.N_COUNTERS, dtype=np.int64), 0))
+        # A step that runs whole: no parts.
+        self.no_parts = tuple(Parts(np.empty((0, 0), dtype=self.dtype),
+                                    np.zeros((0, codes.N_RESULTS)),
+                                    np.zeros(codes.N_PART_INFO, np.int64)))
+        self._no_loop = tuple(Loop(np.empty(0, dtype=np.int64), 1, False, 0))
+        self._no_batch = tuple(Batch(np.empty((0, int(np.prod(self.input_shape))), self.dtype),
+                                     self.no_labels, self.no_targets, self.no_weights))
+        self.capacity = 0
+        self._arrays: tuple = ()
+        self._step_entry = None  # train_step's compiled entry, once dispatched (step)
+        self.reserve(1)
+
+    # -- the network's arrays ----------------------------------------------------------------
+    @property
+    def arrays(self) -> tuple:
+        """The ``NetArrays`` bundle (a plain tuple) of the training workspace. The first use
+        compiles (or loads from the cache) the kernels of the network's layer kinds and
+        puts their addresses in the plan (``_dispatch.py``), so building a network compiles
+        nothing."""
+        if not self.bound:
+            self.bind()
+        return self._arrays
+
+    def bind(self) -> None:
+        """Write the kernel addresses into the plan (once, before any thread runs one)."""
+        with self.access.lock:
+            if not self.bound:
+                bind_kernels(self.plan.table, self.plan.ints, self.dtype, self.plan.late_ints)
+                self.bound = True
+
+    def _arrays_with_workspace(self, rows: int) -> tuple:
+        """The network's arrays with a new workspace for ``rows`` rows: per-sample regions
+        first, then the per-batch scratch and the copy of the buffers."""
+        p = self.plan
+        ws = v.aligned_zeros(rows * p.ws_width + p.batch_width + p.n_buffers, self.dtype)
+        return tuple(NetArrays(p.table, p.ints, p.floats, self.params, self.grads,
+                               self.buffers, ws, self.rng))
+
+    @property
+    def ws(self) -> np.ndarray:
+        """The training workspace."""
+        return self._arrays[6]
+
+    def reserve(self, rows: int) -> None:
+        """Make the training workspace hold a batch of ``rows`` rows."""
+        if rows > self.capacity:
+            self._arrays = self._arrays_with_workspace(rows)
+            self.capacity = rows
+
+    def use_grads(self, grads: np.ndarray) -> None:
+        """Compute gradients into ``grads`` (n_params,) from now on, e.g. a view into the
+        buffer an all-reduce sends (fastbp.distributed)."""
+        self.grads = grads
+        fields = list(self._arrays)
+        fields[4] = grads
+        self._arrays = tuple(NetArrays(*fields))
+
+    def training_state(self) -> tuple[np.ndarray, ...]:
+        """Every array training changes on the network's side, for snapshots and rollback."""
+        return (self.params, self.buffers, self.rng)
+
+    # -- input ------------------------------------------------------------------------------
+    def inputs(self, X, y, sample_weight=None, names: str = "X") -> tuple:
+        """``(X, y, sample_weight)`` checked and converted into a ``Batch`` (a plain
+        tuple) after the network's preprocessing; ``names`` is how errors name X."""
+        X = v.check_X(self.preprocess_X(X), self.input_shape, self.dtype)
+        y = self.preprocess_y(y)
+        labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype)
+        if sample_weight is None:
+            w = self.no_weights
+        else:
+            w = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        return (X, self.no_labels if labels is None else labels,
+                self.no_targets if targets is None else targets, w)
+
+    def preprocess_X(self, X):
+        """X after the network's :attr:`standardize`, if any."""
+        return X if self.standardize is None else self.standardize.transform(X, self.dtype)
+
+    def preprocess_y(self, y):
+        """y after the network's :attr:`label_encoder` or :attr:`target_standardize`."""
+        if y is None:
+            return y
+        if self.label_encoder is not None:
+            return self.label_encoder.transform(y)
+        if self.target_standardize is not None:
+            y = np.asarray(y)
+            if y.ndim == 0:
+                raise ValueError(f"y must have a value per sample, got shape {y.shape}")
+            return self.target_standardize.transform(y.reshape(y.shape[0], -1),
+                                                     self.dtype).reshape(y.shape)
+        return y
+
+    def check_rows(self, rows: int, name: str = "X") -> None:
+        """Refuse a training batch too small for the layers' batch statistics."""
+        if rows < self.min_batch:
+            i, layer = next((i, la) for i, la in enumerate(self.layers)
+                            if getattr(la, "positions", 2) == 1)
+            raise ValueError(f"layers[{i}] ({type(layer).__name__}) expected more than 1 value "
+                             f"per channel when training; {name} has {rows} row")
+
+    def raise_for(self, results: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """Raise the error a kernel reported in ``results``, if any."""
+        code = int(results[codes.R_ERROR])
+        if code == codes.E_NON_FINITE_LOSS:
+            raise FloatingPointError("the loss is not finite; parameters were not updated "
+                                     "(lower the learning rate or clip gradients)")
+        if code:
+            raise ValueError(v.value_error_message(code, int(results[codes.R_ERROR_INDEX]),
+                                                   self.loss, self.n_outputs, labels=labels))
+
+    def validate(self, batch: tuple, loss_code: int | None = None) -> None:
+        """Check every row of ``batch`` as the training step would, raising on the first
+        bad one."""
+        loss_code = self.loss_code if loss_code is None else loss_code
+        results = self._run_dataset(batch, loss_code, codes.F_VALIDATE)
+        self.raise_for(results, batch[1])
+
+    # -- training -----------------------------------------------------------------------------
+    def parts(self, rows: int) -> tuple:
+        """The ``Parts`` bundle for a training batch of ``rows``: the split step's arrays
+        (kernels/step.py's _split_gradient) if the batch is split over threads, else
+        ``no_parts`` (the step runs whole). An epoch of batches of ``rows`` passes them on
+        to the step, which splits each batch of PART_MIN_ROWS to PART_MAX_ROWS rows (a
+        last, smaller batch may run whole). Whether and how a batch splits depends on the
+        network, its rows and get_num_threads(); the load decides whether the parts run at
+        once, with the same arithmetic either way, and for a batch big enough for BLAS's own
+        threads also whether it splits at all (_threads.busy_split: then, in an epoch, a
+        last batch too small for busy_split splits as well). Call after :meth:`reserve`."""
+        split = self.split_rows
+        if not split or rows < split.start:
+            return self.no_parts
+        count = get_num_threads()
+        if count < 2:
+            return self.no_parts
+        work = rows * self.split_work
+        if rows in split:
+            max_rows = split.stop - 1
+        else:
+            # products big enough for BLAS's own threads: whole, unless other processes
+            # hold the cores (busy_split), the parts can run at once (one after another
+            # they would only add the gradients' sum) and their workspace stays modest (a
+            # full-batch fit would otherwise add half its activations again)
+            part_bytes = ((count - 1) * -(-rows // count) * self.plan.ws_width
+                          * np.dtype(self.dtype).itemsize)
+            if not busy_split(work) or part_bytes > BUSY_SPLIT_MAX_BYTES or \
+                    not parts_in_parallel(work):
+                return self.no_parts
+            max_rows = rows
+        rows_room = min(self.capacity, max_rows)
+        if self._part_key is None or self._part_key[0] != count or self._part_key[1] < rows_room:
+            self._make_parts(count, rows_room)  # grown, never shrunk: batch sizes vary
+        arrays = self._part_arrays
+        info = arrays[2]
+        if rows < info[codes.PART_MIN_ROWS]:
+            return self.no_parts
+        info[codes.PART_MAX_ROWS] = min(max_rows, self._part_key[1])
+        at_once = parts_in_parallel(work)
+        info[codes.PART_PARALLEL] = at_once
+        if at_once:
+            use_threads(0)  # one BLAS thread: the parts share the process's count
+        return arrays
+
+    def _make_parts(self, count: int, max_rows: int) -> None:
+        plan, n = self.plan, self.plan.n_params
+        # sized for the largest batch that splits, not for inference's larger chunks
+        rows = -(-max_rows // count)
+        ws_size = rows * plan.ws_width + plan.batch_width + plan.n_buffers
+        # each row starts 64-byte aligned (float32), as the network's own arrays do
+        width = -(-(step_kernels.part_grads_width(n) + ws_size) // 16) * 16
+        info = np.zeros(codes.N_PART_INFO, dtype=np.int64)
+        info[codes.PART_GRADIENT] = gradient_address(self.dtype)
+        info[codes.PART_MIN_ROWS] = max(2 * count, self.split_rows.start)
+        info[codes.PART_WS_SIZE] = ws_size
+        info[codes.PART_AT_ONCE] = parts_at_once_address(self.dtype)
+        info[codes.PART_RUNNER] = run_part_address(self.dtype)
+        self._part_arrays = tuple(Parts(v.aligned_zeros((count - 1) * width, self.dtype).reshape(
+            count - 1, width), np.zeros((count, codes.N_RESULTS)), info))
+        self._part_key = (count, max_rows)
+
+    def step(self, batch: tuple, opt: tuple, flags: int = STEP_FLAGS,
+             results: np.ndarray | None = None, split: bool = True) -> np.ndarray:
+        """One fused step on a checked ``batch`` in training mode: with ``opt`` an
+        optimizer's ``bind`` result, the update too; with :attr:`no_update`, only the
+        gradient into :attr:`grads`. Adds into ``results`` (default :attr:`results`, zeroed
+        first when ``flags`` has F_STANDALONE) and returns it, R_ERROR set on failure
+        (nothing raised); ``split=False`` runs the batch whole. The caller holds the access
+        lock. (``train_step``'s hot path: no call it can do without.)"""
+        rows = batch[0].shape[0]
+        if rows > self.capacity:
+            self.reserve(rows)
+        if not self.bound:
+            self.bind()
+        use_threads(self.work_per_sample * rows)
+        if results is None:
+            results = self.results
+        range_ = self.split_rows
+        args = (self._arrays, batch, self.loss_code, flags, opt, results,
+                self.parts(rows) if split and range_ and rows >= range_.start else self.no_parts)
+        entry = self._step_entry
+        if entry is None:
+            self._step_entry = compiled_entry(step_kernels.train_step, args)
+            step_kernels.train_step(*args)
+        else:
+            entry(*args)
+        return results
+
+    def loop(self, rows: int, batch_size: int, shuffle: bool) -> tuple:
+        """A ``Loop`` bundle for epochs over ``rows`` rows in batches of ``batch_size``."""
+        return tuple(Loop(np.empty(rows, dtype=np.int64), int(batch_size), bool(shuffle),
+                          step_address(self.dtype)))
+
+    def batch_buffer(self, like: tuple, rows: int) -> tuple:
+        """A ``Batch`` of ``rows`` rows to gather mini-batches of ``like`` into (an array
+        that ``like`` leaves empty stays empty)."""
+        X, labels, targets, weights = like
+        return (v.aligned_zeros((rows, X.shape[1]), self.dtype),
+                np.empty(rows if labels.shape[0] else 0, dtype=np.int64),
+                np.empty((rows if targets.shape[0] else 0, self.n_outputs), self.dtype),
+                np.empty(rows if weights.shape[0] else 0, dtype=self.dtype))
+
+    def epoch(self, data: tuple, opt: tuple, loop: tuple, buffer: tuple) -> np.ndarray:
+        """One training epoch over ``data`` in one kernel call; returns a copy of the
+        results (sums over the epoch's batches)."""
+        rows = min(loop[1], data[0].shape[0])
+        self.reserve(rows)
+        arrays = self.arrays
+        use_threads(self.work_per_sample * rows)
+        step_kernels.run_dataset(arrays, tuple(data), self.loss_code, TRAIN_FLAGS, opt,
+                                 self.results, loop, buffer, self.parts(rows))
+        return self.results.copy()
+
+    def penalized_epochs(self, data: tuple, opt: tuple, loop: tuple, buffer: tuple,
+                         penalty: tuple) -> np.ndarray:
+        """scikit-learn's MLP epochs (``step.penalized_epochs``); returns the results."""
+        rows = loop[1]
+        self.reserve(rows)
+        arrays = self.arrays
+        use_threads(self.work_per_sample * rows)
+        step_kernels.penalized_epochs(arrays, tuple(data), self.loss_code, TRAIN_FLAGS, self.no_update,
+                                      opt, self.results, loop, buffer, penalty,
+                                      self.parts(rows))
+        return self.results
+
+    # -- inference ---------------------------------------------------------------------------
+    def _thread_arrays(self, rows: int) -> tuple[tuple, np.ndarray]:
+        """The arrays with this thread's own workspace for ``rows`` rows, and its own
+        results vector: inference from several threads shares only what it reads."""
+        if not self.bound:
+            self.bind()
+        local = self._local
+        if getattr(local, "capacity", 0) < rows:
+            local.arrays = self._arrays_with_workspace(rows)
+            local.results = np.zeros(codes.N_RESULTS, dtype=np.float64)
+            local.capacity = rows
+        return local.arrays, local.results
+
+    def _run_dataset(self, batch: tuple, loss_code: int, flags: int, chunk: int = 1,
+                     outputs: np.ndarray | None = None) -> np.ndarray:
+        """The dataset kernel in its validation or inference mode, in this thread's
+        workspace; returns this thread's results vector."""
+        arrays, results = self._thread_arrays(chunk)
+        batch = tuple(batch)  # a Batch NamedTuple would compile the kernel for its own type
+        use_threads(self.work_per_sample * min(batch[0].shape[0], max(chunk, 1)))
+        X, labels, targets, weights = self._no_batch
+        buffer = (X, labels, self.no_targets if outputs is None else outputs, weights)
+        loop = self._no_loop if chunk == 1 else (self._no_loop[0], chunk, False, 0)
+        step_kernels.run_dataset(arrays, batch, loss_code, flags, self.no_update, results,
+                                 loop, buffer, self.no_parts)
+        return results
+
+    def chunk_rows(self, batch_size: int | None) -> int:
+        """Rows per inference chunk: ``batch_size``, or INFER_CHUNK bounded by INFER_BYTES."""
+        if batch_size is None:
+            per_row = max(self.plan.ws_width * self.dtype.itemsize, 1)
+            return int(max(1, min(INFER_CHUNK, INFER_BYTES // per_row)))
+        check_parameters({"batch_size": [Interval(int, 1, None), None]},
+                         {"batch_size": batch_size})
+        return int(batch_size)
+
+    def infer(self, batch: tuple, loss_code: int, outputs: np.ndarray | None = None,
+              batch_size: int | None = None) -> np.ndarray:
+        """Forward over ``batch`` in evaluation mode, in chunks: outputs into ``outputs``
+        (unless None), loss and accuracy sums into the returned results (unless
+        ``loss_code`` is NO_LOSS)."""
+        chunk = min(batch[0].shape[0], self.chunk_rows(batch_size))
+        return self._run_dataset(batch, loss_code, EVAL_FLAGS | codes.F_INFER, max(chunk, 1),
+                                 outputs)
+
+    def outputs(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """The last layer's outputs for checked X, in evaluation mode."""
+        batch = (X, self.no_labels, self.no_targets, self.no_weights)
+        self.validate(batch, codes.NO_LOSS)
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        self.infer(batch, codes.NO_LOSS, out, batch_size)
+        return out
+
+    def evaluate(self, batch: tuple, metrics: tuple[str, ...] = (),
+                 batch_size: int | None = None) -> dict[str, float]:
+        """``Network.evaluate`` on a checked ``batch`` (:meth:`inputs`' output)."""
+        self.validate(batch)
+        r = self.infer(batch, self.loss_code, None, batch_size)
+        return self.metrics(r) | self.extra_metrics(metrics, batch, batch_size)
+
+    def extra_metrics(self, metrics: tuple[str, ...], batch: tuple,
+                      batch_size: int | None = None) -> dict[str, float]:
+        """fastbp.metrics on a checked batch: one forward pass, then numpy."""
+        metrics = tuple(m for m in metrics
+                        if not (m == "accuracy" and not is_regression(self.loss)))
+        if not metrics:
+            return {}
+        X, labels, targets, weights = batch
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        self.infer((X, self.no_labels, self.no_targets, self.no_weights), codes.NO_LOSS, out,
+                   batch_size)
+        scaler = self.target_standardize
+        if scaler is not None:
+            out = scaler.inverse_transform(out)
+            targets = scaler.inverse_transform(targets)
+        weights = weights if weights.shape[0] else None
+        return {name: METRICS[name][0](out.astype(np.float64), targets.astype(np.float64),
+                                       weights) for name in metrics}
+
+    def metrics(self, r: np.ndarray) -> dict[str, float]:
+        """The loss (and accuracy, for classification) from a results vector."""
+        metrics = {"loss": float(r[codes.R_LOSS] / r[codes.R_WEIGHT])}
+        if not is_regression(self.loss):
+            metrics["accuracy"] = float(r[codes.R_CORRECT] / r[codes.R_COUNT])
+        return metrics
+
+
+def compiled_entry(kernel, args: tuple):
+    """The compiled entry point of the numba dispatcher ``kernel`` for the types of
+    ``args`` (compiled or loaded on first use), or None under NUMBA_DISABLE_JIT.
+
+    Calling the entry point skips the dispatcher's typing of every argument (a microsecond
+    for the step's nested tuples, a tenth of a tiny network's step). The caller must then
+    pass arguments of exactly these types: :meth:`Engine.step` does, its batch always
+    coming from :meth:`Engine.inputs` or its rows (every array C-contiguous, aligned,
+    writable, of the network's dtype; labels int64)."""
+    overloads = getattr(kernel, "overloads", None)
+    if overloads is None:
+        return None
+    signature = tuple(numba.typeof(a) for a in args)
+    if signature not in overloads:
+        kernel.compile(signature)
+    return overloads[signature].entry_point
+
+
+def rows_of(batch: tuple, index) -> tuple:
+    """The rows ``index`` (a slice or an index array) of a ``Batch`` (empty arrays stay
+    empty)."""
+    X, *rest = batch
+    return (X[index], *(a[index] if a.shape[0] else a for a in rest))
+
