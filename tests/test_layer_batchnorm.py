@@ -106,8 +106,9 @@ def test_sample_weights_do_not_change_the_batch_statistics():
     (lambda: fb.Network([fb.Dense(4, 5), fb.BatchNorm1D(6)]),
      r"layers\[1\]: BatchNorm1D\(6\) expects 6 channels"),
     (lambda: fb.Network([fb.BatchNorm2D(2)], input_shape=(2, 3)), r"BatchNorm2D expects per-sample inputs"),
-    (lambda: fb.BatchNorm1D(3, eps=0.0), r"BatchNorm1D: eps must be > 0"),
-    (lambda: fb.BatchNorm1D(3, momentum=1.5), r"BatchNorm1D: momentum must be >= 0 and <= 1"),
+    (lambda: fb.BatchNorm1D(3, eps=0.0), r"BatchNorm1D: eps must be a number > 0"),
+    (lambda: fb.BatchNorm1D(3, momentum=1.5),
+     r"BatchNorm1D: momentum must be a number in \[0.0, 1.0\] or None"),
     (lambda: fb.BatchNorm2D(0), "num_features must be a positive int"),
 ], ids=["channels", "rank", "eps", "momentum", "num_features"])
 def test_bad_specs_name_the_layer(make, text):

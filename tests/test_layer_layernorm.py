@@ -46,7 +46,7 @@ def test_same_in_training_and_evaluation_and_no_buffers():
 @pytest.mark.parametrize("make,exc,text", [
     (lambda: fb.Network([fb.Dense(4, 5), fb.LayerNorm(6)]), ValueError,
      r"layers\[1\]: LayerNorm\(\(6,\)\) normalises trailing dimensions"),
-    (lambda: fb.LayerNorm(4, eps=-1.0), ValueError, "LayerNorm: eps must be > 0"),
+    (lambda: fb.LayerNorm(4, eps=-1.0), ValueError, "LayerNorm: eps must be a number > 0"),
     (lambda: fb.LayerNorm("4"), TypeError, "normalized_shape must be an int or a tuple"),
 ], ids=["shape", "eps", "type"])
 def test_bad_specs(make, exc, text):

@@ -97,7 +97,7 @@ def test_bad_sample_weight():
     (lambda: fb.Dense(0, 2), ValueError, "n_in must be a positive int"),
     (lambda: fb.Dense(2.5, 2), TypeError, "n_in must be a positive int"),
     (lambda: fb.Dense(3, 2, init="lecun"), ValueError, "init must be one of"),
-    (lambda: fb.Dropout(1.0), ValueError, "p must be in [0, 1)"),
+    (lambda: fb.Dropout(1.0), ValueError, "p must be a number in [0.0, 1.0)"),
     (lambda: fb.Network([fb.Dense(3, 2)], loss="hinge"), ValueError, "loss must be one of"),
     (lambda: fb.Network([fb.Dense(3, 2)], dtype="float16"), ValueError, "dtype must be"),
     (lambda: fb.Network([fb.Dense(3, 4), fb.Dense(5, 2)]), ValueError,

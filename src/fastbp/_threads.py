@@ -16,7 +16,7 @@ the calling thread only (``openblas_set_num_threads_local``):
 A training step that BLAS's threads would not speed up (small products, or much work in
 fastbp's own loops: convolutions, pooling, recurrent cells) is split by rows over
 :func:`get_num_threads` numba threads instead, each with one BLAS thread
-(``kernels/step.py``'s ``_split_step``; the rule is ``Network._parts``). On a busy machine
+(``kernels/step.py``'s ``_split_gradient``; the rule is ``Engine.parts``). On a busy machine
 the parts run one after another on the calling thread (:func:`parts_in_parallel`), unless
 the step is big (BUSY_SPLIT_WORK). A step that would run whole on BLAS's threads is split
 too on a busy machine when it is very big (:func:`busy_split`): its parts on two threads
@@ -43,6 +43,8 @@ import ctypes
 import os
 import threading
 import time
+
+from ._params import Interval, check_parameters
 
 # A network whose largest product has fewer multiply-adds than this runs on one thread:
 # below it, the BLAS threads' hand-offs cost more than they save (scripts/perf_checks.py
@@ -116,8 +118,7 @@ def set_num_threads(n: int | None) -> None:
     >>> fb.set_num_threads(None)
     """
     global _explicit
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"set_num_threads: n must be a positive int or None, got {n!r}")
+    check_parameters({"n": [Interval(int, 1, None), None]}, {"n": n}, "set_num_threads")
     cpus = _available_cpus()
     if n is not None and n > cpus:
         raise ValueError(f"set_num_threads: n must be at most {cpus} (the CPUs this process "
@@ -183,7 +184,7 @@ def threads_for(work: int) -> int:
 
 # A training step with at least this many multiply-adds in its forward products is split by
 # rows over get_num_threads() threads when its layers allow it (kernels/step.py's
-# _split_step): below it, starting the threads (about ten microseconds) costs more than
+# _split_gradient): below it, starting the threads (about ten microseconds) costs more than
 # the second core saves.
 SPLIT_MIN_WORK = 600_000
 

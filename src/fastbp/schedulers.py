@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from ._params import InstanceOf, Interval, Options, check_parameters
 from .optim import Optimizer
 
 
@@ -27,12 +28,17 @@ class _Scheduler:
         vars(self).update(state)
 
 
+_OPTIMIZER = InstanceOf(Optimizer, "a fastbp optimizer")
+
+
 class LRScheduler(_Scheduler):
     """Base class: holds the optimizer, ``base_lr`` and ``last_epoch``."""
 
+    _parameter_constraints: dict = {"optimizer": [_OPTIMIZER],
+                                    "last_epoch": [Interval(int, -1, None)]}
+
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+        check_parameters(self._parameter_constraints, locals(), type(self).__name__)
         self.optimizer = optimizer
         self.base_lr = optimizer.lr
         self.last_epoch = last_epoch
@@ -51,10 +57,13 @@ class LRScheduler(_Scheduler):
 class StepLR(LRScheduler):
     """Multiply the learning rate by ``gamma`` every ``step_size`` epochs."""
 
+    _parameter_constraints: dict = {**LRScheduler._parameter_constraints,
+                                    "step_size": [Interval(int, 1, None)],
+                                    "gamma": [Interval(float, 0.0, None)]}
+
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
                  last_epoch: int = -1):
-        if int(step_size) < 1:
-            raise ValueError(f"step_size must be a positive int, got {step_size}")
+        check_parameters(self._parameter_constraints, locals(), type(self).__name__)
         self.step_size = int(step_size)
         self.gamma = float(gamma)
         super().__init__(optimizer, last_epoch)
@@ -69,7 +78,11 @@ class StepLR(LRScheduler):
 class ExponentialLR(LRScheduler):
     """Multiply the learning rate by ``gamma`` every epoch."""
 
+    _parameter_constraints: dict = {**LRScheduler._parameter_constraints,
+                                    "gamma": [Interval(float, 0.0, None)]}
+
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1):
+        check_parameters(self._parameter_constraints, locals(), type(self).__name__)
         self.gamma = float(gamma)
         super().__init__(optimizer, last_epoch)
 
@@ -83,10 +96,13 @@ class CosineAnnealingLR(LRScheduler):
     recursive form; it equals ``eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``
     when nothing else touches the learning rate)."""
 
+    _parameter_constraints: dict = {**LRScheduler._parameter_constraints,
+                                    "T_max": [Interval(int, 1, None)],
+                                    "eta_min": [Interval(float, 0.0, None)]}
+
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
                  last_epoch: int = -1):
-        if int(T_max) < 1:
-            raise ValueError(f"T_max must be a positive int, got {T_max}")
+        check_parameters(self._parameter_constraints, locals(), type(self).__name__)
         self.T_max = int(T_max)
         self.eta_min = float(eta_min)
         super().__init__(optimizer, last_epoch)
@@ -107,17 +123,19 @@ class ReduceLROnPlateau(_Scheduler):
     """Reduce the learning rate by ``factor`` when a metric stops improving, as torch's
     ReduceLROnPlateau (``threshold_mode`` "rel" or "abs", ``cooldown``, ``min_lr``, ``eps``)."""
 
+    _parameter_constraints: dict = {
+        "optimizer": [_OPTIMIZER], "mode": [Options({"min", "max"})],
+        "factor": [Interval(float, 0.0, 1.0, closed="left")],
+        "patience": [Interval(int, 0, None)], "threshold": [Interval(float, 0.0, None)],
+        "threshold_mode": [Options({"rel", "abs"})], "cooldown": [Interval(int, 0, None)],
+        "min_lr": [Interval(float, 0.0, None)], "eps": [Interval(float, 0.0, None)]}
+
     def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1,
                  patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
                  cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8):
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-        if factor >= 1.0:
-            raise ValueError("Factor should be < 1.0.")
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        if isinstance(factor, (int, float)) and factor >= 1.0:
+            raise ValueError("Factor should be < 1.0.")  # torch's message
+        check_parameters(self._parameter_constraints, locals(), type(self).__name__)
         self.optimizer = optimizer
         self.mode, self.factor, self.patience = mode, float(factor), int(patience)
         self.threshold, self.threshold_mode = float(threshold), threshold_mode

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._codes import F_NEED_D_INPUT, F_TRAINING
 from .._dispatch import register_kernels
+from .._params import Interval, check_parameters
 
 Shape = tuple[int, ...]
 __all__ = ["F_NEED_D_INPUT", "F_TRAINING", "LAYER_TYPES", "Layer", "LayerKernels", "Shape"]
@@ -113,12 +114,12 @@ class Layer:
 
     #: True for kinds with much work besides one matrix product (im2col, pooling,
     #: recurrent cells): their networks split a training batch over threads even where
-    #: BLAS would already use every thread for the products (see Network._parts).
+    #: BLAS would already use every thread for the products (see Engine.parts).
     work_outside_blas = False
 
     def rows_independent(self) -> bool:
         """Whether a training step's rows may run in separate parts (kernels/step.py's
-        _split_step): each row's output and gradient depend on that row alone and the layer
+        _split_gradient): each row's output and gradient depend on that row alone and the layer
         draws no random numbers. False for batch statistics and active dropout."""
         return True
 
@@ -224,9 +225,6 @@ def flat_size(shape: Shape) -> int:
 
 
 def positive_int(value: Any, name: str) -> int:
-    """``value`` as an int >= 1, or a TypeError/ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
+    """``value`` as an int >= 1, or an InvalidParameterError naming ``name``."""
+    check_parameters({name: [Interval(int, 1, None)]}, {name: value})
     return int(value)

@@ -4,33 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._params import Interval, check_parameters
 from ..kernels import batchnorm as kernels
-from .base import Layer, Shape, positive_int
-
-
-def _check_float(value, name: str, low: float, high: float, low_open: bool, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner}: {name} must be a float, got {type(value).__name__}")
-    value = float(value)
-    if not (low < value if low_open else low <= value) or not value <= high:
-        bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high < np.inf else "")
-        raise ValueError(f"{owner}: {name} must be {bound}, got {value!r}")
-    return value
+from .base import Layer, Shape
 
 
 class _BatchNorm(Layer):
     kernels = kernels
     input_ndims: tuple[int, ...] = ()
 
+    _parameter_constraints: dict = {
+        "num_features": [Interval(int, 1, None)],
+        "eps": [Interval(float, 0.0, None, closed="neither")],
+        "momentum": [Interval(float, 0.0, 1.0), None], "affine": [bool]}
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True):
-        name = type(self).__name__
-        self.num_features = positive_int(num_features, "num_features")
-        self.eps = _check_float(eps, "eps", 0.0, np.inf, True, name)
-        self.momentum = None if momentum is None else _check_float(momentum, "momentum", 0.0,
-                                                                   1.0, False, name)
-        if not isinstance(affine, (bool, np.bool_)):
-            raise TypeError(f"{name}: affine must be True or False, got {affine!r}")
+        check_parameters(self._parameter_constraints, locals(), type(self).__name__)
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
         self.weight = self.bias = None
         self.running_mean = self.running_var = self.num_batches_tracked = None

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from .._params import Interval, check_parameters
 from ..kernels import dropout as kernels
 from .base import Layer, Shape, flat_size
 
@@ -15,12 +14,10 @@ class Dropout(Layer):
     """
 
     kernels = kernels
+    _parameter_constraints: dict = {"p": [Interval(float, 0.0, 1.0, closed="left")]}
 
     def __init__(self, p: float = 0.5):
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)):
-            raise TypeError(f"p must be a float in [0, 1), got {type(p).__name__}")
-        if not 0.0 <= float(p) < 1.0:
-            raise ValueError(f"p must be in [0, 1), got {p}")
+        check_parameters(self._parameter_constraints, {"p": p}, "Dropout")
         self.p = float(p)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._params import Interval, check_parameters
 from ..kernels import layernorm as kernels
 from .base import Layer, Shape, positive_int
-from .batchnorm import _check_float
 
 
 class LayerNorm(Layer):
@@ -28,6 +28,8 @@ class LayerNorm(Layer):
     """
 
     kernels = kernels
+    _parameter_constraints: dict = {"eps": [Interval(float, 0.0, None, closed="neither")],
+                                    "elementwise_affine": [bool]}
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True):
         if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
@@ -36,10 +38,8 @@ class LayerNorm(Layer):
             raise TypeError(f"LayerNorm: normalized_shape must be an int or a tuple of ints, got "
                             f"{normalized_shape!r}")
         self.normalized_shape = tuple(positive_int(d, "normalized_shape") for d in normalized_shape)
-        self.eps = _check_float(eps, "eps", 0.0, np.inf, True, "LayerNorm")
-        if not isinstance(elementwise_affine, (bool, np.bool_)):
-            raise TypeError(f"LayerNorm: elementwise_affine must be True or False, got "
-                            f"{elementwise_affine!r}")
+        check_parameters(self._parameter_constraints, locals(), "LayerNorm")
+        self.eps = float(eps)
         self.elementwise_affine = bool(elementwise_affine)
         self.weight = self.bias = None
 
