@@ -48,7 +48,8 @@ PART_AT_ONCE = 4  # the address of the kernel that runs the parts on threads
 PART_RUNNER = 5  # the address of the kernel that runs one part
 PART_WS_SIZE = 6  # the length of a part's workspace (after its gradient in its row of parts)
 PART_NEXT = 7  # the next part a thread may claim (parts_at_once)
-N_PART_INFO = 8
+PART_SPLIT = 8  # the address of the kernel that splits a step into parts (split_gradient)
+N_PART_INFO = 9
 
 # Activations computed inline in the layer kernels (fastbp.activations). Every other
 # activation is a compiled row kernel called by address: the setting is then its address,

@@ -156,3 +156,9 @@ def parts_at_once_address(dtype) -> int:
 def run_part_address(dtype) -> int:
     """The address of ``step.run_part`` (one part of a split step)."""
     return _entry_address("run_part", step.run_part, dispatch.part_args_types(dtype), dtype)
+
+
+def split_gradient_address(dtype) -> int:
+    """The address of ``step.split_gradient`` (a step's gradient in parts)."""
+    return _entry_address("split_gradient", step.split_gradient, dispatch.part_args_types(dtype),
+                          dtype)

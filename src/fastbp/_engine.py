@@ -22,7 +22,14 @@ import numpy as np
 from . import _codes as codes
 from . import _validation as v
 from ._access import SharedAccess
-from ._dispatch import bind_kernels, gradient_address, parts_at_once_address, run_part_address, step_address
+from ._dispatch import (
+    bind_kernels,
+    gradient_address,
+    parts_at_once_address,
+    run_part_address,
+    split_gradient_address,
+    step_address,
+)
 from ._params import Interval, check_parameters
 from ._threads import (
     BUSY_SPLIT_MAX_BYTES,
@@ -103,7 +110,7 @@ class Engine:
         self.distributed: tuple | None = None  # (key, DistributedStep) of the last comm used
         self.bound = False  # the kernel addresses, written on first run
         self.work_per_sample = max(layer.product_work() for layer in self.layers)
-        # A training batch is split by rows over threads (kernels/step.py's _split_gradient)
+        # A training batch is split by rows over threads (kernels/step.py's split_gradient)
         # when every layer allows it and the step is big enough (0: never), unless only
         # matrix products do the work and they are big enough for BLAS's own threads
         # (their threads then beat the split; convolutions and recurrent cells, whose own
@@ -249,7 +256,7 @@ class Engine:
     # -- training -----------------------------------------------------------------------------
     def parts(self, rows: int) -> tuple:
         """The ``Parts`` bundle for a training batch of ``rows``: the split step's arrays
-        (kernels/step.py's _split_gradient) if the batch is split over threads, else
+        (kernels/step.py's split_gradient) if the batch is split over threads, else
         ``no_parts`` (the step runs whole). An epoch of batches of ``rows`` passes them on
         to the step, which splits each batch of PART_MIN_ROWS to PART_MAX_ROWS rows (a
         last, smaller batch may run whole). Whether and how a batch splits depends on the
@@ -304,6 +311,7 @@ class Engine:
         info[codes.PART_WS_SIZE] = ws_size
         info[codes.PART_AT_ONCE] = parts_at_once_address(self.dtype)
         info[codes.PART_RUNNER] = run_part_address(self.dtype)
+        info[codes.PART_SPLIT] = split_gradient_address(self.dtype)
         self._part_arrays = tuple(Parts(v.aligned_zeros((count - 1) * width, self.dtype).reshape(
             count - 1, width), np.zeros((count, codes.N_RESULTS)), info))
         self._part_key = (count, max_rows)

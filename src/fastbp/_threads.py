@@ -16,7 +16,7 @@ the calling thread only (``openblas_set_num_threads_local``):
 A training step that BLAS's threads would not speed up (small products, or much work in
 fastbp's own loops: convolutions, pooling, recurrent cells) is split by rows over
 :func:`get_num_threads` numba threads instead, each with one BLAS thread
-(``kernels/step.py``'s ``_split_gradient``; the rule is ``Engine.parts``). On a busy machine
+(``kernels/step.py``'s ``split_gradient``; the rule is ``Engine.parts``). On a busy machine
 the parts run one after another on the calling thread (:func:`parts_in_parallel`), unless
 the step is big (BUSY_SPLIT_WORK). A step that would run whole on BLAS's threads is split
 too on a busy machine when it is very big (:func:`busy_split`): its parts on two threads
@@ -184,7 +184,7 @@ def threads_for(work: int) -> int:
 
 # A training step with at least this many multiply-adds in its forward products is split by
 # rows over get_num_threads() threads when its layers allow it (kernels/step.py's
-# _split_gradient): below it, starting the threads (about ten microseconds) costs more than
+# split_gradient): below it, starting the threads (about ten microseconds) costs more than
 # the second core saves.
 SPLIT_MIN_WORK = 600_000
 

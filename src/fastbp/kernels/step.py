@@ -17,7 +17,7 @@ are compiled into it and nothing here names a kind.
 
 The compiled units, each compiled once per dtype: ``train_step`` (validation, the
 whole-or-split choice, the gradient of a whole batch, the update), ``run_part`` and
-``parts_at_once`` (a split step's parts), ``gradient`` alone (forward, loss, backward on a
+``parts_at_once`` and ``split_gradient`` (a split step), ``gradient`` alone (forward, loss, backward on a
 part's rows, which run_part calls by address: compiled only for networks that split),
 ``run_dataset`` (epochs, validation, inference) and ``penalized_epochs`` (scikit-learn's
 MLP epochs). The choice between a whole and a split step is made once, in train_step; no
@@ -63,6 +63,7 @@ from .._codes import (
     PART_NEXT,
     PART_PARALLEL,
     PART_RUNNER,
+    PART_SPLIT,
     PART_WS_SIZE,
     R_BATCHES,
     R_CORRECT,
@@ -244,7 +245,7 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
 
     With ``parts`` of P >= 2 result rows and a batch of ``info[PART_MIN_ROWS]`` to
     ``info[PART_MAX_ROWS]`` rows, the batch is split by rows into P parts
-    (:func:`_split_gradient`), each on its own thread, each part's gradient the standalone
+    (:func:`split_gradient`), each on its own thread, each part's gradient the standalone
     compiled :func:`gradient` at ``info[PART_GRADIENT]``; otherwise the batch runs whole
     through :func:`gradient` compiled into this function (no second compiled unit for
     networks that never split).
@@ -278,7 +279,8 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
         return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
     if part_results.shape[0] >= 2 and info[PART_MIN_ROWS] <= m <= info[PART_MAX_ROWS] and \
             _every_part_weighs(weights, m, part_results.shape[0]):
-        if not _split_gradient(net, batch, loss_kind, flags, results, parts, wsum):
+        call_part(info[PART_SPLIT], (net, batch, loss_kind, flags, results, parts))
+        if results[R_ERROR] != 0:
             return
     else:
         gradient(net, batch, loss_kind, flags, results)
@@ -360,18 +362,20 @@ def parts_at_once(net, batch, loss_kind, flags, results, parts):
             t = fetch_add(info, PART_NEXT)
 
 
-@jit(inline="always")
-def _split_gradient(net, batch, loss_kind, flags, results, parts, total):
+@jit
+def split_gradient(net, batch, loss_kind, flags, results, parts):
     """train_step's gradient in P = ``part_results.shape[0]`` parts of rows, each with its
     own gradient and workspace (part 0 the network's, part t > 0 row t - 1 of ``arrays``:
     gradient, then workspace), run by :func:`parts_at_once` on P threads (or one after
     another on a busy machine: the same arithmetic, so whether the parts ran at once does
     not change the result). The gradient is the parts' gradients weighted by their share of
-    the batch's weight ``total``; False (R_ERROR set) on a non-finite loss. Only for
-    networks whose layers are all ``rows_independent`` (no batch statistics, no random
-    draws): nothing to put back."""
+    the batch's weight; R_ERROR is set on a non-finite loss. Only for networks whose layers
+    are all ``rows_independent`` (no batch statistics, no random draws): nothing to put
+    back. Compiled alone and called by address (info[PART_SPLIT]): networks that never
+    split do not compile it."""
     arrays, part_results, info = parts[PART_ARRAYS], parts[PART_RESULTS], parts[PART_INFO]
     grads = net[GRADS]
+    total = _weight_sum(batch[WEIGHTS], batch[X_].shape[0])
     P = part_results.shape[0]
     rows = (batch[X_].shape[0] + P - 1) // P
     part_flags = (flags | F_PART) & ~F_STANDALONE
@@ -388,7 +392,7 @@ def _split_gradient(net, batch, loss_kind, flags, results, parts, total):
             results[R_ERROR] = part_results[t, R_ERROR]
             index = part_results[t, R_ERROR_INDEX]
             results[R_ERROR_INDEX] = index + t * rows if index >= 0 else index
-            return False
+            return
     for t in range(P):
         results[R_LOSS] += part_results[t, R_LOSS]
         results[R_WEIGHT] += part_results[t, R_WEIGHT]
@@ -404,7 +408,7 @@ def _split_gradient(net, batch, loss_kind, flags, results, parts, total):
         other = arrays[0]
         for i in range(grads.shape[0]):
             grads[i] = share0 * grads[i] + share1 * other[i]
-        return True
+        return
     if part_results[0, R_WEIGHT] > 0:
         share = grads.dtype.type(part_results[0, R_WEIGHT] / total)
         for i in range(grads.shape[0]):
@@ -417,7 +421,6 @@ def _split_gradient(net, batch, loss_kind, flags, results, parts, total):
             other = arrays[t - 1]
             for i in range(grads.shape[0]):
                 grads[i] += share * other[i]
-    return True
 
 
 @jit(inline="always")

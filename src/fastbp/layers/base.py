@@ -119,7 +119,7 @@ class Layer:
 
     def rows_independent(self) -> bool:
         """Whether a training step's rows may run in separate parts (kernels/step.py's
-        _split_gradient): each row's output and gradient depend on that row alone and the layer
+        split_gradient): each row's output and gradient depend on that row alone and the layer
         draws no random numbers. False for batch statistics and active dropout."""
         return True
 
