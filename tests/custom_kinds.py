@@ -150,3 +150,31 @@ def affine_mlp(n_in=6, hidden=8, n_out=3, dtype="float64", seed=0):
     return fb.Network([Affine(n_in), fb.Dense(n_in, hidden, activation="tanh"),
                        fb.Dense(hidden, n_out)], input_shape=(n_in,), dtype=dtype, seed=seed)
 
+
+
+# -- a loss defined outside fastbp: log-cosh, mean over the outputs -------------------------
+@fb.kernel
+def log_cosh_row(o, t, d):
+    c = o.shape[0]
+    total = 0.0
+    for j in range(c):
+        r = np.float64(o[j]) - t[j]
+        a = abs(r)
+        total += a + np.log1p(np.exp(-2.0 * a)) - np.log(2.0)  # log(cosh(r)), no overflow
+        d[j] = np.tanh(r) / c
+    return total / c
+
+
+def log_cosh_twin(outputs, targets):
+    r = outputs - targets
+    a = np.abs(r)
+    return (a + np.log1p(np.exp(-2.0 * a)) - np.log(2.0)).mean(axis=1), np.tanh(r) / r.shape[1]
+
+
+def log_cosh_torch(input, target):
+    import torch
+
+    return torch.log(torch.cosh(input - target)).mean()
+
+
+fb.register_loss("log_cosh", log_cosh_row, log_cosh_twin, torch=log_cosh_torch)

@@ -1,7 +1,7 @@
-"""Layer kinds defined outside fastbp (tests/custom_kinds.py, as a user writes them): they
-pass fb.testing.check_layer, train, save and load, split over threads, sit in
-scikit-learn estimators and cross to torch and ONNX through their own hooks; the package
-refuses incomplete or clashing kinds with messages that say what to do."""
+"""Layer kinds and losses defined outside fastbp (tests/custom_kinds.py, as a user writes
+them): they pass fb.testing.check_layer / check_loss, train, save and load, split over
+threads, sit in scikit-learn estimators and cross to torch and ONNX through their own hooks;
+the package refuses incomplete or clashing kinds with messages that say what to do."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import custom_kinds
 import numpy as np
 import pytest
 from custom_kinds import Affine, WrongAffine, affine_mlp, torch_affine
@@ -143,3 +144,93 @@ def test_the_example_runs_from_outside_the_source_tree(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "trained, saved and loaded" in proc.stdout
     assert len((ROOT / "examples" / "custom_layer.py").read_text().splitlines()) < 80
+
+
+# -- a loss registered outside fastbp (custom_kinds.py's log_cosh) ---------------------------
+def test_check_loss_passes_an_out_of_tree_loss():
+    fb.testing.check_loss("log_cosh")
+
+
+def test_check_loss_catches_a_twin_that_disagrees(monkeypatch):
+    from fastbp import losses
+
+    good = losses.LOSSES["log_cosh"]
+    monkeypatch.setitem(losses.LOSSES, "log_cosh", good._replace(
+        twin=lambda o, t: (good.twin(o, t)[0], 2 * good.twin(o, t)[1])))
+    with pytest.raises(AssertionError, match="gradient"):
+        fb.testing.check_loss("log_cosh")
+
+
+def test_the_loss_trains_saves_loads_and_splits(tmp_path, monkeypatch):
+    net = fb.Network([fb.Dense(4, 8, activation="tanh"), fb.Dense(8, 2)], loss="log_cosh",
+                     seed=0)
+    X, _ = data_for(net, 64)
+    y = np.stack([X[:, 0] - X[:, 1], X[:, 2]], axis=1)
+    history = net.fit(X, y, optimizer=fb.Adam(lr=1e-2), epochs=20, batch_size=16, verbose=0,
+                      metrics=["mae"])
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    assert "mae" in history.history  # a regression loss: the regression metrics apply
+    fb.save(net, tmp_path / "m.npz")
+    assert np.array_equal(fb.load(tmp_path / "m.npz").predict(X), net.predict(X))
+    monkeypatch.setattr(network_module, "SPLIT_MIN_WORK", 1)  # split any batch of 4 rows
+    split = fb.Network([fb.Dense(4, 8, activation="tanh"), fb.Dense(8, 2)], loss="log_cosh")
+    split.params = net.params
+    fb.set_num_threads(2)
+    try:
+        assert split.engine.parts(X.shape[0]) is not split.engine.no_parts
+        loss, grad = split.loss_and_grad(X, y)
+    finally:
+        fb.set_num_threads(None)
+    fb.set_num_threads(1)
+    try:
+        whole_loss, whole_grad = net.loss_and_grad(X, y)
+    finally:
+        fb.set_num_threads(None)
+    assert loss == pytest.approx(whole_loss, rel=1e-6)
+    np.testing.assert_allclose(grad, whole_grad, rtol=1e-5, atol=1e-6)  # float32 sum order
+
+
+def test_a_file_whose_loss_is_not_registered_says_how_to_load_it(tmp_path, monkeypatch):
+    from fastbp import losses
+
+    net = fb.Network([fb.Dense(3, 2)], loss="log_cosh")
+    fb.save(net, tmp_path / "m.npz")
+    monkeypatch.delitem(losses.LOSSES, "log_cosh")  # as in a process that never registered it
+    with pytest.raises(ValueError, match="must first be registered: fastbp.register_loss"):
+        fb.load(tmp_path / "m.npz")
+
+
+def test_the_loss_in_a_scikit_learn_regressor():
+    from sklearn.model_selection import cross_val_score
+
+    from fastbp.sklearn import NeuralNetRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    y = X[:, 0] - 2 * X[:, 1]
+    scores = cross_val_score(NeuralNetRegressor(loss="log_cosh", epochs=3, random_state=0),
+                             X, y, cv=3)
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+
+
+def test_a_loss_must_be_compiled_and_not_shadow_a_built_in():
+    with pytest.raises(ValueError, match="built-in loss"):
+        fb.register_loss("mse", custom_kinds.log_cosh_row, custom_kinds.log_cosh_twin)
+    with pytest.raises(TypeError, match="row must be compiled with fastbp.kernel"):
+        fb.register_loss("plain", lambda o, t, d: 0.0, custom_kinds.log_cosh_twin)
+
+
+@pytest.mark.slow
+def test_the_loss_equals_its_torch_definition_under_autograd():
+    torch = pytest.importorskip("torch")
+    net = fb.Network([fb.Dense(4, 3)], loss="log_cosh", dtype="float64", seed=0)
+    X, y = data_for(net, 6)
+    loss, grad = net.loss_and_grad(X, y)
+    module = net.to_torch().double()
+    out = module(torch.from_numpy(X))
+    reference = custom_kinds.log_cosh_torch(out, torch.from_numpy(y))
+    reference.backward()
+    torch_grad = np.concatenate([module[0].weight.grad.numpy().T.ravel(),
+                                 module[0].bias.grad.numpy()])
+    assert loss == pytest.approx(float(reference), rel=1e-12)
+    np.testing.assert_allclose(grad, torch_grad, rtol=1e-10, atol=1e-12)

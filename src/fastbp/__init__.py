@@ -7,6 +7,7 @@ from .activations import register_activation
 from .io import load, save
 from .layers import *  # noqa: F403 (every layer kind: Dense, Dropout, Flatten, Activation...)
 from .layers import __all__ as _layer_names
+from .losses import register_loss
 from .network import Network
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .preprocessing import LabelEncoder, Standardize
@@ -19,5 +20,5 @@ __all__ = ["Network", *[n for n in _layer_names if n[0].isupper() and n != "LAYE
            "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "StepLR", "ExponentialLR",
            "CosineAnnealingLR", "ReduceLROnPlateau", "Callback", "EarlyStopping", "History",
            "ModelCheckpoint", "Standardize", "LabelEncoder", "save", "load", "set_num_threads",
-           "get_num_threads", "kernel", "register_activation", "testing",
+           "get_num_threads", "kernel", "register_activation", "register_loss", "testing",
            "datasets", "layers", "__version__"]

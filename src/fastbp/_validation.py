@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _codes as codes
-from .losses import LOSSES as LOSS_TABLE
+from .losses import check_loss  # noqa: F401  (re-exported: the network's checks are here)
 
-LOSSES = tuple(LOSS_TABLE)
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -24,12 +23,6 @@ def check_dtype(dtype) -> np.dtype:
     if dt.name not in DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return dt
-
-
-def check_loss(loss) -> str:
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
-    return loss
 
 
 def kernel_array(a, dtype) -> np.ndarray:

@@ -12,31 +12,107 @@ l1                     L1Loss                      targets
 =====================  ==========================  ===========  ===========================
 
 The two classification losses take the last layer's raw outputs (logits).
+
+:func:`register_loss` adds a regression loss defined outside fastbp (a compiled row
+function and its numpy twin); a network then takes it by name, as a built-in.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 
 from . import _codes as codes
+from .kernels import losses as loss_kernels
 
-#: name -> (kernel code, task): "classification" (labels), "multilabel" (0/1 targets) or
-#: "regression" (real targets)
-LOSSES: dict[str, tuple[int, str]] = {
-    "cross_entropy": (codes.CROSS_ENTROPY, "classification"),
-    "binary_cross_entropy": (codes.BINARY_CROSS_ENTROPY, "multilabel"),
-    "mse": (codes.MSE, "regression"),
-    "huber": (codes.HUBER, "regression"),
-    "l1": (codes.L1, "regression"),
+
+class LossDef(NamedTuple):
+    """One loss: its kernel's code, its task ("classification": labels; "multilabel": 0/1
+    targets; "regression": real targets) and, for a registered loss, its compiled row
+    function, numpy twin and torch counterpart."""
+
+    code: int
+    task: str
+    row: Any = None
+    twin: Callable | None = None
+    torch: Callable | None = None
+
+
+#: name -> its definition; register_loss adds to it
+LOSSES: dict[str, LossDef] = {
+    "cross_entropy": LossDef(codes.CROSS_ENTROPY, "classification"),
+    "binary_cross_entropy": LossDef(codes.BINARY_CROSS_ENTROPY, "multilabel"),
+    "mse": LossDef(codes.MSE, "regression"),
+    "huber": LossDef(codes.HUBER, "regression"),
+    "l1": LossDef(codes.L1, "regression"),
 }
-REGRESSION = tuple(name for name, (_, task) in LOSSES.items() if task == "regression")
+#: the built-in regression losses
+REGRESSION = tuple(name for name, d in LOSSES.items() if d.task == "regression")
+FIRST_REGISTERED_CODE = 100
 
 
 def is_regression(loss: str) -> bool:
     """Whether ``loss`` fits real-valued targets (no accuracy, targets standardised...)."""
-    return loss in REGRESSION
+    found = LOSSES.get(loss)
+    return found is not None and found.task == "regression"
+
+
+def regression_losses() -> tuple[str, ...]:
+    """Every regression loss, the registered ones included."""
+    return tuple(name for name, d in LOSSES.items() if d.task == "regression")
+
+
+def register_loss(name: str, row, twin: Callable, *, torch: Callable | None = None) -> None:
+    """Add a regression loss that networks then take by name (``loss=name``).
+
+    Parameters
+    ----------
+    name : str
+        Not a built-in loss's name; registering the same name again replaces the loss.
+    row : compiled function ``row(o, t, d) -> float``
+        Compiled with :func:`fastbp.kernel`. For one sample's outputs ``o`` and targets
+        ``t`` (1-D rows of the network's dtype), returns the sample's loss (the convention
+        of the built-ins: averaged over the outputs) and writes its gradient with respect to
+        ``o`` into ``d``. The batch's loss is the weighted mean of the samples' losses.
+    twin : callable ``twin(outputs, targets) -> (losses, grad)``
+        The same in numpy, float64, over a batch: ``losses`` of shape (n,), ``grad`` of
+        shape (n, n_outputs). The reference network (``fastbp.reference``) and
+        :func:`fastbp.testing.check_loss` use it.
+    torch : callable ``torch(input, target) -> tensor``, optional
+        The loss in torch (mean over the batch), for checks against autograd.
+
+    Notes
+    -----
+    A model saved with a registered loss loads where the same name is registered again
+    (import the module that registers it before ``fastbp.load``).
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be an identifier, got {name!r}")
+    if name in LOSSES and LOSSES[name].row is None:
+        raise ValueError(f"{name!r} is a built-in loss; choose another name")
+    compiled = callable if numba.config.DISABLE_JIT else (
+        lambda f: isinstance(f, numba.core.registry.CPUDispatcher))
+    if not compiled(row):
+        raise TypeError(f"row must be compiled with fastbp.kernel, got {row!r}")
+    if not callable(twin):
+        raise TypeError(f"twin must be a function (outputs, targets) -> (losses, grad), got "
+                        f"{twin!r}")
+    code = LOSSES[name].code if name in LOSSES else \
+        max(FIRST_REGISTERED_CODE - 1, *(d.code for d in LOSSES.values())) + 1
+    loss_kernels.LOSS_KERNELS[code] = loss_kernels.row_loss_kernel(row)
+    LOSSES[name] = LossDef(code, "regression", row, twin, torch)
+
+
+def check_loss(loss) -> str:
+    """``loss`` if it names a built-in or registered loss; a ValueError otherwise."""
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r} (a loss of your "
+                         "own must first be registered: fastbp.register_loss)")
+    return loss
 
 
 def check_loss_settings(loss: str, huber_delta, label_smoothing) -> tuple[float, float]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .losses import REGRESSION
+from .losses import REGRESSION, is_regression
 
 
 def accuracy(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None) -> float:
@@ -69,7 +69,8 @@ def check_metrics(metrics: Sequence[str], loss: str) -> tuple[str, ...]:
     for name in metrics:
         if name not in METRICS:
             raise ValueError(f"metrics: unknown metric {name!r}; choose from {sorted(METRICS)}")
-        if loss not in METRICS[name][1]:
+        if loss not in METRICS[name][1] and not (METRICS[name][1] == REGRESSION
+                                                  and is_regression(loss)):
             raise ValueError(f"metrics: {name!r} applies to {' or '.join(METRICS[name][1])} "
                              f"networks, this one uses {loss}")
     return tuple(dict.fromkeys(metrics))

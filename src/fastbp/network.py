@@ -36,8 +36,6 @@ from .optim import Optimizer
 from .plan import compile_layers
 from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
 
-LOSS_CODES = {name: code for name, (code, _) in LOSSES.items()}
-
 
 class Network:
     """A feed-forward network trained by backpropagation with fused Numba kernels.
@@ -98,12 +96,12 @@ class Network:
                                                                     self.label_smoothing)]),
             ints=np.append(plan.ints, np.int64(0)),
             late_ints=(*plan.late_ints, (plan.ints.shape[0],
-                                         partial(loss_address, LOSS_CODES[self.loss]))))
+                                         partial(loss_address, LOSSES[self.loss].code))))
         self.layers = layers
         self.input_shape = plan.input_shape
         #: The compute side (``fastbp._engine``): arrays, workspaces, kernel calls; what
         #: fastbp's own modules use. Users need it only to write such modules.
-        self.engine = Engine(self, plan, params, buffers, LOSS_CODES[self.loss], seed)
+        self.engine = Engine(self, plan, params, buffers, LOSSES[self.loss].code, seed)
         #: JSON-able notes saved with the model (the CLI records its data split here).
         self.metadata: dict[str, Any] = {}
 

@@ -1,9 +1,10 @@
-"""Checks for a layer kind, for fastbp's own tests and for kinds defined outside it.
+"""Checks for a layer kind or a loss, for fastbp's own tests and for ones defined outside it.
 
 :func:`check_layer` is what a new kind must pass (``torch.autograd.gradcheck``'s role):
 its gradient against central differences in float64, its kernels against its numpy twin
-in float64 and float32, and its config round trip. The helpers below it are the pieces,
-which ``tests/kind_checks.py`` shares.
+in float64 and float32, and its config round trip. :func:`check_loss` does the same for a
+registered loss. The helpers below them are the pieces, which ``tests/kind_checks.py``
+shares.
 """
 
 from __future__ import annotations
@@ -185,3 +186,30 @@ def check_layer(layer: Layer, input_shape: Sequence[int], n: int = 4, seed: int 
     X, _ = data_for(net, n, seed)
     if not np.array_equal(rebuilt.forward(X), net.forward(X)):
         raise AssertionError(f"{type(layer).__name__}.get_config() does not rebuild the layer")
+
+
+def check_loss(name: str, n_outputs: int = 3, n: int = 5, seed: int = 0) -> None:
+    """Check a registered loss (``fastbp.register_loss``): raises AssertionError naming
+    what disagrees, else returns None.
+
+    On a ``Dense(4, n_outputs)`` network with the loss: the gradient against central
+    differences in float64, and the kernels against the loss's numpy twin in float64 and
+    float32 (loss, gradient and three SGD steps, weighted rows included).
+    """
+    from .layers import Dense
+
+    for dtype in ("float64", "float32"):
+        net = Network([Dense(4, n_outputs)], loss=name, dtype=dtype, seed=seed)
+        if dtype == "float64":
+            check_finite_differences(net, n=n, seed=seed)
+        check_twin(net, n=n, seed=seed)
+        X, y = data_for(net, n, seed)
+        weights = np.linspace(0.5, 2.0, n)
+        from .reference import Network as ReferenceNetwork
+
+        twin = ReferenceNetwork.from_network(net)
+        loss_k, grad_k = net.loss_and_grad(X, y, sample_weight=weights)
+        loss_r, grad_r = twin.loss_and_grad(X, y, sample_weight=weights)
+        _close("weighted loss", abs(loss_k - loss_r) / max(abs(loss_r), 1e-300),
+               RTOL[dtype])
+        _close("weighted gradient", rel_err(grad_k, grad_r), RTOL[dtype])

@@ -170,6 +170,28 @@ LOSS_KERNELS = {CROSS_ENTROPY: cross_entropy, BINARY_CROSS_ENTROPY: binary_cross
                 MSE: mse, HUBER: huber, L1: l1}
 
 
+def row_loss_kernel(row):
+    """The loss kernel (the signature above) of a registered loss whose per-sample loss and
+    gradient the compiled ``row(o, t, d) -> float`` computes (``fastbp.register_loss``).
+    Not cached on disk: the row function is the user's, compiled into this closure."""
+
+    @jit(cache=False)
+    def kernel(O, labels, targets, weights, dO, scale, results, want_grad, settings):
+        weighted = weights.shape[0] > 0
+        loss_sum = 0.0
+        for i in range(O.shape[0]):
+            w = weights[i] if weighted else 1.0
+            d = dO[i]
+            loss_sum += w * row(O[i], targets[i], d)
+            if want_grad:
+                g = d.dtype.type(w * scale)
+                for j in range(d.shape[0]):
+                    d[j] *= g
+        results[R_LOSS] += loss_sum
+
+    return kernel
+
+
 @jit
 def check_batch(X, labels, targets, weights, loss_kind, n_outputs):
     """Validate one batch without touching any state: (error code, first bad row)."""
@@ -187,8 +209,7 @@ def check_batch(X, labels, targets, weights, loss_kind, n_outputs):
         for i in range(m):
             if labels[i] < 0 or labels[i] >= n_outputs:
                 return E_LABEL_RANGE, i
-    elif loss_kind == BINARY_CROSS_ENTROPY or loss_kind == MSE or loss_kind == HUBER or \
-            loss_kind == L1:
+    elif loss_kind >= 0:  # every other loss takes targets
         for i in range(m):
             for j in range(targets.shape[1]):
                 t = targets[i, j]

@@ -9,6 +9,7 @@ import numpy as np
 from .. import _validation as v
 from .._engine import seed_state
 from ..layers import Layer, mlp_layers
+from ..losses import LOSSES as REGISTERED
 from ..losses import check_loss_settings
 from ..optim import Optimizer
 from ..plan import compile_layers, tensor_views
@@ -109,8 +110,13 @@ class Network:
 
     def _loss_and_grad(self, X, y, w, update_buffers):
         out, caches = self._forward(X, training=True, update_buffers=update_buffers)
-        losses, d_out = LOSSES[self.loss](out.astype(np.float64), y, huber_delta=self.huber_delta,
-                                          label_smoothing=self.label_smoothing)
+        if self.loss in LOSSES:
+            losses, d_out = LOSSES[self.loss](out.astype(np.float64), y,
+                                              huber_delta=self.huber_delta,
+                                              label_smoothing=self.label_smoothing)
+        else:  # a registered loss (fastbp.register_loss) brings its own twin
+            losses, d_out = REGISTERED[self.loss].twin(out.astype(np.float64),
+                                                       np.asarray(y, dtype=np.float64))
         w = np.ones(len(X)) if w is None else w.astype(np.float64)
         loss = float(np.sum(w * losses) / np.sum(w))
         delta = (d_out * (w / np.sum(w))[:, None]).astype(self.dtype)

@@ -22,7 +22,7 @@ from sklearn.utils.validation import (
 
 from .._validation import kernel_array
 from ..layers import Dense
-from ..losses import REGRESSION
+from ..losses import is_regression, regression_losses
 from ..network import Network
 from ..optim import Adam, Optimizer
 from ._base_mlp import _copy_optimizer
@@ -181,14 +181,15 @@ class NeuralNetRegressor(RegressorMixin, _BaseNeuralNet):
 
     Parameters
     ----------
-    loss : {"mse", "huber", "l1"}, default "mse"
-        torch's MSELoss, HuberLoss or L1Loss.
+    loss : {"mse", "huber", "l1"} or a registered loss's name, default "mse"
+        torch's MSELoss, HuberLoss or L1Loss, or a regression loss added with
+        :func:`fastbp.register_loss`.
     huber_delta : float, default 1.0
         HuberLoss's ``delta`` (loss="huber").
     """
 
     _parameter_constraints: dict = {**_BaseNeuralNet._parameter_constraints,
-                                    "loss": [StrOptions(set(REGRESSION))],
+                                    "loss": [str],  # a regression loss: checked in fit
                                     "huber_delta": [Interval(Real, 0, None, closed="neither")]}
 
     def __init__(self, layers=None, *, input_shape=None, optimizer=None, epochs=10,
@@ -206,6 +207,9 @@ class NeuralNetRegressor(RegressorMixin, _BaseNeuralNet):
     def fit(self, X, y, sample_weight=None):
         """Fit on X (n, n_features) and y (n,) or (n, n_targets); returns self."""
         self._validate_params()
+        if not is_regression(self.loss):
+            raise ValueError(f"loss must be a regression loss, one of {list(regression_losses())}"
+                             f", got {self.loss!r}")
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=(np.float64, np.float32))
         if y.ndim == 2 and y.shape[1] == 1:
