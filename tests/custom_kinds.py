@@ -93,7 +93,7 @@ class Affine(fb.Layer):
         return {"weight": self.weight, "bias": self.bias}
 
     @classmethod
-    def from_torch(cls, module):
+    def from_torch(cls, module, next_module=None):
         if type(module).__name__ != "TorchAffine":
             return None
         return cls(module.weight.shape[0]), {"weight": module.weight, "bias": module.bias}

@@ -202,3 +202,39 @@ def register_activation(name: str, value: Callable, derivative: Callable, *,
             raise TypeError(f"{arg} must be callable, got {type(fn).__name__}")
     ACTIVATIONS[name] = ActivationDef(name, None, kernels.row_kernel(value, derivative), twin_value,
                                       lambda z, a: twin_derivative(z), torch, None, onnx)
+
+
+# -- interop: the helpers the layers' hooks use (fastbp.interop) ------------------------------
+def torch_module(name: str, nn):
+    """The torch module computing activation ``name`` (``nn`` is ``torch.nn``)."""
+    make = ACTIVATIONS[name].torch
+    if make is None:
+        raise ValueError(f"activation {name!r} has no torch module (register_activation's "
+                         "torch=)")
+    return make(nn)
+
+
+def torch_modules_after(module, name: str, nn) -> list:
+    """``[module]``, followed by activation ``name``'s module unless it is the identity."""
+    return [module] if name == "identity" else [module, torch_module(name, nn)]
+
+
+def name_of_torch_module(module, nn) -> str | None:
+    """fastbp's name for a torch activation module, None if it is not one (ValueError for
+    one whose settings fastbp's activation does not take). ``nn.Identity`` is None: it
+    becomes a layer of its own, never fused."""
+    if module is None or isinstance(module, nn.Identity):
+        return None
+    for name, activation in ACTIVATIONS.items():
+        if activation.torch_match is not None and activation.torch_match(module, nn):
+            return name
+    return None
+
+
+def onnx_nodes(graph, x: str, name: str) -> str:
+    """Append the ONNX nodes computing activation ``name`` on tensor ``x``."""
+    build = ACTIVATIONS[name].onnx
+    if build is None:
+        raise ValueError(f"activation {name!r} has no ONNX export (register_activation's "
+                         "onnx=)")
+    return build(graph, x)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+from .. import activations
 from ..activations import activation_setting, check_activation
 from ..kernels import activation as kernels
 from .base import Layer, Shape
@@ -33,3 +36,18 @@ class Activation(Layer):
 
     def __repr__(self) -> str:
         return f"Activation({self.activation!r})"
+
+    # -- interop: the activation's own torch module and ONNX nodes ---------------------------
+    def torch_modules(self, nn) -> list:
+        return [activations.torch_module(self.activation, nn)]
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        nn = sys.modules["torch"].nn
+        if isinstance(module, nn.Identity):
+            return cls("identity"), {}
+        name = activations.name_of_torch_module(module, nn)
+        return None if name is None else (cls(name), {})
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        return activations.onnx_nodes(graph, x, self.activation)

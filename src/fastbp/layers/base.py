@@ -138,27 +138,31 @@ class Layer:
         """A JSON-able dict with ``"type"`` and the constructor's arguments."""
         raise NotImplementedError
 
-    # -- interop hooks (fastbp.interop); built-in kinds are mapped in interop itself -------
+    # -- interop hooks (fastbp.interop): every kind, built-in or not, maps itself ------------
     def torch_modules(self, nn) -> list:
         """The ``torch.nn`` modules computing this layer (``nn`` is ``torch.nn``); the first
         receives :meth:`torch_tensors`. Used by ``Network.to_torch``."""
-        raise NotImplementedError
+        raise TypeError(f"no torch module for fastbp layer {type(self).__name__}")
 
     def torch_tensors(self) -> dict[str, np.ndarray]:
         """This layer's tensors under the names of its first torch module's state dict."""
         return {}
 
     @classmethod
-    def from_torch(cls, module) -> tuple[Layer, dict[str, Any]] | None:
-        """``(layer, {tensor name: torch tensor})`` for a torch ``module`` this kind
-        computes, else None. ``fastbp.from_torch`` asks every kind that defines it."""
+    def from_torch(cls, module, next_module=None):
+        """What this kind makes of the torch ``module`` (``next_module``: the one after it
+        in the flattened ``nn.Sequential``, or None), else None. Either ``(layer, {tensor
+        name: torch tensor})``, or ``(layer, tensors, 2)`` when it also takes
+        ``next_module`` (an activation fused into the layer), or ``([(layer, tensors),
+        ...], 1)`` for several layers. ``Network.from_torch`` asks every kind."""
         return None
 
     def onnx_nodes(self, graph, x: str) -> str:
         """Append the ONNX nodes computing this layer on tensor ``x``; return the output's
         name. ``graph.one(op_type, inputs, **attributes)`` adds a node and returns its
-        output, ``graph.const(hint, array)`` an initializer in the export's dtype."""
-        raise NotImplementedError
+        output, ``graph.const(hint, array)`` an initializer in the export's dtype, and
+        ``graph.opset`` is the export's opset."""
+        raise TypeError(f"no ONNX export for fastbp layer {type(self).__name__}")
 
     # -- filled in by the network ----------------------------------------------------------
     input_shape: Shape | None = None
@@ -218,6 +222,13 @@ class Layer:
         config.pop("type")
         args = ", ".join(f"{k}={v!r}" for k, v in config.items() if v is not None)
         return f"{type(self).__name__}({args})"
+
+
+def require_torch_setting(ok: bool, what: str) -> None:
+    """A ValueError for a torch module whose settings fastbp's layer does not take (the
+    caller, ``Network.from_torch``, names the module)."""
+    if not ok:
+        raise ValueError(f"fastbp supports {what} only")
 
 
 def flat_size(shape: Shape) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .._params import Interval, check_parameters
 from ..kernels import batchnorm as kernels
-from .base import Layer, Shape
+from .base import Layer, Shape, require_torch_setting
 
 
 class _BatchNorm(Layer):
@@ -82,6 +84,40 @@ class _BatchNorm(Layer):
                 "momentum": self.momentum, "affine": self.affine}
 
 
+    # -- interop: nn.BatchNorm1d/2d with their running statistics ---------------------------
+    torch_name = ""  # the torch module's class name
+
+    def torch_modules(self, nn) -> list:
+        return [getattr(nn, self.torch_name)(self.num_features, eps=self.eps,
+                                             momentum=self.momentum, affine=self.affine)]
+
+    def torch_tensors(self) -> dict:
+        tensors = {"weight": self.weight, "bias": self.bias} if self.affine else {}
+        return tensors | {"running_mean": self.running_mean, "running_var": self.running_var,
+                          "num_batches_tracked": self.num_batches_tracked}
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        nn = sys.modules["torch"].nn
+        if not cls.torch_name or type(module) is not getattr(nn, cls.torch_name):
+            return None
+        require_torch_setting(module.track_running_stats, "track_running_stats=True")
+        tensors = {"weight": module.weight, "bias": module.bias} if module.affine else {}
+        tensors |= {"running_mean": module.running_mean, "running_var": module.running_var,
+                    "num_batches_tracked": module.num_batches_tracked}
+        return cls(module.num_features, eps=module.eps, momentum=module.momentum,
+                   affine=module.affine), tensors
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        C = self.num_features
+        scale = self.weight if self.affine else np.ones(C)
+        shift = self.bias if self.affine else np.zeros(C)
+        return graph.one("BatchNormalization",
+                         [x, graph.const("scale", scale), graph.const("B", shift),
+                          graph.const("mean", self.running_mean),
+                          graph.const("var", self.running_var)], epsilon=self.eps)
+
+
 class BatchNorm1D(_BatchNorm):
     """Batch normalisation of ``(n, C)`` or ``(n, C, L)`` inputs per channel, as
     ``torch.nn.BatchNorm1d``.
@@ -109,6 +145,7 @@ class BatchNorm1D(_BatchNorm):
     """
 
     input_ndims = (1, 2)
+    torch_name = "BatchNorm1d"
 
 
 class BatchNorm2D(_BatchNorm):
@@ -116,3 +153,4 @@ class BatchNorm2D(_BatchNorm):
     ``torch.nn.BatchNorm2d``; parameters and modes as :class:`BatchNorm1D`."""
 
     input_ndims = (3,)
+    torch_name = "BatchNorm2d"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import numpy as np
 
+from .. import activations
 from ..activations import activation_setting, check_activation, keeps_input
 from ..kernels import conv as kernels
-from .base import Layer, Shape, positive_int
+from .base import Layer, Shape, positive_int, require_torch_setting
 from .initializers import INITIALIZERS, check_init
 
 
@@ -167,6 +169,42 @@ class _Conv(Layer):
                 "out_channels": self.out_channels, "kernel_size": plain(self.kernel_size),
                 "stride": plain(self.stride), "padding": plain(self.padding),
                 "dilation": plain(self.dilation), "activation": self.activation, "init": init}
+
+    # -- interop: nn.Conv1d/Conv2d (the same layout), the activation a module of its own ----
+    def _torch_class(self, nn):
+        return nn.Conv2d if self.dims == 2 else nn.Conv1d
+
+    def torch_modules(self, nn) -> list:
+        conv = self._torch_class(nn)(self.in_channels, self.out_channels, self.kernel_size,
+                                     stride=self.stride, padding=self.padding,
+                                     dilation=self.dilation)
+        return activations.torch_modules_after(conv, self.activation, nn)
+
+    def torch_tensors(self) -> dict:
+        return {"weight": self.W, "bias": self.b}
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        nn = sys.modules["torch"].nn
+        if cls is _Conv or type(module) is not cls._torch_class(cls, nn):
+            return None
+        require_torch_setting(module.bias is not None, "bias=True (convolutions always have one)")
+        require_torch_setting(module.groups == 1, "groups=1")
+        require_torch_setting(module.padding_mode == "zeros", "padding_mode='zeros'")
+        act = activations.name_of_torch_module(next_module, nn)
+        padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
+        layer = cls(module.in_channels, module.out_channels, tuple(module.kernel_size),
+                    stride=tuple(module.stride), dilation=tuple(module.dilation),
+                    padding=padding, activation=act or "identity")
+        return layer, {"W": module.weight, "b": module.bias}, 2 if act else 1
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        pads = self._pads()
+        y = graph.one("Conv", [x, graph.const("W", self.W), graph.const("b", self.b)],
+                      kernel_shape=list(self.kernel_size), strides=list(self.stride),
+                      dilations=list(self.dilation),
+                      pads=[b for b, _ in pads] + [t - b for b, t in pads])
+        return activations.onnx_nodes(graph, y, self.activation)
 
 
 class Conv2D(_Conv):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
+from .. import activations
 from ..activations import activation_setting, check_activation, keeps_input
 from ..kernels import dense as kernels
-from .base import Layer, Shape, positive_int
+from .base import Layer, Shape, positive_int, require_torch_setting
 from .initializers import INITIALIZERS, check_init
 
 
@@ -88,3 +90,25 @@ class Dense(Layer):
 
     def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
+
+    # -- interop: nn.Linear (weight transposed), the activation a module of its own --------
+    def torch_modules(self, nn) -> list:
+        return activations.torch_modules_after(nn.Linear(self.n_in, self.n_out),
+                                               self.activation, nn)
+
+    def torch_tensors(self) -> dict:
+        return {"weight": self.W.T, "bias": self.b}
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        nn = sys.modules["torch"].nn
+        if not isinstance(module, nn.Linear):
+            return None
+        require_torch_setting(module.bias is not None, "bias=True (Dense always has a bias)")
+        act = activations.name_of_torch_module(next_module, nn)
+        return (cls(module.in_features, module.out_features, activation=act or "identity"),
+                {"W": module.weight.T, "b": module.bias}, 2 if act else 1)
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        y = graph.one("Gemm", [x, graph.const("W", self.W), graph.const("b", self.b)])
+        return activations.onnx_nodes(graph, y, self.activation)

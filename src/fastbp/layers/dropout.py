@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from .._params import Interval, check_parameters
 from ..kernels import dropout as kernels
 from .base import Layer, Shape, flat_size
@@ -38,3 +40,15 @@ class Dropout(Layer):
 
     def __repr__(self) -> str:
         return f"Dropout({self.p})"
+
+    # -- interop: nn.Dropout; the identity in an ONNX (inference) graph ----------------------
+    def torch_modules(self, nn) -> list:
+        return [nn.Dropout(self.p)]
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        nn = sys.modules["torch"].nn
+        return (cls(module.p), {}) if type(module) is nn.Dropout else None
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        return x

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..kernels import flatten as kernels
-from .base import Layer, Shape, flat_size
+from .base import Layer, Shape, flat_size, require_torch_setting
 
 
 class Flatten(Layer):
@@ -22,3 +24,19 @@ class Flatten(Layer):
 
     def __repr__(self) -> str:
         return "Flatten()"
+
+    # -- interop: nn.Flatten() ----------------------------------------------------------------
+    def torch_modules(self, nn) -> list:
+        return [nn.Flatten()]
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        nn = sys.modules["torch"].nn
+        if not isinstance(module, nn.Flatten):
+            return None
+        require_torch_setting(module.start_dim == 1 and module.end_dim == -1,
+                              "start_dim=1, end_dim=-1")
+        return cls(), {}
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        return graph.one("Flatten", [x], axis=1)

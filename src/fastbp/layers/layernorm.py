@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .._params import Interval, check_parameters
 from ..kernels import layernorm as kernels
-from .base import Layer, Shape, positive_int
+from .base import Layer, Shape, positive_int, require_torch_setting
 
 
 class LayerNorm(Layer):
@@ -77,3 +79,40 @@ class LayerNorm(Layer):
     def get_config(self) -> dict:
         return {"type": "LayerNorm", "normalized_shape": list(self.normalized_shape),
                 "eps": self.eps, "elementwise_affine": self.elementwise_affine}
+
+    # -- interop: nn.LayerNorm; ONNX's LayerNormalization (from primitives before opset 17) -
+    def torch_modules(self, nn) -> list:
+        return [nn.LayerNorm(self.normalized_shape, eps=self.eps,
+                             elementwise_affine=self.elementwise_affine)]
+
+    def torch_tensors(self) -> dict:
+        return {"weight": self.weight, "bias": self.bias} if self.elementwise_affine else {}
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        nn = sys.modules["torch"].nn
+        if not isinstance(module, nn.LayerNorm):
+            return None
+        affine = module.elementwise_affine
+        require_torch_setting(not affine or module.bias is not None,
+                              "bias=True with elementwise_affine=True")
+        return (cls(tuple(module.normalized_shape), eps=module.eps, elementwise_affine=affine),
+                {"weight": module.weight, "bias": module.bias} if affine else {})
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        k = len(self.normalized_shape)
+        shape = self.normalized_shape
+        weight = self.weight if self.elementwise_affine else np.ones(shape)
+        bias = self.bias if self.elementwise_affine else np.zeros(shape)
+        if graph.opset >= 17:
+            return graph.one("LayerNormalization",
+                             [x, graph.const("scale", weight), graph.const("B", bias)],
+                             axis=-k, epsilon=self.eps)
+        # Before opset 17: the same arithmetic from primitives (biased variance, as torch).
+        axes = list(range(-k, 0))
+        centred = graph.one("Sub", [x, graph.one("ReduceMean", [x], axes=axes, keepdims=1)])
+        variance = graph.one("ReduceMean", [graph.one("Mul", [centred, centred])], axes=axes,
+                             keepdims=1)
+        std = graph.one("Sqrt", [graph.one("Add", [variance, graph.const("eps", self.eps)])])
+        scaled = graph.one("Mul", [graph.one("Div", [centred, std]), graph.const("scale", weight)])
+        return graph.one("Add", [scaled, graph.const("B", bias)])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..kernels import pool as kernels
-from .base import Layer, Shape
+from .base import Layer, Shape, require_torch_setting
 from .conv import _pair
 
 
@@ -60,11 +62,47 @@ class _Pool(Layer):
         return {"type": type(self).__name__, "kernel_size": plain(self.kernel_size),
                 "stride": plain(self.stride), "padding": plain(self.padding)}
 
+    # -- interop: nn.MaxPool1d/2d, nn.AvgPool1d/2d (torch's defaults only) ------------------
+    torch_name = ""  # the torch module's class name
+
+    def torch_modules(self, nn) -> list:
+        return [getattr(nn, self.torch_name)(self.kernel_size, stride=self.stride,
+                                             padding=self.padding)]
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        if not cls.torch_name or type(module).__name__ != cls.torch_name or \
+                type(module).__module__.split(".")[0] != "torch":
+            return None
+        if cls.mode == 0:
+            require_torch_setting(module.dilation in (1, (1, 1)), "dilation=1")
+            require_torch_setting(not module.ceil_mode and not module.return_indices,
+                                  "ceil_mode=False, return_indices=False")
+        else:
+            require_torch_setting(not module.ceil_mode and module.count_include_pad and
+                                  getattr(module, "divisor_override", None) is None,
+                                  "ceil_mode=False, count_include_pad=True, "
+                                  "divisor_override=None")
+
+        def ints(value):
+            return tuple(value) if isinstance(value, (tuple, list)) else value
+
+        return cls(ints(module.kernel_size), ints(module.stride), ints(module.padding)), {}
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        attrs = {"kernel_shape": list(self.kernel_size), "strides": list(self.stride),
+                 "pads": list(self.padding) * 2}
+        if self.mode == 0:
+            return graph.one("MaxPool", [x], **attrs)
+        return graph.one("AveragePool", [x], count_include_pad=1, **attrs)
+
 
 class MaxPool2D(_Pool):
     """Max pooling of ``(n, C, H, W)``, as ``torch.nn.MaxPool2d(kernel_size, stride=None,
     padding=0)``: stride defaults to the kernel, padding counts as -inf, floor mode; on ties
     the gradient goes to the first maximum of the window."""
+
+    torch_name = "MaxPool2d"
 
 
 class AvgPool2D(_Pool):
@@ -72,12 +110,14 @@ class AvgPool2D(_Pool):
     floor mode)."""
 
     mode = 1
+    torch_name = "AvgPool2d"
 
 
 class MaxPool1D(_Pool):
     """Max pooling of ``(n, C, L)``, as ``torch.nn.MaxPool1d``."""
 
     dims = 1
+    torch_name = "MaxPool1d"
 
 
 class AvgPool1D(_Pool):
@@ -85,6 +125,7 @@ class AvgPool1D(_Pool):
 
     dims = 1
     mode = 1
+    torch_name = "AvgPool1d"
 
 
 class GlobalAvgPool(Layer):
@@ -106,3 +147,28 @@ class GlobalAvgPool(Layer):
 
     def get_config(self) -> dict:
         return {"type": "GlobalAvgPool"}
+
+    # -- interop: nn.AdaptiveAvgPoolNd(1) followed by nn.Flatten() ---------------------------
+    def torch_modules(self, nn) -> list:
+        spatial = len(self.input_shape) - 1
+        if spatial > 3:
+            raise ValueError(f"GlobalAvgPool over {spatial} spatial dimensions has no torch "
+                             "module (AdaptiveAvgPool goes up to 3)")
+        pool = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[spatial - 1]
+        return [pool(1), nn.Flatten()]
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        nn = sys.modules["torch"].nn
+        if not isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+                                   nn.AdaptiveAvgPool3d)):
+            return None
+        size = module.output_size if isinstance(module.output_size, tuple) else \
+            (module.output_size,)
+        require_torch_setting(all(s == 1 for s in size) and isinstance(next_module, nn.Flatten)
+                              and next_module.start_dim == 1 and next_module.end_dim == -1,
+                              "output_size 1 followed by nn.Flatten() (fastbp's GlobalAvgPool)")
+        return cls(), {}, 2
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        return graph.one("Flatten", [graph.one("GlobalAveragePool", [x])], axis=1)

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
 
 from ..kernels import recurrent as kernels
-from .base import Layer, Shape, positive_int
+from .base import Layer, Shape, positive_int, require_torch_setting
+from .dropout import Dropout
 from .initializers import INITIALIZERS
 
 _WEIGHTS = ("weight_ih", "weight_hh")
@@ -135,6 +137,92 @@ class _Recurrent(Layer):
                 "bidirectional": self.bidirectional, "init": init}
 
 
+    # -- interop: fastbp.torch_modules.Recurrent around nn.RNN/GRU/LSTM; ONNX's operators ----
+    torch_name: ClassVar[str] = ""  # "RNN", "GRU" or "LSTM"
+    onnx_gates: ClassVar[list[int]] = []  # torch's gate blocks in ONNX's order
+
+    def torch_modules(self, nn) -> list:
+        from ..torch_modules import Recurrent
+
+        kwargs = {"batch_first": True, "bidirectional": self.bidirectional}
+        if self.torch_name == "RNN":
+            kwargs["nonlinearity"] = self.activation
+        rnn = getattr(nn, self.torch_name)(self.input_size, self.hidden_size, **kwargs)
+        return [Recurrent(rnn, return_sequences=self.return_sequences)]
+
+    def torch_tensors(self) -> dict:
+        return {"rnn." + _torch_rnn_name(name, 0): getattr(self, name)
+                for name in self.parameter_shapes()}
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        nn = sys.modules["torch"].nn
+        from ..torch_modules import Recurrent
+
+        if not cls.torch_name:
+            return None
+        if isinstance(module, getattr(nn, cls.torch_name)):
+            name = cls.torch_name
+            raise TypeError(f"module {name}: a bare {name} returns a tuple, which "
+                            "nn.Sequential cannot pass on; wrap it as fastbp.torch_modules."
+                            f"Recurrent({name}(..., batch_first=True), return_sequences=...)")
+        if not isinstance(module, Recurrent) or type(module.rnn) is not getattr(nn, cls.torch_name):
+            return None
+        rnn = module.rnn
+        require_torch_setting(rnn.bias, "bias=True")
+        require_torch_setting(getattr(rnn, "proj_size", 0) == 0, "proj_size=0")
+        directions = 2 if rnn.bidirectional else 1
+        pairs = []
+        for index in range(rnn.num_layers):  # one fastbp layer per torch layer
+            last = index == rnn.num_layers - 1
+            size = rnn.input_size if index == 0 else directions * rnn.hidden_size
+            kwargs = {"return_sequences": module.return_sequences or not last,
+                      "bidirectional": rnn.bidirectional}
+            if cls.torch_name == "RNN":
+                kwargs["activation"] = rnn.nonlinearity
+            names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+            names += [f"{n}_reverse" for n in names] if rnn.bidirectional else []
+            pairs.append((cls(size, rnn.hidden_size, **kwargs),
+                          {n: getattr(rnn, _torch_rnn_name(n, index)) for n in names}))
+            if rnn.dropout and not last:  # torch's dropout between layers
+                pairs.append((Dropout(rnn.dropout), {}))
+        return pairs, 1
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        """ONNX's RNN/GRU/LSTM operator (time-major: ONNX Runtime does not run layout=1)."""
+        H, order = self.hidden_size, self.onnx_gates
+
+        def gates(array):  # reorder the G blocks of H rows
+            return np.concatenate([array[j * H:(j + 1) * H] for j in order])
+
+        suffixes = ["", "_reverse"] if self.bidirectional else [""]
+        W = np.stack([gates(getattr(self, "weight_ih" + s)) for s in suffixes])
+        R = np.stack([gates(getattr(self, "weight_hh" + s)) for s in suffixes])
+        B = np.stack([np.concatenate([gates(getattr(self, "bias_ih" + s)),
+                                      gates(getattr(self, "bias_hh" + s))]) for s in suffixes])
+        attrs: dict = {"hidden_size": H,
+                       "direction": "bidirectional" if self.bidirectional else "forward"}
+        if self.torch_name == "GRU":
+            attrs["linear_before_reset"] = 1  # torch's r * (W_hn h + b_hn)
+        if self.torch_name == "RNN":
+            attrs["activations"] = [self.activation.capitalize()] * len(suffixes)
+        time_major = graph.one("Transpose", [x], perm=[1, 0, 2])  # (n, T, F) -> (T, n, F)
+        outputs = 3 if self.torch_name == "LSTM" else 2
+        Y, Y_h = graph.op(self.torch_name, [time_major, graph.const("W", W), graph.const("R", R),
+                                            graph.const("B", B)], outputs=outputs, **attrs)[:2]
+        if self.return_sequences:  # Y (T, D, n, H) -> (n, T, D*H)
+            y = graph.one("Transpose", [Y], perm=[2, 0, 1, 3])
+            return graph.one("Reshape", [y, graph.const("shape", [0, 0, -1], np.int64)])
+        y = graph.one("Transpose", [Y_h], perm=[1, 0, 2])  # Y_h (D, n, H) -> (n, D*H)
+        return graph.one("Reshape", [y, graph.const("shape", [0, -1], np.int64)])
+
+
+def _torch_rnn_name(name: str, index: int) -> str:
+    """fastbp's ``weight_ih_reverse`` -> torch's ``weight_ih_l{index}_reverse``."""
+    base = name.removesuffix("_reverse")
+    return f"{base}_l{index}" + ("_reverse" if base != name else "")
+
+
 _DOC = """
 
     Parameters
@@ -190,6 +278,9 @@ class RNN(_Recurrent):
     def cell(self) -> int:
         return kernels.CELL_RNN_TANH if self.activation == "tanh" else kernels.CELL_RNN_RELU
 
+    torch_name = "RNN"
+    onnx_gates = [0]
+
     def get_config(self) -> dict:
         config = super().get_config()
         return {"type": "RNN", "input_size": self.input_size, "hidden_size": self.hidden_size,
@@ -202,6 +293,8 @@ class GRU(_Recurrent):
     ``h' = (1 - z) * n + z * h``.""" + _DOC
 
     cell = kernels.CELL_GRU
+    torch_name = "GRU"
+    onnx_gates = [1, 0, 2]  # torch (r, z, n) -> ONNX (z, r, h)
 
 
 class LSTM(_Recurrent):
@@ -209,3 +302,5 @@ class LSTM(_Recurrent):
     g, o (G = 4), ``c' = f * c + i * g``, ``h' = o * tanh(c')``; zero initial h and c.""" + _DOC
 
     cell = kernels.CELL_LSTM
+    torch_name = "LSTM"
+    onnx_gates = [0, 3, 1, 2]  # torch (i, f, g, o) -> ONNX (i, o, f, c)

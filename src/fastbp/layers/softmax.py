@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..kernels import softmax as kernels
-from .base import Layer, Shape
+from .base import Layer, Shape, require_torch_setting
 
 
 class Softmax(Layer):
@@ -28,3 +30,18 @@ class Softmax(Layer):
 
     def __repr__(self) -> str:
         return "Softmax()"
+
+    # -- interop: nn.Softmax(dim=-1) ----------------------------------------------------------
+    def torch_modules(self, nn) -> list:
+        return [nn.Softmax(dim=-1)]
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        nn = sys.modules["torch"].nn
+        if not isinstance(module, nn.Softmax):
+            return None
+        require_torch_setting(module.dim == -1, "dim=-1 (the last axis)")
+        return cls(), {}
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        return graph.one("Softmax", [x], axis=-1)
