@@ -38,6 +38,7 @@ F_STANDALONE = 8  # a step called from Python: zero the results and validate the
 F_INFER = 16  # run_dataset: forward in chunks (outputs, loss, accuracy), no training
 F_VALIDATE = 32  # run_dataset: only check the data as train_step would
 F_PART = 64  # a gradient over one part of a split step (kernels pick smaller chunks)
+F_EXACT = 128  # a standalone step retried by Python, which checks its update (no risk test)
 
 # A step's part info (kernels/bundles.py's Parts.info).
 PART_GRADIENT = 0  # the address of step.gradient compiled alone, which each part runs
@@ -76,6 +77,9 @@ NO_LOSS = -1
 LOSS_HUBER_DELTA = 0
 LOSS_LABEL_SMOOTHING = 1
 N_LOSS_SETTINGS = 2
+# Just before the loss's settings in the plan's floats: max |params| as far as the kernels
+# know (inf: unknown, after a write from Python), for the standalone step's overflow test.
+PARAM_BOUND_FROM_END = N_LOSS_SETTINGS + 1
 
 # Optimizers (AdamW is Adam with the decoupled flag; momentum/Nesterov are SGD flags).
 NO_UPDATE = -1
@@ -100,7 +104,15 @@ H_CENTERED = 11
 H_DECOUPLED = 12
 H_MAX_NORM = 13  # gradient clipping by global L2 norm; <= 0 disables it
 H_KIND = 14  # the optimizer (SGD...), or NO_UPDATE for a gradient alone
-N_HYPER = 15
+# How far an update can move values, from the hyperparameters (Optimizer.update_bounds):
+# |new value| <= H_BOUND_G * G + H_BOUND_P * S + H_BOUND_C, for S = max |params| and |state|
+# and G = max |grad| + |weight_decay| * S.
+H_BOUND_G = 15
+H_BOUND_P = 16
+H_BOUND_C = 17
+H_MAX_PARAM = 18  # max |params| after the optimizer's last update (inf: unknown)
+H_MAX_STATE = 19  # max |state| after its last update (inf: unknown)
+N_HYPER = 20
 
 # Slots of the int64 counters vector.
 C_STEP = 0  # optimizer steps taken (torch's state["step"])
@@ -124,6 +136,9 @@ E_LABEL_RANGE = 3
 E_TARGET_RANGE = 4
 E_WEIGHT = 5
 E_NON_FINITE_LOSS = 6
+E_NON_FINITE_GRAD = 7  # a finite loss, a gradient that is not: nothing updated
+E_RISKY_UPDATE = 8  # the update might overflow the dtype: Python retries the step exactly
+E_NON_FINITE_UPDATE = 9  # the update overflowed: everything was put back
 
 # Below this many multiply-adds a hand loop beats the BLAS call overhead.
 BLAS_MIN_WORK = 2048

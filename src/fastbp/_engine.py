@@ -142,6 +142,13 @@ class Engine:
         self._no_loop = tuple(Loop(np.empty(0, dtype=np.int64), 1, False, 0))
         self._no_batch = tuple(Batch(np.empty((0, int(np.prod(self.input_shape))), self.dtype),
                                      self.no_labels, self.no_targets, self.no_weights))
+        # max |params| as far as the kernels know, in the plan's floats: set to inf (unknown)
+        # by every write from Python (the params setter, a layer's tensors)
+        end = plan.floats.shape[0] - codes.PARAM_BOUND_FROM_END
+        self.param_bound = plan.floats[end : end + 1]
+        self.param_bound[0] = float(np.abs(params).sum(dtype=np.float64))  # the initial values
+        for layer in self.layers:
+            object.__setattr__(layer, "_param_bound", self.param_bound)
         self.capacity = 0
         self._arrays: tuple = ()
         self._step_entry = None  # train_step's compiled entry, once dispatched (step)
@@ -193,8 +200,9 @@ class Engine:
         self._arrays = tuple(NetArrays(*fields))
 
     def training_state(self) -> tuple[np.ndarray, ...]:
-        """Every array training changes on the network's side, for snapshots and rollback."""
-        return (self.params, self.buffers, self.rng)
+        """Every array training changes on the network's side, for snapshots and rollback
+        (the kernels' bound on the parameters too, which goes with their values)."""
+        return (self.params, self.buffers, self.rng, self.param_bound)
 
     # -- input ------------------------------------------------------------------------------
     def inputs(self, X, y, sample_weight=None, names: str = "X") -> tuple:
@@ -242,6 +250,14 @@ class Engine:
         if code == codes.E_NON_FINITE_LOSS:
             raise FloatingPointError("the loss is not finite; parameters were not updated "
                                      "(lower the learning rate or clip gradients)")
+        if code == codes.E_NON_FINITE_GRAD:
+            raise FloatingPointError("the gradient is not finite (the loss is); parameters "
+                                     "were not updated (clip gradients with max_norm=, or "
+                                     "normalise the inputs)")
+        if code == codes.E_NON_FINITE_UPDATE:
+            raise FloatingPointError(f"the update would make parameters or the optimizer's "
+                                     f"state non-finite in {self.dtype.name}; nothing was "
+                                     "updated (lower the learning rate or clip gradients)")
         if code:
             raise ValueError(v.value_error_message(code, int(results[codes.R_ERROR_INDEX]),
                                                    self.loss, self.n_outputs, labels=labels))
@@ -341,7 +357,31 @@ class Engine:
             step_kernels.train_step(*args)
         else:
             entry(*args)
+        if results[codes.R_ERROR] == codes.E_RISKY_UPDATE:
+            self._checked_step(args, opt)
         return results
+
+    def _checked_step(self, args: tuple, opt: tuple) -> None:
+        """The step again, its update checked here: the kernel found it might overflow the
+        dtype (step.update_risk; rare: a huge learning rate or gradient, or values written
+        from Python since the last update) and put everything back. On an overflow the
+        state is restored and R_ERROR is E_NON_FINITE_UPDATE."""
+        state, hyper, counters = opt[0], opt[1], opt[2]
+        saved = [a.copy() for a in (self.params, self.buffers, self.rng, state, counters, hyper)]
+        results = args[5]
+        train_args = list(args)
+        train_args[3] = args[3] | codes.F_EXACT
+        step_kernels.train_step(*train_args)
+        if results[codes.R_ERROR]:
+            return  # the loss: the kernel put everything back itself
+        if np.isfinite(self.params).all() and np.isfinite(state).all():
+            return
+        gradient_finite = np.isfinite(self.grads).all()
+        for live, kept in zip((self.params, self.buffers, self.rng, state, counters, hyper),
+                              saved):
+            live[...] = kept
+        results[codes.R_ERROR] = codes.E_NON_FINITE_UPDATE if gradient_finite else \
+            codes.E_NON_FINITE_GRAD
 
     def loop(self, rows: int, batch_size: int, shuffle: bool) -> tuple:
         """A ``Loop`` bundle for epochs over ``rows`` rows in batches of ``batch_size``."""

@@ -86,6 +86,7 @@ def broadcast_state(net, optimizer, comm) -> np.ndarray:
         for array in optimizer.training_state():
             comm.Bcast(array, root=0)
     comm.Bcast(engine.rng, root=0)
+    engine.param_bound[0] = np.inf  # rank 0's parameters: the kernels' bound is unknown
     shared = engine.rng.copy()
     if comm.rank:  # xorshift state: any non-zero value; mixing in the rank decorrelates
         mixed = np.uint64(engine.rng[0]) ^ np.uint64((0x9E3779B97F4A7C15 * comm.rank)
@@ -171,6 +172,7 @@ class DistributedStep:
         if r[codes.R_WEIGHT] > 0:
             grads /= r[codes.R_WEIGHT]
             r[codes.R_GRAD_NORM] = apply_update(engine.params, grads, self.opt)
+            engine.param_bound[0] = self.opt[1][codes.H_MAX_PARAM]
             r[codes.R_BATCHES] = 1
         return r
 

@@ -111,9 +111,12 @@ def load(path, return_optimizer: bool = False):
                 raise ValueError("negative second-moment state")
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise _bad(path, f"bad optimizer state: {e}") from None
-    net.params[:] = params
-    if buffers is not None:
-        net.buffers[:] = buffers
+    try:  # the setters refuse NaN, infinities and impossible values (a negative variance)
+        net.params = params
+        if buffers is not None:
+            net.buffers = buffers
+    except (TypeError, ValueError) as e:
+        raise _bad(path, str(e)) from None
     if rng is not None:
         net.engine.rng[:] = rng
     return (net, opt) if return_optimizer else net

@@ -33,7 +33,7 @@ from .layers import Layer, layer_config, layer_from_config, mlp_layers
 from .losses import LOSSES, check_loss_settings, is_regression, loss_settings
 from .metrics import check_metrics
 from .optim import Optimizer
-from .plan import compile_layers
+from .plan import compile_layers, tensor_views
 from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
 
 
@@ -92,8 +92,8 @@ class Network:
         # The loss's settings follow the layers' float settings, and the address of its
         # kernel (known when the kernels bind) the layers' int settings (kernels/step.py).
         plan = replace(
-            plan, floats=np.concatenate([plan.floats, loss_settings(self.huber_delta,
-                                                                    self.label_smoothing)]),
+            plan, floats=np.concatenate([plan.floats, [np.inf],  # the params' bound: unknown
+                                         loss_settings(self.huber_delta, self.label_smoothing)]),
             ints=np.append(plan.ints, np.int64(0)),
             late_ints=(*plan.late_ints, (plan.ints.shape[0],
                                          partial(loss_address, LOSSES[self.loss].code))))
@@ -134,6 +134,7 @@ class Network:
     def params(self, value) -> None:
         with self.engine.access.exclusive():
             _copy_into(self.engine.params, value, "params")
+            self.engine.param_bound[0] = np.inf  # the kernels' bound no longer holds
 
     @property
     def buffers(self) -> np.ndarray:
@@ -142,7 +143,12 @@ class Network:
     @buffers.setter
     def buffers(self, value) -> None:
         with self.engine.access.exclusive():
-            _copy_into(self.engine.buffers, value, "buffers")
+            array = _checked_copy_source(self.engine.buffers, value, "buffers")
+            for layer, views in zip(self.layers, tensor_views(self.layers, self.engine.plan,
+                                                               array, buffers=True)):
+                for name, view in views.items():
+                    layer.check_tensor(name, view)
+            self.engine.buffers[...] = array
 
     # -- preprocessing that travels with the model (fastbp.preprocessing) -------------------
     @property
@@ -342,7 +348,11 @@ class Network:
         ValueError, TypeError
             On invalid input, naming the argument; nothing changes.
         FloatingPointError
-            If the loss is not finite; the parameters are not updated.
+            If the loss, the gradient or the update would not be finite in the network's
+            dtype: nothing changes (parameters, buffers, random state, the optimizer's
+            state and step count). The kernel tests the gradient and bounds the update
+            from the hyperparameters; a step its bound cannot clear (a learning rate of
+            1e30, a gradient of 1e20 in float32) is run again with its result checked.
         """
         engine = self.engine
         if comm is not None:
@@ -663,13 +673,25 @@ def _rebuild(config, params, buffers, rng, preprocessing=None, metadata=None) ->
     return net
 
 
-def _copy_into(target: np.ndarray, value, name: str) -> None:
-    """``target[...] = value`` after checking shape and kind: the flat arrays are shared with
-    the layers' views and the kernels, so they are filled, never replaced."""
+def _checked_copy_source(target: np.ndarray, value, name: str) -> np.ndarray:
+    """``value`` as an array that may be copied into ``target``: the same shape, finite real
+    numbers (a NaN or an infinity would poison every later step); a ValueError or TypeError
+    naming ``name`` otherwise."""
     array = np.asarray(value)
     if array.shape != target.shape:
         raise ValueError(f"{name} must have shape {target.shape} (it is copied into the "
                          f"network's buffer), got {array.shape}")
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    target[...] = array
+    cast = array.astype(target.dtype, copy=False)
+    if not np.isfinite(cast).all():
+        bad = int(np.flatnonzero(~np.isfinite(cast))[0])
+        raise ValueError(f"{name} must hold finite values in {target.dtype.name}, got "
+                         f"{array.flat[bad].item()!r} at index {bad}")
+    return cast
+
+
+def _copy_into(target: np.ndarray, value, name: str) -> None:
+    """``target[...] = value`` after checking shape, kind and finiteness: the flat arrays
+    are shared with the layers' views and the kernels, so they are filled, never replaced."""
+    target[...] = _checked_copy_source(target, value, name)

@@ -41,6 +41,7 @@ class _Hyper:
 
     def __set__(self, obj, value):
         obj._hyper[self.slot] = self.check(self.name, value)
+        obj._refresh_bounds()
 
 
 def _number(name: str, value: Any) -> float:
@@ -109,6 +110,7 @@ class Optimizer:
         self._args: tuple | None = None  # bind's result
         self._hyper = np.zeros(codes.N_HYPER, dtype=np.float64)
         self._hyper[codes.H_KIND] = self.kind
+        self._hyper[codes.H_MAX_STATE] = np.inf  # unknown until bound
         self._counters = np.zeros(codes.N_COUNTERS, dtype=np.int64)
         self._state: np.ndarray | None = None
         self._network: weakref.ref | None = None
@@ -116,6 +118,27 @@ class Optimizer:
         self._names = tuple(hyperparameters)
         for name, value in hyperparameters.items():
             setattr(self, name, value)
+        self._refresh_bounds()
+
+    # -- how far one update can move a value (kernels/step.py's update_risk) -------------------
+    def update_bounds(self) -> tuple[float, float, float]:
+        """``(B_g, B_p, B_c)``: after one update, every parameter and state value is at most
+        ``B_g * G + B_p * S + B_c`` in magnitude, where S is the largest magnitude among the
+        parameters and the state before it and G the gradient's plus ``|weight_decay| * S``.
+        Loose on purpose: beyond it a standalone step checks its update itself, so a loose
+        bound costs time on absurd values, never a wrong result; infinite when the
+        hyperparameters give none (``eps=0``)."""
+        raise NotImplementedError
+
+    def _refresh_bounds(self) -> None:
+        if not hasattr(self, "_names"):
+            return  # still being constructed: __init__ refreshes once every value is set
+        try:
+            bounds = np.array(self.update_bounds(), dtype=np.float64)
+        except (ZeroDivisionError, OverflowError):  # eps=0, or a value still being set
+            bounds = np.full(3, np.inf)
+        bounds[~(bounds >= 0) | ~np.isfinite(bounds)] = np.inf
+        self._hyper[[codes.H_BOUND_G, codes.H_BOUND_P, codes.H_BOUND_C]] = bounds
 
     # -- binding to a network -------------------------------------------------------------
     def _initial_state(self, name: str) -> float:
@@ -162,6 +185,9 @@ class Optimizer:
             for row, name in zip(self._state, self.state_names):
                 row[...] = self._initial_state(name)
         update = update_address(self.kind, network.dtype)  # compiles on first use
+        finite = np.isfinite(self._state).all()
+        self._hyper[codes.H_MAX_STATE] = (float(np.abs(self._state).max(initial=0.0))
+                                          if finite else np.inf)
         self._network = weakref.ref(network)
         self._args = tuple(OptimizerArgs(self._state, self._hyper, self._counters, update))
         return self._args
@@ -182,8 +208,8 @@ class Optimizer:
 
     def training_state(self) -> tuple[np.ndarray, ...]:
         """Every array an update changes (bound optimizers only), for snapshots and
-        rollback."""
-        return (self._state, self._counters)
+        rollback: the state, the step count, and the maxima the update records."""
+        return (self._state, self._counters, self._hyper[codes.H_MAX_PARAM:codes.H_MAX_STATE + 1])
 
     def unbound_copy(self) -> Optimizer:
         """A new optimizer of this type with the same hyperparameters, no state, unbound."""
@@ -227,7 +253,9 @@ class Optimizer:
         grad = np.array(grad, dtype=network.dtype)  # a copy: clipping scales it in place
         with network.engine.access.exclusive():  # a training call: alone on the network
             args = self.bind(network)
-            return float(apply_update(network.params, grad, args))
+            norm = float(apply_update(network.params, grad, args))
+            network.engine.param_bound[0] = self._hyper[codes.H_MAX_PARAM]
+            return norm
 
     @property
     def step_count(self) -> int:
@@ -292,6 +320,8 @@ class Optimizer:
         for name, value in probe.hyperparameters.items():
             setattr(self, name, value)
         self._counters[codes.C_STEP] = int(step)
+        if self._state is not None:  # the state changed: its bound, for the next update
+            self._hyper[codes.H_MAX_STATE] = float(np.abs(self._state).max(initial=0.0))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
@@ -320,6 +350,13 @@ class SGD(Optimizer):
         super().__init__(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
                          weight_decay=weight_decay, max_norm=max_norm)
 
+    def update_bounds(self) -> tuple[float, float, float]:
+        # buf' = mu * buf + k * g, step direction g + mu * buf' (Nesterov) at most
+        lr, mu = self.lr, self.momentum
+        k = max(1.0, abs(1.0 - self.dampening))  # step 1 takes g itself
+        direction_g, direction_s = 1.0 + k * (1.0 + mu), mu * (1.0 + mu)
+        return max(k, lr * direction_g), 1.0 + mu + lr * direction_s, 0.0
+
 
 class Adagrad(Optimizer):
     """Adagrad as torch.optim.Adagrad.
@@ -346,6 +383,10 @@ class Adagrad(Optimizer):
     def _initial_state(self, name: str) -> float:
         return self.initial_accumulator_value
 
+    def update_bounds(self) -> tuple[float, float, float]:
+        # sum' = sum + g * g (G is at most a square root's), |g| / sqrt(sum') <= 1
+        return 1.0, 1.0, self.lr
+
 
 class RMSprop(Optimizer):
     """RMSprop as torch.optim.RMSprop (optionally centered, optionally with momentum).
@@ -367,6 +408,12 @@ class RMSprop(Optimizer):
                  max_norm: float | None = None):
         super().__init__(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, max_norm=max_norm)
+
+    def update_bounds(self) -> tuple[float, float, float]:
+        # the averages move by at most |1 - alpha| * (S + G); g / avg <= g / eps
+        lr, mu, eps, alpha = self.lr, self.momentum, self.eps, self.alpha
+        mix = abs(1.0 - alpha)
+        return (max(1.0 + mix, lr / eps), max(1.0, alpha) + mix + mu + lr * mu, 0.0)
 
 
 class Adam(Optimizer):
@@ -402,6 +449,14 @@ class Adam(Optimizer):
         beta2 = _unit_interval("beta parameter at index 1", value[1])
         self._hyper[codes.H_BETA1] = beta1
         self._hyper[codes.H_BETA2] = beta2
+        self._refresh_bounds()
+
+    def update_bounds(self) -> tuple[float, float, float]:
+        # m' <= max(S, G), step lr / (1 - beta1**t) <= lr / (1 - beta1), m / (sqrt(v) + eps)
+        # <= m / eps; decoupled decay multiplies p by 1 - lr * weight_decay
+        beta1, _ = self.betas
+        step = self.lr / ((1.0 - beta1) * self.eps)
+        return max(1.0, step), 1.0 + self.lr * abs(self.weight_decay) + step, 0.0
 
 
 class AdamW(Adam):

@@ -23,6 +23,8 @@ from .._codes import (
     H_LR,
     H_LR_DECAY,
     H_MAX_NORM,
+    H_MAX_PARAM,
+    H_MAX_STATE,
     H_MOMENTUM,
     H_NESTEROV,
     H_WEIGHT_DECAY,
@@ -32,6 +34,7 @@ from .._codes import (
 from .._jit import jit
 from .bundles import COUNTERS, HYPER, STATE, UPDATE_KERNEL
 from .dispatch import call_update
+from .scalar import is_finite
 
 
 @jit(inline="always")
@@ -56,6 +59,17 @@ def clip_grad_norm(grads, max_norm):
     return norm
 
 
+# Each update also records bounds on |params| and |state| after it (H_MAX_PARAM,
+# H_MAX_STATE), for the standalone step's overflow test (step.update_risk): the sum of the
+# magnitudes, never below the largest, summed in the loop as plain scalars so that it still
+# vectorises (a running maximum does not); a non-finite value makes it infinite (unknown),
+# which only sends the next standalone step down its checked path.
+@jit(inline="always")
+def _record(hyper, total_p, total_s):
+    hyper[H_MAX_PARAM] = np.float64(total_p) if is_finite(total_p) else np.inf
+    hyper[H_MAX_STATE] = np.float64(total_s) if is_finite(total_s) else np.inf
+
+
 @jit
 def sgd(params, grads, state, hyper, step):
     lr = hyper[H_LR]
@@ -65,6 +79,8 @@ def sgd(params, grads, state, hyper, step):
     nesterov = hyper[H_NESTEROV] != 0
     neg_lr = params.dtype.type(-lr)
     buf = state[0]
+    total_p = params.dtype.type(0)
+    total_s = params.dtype.type(0)
     for i in range(params.shape[0]):
         g = grads[i]
         if wd != 0:
@@ -73,8 +89,12 @@ def sgd(params, grads, state, hyper, step):
             # torch clones the first gradient into the buffer (no dampening on step 1)
             b = g if step == 1 else momentum * buf[i] + keep * g
             buf[i] = b
+            total_s += abs(b)
             g = g + momentum * b if nesterov else b
-        params[i] += neg_lr * g
+        p = params[i] + neg_lr * g
+        params[i] = p
+        total_p += abs(p)
+    _record(hyper, total_p, total_s)
 
 
 @jit
@@ -84,12 +104,19 @@ def adagrad(params, grads, state, hyper, step):
     wd = params.dtype.type(hyper[H_WEIGHT_DECAY])
     eps = params.dtype.type(hyper[H_EPS])
     acc = state[0]
+    total_p = params.dtype.type(0)
+    total_s = params.dtype.type(0)
     for i in range(params.shape[0]):
         g = grads[i]
         if wd != 0:
             g += wd * params[i]
-        acc[i] += g * g
-        params[i] += neg_clr * g / (np.sqrt(acc[i]) + eps)
+        a = acc[i] + g * g
+        acc[i] = a
+        p = params[i] + neg_clr * g / (np.sqrt(a) + eps)
+        params[i] = p
+        total_p += abs(p)
+        total_s += a
+    _record(hyper, total_p, total_s)
 
 
 @jit
@@ -105,24 +132,32 @@ def rmsprop(params, grads, state, hyper, step):
     square_avg = state[0]
     momentum_buffer = state[1]
     grad_avg = state[2]
+    total_p = params.dtype.type(0)
+    total_s = params.dtype.type(0)
     for i in range(params.shape[0]):
         g = grads[i]
         if wd != 0:
             g += wd * params[i]
         sq = alpha * square_avg[i] + one_minus_alpha * g * g
         square_avg[i] = sq
+        total_s += sq
         if centered:
             ga = grad_avg[i] + one_minus_alpha * (g - grad_avg[i])  # torch's lerp
             grad_avg[i] = ga
+            total_s += abs(ga)
             avg = np.sqrt(sq - ga * ga) + eps
         else:
             avg = np.sqrt(sq) + eps
         if momentum > 0:
             b = momentum * momentum_buffer[i] + g / avg
             momentum_buffer[i] = b
-            params[i] += neg_lr * b
+            total_s += abs(b)
+            p = params[i] + neg_lr * b
         else:
-            params[i] += neg_lr * g / avg
+            p = params[i] + neg_lr * g / avg
+        params[i] = p
+        total_p += abs(p)
+    _record(hyper, total_p, total_s)
 
 
 @jit
@@ -146,13 +181,16 @@ def adam(params, grads, state, hyper, step):
     exp_avg = state[0]
     exp_avg_sq = state[1]
     max_exp_avg_sq = state[2]
+    total_p = params.dtype.type(0)
+    total_s = params.dtype.type(0)
     for i in range(params.shape[0]):
         g = grads[i]
+        p = params[i]
         if wd != 0:
             if decoupled:
-                params[i] *= decay
+                p *= decay
             else:
-                g += wd * params[i]
+                g += wd * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])  # torch's lerp
         exp_avg[i] = m
         v = b2 * exp_avg_sq[i] + one_minus_beta2 * g * g
@@ -161,7 +199,11 @@ def adam(params, grads, state, hyper, step):
             if v > max_exp_avg_sq[i]:
                 max_exp_avg_sq[i] = v
             v = max_exp_avg_sq[i]
-        params[i] += neg_step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
+        p += neg_step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
+        params[i] = p
+        total_p += abs(p)
+        total_s += abs(m) + v
+    _record(hyper, total_p, total_s)
 
 
 # Every update has the signature (params, grads, state, hyper, step) and is called through

@@ -28,13 +28,21 @@ import numpy as np
 
 from .._codes import (
     E_NON_FINITE_LOSS,
+    E_RISKY_UPDATE,
     E_WEIGHT,
+    F_EXACT,
     F_INFER,
     F_NEED_D_INPUT,
     F_PART,
     F_STANDALONE,
     F_VALIDATE,
+    H_BOUND_C,
+    H_BOUND_G,
+    H_BOUND_P,
     H_KIND,
+    H_MAX_PARAM,
+    H_MAX_STATE,
+    H_WEIGHT_DECAY,
     L_BACKWARD_KERNEL,
     L_BATCH_OFFSET,
     L_BATCH_SIZE,
@@ -56,6 +64,7 @@ from .._codes import (
     N_LOSS_SETTINGS,
     NO_LOSS,
     NO_UPDATE,
+    PARAM_BOUND_FROM_END,
     PART_AT_ONCE,
     PART_GRADIENT,
     PART_MAX_ROWS,
@@ -238,6 +247,51 @@ def gradient(net, batch, loss_kind, flags, results):
     backward_pass(net, X, flags)
 
 
+@jit(inline="always")
+def _put_back(net, rng_before):
+    """Undo a standalone step's forward pass: the random stream, and the buffers from the
+    copy the gradient kept at the end of the workspace."""
+    ws, buffers = net[WS], net[BUFFERS]
+    net[RNG][0] = rng_before
+    kept = ws[ws.shape[0] - buffers.shape[0]:]
+    for i in range(buffers.shape[0]):
+        buffers[i] = kept[i]
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT64_MAX = float(np.finfo(np.float64).max)
+
+
+@jit(inline="always")
+def update_risk(net, opt):
+    """Whether the optimizer's update of this gradient is certain to keep every parameter
+    and state value finite: 0 if so; E_RISKY_UPDATE when the bound below cannot exclude an
+    overflow of the dtype or the gradient is not finite (Python then retries the step with
+    F_EXACT and checks the gradient and the result itself). One pass over the
+    gradient (a sum of magnitudes: a running maximum does not vectorise); the bound needs
+    no pass over the parameters or the state, whose magnitudes the last update recorded
+    (in the plan's floats and H_MAX_STATE).
+
+    |new value| <= H_BOUND_G * G + H_BOUND_P * S + H_BOUND_C for S >= max |params| and
+    |state| and G >= max |grad| + |weight_decay| * S (see Optimizer.update_bounds), with a
+    margin of 2**-8 of the dtype's range, and G at most a sixteenth of the square root of
+    that (the second moments square it)."""
+    grads, hyper = net[GRADS], opt[HYPER]
+    floats = net[FLOATS]
+    total = grads.dtype.type(0)  # the sum of |g|: at least max |g|, and it vectorises
+    for i in range(grads.shape[0]):
+        total += abs(grads[i])
+    if not is_finite(total):  # a NaN or an infinity, or a sum beyond the dtype's range:
+        return E_RISKY_UPDATE  # Python's checked step tells them apart
+    limit = (FLOAT32_MAX if grads.itemsize == 4 else FLOAT64_MAX) / 256.0
+    seen = max(floats[floats.shape[0] - PARAM_BOUND_FROM_END], hyper[H_MAX_STATE])
+    G = np.float64(total) + abs(hyper[H_WEIGHT_DECAY]) * seen
+    if not (G <= np.sqrt(limit) / 16 and seen <= limit / 256 and
+            G * hyper[H_BOUND_G] + seen * hyper[H_BOUND_P] + hyper[H_BOUND_C] <= limit):
+        return E_RISKY_UPDATE
+    return 0
+
+
 @jit
 def train_step(net, batch, loss_kind, flags, opt, results, parts):
     """Forward, loss, backward and (unless ``opt``'s hyper[H_KIND] is NO_UPDATE) the update,
@@ -262,6 +316,7 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
     X, weights = batch[X_], batch[WEIGHTS]
     info, part_results = parts[PART_INFO], parts[PART_RESULTS]
     standalone = (flags & F_STANDALONE) != 0
+    rng_before = net[RNG][0]
     if standalone:
         results[:] = 0
         code, row = check_batch(X, batch[LABELS], batch[TARGETS], weights, loss_kind,
@@ -279,6 +334,11 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
         return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
     if part_results.shape[0] >= 2 and info[PART_MIN_ROWS] <= m <= info[PART_MAX_ROWS] and \
             _every_part_weighs(weights, m, part_results.shape[0]):
+        if standalone:  # the parts keep no copy of the buffers: _put_back's, here
+            ws, buffers = net[WS], net[BUFFERS]
+            kept = ws[ws.shape[0] - buffers.shape[0]:]
+            for i in range(buffers.shape[0]):
+                kept[i] = buffers[i]
         call_part(info[PART_SPLIT], (net, batch, loss_kind, flags, results, parts))
         if results[R_ERROR] != 0:
             return
@@ -287,7 +347,15 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
         if results[R_ERROR] != 0:
             return
     if np.int64(opt[HYPER][H_KIND]) != NO_UPDATE:
+        if standalone and (flags & F_EXACT) == 0:
+            code = update_risk(net, opt)
+            if code != 0:  # nothing updated: put the forward pass's changes back
+                results[R_ERROR] = code
+                _put_back(net, rng_before)
+                return
         results[R_GRAD_NORM] = optimizer_update(net[PARAMS], net[GRADS], opt)
+        floats = net[FLOATS]
+        floats[floats.shape[0] - PARAM_BOUND_FROM_END] = opt[HYPER][H_MAX_PARAM]
     results[R_BATCHES] += 1
 
 

@@ -185,6 +185,12 @@ class Layer:
             object.__setattr__(self, name, view)
         object.__setattr__(self, "_bound", frozenset(self.__dict__.get("_bound", ())) | set(tensors))
 
+    def check_tensor(self, name: str, value: np.ndarray) -> None:
+        """Raise a ValueError naming ``name`` if ``value`` cannot be this kind's tensor of
+        that name (BatchNorm: a negative running variance); called on every write from
+        Python (the layer's attributes, ``Network.buffers``, a loaded file). Finiteness is
+        checked for every kind before this."""
+
     def unbound_copy(self) -> Layer:
         """A copy that shares no views with any network and is not built (networks copy the
         layers given; ``copy.copy`` of a layer gives this too)."""
@@ -193,6 +199,7 @@ class Layer:
         for name in self.__dict__.get("_bound", ()):
             clone.__dict__[name] = None
         clone.__dict__.update(_bound=frozenset(), input_shape=None, output_shape=None)
+        clone.__dict__.pop("_param_bound", None)
         return clone
 
     __copy__ = unbound_copy
@@ -213,7 +220,16 @@ class Layer:
             if array.dtype.kind not in "biuf":
                 raise TypeError(f"{type(self).__name__}.{name} holds real numbers; got dtype "
                                 f"{array.dtype}")
-            view[...] = array
+            cast = array.astype(view.dtype, copy=False)
+            if not np.isfinite(cast).all():
+                bad = int(np.flatnonzero(~np.isfinite(cast.ravel()))[0])
+                raise ValueError(f"{type(self).__name__}.{name} must hold finite values in "
+                                 f"{view.dtype.name}, got {array.ravel()[bad].item()!r} at index {bad}")
+            self.check_tensor(name, cast)
+            view[...] = cast
+            bound = self.__dict__.get("_param_bound")
+            if bound is not None:
+                bound[0] = np.inf  # the kernels' bound on max |params| no longer holds
             return
         object.__setattr__(self, name, value)
 

@@ -79,6 +79,11 @@ class _BatchNorm(Layer):
         self.running_var = np.ones(self.num_features)
         self.num_batches_tracked = 0.0
 
+    def check_tensor(self, name: str, value: np.ndarray) -> None:
+        if name == "running_var" and (value < 0).any():
+            raise ValueError(f"{type(self).__name__}.running_var must be >= 0 (a variance), "
+                             f"got {value[value < 0][0].item()!r}")
+
     def get_config(self) -> dict:
         return {"type": type(self).__name__, "num_features": self.num_features, "eps": self.eps,
                 "momentum": self.momentum, "affine": self.affine}

@@ -283,10 +283,13 @@ class _BaseMLP(BaseEstimator):
         targets = None if targets is None else kernel_array(targets, dtype=dtype)
         weights = None if sample_weight is None else kernel_array(sample_weight, dtype)
         with self.network_.engine.access.exclusive():  # a training call: alone on the network
-            if self.solver == "lbfgs":
-                self._fit_lbfgs(X, labels, targets, weights)
-            else:
-                self._fit_stochastic(X, y, labels, targets, weights, incremental)
+            try:
+                if self.solver == "lbfgs":
+                    self._fit_lbfgs(X, labels, targets, weights)
+                else:
+                    self._fit_stochastic(X, y, labels, targets, weights, incremental)
+            finally:  # written in place: the kernels' bound on the parameters is unknown
+                self.network_.engine.param_bound[0] = np.inf
         return self
 
     def _fit_lbfgs(self, X, labels, targets, weights) -> None:
