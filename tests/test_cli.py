@@ -171,6 +171,8 @@ def bad_files(tmp_path):
     (tmp_path / "garbage.npz").write_bytes(b"not a zip at all")
     (tmp_path / "text.csv").write_text("1,2,0\n3,oops,1\n")
     (tmp_path / "neg.csv").write_text("1,2,0\n3,4,-1\n5,6,1\n7,8,0\n9,1,1\n")
+    (tmp_path / "labels.csv").write_text("x,z,species\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n"
+                                         "2,1,cat\n4,3,dog\n")
     return tmp_path
 
 
@@ -187,6 +189,9 @@ ERRORS = {
     "bad --test-size": ["train", "--data", "digits", "--test-size", "1.5"],
     "bad --epochs": ["train", "--data", "digits", "--epochs", "two"],
     "save dir missing": ["train", "--data", "digits", "--save", "{d}/no/dir/m.npz"],
+    "save onto a directory": ["train", "--data", "digits", "--save", "{d}"],
+    "images without model": ["train", "--data", "digits", "--images"],
+    "mse on text labels": ["train", "--data", "{d}/labels.csv", "--loss", "mse"],
     "diverges": ["train", "--data", "digits", *SMALL, "--optimizer", "sgd", "--lr", "1e30"],
     "no command": [],
     "unknown command": ["fit"],
@@ -280,3 +285,14 @@ def test_a_cnn_on_flat_data_says_to_pass_images(capsys, tmp_path):
 def test_train_help_shows_an_example_model_file(capsys):
     rc, out, _ = run(capsys, "train", "--help")
     assert rc == 0 and '{"type": "Conv2D", "in_channels": 1' in out
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["train", "--data", "{d}/labels.csv", "--loss", "mse"], "target column 'species'"),
+    (["train", "--data", "digits", "--save", "{d}"], "is a directory"),
+    (["train", "--data", "digits", "--images"], "--images needs --model"),
+], ids=["mse-text-labels", "save-directory", "images-without-model"])
+def test_refusals_before_training_name_the_argument(argv, named, bad_files, capsys):
+    rc, out, err = run(capsys, *[a.format(d=bad_files) for a in argv])
+    assert rc == 2 and named in err
+    assert "fit " not in out  # refused before training began

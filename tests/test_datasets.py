@@ -452,3 +452,34 @@ def test_load_dispatch(tmp_path, digits):
     for bad in ("cifar", "a.json", "a,b,c"):
         with pytest.raises(ValueError, match="spec"):
             datasets.load(bad)
+
+
+# -- CSV semantics, and cells no network can train on ----------------------------------------
+@pytest.mark.parametrize("text,match", [
+    ('a,b,t\n1,"2\n5",0\n3,4,1\n', r"line 2: column 'b' has non-numeric cell '2\\n5'"),
+    ('a,b,t\n1,"2,5",0\n3,4,1\n', r"line 2: column 'b' has non-numeric cell '2,5'"),
+    ("a,b,t\n1,2\x0c3,0\n3,4,1\n", r"line 2: column 'b' has non-numeric cell '2\\x0c3'"),
+    ("a,b,t\n1," + "9" * 131073 + ",0\n3,4,1\n", "line 2: cannot parse as CSV .field larger"),
+    ("a,b,t\n1,inf,0\n3,4,1\n", "line 2: column 'b' has an infinite value"),
+    ("a,b,t\n1,2,1e999\n3,4,1\n", "line 2: the target column 't' has an infinite value"),
+], ids=["quoted-newline", "quoted-delimiter", "form-feed", "huge-field", "inf", "1e999"])
+def test_csv_cells_are_read_with_csv_semantics_and_refused_in_one_line(tmp_path, text, match):
+    path = tmp_path / "f.csv"
+    path.write_bytes(text.encode())
+    with pytest.raises(ValueError, match=match) as info:
+        datasets.load_csv(path)
+    assert "\n" not in str(info.value)
+
+
+def test_csv_line_numbers_count_records_after_a_quoted_newline(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_bytes(b'a,b,t\n"1\n",2,0\n3,x,1\n')  # the second record starts on line 4
+    with pytest.raises(ValueError, match="line 4: column 'b'"):
+        datasets.load_csv(path)
+
+
+def test_csv_infinities_read_when_asked(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"a,b,t\n1,inf,0\n3,4,1\n")
+    table = datasets.read_csv(path, infinite="keep")
+    assert np.isinf(table.X[0, 1])

@@ -346,3 +346,23 @@ def test_optimizer_load_state_dict_refuses_negative_second_moments():
     state["state"]["exp_avg_sq"] = -np.abs(state["state"]["exp_avg_sq"]) - 1.0
     with pytest.raises(ValueError, match="'exp_avg_sq' holds negative values"):
         fb.Adam().load_state_dict(state)
+
+
+def test_a_save_killed_mid_write_leaves_a_named_file_the_next_save_removes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    net = fb.Network.mlp([3, 4, 2])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".m.npz.fastbp-save-{dead}-abc123.tmp"  # a killed save's leftover
+    stale.write_bytes(b"x" * 1000)
+    live = tmp_path / f".m.npz.fastbp-save-{os.getppid()}-def456.tmp"  # a save in progress
+    live.write_bytes(b"y")
+    other = tmp_path / f".other.npz.fastbp-save-{dead}-ghi789.tmp"  # another target's
+    other.write_bytes(b"z")
+    net.save(tmp_path / "m.npz")
+    assert not stale.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["m.npz", live.name, other.name])

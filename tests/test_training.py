@@ -204,6 +204,54 @@ def test_keyboard_interrupt_keeps_last_completed_epoch(digits):
     assert np.array_equal(net.params, cb.saved)
 
 
+@pytest.mark.parametrize("where", ["scheduler", "callback"])
+def test_an_interrupt_anywhere_after_an_epoch_leaves_history_and_state_agreeing(digits, where,
+                                                                                 monkeypatch):
+    (X, y), _ = digits
+    net = fb.Network.mlp([64, 8, 10])
+    opt = fb.SGD(lr=0.05)
+    scheduler = fb.StepLR(opt, step_size=1, gamma=0.5)
+    states = []
+
+    class Record(fb.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            states.append(self.network.params.copy())
+            if where == "callback" and epoch == 2:
+                raise KeyboardInterrupt
+
+    if where == "scheduler":
+        real_step = scheduler.step
+
+        def step():
+            if len(states) == 2:  # after epoch 3's record and state, before its callbacks
+                raise KeyboardInterrupt
+            real_step()
+
+        monkeypatch.setattr(scheduler, "step", step)
+    h = net.fit(X[:100], y[:100], optimizer=opt, scheduler=scheduler, epochs=10, verbose=0,
+                callbacks=[Record()])
+    assert len(h.history["loss"]) == len(h.epoch) == 3  # the epoch whose state is kept
+    if where == "callback":
+        assert np.array_equal(net.params, states[-1])
+
+
+def test_verbose_without_tqdm_prints_a_line_per_epoch(digits, monkeypatch, capsys):
+    import builtins
+
+    (X, y), _ = digits
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name.startswith("tqdm"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    fb.Network.mlp([64, 8, 10]).fit(X[:100], y[:100], epochs=3, verbose=1)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 3 and lines[-1].startswith("epoch 3/3 loss=")
+
+
 def test_fit_argument_errors(digits):
     (X, y), _ = digits
     net = fb.Network.mlp([64, 8, 10])

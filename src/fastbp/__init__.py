@@ -4,6 +4,7 @@ from . import datasets, layers, testing
 from ._jit import kernel
 from ._threads import get_num_threads, set_num_threads
 from .activations import register_activation
+from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from .io import load, save
 from .layers import *  # noqa: F403 (every layer kind: Dense, Dropout, Flatten, Activation...)
 from .layers import __all__ as _layer_names
@@ -12,7 +13,6 @@ from .network import Network
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .preprocessing import LabelEncoder, Standardize
 from .schedulers import CosineAnnealingLR, ExponentialLR, ReduceLROnPlateau, StepLR
-from .training import Callback, EarlyStopping, History, ModelCheckpoint
 
 __version__ = "0.1.0"
 

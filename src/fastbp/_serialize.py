@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,9 @@ def save(net, path, optimizer: Optimizer | None = None) -> None:
     with net.engine.access.reading():  # one consistent state, even beside a training thread
         meta, arrays = _contents(net, optimizer)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    _remove_stale_temporaries(directory, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path.name)}{os.getpid()}-",
+                               suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -76,6 +79,34 @@ def _contents(net, optimizer: Optimizer | None) -> tuple[dict, dict]:
         for name, buf in sd["state"].items():
             arrays[f"optimizer/{name}"] = buf
     return meta, arrays
+
+
+def _temporary_prefix(name: str) -> str:
+    """The start of a save's temporary file's name: hidden, and saying what it is for."""
+    return f".{name}.fastbp-save-"
+
+
+def _remove_stale_temporaries(directory: Path, name: str) -> None:
+    """Remove what saves to ``name`` killed mid-write left behind (a temporary file the
+    size of the model): those of processes that no longer run. Another process's save in
+    progress is left alone."""
+    prefix = _temporary_prefix(name)
+    for stale in directory.glob(f"{glob_escape(prefix)}*.tmp"):
+        pid = stale.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process saves one file at a time: its own leftover is stale
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
 
 
 def _umask() -> int:

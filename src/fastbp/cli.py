@@ -90,7 +90,12 @@ def _layers(text: str) -> list[int]:
 def _check_writable(*paths: str | None) -> None:
     """Fail before training, not after, when an output file cannot be created."""
     for path in paths:
-        if path is not None and not Path(path).resolve().parent.is_dir():
+        if path is None:
+            continue
+        if Path(path).is_dir():
+            raise IsADirectoryError(f"cannot write {path!r}: it is a directory; name a file "
+                                    "in it")
+        if not Path(path).resolve().parent.is_dir():
             raise FileNotFoundError(f"cannot write {path!r}: its directory does not exist")
 
 
@@ -227,6 +232,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     lead = comm is None or comm.rank == 0
     print = builtins.print if lead else (lambda *a, **k: None)  # noqa: A001
     _check_writable(args.save, args.plot)
+    if args.images and not args.model:
+        raise ValueError("--images needs --model (a network whose first layer takes (1, 8, 8) "
+                         "images, e.g. a Conv2D); the default MLP takes flat samples")
     (X, y), test = _load(args, args.dtype, missing="keep" if args.impute else "error")
     from_file = test is None
     target_name = None
@@ -235,6 +243,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                                              ).target_name
     if from_file:
         loss, why = _task(y, args.loss)
+        if is_regression(loss) and y.dtype.kind in "US":
+            raise ValueError(f"--loss {loss} needs numeric targets; the target column"
+                             + (f" {target_name!r}" if target_name else "")
+                             + f" holds text labels (e.g. {str(y[0])!r}): leave --loss out "
+                             "to classify them")
         if loss == "cross_entropy" and y.dtype.kind == "f":
             raise ValueError("cross_entropy needs class labels; the target has non-integer "
                              "values (use --loss mse for regression)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import math
 import os
 import struct
@@ -337,14 +338,17 @@ def _sniff(path: str, sample: str) -> str:
     lines = [line for line in sample.splitlines()[:50] if line.strip()]
     best, best_fields = ",", 1
     for delimiter in (",", ";", "\t", "|"):
-        counts = {len(r) for r in csv.reader(lines, delimiter=delimiter)}
+        try:
+            counts = {len(r) for r in csv.reader(lines, delimiter=delimiter)}
+        except csv.Error:  # a field too large, say: read_csv reports it with its line
+            continue
         if len(counts) == 1 and (fields := counts.pop()) > best_fields:
             best, best_fields = delimiter, fields
     return best
 
 
 def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
-             missing: str = "error") -> Table:
+             missing: str = "error", infinite: str = "error") -> Table:
     """A CSV file as users have it, as a :class:`Table`.
 
     Parameters
@@ -360,6 +364,9 @@ def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
         A missing feature value ("", NA, N/A, nan, null, None, ?, -): "error" raises a
         ValueError naming the column and line; "keep" leaves NaN (for
         ``Standardize(impute="mean")``). A missing target is always an error.
+    infinite : {"error", "keep"}, default "error"
+        A feature or target value beyond the float range ("inf", "1e999"): "error" raises a
+        ValueError naming the column and line; "keep" reads it as an infinity.
 
     Notes
     -----
@@ -373,6 +380,8 @@ def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
                         f"{type(target).__name__}")
     if missing not in ("error", "keep"):
         raise ValueError(f"missing must be 'error' or 'keep', got {missing!r}")
+    if infinite not in ("error", "keep"):
+        raise ValueError(f"infinite must be 'error' or 'keep', got {infinite!r}")
     path = _check_file(path)
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
@@ -381,11 +390,19 @@ def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
         raise ValueError(f"{path!r}: not UTF-8 text ({e})") from e
     if delimiter is None:
         delimiter = _sniff(path, text)
+    # CSV semantics: a quoted field may hold the delimiter, a newline or a form feed; a line
+    # number is where a record starts in the file
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    lines = []
     try:
-        lines = [(i, r) for i, r in enumerate(csv.reader(text.splitlines(), delimiter=delimiter), 1)
-                 if any(c.strip() for c in r)]
+        start = 1
+        for r in reader:
+            if any(c.strip() for c in r):
+                lines.append((start, r))
+            start = reader.line_num + 1
     except csv.Error as e:
-        raise ValueError(f"{path!r}: cannot parse as CSV ({e})") from e
+        raise ValueError(f"{path!r}, line {reader.line_num}: cannot parse as CSV "
+                         f"({str(e).splitlines()[0]})") from None
     if not lines:
         raise ValueError(f"{path!r}: no data rows")
     first = [_number(c) for c in lines[0][1]]
@@ -424,6 +441,10 @@ def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
                 raise ValueError(f"{path!r}, line {rows[row][0]}: column {names[j]!r} has "
                                  f"non-numeric cell {r[j]!r}; features must be numbers (drop "
                                  "the column or encode it as numbers)")
+            if abs(value) == math.inf and infinite == "error":
+                raise ValueError(f"{path!r}, line {rows[row][0]}: column {names[j]!r} has an "
+                                 f"infinite value ({r[j]!r}); no network trains on it "
+                                 "(read_csv(..., infinite='keep') reads it as is)")
             if value != value and missing == "error":
                 raise ValueError(f"{path!r}, line {rows[row][0]}: column {names[j]!r} has a "
                                  f"missing value ({r[j]!r}); fill it, or impute the column "
@@ -442,6 +463,11 @@ def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
             y = np.array(raw, dtype=str)  # text labels
         else:
             y = np.array(values, dtype=np.float64)
+            if infinite == "error" and np.isinf(y).any():
+                row = int(np.flatnonzero(np.isinf(y))[0])
+                raise ValueError(f"{path!r}, line {rows[row][0]}: the target column "
+                                 f"{names[target_index]!r} has an infinite value "
+                                 f"({raw[row]!r}); no network trains on it")
             if np.all(np.isfinite(y)) and np.all(y == np.round(y)) and np.all(np.abs(y) < 2.0**63):
                 y = y.astype(np.int64)
     return Table(X, y, [names[j] for j in feature_cols],

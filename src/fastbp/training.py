@@ -1,5 +1,5 @@
-"""fit(): mini-batch training where an epoch is one kernel call, plus History, callbacks and
-early stopping in the Keras style.
+"""fit(): mini-batch training where an epoch is one kernel call (its callbacks, History and
+early stopping are in fastbp.callbacks).
 
 Python runs once per epoch: to log, validate, step the schedule and call callbacks. Only a
 callback that overrides ``on_batch_end`` makes fit fall back to one kernel call per batch,
@@ -9,8 +9,6 @@ which follows the same shuffle and dropout stream, so both paths give the same r
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -23,6 +21,7 @@ from . import _codes as codes
 from ._engine import STEP_FLAGS, rows_of
 from ._jit import compile_notice
 from ._params import InstanceOf, Interval, Options, check_parameters
+from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint, _progress, _Say  # noqa: F401
 from .kernels.bundles import Batch
 from .kernels.dropout import shuffle as shuffle_kernel
 from .losses import is_regression
@@ -30,209 +29,6 @@ from .metrics import check_metrics
 from .optim import Adam, Optimizer
 from .preprocessing import Standardize
 from .schedulers import ReduceLROnPlateau, _Scheduler
-
-
-class Callback:
-    """Hooks fit calls; override what you need. Set ``self.network.stop_training = True``
-    to stop after the current epoch. Overriding ``on_batch_end`` costs one kernel call
-    per batch instead of one per epoch."""
-
-    network: Any = None
-
-    def set_network(self, network) -> None:
-        self.network = network
-
-    def on_train_begin(self, logs: dict | None = None) -> None: ...
-    def on_train_end(self, logs: dict | None = None) -> None: ...
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
-    def on_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
-
-
-class History(Callback):
-    """Per-epoch metrics: ``history.history["loss"]`` etc., and :meth:`plot`."""
-
-    def __init__(self):
-        self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch.append(epoch)
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(value)
-
-    def __repr__(self) -> str:
-        if not self.epoch:
-            return "History(no epochs)"
-        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items()
-                         if k not in ("lr", "seconds"))
-        return f"History({len(self.epoch)} epochs; last: {last})"
-
-    def plot(self, path=None):
-        """Plot the loss (and accuracy) curves, train and validation.
-
-        Parameters
-        ----------
-        path : str or path-like, optional
-            Write a PNG there and return the path. Without it, return the matplotlib
-            Figure (shown inline in a notebook).
-        """
-        try:
-            import matplotlib
-
-            if path is not None:
-                matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise ImportError("History.plot needs matplotlib: pip install 'fastbp[plot]'") from None
-        if not self.epoch:
-            raise ValueError("the history is empty: nothing to plot")
-        panels = ["loss"] + (["accuracy"] if "accuracy" in self.history else [])
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-        epochs = [e + 1 for e in self.epoch]
-        for ax, name in zip(axes[0], panels):
-            ax.plot(epochs, self.history[name], label=f"train {name}")
-            if f"val_{name}" in self.history:
-                ax.plot(epochs, self.history[f"val_{name}"], label=f"validation {name}")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(name)
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        if path is None:
-            return fig
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return str(path)
-
-
-class ModelCheckpoint(Callback):
-    """Save the network (and the optimizer's state) during ``fit``, as Keras's callback.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The ``.npz`` to write; ``{epoch}`` in it is replaced by the 1-based epoch (one
-        file per epoch). Each write is atomic (``fastbp.save``).
-    monitor : str, default "val_loss"
-        The logged figure that decides "best" (``loss`` when fit has no validation).
-    save_best_only : bool, default True
-        Write only when ``monitor`` improves; False: after every epoch.
-    mode : {"min", "max"}, default: "max" for accuracy and r2, else "min"
-    optimizer : Optimizer, optional
-        Saved alongside, so ``fastbp.load(path, return_optimizer=True)`` resumes.
-
-    Attributes
-    ----------
-    best : float or None
-        The best ``monitor`` value written so far.
-    """
-
-    _parameter_constraints: dict = {
-        "path": [str, InstanceOf(os.PathLike, "a path")], "monitor": [str],
-        "save_best_only": [bool], "mode": [Options({"min", "max"}), None],
-        "optimizer": [InstanceOf(Optimizer, "a fastbp optimizer"), None]}
-
-    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = True,
-                 mode: str | None = None, optimizer: Optimizer | None = None):
-        check_parameters(self._parameter_constraints, locals(), "ModelCheckpoint")
-        if mode is None:
-            mode = "max" if monitor.removeprefix("val_") in ("accuracy", "r2") else "min"
-        self.path, self.monitor, self.mode = str(path), monitor, mode
-        self.save_best_only = bool(save_best_only)
-        self.optimizer = optimizer
-        self.best: float | None = None
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.best = None
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        monitor = self.monitor if self.monitor in logs else self.monitor.removeprefix("val_")
-        if monitor not in logs:
-            raise ValueError(f"ModelCheckpoint monitors {self.monitor!r}, which fit does not "
-                             f"log (it logs {sorted(logs)})")
-        value = logs[monitor]
-        better = self.best is None or (value < self.best if self.mode == "min"
-                                       else value > self.best)
-        if better:
-            self.best = value
-        if better or not self.save_best_only:
-            from ._serialize import save
-
-            save(self.network, self.path.replace("{epoch}", str(epoch + 1)),
-                 optimizer=self.optimizer)
-
-
-class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs; with ``restore_best`` the network ends with the best epoch's parameters and
-    buffers."""
-
-    _parameter_constraints: dict = {
-        "monitor": [str], "patience": [Interval(int, 0, None)],
-        "min_delta": [Interval(float, None, None)], "restore_best": [bool]}
-
-    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 restore_best: bool = True):
-        check_parameters(self._parameter_constraints, locals(), "EarlyStopping")
-        self.monitor = monitor
-        self.patience = int(patience)
-        self.min_delta = abs(float(min_delta))
-        self.restore_best = restore_best
-        self.maximize = "acc" in monitor
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.best = -math.inf if self.maximize else math.inf
-        self.best_epoch = -1
-        self.best_params: np.ndarray | None = None
-        self.best_buffers: np.ndarray | None = None
-        self.wait = 0
-        self.stopped_epoch: int | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is None:
-            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which fit does not log "
-                             f"(available: {sorted(logs or {})})")
-        gain = value - self.best if self.maximize else self.best - value
-        if gain > self.min_delta or self.best_epoch < 0:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best:
-                self.best_params = self.network.params.copy()
-                self.best_buffers = self.network.buffers.copy()
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.stopped_epoch = epoch
-            self.network.stop_training = True
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self.restore_best and self.best_params is not None:
-            self.network.params[:] = self.best_params
-            self.network.buffers[:] = self.best_buffers
-
-
-class _Say:
-    """Print a line to stderr, through the progress bar once there is one."""
-
-    bar = None
-
-    def __call__(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.write(message, file=sys.stderr)
-        else:
-            print(message, file=sys.stderr, flush=True)
-
-
-def _progress(epochs: int, verbose: int):
-    if not verbose:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=epochs, desc="fit", unit="epoch", file=sys.stderr, leave=True)
 
 
 def _class_weights(class_weight, labels, net) -> np.ndarray:
@@ -469,8 +265,9 @@ class _EpochRunner:
             if batch[3].shape[0] and not batch[3].sum() > 0:
                 continue  # a batch of zero weight has no loss to follow, as in the epoch kernel
             r = engine.step(batch, self.opt, STEP_FLAGS)
-            if r[codes.R_ERROR] == codes.E_NON_FINITE_LOSS:
-                totals[codes.R_ERROR] = codes.E_NON_FINITE_LOSS
+            if r[codes.R_ERROR] in (codes.E_NON_FINITE_LOSS, codes.E_NON_FINITE_GRAD,
+                                    codes.E_NON_FINITE_UPDATE):
+                totals[codes.R_ERROR] = codes.E_NON_FINITE_LOSS  # fit restores the epoch
                 return totals
             for slot in (codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT):
                 totals[slot] += r[slot]
@@ -541,7 +338,8 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         Stepped once per epoch; ReduceLROnPlateau gets val_loss (or loss without validation).
     callbacks : list of Callback
     verbose : {0, 1, 2}
-        0 silent; 1 or 2 a tqdm progress bar over epochs.
+        0 silent; 1 or 2 a tqdm progress bar over epochs (one line per epoch on stderr
+        without tqdm).
     sample_weight : array of shape (n,), optional
     class_weight : dict or "balanced", optional
         Per-class weights (classification); multiplied into sample_weight. The loss of a
@@ -660,6 +458,7 @@ def _fit(net, X, y, config: FitConfig, say):
     for cb in callbacks:
         cb.on_train_begin()
     bar = say.bar = _progress(epochs, config.verbose)
+    committed = 0
     try:
         for epoch in range(epochs):
             for cb in callbacks:
@@ -676,10 +475,13 @@ def _fit(net, X, y, config: FitConfig, say):
                                          "last finite epoch (lower the learning rate or clip "
                                          "gradients)")
             logs = _epoch_logs(net, totals, validation, lr, seconds, data, metrics)
-            snapshot.take()
+            history.on_epoch_end(epoch, logs)  # the epoch is committed: its record and
+            snapshot.take()                    # its state go together
+            committed = len(history.epoch)
             _step_scheduler(scheduler, logs)
             for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
+                if cb is not history:
+                    cb.on_epoch_end(epoch, logs)
             if bar is not None:
                 bar.set_postfix({k: f"{val_:.4g}" for k, val_ in logs.items() if k != "seconds"}
                                 | {"samples/s": f"{data.X.shape[0] / max(seconds, 1e-9):.3g}"},
@@ -688,7 +490,10 @@ def _fit(net, X, y, config: FitConfig, say):
             if net.stop_training:
                 break
     except KeyboardInterrupt:
-        snapshot.restore()  # the last completed epoch
+        snapshot.restore()  # the last committed epoch, whenever the interrupt came
+        del history.epoch[committed:]  # (between its record and its state: not recorded)
+        for values in history.history.values():
+            del values[committed:]
     finally:
         if bar is not None:
             bar.close()

@@ -1,0 +1,238 @@
+"""Callbacks in the Keras style (History, ModelCheckpoint, EarlyStopping) and fit's progress
+output: the hooks ``fit`` calls once per epoch (or per batch)."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from ._params import InstanceOf, Interval, Options, check_parameters
+from .optim import Optimizer
+
+
+class Callback:
+    """Hooks fit calls; override what you need. Set ``self.network.stop_training = True``
+    to stop after the current epoch. Overriding ``on_batch_end`` costs one kernel call
+    per batch instead of one per epoch."""
+
+    network: Any = None
+
+    def set_network(self, network) -> None:
+        self.network = network
+
+    def on_train_begin(self, logs: dict | None = None) -> None: ...
+    def on_train_end(self, logs: dict | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+
+
+class History(Callback):
+    """Per-epoch metrics: ``history.history["loss"]`` etc., and :meth:`plot`."""
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+    def __repr__(self) -> str:
+        if not self.epoch:
+            return "History(no epochs)"
+        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items()
+                         if k not in ("lr", "seconds"))
+        return f"History({len(self.epoch)} epochs; last: {last})"
+
+    def plot(self, path=None):
+        """Plot the loss (and accuracy) curves, train and validation.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Write a PNG there and return the path. Without it, return the matplotlib
+            Figure (shown inline in a notebook).
+        """
+        try:
+            import matplotlib
+
+            if path is not None:
+                matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install 'fastbp[plot]'") from None
+        if not self.epoch:
+            raise ValueError("the history is empty: nothing to plot")
+        panels = ["loss"] + (["accuracy"] if "accuracy" in self.history else [])
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+        epochs = [e + 1 for e in self.epoch]
+        for ax, name in zip(axes[0], panels):
+            ax.plot(epochs, self.history[name], label=f"train {name}")
+            if f"val_{name}" in self.history:
+                ax.plot(epochs, self.history[f"val_{name}"], label=f"validation {name}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        if path is None:
+            return fig
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return str(path)
+
+
+class ModelCheckpoint(Callback):
+    """Save the network (and the optimizer's state) during ``fit``, as Keras's callback.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` to write; ``{epoch}`` in it is replaced by the 1-based epoch (one
+        file per epoch). Each write is atomic (``fastbp.save``).
+    monitor : str, default "val_loss"
+        The logged figure that decides "best" (``loss`` when fit has no validation).
+    save_best_only : bool, default True
+        Write only when ``monitor`` improves; False: after every epoch.
+    mode : {"min", "max"}, default: "max" for accuracy and r2, else "min"
+    optimizer : Optimizer, optional
+        Saved alongside, so ``fastbp.load(path, return_optimizer=True)`` resumes.
+
+    Attributes
+    ----------
+    best : float or None
+        The best ``monitor`` value written so far.
+    """
+
+    _parameter_constraints: dict = {
+        "path": [str, InstanceOf(os.PathLike, "a path")], "monitor": [str],
+        "save_best_only": [bool], "mode": [Options({"min", "max"}), None],
+        "optimizer": [InstanceOf(Optimizer, "a fastbp optimizer"), None]}
+
+    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = True,
+                 mode: str | None = None, optimizer: Optimizer | None = None):
+        check_parameters(self._parameter_constraints, locals(), "ModelCheckpoint")
+        if mode is None:
+            mode = "max" if monitor.removeprefix("val_") in ("accuracy", "r2") else "min"
+        self.path, self.monitor, self.mode = str(path), monitor, mode
+        self.save_best_only = bool(save_best_only)
+        self.optimizer = optimizer
+        self.best: float | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.best = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        monitor = self.monitor if self.monitor in logs else self.monitor.removeprefix("val_")
+        if monitor not in logs:
+            raise ValueError(f"ModelCheckpoint monitors {self.monitor!r}, which fit does not "
+                             f"log (it logs {sorted(logs)})")
+        value = logs[monitor]
+        better = self.best is None or (value < self.best if self.mode == "min"
+                                       else value > self.best)
+        if better:
+            self.best = value
+        if better or not self.save_best_only:
+            from ._serialize import save
+
+            save(self.network, self.path.replace("{epoch}", str(epoch + 1)),
+                 optimizer=self.optimizer)
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs; with ``restore_best`` the network ends with the best epoch's parameters and
+    buffers."""
+
+    _parameter_constraints: dict = {
+        "monitor": [str], "patience": [Interval(int, 0, None)],
+        "min_delta": [Interval(float, None, None)], "restore_best": [bool]}
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 restore_best: bool = True):
+        check_parameters(self._parameter_constraints, locals(), "EarlyStopping")
+        self.monitor = monitor
+        self.patience = int(patience)
+        self.min_delta = abs(float(min_delta))
+        self.restore_best = restore_best
+        self.maximize = "acc" in monitor
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.best = -math.inf if self.maximize else math.inf
+        self.best_epoch = -1
+        self.best_params: np.ndarray | None = None
+        self.best_buffers: np.ndarray | None = None
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which fit does not log "
+                             f"(available: {sorted(logs or {})})")
+        gain = value - self.best if self.maximize else self.best - value
+        if gain > self.min_delta or self.best_epoch < 0:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_params = self.network.params.copy()
+                self.best_buffers = self.network.buffers.copy()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.network.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.restore_best and self.best_params is not None:
+            self.network.params = self.best_params
+            self.network.buffers = self.best_buffers
+
+
+class _Say:
+    """Print a line to stderr, through the progress bar once there is one."""
+
+    bar = None
+
+    def __call__(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+
+class _EpochLines:
+    """Without tqdm: one line per epoch on stderr, with tqdm's methods that fit uses."""
+
+    def __init__(self, epochs: int):
+        self.epochs, self.done, self.postfix = epochs, 0, {}
+
+    def write(self, message: str, file=None) -> None:
+        print(message, file=file or sys.stderr, flush=True)
+
+    def set_postfix(self, values: dict, refresh: bool = False) -> None:
+        self.postfix = values
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        figures = " ".join(f"{k}={v}" for k, v in self.postfix.items())
+        self.write(f"epoch {self.done}/{self.epochs} {figures}")
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(epochs: int, verbose: int):
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _EpochLines(epochs)
+    return tqdm(total=epochs, desc="fit", unit="epoch", file=sys.stderr, leave=True)
