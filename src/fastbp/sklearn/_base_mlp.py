@@ -84,7 +84,7 @@ class _BaseMLP(BaseEstimator):
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
-        "dtype": [StrOptions({"float32", "float64"})],
+        "dtype": [StrOptions({"float32", "float64"}), None],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "optimizer": [Optimizer, None],
     }
@@ -95,7 +95,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float32", dropout=0.0, optimizer=None):
+                 dtype=None, dropout=0.0, optimizer=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -185,7 +185,7 @@ class _BaseMLP(BaseEstimator):
             if not last and self.dropout > 0:
                 layers.append(Dropout(self.dropout))
         seed = int(random_state.randint(np.iinfo(np.int32).max))
-        self.network_ = Network(layers, loss=loss, dtype=self.dtype, seed=seed)
+        self.network_ = Network(layers, loss=loss, dtype=self._fit_dtype, seed=seed)
         for layer, (W, b) in zip(self._dense_layers(), init):
             layer.W, layer.b = W, b
         self._weight_slices = [self._slice_of(layer.W) for layer in self._dense_layers()]
@@ -263,6 +263,7 @@ class _BaseMLP(BaseEstimator):
         sample_weight = self._class_weights(y, sample_weight)
         if first:
             self._random_state = check_random_state(self.random_state)
+            self._fit_dtype = self.dtype or X.dtype.name  # validate_data: float32 or float64
             self._build(X.shape[1], self.n_outputs_, self._loss_name(), self._random_state)
             self.n_iter_ = 0
             self.t_ = 0

@@ -23,7 +23,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Parameters
     ----------
-    dtype : {"float32", "float64"}, default "float32"
+    dtype : {"float32", "float64"} or None, default None
+        The precision of the network. None: X's, as scikit-learn's MLP computes in the
+        input's dtype (float64 unless X is float32); "float32" is about twice as fast on
+        large inputs.
     dropout : float, default 0.0
         Dropout after every hidden layer.
     activation : str or list of str, default "relu"
@@ -64,7 +67,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float32", dropout=0.0, optimizer=None, class_weight=None):
+                 dtype=None, dropout=0.0, optimizer=None, class_weight=None):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
