@@ -113,6 +113,39 @@ def check_one_rank_fails():
     say("one rank fails")
 
 
+def check_mismatched_settings_refused_on_every_rank():
+    """A rank with other epochs, batch size, data length, dtype or architecture: every rank
+    raises the same ValueError naming what differs, before any collective could hang."""
+    X, y, _ = data()
+    cases = {"epochs": ({"epochs": 1 + comm.rank}, mlp), "batch_size": ({"batch_size": 8 +
+                                                                        comm.rank}, mlp),
+             "data": ({"n": 45 - comm.rank}, mlp),
+             "dtype": ({}, lambda: fb.Network.mlp([6, 8, 3], dtype=("float64", "float32")[
+                 comm.rank], seed=0)),
+             "architecture": ({}, lambda: fb.Network.mlp([6, 8 + comm.rank, 3],
+                                                         dtype="float64", seed=0))}
+    for what, (change, make) in cases.items():
+        n = change.pop("n", 45)
+        net = make()
+        before = net.params.copy()
+        kw = {"epochs": 1, "batch_size": 8, "verbose": 0, **change}
+        try:
+            net.fit(X[:n], y[:n], comm=comm, **kw)
+        except ValueError as error:
+            assert f"the ranks of comm differ in {what}" in str(error), str(error)
+        else:
+            raise AssertionError(f"fit with a different {what} per rank should raise")
+        np.testing.assert_array_equal(net.params, before)
+    net = fb.Network.mlp([6, 8 + comm.rank, 3], dtype="float64", seed=0)
+    try:
+        net.train_step(X[:8], y[:8], fb.SGD(lr=0.1), comm=comm)
+    except ValueError as error:
+        assert "the ranks of comm differ in architecture" in str(error), str(error)
+    else:
+        raise AssertionError("train_step with a different architecture per rank should raise")
+    say("mismatch")
+
+
 def check_interrupt_on_one_rank_stops_all():
     """SIGINT to rank 1 alone, in its second epoch: both ranks stop after the same step and
     return the history of the first epoch, parameters restored to its end, identical."""
@@ -155,6 +188,7 @@ CASES = {
     "train_step": check_train_step,
     "one_rank_fails": check_one_rank_fails,
     "interrupt": check_interrupt_on_one_rank_stops_all,
+    "mismatch": check_mismatched_settings_refused_on_every_rank,
 }
 
 if __name__ == "__main__":

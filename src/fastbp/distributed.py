@@ -22,6 +22,8 @@ mpi4py is imported only when a communicator is passed (``pip install 'fastbp[mpi
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import signal
 import threading
 
@@ -72,6 +74,33 @@ def agree(comm, error: Exception | None) -> None:
             copy.add_note(f"(raised on rank {rank} of {comm.size}; fastbp raised it on every "
                           "rank)")
         raise copy
+
+
+def setup_of(net, optimizer, **more) -> dict:
+    """What every rank of a data-parallel fit or step must share: the architecture (a
+    digest of its config), dtype, loss and optimizer, and ``more`` (epochs, batch size,
+    the data's shape...)."""
+    config = {k: v for k, v in net.get_config().items() if k not in ("seed", "dtype", "loss")}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    return {"architecture": digest.hexdigest()[:12], "dtype": net.dtype.name, "loss": net.loss,
+            "optimizer": repr(optimizer), **more}
+
+
+def check_same_setup(comm, setup: dict) -> None:
+    """Raise the same ValueError on every rank when the ranks' ``setup`` (:func:`setup_of`)
+    differ, after one small all-gather: a rank with another architecture, dtype, optimizer,
+    epoch count, batch size or data shape would otherwise wait forever in a collective, or
+    finish after all-reduces that mixed mismatched buffers."""
+    setups = comm.allgather(setup)
+    keys = list(dict.fromkeys(k for one in setups for k in one))
+    differing = [k for k in keys if any(one.get(k) != setups[0].get(k) for one in setups)]
+    if differing:
+        details = "; ".join(f"{k}: " + ", ".join(f"rank {r} {one.get(k)!r}"
+                                                  for r, one in enumerate(setups))
+                            for k in differing)
+        raise ValueError(f"the ranks of comm differ in {', '.join(differing)} ({details}); "
+                         "every rank must train the same network with the same settings on "
+                         "data of the same shape")
 
 
 def broadcast_state(net, optimizer, comm) -> np.ndarray:

@@ -311,6 +311,8 @@ class Network:
         distributed.agree(comm, error)
         key = (id(optimizer), id(comm))
         if engine.distributed is None or engine.distributed[0] != key:
+            distributed.check_same_setup(comm, distributed.setup_of(
+                self, optimizer, features=self.n_features))
             distributed.broadcast_state(self, optimizer, comm)
             engine.distributed = (key, distributed.DistributedStep(self, optimizer, comm))
         r = engine.distributed[1](batch)

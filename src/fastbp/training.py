@@ -447,6 +447,10 @@ def _fit(net, X, y, config: FitConfig, say):
             error = e
         distributed.agree(comm, error)
         data, val, history, callbacks = prepared
+        distributed.check_same_setup(comm, distributed.setup_of(
+            net, optimizer, epochs=epochs, batch_size=config.batch_size,
+            shuffle=config.shuffle, data=data.X.shape, weighted=bool(data.weights.shape[0]),
+            validation=None if val is None else val.X.shape))
         shared_rng = distributed.broadcast_state(net, optimizer, comm)
         run_epoch = distributed.DistributedEpochRunner(net, optimizer, data, config.batch_size,
                                                        config.shuffle, callbacks, comm,
