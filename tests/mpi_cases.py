@@ -146,6 +146,32 @@ def check_mismatched_settings_refused_on_every_rank():
     say("mismatch")
 
 
+def check_overflowing_update_refused_on_every_rank():
+    """An update beyond float32 (a finite learning rate of 1e30 on a large gradient): every
+    rank raises FloatingPointError with the parameters as they were, in train_step and fit."""
+    X, _, _ = data(n=16)
+    X = X * 1e5
+    y = X[:, :3] * 2
+    net = fb.Network([fb.Dense(6, 3)], loss="mse", seed=0)
+    before = net.params.copy()
+    part = np.array_split(np.arange(16), comm.size)[comm.rank]
+    try:
+        net.train_step(X[part], y[part], fb.SGD(lr=1e30), comm=comm)
+    except FloatingPointError:
+        pass
+    else:
+        raise AssertionError("train_step should raise on every rank")
+    np.testing.assert_array_equal(net.params, before)
+    try:
+        net.fit(X, y, optimizer=fb.SGD(lr=1e30), epochs=2, batch_size=4, verbose=0, comm=comm)
+    except FloatingPointError:
+        pass
+    else:
+        raise AssertionError("fit should raise on every rank")
+    np.testing.assert_array_equal(net.params, before)
+    say("overflow")
+
+
 def check_interrupt_on_one_rank_stops_all():
     """SIGINT to rank 1 alone, in its second epoch: both ranks stop after the same step and
     return the history of the first epoch, parameters restored to its end, identical."""
@@ -189,6 +215,7 @@ CASES = {
     "one_rank_fails": check_one_rank_fails,
     "interrupt": check_interrupt_on_one_rank_stops_all,
     "mismatch": check_mismatched_settings_refused_on_every_rank,
+    "overflow": check_overflowing_update_refused_on_every_rank,
 }
 
 if __name__ == "__main__":

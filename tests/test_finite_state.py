@@ -131,3 +131,17 @@ def test_nan_from_torch_is_refused_naming_the_tensor():
         module[0].weight[0, 1] = float("nan")
     with pytest.raises(ValueError, match="Dense.W must hold finite values"):
         fb.Network.from_torch(module)
+
+
+def test_the_functional_update_keeps_the_same_guarantee():
+    net = fb.Network([fb.Dense(4, 2)], loss="mse", seed=0)
+    X, _ = _data()
+    _, grad = net.loss_and_grad(X, X[:, :2])
+    warm = fb.SGD(lr=0.01)
+    warm.step(net, grad)
+    before = _state(net, warm)
+    with pytest.raises(FloatingPointError, match="nothing was updated"):
+        fb.SGD(lr=1e36).step(net, grad * 1e6)
+    assert _unchanged(before, net, warm)
+    warm.step(net, grad)  # and a sane update still goes through
+    assert not _unchanged(before, net, warm)

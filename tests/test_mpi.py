@@ -19,7 +19,7 @@ MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable)
                                                         os.environ.get("PATH", "")]))
 CASES = Path(__file__).with_name("mpi_cases.py")
 NAMES = ["sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "batchnorm", "dropout",
-         "train_step", "one_rank_fails", "interrupt", "mismatch"]
+         "train_step", "one_rank_fails", "interrupt", "mismatch", "overflow"]
 
 
 @pytest.mark.slow

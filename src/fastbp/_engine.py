@@ -383,6 +383,29 @@ class Engine:
         results[codes.R_ERROR] = codes.E_NON_FINITE_UPDATE if gradient_finite else \
             codes.E_NON_FINITE_GRAD
 
+    def checked_update(self, grads: np.ndarray, opt: tuple) -> float:
+        """One optimizer update of the parameters from a gradient computed outside a step
+        (``Optimizer.step``, the all-reduced gradient of a data-parallel step), with the
+        standalone step's guarantee: an update that would leave a non-finite value raises
+        FloatingPointError with the parameters, the optimizer's state and ``grads`` as they
+        were. Returns the gradient's norm before clipping."""
+        norm = step_kernels.apply_update_if_safe(self.params, grads, opt, self.param_bound)
+        if norm >= 0:
+            return float(norm)
+        state, hyper, counters = opt[0], opt[1], opt[2]
+        live = (self.params, state, counters, hyper, grads)  # grads: clipping scales them
+        saved = [a.copy() for a in live]
+        norm = step_kernels.apply_update(self.params, grads, opt)
+        if np.isfinite(self.params).all() and np.isfinite(state).all():
+            self.param_bound[0] = hyper[codes.H_MAX_PARAM]
+            return float(norm)
+        gradient_finite = np.isfinite(saved[4]).all()
+        for array, kept in zip(live, saved):
+            array[...] = kept
+        self.raise_for(np.array([0, 0, 0, 0, 0, codes.E_NON_FINITE_UPDATE if gradient_finite
+                                 else codes.E_NON_FINITE_GRAD, -1, 0], dtype=np.float64))
+        return float("nan")  # (raise_for raised)
+
     def loop(self, rows: int, batch_size: int, shuffle: bool) -> tuple:
         """A ``Loop`` bundle for epochs over ``rows`` rows in batches of ``batch_size``."""
         return tuple(Loop(np.empty(rows, dtype=np.int64), int(batch_size), bool(shuffle),

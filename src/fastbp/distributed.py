@@ -33,7 +33,6 @@ from . import _codes as codes
 from ._engine import TRAIN_FLAGS, rows_of
 from ._validation import aligned_zeros
 from .kernels.dropout import shuffle as shuffle_kernel
-from .kernels.step import apply_update
 
 SCALARS = (codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT)
 N_TAIL = len(SCALARS) + 2  # ... an error flag and an interrupt flag
@@ -200,8 +199,13 @@ class DistributedStep:
                       out=engine.buffers)
         if r[codes.R_WEIGHT] > 0:
             grads /= r[codes.R_WEIGHT]
-            r[codes.R_GRAD_NORM] = apply_update(engine.params, grads, self.opt)
-            engine.param_bound[0] = self.opt[1][codes.H_MAX_PARAM]
+            try:  # the same gradient on every rank: every rank decides alike
+                r[codes.R_GRAD_NORM] = engine.checked_update(grads, self.opt)
+            except FloatingPointError:
+                r[codes.R_ERROR] = codes.E_NON_FINITE_LOSS  # fit restores the epoch
+                engine.buffers[:] = self.kept[0]
+                engine.rng[:] = self.kept[1]
+                return r
             r[codes.R_BATCHES] = 1
         return r
 

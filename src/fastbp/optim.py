@@ -239,9 +239,13 @@ class Optimizer:
         -------
         float
             The gradient's global L2 norm before clipping (0.0 when not clipping).
-        """
-        from .kernels.step import apply_update
 
+        Raises
+        ------
+        FloatingPointError
+            If the update would leave a parameter or state value that is not finite in the
+            network's dtype; nothing changes (as ``train_step``).
+        """
         grad = np.asarray(grad)
         n = network.params.shape[0]
         if grad.shape != (n,):
@@ -252,10 +256,14 @@ class Optimizer:
             raise ValueError("grad must hold finite values (no NaN or infinity)")
         grad = np.array(grad, dtype=network.dtype)  # a copy: clipping scales it in place
         with network.engine.access.exclusive():  # a training call: alone on the network
+            newly_bound = not self.is_bound
             args = self.bind(network)
-            norm = float(apply_update(network.params, grad, args))
-            network.engine.param_bound[0] = self._hyper[codes.H_MAX_PARAM]
-            return norm
+            try:
+                return network.engine.checked_update(grad, args)
+            except FloatingPointError:
+                if newly_bound:
+                    self.unbind()  # a failed update changes nothing
+                raise
 
     @property
     def step_count(self) -> int:

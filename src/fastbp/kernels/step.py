@@ -263,28 +263,26 @@ FLOAT64_MAX = float(np.finfo(np.float64).max)
 
 
 @jit(inline="always")
-def update_risk(net, opt):
+def update_risk(grads, hyper, param_bound):
     """Whether the optimizer's update of this gradient is certain to keep every parameter
     and state value finite: 0 if so; E_RISKY_UPDATE when the bound below cannot exclude an
     overflow of the dtype or the gradient is not finite (Python then retries the step with
     F_EXACT and checks the gradient and the result itself). One pass over the
     gradient (a sum of magnitudes: a running maximum does not vectorise); the bound needs
     no pass over the parameters or the state, whose magnitudes the last update recorded
-    (in the plan's floats and H_MAX_STATE).
+    (``param_bound``, kept in the plan's floats, and H_MAX_STATE).
 
     |new value| <= H_BOUND_G * G + H_BOUND_P * S + H_BOUND_C for S >= max |params| and
     |state| and G >= max |grad| + |weight_decay| * S (see Optimizer.update_bounds), with a
     margin of 2**-8 of the dtype's range, and G at most a sixteenth of the square root of
     that (the second moments square it)."""
-    grads, hyper = net[GRADS], opt[HYPER]
-    floats = net[FLOATS]
     total = grads.dtype.type(0)  # the sum of |g|: at least max |g|, and it vectorises
     for i in range(grads.shape[0]):
         total += abs(grads[i])
     if not is_finite(total):  # a NaN or an infinity, or a sum beyond the dtype's range:
         return E_RISKY_UPDATE  # Python's checked step tells them apart
     limit = (FLOAT32_MAX if grads.itemsize == 4 else FLOAT64_MAX) / 256.0
-    seen = max(floats[floats.shape[0] - PARAM_BOUND_FROM_END], hyper[H_MAX_STATE])
+    seen = max(param_bound, hyper[H_MAX_STATE])
     G = np.float64(total) + abs(hyper[H_WEIGHT_DECAY]) * seen
     if not (G <= np.sqrt(limit) / 16 and seen <= limit / 256 and
             G * hyper[H_BOUND_G] + seen * hyper[H_BOUND_P] + hyper[H_BOUND_C] <= limit):
@@ -347,14 +345,15 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
         if results[R_ERROR] != 0:
             return
     if np.int64(opt[HYPER][H_KIND]) != NO_UPDATE:
+        floats = net[FLOATS]
         if standalone and (flags & F_EXACT) == 0:
-            code = update_risk(net, opt)
+            code = update_risk(net[GRADS], opt[HYPER],
+                               floats[floats.shape[0] - PARAM_BOUND_FROM_END])
             if code != 0:  # nothing updated: put the forward pass's changes back
                 results[R_ERROR] = code
                 _put_back(net, rng_before)
                 return
         results[R_GRAD_NORM] = optimizer_update(net[PARAMS], net[GRADS], opt)
-        floats = net[FLOATS]
         floats[floats.shape[0] - PARAM_BOUND_FROM_END] = opt[HYPER][H_MAX_PARAM]
     results[R_BATCHES] += 1
 
@@ -645,3 +644,16 @@ def apply_update(params, grads, opt):
     """One optimizer update of ``params`` from the flat gradient ``grads`` (clipped in
     place first if the hyperparameters ask); returns the norm before clipping."""
     return optimizer_update(params, grads, opt)
+
+
+@jit
+def apply_update_if_safe(params, grads, opt, param_bound):
+    """:func:`apply_update` for Python's callers (``Optimizer.step``, a data-parallel step)
+    with the standalone step's test (:func:`update_risk`): -1.0, nothing updated, when the
+    test cannot clear the update (the caller then updates with copies kept and checks);
+    else the gradient norm, with the parameters' new bound in ``param_bound[0]``."""
+    if update_risk(grads, opt[HYPER], param_bound[0]) != 0:
+        return -1.0
+    norm = optimizer_update(params, grads, opt)
+    param_bound[0] = opt[HYPER][H_MAX_PARAM]
+    return norm
