@@ -172,6 +172,51 @@ def check_overflowing_update_refused_on_every_rank():
     say("overflow")
 
 
+def check_failures_between_epochs_reach_every_rank():
+    """A callback that raises on one rank (a checkpoint hitting a full disk), an interrupt
+    delivered on one rank between epochs and a stop asked by one rank: every rank raises,
+    stops or returns together, none waits alone in a collective."""
+    import os
+    import signal
+
+    X, y, _ = data()
+
+    class DiskFull(fb.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if comm.rank == 0 and epoch == 1:
+                raise OSError(28, "No space left on device")
+
+    net = mlp()
+    try:
+        net.fit(X, y, batch_size=8, epochs=4, verbose=0, comm=comm, callbacks=[DiskFull()])
+    except OSError as error:
+        assert "No space left" in str(error), str(error)
+    else:
+        raise AssertionError("fit should raise on every rank")
+
+    class InterruptBetweenEpochs(fb.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if comm.rank == 1 and epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    net = mlp()
+    hist = net.fit(X, y, batch_size=8, epochs=4, verbose=0, comm=comm,
+                   callbacks=[InterruptBetweenEpochs()])
+    assert len(hist.history["loss"]) == 2, hist.history  # the epoch it came after is kept
+    same_on_all_ranks(net.params, "parameters")
+
+    class StopAlone(fb.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if comm.rank == 1 and epoch == 0:
+                self.network.stop_training = True
+
+    net = mlp()
+    hist = net.fit(X, y, batch_size=8, epochs=4, verbose=0, comm=comm, callbacks=[StopAlone()])
+    assert len(hist.history["loss"]) == 1, hist.history
+    same_on_all_ranks(net.params, "parameters")
+    say("between epochs")
+
+
 def check_interrupt_on_one_rank_stops_all():
     """SIGINT to rank 1 alone, in its second epoch: both ranks stop after the same step and
     return the history of the first epoch, parameters restored to its end, identical."""
@@ -216,6 +261,7 @@ CASES = {
     "interrupt": check_interrupt_on_one_rank_stops_all,
     "mismatch": check_mismatched_settings_refused_on_every_rank,
     "overflow": check_overflowing_update_refused_on_every_rank,
+    "between_epochs": check_failures_between_epochs_reach_every_rank,
 }
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable)
                                                         os.environ.get("PATH", "")]))
 CASES = Path(__file__).with_name("mpi_cases.py")
 NAMES = ["sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "batchnorm", "dropout",
-         "train_step", "one_rank_fails", "interrupt", "mismatch", "overflow"]
+         "train_step", "one_rank_fails", "interrupt", "mismatch", "overflow", "between_epochs"]
 
 
 @pytest.mark.slow
@@ -30,7 +30,8 @@ def test_two_ranks_follow_the_single_process_trajectory():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.split("\n").count("ok one rank fails") == 1
     for name in NAMES:
-        assert f"ok {name.replace('_', ' ') if name == 'one_rank_fails' else name}" in proc.stdout
+        spaced = name.replace("_", " ") if name in ("one_rank_fails", "between_epochs") else name
+        assert f"ok {spaced}" in proc.stdout
 
 
 def test_comm_must_be_a_communicator():

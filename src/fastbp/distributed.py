@@ -75,6 +75,31 @@ def agree(comm, error: Exception | None) -> None:
         raise copy
 
 
+def settle(comm, step, error: Exception | None, stop: bool) -> bool:
+    """Agree, after Python's work between two collectives of a fit (callbacks, the
+    scheduler, checkpointing), on what happened on every rank: a deferred interrupt
+    (``step.interrupted``) on any rank raises KeyboardInterrupt on all of them, an exception
+    on any raises it on all (as :func:`agree`); returns whether any rank asks to stop."""
+    interrupted, step.interrupted = step.interrupted, False
+    try:
+        outcomes = comm.allgather((error, interrupted, stop))
+    except Exception:  # an exception that does not pickle: its type and message
+        outcomes = comm.allgather((None if error is None else RuntimeError(
+            f"{type(error).__name__}: {error}"), interrupted, stop))
+    if any(o[1] for o in outcomes):
+        raise KeyboardInterrupt
+    failed = [(rank, o[0]) for rank, o in enumerate(outcomes) if o[0] is not None]
+    if error is not None:
+        raise error
+    if failed:
+        rank, copy = failed[0]
+        if hasattr(copy, "add_note"):
+            copy.add_note(f"(raised on rank {rank} of {comm.size}; fastbp raised it on every "
+                          "rank)")
+        raise copy
+    return any(o[2] for o in outcomes)
+
+
 def setup_of(net, optimizer, **more) -> dict:
     """What every rank of a data-parallel fit or step must share: the architecture (a
     digest of its config), dtype, loss and optimizer, and ``more`` (epochs, batch size,

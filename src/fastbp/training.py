@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -303,6 +304,29 @@ def _epoch_logs(net, totals, validation: _Validation | None, lr: float, seconds:
     return logs
 
 
+def _each(callbacks, hook: str, epoch: int) -> None:
+    for cb in callbacks:
+        getattr(cb, hook)(epoch)
+
+
+def _no_settle(work) -> None:
+    work()
+
+
+def _settle_ranks(comm, step, net, work) -> None:
+    """Run ``work`` (Python between collectives), then agree with every rank: an exception
+    or a deferred interrupt on any rank is raised on all of them, and a stop on any stops
+    all (see fastbp.distributed.settle)."""
+    from .distributed import settle
+
+    error = None
+    try:
+        work()
+    except Exception as e:
+        error = e
+    net.stop_training = settle(comm, step, error, bool(net.stop_training))
+
+
 def _step_scheduler(scheduler, logs) -> None:
     if scheduler is None:
         return
@@ -463,36 +487,47 @@ def _fit(net, X, y, config: FitConfig, say):
         cb.on_train_begin()
     bar = say.bar = _progress(epochs, config.verbose)
     committed = 0
+    # With comm, Python's work between the epochs' all-reduces (callbacks, the scheduler) may
+    # fail or be interrupted on one rank: every rank learns of it at the next settle, a
+    # small all-gather, so none waits alone in a collective (fastbp.distributed.settle).
+    settle = _no_settle if comm is None else partial(_settle_ranks, comm, run_epoch.step, net)
+    guard = nullcontext() if comm is None else run_epoch.step.deferred_interrupts()
     try:
-        for epoch in range(epochs):
-            for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            lr = optimizer.lr
-            started = time.perf_counter()
-            totals = run_epoch()
-            seconds = time.perf_counter() - started
-            if (totals[codes.R_ERROR] == codes.E_NON_FINITE_LOSS
-                    or not np.all(np.isfinite(net.params)) or not np.all(np.isfinite(net.buffers))):
-                snapshot.restore()
-                raise FloatingPointError(f"the loss became non-finite in epoch {epoch + 1}; "
-                                         "the network and optimizer keep their state from the "
-                                         "last finite epoch (lower the learning rate or clip "
-                                         "gradients)")
-            logs = _epoch_logs(net, totals, validation, lr, seconds, data, metrics)
-            history.on_epoch_end(epoch, logs)  # the epoch is committed: its record and
-            snapshot.take()                    # its state go together
-            committed = len(history.epoch)
-            _step_scheduler(scheduler, logs)
-            for cb in callbacks:
-                if cb is not history:
-                    cb.on_epoch_end(epoch, logs)
-            if bar is not None:
-                bar.set_postfix({k: f"{val_:.4g}" for k, val_ in logs.items() if k != "seconds"}
-                                | {"samples/s": f"{data.X.shape[0] / max(seconds, 1e-9):.3g}"},
-                                refresh=False)
-                bar.update(1)
-            if net.stop_training:
-                break
+        with guard:
+            for epoch in range(epochs):
+                settle(partial(_each, callbacks, "on_epoch_begin", epoch))
+                lr = optimizer.lr
+                started = time.perf_counter()
+                totals = run_epoch()
+                seconds = time.perf_counter() - started
+                if (totals[codes.R_ERROR] == codes.E_NON_FINITE_LOSS
+                        or not np.all(np.isfinite(net.params))
+                        or not np.all(np.isfinite(net.buffers))):
+                    snapshot.restore()
+                    raise FloatingPointError(f"the loss became non-finite in epoch {epoch + 1}; "
+                                             "the network and optimizer keep their state from "
+                                             "the last finite epoch (lower the learning rate or "
+                                             "clip gradients)")
+                logs = _epoch_logs(net, totals, validation, lr, seconds, data, metrics)
+                history.on_epoch_end(epoch, logs)  # the epoch is committed: its record and
+                snapshot.take()                    # its state go together
+                committed = len(history.epoch)
+
+                def end_of_epoch(epoch=epoch, logs=logs):
+                    _step_scheduler(scheduler, logs)
+                    for cb in callbacks:
+                        if cb is not history:
+                            cb.on_epoch_end(epoch, logs)
+
+                settle(end_of_epoch)
+                if bar is not None:
+                    bar.set_postfix({k: f"{val_:.4g}" for k, val_ in logs.items()
+                                     if k != "seconds"}
+                                    | {"samples/s": f"{data.X.shape[0] / max(seconds, 1e-9):.3g}"},
+                                    refresh=False)
+                    bar.update(1)
+                if net.stop_training:
+                    break
     except KeyboardInterrupt:
         snapshot.restore()  # the last committed epoch, whenever the interrupt came
         del history.epoch[committed:]  # (between its record and its state: not recorded)
