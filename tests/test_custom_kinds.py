@@ -54,23 +54,27 @@ def test_save_load_and_a_file_whose_kind_is_not_imported(tmp_path, monkeypatch):
         fb.load(tmp_path / "m.npz")
 
 
-def test_a_batch_split_over_threads_matches_the_whole_batch(monkeypatch):
-    monkeypatch.setattr(network_module, "SPLIT_MIN_WORK", 1)
-    fb.set_num_threads(2)
-    try:
-        net = affine_mlp(dtype="float32")
-        X, y = data_for(net, 21)
-        assert net.engine.parts(X.shape[0]) is not net.engine.no_parts  # the batch is split
-        loss, grad = net.loss_and_grad(X, y)
-    finally:
-        fb.set_num_threads(None)
-    fb.set_num_threads(1)
-    try:
-        whole_loss, whole_grad = net.loss_and_grad(X, y)
-    finally:
-        fb.set_num_threads(None)
+def _split_matches_whole(make, X, y, monkeypatch) -> None:
+    """``make()``'s gradient on (X, y) split over two threads equals the whole batch's, to
+    float32 summation order."""
+    monkeypatch.setattr(network_module, "SPLIT_MIN_WORK", 1)  # split any batch of 4 rows
+    results = []
+    for threads in (2, 1):
+        fb.set_num_threads(threads)
+        try:
+            net = make()
+            assert (net.engine.parts(X.shape[0]) is not net.engine.no_parts) == (threads == 2)
+            results.append(net.loss_and_grad(X, y))
+        finally:
+            fb.set_num_threads(None)
+    (loss, grad), (whole_loss, whole_grad) = results
     assert loss == pytest.approx(whole_loss, rel=1e-6)
-    np.testing.assert_allclose(grad, whole_grad, rtol=1e-5, atol=1e-6)  # float32 sum order
+    np.testing.assert_allclose(grad, whole_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_split_over_threads_matches_the_whole_batch(monkeypatch):
+    X, y = data_for(affine_mlp(dtype="float32"), 21)
+    _split_matches_whole(lambda: affine_mlp(dtype="float32"), X, y, monkeypatch)
 
 
 def test_the_kind_in_a_scikit_learn_estimator():
@@ -172,22 +176,14 @@ def test_the_loss_trains_saves_loads_and_splits(tmp_path, monkeypatch):
     assert "mae" in history.history  # a regression loss: the regression metrics apply
     fb.save(net, tmp_path / "m.npz")
     assert np.array_equal(fb.load(tmp_path / "m.npz").predict(X), net.predict(X))
-    monkeypatch.setattr(network_module, "SPLIT_MIN_WORK", 1)  # split any batch of 4 rows
-    split = fb.Network([fb.Dense(4, 8, activation="tanh"), fb.Dense(8, 2)], loss="log_cosh")
-    split.params = net.params
-    fb.set_num_threads(2)
-    try:
-        assert split.engine.parts(X.shape[0]) is not split.engine.no_parts
-        loss, grad = split.loss_and_grad(X, y)
-    finally:
-        fb.set_num_threads(None)
-    fb.set_num_threads(1)
-    try:
-        whole_loss, whole_grad = net.loss_and_grad(X, y)
-    finally:
-        fb.set_num_threads(None)
-    assert loss == pytest.approx(whole_loss, rel=1e-6)
-    np.testing.assert_allclose(grad, whole_grad, rtol=1e-5, atol=1e-6)  # float32 sum order
+    trained = net.params.copy()
+
+    def make():
+        again = fb.Network([fb.Dense(4, 8, activation="tanh"), fb.Dense(8, 2)], loss="log_cosh")
+        again.params = trained
+        return again
+
+    _split_matches_whole(make, X, y, monkeypatch)
 
 
 def test_a_file_whose_loss_is_not_registered_says_how_to_load_it(tmp_path, monkeypatch):
