@@ -74,6 +74,8 @@ class Engine:
         The flat arrays the layers' tensors are views of.
     loss_code : int
         The loss's code (``fastbp.losses``).
+    seed : int or None
+        Seeds the kernels' random stream (dropout, shuffling).
 
     Attributes
     ----------
@@ -90,6 +92,11 @@ class Engine:
     standardize, label_encoder, target_standardize
         The network's preprocessing (its properties of these names check and set them),
         applied by :meth:`inputs`.
+    param_bound : ndarray
+        One value in the plan's floats: a bound on max |params| that the kernels keep for
+        the standalone step's overflow test (inf after a write from Python).
+    distributed : tuple or None
+        The data-parallel step of the last communicator and optimizer used.
     """
 
     def __init__(self, network, plan, params: np.ndarray, buffers: np.ndarray, loss_code: int,
