@@ -190,7 +190,7 @@ class Engine:
     @property
     def ws(self) -> np.ndarray:
         """The training workspace."""
-        return self._arrays[6]
+        return NetArrays(*self._arrays).ws
 
     def reserve(self, rows: int) -> None:
         """Make the training workspace hold a batch of ``rows`` rows."""
@@ -202,9 +202,7 @@ class Engine:
         """Compute gradients into ``grads`` (n_params,) from now on, e.g. a view into the
         buffer an all-reduce sends (fastbp.distributed)."""
         self.grads = grads
-        fields = list(self._arrays)
-        fields[4] = grads
-        self._arrays = tuple(NetArrays(*fields))
+        self._arrays = tuple(NetArrays(*self._arrays)._replace(grads=grads))
 
     def training_state(self) -> tuple[np.ndarray, ...]:
         """Every array training changes on the network's side, for snapshots and rollback
@@ -253,7 +251,10 @@ class Engine:
 
     def raise_for(self, results: np.ndarray, labels: np.ndarray | None = None) -> None:
         """Raise the error a kernel reported in ``results``, if any."""
-        code = int(results[codes.R_ERROR])
+        self.raise_error(int(results[codes.R_ERROR]), int(results[codes.R_ERROR_INDEX]), labels)
+
+    def raise_error(self, code: int, row: int = -1, labels: np.ndarray | None = None) -> None:
+        """Raise the error of code ``code`` (``E_*``; 0: none) found at ``row``."""
         if code == codes.E_NON_FINITE_LOSS:
             raise FloatingPointError("the loss is not finite; parameters were not updated "
                                      "(lower the learning rate or clip gradients)")
@@ -266,8 +267,8 @@ class Engine:
                                      f"state non-finite in {self.dtype.name}; nothing was "
                                      "updated (lower the learning rate or clip gradients)")
         if code:
-            raise ValueError(v.value_error_message(code, int(results[codes.R_ERROR_INDEX]),
-                                                   self.loss, self.n_outputs, labels=labels))
+            raise ValueError(v.value_error_message(code, row, self.loss, self.n_outputs,
+                                                   labels=labels))
 
     def validate(self, batch: tuple, loss_code: int | None = None) -> None:
         """Check every row of ``batch`` as the training step would, raising on the first
@@ -368,27 +369,33 @@ class Engine:
             self._checked_step(args, opt)
         return results
 
+    def _checked(self, run, grads: np.ndarray, opt: tuple, *more: np.ndarray) -> int:
+        """``run()`` (a step or an update) with copies kept of the parameters, the
+        optimizer's arrays and ``more``: 0 if it leaves the parameters and the state finite;
+        otherwise everything is put back and the error is E_NON_FINITE_GRAD for a gradient
+        ``grads`` that is not finite, else E_NON_FINITE_UPDATE."""
+        state = opt[0]
+        live = (self.params, *opt[:3], *more)  # state, hyperparameters, counters
+        saved = [a.copy() for a in live]
+        run()
+        if np.isfinite(self.params).all() and np.isfinite(state).all():
+            return 0
+        for array, kept in zip(live, saved):
+            array[...] = kept
+        return codes.E_NON_FINITE_UPDATE if np.isfinite(grads).all() else \
+            codes.E_NON_FINITE_GRAD
+
     def _checked_step(self, args: tuple, opt: tuple) -> None:
         """The step again, its update checked here: the kernel found it might overflow the
         dtype (step.update_risk; rare: a huge learning rate or gradient, or values written
         from Python since the last update) and put everything back. On an overflow the
-        state is restored and R_ERROR is E_NON_FINITE_UPDATE."""
-        state, hyper, counters = opt[0], opt[1], opt[2]
-        saved = [a.copy() for a in (self.params, self.buffers, self.rng, state, counters, hyper)]
-        results = args[5]
-        train_args = list(args)
-        train_args[3] = args[3] | codes.F_EXACT
-        step_kernels.train_step(*train_args)
-        if results[codes.R_ERROR]:
-            return  # the loss: the kernel put everything back itself
-        if np.isfinite(self.params).all() and np.isfinite(state).all():
-            return
-        gradient_finite = np.isfinite(self.grads).all()
-        for live, kept in zip((self.params, self.buffers, self.rng, state, counters, hyper),
-                              saved):
-            live[...] = kept
-        results[codes.R_ERROR] = codes.E_NON_FINITE_UPDATE if gradient_finite else \
-            codes.E_NON_FINITE_GRAD
+        state is restored and R_ERROR set (E_NON_FINITE_UPDATE or E_NON_FINITE_GRAD)."""
+        net, batch, loss_code, flags, _, results, parts = args
+        exact = (net, batch, loss_code, flags | codes.F_EXACT, opt, results, parts)
+        code = self._checked(lambda: step_kernels.train_step(*exact), self.grads, opt,
+                             self.buffers, self.rng)
+        if code and not results[codes.R_ERROR]:  # (a loss error: the kernel put it back)
+            results[codes.R_ERROR] = code
 
     def checked_update(self, grads: np.ndarray, opt: tuple) -> float:
         """One optimizer update of the parameters from a gradient computed outside a step
@@ -399,19 +406,12 @@ class Engine:
         norm = step_kernels.apply_update_if_safe(self.params, grads, opt, self.param_bound)
         if norm >= 0:
             return float(norm)
-        state, hyper, counters = opt[0], opt[1], opt[2]
-        live = (self.params, state, counters, hyper, grads)  # grads: clipping scales them
-        saved = [a.copy() for a in live]
-        norm = step_kernels.apply_update(self.params, grads, opt)
-        if np.isfinite(self.params).all() and np.isfinite(state).all():
-            self.param_bound[0] = hyper[codes.H_MAX_PARAM]
-            return float(norm)
-        gradient_finite = np.isfinite(saved[4]).all()
-        for array, kept in zip(live, saved):
-            array[...] = kept
-        self.raise_for(np.array([0, 0, 0, 0, 0, codes.E_NON_FINITE_UPDATE if gradient_finite
-                                 else codes.E_NON_FINITE_GRAD, -1, 0], dtype=np.float64))
-        return float("nan")  # (raise_for raised)
+        norms = []  # clipping scales grads in place: they are kept too
+        code = self._checked(lambda: norms.append(step_kernels.apply_update(
+            self.params, grads, opt)), grads, opt, grads)
+        self.raise_error(code)
+        self.param_bound[0] = opt[1][codes.H_MAX_PARAM]
+        return float(norms[0])
 
     def loop(self, rows: int, batch_size: int, shuffle: bool) -> tuple:
         """A ``Loop`` bundle for epochs over ``rows`` rows in batches of ``batch_size``."""

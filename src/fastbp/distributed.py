@@ -55,18 +55,21 @@ def check_comm(comm) -> None:
                         f"{type(comm).__name__}")
 
 
-def agree(comm, error: Exception | None) -> None:
-    """Raise on every rank if any rank failed (a collective, so no rank waits alone in a
-    later one): the same error everywhere, the rank's own where it failed, else a copy of
-    the first failed rank's, noting where it was raised."""
+def _gather_outcomes(comm, error: Exception | None, *flags) -> list[tuple]:
+    """Every rank's ``(error, *flags)``, in rank order (one all-gather)."""
     try:
-        errors = comm.allgather(error)
+        return comm.allgather((error, *flags))
     except Exception:  # an exception that does not pickle: its type and message
-        errors = comm.allgather(None if error is None else RuntimeError(
-            f"{type(error).__name__}: {error}"))
+        return comm.allgather((None if error is None else RuntimeError(
+            f"{type(error).__name__}: {error}"), *flags))
+
+
+def _raise_agreed(comm, error: Exception | None, outcomes: list[tuple]) -> None:
+    """Raise this rank's own error, else a copy of the first failed rank's, noting where
+    it was raised; nothing if no rank failed."""
     if error is not None:
         raise error
-    failed = [(rank, e) for rank, e in enumerate(errors) if e is not None]
+    failed = [(rank, o[0]) for rank, o in enumerate(outcomes) if o[0] is not None]
     if failed:
         rank, copy = failed[0]
         if hasattr(copy, "add_note"):  # Python >= 3.11
@@ -75,28 +78,23 @@ def agree(comm, error: Exception | None) -> None:
         raise copy
 
 
+def agree(comm, error: Exception | None) -> None:
+    """Raise on every rank if any rank failed (a collective, so no rank waits alone in a
+    later one): the same error everywhere, the rank's own where it failed, else a copy of
+    the first failed rank's, noting where it was raised."""
+    _raise_agreed(comm, error, _gather_outcomes(comm, error))
+
+
 def settle(comm, step, error: Exception | None, stop: bool) -> bool:
     """Agree, after Python's work between two collectives of a fit (callbacks, the
     scheduler, checkpointing), on what happened on every rank: a deferred interrupt
     (``step.interrupted``) on any rank raises KeyboardInterrupt on all of them, an exception
     on any raises it on all (as :func:`agree`); returns whether any rank asks to stop."""
     interrupted, step.interrupted = step.interrupted, False
-    try:
-        outcomes = comm.allgather((error, interrupted, stop))
-    except Exception:  # an exception that does not pickle: its type and message
-        outcomes = comm.allgather((None if error is None else RuntimeError(
-            f"{type(error).__name__}: {error}"), interrupted, stop))
+    outcomes = _gather_outcomes(comm, error, interrupted, stop)
     if any(o[1] for o in outcomes):
         raise KeyboardInterrupt
-    failed = [(rank, o[0]) for rank, o in enumerate(outcomes) if o[0] is not None]
-    if error is not None:
-        raise error
-    if failed:
-        rank, copy = failed[0]
-        if hasattr(copy, "add_note"):
-            copy.add_note(f"(raised on rank {rank} of {comm.size}; fastbp raised it on every "
-                          "rank)")
-        raise copy
+    _raise_agreed(comm, error, outcomes)
     return any(o[2] for o in outcomes)
 
 

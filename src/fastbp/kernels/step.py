@@ -222,15 +222,11 @@ def gradient(net, batch, loss_kind, flags, results):
     at the very end of the workspace). ``loss_kind`` is unused here (the loss is the
     plan's); the signature is the one every step-like kernel shares."""
     X, weights = batch[X_], batch[WEIGHTS]
-    plan, ws, buffers, rng = net[PLAN], net[WS], net[BUFFERS], net[RNG]
+    plan, ws, rng = net[PLAN], net[WS], net[RNG]
     m = X.shape[0]
     wsum = _weight_sum(weights, m)
     standalone = (flags & F_STANDALONE) != 0
     rng_before = rng[0]
-    kept = ws[ws.shape[0] - buffers.shape[0]:]
-    if standalone:
-        for i in range(buffers.shape[0]):
-            kept[i] = buffers[i]
     last = plan[plan.shape[0] - 1]
     O = forward_pass(net, X, flags)
     dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
@@ -240,20 +236,32 @@ def gradient(net, batch, loss_kind, flags, results):
     if not is_finite(results[R_LOSS] - before):
         results[R_ERROR] = E_NON_FINITE_LOSS
         if standalone:
-            rng[0] = rng_before
-            for i in range(buffers.shape[0]):
-                buffers[i] = kept[i]
+            _put_back(net, rng_before)
         return
     backward_pass(net, X, flags)
 
 
 @jit(inline="always")
+def _kept_buffers(net):
+    """Where a standalone step keeps a copy of the buffers: the end of the workspace."""
+    ws, buffers = net[WS], net[BUFFERS]
+    return ws[ws.shape[0] - buffers.shape[0]:]
+
+
+@jit(inline="always")
+def _keep(net):
+    """Copy the buffers aside before a standalone step's forward pass changes them."""
+    buffers, kept = net[BUFFERS], _kept_buffers(net)
+    for i in range(buffers.shape[0]):
+        kept[i] = buffers[i]
+
+
+@jit(inline="always")
 def _put_back(net, rng_before):
     """Undo a standalone step's forward pass: the random stream, and the buffers from the
-    copy the gradient kept at the end of the workspace."""
-    ws, buffers = net[WS], net[BUFFERS]
+    copy :func:`_keep` made."""
+    buffers, kept = net[BUFFERS], _kept_buffers(net)
     net[RNG][0] = rng_before
-    kept = ws[ws.shape[0] - buffers.shape[0]:]
     for i in range(buffers.shape[0]):
         buffers[i] = kept[i]
 
@@ -283,8 +291,10 @@ def update_risk(grads, hyper, param_bound):
         return E_RISKY_UPDATE  # Python's checked step tells them apart
     limit = (FLOAT32_MAX if grads.itemsize == 4 else FLOAT64_MAX) / 256.0
     seen = max(param_bound, hyper[H_MAX_STATE])
+    if not seen <= limit / 256:  # large, or unknown (inf)
+        return E_RISKY_UPDATE
     G = np.float64(total) + abs(hyper[H_WEIGHT_DECAY]) * seen
-    if not (G <= np.sqrt(limit) / 16 and seen <= limit / 256 and
+    if not (G <= np.sqrt(limit) / 16 and
             G * hyper[H_BOUND_G] + seen * hyper[H_BOUND_P] + hyper[H_BOUND_C] <= limit):
         return E_RISKY_UPDATE
     return 0
@@ -330,13 +340,10 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
             results[R_ERROR] = E_WEIGHT
             results[R_ERROR_INDEX] = -1
         return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
+    if standalone:
+        _keep(net)  # whole or split, a failed step puts the buffers back from here
     if part_results.shape[0] >= 2 and info[PART_MIN_ROWS] <= m <= info[PART_MAX_ROWS] and \
             _every_part_weighs(weights, m, part_results.shape[0]):
-        if standalone:  # the parts keep no copy of the buffers: _put_back's, here
-            ws, buffers = net[WS], net[BUFFERS]
-            kept = ws[ws.shape[0] - buffers.shape[0]:]
-            for i in range(buffers.shape[0]):
-                kept[i] = buffers[i]
         call_part(info[PART_SPLIT], (net, batch, loss_kind, flags, results, parts))
         if results[R_ERROR] != 0:
             return

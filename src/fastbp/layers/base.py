@@ -228,7 +228,7 @@ class Layer:
             self.check_tensor(name, cast)
             view[...] = cast
             bound = self.__dict__.get("_param_bound")
-            if bound is not None:
+            if bound is not None and name in self.parameter_shapes():
                 bound[0] = np.inf  # the kernels' bound on max |params| no longer holds
             return
         object.__setattr__(self, name, value)
