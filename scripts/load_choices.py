@@ -1,29 +1,29 @@
-"""The measurements behind fastbp._threads' rules for a busy machine: each choice against
-its alternative, on an idle machine and beside the 2-thread BLAS loop that
-``perf_checks.py --load`` uses (README, "Sharing the machine: threads").
+"""The measurements behind fastbp._threads' rules: each choice against its alternative, on
+an idle machine and beside the 2-thread BLAS loop that ``perf_checks.py --load`` uses
+(README, "Sharing the machine: threads").
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/load_choices.py [--rounds N]
-    ... load_choices.py --cases lenet "large products"   # only those cases
+    ... load_choices.py --cases lenet "products"   # only those cases
 
 Every variant runs in a fresh process, the variants of a case interleaved over the rounds;
 the table shows the median over rounds of each process's median step (or product) time,
 and its 90th percentile. Prints Markdown; takes about five minutes. The last table is the
-rounding that the thread count changes.
+rounding that the thread count changes (the load changes none).
 
 Cases:
 
-- large, busy: 784-1024-1024-10 at batch 256 whole on one BLAS thread (the rule before
-  ``_threads.busy_split``) against two parts at once (the rule now); idle: whole on BLAS's
-  two threads (the rule) against two parts (why the split is for busy machines only).
-- medium, busy: 784-256-128-10 at batch 128 whole (the rule) against parts (why
-  BUSY_BLAS_SPLIT_WORK is 200 M, not lower).
+- large, idle: 784-1024-1024-10 at batch 256 whole, its products in two pieces at once
+  (the rule), against the batch split into two parts (why a network whose products are big
+  enough for pieces does not split).
+- large, busy: the pieces one after another (the rule while other processes hold the
+  cores) against at once, which waits on a descheduled partner at every product.
 - lenet, busy: parts one after another (below BUSY_SPLIT_WORK) against at once (the rule),
   and at once with GNU OpenMP's own spin count (GOMP_SPINCOUNT=300000) against fastbp's;
   idle for its CPU time per step.
 - cnn_digits, busy: one after another (the rule) against at once.
-- large products only: the step's eight products through OpenBLAS against each product
-  split by rows over two numba threads with one BLAS thread each (same arithmetic as one
-  call), idle and busy: what owning the threading of the products would buy.
+- products at the threshold: products of about PIECES_MIN_WORK multiply-adds (half, once,
+  twice) as one single-threaded BLAS call against two pieces at once, idle: where the
+  second core starts to pay.
 """
 
 from __future__ import annotations
@@ -54,11 +54,10 @@ else:
     net = fb.Network(compare.fastbp_layers(specs), input_shape=size)
     X = rng.normal(size=(batch, *size)).astype(np.float32)
 y = rng.integers(0, 10, batch)
-if variant == "whole":  # a BLAS-bound step never splits
-    _threads.BUSY_BLAS_SPLIT_WORK = 2**62
-elif variant == "parts":  # it splits, busy or idle
-    _threads.BUSY_BLAS_SPLIT_WORK = 0
-    _threads._monitor.is_busy = lambda: True
+if variant == "parts":  # the batch splits into parts, even where its products would run in pieces
+    net.engine.split_rows = range(1, 2**62)
+elif variant == "pieces at once":  # even on a busy machine
+    _threads.parts_in_parallel = lambda work=0: True
 elif variant == "one after another":
     _threads.BUSY_SPLIT_WORK = 2**62
 elif variant == "at once":
@@ -73,77 +72,52 @@ cpu = (time.process_time() - cpu) / steps  # CPU time per step, all threads
 print(float(np.median(times)), float(np.percentile(times, 90)), cpu)
 """
 
-# The large step's eight products (forward, weight gradients, input gradients but the
-# first layer's), through OpenBLAS as the Dense kernels call it, or split by rows of their
-# output over two numba threads, each calling single-threaded BLAS on its block (a weight
-# gradient's rows are columns of X: copied to contiguous scratch first).
+# Products of about PIECES_MIN_WORK multiply-adds (m x k @ k x n, shapes of a Dense layer's
+# forward at batch m) as one single-threaded BLAS call or in two pieces at once.
 PRODUCTS = """
-import json, sys, time, numpy as np
+import json, sys, time, numpy as np, numba
 from fastbp import _threads
-from fastbp._jit import jit, prange
-variant, steps, busy = json.loads(sys.argv[1])[1:]
+from fastbp.kernels import linalg
+shape, variant, steps = json.loads(sys.argv[1])[:3]
+m, k, n = shape
 rng = np.random.default_rng(0)
-m, sizes = 256, [784, 1024, 1024, 10]
-W = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
-H = [rng.standard_normal((m, a)).astype(np.float32) for a in sizes]
-D = [rng.standard_normal((m, a)).astype(np.float32) for a in sizes]
-dW = [np.zeros_like(w) for w in W]
-scratch = np.zeros(m * 1024, np.float32)
+A = rng.standard_normal((m, k)).astype(np.float32)
+B = rng.standard_normal((k, n)).astype(np.float32)
+out = np.zeros((m, n), np.float32)
+_threads.use_one_blas_thread()
+_threads.start_numba_threads()
+job = (0, 0, m, n, k, k, n, n, A.ctypes.data, B.ctypes.data, out.ctypes.data, 2)
+like = out[0, :0]
 
-@jit(cache=False)
-def product(A, B, out):
+@numba.njit
+def one_call(A, B, out):
     np.dot(A, B, out)
 
-@jit(parallel=True, cache=False)
-def rows_split(A, B, out):
-    for t in prange(2):
-        a, b = A.shape[0] * t // 2, A.shape[0] * (t + 1) // 2
-        np.dot(A[a:b], B, out[a:b])
+def product():  # both variants called from Python: the same call overhead
+    if variant == "one call":
+        one_call(A, B, out)
+    else:
+        linalg.pieces_at_once(job, like)
 
-@jit(parallel=True, cache=False)
-def weight_gradient_split(X, delta, out, scratch):
-    m, k = X.shape
-    for t in prange(2):
-        a, b = k * t // 2, k * (t + 1) // 2
-        S = scratch[m * a : m * b].reshape((m, b - a))
-        for i in range(m):
-            for j in range(b - a):
-                S[i, j] = X[i, a + j]
-        np.dot(S.T, delta, out[a:b])
-
-def step():
-    for l in range(3):
-        (rows_split if own and l < 2 else product)(H[l], W[l], H[l + 1])
-    for l in (2, 1, 0):
-        if own and l < 2:
-            weight_gradient_split(H[l], D[l + 1], dW[l], scratch)
-        else:
-            product(H[l].T, D[l + 1], dW[l])
-        if l > 0:
-            (rows_split if own and l < 2 else product)(D[l + 1], W[l].T, D[l])
-
-own = variant == "own split"
-# the rule's count for these products (one BLAS thread when busy), set for the process
-_threads._setter(1 if own or busy else 2)
-for _ in range(5): step()
+for _ in range(20): product()
 times = []
 cpu = time.process_time()
 for _ in range(steps):
-    t = time.perf_counter(); step(); times.append(time.perf_counter() - t)
+    t = time.perf_counter(); product(); times.append(time.perf_counter() - t)
 cpu = (time.process_time() - cpu) / steps
 print(float(np.median(times)), float(np.percentile(times, 90)), cpu)
 """
 
 CASES = [  # (case, code, shape, steps, variants, under load?)
-    ("large, busy", STEP, [[784, 1024, 1024, 10], 256], 30, ("whole", "default"), True),
     ("large, idle", STEP, [[784, 1024, 1024, 10], 256], 30, ("default", "parts"), False),
-    ("medium, busy", STEP, [[784, 256, 128, 10], 128], 200, ("default", "parts"), True),
+    ("large, busy", STEP, [[784, 1024, 1024, 10], 256], 30, ("default", "pieces at once"), True),
     ("lenet, idle", STEP, "lenet", 100, ("default",), False),
     ("lenet, busy", STEP, "lenet", 100, ("one after another", "default", "GOMP_SPINCOUNT=300000"),
      True),
     ("cnn_digits, busy", STEP, "cnn_digits", 300, ("default", "at once"), True),
-    ("large products, idle", PRODUCTS, None, 30, ("OpenBLAS", "own split"), False),
-    ("large products, busy", PRODUCTS, None, 30, ("OpenBLAS", "own split"), True),
+    *((f"products {m}x{k}x{n} ({m * k * n / 1e6:.1f} M)", PRODUCTS, [m, k, n], 300,
+       ("one call", "two pieces"), False)
+      for m, k, n in ((64, 256, 128), (128, 256, 128), (128, 512, 128), (256, 512, 128))),
 ]
 
 BITS = """
@@ -209,10 +183,10 @@ def main() -> int:
         for variant in variants:
             median, p90, cpu = (sorted(r[i] for r in runs[variant])[rounds // 2] * 1e3
                                 for i in range(3))
-            print(f"| {case} | {variant} | {median:.2f} | {p90:.2f} | {cpu:.2f} |")
+            print(f"| {case} | {variant} | {median:.3f} | {p90:.3f} | {cpu:.3f} |")
     if options.cases:
         return 0
-    print("\nLargest difference between the parameters after 3 Adam steps on one BLAS thread "
+    print("\nLargest difference between the parameters after 3 Adam steps on one thread "
           "and on two (float32, idle; set_num_threads(1) and (2)):\n")
     print("| network | batch | max abs difference |\n|---|---:|---:|")
     for sizes, batch in (("784-128-10", 64), ("784-1024-1024-10", 256)):

@@ -5,7 +5,7 @@ time, and resident memory over 10,000 steps.
 Run as ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/perf_checks.py``;
 every measurement runs in a fresh subprocess. Prints Markdown. With ``--load``, only the
 step time of each standard shape idle and beside another process's 2-thread BLAS loop; with
-``--threads``, each shape's idle step with one and with two BLAS threads; with ``--blis``, the
+``--threads``, each shape's idle step with one and with two threads; with ``--blis``, the
 large shape's 256x1024x1024 product in BLIS (the ``blis`` package) and in OpenBLAS; with
 ``--first-call NAME [NAME ...]``, only the first-call latency of those networks.
 """
@@ -44,9 +44,8 @@ STEP_TIME = """
 import time, json, sys, numpy as np, fastbp as fb
 sizes, batch, dtype, steps = json.loads(sys.argv[1])[:4]
 threads = json.loads(sys.argv[1])[4] if len(json.loads(sys.argv[1])) > 4 else None
-if threads:  # a fixed count for every product, small ones included
+if threads:  # a fixed count, whatever the load
     fb.set_num_threads(threads)
-    fb._threads.MIN_PARALLEL_WORK = 0
 rng = np.random.default_rng(0)
 if isinstance(sizes, str):  # a compare.py shape
     import compare
@@ -154,15 +153,16 @@ def _label(name: str) -> str:
 
 
 def threads_idle(rounds: int = 3) -> None:
-    """Each shape's float32 step on an idle machine with 1 and with 2 BLAS threads (the
-    evidence for fastbp._threads.MIN_PARALLEL_WORK), interleaved; medians."""
+    """Each shape's float32 step on an idle machine with 1 and with 2 threads (parts or
+    pieces; load_choices.py's "products" cases are the evidence for PIECES_MIN_WORK),
+    interleaved; medians."""
     times: dict[tuple[str, int], list[float]] = {}
     for _ in range(rounds):
         for name, (sizes, batch, steps) in LOAD_SHAPES.items():
             for n in (1, 2):
                 args = json.dumps([sizes, batch, "float32", steps, n])
                 times.setdefault((name, n), []).append(run(STEP_TIME, args))
-    print(f"Idle step, BLAS threads fixed by fb.set_num_threads ({rounds} interleaved rounds, "
+    print(f"Idle step, threads fixed by fb.set_num_threads ({rounds} interleaved rounds, "
           "medians):\n")
     print("| shape | 1 thread (us) | 2 threads (us) | 1 / 2 |\n|---|---:|---:|---:|")
     for name in LOAD_SHAPES:

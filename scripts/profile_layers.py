@@ -27,7 +27,7 @@ import compare  # noqa: E402
 import fastbp as fb  # noqa: E402
 from fastbp import _codes as codes  # noqa: E402
 from fastbp._jit import jit  # noqa: E402
-from fastbp._threads import use_threads  # noqa: E402
+from fastbp._threads import use_one_blas_thread  # noqa: E402
 from fastbp.kernels.dispatch import call_kernel  # noqa: E402
 from fastbp.kernels.step import _layer_args  # noqa: E402
 
@@ -75,7 +75,7 @@ def profile(shape: str, rounds: int = 7, part: bool = False) -> None:
     net.engine.split_rows = split
     arrays = net.engine.arrays
     plan = arrays[0]
-    use_threads(net.engine.work_per_sample * batch)
+    use_one_blas_thread()  # as every kernel call (the layers are timed whole, without pieces)
     rows = []
     for backward in (False, True):
         order = range(len(plan)) if not backward else range(len(plan) - 1, -1, -1)

@@ -156,9 +156,9 @@ def test_small_batches_and_steps_stay_whole(monkeypatch):
     assert net.engine.parts(70)[2][codes.PART_MIN_ROWS] == 70
 
 
-def test_products_big_enough_for_blas_threads_stay_whole():
-    # an MLP whose largest product reaches _threads.MIN_PARALLEL_WORK: BLAS's own threads
-    # run it faster than two parts; a convolution's im2col and pooling gain from parts
+def test_products_big_enough_for_pieces_stay_whole():
+    # an MLP whose largest product reaches _threads.MIN_PARALLEL_WORK: its products cut
+    # into pieces run faster than two parts; a convolution's im2col and pooling gain from parts
     mlp = fb.Network.mlp([784, 128, 10], seed=0)
     mlp.engine.reserve(64)
     assert mlp.engine.parts(39) is not mlp.engine.no_parts and mlp.engine.parts(40) is mlp.engine.no_parts
@@ -168,77 +168,19 @@ def test_products_big_enough_for_blas_threads_stay_whole():
     assert cnn.engine.parts(64) is not cnn.engine.no_parts
 
 
-@pytest.fixture
-def _busy(monkeypatch):
-    """A busy machine on which even small steps would split (_threads.busy_split) and run
-    their parts at once; two threads, not fixed by set_num_threads."""
-    monkeypatch.setattr(_threads._monitor, "is_busy", lambda: True)
-    monkeypatch.setattr(_threads, "BUSY_BLAS_SPLIT_WORK", 0)
-    monkeypatch.setattr(_threads, "BUSY_SPLIT_WORK", 0)
+@pytest.mark.parametrize("explicit", [None, 2])
+def test_the_load_decides_only_whether_parts_run_at_once(monkeypatch, explicit):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    fb.set_num_threads(explicit)
+    mlp = fb.Network.mlp([784, 128, 10], seed=0)
+    mlp.engine.reserve(64)
+    for busy in (False, True):
+        monkeypatch.setattr(_threads._monitor, "is_busy", lambda b=busy: b)
+        assert mlp.engine.parts(64) is mlp.engine.no_parts
+        info = mlp.engine.parts(39)[2]
+        assert info[codes.PART_MAX_ROWS] == 39
+        assert info[codes.PART_PARALLEL] == (not busy or explicit is not None)
     fb.set_num_threads(None)
-
-
-def test_products_big_enough_for_blas_threads_split_when_the_machine_is_busy(monkeypatch,
-                                                                             _busy):
-    # busy, one BLAS thread gets about two thirds of a core where two parts get a full one
-    # (_threads.busy_split); the gradient is then the parts' sum, as for any split step
-    mlp = fb.Network.mlp([784, 128, 10], seed=0)
-    X, y = _batch((784,), rows=64)
-    mlp.engine.reserve(64)
-    parts = mlp.engine.parts(64)
-    assert parts is not mlp.engine.no_parts and parts[2][codes.PART_MAX_ROWS] == 64
-    assert parts[2][codes.PART_PARALLEL] == 1
-    loss, grad = mlp.loss_and_grad(X, y)
-    assert mlp.engine.parts(48) is parts and parts[2][codes.PART_MAX_ROWS] == 48  # no new arrays
-    monkeypatch.setattr(_threads._monitor, "is_busy", lambda: False)
-    assert mlp.engine.parts(64) is mlp.engine.no_parts  # idle: whole, on BLAS's threads
-    assert mlp.engine.parts(39)[2][codes.PART_MAX_ROWS] == 39  # the split range as before
-    whole_loss, whole_grad = mlp.loss_and_grad(X, y)
-    assert loss == pytest.approx(whole_loss, rel=1e-6)
-    np.testing.assert_allclose(grad, whole_grad, rtol=RTOL, atol=ATOL)
-
-
-@pytest.mark.parametrize("why", ["parts_not_at_once", "workspace_too_big", "explicit_count"])
-def test_busy_split_only_at_once_small_and_adaptive(monkeypatch, _busy, why):
-    # one after another, a split BLAS-bound step would only add the gradients' sum; a
-    # full-batch fit's parts would hold half its activations again; set_num_threads fixes
-    if why == "parts_not_at_once":
-        monkeypatch.setattr(network_module, "parts_in_parallel", lambda work=0: False)
-    elif why == "workspace_too_big":
-        monkeypatch.setattr(network_module, "BUSY_SPLIT_MAX_BYTES", 1000)
-    else:
-        fb.set_num_threads(2)
-    mlp = fb.Network.mlp([784, 128, 10], seed=0)
-    mlp.engine.reserve(64)
-    assert mlp.engine.parts(64) is mlp.engine.no_parts
-
-
-def test_busy_split_fit_epochs_equal_train_steps(monkeypatch, _busy):
-    # a network whose products count as big enough for BLAS's threads (MIN_PARALLEL_WORK
-    # lowered), split because the machine is busy: the epoch kernel splits its batches of
-    # 8 and the last one of 5 as train_step does
-    monkeypatch.setattr(network_module, "MIN_PARALLEL_WORK", 100)
-    make, shape = NETWORKS["mlp"]
-    X, y = _batch(shape, 21)
-    fitted = make()
-    assert 8 not in fitted.engine.split_rows  # not split on an idle machine
-    fitted.fit(X, y, optimizer=fb.SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=8,
-               shuffle=False, verbose=0)
-    part_results = fitted.engine._part_arrays[1]
-    assert part_results[1, codes.R_WEIGHT] == 2  # the last batch, 5 rows: 3 and 2
-    stepped = make()
-    opt = fb.SGD(lr=0.1, momentum=0.9)
-    for _ in range(2):
-        for start in range(0, 21, 8):
-            stepped.train_step(X[start:start + 8], y[start:start + 8], opt)
-    np.testing.assert_array_equal(fitted.params, stepped.params)
-    whole = make()  # idle: whole batches, the same up to float32 summation order
-    monkeypatch.setattr(_threads._monitor, "is_busy", lambda: False)
-    whole.fit(X, y, optimizer=fb.SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=8,
-              shuffle=False, verbose=0)
-    assert whole.engine._part_arrays is None
-    np.testing.assert_allclose(whole.params, fitted.params, rtol=RTOL, atol=ATOL)
 
 
 def _train_in_child(queue):

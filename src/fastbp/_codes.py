@@ -39,12 +39,19 @@ F_INFER = 16  # run_dataset: forward in chunks (outputs, loss, accuracy), no tra
 F_VALIDATE = 32  # run_dataset: only check the data as train_step would
 F_PART = 64  # a gradient over one part of a split step (kernels pick smaller chunks)
 F_EXACT = 128  # a standalone step retried by Python, which checks its update (no risk test)
+# Bits 8-14: the pieces a product of at least PIECES_MIN_WORK multiply-adds is cut into
+# (kernels/linalg.py's blas_product; 0 or 1: one BLAS call). Each piece is one
+# single-threaded BLAS call on a block of the output; the blocks depend only on the count,
+# so running them at once (F_PIECES_AT_ONCE) or one after another gives the same bits.
+PIECES_SHIFT = 8
+PIECES_MASK = 127
+F_PIECES_AT_ONCE = 1 << 15  # the pieces run at once on numba's threads
 
 # A step's part info (kernels/bundles.py's Parts.info).
 PART_GRADIENT = 0  # the address of step.gradient compiled alone, which each part runs
 PART_MIN_ROWS = 1  # batches with fewer rows run whole, on one thread
 PART_PARALLEL = 2  # 1: the parts run at once on numba's threads; 0: one after another
-PART_MAX_ROWS = 3  # batches with more rows run whole (BLAS's own threads serve them better, idle)
+PART_MAX_ROWS = 3  # batches with more rows run whole (their products in pieces serve them better)
 PART_AT_ONCE = 4  # the address of the kernel that runs the parts on threads
 PART_RUNNER = 5  # the address of the kernel that runs one part
 PART_WS_SIZE = 6  # the length of a part's workspace (after its gradient in its row of parts)
@@ -145,8 +152,13 @@ BLAS_MIN_WORK = 2048
 
 # A sample-major convolution builds im2col columns for this many bytes of samples at a time
 # (kernels/conv.py), so that its product reads them from cache, not memory: 1 MB in a part
-# of a split step (one BLAS thread, one core's cache), 4 MB otherwise (BLAS's threads share
-# each product, which needs more columns to pay for their hand-offs; 1 MB there slows the
-# unsplit step and inference).
+# of a split step (one thread, one core's cache), 4 MB otherwise (a product big enough is
+# cut into pieces on the threads, which need more columns to pay for their hand-offs; 1 MB
+# there slows the unsplit step and inference).
 CONV_CHUNK_BYTES = 1 << 20
 CONV_CHUNK_BYTES_THREADS = 4 << 20
+
+# A product of at least this many multiply-adds is worth a second core: it is cut into
+# pieces (PIECES_SHIFT) when the flags ask for them (scripts/perf_checks.py --threads
+# measures both sides of it).
+PIECES_MIN_WORK = 4_000_000

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _codes as codes
 from ._threads import start_numba_threads
-from .kernels import dispatch, losses, optimizers, step
+from .kernels import dispatch, linalg, losses, optimizers, step
 
 # Every layer kind's kernels (a module or any object with ``forward`` and ``backward``, or
 # ``VARIANTS`` and ``variant(ints)``), by the number ``register_kernels`` gave it: filled
@@ -162,3 +162,23 @@ def split_gradient_address(dtype) -> int:
     """The address of ``step.split_gradient`` (a step's gradient in parts)."""
     return _entry_address("split_gradient", step.split_gradient, dispatch.part_args_types(dtype),
                           dtype)
+
+
+def pieces_address(dtype, at_once: bool) -> int:
+    """The address of ``linalg.pieces_at_once`` (a big product's pieces on threads) or,
+    unless ``at_once``, of ``linalg.pieces_in_turn`` for ``dtype``, compiled (or loaded from
+    the cache) on first use in this process and written where the kernels look for it
+    (``kernels/dispatch.py``'s PIECES_RUNNERS)."""
+    key = ("pieces", np.dtype(dtype).name, bool(at_once))
+    found = _ADDRESSES.get(key)
+    if found is None:
+        if at_once:
+            start_numba_threads()  # before numba starts them with GNU OpenMP's defaults
+        runner = linalg.pieces_at_once if at_once else linalg.pieces_in_turn
+        like = numba.from_dtype(np.dtype(dtype))[::1]
+        found = _ADDRESSES[key] = _address(runner, (numba.types.UniTuple(numba.types.int64, 12),
+                                                    like))
+        if not numba.config.DISABLE_JIT:
+            index = (0 if np.dtype(dtype) == np.float32 else 2) + bool(at_once)
+            dispatch.PIECES_RUNNERS[index] = found
+    return found

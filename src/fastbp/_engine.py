@@ -26,19 +26,19 @@ from ._dispatch import (
     bind_kernels,
     gradient_address,
     parts_at_once_address,
+    pieces_address,
     run_part_address,
     split_gradient_address,
     step_address,
 )
 from ._params import Interval, check_parameters
 from ._threads import (
-    BUSY_SPLIT_MAX_BYTES,
     MIN_PARALLEL_WORK,
     SPLIT_MIN_WORK,
-    busy_split,
     get_num_threads,
     parts_in_parallel,
-    use_threads,
+    pieces_flags,
+    use_one_blas_thread,
 )
 from .kernels import step as step_kernels
 from .kernels.bundles import Batch, Loop, NetArrays, OptimizerArgs, Parts
@@ -119,10 +119,9 @@ class Engine:
         self.work_per_sample = max(layer.product_work() for layer in self.layers)
         # A training batch is split by rows over threads (kernels/step.py's split_gradient)
         # when every layer allows it and the step is big enough (0: never), unless only
-        # matrix products do the work and they are big enough for BLAS's own threads
-        # (their threads then beat the split; convolutions and recurrent cells, whose own
-        # loops do much of the work, always gain from it) and the machine is idle (see
-        # parts).
+        # matrix products do the work and they are big enough to be cut into pieces
+        # (which then beats the split; convolutions and recurrent cells, whose own loops do
+        # much of the work, always gain from it).
         self.split_work = (sum(layer.work_per_sample() for layer in self.layers)
                            if all(layer.rows_independent() for layer in self.layers) else 0)
         self.split_rows = (range(-(-SPLIT_MIN_WORK // self.split_work),
@@ -131,6 +130,7 @@ class Engine:
                            if self.split_work else range(0))
         self._part_arrays: tuple | None = None
         self._part_key: tuple[int, int] | None = None
+        self._pieces_ready = [False, False]  # linalg.pieces_in_turn, pieces_at_once compiled
         # Batch statistics need more than one value per channel (torch refuses too).
         self.min_batch = 2 if any(getattr(la, "positions", 2) == 1 for la in self.layers) else 1
         self._local = threading.local()
@@ -284,30 +284,16 @@ class Engine:
         ``no_parts`` (the step runs whole). An epoch of batches of ``rows`` passes them on
         to the step, which splits each batch of PART_MIN_ROWS to PART_MAX_ROWS rows (a
         last, smaller batch may run whole). Whether and how a batch splits depends on the
-        network, its rows and get_num_threads(); the load decides whether the parts run at
-        once, with the same arithmetic either way, and for a batch big enough for BLAS's own
-        threads also whether it splits at all (_threads.busy_split: then, in an epoch, a
-        last batch too small for busy_split splits as well). Call after :meth:`reserve`."""
+        network, its rows and get_num_threads(), never on the machine's load, which
+        decides only whether the parts run at once (the same arithmetic either way). Call
+        after :meth:`reserve`."""
         split = self.split_rows
         if not split or rows < split.start:
             return self.no_parts
         count = get_num_threads()
-        if count < 2:
+        if count < 2 or rows not in split:
             return self.no_parts
-        work = rows * self.split_work
-        if rows in split:
-            max_rows = split.stop - 1
-        else:
-            # products big enough for BLAS's own threads: whole, unless other processes
-            # hold the cores (busy_split), the parts can run at once (one after another
-            # they would only add the gradients' sum) and their workspace stays modest (a
-            # full-batch fit would otherwise add half its activations again)
-            part_bytes = ((count - 1) * -(-rows // count) * self.plan.ws_width
-                          * np.dtype(self.dtype).itemsize)
-            if not busy_split(work) or part_bytes > BUSY_SPLIT_MAX_BYTES or \
-                    not parts_in_parallel(work):
-                return self.no_parts
-            max_rows = rows
+        max_rows = split.stop - 1
         rows_room = min(self.capacity, max_rows)
         if self._part_key is None or self._part_key[0] != count or self._part_key[1] < rows_room:
             self._make_parts(count, rows_room)  # grown, never shrunk: batch sizes vary
@@ -316,11 +302,22 @@ class Engine:
         if rows < info[codes.PART_MIN_ROWS]:
             return self.no_parts
         info[codes.PART_MAX_ROWS] = min(max_rows, self._part_key[1])
-        at_once = parts_in_parallel(work)
-        info[codes.PART_PARALLEL] = at_once
-        if at_once:
-            use_threads(0)  # one BLAS thread: the parts share the process's count
+        info[codes.PART_PARALLEL] = parts_in_parallel(rows * self.split_work)
         return arrays
+
+    def pieces(self, rows: int) -> int:
+        """The flags bits that cut this network's big products into pieces for a call on
+        ``rows`` rows (_threads.pieces_flags), the kernel that runs them at once compiled
+        when they do. Sets OpenBLAS to one thread, as every kernel call needs."""
+        use_one_blas_thread()
+        if self.work_per_sample * rows < MIN_PARALLEL_WORK:
+            return 0
+        flags = pieces_flags(self.work_per_sample * rows)
+        at_once = bool(flags & codes.F_PIECES_AT_ONCE)
+        if flags and not self._pieces_ready[at_once]:
+            pieces_address(self.dtype, at_once)
+            self._pieces_ready[at_once] = True
+        return flags
 
     def _make_parts(self, count: int, max_rows: int) -> None:
         plan, n = self.plan, self.plan.n_params
@@ -353,7 +350,7 @@ class Engine:
             self.reserve(rows)
         if not self.bound:
             self.bind()
-        use_threads(self.work_per_sample * rows)
+        flags |= self.pieces(rows)
         if results is None:
             results = self.results
         range_ = self.split_rows
@@ -433,8 +430,8 @@ class Engine:
         rows = min(loop[1], data[0].shape[0])
         self.reserve(rows)
         arrays = self.arrays
-        use_threads(self.work_per_sample * rows)
-        step_kernels.run_dataset(arrays, tuple(data), self.loss_code, TRAIN_FLAGS, opt,
+        flags = TRAIN_FLAGS | self.pieces(rows)
+        step_kernels.run_dataset(arrays, tuple(data), self.loss_code, flags, opt,
                                  self.results, loop, buffer, self.parts(rows))
         return self.results.copy()
 
@@ -444,8 +441,8 @@ class Engine:
         rows = loop[1]
         self.reserve(rows)
         arrays = self.arrays
-        use_threads(self.work_per_sample * rows)
-        step_kernels.penalized_epochs(arrays, tuple(data), self.loss_code, TRAIN_FLAGS, self.no_update,
+        flags = TRAIN_FLAGS | self.pieces(rows)
+        step_kernels.penalized_epochs(arrays, tuple(data), self.loss_code, flags, self.no_update,
                                       opt, self.results, loop, buffer, penalty,
                                       self.parts(rows))
         return self.results
@@ -469,7 +466,7 @@ class Engine:
         workspace; returns this thread's results vector."""
         arrays, results = self._thread_arrays(chunk)
         batch = tuple(batch)  # a Batch NamedTuple would compile the kernel for its own type
-        use_threads(self.work_per_sample * min(batch[0].shape[0], max(chunk, 1)))
+        flags |= self.pieces(min(batch[0].shape[0], max(chunk, 1)))
         X, labels, targets, weights = self._no_batch
         buffer = (X, labels, self.no_targets if outputs is None else outputs, weights)
         loop = self._no_loop if chunk == 1 else (self._no_loop[0], chunk, False, 0)

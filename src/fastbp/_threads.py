@@ -1,40 +1,32 @@
-"""How many BLAS threads fastbp's kernels use, and sharing the machine with other work.
+"""How fastbp's kernels use the machine's cores, and sharing it with other work.
 
-The kernels' matrix products run in the OpenBLAS that scipy bundles (numba calls BLAS
-through ``scipy.linalg.cython_blas``). OpenBLAS's worker threads spin-wait for each other;
-when another process holds the cores, every product waits for a descheduled worker, and a
-step can take 10-200x its idle time. So fastbp chooses the thread count for each call, on
-the calling thread only (``openblas_set_num_threads_local``):
+fastbp runs OpenBLAS (the one scipy bundles, which numba calls through
+``scipy.linalg.cython_blas``) on one thread, always, and parallelises itself, so that the
+arithmetic depends on the thread count (:func:`get_num_threads`) and never on the
+machine's load. OpenBLAS rounds differently on one thread and on two, and its worker
+threads spin-wait for each other: beside another busy process a two-thread product can take
+10-200x its idle time. fastbp's own threads instead:
 
-- one thread for networks whose largest product is small (the threads' hand-offs cost
-  more than they save, even on an idle machine);
-- otherwise :func:`get_num_threads` threads, unless other processes used at least half a
-  core over the last quarter second, when one thread runs at a fair share instead of
-  waiting on a worker that cannot run. The check reads ``/proc/stat`` at most four times a
-  second.
+- split a training batch by rows over :func:`get_num_threads` parts when every layer allows
+  it and the step is big enough (``kernels/step.py``'s ``split_gradient``; the rule is
+  ``Engine.parts``), each part with its own gradient, summed in a fixed order;
+- cut each product of at least ``PIECES_MIN_WORK`` multiply-adds of a step that runs whole
+  (and of inference) into :func:`get_num_threads` pieces, blocks of its output computed by
+  single-threaded BLAS calls (``kernels/linalg.py``).
 
-A training step that BLAS's threads would not speed up (small products, or much work in
-fastbp's own loops: convolutions, pooling, recurrent cells) is split by rows over
-:func:`get_num_threads` numba threads instead, each with one BLAS thread
-(``kernels/step.py``'s ``split_gradient``; the rule is ``Engine.parts``). On a busy machine
-the parts run one after another on the calling thread (:func:`parts_in_parallel`), unless
-the step is big (BUSY_SPLIT_WORK). A step that would run whole on BLAS's threads is split
-too on a busy machine when it is very big (:func:`busy_split`): its parts on two threads
-get a fair share of the cores where one BLAS thread gets less. OpenBLAS's thread count is
-the whole process's in the build scipy ships (``openblas_set_num_threads_local``
-included), so parts that run at once are given one BLAS thread by their caller, before
-the call. numba's OpenMP threads are started spinning for a tenth of a millisecond before
-they sleep (GOMP_SPIN_COUNT), not GNU OpenMP's milliseconds.
+The load decides only *when* parts and pieces run: at once on numba's threads on an idle
+machine; one after another on the calling thread while other processes used at least
+half a core over the last quarter second (the check reads ``/proc/stat`` at most four
+times a second), unless a step's parts are big enough to gain even then
+(BUSY_SPLIT_WORK). The arithmetic is the same either way, so a run repeats bit for bit
+from its seed and thread count on a busy or an idle machine. numba's OpenMP threads are
+started spinning for a tenth of a millisecond before they sleep (GOMP_SPIN_COUNT), not
+GNU OpenMP's milliseconds.
 
-The load thus changes the low bits of some results: OpenBLAS's one- and two-thread sgemm
-round differently, and a split step sums its gradient in another order. A split step's
-parts run one after another or at once with the same arithmetic. For results that do not
-depend on the machine's load, fix the count with :func:`set_num_threads`.
-
-:func:`set_num_threads` fixes the count (no adaptation), for users who share the machine
-explicitly: ``n_jobs`` workers, several MPI ranks per machine. The default is the
-``OMP_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS`` environment variable if set, else the CPUs
-this process may run on (its affinity).
+:func:`set_num_threads` fixes the count and turns the load check off, for users who share
+the machine explicitly: ``n_jobs`` workers, several MPI ranks per machine. The default is
+the ``OMP_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS`` environment variable if set, else the
+CPUs this process may run on (its affinity).
 """
 
 from __future__ import annotations
@@ -44,12 +36,12 @@ import os
 import threading
 import time
 
+from ._codes import F_PIECES_AT_ONCE, PIECES_MASK, PIECES_MIN_WORK, PIECES_SHIFT
 from ._params import Interval, check_parameters
 
-# A network whose largest product has fewer multiply-adds than this runs on one thread:
-# below it, the BLAS threads' hand-offs cost more than they save (scripts/perf_checks.py
-# --threads measures both sides of it).
-MIN_PARALLEL_WORK = 4_000_000
+# A product with fewer multiply-adds than this runs on one thread: below it, the threads'
+# hand-offs cost more than they save (scripts/perf_checks.py --threads measures both sides).
+MIN_PARALLEL_WORK = PIECES_MIN_WORK
 BUSY_WINDOW = 0.25  # seconds between two looks at the other processes' CPU use
 BUSY_CORES = 0.5  # other processes using this many cores make the machine busy
 
@@ -101,11 +93,11 @@ def set_num_threads(n: int | None) -> None:
     Parameters
     ----------
     n : int or None
-        A positive count, fixed: fastbp no longer adapts to the load of the machine (a
-        network whose largest product is small still uses one BLAS thread). The count also
-        sets how a batch is split (so 1 turns the split off, and results may differ from
-        another count's in float32 summation order). None returns to the default: the
-        environment's or affinity's count, adapted to the load.
+        A positive count, fixed, and used at once whatever the machine's load. The count
+        sets how a batch is split and a big product cut (so 1 turns both off, and results
+        may differ from another count's in float32 summation order). None returns to the
+        default: the environment's or affinity's count, run one part after another while
+        other processes keep the cores busy (the same arithmetic).
 
     Examples
     --------
@@ -172,16 +164,6 @@ class _LoadMonitor:
 _monitor = _LoadMonitor()
 
 
-def threads_for(work: int) -> int:
-    """The BLAS threads for a call whose largest product has ``work`` multiply-adds."""
-    if work < MIN_PARALLEL_WORK:
-        return 1
-    n = get_num_threads()
-    if _explicit is None and n > 1 and _monitor.is_busy():
-        return 1
-    return n
-
-
 # A training step with at least this many multiply-adds in its forward products is split by
 # rows over get_num_threads() threads when its layers allow it (kernels/step.py's
 # split_gradient): below it, starting the threads (about ten microseconds) costs more than
@@ -224,28 +206,6 @@ def start_numba_threads() -> None:
             del os.environ["GOMP_SPINCOUNT"]
 
 
-# A step that BLAS's threads would run whole runs in parts on a busy machine from this
-# many multiply-adds (busy_split): smaller steps run faster whole on one BLAS thread than
-# in parts that wait for each other (scripts/load_choices.py).
-BUSY_BLAS_SPLIT_WORK = 200_000_000
-
-
-# ... and only while the parts' workspace (beyond the network's own) stays under this:
-# a mini-batch's is a few megabytes, a full-batch fit's (scikit-learn's lbfgs) would be
-# half the dataset's activations again.
-BUSY_SPLIT_MAX_BYTES = 64 * 2**20
-
-
-def busy_split(work: int) -> bool:
-    """Whether a training step of ``work`` multiply-adds, which would run whole on BLAS's
-    threads, should run as parts at once instead because other processes hold the cores:
-    one BLAS thread beside them gets about two thirds of a core, two parts a full core
-    and wait for each other only once a step (scripts/load_choices.py). Not when
-    set_num_threads fixed the count."""
-    return (_explicit is None and work >= BUSY_BLAS_SPLIT_WORK and get_num_threads() > 1
-            and _monitor.is_busy())
-
-
 def parts_in_parallel(work: int = 0) -> bool:
     """Whether a split step of ``work`` multiply-adds runs its parts at once on numba's
     threads now: not when other processes keep the cores busy (unless set_num_threads fixed
@@ -270,12 +230,23 @@ def parts_in_parallel(work: int = 0) -> bool:
     return True
 
 
-def use_threads(work: int) -> None:
-    """Set the calling thread's BLAS thread count for a call of ``work`` (see threads_for);
-    costs one ctypes call when the count changes, a clock read otherwise."""
-    if _setter is None:
-        return
-    n = threads_for(work)
-    if getattr(_local, "threads", None) != n:
-        _setter(n)
-        _local.threads = n
+def pieces_flags(work: int) -> int:
+    """The flags bits (``_codes.PIECES_SHIFT``, F_PIECES_AT_ONCE) for a call whose largest
+    product has ``work`` multiply-adds: none below MIN_PARALLEL_WORK or with one thread;
+    else get_num_threads() pieces, at once when :func:`parts_in_parallel` allows."""
+    if work < MIN_PARALLEL_WORK:
+        return 0
+    count = get_num_threads()
+    if count < 2:
+        return 0
+    flags = min(count, PIECES_MASK) << PIECES_SHIFT
+    return flags | F_PIECES_AT_ONCE if parts_in_parallel() else flags
+
+
+def use_one_blas_thread() -> None:
+    """Set OpenBLAS to one thread (fastbp's kernels never use its threads; see the module
+    docstring) unless this thread already did: one ctypes call the first time, an attribute
+    read after."""
+    if _setter is not None and getattr(_local, "threads", None) != 1:
+        _setter(1)
+        _local.threads = 1

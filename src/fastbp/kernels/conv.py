@@ -325,7 +325,7 @@ def _forward(args, batch_last, keep):
         cols, product, transposed = _work_arrays(scratch, K, O, m * P, C * H * W)
         transpose_into(inp, transposed)
         im2col_batch_last(transposed, geometry, cols)
-        matmul(weight, cols, product)
+        matmul(weight, cols, product, flags)
         for o in range(O):
             y = product[o]
             b = bias[o]
@@ -344,7 +344,7 @@ def _forward(args, batch_last, keep):
         stop = min(m, first + chunk)
         cols, product = _chunk_arrays(batch, K, O, (stop - first) * P)
         im2col(inp, first, stop, geometry, cols)
-        matmul(weight, cols, product)
+        matmul(weight, cols, product, flags)
         for i in range(first, stop):
             at = (i - first) * P
             for o in range(O):
@@ -389,10 +389,10 @@ def _backward(args, batch_last, keep):
             for j in range(dst.shape[0]):
                 s += dst[j]
             d_bias[o] = s
-        matmul(cols, d_product.T, d_weight_t)
+        matmul(cols, d_product.T, d_weight_t, flags)
         transpose_into(d_weight_t, d_weight)
         if flags & F_NEED_D_INPUT:
-            matmul(weight.T, d_product, cols)
+            matmul(weight.T, d_product, cols, flags)
             col2im_batch_last(cols, geometry, transposed)
             transpose_into(transposed, d_inp)
         return
@@ -417,16 +417,16 @@ def _backward(args, batch_last, keep):
                 s += dst[j]
             d_bias[o] += s
         if first == 0:
-            matmul(cols, d_product.T, d_weight_t)
+            matmul(cols, d_product.T, d_weight_t, flags)
         else:
-            matmul(cols, d_product.T, chunk_d_weight_t)
+            matmul(cols, d_product.T, chunk_d_weight_t, flags)
             for k in range(K):
                 total = d_weight_t[k]
                 part = chunk_d_weight_t[k]
                 for o in range(O):
                     total[o] += part[o]
         if flags & F_NEED_D_INPUT:
-            matmul(weight.T, d_product, cols)
+            matmul(weight.T, d_product, cols, flags)
             col2im(cols, first, stop, geometry, d_inp)
     transpose_into(d_weight_t, d_weight)
 

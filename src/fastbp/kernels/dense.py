@@ -5,12 +5,12 @@ Two kernel pairs: one for the activations computed inline (by code), one for an 
 computed by a row kernel's address (``kernels/activations.py``), which keeps the
 pre-activation in the scratch (n_out per sample) for the derivative; a network compiles
 only the pair its layers use.
-Matrix products go to BLAS (numba's ``np.dot`` with ``out=``, on views, never copies) when
-they are big enough to pay for the call, and to hand loops that vectorise over contiguous
-rows when they are not.
+Matrix products go to BLAS (``linalg.blas_product``: numba's ``np.dot`` with ``out=`` on
+views, never copies, or pieces of it on fastbp's threads when the flags ask) when they are
+big enough to pay for the call, and to hand loops that vectorise over contiguous rows when
+they are not.
 """
 
-import numpy as np
 
 from .._codes import BLAS_MIN_WORK, F_NEED_D_INPUT, IDENTITY
 from .._jit import jit
@@ -21,6 +21,7 @@ from .activations import (
     by_address,
     keep_and_activate,
 )
+from .linalg import blas_product
 
 
 # Inlined into forward/backward below (the kernels the walker calls by address): compiled
@@ -48,14 +49,15 @@ def _backward_inline(activation, out, z, delta, db):
 
 
 @jit(inline="always")
-def dense_forward(X, W, b, activation, out, z, activate):
+def dense_forward(X, W, b, activation, out, z, activate, flags):
     """out[:] = activation(X @ W + b); X (m, k), W (k, n), out (m, n); ``activate(activation,
     row, z, i)`` applies it to row i (_activate_kept also keeps the pre-activation in z).
-    Passed as a function, so each kernel pair compiles its own activation code alone."""
+    Passed as a function, so each kernel pair compiles its own activation code alone.
+    ``flags`` say whether a big product runs in pieces (linalg.blas_product)."""
     m, k = X.shape
     n = W.shape[1]
     if m * k * n >= BLAS_MIN_WORK:
-        np.dot(X, W, out)
+        blas_product(X, W, out, flags)
         for i in range(m):
             row = out[i]
             for j in range(n):
@@ -75,20 +77,20 @@ def dense_forward(X, W, b, activation, out, z, activate):
 
 
 @jit(inline="always")
-def dense_backward(X, W, out, z, activation, delta, dW, db, dX, need_dX, act_backward):
+def dense_backward(X, W, out, z, activation, delta, dW, db, dX, flags, act_backward):
     """Backward through a Dense layer.
 
     ``delta`` holds dLoss/d(out) on entry and dLoss/dZ on exit (``act_backward(activation,
     out, z, delta, db)`` takes it through the activation and sums db). Writes dW = X.T @
-    delta, db = sum(delta), and, if ``need_dX``, dX = delta @ W.T (the first layer needs no
-    dX).
+    delta, db = sum(delta), and, if ``flags`` have F_NEED_D_INPUT, dX = delta @ W.T (the
+    first layer needs no dX).
     """
     m, k = X.shape
     n = W.shape[1]
     act_backward(activation, out, z, delta, db)
     big = m * k * n >= BLAS_MIN_WORK
     if big:
-        np.dot(X.T, delta, dW)
+        blas_product(X.T, delta, dW, flags)
     else:
         dW[:] = 0
         for i in range(m):
@@ -98,9 +100,9 @@ def dense_backward(X, W, out, z, activation, delta, dW, db, dX, need_dX, act_bac
                 g = dW[r]
                 for j in range(n):
                     g[j] += a * d[j]
-    if need_dX:
+    if flags & F_NEED_D_INPUT:
         if big:
-            np.dot(delta, W.T, dX)
+            blas_product(delta, W.T, dX, flags)
         else:
             for i in range(m):
                 d = delta[i]
@@ -123,7 +125,7 @@ def _tensors(ints, flat):
 def _forward(args, activate):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     W, b = _tensors(ints, params)
-    dense_forward(inp, W, b, ints[2], out, scratch, activate)
+    dense_forward(inp, W, b, ints[2], out, scratch, activate, flags)
 
 
 @jit(inline="always")
@@ -131,8 +133,7 @@ def _backward(args, act_backward):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     W, _ = _tensors(ints, params)
     dW, db = _tensors(ints, grads)
-    dense_backward(inp, W, out, scratch, ints[2], d_out, dW, db, d_inp,
-                   (flags & F_NEED_D_INPUT) != 0, act_backward)
+    dense_backward(inp, W, out, scratch, ints[2], d_out, dW, db, d_inp, flags, act_backward)
 
 
 @jit(inline="always")

@@ -14,12 +14,25 @@ all. The addresses are process-local: the plan holds them (``L_FORWARD_KERNEL``,
 file. Under ``NUMBA_DISABLE_JIT`` the "address" is a key into a table of Python functions.
 """
 
+import ctypes
+
 import numba
 import numpy as np
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
 from numba.core import cgutils, errors, types
 
-from .._jit import intrinsic
+from .._jit import intrinsic, overload
 from .bundles import PARAMS
+
+# The addresses of linalg.pieces_in_turn and linalg.pieces_at_once for float32, then for
+# float64 (0 until compiled in this process by fastbp._dispatch.pieces_address). Kernels
+# read them through the symbol PIECES_SYMBOL, which every process binds to its own table:
+# compiled code reaches the runners without a process-local address compiled in (numba
+# caches kernels on disk).
+PIECES_SYMBOL = "fastbp_pieces_runners"
+PIECES_RUNNERS = (ctypes.c_int64 * 4)()
+llvm_binding.add_symbol(PIECES_SYMBOL, ctypes.addressof(PIECES_RUNNERS))
 
 
 def layer_args_type(dtype) -> types.Tuple:
@@ -141,6 +154,12 @@ if numba.config.DISABLE_JIT:
         array[index] += 1
         return value
 
+    def _compiled_only(*args):
+        raise NotImplementedError("pieces of a product run only in compiled kernels "
+                                  "(linalg.blas_product has its own Python path)")
+
+    as_pointer = raw_gemm = pieces_runner = call_pieces = _compiled_only
+
 else:
     def _call_by_address(context, builder, address_value, argument_types, values) -> None:
         """Call the numba-compiled function at ``address_value`` (returning None) with
@@ -233,3 +252,76 @@ else:
                                       "seq_cst")
 
         return types.int64(array, index), codegen
+
+    @intrinsic
+    def as_pointer(typingctx, address, like):
+        """The integer ``address`` as a pointer to ``like``'s dtype."""
+        if not isinstance(address, types.Integer) or not isinstance(like, types.Array):
+            raise errors.TypingError(f"as_pointer: an integer and an array, got {address}, {like}")
+
+        def codegen(context, builder, signature, llargs):
+            return builder.inttoptr(llargs[0], context.get_value_type(signature.return_type))
+
+        return types.CPointer(like.dtype)(address, like), codegen
+
+    @intrinsic
+    def pieces_runner(typingctx, like, at_once):
+        """The address of linalg.pieces_in_turn (``at_once`` 0) or linalg.pieces_at_once
+        (1) for ``like``'s dtype, read from the table at PIECES_SYMBOL (0 if not compiled
+        yet in this process)."""
+        if not isinstance(like, types.Array) or like.dtype not in (types.float32, types.float64):
+            raise errors.TypingError(f"pieces_runner: a float32 or float64 array, got {like}")
+        if not isinstance(at_once, types.Integer):
+            raise errors.TypingError(f"pieces_runner: at_once must be an integer, got {at_once}")
+        first = 0 if like.dtype == types.float32 else 2
+
+        def codegen(context, builder, signature, llargs):
+            table_type = ir.ArrayType(ir.IntType(64), len(PIECES_RUNNERS))
+            table = builder.module.globals.get(PIECES_SYMBOL)
+            if table is None:
+                table = ir.GlobalVariable(builder.module, table_type, PIECES_SYMBOL)
+                table.linkage = "external"
+            index = builder.add(context.cast(builder, llargs[1], at_once, types.int64),
+                                ir.Constant(ir.IntType(64), first))
+            return builder.load(builder.gep(table, [ir.Constant(ir.IntType(64), 0), index]))
+
+        return types.int64(like, at_once), codegen
+
+    PIECES_JOB = types.UniTuple(types.int64, 12)
+
+    @intrinsic
+    def call_pieces(typingctx, address, job, like):
+        """Call linalg.pieces_in_turn or pieces_at_once compiled at ``address`` with
+        ``(job, like)``."""
+        expected = (PIECES_JOB, like)
+        _check("call_pieces", address, (job, like), expected)
+        if not (isinstance(like, types.Array) and like.ndim == 1 and like.layout == "C"):
+            raise errors.TypingError(f"call_pieces: like must be a 1-D C array, got {like}")
+
+        def codegen(context, builder, signature, llargs):
+            _call_by_address(context, builder, llargs[0], expected, (llargs[1], llargs[2]))
+            return context.get_dummy_value()
+
+        return types.none(address, job, like), codegen
+
+    def raw_gemm(like, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
+        """Column-major BLAS gemm, c = op(a) @ op(b) (trans_*: 1 for the transpose), on
+        pointers of ``like``'s dtype, single-threaded or not as OpenBLAS is set."""
+
+    @overload(raw_gemm)
+    def _raw_gemm(like, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
+        from numba.np.linalg import _BLAS, ensure_blas
+        from numba.np.numpy_support import as_dtype
+
+        ensure_blas()
+        gemm = _BLAS().numba_xxgemm(like.dtype)
+        kind = ord("s" if like.dtype == types.float32 else "d")
+        one = np.ones(1, dtype=as_dtype(like.dtype))
+        zero = np.zeros(1, dtype=as_dtype(like.dtype))
+        letters = (ord("n"), ord("t"))
+
+        def impl(like, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
+            gemm(kind, letters[trans_a], letters[trans_b], m, n, k, one.ctypes, a, lda, b, ldb,
+                 zero.ctypes, c, ldc)
+
+        return impl

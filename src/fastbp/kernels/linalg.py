@@ -1,18 +1,129 @@
-"""Matrix products shared by the layer kernels: BLAS when big, hand loops when tiny."""
+"""Matrix products shared by the layer kernels: BLAS when big, hand loops when tiny.
 
+A product of at least PIECES_MIN_WORK multiply-adds is cut into pieces when the flags ask
+for them (``_codes.PIECES_SHIFT``): blocks of rows (or columns, whichever dimension is
+longer) of its output, each computed by one single-threaded BLAS call, at once on numba's
+threads (``pieces_at_once``, called by address) or one after another. The blocks depend
+only on the number of pieces, so whether they ran at once, which the machine's load
+decides, never changes a bit of the result; OpenBLAS's own threads would round differently
+with one thread and with two.
+"""
+
+import numba
 import numpy as np
 
-from .._codes import BLAS_MIN_WORK
-from .._jit import jit
+from .._codes import BLAS_MIN_WORK, F_PIECES_AT_ONCE, PIECES_MASK, PIECES_MIN_WORK, PIECES_SHIFT
+from .._jit import jit, prange
+from .dispatch import as_pointer, call_pieces, pieces_runner, raw_gemm
+
+PIECE_ALIGN = 16  # piece boundaries fall on multiples of this many elements (64 bytes of float32)
+
+
+@jit(inline="always")
+def piece_bounds(size, t, pieces):
+    """The [start, stop) of piece ``t`` of ``pieces`` along a dimension of ``size``."""
+    start = 0 if t == 0 else (size * t // pieces) // PIECE_ALIGN * PIECE_ALIGN
+    stop = size if t == pieces - 1 else (size * (t + 1) // pieces) // PIECE_ALIGN * PIECE_ALIGN
+    return start, stop
+
+
+@jit(inline="always")
+def _layout(A):
+    """(1 if A is a transposed row-major matrix else 0, its leading dimension)."""
+    size = A.itemsize
+    if A.strides[1] == size:
+        return 0, A.strides[0] // size
+    return 1, A.strides[1] // size
 
 
 @jit
-def matmul(A, B, out):
-    """out = A @ B (A, B 2-D, any of C/F order, out C-contiguous); BLAS when big enough."""
+def gemm_piece(job, t, like):
+    """Piece ``t`` of the product described by ``job`` (see :func:`blas_product`): one
+    single-threaded BLAS call on a block of rows (if the output has at least as many rows
+    as columns) or columns of the output. ``like`` is an empty array of the dtype."""
+    trans_a, trans_b, m, n, k, lda, ldb, ldc, a, b, c, pieces = job
+    size = like.itemsize
+    # BLAS is column-major: row-major C = op(A) @ op(B) is column-major C.T = op(B).T @ op(A).T
+    if m >= n:
+        start, stop = piece_bounds(m, t, pieces)
+        if stop <= start:
+            return
+        a += start * (1 if trans_a else lda) * size
+        c += start * ldc * size
+        m = stop - start
+    else:
+        start, stop = piece_bounds(n, t, pieces)
+        if stop <= start:
+            return
+        b += start * (ldb if trans_b else 1) * size
+        c += start * size
+        n = stop - start
+    raw_gemm(like, trans_b, trans_a, n, m, k, as_pointer(b, like), ldb, as_pointer(a, like), lda,
+             as_pointer(c, like), ldc)
+
+
+@jit(parallel=True)
+def pieces_at_once(job, like):
+    """Every piece of ``job`` at once on numba's threads. Compiled alone and called by
+    address (``_dispatch.pieces_address``): a parallel kernel takes seconds to compile, and
+    again inside any kernel that calls it directly."""
+    for t in prange(job[11]):
+        gemm_piece(job, t, like)
+
+
+@jit
+def pieces_in_turn(job, like):
+    """Every piece of ``job``, one after another on the calling thread; called by address,
+    as :func:`pieces_at_once`, so that no layer kernel compiles the BLAS call itself."""
+    for t in range(job[11]):
+        gemm_piece(job, t, like)
+
+
+if numba.config.DISABLE_JIT:
+    def blas_product(A, B, out, flags):
+        """out = A @ B through BLAS, in pieces if ``flags`` ask (see the module docstring)."""
+        m, k = A.shape
+        n = B.shape[1]
+        pieces = (flags >> PIECES_SHIFT) & PIECES_MASK
+        if pieces < 2 or m * k * n < PIECES_MIN_WORK:
+            np.dot(A, B, out)
+            return
+        for t in range(pieces):
+            start, stop = piece_bounds(max(m, n), t, pieces)
+            if m >= n:
+                out[start:stop] = A[start:stop] @ B
+            else:
+                out[:, start:stop] = A @ B[:, start:stop]
+else:
+    @jit
+    def blas_product(A, B, out, flags):
+        """out = A @ B through BLAS (A, B 2-D, any of C/F order, out row-contiguous), in
+        pieces if ``flags`` ask (see the module docstring) and the runner for them is
+        compiled in this process (``_dispatch.pieces_address``; else one call)."""
+        m, k = A.shape
+        n = B.shape[1]
+        pieces = (flags >> PIECES_SHIFT) & PIECES_MASK
+        like = out[0, :0]
+        runner = pieces_runner(like, 1 if flags & F_PIECES_AT_ONCE else 0)
+        if pieces < 2 or m * k * n < PIECES_MIN_WORK or runner == 0:
+            np.dot(A, B, out)
+            return
+        trans_a, lda = _layout(A)
+        trans_b, ldb = _layout(B)
+        job = (trans_a, trans_b, m, n, k, lda, ldb, out.strides[0] // out.itemsize,
+               np.int64(A.ctypes.data), np.int64(B.ctypes.data), np.int64(out.ctypes.data),
+               pieces)
+        call_pieces(runner, job, like)
+
+
+@jit
+def matmul(A, B, out, flags=0):
+    """out = A @ B (A, B 2-D, any of C/F order, out C-contiguous); BLAS when big enough,
+    in pieces if ``flags`` ask."""
     m, k = A.shape
     n = B.shape[1]
     if m * k * n >= BLAS_MIN_WORK:
-        np.dot(A, B, out)
+        blas_product(A, B, out, flags)
         return
     for i in range(m):
         row = out[i]

@@ -34,6 +34,7 @@ from .._codes import (
     F_INFER,
     F_NEED_D_INPUT,
     F_PART,
+    F_PIECES_AT_ONCE,
     F_STANDALONE,
     F_VALIDATE,
     H_BOUND_C,
@@ -74,6 +75,8 @@ from .._codes import (
     PART_RUNNER,
     PART_SPLIT,
     PART_WS_SIZE,
+    PIECES_MASK,
+    PIECES_SHIFT,
     R_BATCHES,
     R_CORRECT,
     R_COUNT,
@@ -395,9 +398,9 @@ PART_SHIFT = 16  # parts_at_once tells run_part its part number in the flags' hi
 def run_part(net, batch, loss_kind, flags, results, parts):
     """Part t = ``flags >> PART_SHIFT`` of a split step: rows [t*rows, (t+1)*rows) through
     the gradient (at info[PART_GRADIENT]) into the part's own gradient, workspace and
-    results row (part 0 uses the network's own). The caller set one BLAS thread when the
-    parts run at once (OpenBLAS's count is the process's, so the parts cannot set it
-    themselves)."""
+    results row (part 0 uses the network's own). OpenBLAS runs on one thread
+    (Engine.pieces sets it before every kernel call), and a part cuts no product into
+    pieces."""
     t = flags >> PART_SHIFT
     flags &= (1 << PART_SHIFT) - 1
     arrays, part_results, info = parts[PART_ARRAYS], parts[PART_RESULTS], parts[PART_INFO]
@@ -452,7 +455,9 @@ def split_gradient(net, batch, loss_kind, flags, results, parts):
     total = _weight_sum(batch[WEIGHTS], batch[X_].shape[0])
     P = part_results.shape[0]
     rows = (batch[X_].shape[0] + P - 1) // P
-    part_flags = (flags | F_PART) & ~F_STANDALONE
+    # each part runs on one thread: no pieces within it
+    part_flags = (flags | F_PART) & ~(F_STANDALONE | F_PIECES_AT_ONCE
+                                      | (PIECES_MASK << PIECES_SHIFT))
     part_results[:] = 0
     # one after another never enters the parallel kernel: GNU OpenMP kills a forked child
     # that does, and numba's workqueue layer aborts on two threads entering it at once

@@ -104,7 +104,7 @@ class Layer:
 
     def product_work(self) -> int:
         """Multiply-adds per sample of this layer's largest matrix product (0: none). The
-        network sizes its BLAS threads by its largest product (fastbp._threads)."""
+        network cuts its products into pieces by the largest (fastbp._threads)."""
         return 0
 
     def work_per_sample(self) -> int:
@@ -114,7 +114,7 @@ class Layer:
 
     #: True for kinds with much work besides one matrix product (im2col, pooling,
     #: recurrent cells): their networks split a training batch over threads even where
-    #: BLAS would already use every thread for the products (see Engine.parts).
+    #: its products would be cut into pieces (see Engine.parts).
     work_outside_blas = False
 
     def rows_independent(self) -> bool:

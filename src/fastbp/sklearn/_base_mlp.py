@@ -324,7 +324,7 @@ class _BaseMLP(BaseEstimator):
                 engine.no_weights if weights is None else weights)
 
     def _ensure_rows(self, rows: int) -> None:
-        """Size the workspace and the BLAS threads for batches of ``rows``; cache the loss
+        """Size the workspace for batches of ``rows``; cache the loss
         scales (the per-batch path calls the kernel directly)."""
         self.network_.engine.reserve(rows)
         self._scale_pair = self._scales()

@@ -1,0 +1,68 @@
+"""A big product cut into pieces (kernels/linalg.py's blas_product): each piece one
+single-threaded BLAS call on a block of the output's rows or columns, for every layout the
+layer kernels pass (X @ W, X.T @ delta, delta @ W.T), equal to the whole product up to
+BLAS's own blocking, and the same bits whether the pieces run at once or one after
+another."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from fastbp import _codes as codes
+from fastbp import _dispatch, _threads
+from fastbp.kernels import linalg
+
+# A piece and the whole product sum the same k terms per element, in blocks OpenBLAS may
+# choose differently for a smaller output: a few ulps of the result's magnitude (~sqrt(k)).
+TOLERANCE = {np.float32: dict(rtol=1e-5, atol=1e-4), np.float64: dict(rtol=1e-12, atol=1e-11)}
+
+
+@numba.njit(cache=False)
+def _product(A, B, out, flags):
+    linalg.blas_product(A, B, out, flags)
+
+
+def _operands(layout, m, k, n, dtype, rng):
+    A = rng.standard_normal((k, m) if layout[0] == "T" else (m, k)).astype(dtype)
+    B = rng.standard_normal((n, k) if layout[1] == "T" else (k, n)).astype(dtype)
+    return (A.T if layout[0] == "T" else A), (B.T if layout[1] == "T" else B)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("layout", ["NN", "TN", "NT"])
+@pytest.mark.parametrize("shape", [(128, 256, 128), (130, 250, 129), (32, 512, 512)],
+                         ids=["rows", "odd_rows", "columns"])
+@pytest.mark.parametrize("pieces", [2, 3])
+def test_pieces_equal_the_whole_product(dtype, layout, shape, pieces):
+    m, k, n = shape
+    assert m * k * n >= codes.PIECES_MIN_WORK
+    _threads.use_one_blas_thread()
+    for at_once in (False, True):
+        _dispatch.pieces_address(dtype, at_once)
+    A, B = _operands(layout, m, k, n, dtype, np.random.default_rng(0))
+    whole, apart, at_once = (np.full((m, n), np.nan, dtype=dtype) for _ in range(3))
+    _product(A, B, whole, 0)
+    _product(A, B, apart, pieces << codes.PIECES_SHIFT)
+    _product(A, B, at_once, pieces << codes.PIECES_SHIFT | codes.F_PIECES_AT_ONCE)
+    np.testing.assert_allclose(whole, A.astype(np.float64) @ B.astype(np.float64),
+                               **TOLERANCE[dtype])
+    np.testing.assert_allclose(apart, whole, **TOLERANCE[dtype])
+    np.testing.assert_array_equal(at_once, apart)
+
+
+def test_a_product_below_the_threshold_is_one_call():
+    A, B = _operands("NN", 64, 64, 64, np.float32, np.random.default_rng(1))
+    whole, flagged = np.zeros((64, 64), np.float32), np.zeros((64, 64), np.float32)
+    _product(A, B, whole, 0)
+    _product(A, B, flagged, 2 << codes.PIECES_SHIFT)
+    np.testing.assert_array_equal(flagged, whole)
+
+
+@pytest.mark.parametrize("size,pieces", [(256, 2), (130, 3), (17, 2), (15, 4)])
+def test_piece_bounds_cover_the_dimension_once_on_aligned_boundaries(size, pieces):
+    bounds = [linalg.piece_bounds(size, t, pieces) for t in range(pieces)]
+    covered = np.concatenate([np.arange(a, b) for a, b in bounds if b > a])
+    np.testing.assert_array_equal(covered, np.arange(size))
+    assert all(a % linalg.PIECE_ALIGN == 0 for a, b in bounds if b > a)
