@@ -14,6 +14,7 @@ from mpi4py import MPI
 import fastbp as fb
 
 comm = MPI.COMM_WORLD
+WATCHDOG_SECONDS = 60.0  # a fit of check_random_interrupts that takes longer has hung
 RTOL = 1e-10  # float64: the sums over ranks and over the global batch differ in order only
 
 
@@ -240,6 +241,161 @@ def check_interrupt_on_one_rank_stops_all():
     say("interrupt")
 
 
+def _raises_on_every_rank(run, error_type, text):
+    try:
+        run()
+    except error_type as error:
+        assert text in str(error), str(error)
+    else:
+        raise AssertionError(f"fit should raise {error_type.__name__} on every rank")
+
+
+def check_failures_anywhere_in_fit_reach_every_rank():
+    """An exception on one rank in a batch callback (mid-epoch and at the epoch's last
+    batch), at the start or end of training, or while the epoch's logs are computed
+    (before the validation all-reduce): every rank raises it, none waits alone."""
+    X, y, _ = data()
+
+    class FailOnRank0(fb.Callback):
+        def __init__(self, hook, batch=None):
+            self.hook, self.batch = hook, batch
+
+        def on_batch_end(self, batch, logs=None):
+            if self.hook == "batch" and comm.rank == 0 and batch == self.batch:
+                raise OSError(28, "No space left on device")
+
+        def on_train_begin(self):
+            if self.hook == "begin" and comm.rank == 0:
+                raise RuntimeError("cannot open the log")
+
+        def on_train_end(self):
+            if self.hook == "end" and comm.rank == 0:
+                raise RuntimeError("cannot close the log")
+
+    last_batch = -(-45 // (8 * comm.size)) - 1
+    for hook, batch, error_type, text in (("batch", 0, OSError, "No space left"),
+                                          ("batch", last_batch, OSError, "No space left"),
+                                          ("begin", None, RuntimeError, "cannot open"),
+                                          ("end", None, RuntimeError, "cannot close")):
+        net = mlp()
+        _raises_on_every_rank(lambda net=net, hook=hook, batch=batch: net.fit(
+            X, y, batch_size=8, epochs=3, verbose=0, comm=comm, validation_data=(X, y),
+            callbacks=[FailOnRank0(hook, batch)]), error_type, text)
+        same_on_all_ranks(net.params, f"parameters after a failure in {hook}")
+
+    net = mlp()
+    if comm.rank == 1:
+        def broken(*args, **kwargs):
+            raise MemoryError("no room for the metrics")
+
+        net.engine.extra_metrics = broken
+    _raises_on_every_rank(lambda: net.fit(X, y, batch_size=8, epochs=2, verbose=0, comm=comm,
+                                          validation_data=(X, y)), MemoryError, "no room")
+    say("failures anywhere")
+
+
+def check_interrupted_train_step_stops_every_rank():
+    """SIGINT on one rank during a data-parallel train_step: every rank raises
+    KeyboardInterrupt from the same step, with the parameters of the step before."""
+    import os
+    import signal
+
+    X, y, _ = data(n=16)
+    net, opt = mlp(), fb.Adam(lr=1e-2)
+    part = np.array_split(np.arange(16), comm.size)[comm.rank]
+    net.train_step(X[part], y[part], opt, comm=comm)
+    before = net.params.copy()
+    if comm.rank == 1:  # delivered inside the next step, before its all-reduce
+        validate = net.engine.validate
+
+        def interrupted(batch, *args):
+            os.kill(os.getpid(), signal.SIGINT)
+            return validate(batch, *args)
+
+        net.engine.validate = interrupted
+    try:
+        net.train_step(X[part], y[part], opt, comm=comm)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("train_step should raise KeyboardInterrupt on every rank")
+    np.testing.assert_array_equal(net.params, before)
+    same_on_all_ranks(net.params, "parameters")
+    say("interrupted train step")
+
+
+def check_random_interrupts():
+    """20 fits with validation, a scheduler and a checkpoint on each rank, each with one
+    SIGINT at a random moment (from before its first collective to after its end) on one
+    rank: every rank stops at the same point with the same history and parameters, or
+    finishes. A watchdog ends the run if a fit hangs."""
+    import faulthandler
+    import os
+    import signal
+    import tempfile
+    import threading
+    import time
+
+    X, y, _ = data(n=400)
+    late = []  # interrupts that came after fit returned, caught here instead
+    signal.signal(signal.SIGINT, lambda signum, frame: late.append(1))
+    folder = tempfile.mkdtemp()
+
+    def one_fit():
+        net = mlp()
+        checkpoint = fb.ModelCheckpoint(os.path.join(folder, f"rank{comm.rank}.npz"))
+        opt = fb.Adam(lr=1e-2)
+        return net, net.fit(X, y, optimizer=opt, batch_size=8, epochs=4, verbose=0, comm=comm,
+                            validation_data=(X[:100], y[:100]),
+                            scheduler=fb.StepLR(opt, step_size=1), callbacks=[checkpoint])
+
+    control = comm.Dup()  # the test's own collectives never pair with fit's
+    one_fit()  # (kernels loaded)
+    started = time.perf_counter()
+    one_fit()
+    duration = control.bcast(time.perf_counter() - started)
+    rng = np.random.default_rng(control.bcast(int(time.time_ns() % 2**32)))
+    interrupted = 0
+    for round_ in range(20):
+        # a quarter of the interrupts within the first hundredth of the fit (its set-up,
+        # the first callbacks), a quarter within its first tenth, half anywhere in it or
+        # just after it
+        target = round_ % comm.size
+        delay = float(rng.uniform(0.0, (0.01, 0.1, 1.1, 1.1)[round_ % 4] * duration))
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+        watchdog = threading.Timer(WATCHDOG_SECONDS, lambda r=round_: (print(
+            f"rank {comm.rank}: fit {r} hung", flush=True), faulthandler.dump_traceback(),
+            os._exit(3)))
+        timer.daemon = watchdog.daemon = True
+        watchdog.start()
+        control.Barrier()
+        if comm.rank == target:
+            timer.start()
+        try:
+            net, history = one_fit()
+            outcome = (len(history.epoch), net.params.copy())
+        except KeyboardInterrupt:  # only after every rank's last agreement: fit is done
+            outcome = ("late", None)
+        if comm.rank == target:
+            timer.join()
+        watchdog.cancel()
+        outcomes = control.allgather(outcome)
+        epochs = [o[0] for o in outcomes]
+        if "late" in epochs:
+            assert all(e in ("late", 4) for e in epochs), (round_, delay, epochs)
+            continue
+        assert len(set(epochs)) == 1, (round_, delay, epochs)
+        for other in outcomes[1:]:
+            np.testing.assert_array_equal(outcomes[0][1], other[1], err_msg=f"round {round_}")
+        interrupted += epochs[0] < 4
+    if comm.rank == 0:
+        print(f"random interrupts: {interrupted} of 20 fits interrupted before their end",
+              flush=True)
+    assert interrupted >= 8, interrupted
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    say("random interrupts")
+
+
 def say(name):
     if comm.rank == 0:
         print("ok", name, flush=True)
@@ -262,6 +418,9 @@ CASES = {
     "mismatch": check_mismatched_settings_refused_on_every_rank,
     "overflow": check_overflowing_update_refused_on_every_rank,
     "between_epochs": check_failures_between_epochs_reach_every_rank,
+    "failures_anywhere": check_failures_anywhere_in_fit_reach_every_rank,
+    "interrupted_train_step": check_interrupted_train_step_stops_every_rank,
+    "random_interrupts": check_random_interrupts,
 }
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ pytest.importorskip("mpi4py")
 MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
                                                         os.environ.get("PATH", "")]))
 CASES = Path(__file__).with_name("mpi_cases.py")
+CASE_NAMES_AS_IS = ("sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "train_step")
 NAMES = ["sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "batchnorm", "dropout",
-         "train_step", "one_rank_fails", "interrupt", "mismatch", "overflow", "between_epochs"]
+         "train_step", "one_rank_fails", "interrupt", "mismatch", "overflow", "between_epochs",
+         "failures_anywhere", "interrupted_train_step", "random_interrupts"]
 
 
 @pytest.mark.slow
@@ -30,7 +32,7 @@ def test_two_ranks_follow_the_single_process_trajectory():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.split("\n").count("ok one rank fails") == 1
     for name in NAMES:
-        spaced = name.replace("_", " ") if name in ("one_rank_fails", "between_epochs") else name
+        spaced = name if name in CASE_NAMES_AS_IS else name.replace("_", " ")
         assert f"ok {spaced}" in proc.stdout
 
 

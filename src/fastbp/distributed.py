@@ -35,7 +35,7 @@ from ._validation import aligned_zeros
 from .kernels.dropout import shuffle as shuffle_kernel
 
 SCALARS = (codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT)
-N_TAIL = len(SCALARS) + 2  # ... an error flag and an interrupt flag
+N_TAIL = len(SCALARS) + 3  # ... a failure flag, an interrupt flag and an error flag
 
 
 def _mpi():
@@ -85,12 +85,39 @@ def agree(comm, error: Exception | None) -> None:
     _raise_agreed(comm, error, _gather_outcomes(comm, error))
 
 
-def settle(comm, step, error: Exception | None, stop: bool) -> bool:
+class Interrupts:
+    """Ctrl-C (SIGINT) deferred to the next point where the ranks agree (a step's
+    all-reduce, :func:`settle`): the handler only sets :attr:`interrupted`, which travels
+    to every rank there; then every rank raises KeyboardInterrupt together. A rank
+    interrupted alone would otherwise leave the others waiting in a collective forever."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Defer SIGINT within the block (only on the main thread, where Python delivers
+        signals)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            self.interrupted = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def settle(comm, interrupts: Interrupts, error: Exception | None, stop: bool) -> bool:
     """Agree, after Python's work between two collectives of a fit (callbacks, the
-    scheduler, checkpointing), on what happened on every rank: a deferred interrupt
-    (``step.interrupted``) on any rank raises KeyboardInterrupt on all of them, an exception
-    on any raises it on all (as :func:`agree`); returns whether any rank asks to stop."""
-    interrupted, step.interrupted = step.interrupted, False
+    scheduler, checkpointing, the logs), on what happened on every rank: a deferred
+    interrupt on any rank raises KeyboardInterrupt on all of them, an exception on any
+    raises it on all (as :func:`agree`); returns whether any rank asks to stop."""
+    interrupted, interrupts.interrupted = interrupts.interrupted, False
     outcomes = _gather_outcomes(comm, error, interrupted, stop)
     if any(o[1] for o in outcomes):
         raise KeyboardInterrupt
@@ -149,7 +176,7 @@ def broadcast_state(net, optimizer, comm) -> np.ndarray:
 class DistributedStep:
     """One data-parallel step on this rank's part of a global batch (see the module)."""
 
-    def __init__(self, net, optimizer, comm):
+    def __init__(self, net, optimizer, comm, interrupts: Interrupts | None = None):
         self.engine = engine = net.engine
         self.optimizer, self.comm = optimizer, comm
         self.n_params, self.n_buffers = engine.params.shape[0], engine.buffers.shape[0]
@@ -159,27 +186,18 @@ class DistributedStep:
         self.opt = optimizer.bind(net)
         self.results = np.zeros(codes.N_RESULTS)
         self.kept = (engine.buffers.copy(), engine.rng.copy())  # put back if a rank fails
-        self.interrupted = False  # set by deferred_interrupts' SIGINT handler
+        # Ctrl-C on any rank stops every rank after the same step (fit restores the last
+        # completed epoch and returns): the flag travels in the step's all-reduce
+        self.interrupts = Interrupts() if interrupts is None else interrupts
+        # an exception raised on this rank between two steps (a batch callback's), which
+        # every rank raises after the next all-reduce (or at fit's next settle)
+        self.error: Exception | None = None
 
-    @contextlib.contextmanager
-    def deferred_interrupts(self):
-        """Ctrl-C (SIGINT) on any rank stops every rank after the same step: the handler
-        only sets a flag, which travels in the step's all-reduce; then every rank raises
-        KeyboardInterrupt together (fit restores the last completed epoch and returns).
-        A rank interrupted alone would otherwise leave the others waiting in the
-        all-reduce forever. Only on the main thread, where Python delivers signals."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            self.interrupted = True
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    def raise_pending(self) -> None:
+        """Raise the exception recorded since the last step, if any."""
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
 
     def __call__(self, batch: tuple) -> np.ndarray:
         """Forward/backward on this rank's rows of the global batch (``batch`` may have 0
@@ -202,13 +220,17 @@ class DistributedStep:
         for i, slot in enumerate(SCALARS):
             tail[i] = r[slot]
         tail[-1] = 1.0 if r[codes.R_ERROR] else 0.0
-        tail[-2] = 1.0 if self.interrupted else 0.0
+        tail[-2] = 1.0 if self.interrupts.interrupted else 0.0
+        tail[-3] = 1.0 if self.error is not None else 0.0
         self.comm.Allreduce(self._mpi().IN_PLACE, buf, op=self._mpi().SUM)
-        if tail[-2] > 0:  # some rank was interrupted: all stop here, before this update
-            self.interrupted = False
-            engine.buffers[:] = self.kept[0]
+        if tail[-2] > 0 or tail[-3] > 0:  # some rank was interrupted or failed: all stop
+            engine.buffers[:] = self.kept[0]  # here, before this update
             engine.rng[:] = self.kept[1]
-            raise KeyboardInterrupt
+            if tail[-2] > 0:
+                self.interrupts.interrupted = False
+                raise KeyboardInterrupt
+            error, self.error = self.error, None
+            agree(self.comm, error)
         r[:] = 0
         for i, slot in enumerate(SCALARS):
             r[slot] = tail[i]
@@ -242,10 +264,10 @@ class DistributedEpochRunner:
     ``batch_size * N`` rows split among the ranks, one DistributedStep each."""
 
     def __init__(self, net, optimizer, data, batch_size: int, shuffle: bool, callbacks, comm,
-                 shuffle_rng: np.ndarray):
+                 shuffle_rng: np.ndarray, interrupts: Interrupts | None = None):
         self.data, self.shuffle, self.comm = tuple(data), shuffle, comm
         self.callbacks = callbacks
-        self.step = DistributedStep(net, optimizer, comm)
+        self.step = DistributedStep(net, optimizer, comm, interrupts)
         self.global_batch = batch_size * comm.size
         self.shuffle_rng = shuffle_rng  # identical on every rank (broadcast_state)
         self.perm = np.empty(data.X.shape[0], dtype=np.int64)
@@ -256,7 +278,7 @@ class DistributedEpochRunner:
         if self.shuffle:
             shuffle_kernel(self.perm, self.shuffle_rng)
         totals = np.zeros(codes.N_RESULTS)
-        with self.step.deferred_interrupts():
+        with self.step.interrupts.deferred():
             for b, start in enumerate(range(0, n, self.global_batch)):
                 rows = np.array_split(self.perm[start : start + self.global_batch], size)[rank]
                 r = self.step(rows_of(data, rows))
@@ -265,23 +287,63 @@ class DistributedEpochRunner:
                     return totals
                 for slot in SCALARS:
                     totals[slot] += r[slot]
-                for cb in self.callbacks:
-                    cb.on_batch_end(b, {"loss": r[codes.R_LOSS]
-                                        / max(r[codes.R_WEIGHT], 1e-300)})
+                if self.step.error is not None:  # this rank's callbacks failed: stopping
+                    continue
+                try:  # a failure here reaches every rank at the next all-reduce
+                    for cb in self.callbacks:
+                        cb.on_batch_end(b, {"loss": r[codes.R_LOSS]
+                                            / max(r[codes.R_WEIGHT], 1e-300)})
+                except Exception as error:
+                    self.step.error = error
         return totals
 
 
-def evaluate(engine, comm, batch: tuple) -> dict[str, float]:
-    """evaluate's metrics on a checked ``batch`` with its rows split among the ranks and
-    the sums all-reduced."""
+def local_sums(engine, comm, batch: tuple) -> np.ndarray:
+    """This rank's share of evaluate's sums on a checked ``batch``, its rows split among
+    the ranks (:func:`reduced_metrics` adds them up)."""
     rows = np.array_split(np.arange(batch[0].shape[0]), comm.size)[comm.rank]
     sums = np.zeros(len(SCALARS))
     if rows.shape[0]:
         part = rows_of(batch, slice(int(rows[0]), int(rows[-1]) + 1))
         r = engine.infer(part, engine.loss_code)
         sums[:] = [r[slot] for slot in SCALARS]
+    return sums
+
+
+def reduced_metrics(engine, comm, sums: np.ndarray) -> dict[str, float]:
+    """evaluate's metrics from every rank's :func:`local_sums` (one all-reduce; nothing
+    between it and the caller's last agreement can fail on one rank alone)."""
     comm.Allreduce(_mpi().IN_PLACE, sums, op=_mpi().SUM)
     r = np.zeros(codes.N_RESULTS)
     for value, slot in zip(sums, SCALARS):
         r[slot] = value
     return engine.metrics(r)
+
+
+def train_step(net, X, y, optimizer, sample_weight, comm) -> float:
+    """``Network.train_step(..., comm=comm)``: one data-parallel step on this rank's rows
+    (the caller holds the network's lock); returns the global batch's loss."""
+    check_comm(comm)
+    engine, error = net.engine, None
+    key = (id(optimizer), id(comm))
+    cached = engine.distributed if engine.distributed and engine.distributed[0] == key else None
+    # a Ctrl-C on one rank, even one that came after the last step's all-reduce, makes
+    # every rank raise KeyboardInterrupt at the same point
+    interrupts = cached[1].interrupts if cached else Interrupts()
+    with interrupts.deferred():
+        try:
+            batch = engine.inputs(X, y, sample_weight)
+            if batch[0].shape[0]:
+                engine.validate(batch)
+        except Exception as e:  # every rank raises, none waits alone in the all-reduce
+            error = e
+        settle(comm, interrupts, error, False)
+        if cached is None:
+            check_same_setup(comm, setup_of(net, optimizer, features=net.n_features))
+            broadcast_state(net, optimizer, comm)
+            engine.distributed = (key, DistributedStep(net, optimizer, comm, interrupts))
+        r = engine.distributed[1](batch)
+    if r[codes.R_ERROR]:
+        raise FloatingPointError("the loss is not finite on some rank; parameters were not "
+                                 "updated (lower the learning rate or clip gradients)")
+    return r[codes.R_LOSS] / r[codes.R_WEIGHT]

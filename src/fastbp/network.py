@@ -297,30 +297,6 @@ class Network:
                 f"dtype={self.dtype.name!r})")
 
     # -- training --------------------------------------------------------------------------
-    def _distributed_step(self, X, y, optimizer: Optimizer, sample_weight, comm) -> float:
-        from . import distributed
-
-        distributed.check_comm(comm)
-        engine, error = self.engine, None
-        try:
-            batch = engine.inputs(X, y, sample_weight)
-            if batch[0].shape[0]:
-                engine.validate(batch)
-        except Exception as e:  # every rank raises, none waits alone in the all-reduce
-            error = e
-        distributed.agree(comm, error)
-        key = (id(optimizer), id(comm))
-        if engine.distributed is None or engine.distributed[0] != key:
-            distributed.check_same_setup(comm, distributed.setup_of(
-                self, optimizer, features=self.n_features))
-            distributed.broadcast_state(self, optimizer, comm)
-            engine.distributed = (key, distributed.DistributedStep(self, optimizer, comm))
-        r = engine.distributed[1](batch)
-        if r[codes.R_ERROR]:
-            raise FloatingPointError("the loss is not finite on some rank; parameters were not "
-                                     "updated (lower the learning rate or clip gradients)")
-        return r[codes.R_LOSS] / r[codes.R_WEIGHT]
-
     def train_step(self, X, y, optimizer: Optimizer, sample_weight=None, comm=None) -> float:
         """One fused forward, loss, backward and optimizer update on a batch, in training
         mode (dropout active; running statistics updated).
@@ -359,7 +335,9 @@ class Network:
         engine = self.engine
         if comm is not None:
             with engine.access.exclusive():
-                return self._distributed_step(X, y, optimizer, sample_weight, comm)
+                from .distributed import train_step
+
+                return train_step(self, X, y, optimizer, sample_weight, comm)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
         batch = engine.inputs(X, y, sample_weight)

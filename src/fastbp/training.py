@@ -279,29 +279,33 @@ class _EpochRunner:
 
 class _Validation:
     """The validation set and how it is scored: on this process, or with its rows split
-    among the MPI ranks of ``comm`` and the sums all-reduced."""
+    among the MPI ranks of ``comm`` and the sums all-reduced. Scoring is in two halves:
+    :meth:`local`, this process's work, which may fail on one rank (the ranks agree on it
+    before going on), then :meth:`scores`, the all-reduce."""
 
     def __init__(self, net, data: Batch, comm=None):
         self.engine, self.data, self.comm = net.engine, tuple(data), comm
 
-    def scores(self, metrics: tuple[str, ...]) -> dict[str, float]:
+    def local(self, metrics: tuple[str, ...]) -> tuple:
         if self.comm is None:
-            return self.engine.evaluate(self.data, metrics)
-        from .distributed import evaluate
+            return None, self.engine.evaluate(self.data, metrics)
+        from .distributed import local_sums
 
-        return evaluate(self.engine, self.comm, self.data) | \
-            self.engine.extra_metrics(metrics, self.data)
+        return (local_sums(self.engine, self.comm, self.data),
+                self.engine.extra_metrics(metrics, self.data))
+
+    def scores(self, local: tuple) -> dict[str, float]:
+        sums, scores = local
+        if sums is None:
+            return scores
+        from .distributed import reduced_metrics
+
+        return reduced_metrics(self.engine, self.comm, sums) | scores
 
 
-def _epoch_logs(net, totals, validation: _Validation | None, lr: float, seconds: float,
-                data: Batch, metrics: tuple[str, ...] = ()) -> dict[str, float]:
-    logs = net.engine.metrics(totals) | net.engine.extra_metrics(metrics, tuple(data))
-    if validation is not None:
-        for key, value in validation.scores(metrics).items():
-            logs[f"val_{key}"] = value
-    logs["lr"] = lr
-    logs["seconds"] = seconds
-    return logs
+def _epoch_logs(net, totals, data: Batch, metrics: tuple[str, ...] = ()) -> dict[str, float]:
+    """The training loss and metrics of an epoch's ``totals``."""
+    return net.engine.metrics(totals) | net.engine.extra_metrics(metrics, tuple(data))
 
 
 def _each(callbacks, hook: str, epoch: int) -> None:
@@ -309,11 +313,16 @@ def _each(callbacks, hook: str, epoch: int) -> None:
         getattr(cb, hook)(epoch)
 
 
+def _each_train(callbacks, hook: str) -> None:
+    for cb in callbacks:
+        getattr(cb, hook)()
+
+
 def _no_settle(work) -> None:
     work()
 
 
-def _settle_ranks(comm, step, net, work) -> None:
+def _settle_ranks(comm, interrupts, net, work) -> None:
     """Run ``work`` (Python between collectives), then agree with every rank: an exception
     or a deferred interrupt on any rank is raised on all of them, and a stop on any stops
     all (see fastbp.distributed.settle)."""
@@ -324,7 +333,7 @@ def _settle_ranks(comm, step, net, work) -> None:
         work()
     except Exception as e:
         error = e
-    net.stop_training = settle(comm, step, error, bool(net.stop_training))
+    net.stop_training = settle(comm, interrupts, error, bool(net.stop_training))
 
 
 def _step_scheduler(scheduler, logs) -> None:
@@ -456,6 +465,21 @@ def _prepare(net, X, y, config: FitConfig) -> tuple:
 
 
 def _fit(net, X, y, config: FitConfig, say):
+    if config.comm is None:
+        return _run_fit(net, X, y, config, say, None)
+    from .distributed import Interrupts
+
+    # With comm, Ctrl-C anywhere in fit is deferred to the ranks' next agreement (a step's
+    # all-reduce, a settle), where every rank learns of it and stops alike.
+    interrupts = Interrupts()
+    with interrupts.deferred():
+        history = _run_fit(net, X, y, config, say, interrupts)
+    if interrupts.interrupted:  # after the last agreement: fit is done on every rank
+        raise KeyboardInterrupt
+    return history
+
+
+def _run_fit(net, X, y, config: FitConfig, say, interrupts):
     optimizer, comm, epochs = config.optimizer, config.comm, config.epochs
     if comm is None:
         data, val, history, callbacks = _prepare(net, X, y, config)
@@ -469,7 +493,7 @@ def _fit(net, X, y, config: FitConfig, say):
             prepared = _prepare(net, X, y, config)
         except Exception as e:  # every rank learns of it: no rank waits alone in a collective
             error = e
-        distributed.agree(comm, error)
+        distributed.settle(comm, interrupts, error, False)
         data, val, history, callbacks = prepared
         distributed.check_same_setup(comm, distributed.setup_of(
             net, optimizer, epochs=epochs, batch_size=config.batch_size,
@@ -478,56 +502,68 @@ def _fit(net, X, y, config: FitConfig, say):
         shared_rng = distributed.broadcast_state(net, optimizer, comm)
         run_epoch = distributed.DistributedEpochRunner(net, optimizer, data, config.batch_size,
                                                        config.shuffle, callbacks, comm,
-                                                       shared_rng)
+                                                       shared_rng, interrupts)
     validation = None if val is None else _Validation(net, val, comm)
     scheduler, metrics = config.scheduler, config.metrics
     snapshot = _Snapshot(net.engine.training_state() + optimizer.training_state())
     net.stop_training = False
-    for cb in callbacks:
-        cb.on_train_begin()
+    # With comm, Python's work between the epochs' all-reduces (callbacks, the scheduler, the
+    # logs) may fail or be interrupted on one rank: every rank learns of it at the next
+    # settle, a small all-gather, so none waits alone in a collective
+    # (fastbp.distributed.settle). A batch callback's failure travels in the next step.
+    settle = _no_settle if comm is None else partial(_settle_ranks, comm, interrupts, net)
     bar = say.bar = _progress(epochs, config.verbose)
     committed = 0
-    # With comm, Python's work between the epochs' all-reduces (callbacks, the scheduler) may
-    # fail or be interrupted on one rank: every rank learns of it at the next settle, a
-    # small all-gather, so none waits alone in a collective (fastbp.distributed.settle).
-    settle = _no_settle if comm is None else partial(_settle_ranks, comm, run_epoch.step, net)
-    guard = nullcontext() if comm is None else run_epoch.step.deferred_interrupts()
     try:
-        with guard:
-            for epoch in range(epochs):
-                settle(partial(_each, callbacks, "on_epoch_begin", epoch))
-                lr = optimizer.lr
-                started = time.perf_counter()
-                totals = run_epoch()
-                seconds = time.perf_counter() - started
-                if (totals[codes.R_ERROR] == codes.E_NON_FINITE_LOSS
-                        or not np.all(np.isfinite(net.params))
-                        or not np.all(np.isfinite(net.buffers))):
-                    snapshot.restore()
-                    raise FloatingPointError(f"the loss became non-finite in epoch {epoch + 1}; "
-                                             "the network and optimizer keep their state from "
-                                             "the last finite epoch (lower the learning rate or "
-                                             "clip gradients)")
-                logs = _epoch_logs(net, totals, validation, lr, seconds, data, metrics)
-                history.on_epoch_end(epoch, logs)  # the epoch is committed: its record and
-                snapshot.take()                    # its state go together
-                committed = len(history.epoch)
+        settle(partial(_each_train, callbacks, "on_train_begin"))
+        for epoch in range(epochs):
+            settle(partial(_each, callbacks, "on_epoch_begin", epoch))
+            lr = optimizer.lr
+            started = time.perf_counter()
+            totals = run_epoch()
+            seconds = time.perf_counter() - started
+            if (totals[codes.R_ERROR] == codes.E_NON_FINITE_LOSS
+                    or not np.all(np.isfinite(net.params))
+                    or not np.all(np.isfinite(net.buffers))):
+                snapshot.restore()
+                raise FloatingPointError(f"the loss became non-finite in epoch {epoch + 1}; "
+                                         "the network and optimizer keep their state from "
+                                         "the last finite epoch (lower the learning rate or "
+                                         "clip gradients)")
+            local: dict = {}
 
-                def end_of_epoch(epoch=epoch, logs=logs):
-                    _step_scheduler(scheduler, logs)
-                    for cb in callbacks:
-                        if cb is not history:
-                            cb.on_epoch_end(epoch, logs)
+            def local_logs(totals=totals, local=local):
+                if comm is not None:
+                    run_epoch.step.raise_pending()  # a failure in the last batch's callbacks
+                local["logs"] = _epoch_logs(net, totals, data, metrics)
+                local["validation"] = None if validation is None else validation.local(metrics)
 
-                settle(end_of_epoch)
-                if bar is not None:
-                    bar.set_postfix({k: f"{val_:.4g}" for k, val_ in logs.items()
-                                     if k != "seconds"}
-                                    | {"samples/s": f"{data.X.shape[0] / max(seconds, 1e-9):.3g}"},
-                                    refresh=False)
-                    bar.update(1)
-                if net.stop_training:
-                    break
+            settle(local_logs)
+            logs = local["logs"]
+            if validation is not None:
+                for key, value in validation.scores(local["validation"]).items():
+                    logs[f"val_{key}"] = value
+            logs["lr"] = lr
+            logs["seconds"] = seconds
+            history.on_epoch_end(epoch, logs)  # the epoch is committed: its record and
+            snapshot.take()                    # its state go together
+            committed = len(history.epoch)
+
+            def end_of_epoch(epoch=epoch, logs=logs):
+                _step_scheduler(scheduler, logs)
+                for cb in callbacks:
+                    if cb is not history:
+                        cb.on_epoch_end(epoch, logs)
+
+            settle(end_of_epoch)
+            if bar is not None:
+                bar.set_postfix({k: f"{val_:.4g}" for k, val_ in logs.items()
+                                 if k != "seconds"}
+                                | {"samples/s": f"{data.X.shape[0] / max(seconds, 1e-9):.3g}"},
+                                refresh=False)
+                bar.update(1)
+            if net.stop_training:
+                break
     except KeyboardInterrupt:
         snapshot.restore()  # the last committed epoch, whenever the interrupt came
         del history.epoch[committed:]  # (between its record and its state: not recorded)
@@ -536,6 +572,5 @@ def _fit(net, X, y, config: FitConfig, say):
     finally:
         if bar is not None:
             bar.close()
-    for cb in callbacks:
-        cb.on_train_end()
+    settle(partial(_each_train, callbacks, "on_train_end"))
     return history
