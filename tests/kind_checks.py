@@ -38,7 +38,7 @@ def check_torch(net, module, n: int = 5, seed: int = 0) -> None:
     X, y = data_for(net, n, seed)
     assert net.loss == "mse"
     module = module.double().eval()
-    xt = torch.from_numpy(X.astype(np.float64))
+    xt = torch.from_numpy(X if X.dtype.kind in "iu" else X.astype(np.float64))
     out_t = module(xt).reshape(n, -1).detach().numpy()
     assert rel_err(net.forward(X), out_t) <= 1e-10
     module.train()

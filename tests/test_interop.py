@@ -77,10 +77,16 @@ def _new_activations(dtype):  # the row-kernel activations, fused and alone, and
                       seed=8)
 
 
+def _embedding_gru(dtype):  # token ids in, a Dense on each step
+    return fb.Network([fb.Embedding(13, 4, padding_idx=0), fb.GRU(4, 5, return_sequences=True),
+                       fb.Dense(5, 3, "tanh"), fb.Flatten(), fb.Dense(18, 3)],
+                      input_shape=(6,), dtype=dtype, seed=9)
+
+
 NETWORKS = {"new_activations": _new_activations, "mlp_bn": _mlp, "cnn1d_bn_pool_gap": _cnn1d,
             "cnn2d_bn_pool": _cnn2d,
             "layernorm": _layernorm, "gru_bi_lstm_bi": _gru_lstm, "rnn_relu_rnn_bi": _rnn,
-            "lstm_gru": _lstm_gru}
+            "lstm_gru": _lstm_gru, "embedding_gru": _embedding_gru}
 DTYPES = ["float32", "float64"]
 
 
@@ -108,8 +114,8 @@ def make(name: str, dtype: str, n: int = 7):
         if isinstance(layer, fb.LayerNorm) and layer.elementwise_affine:
             layer.weight = rng.uniform(0.5, 1.5, size=layer.normalized_shape)
             layer.bias = rng.normal(size=layer.normalized_shape)
-    X = rng.normal(size=(n, *net.input_shape)).astype(dtype)
-    return net, X
+    X = net.layers[0].random_input(rng, (n, *net.input_shape))
+    return net, X.astype(dtype) if X.dtype.kind == "f" else X
 
 
 def _torch_forward(module, X):
@@ -308,7 +314,9 @@ def _onnx_run(path, X):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input"]
     assert [o.name for o in session.get_outputs()] == ["output"]
-    return session.run(None, {"input": X})[0]
+    elem = session.get_inputs()[0].type  # token ids go in as the export's float type
+    return session.run(None, {"input": X if X.dtype.kind == "f" else
+                              X.astype(np.float64 if elem == "tensor(double)" else np.float32)})[0]
 
 
 # ONNX Runtime 1.32's CPU provider has no double Conv, RNN, GRU, LSTM, Erf, Elu or Softplus
@@ -328,7 +336,7 @@ def test_onnx_runtime_outputs_match_forward(name, dtype, tmp_path):
     assert model.graph.input[0].type.tensor_type.elem_type == (1 if dtype == "float32" else 11)
     if dtype == "float64" and name not in ORT_RUNS_FLOAT64:
         net.to_onnx(tmp_path / "m.onnx", dtype="float32")
-        X, dtype = X.astype(np.float32), "float32"
+        X, dtype = X.astype(np.float32) if X.dtype.kind == "f" else X, "float32"
     for rows in (X, X[:1], np.concatenate([X, X])):  # the batch axis is dynamic
         out = _onnx_run(tmp_path / "m.onnx", rows)
         assert out.dtype == np.dtype(dtype)

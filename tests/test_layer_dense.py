@@ -74,3 +74,50 @@ def test_torch_linear_activation(activation):
     grad_t = np.concatenate([np.concatenate([m.weight.grad.numpy().T.ravel(), m.bias.grad.numpy()])
                              for m in modules if isinstance(m, torch.nn.Linear)])
     assert rel_err(grad_k, grad_t) <= 1e-10
+
+
+def _per_step(activation="tanh", dtype="float64", T=5, F=3, hidden=4):
+    """A Dense on each step of a sequence: (n, T, F) -> (n, T, hidden), then flattened."""
+    return fb.Network([fb.Dense(F, hidden, activation=activation), fb.Flatten(),
+                       fb.Dense(T * hidden, 2)], input_shape=(T, F), loss="mse", dtype=dtype,
+                      seed=3)
+
+
+def test_per_step_on_the_last_axis_shapes():
+    net = _per_step()
+    assert net.layers[0].output_shape == (5, 4)
+    assert net.layers[0].parameter_shapes() == {"W": (3, 4), "b": (4,)}
+    X = np.random.default_rng(0).normal(size=(2, 5, 3))
+    inner = X @ net.layers[0].W + net.layers[0].b
+    out = np.tanh(inner).reshape(2, 20) @ net.layers[2].W + net.layers[2].b
+    np.testing.assert_allclose(net.forward(X), out, rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["identity", "tanh", "gelu"])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_per_step_finite_differences(activation, batch):
+    check_finite_differences(_per_step(activation), n=batch)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("size", ["hand-loops", "blas"])
+def test_per_step_twin_agrees(dtype, size):
+    net = _per_step("relu", dtype) if size == "hand-loops" else \
+        _per_step("tanh", dtype, T=8, F=32, hidden=16)  # 48 rows x 32 x 16: BLAS
+    check_twin(net, n=6)
+
+
+@pytest.mark.slow  # imports torch
+def test_per_step_is_torch_linear_on_3d_input():
+    torch = pytest.importorskip("torch")
+    net = _per_step("identity")
+    first, last = net.layers[0], net.layers[2]
+    modules = [torch.nn.Linear(3, 4).double(), torch.nn.Flatten(), torch.nn.Linear(20, 2).double()]
+    with torch.no_grad():
+        for module, layer in ((modules[0], first), (modules[2], last)):
+            module.weight.copy_(torch.from_numpy(layer.W.T.copy()))
+            module.bias.copy_(torch.from_numpy(layer.b.copy()))
+    grad_k, _ = check_torch(net, torch.nn.Sequential(*modules))
+    grad_t = np.concatenate([np.concatenate([m.weight.grad.numpy().T.ravel(), m.bias.grad.numpy()])
+                             for m in modules if isinstance(m, torch.nn.Linear)])
+    assert rel_err(grad_k, grad_t) <= 1e-10

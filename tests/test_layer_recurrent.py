@@ -139,7 +139,7 @@ def test_loss_and_grad_changes_nothing_and_save_load_round_trip(tmp_path):
     (lambda: fb.Network([fb.GRU(3, 4)], input_shape=(5, 2), loss="mse"), ValueError,
      "input_size=3"),
     (lambda: fb.Network([fb.GRU(3, 4)], input_shape=(15,), loss="mse"), ValueError, r"\(T, F\)"),
-    (lambda: fb.Network([fb.GRU(3, 4, return_sequences=True), fb.Dense(4, 2)],
+    (lambda: fb.Network([fb.GRU(3, 4, return_sequences=True), fb.Dense(5, 2)],
                         input_shape=(5, 3), loss="mse"), ValueError, "layers\\[1\\]"),
 ], ids=["input-size", "hidden-size", "activation", "return-sequences", "bidirectional",
         "init-name", "init-key", "input-size-mismatch", "not-a-sequence", "sequence-into-dense"])

@@ -80,6 +80,9 @@ MSE = 2
 HUBER = 3
 L1 = 4
 NO_LOSS = -1
+# A class label that is not scored (padding, a position without a target), as torch's
+# CrossEntropyLoss(ignore_index=-100) default.
+IGNORE_INDEX = -100
 # The loss's settings, after every layer's float settings at the end of the plan's floats.
 LOSS_HUBER_DELTA = 0
 LOSS_LABEL_SMOOTHING = 1

@@ -42,6 +42,7 @@ from ._threads import (
 )
 from .kernels import step as step_kernels
 from .kernels.bundles import Batch, Loop, NetArrays, OptimizerArgs, Parts
+from .layers.base import Layer
 from .losses import is_regression
 from .metrics import METRICS
 
@@ -107,6 +108,11 @@ class Engine:
         self.loss = network.loss
         self.loss_code = loss_code
         self.n_outputs = network.n_outputs
+        # cross_entropy on a sequence of outputs, (T, C) per sample: a label per step
+        shape = network.layers[-1].output_shape
+        self.label_steps = int(np.prod(shape[:-1])) if self.loss == "cross_entropy" and \
+            len(shape) > 1 else 1
+        self.n_classes = self.n_outputs // self.label_steps
         self.input_shape = network.input_shape
         self.params, self.buffers = params, buffers
         self.grads = v.aligned_zeros(plan.n_params, self.dtype)
@@ -117,6 +123,10 @@ class Engine:
         self.distributed: tuple | None = None  # (key, DistributedStep) of the last comm used
         self.bound = False  # the kernel addresses, written on first run
         self.work_per_sample = max(layer.product_work() for layer in self.layers)
+        # the first layer's check of the network's input, if its kind has one (Embedding)
+        first = self.layers[0]
+        self.input_check = first.check_network_input if type(first).check_network_input \
+            is not Layer.check_network_input else None
         # A training batch is split by rows over threads (kernels/step.py's split_gradient)
         # when every layer allows it and the step is big enough (0: never), unless only
         # matrix products do the work and they are big enough to be cut into pieces
@@ -213,9 +223,13 @@ class Engine:
     def inputs(self, X, y, sample_weight=None, names: str = "X") -> tuple:
         """``(X, y, sample_weight)`` checked and converted into a ``Batch`` (a plain
         tuple) after the network's preprocessing; ``names`` is how errors name X."""
-        X = v.check_X(self.preprocess_X(X), self.input_shape, self.dtype)
+        X = self.preprocess_X(X)
+        if self.input_check is not None:
+            self.input_check(np.asarray(X), names)
+        X = v.check_X(X, self.input_shape, self.dtype)
         y = self.preprocess_y(y)
-        labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype)
+        labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype,
+                                    steps=self.label_steps)
         if sample_weight is None:
             w = self.no_weights
         else:
@@ -267,7 +281,9 @@ class Engine:
                                      f"state non-finite in {self.dtype.name}; nothing was "
                                      "updated (lower the learning rate or clip gradients)")
         if code:
-            raise ValueError(v.value_error_message(code, row, self.loss, self.n_outputs,
+            if labels is not None and self.label_steps > 1 and labels.shape[0]:
+                labels = labels.reshape(-1, self.label_steps)  # a row's labels, one per step
+            raise ValueError(v.value_error_message(code, row, self.loss, self.n_classes,
                                                    labels=labels))
 
     def validate(self, batch: tuple, loss_code: int | None = None) -> None:
@@ -419,8 +435,9 @@ class Engine:
         """A ``Batch`` of ``rows`` rows to gather mini-batches of ``like`` into (an array
         that ``like`` leaves empty stays empty)."""
         X, labels, targets, weights = like
+        steps = labels.shape[0] // X.shape[0]  # labels per row: one, or one per step
         return (v.aligned_zeros((rows, X.shape[1]), self.dtype),
-                np.empty(rows if labels.shape[0] else 0, dtype=np.int64),
+                np.empty(rows * steps, dtype=np.int64),
                 np.empty((rows if targets.shape[0] else 0, self.n_outputs), self.dtype),
                 np.empty(rows if weights.shape[0] else 0, dtype=self.dtype))
 
@@ -554,7 +571,14 @@ def compiled_entry(kernel, args: tuple):
 
 def rows_of(batch: tuple, index) -> tuple:
     """The rows ``index`` (a slice or an index array) of a ``Batch`` (empty arrays stay
-    empty)."""
+    empty; labels may be one per step of each row's sequence)."""
     X, *rest = batch
-    return (X[index], *(a[index] if a.shape[0] else a for a in rest))
+    n = X.shape[0]
+
+    def take(a):
+        if not a.shape[0]:
+            return a
+        return a[index] if a.shape[0] == n else a.reshape(n, -1)[index].reshape(-1)
+
+    return (X[index], *(take(a) for a in rest))
 

@@ -61,24 +61,35 @@ def check_X(X, input_shape: tuple[int, ...], dtype: np.dtype, name: str = "X") -
 
 
 def check_y(y, n: int, loss: str, n_outputs: int, dtype: np.dtype,
-            name: str = "y") -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Return (labels, targets): int64 labels for cross_entropy, else (n, n_outputs) targets."""
+            name: str = "y", steps: int = 1) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Return (labels, targets): int64 labels for cross_entropy (``steps`` per row, flat,
+    for a network whose outputs are a sequence of ``steps`` class scores), else (n,
+    n_outputs) targets (given as (n, n_outputs) or (n, *output_shape))."""
     y = np.asarray(y)
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
     if y.shape[:1] != (n,):
         raise ValueError(f"{name} must have {n} rows to match X, got shape {y.shape}")
     if loss == "cross_entropy":
-        if y.ndim != 1:
+        if steps > 1:
+            if y.ndim < 2 or int(np.prod(y.shape[1:])) != steps:
+                raise ValueError(f"{name} must hold a class label per step, shape ({n}, "
+                                 f"{steps}), for a network whose outputs are {steps} steps "
+                                 f"of {n_outputs // steps} classes; got shape {y.shape}")
+            y = y.reshape(-1)
+        elif y.ndim != 1:
             raise ValueError(f"{name} must be 1-D integer class labels for cross_entropy, "
                              f"got shape {y.shape}")
         if y.dtype.kind == "f":
             bad = ~np.isfinite(y) | (y != np.round(y))
             if bad.any():
-                raise ValueError(f"{name} must hold integer class labels in [0, {n_outputs}), "
-                                 f"got {y[bad][0]!r} at index {int(np.argmax(bad))}")
+                raise ValueError(f"{name} must hold integer class labels in [0, "
+                                 f"{n_outputs // steps}), got {y[bad][0]!r} at index "
+                                 f"{int(np.argmax(bad)) // steps}")
         y = np.ascontiguousarray(y, dtype=np.int64)  # kernel_array, inlined
         return (y if y.flags.behaved else y.copy()), None
+    if y.ndim > 2 and int(np.prod(y.shape[1:])) == n_outputs:  # (n, T, F) per step
+        y = y.reshape(n, n_outputs)
     if y.ndim == 1 and n_outputs == 1:
         y = y.reshape(n, 1)
     if y.shape != (n, n_outputs):
@@ -122,7 +133,8 @@ def value_error_message(code: int, row: int, loss: str, n_outputs: int,
     return messages.get(code, f"invalid input (code {code})")
 
 
-def check_values(X, labels, targets, loss: str, n_outputs: int) -> tuple[int, int]:
+def check_values(X, labels, targets, loss: str, n_outputs: int,
+                 steps: int = 1) -> tuple[int, int]:
     """numpy twin of the kernels' ``check_batch``: (code, first bad row) or (0, -1)."""
     def first(mask_rows):
         return int(np.argmax(mask_rows))
@@ -133,9 +145,9 @@ def check_values(X, labels, targets, loss: str, n_outputs: int) -> tuple[int, in
     if labels is None and targets is None:
         return 0, -1
     if loss == "cross_entropy":
-        bad = (labels < 0) | (labels >= n_outputs)
+        bad = ((labels < 0) | (labels >= n_outputs // steps)) & (labels != codes.IGNORE_INDEX)
         if bad.any():
-            return codes.E_LABEL_RANGE, first(bad)
+            return codes.E_LABEL_RANGE, first(bad) // steps
     else:
         bad = ~np.isfinite(targets).all(axis=1)
         if bad.any():

@@ -484,7 +484,10 @@ class Network:
 
     def _forward(self, X, batch_size: int | None) -> np.ndarray:
         engine = self.engine
-        X = v.check_X(engine.preprocess_X(X), self.input_shape, self.dtype)
+        X = engine.preprocess_X(X)
+        if engine.input_check is not None:
+            engine.input_check(np.asarray(X), "X")
+        X = v.check_X(X, self.input_shape, self.dtype)
         return engine.outputs(X, batch_size)
 
     def predict(self, X, batch_size: int | None = None) -> np.ndarray:
@@ -499,7 +502,9 @@ class Network:
             out = self._forward(X, chunk)
             encoder, target_scaler = engine.label_encoder, engine.target_standardize
         if self.loss == "cross_entropy":
-            index = out.argmax(axis=1)
+            steps = engine.label_steps  # a class per step of a sequence: (n, T)
+            index = out.argmax(axis=1) if steps == 1 else \
+                out.reshape(out.shape[0], steps, -1).argmax(axis=2)
             return index if encoder is None else encoder.inverse_transform(index)
         if target_scaler is not None:
             out = target_scaler.inverse_transform(out, self.dtype)
@@ -516,9 +521,12 @@ class Network:
         with self.engine.access.reading():
             out = self._forward(X, chunk).astype(np.float64)
         if self.loss == "cross_entropy":
-            out -= out.max(axis=1, keepdims=True)
+            steps = self.engine.label_steps  # a distribution per step: (n, T, C)
+            if steps > 1:
+                out = out.reshape(out.shape[0], steps, -1)
+            out -= out.max(axis=-1, keepdims=True)
             np.exp(out, out=out)
-            out /= out.sum(axis=1, keepdims=True)
+            out /= out.sum(axis=-1, keepdims=True)
         else:
             out = 0.5 * (1.0 + np.tanh(0.5 * out))  # the sigmoid, without overflow
         return out.astype(self.dtype, copy=False)

@@ -73,10 +73,15 @@ def rel_err(a, b) -> float:
 def data_for(net, n: int, seed: int = 0, flat: bool = False):
     """Seeded inputs of the network's input shape (or flat) and targets for its loss."""
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, *net.input_shape)).astype(net.dtype)
+    X = net.layers[0].random_input(rng, (n, *net.input_shape))
+    if X.dtype.kind == "f":
+        X = X.astype(net.dtype)
     if flat:
         X = X.reshape(n, -1)
-    if net.loss == "cross_entropy":
+    shape = net.layers[-1].output_shape
+    if net.loss == "cross_entropy" and len(shape) > 1:  # a label per step of a sequence
+        y = rng.integers(0, shape[-1], size=(n, *shape[:-1]))
+    elif net.loss == "cross_entropy":
         y = rng.integers(0, net.n_outputs, size=n)
     elif net.loss == "binary_cross_entropy":
         y = rng.integers(0, 2, size=(n, net.n_outputs)).astype(net.dtype)

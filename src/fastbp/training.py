@@ -129,6 +129,9 @@ def _training_data(net, X, y, sample_weight, class_weight) -> Batch:
     net.engine.validate(data)
     if class_weight is None:
         return data
+    if net.engine.label_steps > 1:
+        raise ValueError("class_weight applies to one label per sample; with a label per "
+                         "step, weight the sequences with sample_weight")
     cw = _class_weights(class_weight, _labels_or_targets(data), net)
     with np.errstate(over="ignore"):  # an overflow is reported just below
         weights = np.ascontiguousarray(cw * (data.weights if data.weights.shape[0] else 1.0),

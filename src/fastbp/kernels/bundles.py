@@ -119,8 +119,10 @@ def with_work(net, grads, ws):
 
 @jit(inline="always")
 def batch_rows(batch, a, b):
-    """Rows [a, b) of ``batch`` (an empty array stays empty)."""
+    """Rows [a, b) of ``batch`` (an empty array stays empty; labels may be one per row or
+    one per step of each row's sequence)."""
     labels, targets, weights = batch[LABELS], batch[TARGETS], batch[WEIGHTS]
-    return (batch[X_][a:b], labels[a:b] if labels.shape[0] > 0 else labels,
+    steps = labels.shape[0] // max(batch[X_].shape[0], 1)
+    return (batch[X_][a:b], labels[a * steps : b * steps] if labels.shape[0] > 0 else labels,
             targets[a:b] if targets.shape[0] > 0 else targets,
             weights[a:b] if weights.shape[0] > 0 else weights)

@@ -122,10 +122,19 @@ def _tensors(ints, flat):
 
 
 @jit(inline="always")
+def _steps(a, width):
+    """``a`` (m, steps * width) as (m * steps, width): a Dense layer on sequences acts on
+    each step's features (the last axis), as nn.Linear; one step for flat inputs."""
+    return a.reshape((a.shape[0] * (a.shape[1] // width), width))
+
+
+@jit(inline="always")
 def _forward(args, activate):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     W, b = _tensors(ints, params)
-    dense_forward(inp, W, b, ints[2], out, scratch, activate, flags)
+    n_in, n_out = ints[0], ints[1]
+    z = _steps(scratch, n_out) if scratch.shape[1] else scratch
+    dense_forward(_steps(inp, n_in), W, b, ints[2], _steps(out, n_out), z, activate, flags)
 
 
 @jit(inline="always")
@@ -133,7 +142,10 @@ def _backward(args, act_backward):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     W, _ = _tensors(ints, params)
     dW, db = _tensors(ints, grads)
-    dense_backward(inp, W, out, scratch, ints[2], d_out, dW, db, d_inp, flags, act_backward)
+    n_in, n_out = ints[0], ints[1]
+    z = _steps(scratch, n_out) if scratch.shape[1] else scratch
+    dense_backward(_steps(inp, n_in), W, _steps(out, n_out), z, ints[2], _steps(d_out, n_out),
+                   dW, db, _steps(d_inp, n_in), flags, act_backward)
 
 
 @jit(inline="always")

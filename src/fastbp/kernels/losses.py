@@ -19,6 +19,7 @@ from .._codes import (
     E_X_NOT_FINITE,
     E_Y_NOT_FINITE,
     HUBER,
+    IGNORE_INDEX,
     L1,
     LOSS_HUBER_DELTA,
     LOSS_LABEL_SMOOTHING,
@@ -49,15 +50,23 @@ def _loss(loss_kind, O, labels, targets, weights, dO, scale, results, want_grad,
     """
     m, c = O.shape
     weighted = weights.shape[0] > 0
+    # a weight per sample; O has a row per step of each sample's sequence when the labels do
+    steps = m // weights.shape[0] if weighted else 1
     loss_sum = 0.0
     correct = 0
+    scored = 0
     smoothing = settings[LOSS_LABEL_SMOOTHING]
     delta = settings[LOSS_HUBER_DELTA]
     for i in range(m):
-        w = weights[i] if weighted else 1.0
+        w = weights[i // steps] if weighted else 1.0
         o = O[i]
         if loss_kind == CROSS_ENTROPY:
             y = labels[i]
+            if y == IGNORE_INDEX:  # not scored: no loss, no gradient
+                if want_grad:
+                    dO[i, :] = 0
+                continue
+            scored += 1
             top = 0
             mx = o[0]
             for j in range(1, c):
@@ -132,7 +141,7 @@ def _loss(loss_kind, O, labels, targets, weights, dO, scale, results, want_grad,
     results[R_LOSS] += loss_sum
     results[R_CORRECT] += correct
     if loss_kind == CROSS_ENTROPY:
-        results[R_COUNT] += m
+        results[R_COUNT] += scored
     elif loss_kind == BINARY_CROSS_ENTROPY:
         results[R_COUNT] += m * c
 
@@ -206,9 +215,14 @@ def check_batch(X, labels, targets, weights, loss_kind, n_outputs):
         if not is_finite(s):
             return E_X_NOT_FINITE, i
     if loss_kind == CROSS_ENTROPY:
-        for i in range(m):
-            if labels[i] < 0 or labels[i] >= n_outputs:
-                return E_LABEL_RANGE, i
+        # a label per row, or one per step of each row's sequence (of n_outputs / steps
+        # classes each); IGNORE_INDEX marks a label not scored
+        steps = labels.shape[0] // m
+        classes = n_outputs // steps
+        for r in range(labels.shape[0]):
+            y = labels[r]
+            if (y < 0 or y >= classes) and y != IGNORE_INDEX:
+                return E_LABEL_RANGE, r // steps
     elif loss_kind >= 0:  # every other loss takes targets
         for i in range(m):
             for j in range(targets.shape[1]):

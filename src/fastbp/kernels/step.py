@@ -44,6 +44,7 @@ from .._codes import (
     H_MAX_PARAM,
     H_MAX_STATE,
     H_WEIGHT_DECAY,
+    IGNORE_INDEX,
     L_BACKWARD_KERNEL,
     L_BATCH_OFFSET,
     L_BATCH_SIZE,
@@ -198,12 +199,24 @@ def backward_pass(net, X, flags):
 
 
 @jit
-def _weight_sum(weights, m):
-    if weights.shape[0] == 0:
-        return float(m)
+def _weight_sum(weights, m, labels):
+    """The batch's weight, which the loss's mean divides by: the sum of its m rows' weights
+    (1 each when ``weights`` is empty); with class labels, of their scored positions' (a
+    row's weight for each of its labels, one per step of a sequence, that is not
+    IGNORE_INDEX)."""
+    weighted = weights.shape[0] > 0
+    if labels.shape[0] == 0:
+        if not weighted:
+            return float(m)
+        s = 0.0
+        for i in range(m):
+            s += weights[i]
+        return s
+    steps = labels.shape[0] // m if m > 0 else 1
     s = 0.0
-    for i in range(m):
-        s += weights[i]
+    for r in range(labels.shape[0]):
+        if labels[r] != IGNORE_INDEX:
+            s += weights[r // steps] if weighted else 1.0
     return s
 
 
@@ -212,8 +225,14 @@ def _loss_into(net, batch, O, dO, scale, results, want_grad):
     """The loss kernel (at the last of the plan's ints) on outputs O: adds to ``results``
     and, with ``want_grad``, writes dLoss/dO times ``scale`` into dO."""
     ints, floats = net[INTS], net[FLOATS]
+    labels, m = batch[LABELS], O.shape[0]
+    if labels.shape[0] > m:  # a label per step of a sequence: the loss on each step's outputs
+        steps = labels.shape[0] // m
+        width = O.shape[1] // steps
+        O = O.reshape((m * steps, width))
+        dO = dO.reshape((m * steps, width))
     call_loss(ints[ints.shape[0] - 1],
-              (O, batch[LABELS], batch[TARGETS], batch[WEIGHTS], dO, scale, results,
+              (O, labels, batch[TARGETS], batch[WEIGHTS], dO, scale, results,
                want_grad, floats[floats.shape[0] - N_LOSS_SETTINGS :]))
 
 
@@ -227,7 +246,7 @@ def gradient(net, batch, loss_kind, flags, results):
     X, weights = batch[X_], batch[WEIGHTS]
     plan, ws, rng = net[PLAN], net[WS], net[RNG]
     m = X.shape[0]
-    wsum = _weight_sum(weights, m)
+    wsum = _weight_sum(weights, m, batch[LABELS])
     standalone = (flags & F_STANDALONE) != 0
     rng_before = rng[0]
     last = plan[plan.shape[0] - 1]
@@ -337,7 +356,7 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
             results[R_ERROR_INDEX] = row
             return
     m = X.shape[0]
-    wsum = _weight_sum(weights, m)
+    wsum = _weight_sum(weights, m, batch[LABELS])
     if not wsum > 0:
         if standalone:
             results[R_ERROR] = E_WEIGHT
@@ -452,7 +471,7 @@ def split_gradient(net, batch, loss_kind, flags, results, parts):
     split do not compile it."""
     arrays, part_results, info = parts[PART_ARRAYS], parts[PART_RESULTS], parts[PART_INFO]
     grads = net[GRADS]
-    total = _weight_sum(batch[WEIGHTS], batch[X_].shape[0])
+    total = _weight_sum(batch[WEIGHTS], batch[X_].shape[0], batch[LABELS])
     P = part_results.shape[0]
     rows = (batch[X_].shape[0] + P - 1) // P
     # each part runs on one thread: no pieces within it
@@ -508,7 +527,7 @@ def _gather(data, order, start, m, buffer):
     ``buffer`` batch; returns those rows as a batch (empty arrays stay empty)."""
     X, labels, targets, weights = data[X_], data[LABELS], data[TARGETS], data[WEIGHTS]
     Xb = buffer[X_][:m]
-    has_labels = labels.shape[0] > 0
+    steps = labels.shape[0] // X.shape[0]  # labels per row: one, or one per step (0: none)
     n_targets = targets.shape[1] if targets.shape[0] > 0 else 0
     weighted = weights.shape[0] > 0
     for r in range(m):
@@ -517,8 +536,8 @@ def _gather(data, order, start, m, buffer):
         x = X[src]
         for j in range(row.shape[0]):
             row[j] = x[j]
-        if has_labels:
-            buffer[LABELS][r] = labels[src]
+        for k in range(steps):
+            buffer[LABELS][r * steps + k] = labels[src * steps + k]
         for j in range(n_targets):
             buffer[TARGETS][r, j] = targets[src, j]
         if weighted:
@@ -599,7 +618,7 @@ def penalized_epochs(net, data, loss_kind, flags, no_update, opt, results, loop,
         for start in range(0, n, batch_size):
             m = min(batch_size, n - start)
             batch = _gather(data, orders[e], start, m, buffer)
-            wsum = _weight_sum(batch[WEIGHTS], m)
+            wsum = _weight_sum(batch[WEIGHTS], m, batch[LABELS])
             if not wsum > 0:
                 continue
             call_step(loop[STEP_KERNEL], (net, batch, loss_kind, flags, no_update, results,
@@ -648,7 +667,7 @@ def _infer(net, data, loss_kind, flags, results, capacity, outputs):
             dO = _region(net[WS], last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
             rows = batch_rows(data, start, stop)
             _loss_into(net, rows, O, dO, np.float64(1.0), results, np.int64(0))
-            results[R_WEIGHT] += _weight_sum(rows[WEIGHTS], m)
+            results[R_WEIGHT] += _weight_sum(rows[WEIGHTS], m, rows[LABELS])
 
 
 @jit

@@ -185,6 +185,17 @@ class Layer:
             object.__setattr__(self, name, view)
         object.__setattr__(self, "_bound", frozenset(self.__dict__.get("_bound", ())) | set(tensors))
 
+    def check_network_input(self, X: np.ndarray, name: str) -> None:
+        """Raise a ValueError or TypeError naming ``name`` if ``X`` (as the user gave it,
+        before conversion to the network's dtype) cannot be this layer's input when the
+        layer is the network's first (Embedding: integer ids in range). Called on every
+        input: training, inference, validation data."""
+
+    def random_input(self, rng: np.random.Generator, shape: Shape) -> np.ndarray:
+        """Random network input of ``shape`` (n, *input_shape) this layer accepts as the
+        network's first, for tests (``fastbp.testing``): standard normal values."""
+        return rng.normal(size=shape)
+
     def check_tensor(self, name: str, value: np.ndarray) -> None:
         """Raise a ValueError naming ``name`` if ``value`` cannot be this kind's tensor of
         that name (BatchNorm: a negative running variance); called on every write from

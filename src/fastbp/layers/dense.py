@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from math import prod
 
 from .. import activations
 from ..activations import activation_setting, check_activation, keeps_input
@@ -13,7 +14,8 @@ from .initializers import INITIALIZERS, check_init
 
 
 class Dense(Layer):
-    """Fully connected layer computing ``activation(X @ W + b)`` on flat inputs.
+    """Fully connected layer computing ``activation(X @ W + b)``: on flat inputs, or on the
+    last axis of each step of a sequence ``(n, T, n_in) -> (n, T, n_out)``, as ``nn.Linear``.
 
     Parameters
     ----------
@@ -51,6 +53,8 @@ class Dense(Layer):
         return (self.n_in,)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) > 1 and input_shape[-1] == self.n_in:  # per step, as nn.Linear
+            return (*input_shape[:-1], self.n_out)
         size = 1
         for d in input_shape:
             size *= d
@@ -61,8 +65,13 @@ class Dense(Layer):
                              f"{detail}{hint}")
         return (self.n_out,)
 
+    @property
+    def _steps(self) -> int:
+        """Steps (leading positions) the layer acts on per sample: 1 on flat inputs."""
+        return 1 if self.input_shape is None else int(prod(self.input_shape[:-1]))
+
     def product_work(self) -> int:
-        return self.n_in * self.n_out
+        return self.n_in * self.n_out * self._steps
 
     def parameter_shapes(self) -> dict[str, Shape]:
         return {"W": (self.n_in, self.n_out), "b": (self.n_out,)}
@@ -72,7 +81,7 @@ class Dense(Layer):
 
     def scratch_per_sample(self) -> int:
         # the pre-activation, for an activation whose derivative needs it
-        return self.n_out if keeps_input(self.activation) else 0
+        return self.n_out * self._steps if keeps_input(self.activation) else 0
 
     def reset_parameters(self, rng) -> None:
         shape = (self.n_in, self.n_out)
@@ -110,5 +119,9 @@ class Dense(Layer):
                 {"W": module.weight.T, "b": module.bias}, 2 if act else 1)
 
     def onnx_nodes(self, graph, x: str) -> str:
-        y = graph.one("Gemm", [x, graph.const("W", self.W), graph.const("b", self.b)])
+        if self._steps > 1 or len(self.input_shape) > 1:  # per step: (n, ..., n_in) @ W
+            y = graph.one("Add", [graph.one("MatMul", [x, graph.const("W", self.W)]),
+                                  graph.const("b", self.b)])
+        else:
+            y = graph.one("Gemm", [x, graph.const("W", self.W), graph.const("b", self.b)])
         return activations.onnx_nodes(graph, y, self.activation)

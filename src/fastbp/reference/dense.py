@@ -14,4 +14,5 @@ def forward(layer, tensors, x, training, stream, update_buffers=True):
 def backward(layer, tensors, cache, d_out):
     x, z, out = cache
     delta = d_out * derivative(layer.activation, z, out)
-    return delta @ tensors["W"].T, {"W": x.T @ delta, "b": delta.sum(axis=0)}
+    rows, deltas = x.reshape(-1, x.shape[-1]), delta.reshape(-1, delta.shape[-1])  # every step
+    return delta @ tensors["W"].T, {"W": rows.T @ deltas, "b": deltas.sum(axis=0)}

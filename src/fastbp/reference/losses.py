@@ -6,14 +6,16 @@ from .activations import sigmoid
 
 
 def cross_entropy(logits, labels, label_smoothing=0.0, **_):
+    """Rows whose label is -100 (torch's ignore_index) get no loss and no gradient."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     rows = np.arange(len(labels))
+    scored = labels != -100
     c = logits.shape[1]
     target = np.full(logits.shape, label_smoothing / c)  # torch's label smoothing
-    target[rows, labels] += 1 - label_smoothing
+    target[rows, np.where(scored, labels, 0)] += 1 - label_smoothing
     losses = -(target * log_probs).sum(axis=1)
-    return losses, np.exp(log_probs) - target
+    return np.where(scored, losses, 0.0), (np.exp(log_probs) - target) * scored[:, None]
 
 
 def binary_cross_entropy(logits, targets, **_):

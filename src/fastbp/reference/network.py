@@ -78,14 +78,23 @@ class Network:
     def n_outputs(self) -> int:
         return int(np.prod(self.layers[-1].output_shape))
 
+    @property
+    def _steps(self) -> int:
+        """Labels per sample: one per step when cross_entropy scores a sequence of outputs."""
+        shape = self.layers[-1].output_shape
+        return int(np.prod(shape[:-1])) if self.loss == "cross_entropy" and len(shape) > 1 else 1
+
     def _check(self, X, y=None, sample_weight=None):
+        self.layers[0].check_network_input(np.asarray(X), "X")
         X = v.check_X(X, self.input_shape, self.dtype)
         labels = targets = None
         if y is not None:
-            labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype)
-        code, row = v.check_values(X, labels, targets, self.loss, self.n_outputs)
+            labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype,
+                                        steps=self._steps)
+        code, row = v.check_values(X, labels, targets, self.loss, self.n_outputs, self._steps)
         if code:
-            raise ValueError(v.value_error_message(code, row, self.loss, self.n_outputs))
+            raise ValueError(v.value_error_message(code, row, self.loss,
+                                                   self.n_outputs // self._steps))
         w = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
         return X.reshape(X.shape[0], *self.input_shape), labels if targets is None else targets, w
 
@@ -110,6 +119,7 @@ class Network:
 
     def _loss_and_grad(self, X, y, w, update_buffers):
         out, caches = self._forward(X, training=True, update_buffers=update_buffers)
+        out = out.reshape(X.shape[0] * self._steps, -1)  # per step for a label per step
         if self.loss in LOSSES:
             losses, d_out = LOSSES[self.loss](out.astype(np.float64), y,
                                               huber_delta=self.huber_delta,
@@ -118,6 +128,8 @@ class Network:
             losses, d_out = REGISTERED[self.loss].twin(out.astype(np.float64),
                                                        np.asarray(y, dtype=np.float64))
         w = np.ones(len(X)) if w is None else w.astype(np.float64)
+        if self.loss == "cross_entropy":  # a row per step; ignored labels weigh nothing
+            w = np.repeat(w, self._steps) * (y != -100)
         loss = float(np.sum(w * losses) / np.sum(w))
         delta = (d_out * (w / np.sum(w))[:, None]).astype(self.dtype)
         delta = delta.reshape(X.shape[0], *self.layers[-1].output_shape)
