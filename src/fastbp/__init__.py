@@ -1,6 +1,6 @@
 """fastbp: backpropagation on the CPU with fused Numba kernels over flat parameter buffers."""
 
-from . import datasets, layers, testing
+from . import datasets, layers, testing, text
 from ._jit import kernel
 from ._threads import get_num_threads, set_num_threads
 from .activations import register_activation
@@ -21,4 +21,4 @@ __all__ = ["Network", *[n for n in _layer_names if n[0].isupper() and n != "LAYE
            "CosineAnnealingLR", "ReduceLROnPlateau", "Callback", "EarlyStopping", "History",
            "ModelCheckpoint", "Standardize", "LabelEncoder", "save", "load", "set_num_threads",
            "get_num_threads", "kernel", "register_activation", "register_loss", "testing",
-           "datasets", "layers", "__version__"]
+           "datasets", "layers", "text", "__version__"]

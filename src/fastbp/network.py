@@ -104,6 +104,9 @@ class Network:
         self.engine = Engine(self, plan, params, buffers, LOSSES[self.loss].code, seed)
         #: JSON-able notes saved with the model (the CLI records its data split here).
         self.metadata: dict[str, Any] = {}
+        #: A :class:`fastbp.text.Vocabulary` saved with the model, to encode prompts and
+        #: decode outputs of a network on token ids (None: none).
+        self.vocabulary = None
 
     def __reduce__(self):
         # The kernels module and views cannot be pickled or deep-copied: rebuild from the
@@ -210,13 +213,16 @@ class Network:
     def get_preprocessing(self) -> dict[str, dict]:
         """The preprocessing's JSON-able configs by attribute name (what ``save`` writes)."""
         items = {"standardize": self.standardize, "label_encoder": self.label_encoder,
-                 "target_standardize": self.target_standardize}
+                 "target_standardize": self.target_standardize, "vocabulary": self.vocabulary}
+        if self.vocabulary is not None and not hasattr(self.vocabulary, "decode"):
+            raise TypeError(f"vocabulary must be a fastbp.text.Vocabulary or None, got "
+                            f"{type(self.vocabulary).__name__}")
         return {name: item.get_config() for name, item in items.items() if item is not None}
 
     def set_preprocessing(self, configs: dict[str, dict]) -> None:
         """Restore :meth:`get_preprocessing`'s output (all or nothing)."""
         built = {name: preprocessor_from_config(config) for name, config in configs.items()}
-        unknown = set(built) - {"standardize", "label_encoder", "target_standardize"}
+        unknown = set(built) - {"standardize", "label_encoder", "target_standardize", "vocabulary"}
         if unknown:
             raise ValueError(f"unknown preprocessing {sorted(unknown)}")
         engine = self.engine
@@ -225,6 +231,7 @@ class Network:
             self.standardize = built.get("standardize")
             self.label_encoder = built.get("label_encoder")
             self.target_standardize = built.get("target_standardize")
+            self.vocabulary = built.get("vocabulary")
         except (TypeError, ValueError):
             engine.standardize, engine.label_encoder, engine.target_standardize = before
             raise
