@@ -35,9 +35,10 @@ from .metrics import check_metrics
 from .optim import Optimizer
 from .plan import compile_layers, tensor_views
 from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
+from .sequence import SequenceSteps
 
 
-class Network:
+class Network(SequenceSteps):
     """A feed-forward network trained by backpropagation with fused Numba kernels.
 
     Parameters

@@ -31,6 +31,9 @@ class Activation(Layer):
     def int_settings(self) -> tuple[int, ...]:
         return (activation_setting(self.activation),)
 
+    def step(self, x, state):
+        return activations.ACTIVATIONS[self.activation].value(x), state
+
     def get_config(self) -> dict:
         return {"type": "Activation", "activation": self.activation}
 

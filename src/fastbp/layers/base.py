@@ -191,6 +191,20 @@ class Layer:
         layer is the network's first (Embedding: integer ids in range). Called on every
         input: training, inference, validation data."""
 
+    # -- step-by-step inference (fastbp.sequence: Network.step, Network.generate) ------------
+    def initial_state(self, n: int) -> Any:
+        """The state this layer starts step-by-step inference with for ``n`` sequences
+        (None: a layer without state)."""
+        return None
+
+    def step(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """One time step in evaluation mode: ``x``, this step's input of ``n`` rows (token
+        ids ``(n,)`` for Embedding, features ``(n, F)`` otherwise), to ``(output, new
+        state)``, from the layer's tensors in numpy. Kinds that act on each step alone
+        (Dense, activations, Dropout) or carry a state (unidirectional RNN, GRU, LSTM)
+        define it; the others cannot run one step at a time."""
+        raise TypeError(f"{type(self).__name__} cannot run one step at a time")
+
     def random_input(self, rng: np.random.Generator, shape: Shape) -> np.ndarray:
         """Random network input of ``shape`` (n, *input_shape) this layer accepts as the
         network's first, for tests (``fastbp.testing``): standard normal values."""

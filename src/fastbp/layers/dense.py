@@ -92,6 +92,9 @@ class Dense(Layer):
         self.W = values  # copies into the view, checking the shape
         self.b = 0.0 * self.b
 
+    def step(self, x, state):
+        return activations.ACTIVATIONS[self.activation].value(x @ self.W + self.b), state
+
     def get_config(self) -> dict:
         init = self.init_method if isinstance(self.init_method, str) else None
         return {"type": "Dense", "n_in": self.n_in, "n_out": self.n_out,

@@ -35,6 +35,9 @@ class Dropout(Layer):
         # the masks are one random stream over the whole batch
         return self.p == 0.0
 
+    def step(self, x, state):
+        return x, state  # the identity in evaluation mode
+
     def get_config(self) -> dict:
         return {"type": "Dropout", "p": self.p}
 

@@ -87,6 +87,9 @@ class Embedding(Layer):
     def random_input(self, rng, shape: Shape) -> np.ndarray:
         return rng.integers(0, self.num_embeddings, size=shape)
 
+    def step(self, x, state):
+        return self.weight[x], state
+
     def get_config(self) -> dict:
         return {"type": "Embedding", "num_embeddings": self.num_embeddings,
                 "embedding_dim": self.embedding_dim, "padding_idx": self.padding_idx}

@@ -76,6 +76,14 @@ class LayerNorm(Layer):
             self.weight = np.ones(self.normalized_shape)
             self.bias = np.zeros(self.normalized_shape)
 
+    def step(self, x, state):
+        if len(self.normalized_shape) != 1:
+            raise TypeError(f"LayerNorm({self.normalized_shape}) normalises over more than a "
+                            "step's features: it cannot run one step at a time")
+        mean = x.mean(axis=-1, keepdims=True)
+        out = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + self.eps)
+        return (out * self.weight + self.bias if self.elementwise_affine else out), state
+
     def get_config(self) -> dict:
         return {"type": "LayerNorm", "normalized_shape": list(self.normalized_shape),
                 "eps": self.eps, "elementwise_affine": self.elementwise_affine}

@@ -137,6 +137,20 @@ class _Recurrent(Layer):
                 "bidirectional": self.bidirectional, "init": init}
 
 
+    # -- one step at a time (Network.step): the forward direction's cell in numpy ----------
+    def initial_state(self, n: int):
+        if self.bidirectional:
+            raise TypeError(f"a bidirectional {type(self).__name__} reads the whole sequence: "
+                            "it cannot run one step at a time")
+        zeros = np.zeros((n, self.hidden_size), dtype=self.weight_hh.dtype)
+        return (zeros, zeros.copy()) if self.torch_name == "LSTM" else (zeros,)
+
+    def step(self, x, state):
+        gates_x = x @ self.weight_ih.T + self.bias_ih
+        gates_h = state[0] @ self.weight_hh.T + self.bias_hh
+        h = self._cell(gates_x, gates_h, state)
+        return h[0], h
+
     # -- interop: fastbp.torch_modules.Recurrent around nn.RNN/GRU/LSTM; ONNX's operators ----
     torch_name: ClassVar[str] = ""  # "RNN", "GRU" or "LSTM"
     onnx_gates: ClassVar[list[int]] = []  # torch's gate blocks in ONNX's order
@@ -217,6 +231,10 @@ class _Recurrent(Layer):
         return graph.one("Reshape", [y, graph.const("shape", [0, -1], np.int64)])
 
 
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
+
+
 def _torch_rnn_name(name: str, index: int) -> str:
     """fastbp's ``weight_ih_reverse`` -> torch's ``weight_ih_l{index}_reverse``."""
     base = name.removesuffix("_reverse")
@@ -281,6 +299,10 @@ class RNN(_Recurrent):
     torch_name = "RNN"
     onnx_gates = [0]
 
+    def _cell(self, gates_x, gates_h, state):
+        z = gates_x + gates_h
+        return (np.tanh(z) if self.activation == "tanh" else np.maximum(z, 0),)
+
     def get_config(self) -> dict:
         config = super().get_config()
         return {"type": "RNN", "input_size": self.input_size, "hidden_size": self.hidden_size,
@@ -296,6 +318,13 @@ class GRU(_Recurrent):
     torch_name = "GRU"
     onnx_gates = [1, 0, 2]  # torch (r, z, n) -> ONNX (z, r, h)
 
+    def _cell(self, gates_x, gates_h, state):
+        H = self.hidden_size
+        r = _sigmoid(gates_x[:, :H] + gates_h[:, :H])
+        z = _sigmoid(gates_x[:, H : 2 * H] + gates_h[:, H : 2 * H])
+        n = np.tanh(gates_x[:, 2 * H :] + r * gates_h[:, 2 * H :])
+        return ((1 - z) * n + z * state[0],)
+
 
 class LSTM(_Recurrent):
     __doc__ = """Long short-term memory, as ``torch.nn.LSTM(batch_first=True)``: gates i, f,
@@ -304,3 +333,9 @@ class LSTM(_Recurrent):
     cell = kernels.CELL_LSTM
     torch_name = "LSTM"
     onnx_gates = [0, 3, 1, 2]  # torch (i, f, g, o) -> ONNX (i, o, f, c)
+
+    def _cell(self, gates_x, gates_h, state):
+        H = self.hidden_size
+        g = gates_x + gates_h
+        c = _sigmoid(g[:, H : 2 * H]) * state[1] + _sigmoid(g[:, :H]) * np.tanh(g[:, 2 * H : 3 * H])
+        return _sigmoid(g[:, 3 * H :]) * np.tanh(c), c

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
 from ..kernels import softmax as kernels
 from .base import Layer, Shape, require_torch_setting
 
@@ -24,6 +26,10 @@ class Softmax(Layer):
 
     def int_settings(self) -> tuple[int, ...]:
         return (self.input_shape[-1],)
+
+    def step(self, x, state):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True), state
 
     def get_config(self) -> dict:
         return {"type": "Softmax"}
