@@ -300,20 +300,19 @@ def _row_sums(A, out):
 @jit(inline="always")
 def forward(args):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    _forward(ints, params, inp, out, scratch, batch)
+    _forward(ints, params, inp, out, scratch, batch, flags)
 
 
 @jit(inline="always")
 def backward(args):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    _backward(ints, params, grads, d_inp, d_out, scratch, batch,
-              (flags & F_NEED_D_INPUT) != 0)
+    _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags)
 
 
 # Inlined into forward/backward above (the kernels the walker calls by address): compiled as
 # functions of their own they were optimised and compiled twice (~3 s of a cold compile).
 @jit(inline="always")
-def _forward(ints, params, inp, out, scratch, batch):
+def _forward(ints, params, inp, out, scratch, batch, flags):
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = inp.shape[0]
     w_cat, _, bias = _batch_arrays(batch, F, H, GH)
@@ -344,12 +343,12 @@ def _forward(ints, params, inp, out, scratch, batch):
             g = gates[s]
             aux_s = aux[s] if cell >= CELL_GRU else g
             aux_p = aux[s - 1 if s else 0] if cell >= CELL_GRU else g
-            matmul(w_cat, xh[s], g)  # input and recurrent products at once
+            matmul(w_cat, xh[s], g, flags)  # input and recurrent products at once
             if cell == CELL_GRU:  # the n gate's recurrent part apart (w_cat has zeros there)
                 if first:
                     _zero(aux_s)
                 else:
-                    matmul(w_hh[2 * H :], xh[s, F:], aux_s)
+                    matmul(w_hh[2 * H :], xh[s, F:], aux_s, flags)
             _cell_forward(cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:], aux_s,
                           H)
         for s in range(T) if sequences else range(T - 1, T):
@@ -363,7 +362,7 @@ def _forward(ints, params, inp, out, scratch, batch):
 
 
 @jit(inline="always")
-def _backward(ints, params, grads, d_inp, d_out, scratch, batch, need_d_inp):
+def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags):
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = d_out.shape[0]
     _, w_hh_t, _ = _batch_arrays(batch, F, H, GH)
@@ -397,7 +396,7 @@ def _backward(ints, params, grads, d_inp, d_out, scratch, batch, need_d_inp):
             _cell_backward(cell, g, dgates_h[s], xh[s + 1, F:], xh[s, F:], aux_s, aux_p, first,
                            dh, dc, H)
             if not first:
-                matmul(w_hh_t, dgates_h[s], tmp)
+                matmul(w_hh_t, dgates_h[s], tmp, flags)
                 for j in range(H):
                     row = dh[j]
                     add = tmp[j]
@@ -407,11 +406,11 @@ def _backward(ints, params, grads, d_inp, d_out, scratch, batch, need_d_inp):
         # input and its previous state (xh's block s)
         _blocks_to_rows(xh, 0, rows_xh)
         _blocks_to_rows(gates, 0, rows_g)
-        matmul(rows_g, rows_xh[:F].T, dw_ih)
+        matmul(rows_g, rows_xh[:F].T, dw_ih, flags)
         _row_sums(rows_g, db_ih)
-        if need_d_inp:
+        if flags & F_NEED_D_INPUT:
             dxs = rows_xh[:F]  # no longer needed: d_xs goes there
-            matmul(w_ih.T, rows_g, dxs)
+            matmul(w_ih.T, rows_g, dxs, flags)
             for s in range(T):
                 t = s if d == 0 else T - 1 - s
                 for f in range(F):
@@ -428,4 +427,4 @@ def _backward(ints, params, grads, d_inp, d_out, scratch, batch, need_d_inp):
         else:  # the same pre-activations on both sides
             for j in range(GH):
                 db_hh[j] = db_ih[j]
-        matmul(rows_g, rows_xh[F:].T, dw_hh)
+        matmul(rows_g, rows_xh[F:].T, dw_hh, flags)

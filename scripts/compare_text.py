@@ -1,0 +1,215 @@
+"""Sequence-and-text benchmark: a character-level language model's training step and its
+generation, fastbp against PyTorch eager and JAX jit.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/compare_text.py [--rounds 5]
+
+char_lm: Embedding(96, 64) -> LSTM(64, 256, every step) -> Dense(256, 96) on each step,
+cross-entropy against the next character at every step, batch 32, T 64, float32, Adam.
+Generation: 1000 characters sampled one at a time (temperature 0.8) from that model, fastbp's
+``Network.generate`` against a torch loop that carries ``(h, c)`` (JAX is left out: a
+per-token Python loop around jitted steps measures dispatch, not the model).
+
+Every measurement runs in a fresh worker process (``--worker NAME``, one JSON line), the
+workers interleaved over the rounds; the figure is the median over rounds of each worker's
+median, with the min and max over rounds. Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+V, D, H, T, BATCH = 96, 64, 256, 64, 32
+STEPS, WARMUP, TOKENS = 30, 5, 1000
+TORCH_THREADS = 2
+
+
+def _data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, V, (BATCH, T + 1))
+    return ids[:, :-1], ids[:, 1:]
+
+
+def _time(step, n: int) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def fastbp_worker(task: str) -> float:
+    import fastbp as fb
+
+    net = fb.Network([fb.Embedding(V, D), fb.LSTM(D, H, return_sequences=True), fb.Dense(H, V)],
+                     input_shape=(T,), seed=0)
+    if task == "generate":
+        net.generate(np.array([1, 2]), 20, temperature=0.8, seed=0)
+        return _time(lambda: net.generate(np.array([1]), TOKENS, temperature=0.8, seed=0),
+                     3) / TOKENS
+    X, Y = _data()
+    opt = fb.Adam(lr=2e-3)
+    for _ in range(WARMUP):
+        net.train_step(X, Y, opt)
+    return _time(lambda: net.train_step(X, Y, opt), STEPS)
+
+
+def torch_worker(task: str) -> float:
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+    torch.manual_seed(0)
+
+    class CharLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(V, D)
+            self.lstm = torch.nn.LSTM(D, H, batch_first=True)
+            self.out = torch.nn.Linear(H, V)
+
+        def forward(self, x, state=None):
+            y, state = self.lstm(self.emb(x), state)
+            return self.out(y), state
+
+    model = CharLM()
+    if task == "generate":
+        generator = torch.Generator().manual_seed(0)
+
+        def generate():
+            with torch.no_grad():
+                x, state = torch.tensor([[1]]), None
+                for _ in range(TOKENS):
+                    logits, state = model(x, state)
+                    probs = torch.softmax(logits[:, -1] / 0.8, dim=-1)
+                    x = torch.multinomial(probs, 1, generator=generator)
+
+        generate()
+        return _time(generate, 3) / TOKENS
+    X, Y = (torch.from_numpy(a) for a in _data())
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits, _ = model(X)
+        loss = loss_fn(logits.reshape(-1, V), Y.reshape(-1))
+        loss.backward()
+        opt.step()
+
+    for _ in range(WARMUP):
+        step()
+    return _time(step, STEPS)
+
+
+def jax_worker(task: str) -> float:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    key = jax.random.PRNGKey(0)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    bound = 1 / np.sqrt(H)
+    params = {"emb": jax.random.normal(k1, (V, D)),
+              "w_ih": jax.random.uniform(k2, (4 * H, D), minval=-bound, maxval=bound),
+              "w_hh": jax.random.uniform(k3, (4 * H, H), minval=-bound, maxval=bound),
+              "b": jnp.zeros(4 * H),
+              "w_out": jax.random.uniform(k4, (H, V), minval=-bound, maxval=bound),
+              "b_out": jnp.zeros(V)}
+
+    def loss_fn(p, x, y):
+        inputs = p["emb"][x] @ p["w_ih"].T + p["b"]  # (n, T, 4H), all steps at once
+
+        def cell(carry, gates_x):
+            h, c = carry
+            g = gates_x + h @ p["w_hh"].T
+            i, f, gg, o = jnp.split(g, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(gg)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
+
+        zeros = jnp.zeros((x.shape[0], H))
+        _, hs = jax.lax.scan(cell, (zeros, zeros), jnp.swapaxes(inputs, 0, 1))
+        logits = jnp.swapaxes(hs, 0, 1) @ p["w_out"] + p["b_out"]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    opt = optax.adam(2e-3)
+    state = opt.init(params)
+
+    @jax.jit
+    def train(p, s, x, y):
+        grads = jax.grad(loss_fn)(p, x, y)
+        updates, s = opt.update(grads, s, p)
+        return optax.apply_updates(p, updates), s
+
+    X, Y = (jnp.asarray(a) for a in _data())
+    holder = [params, state]
+
+    def step():
+        holder[0], holder[1] = train(holder[0], holder[1], X, Y)
+        jax.block_until_ready(holder[0])
+
+    for _ in range(WARMUP):
+        step()
+    return _time(step, STEPS)
+
+
+WORKERS = {"fastbp": fastbp_worker, "torch": torch_worker, "jax": jax_worker}
+TASKS = {"char_lm step": ("train", ("fastbp", "torch", "jax")),
+         "generation, per token": ("generate", ("fastbp", "torch"))}
+
+
+def _run(name: str, task: str) -> float | None:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    proc = subprocess.run([sys.executable, __file__, "--worker", name, task], env=env,
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        print(f"{name} {task} failed: {proc.stderr[-500:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} us" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--worker", nargs=2, metavar=("NAME", "TASK"), help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.worker:
+        name, task = options.worker
+        print(json.dumps(WORKERS[name](task)))
+        return 0
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(options.rounds):
+        for label, (task, names) in TASKS.items():
+            for name in names:
+                value = _run(name, task)
+                if value is not None:
+                    times.setdefault((label, name), []).append(value)
+    print(f"Medians over {options.rounds} interleaved rounds (min - max); vs fastbp = peer time / "
+          "fastbp time (> 1: fastbp is faster):\n")
+    print("| measurement | framework | time | min - max | vs fastbp |\n|---|---|---:|---:|---:|")
+    for label, (_, names) in TASKS.items():
+        ours = statistics.median(times.get((label, "fastbp"), [float("nan")]))
+        for name in names:
+            runs = times.get((label, name))
+            if not runs:
+                continue
+            median = statistics.median(runs)
+            print(f"| {label} | {name} | {_fmt(median)} | {_fmt(min(runs))} - {_fmt(max(runs))} "
+                  f"| {median / ours:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
