@@ -1,7 +1,7 @@
 """The README's demo: train an MLP on scikit-learn's bundled digits with fastbp, time an
 epoch of the numpy reference on the same recipe, plot the curves; then a small CNN on the
 same digits as images and a GRU on them as row-by-row sequences, their accuracies next to
-the MLP's."""
+the MLP's; last, a character-level language model that writes text."""
 
 from __future__ import annotations
 
@@ -78,6 +78,26 @@ def main() -> int:
     print(f"test accuracy: GRU {gru_metrics['accuracy']:.2%}; GRU time per epoch (median) "
           f"{float(np.median(gru_history.history['seconds'])) * 1e3:.1f} ms")
     print(f"GRU curves: {gru_history.plot(out_dir / 'digits_gru_curves.png')}")
+
+    # And text: a character-level LSTM language model on a few paragraphs that ship with
+    # the project, which then writes text of its own one character at a time.
+    text = (Path(__file__).resolve().parents[1] / "examples" / "data" /
+            "backpropagation.txt").read_text(encoding="utf-8")
+    vocab = fb.text.Vocabulary.from_text(text, level="char")
+    X_text, Y_text = fb.text.next_token_windows(vocab.encode(text), seq_len=64, step=16)
+    lm = fb.Network([fb.Embedding(len(vocab), 64), fb.LSTM(64, 256, return_sequences=True),
+                     fb.Dense(256, len(vocab))], input_shape=(64,), seed=0)
+    lm.vocabulary = vocab
+    print(f"\ncharacter language model on {len(text)} characters ({len(vocab)} distinct):",
+          ", ".join(map(repr, lm.layers)))
+    lm_history = lm.fit(X_text, Y_text, optimizer=fb.Adam(lr=3e-3, max_norm=1.0), epochs=40,
+                        batch_size=32, verbose=1)
+    print(f"next-character accuracy on the text: {lm.evaluate(X_text, Y_text)['accuracy']:.1%}"
+          f"; time per epoch (median) "
+          f"{float(np.median(lm_history.history['seconds'])) * 1e3:.0f} ms")
+    sample = vocab.decode(lm.generate(vocab.encode("The network "), 300, temperature=0.7,
+                                      seed=0))
+    print(f"generated, one character at a time:\n{sample}")
     return 0
 
 

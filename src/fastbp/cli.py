@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import fastbp as fb
+from fastbp._cli_text import add_generate_parser, train_text
 from fastbp.activations import BUILT_IN as ACTIVATIONS
 from fastbp.losses import LOSSES, is_regression
 
@@ -231,6 +232,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         comm = _mpi().COMM_WORLD
     lead = comm is None or comm.rank == 0
     print = builtins.print if lead else (lambda *a, **k: None)  # noqa: A001
+    if args.text:
+        if args.data or args.model or comm is not None:
+            raise ValueError("--text trains its own language model: leave out --data, --model "
+                             "and --distributed")
+        return train_text(args, _check_writable)
+    if args.data is None:
+        raise ValueError("train needs --data (or --text FILE for a language model)")
+    args.epochs = args.epochs or 80
     _check_writable(args.save, args.plot)
     if args.images and not args.model:
         raise ValueError("--images needs --model (a network whose first layer takes (1, 8, 8) "
@@ -474,8 +483,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.run(cmd + (["--no-fit"] if args.no_fit else [])).returncode
 
 
-def _data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, metavar="DATA",
+def _data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", required=required, metavar="DATA",
                    help="digits, diabetes, a .npz/.csv/.tsv/.parquet path, or "
                    "'images.idx[.gz],labels.idx[.gz]'")
     p.add_argument("--target", type=_column, default=-1, metavar="COLUMN",
@@ -487,7 +496,7 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its five subcommands."""
+    """The argument parser with its six subcommands."""
     parser = _Parser(prog="fastbp", description="Train, evaluate, run and export neural networks "
                      "(MLPs, CNNs, RNNs) on the CPU with fused Numba kernels.")
     parser.add_argument("--version", action="version", version=f"fastbp {fb.__version__}")
@@ -496,7 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train an MLP (or the --model you give); input and output "
                        "sizes come from the data.", epilog=MODEL_EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _data_options(t)
+    _data_options(t, required=False)
+    t.add_argument("--text", metavar="FILE.txt", help="instead of --data: train a character-"
+                   "level LSTM language model on this UTF-8 text (then: fastbp generate)")
+    t.add_argument("--seq-len", type=_pos_int, default=64, help="with --text: characters per "
+                   "training window (default: %(default)s)")
+    t.add_argument("--hidden", type=_pos_int, default=256, help="with --text: the LSTM's "
+                   "hidden size (default: %(default)s)")
     t.add_argument("--model", metavar="MODEL.json", help="any architecture, as a JSON file of "
                    "layer configs (see below); replaces --layers, --activation and --dropout")
     t.add_argument("--images", action="store_true", help="digits as (n, 1, 8, 8) images, for "
@@ -522,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "nesterov are SGD with momentum 0.9 (default: %(default)s)")
     t.add_argument("--lr", type=_pos_float, help="learning rate; default per optimizer: "
                    + ", ".join(f"{k} {v[2]:g}" for k, v in OPTIMIZERS.items()))
-    t.add_argument("--epochs", type=_pos_int, default=80, help="(default: %(default)s)")
+    t.add_argument("--epochs", type=_pos_int, help="(default: 80; 20 with --text)")
     t.add_argument("--batch-size", type=_pos_int, default=32, help="(default: %(default)s)")
     t.add_argument("--dropout", type=_unit, default=0.0, help="dropout probability after each "
                    "hidden layer (default: %(default)s)")
@@ -569,6 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX element type (default: the model's)")
     e.add_argument("--torch", metavar="MODEL.pt", help="write the torch file here")
     e.set_defaults(func=cmd_export)
+
+    add_generate_parser(sub, _pos_int, _nonneg_float)
 
     b = sub.add_parser("bench", help="quick side-by-side benchmark (needs a source checkout)",
                        description="Run scripts/compare.py --quick and print its table.")
