@@ -1,8 +1,9 @@
 """Write docs/performance.md and the README's performance table from fresh measurements.
 
 Runs scripts/compare.py (a training step per standard shape: fastbp, its numpy reference,
-PyTorch eager and JAX's jit, interleaved) and scripts/compare_sklearn.py
-(cross-validation against scikit-learn's MLP), then writes both results to
+PyTorch eager and JAX's jit, interleaved), scripts/compare_sklearn.py
+(cross-validation against scikit-learn's MLP) and scripts/compare_text.py (a character
+language model's step and generation), then writes the results to
 docs/performance.md under one header (machine, date, command) and the per-shape summary
 into README.md between its performance markers. Needs the peers installed (``pip install
 torch==2.13.0 jax optax``) and an otherwise idle machine:
@@ -64,6 +65,9 @@ def main() -> int:
                                      progress=lambda m: print(m, file=sys.stderr, flush=True))
     sklearn = subprocess.run([sys.executable, str(SCRIPTS / "compare_sklearn.py"), "--rounds",
                               str(a.rounds)], capture_output=True, text=True, check=True).stdout
+    text_models = subprocess.run([sys.executable, str(SCRIPTS / "compare_text.py"), "--rounds",
+                                  str(a.rounds)], capture_output=True, text=True,
+                                 check=True).stdout
     meta = results["meta"]
     header = (f"Measured {meta['date'][:10]} on {meta['cpu']}, {meta['cores']} cores, with "
               f"`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {command}`.")
@@ -72,7 +76,10 @@ def main() -> int:
            "shared, so each figure is a median over interleaved rounds and the ratios are the "
            "ones to read.", "", "## Training step, against PyTorch and JAX", "",
            compare.format_markdown(results).split("\n", 2)[2].strip(), "",
-           "## Cross-validation, against scikit-learn's MLP", "", sklearn.strip(), ""]
+           "## Cross-validation, against scikit-learn's MLP", "", sklearn.strip(), "",
+           "## Text: a character language model, against PyTorch and JAX", "",
+           "scripts/compare_text.py (its docstring has the model and protocol):", "",
+           text_models.strip(), ""]
     (ROOT / "docs" / "performance.md").write_text("\n".join(doc))
     # the raw figures, so that the plot or the table can be redrawn without measuring again
     (ROOT / "docs" / "performance.json").write_text(json.dumps(results, indent=1) + "\n")
