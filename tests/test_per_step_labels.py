@@ -143,3 +143,14 @@ def test_class_weight_is_refused_with_a_label_per_step():
     X, Y = windows(8)
     with pytest.raises(ValueError, match="class_weight applies to one label per sample"):
         language_model().fit(X, Y, epochs=1, verbose=0, class_weight={0: 2.0})
+
+
+def test_regression_targets_per_step_are_the_mean_over_steps_and_features():
+    net = fb.Network([fb.GRU(3, 4, return_sequences=True), fb.Dense(4, 2)], input_shape=(5, 3),
+                     loss="mse", dtype="float64", seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(6, 5, 3)), rng.normal(size=(6, 5, 2))
+    out = net.forward(X).reshape(6, 5, 2)
+    loss, _ = net.loss_and_grad(X, Y)
+    assert loss == pytest.approx(np.mean((out - Y) ** 2), rel=1e-12)
+    assert net.predict(X).shape == (6, 10)
