@@ -32,13 +32,14 @@ from ._serialize import save as _save
 from .layers import Layer, layer_config, layer_from_config, mlp_layers
 from .losses import LOSSES, check_loss_settings, is_regression, loss_settings
 from .metrics import check_metrics
+from .monitoring import Inspection
 from .optim import Optimizer
 from .plan import compile_layers, tensor_views
 from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
 from .sequence import SequenceSteps
 
 
-class Network(SequenceSteps):
+class Network(SequenceSteps, Inspection):
     """A feed-forward network trained by backpropagation with fused Numba kernels.
 
     Parameters
