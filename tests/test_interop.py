@@ -78,7 +78,7 @@ def _new_activations(dtype):  # the row-kernel activations, fused and alone, and
 
 
 def _embedding_gru(dtype):  # token ids in, a Dense on each step
-    return fb.Network([fb.Embedding(13, 4, padding_idx=0), fb.GRU(4, 5, return_sequences=True),
+    return fb.Network([fb.Embedding(13, 4), fb.GRU(4, 5, return_sequences=True),
                        fb.Dense(5, 3, "tanh"), fb.Flatten(), fb.Dense(18, 3)],
                       input_shape=(6,), dtype=dtype, seed=9)
 

@@ -132,7 +132,7 @@ def test_torch_embedding(options):
 @pytest.mark.slow  # imports torch
 def test_to_and_from_torch_round_trip():
     pytest.importorskip("torch")
-    net = build("then-lstm", "padding")
+    net = build("then-flatten-dense", "padding")
     module = net.to_torch()
     back = fb.Network.from_torch(module, input_shape=(5,), loss="mse", dtype="float64")
     assert back.layers[0].padding_idx == 0

@@ -81,11 +81,13 @@ def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
     rows, ints, floats, late = [], [], [], []
     p_off = b_off = ws_off = batch_off = 0
     shape = input_shape
+    padded = False  # whether the input to the layer marks padding (Layer.padding_after)
     for i, layer in enumerate(layers):
         try:
             out_shape = layer.build(shape)
         except ValueError as e:
             raise ValueError(f"layers[{i}]: {e}") from None
+        padded = layer.padding_after(padded)
         row = np.zeros(codes.PLAN_WIDTH, dtype=np.int64)
         row[codes.L_KIND] = type(layer).kind
         row[codes.L_IN_SIZE] = prod(shape)

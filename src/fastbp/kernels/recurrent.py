@@ -2,7 +2,11 @@
 state, full backpropagation through time, torch.nn.RNN/GRU/LSTM's equations and layouts.
 
 Settings (ints): cell (CELL_*), F (input size), H (hidden size), T (steps), D (directions),
-return_sequences. Parameters, per direction (the reverse one second), torch's order:
+return_sequences, masked. A masked layer treats each row's trailing steps whose inputs are
+all exactly 0 as padding, as torch's packed sequences do: the state passes through them
+unchanged (so the last state is the row's own last real step's, and the reverse direction
+starts there), their outputs are 0 and no gradient flows through them. Parameters, per
+direction (the reverse one second), torch's order:
 weight_ih (G*H, F), weight_hh (G*H, H), bias_ih (G*H), bias_hh (G*H), G = 1, 3 or 4.
 
 The input arrives batch-major, (m, T*F). Inside, each direction keeps its steps in the order
@@ -44,12 +48,13 @@ def gate_count(cell: int) -> int:
     return 3 if cell == CELL_GRU else 4 if cell == CELL_LSTM else 1
 
 
-def scratch_per_sample(cell: int, F: int, H: int, T: int, D: int) -> int:
-    """The layout described above (the kernels' _regions follows it)."""
+def scratch_per_sample(cell: int, F: int, H: int, T: int, D: int, masked: bool = False) -> int:
+    """The layout described above (the kernels' _regions follows it), and the row's length
+    last when the layer is masked."""
     GH = gate_count(cell) * H
     aux = T * H if cell >= CELL_GRU else 0
     dgh = T * GH if cell == CELL_GRU else 0
-    return D * ((T + 1) * (F + H) + T * (F + H) + 2 * T * GH + aux + dgh + 3 * H)
+    return D * ((T + 1) * (F + H) + T * (F + H) + 2 * T * GH + aux + dgh + 3 * H) + int(masked)
 
 
 def scratch_per_batch(cell: int, F: int, H: int) -> int:
@@ -64,7 +69,49 @@ def _settings(ints):
     cell = ints[0]
     H = ints[2]
     G = 3 if cell == CELL_GRU else 4 if cell == CELL_LSTM else 1
-    return cell, ints[1], H, ints[3], ints[4], ints[5] != 0, G * H
+    return cell, ints[1], H, ints[3], ints[4], ints[5] != 0, G * H, ints[6] != 0
+
+
+@jit(inline="always")
+def _lengths(scratch):
+    """Where a masked layer keeps each row's length: the last m values of its scratch."""
+    m = scratch.shape[0]
+    flat = scratch.reshape(m * scratch.shape[1])
+    return flat[flat.shape[0] - m :]
+
+
+@jit
+def _measure_lengths(inp, T, F, lengths):
+    """Each row's length: its steps up to the last whose F inputs are not all exactly 0
+    (trailing all-zero steps are padding: an Embedding's padding row, or a masked
+    recurrent layer's padded outputs)."""
+    for i in range(inp.shape[0]):
+        L = T
+        while L > 0:
+            row = inp[i, (L - 1) * F : L * F]
+            empty = True
+            for f in range(F):
+                if row[f] != 0:
+                    empty = False
+                    break
+            if not empty:
+                break
+            L -= 1
+        lengths[i] = L
+
+
+@jit
+def _carry_padded(xh, aux, s, t, lengths, cell, F, H):
+    """Rows for which step t is padding keep the state entering it (h, and LSTM's c)."""
+    h_new, h_old = xh[s + 1, F:], xh[s, F:]
+    for i in range(lengths.shape[0]):
+        if t >= lengths[i]:
+            for j in range(H):
+                h_new[j, i] = h_old[j, i]
+            if cell == CELL_LSTM:
+                c_new = aux[s]
+                for j in range(H):
+                    c_new[j, i] = aux[s - 1, j, i] if s > 0 else 0
 
 
 @jit
@@ -313,9 +360,12 @@ def backward(args):
 # functions of their own they were optimised and compiled twice (~3 s of a cold compile).
 @jit(inline="always")
 def _forward(ints, params, inp, out, scratch, batch, flags):
-    cell, F, H, T, D, sequences, GH = _settings(ints)
+    cell, F, H, T, D, sequences, GH, masked = _settings(ints)
     m = inp.shape[0]
     w_cat, _, bias = _batch_arrays(batch, F, H, GH)
+    lengths = _lengths(scratch)
+    if masked:
+        _measure_lengths(inp, T, F, lengths)
     for d in range(D):
         w_ih, w_hh, b_ih, b_hh = _tensors(params, d, F, H, GH)
         xh, gates, _, aux, _, _, _, _, _ = _regions(scratch, m, T, F, H, GH, cell, d)
@@ -351,6 +401,8 @@ def _forward(ints, params, inp, out, scratch, batch, flags):
                     matmul(w_hh[2 * H :], xh[s, F:], aux_s, flags)
             _cell_forward(cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:], aux_s,
                           H)
+            if masked:
+                _carry_padded(xh, aux, s, s if d == 0 else T - 1 - s, lengths, cell, F, H)
         for s in range(T) if sequences else range(T - 1, T):
             t = s if d == 0 else T - 1 - s
             o = (t * D + d) * H if sequences else d * H
@@ -358,13 +410,32 @@ def _forward(ints, params, inp, out, scratch, batch, flags):
             for j in range(H):
                 src = h[j]
                 for i in range(m):
-                    out[i, o + j] = src[i]
+                    out[i, o + j] = 0 if masked and sequences and t >= lengths[i] else src[i]
+
+
+@jit
+def _stash_padded(dh, dc, stash_h, stash_c, t, lengths, cell, H, keep):
+    """Copy dh (and LSTM's dc) of the rows for which step t is padding into the stashes
+    (``keep``), or back from them."""
+    for i in range(lengths.shape[0]):
+        if t >= lengths[i]:
+            for j in range(H):
+                if keep:
+                    stash_h[j, i] = dh[j, i]
+                else:
+                    dh[j, i] = stash_h[j, i]
+                if cell == CELL_LSTM:
+                    if keep:
+                        stash_c[j, i] = dc[j, i]
+                    else:
+                        dc[j, i] = stash_c[j, i]
 
 
 @jit(inline="always")
 def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags):
-    cell, F, H, T, D, sequences, GH = _settings(ints)
+    cell, F, H, T, D, sequences, GH, masked = _settings(ints)
     m = d_out.shape[0]
+    lengths = _lengths(scratch)
     _, w_hh_t, _ = _batch_arrays(batch, F, H, GH)
     for d in range(D):
         w_ih, w_hh, b_ih, b_hh = _tensors(params, d, F, H, GH)
@@ -383,7 +454,8 @@ def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags):
                 for j in range(H):
                     row = dh[j]
                     for i in range(m):
-                        row[i] += d_out[i, o + j]
+                        if not (masked and t >= lengths[i]):  # a padded output is constant
+                            row[i] += d_out[i, o + j]
             elif s == T - 1:
                 for j in range(H):
                     row = dh[j]
@@ -393,8 +465,17 @@ def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags):
             g = gates[s]
             aux_s = aux[s] if cell >= CELL_GRU else g
             aux_p = aux[s - 1 if s else 0] if cell >= CELL_GRU else g
+            if masked:  # padded rows pass dh and dc through unchanged: kept aside here
+                _stash_padded(dh, dc, tmp, rows_xh, t, lengths, cell, H, True)
             _cell_backward(cell, g, dgates_h[s], xh[s + 1, F:], xh[s, F:], aux_s, aux_p, first,
                            dh, dc, H)
+            if masked:  # ... put back, and no gradient reaches their gates
+                _stash_padded(dh, dc, tmp, rows_xh, t, lengths, cell, H, False)
+                for i in range(m):
+                    if t >= lengths[i]:
+                        for r in range(GH):
+                            g[r, i] = 0
+                            dgates_h[s, r, i] = 0
             if not first:
                 matmul(w_hh_t, dgates_h[s], tmp, flags)
                 for j in range(H):

@@ -205,6 +205,14 @@ class Layer:
         define it; the others cannot run one step at a time."""
         raise TypeError(f"{type(self).__name__} cannot run one step at a time")
 
+    def padding_after(self, padded_input: bool) -> bool:
+        """Whether this layer's output marks a sequence's padding as trailing steps of
+        exactly 0, given whether its input does (called as the network is built, first
+        layer first). An Embedding with padding_idx starts such a mask, Dropout passes it
+        on, and a recurrent layer given one treats those steps as padding (as torch's
+        packed sequences) and passes it on with return_sequences. Default: no mask."""
+        return False
+
     def random_input(self, rng: np.random.Generator, shape: Shape) -> np.ndarray:
         """Random network input of ``shape`` (n, *input_shape) this layer accepts as the
         network's first, for tests (``fastbp.testing``): standard normal values."""

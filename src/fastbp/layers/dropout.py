@@ -38,6 +38,9 @@ class Dropout(Layer):
     def step(self, x, state):
         return x, state  # the identity in evaluation mode
 
+    def padding_after(self, padded_input: bool) -> bool:
+        return padded_input  # zeros stay zeros
+
     def get_config(self) -> dict:
         return {"type": "Dropout", "p": self.p}
 

@@ -90,6 +90,9 @@ class Embedding(Layer):
     def step(self, x, state):
         return self.weight[x], state
 
+    def padding_after(self, padded_input: bool) -> bool:
+        return self.padding_idx is not None  # its padding row is zero and stays so
+
     def get_config(self) -> dict:
         return {"type": "Embedding", "num_embeddings": self.num_embeddings,
                 "embedding_dim": self.embedding_dim, "padding_idx": self.padding_idx}

@@ -92,9 +92,17 @@ class _Recurrent(Layer):
             shapes |= {f"{n}_reverse": s for n, s in list(shapes.items())}
         return shapes
 
+    #: Whether the layer treats trailing all-zero input steps as padding, set when the
+    #: network is built from the layers before it (padding_after).
+    masked: bool = False
+
+    def padding_after(self, padded_input: bool) -> bool:
+        object.__setattr__(self, "masked", bool(padded_input))
+        return self.masked and self.return_sequences  # its padded outputs are 0
+
     def scratch_per_sample(self) -> int:
         return kernels.scratch_per_sample(self.cell, self.input_size, self.hidden_size,
-                                          self.input_shape[0], self.num_directions)
+                                          self.input_shape[0], self.num_directions, self.masked)
 
     def scratch_per_batch(self) -> int:
         return kernels.scratch_per_batch(self.cell, self.input_size, self.hidden_size)
@@ -110,7 +118,7 @@ class _Recurrent(Layer):
 
     def int_settings(self) -> tuple[int, ...]:
         return (self.cell, self.input_size, self.hidden_size, self.input_shape[0],
-                self.num_directions, int(self.return_sequences))
+                self.num_directions, int(self.return_sequences), int(self.masked))
 
     def reset_parameters(self, rng) -> None:
         GH, H, F = self.gates * self.hidden_size, self.hidden_size, self.input_size
@@ -155,8 +163,17 @@ class _Recurrent(Layer):
     torch_name: ClassVar[str] = ""  # "RNN", "GRU" or "LSTM"
     onnx_gates: ClassVar[list[int]] = []  # torch's gate blocks in ONNX's order
 
+    def _refuse_masked(self, where: str) -> None:
+        if self.masked:
+            raise TypeError(f"{type(self).__name__} here reads its input's trailing zero steps "
+                            f"as padding (it follows an Embedding with padding_idx), as "
+                            f"torch's packed sequences do; {where} has no such layer: build "
+                            "the network without padding_idx to export it")
+
     def torch_modules(self, nn) -> list:
         from ..torch_modules import Recurrent
+
+        self._refuse_masked("nn.Sequential")
 
         kwargs = {"batch_first": True, "bidirectional": self.bidirectional}
         if self.torch_name == "RNN":
@@ -204,6 +221,7 @@ class _Recurrent(Layer):
 
     def onnx_nodes(self, graph, x: str) -> str:
         """ONNX's RNN/GRU/LSTM operator (time-major: ONNX Runtime does not run layout=1)."""
+        self._refuse_masked("this ONNX export")
         H, order = self.hidden_size, self.onnx_gates
 
         def gates(array):  # reorder the G blocks of H rows

@@ -66,27 +66,41 @@ def _step_backward(layer, w, saved, dh, dc):
     return da, da, da @ w["weight_hh"], dcell * f
 
 
+def _real_steps(layer, xs):
+    """(n, T) booleans: step t of row i is real, not padding. A masked layer's padding is
+    each row's trailing steps whose inputs are all exactly 0 (torch's packed sequences)."""
+    n, T, _ = xs.shape
+    if not getattr(layer, "masked", False):
+        return np.ones((n, T), dtype=bool)
+    nonzero = np.any(xs != 0, axis=2)
+    lengths = np.where(nonzero.any(axis=1), T - np.argmax(nonzero[:, ::-1], axis=1), 0)
+    return np.arange(T)[None, :] < lengths[:, None]
+
+
 def forward(layer, tensors, x, training, stream, update_buffers=True):
     n, T, _ = x.shape
     H = layer.hidden_size
     xs = x.astype(np.float64)
+    real = _real_steps(layer, xs)
     outputs, finals, caches = [], [], []
     for w, steps in _directions(layer, tensors):
         h, c = np.zeros((n, H)), np.zeros((n, H))
         hs, saved = np.zeros((n, T, H)), {}
         for t in steps:
-            h, c, saved[t] = _step(layer, w, xs[:, t], h, c)
-            hs[:, t] = h
+            h_new, c_new, saved[t] = _step(layer, w, xs[:, t], h, c)
+            keep = real[:, t : t + 1]  # padding: the state passes through, the output is 0
+            h, c = np.where(keep, h_new, h), np.where(keep, c_new, c)
+            hs[:, t] = np.where(keep, h, 0.0)
         outputs.append(hs)
         finals.append(h)
         caches.append(saved)
     out = np.concatenate(outputs, axis=2) if layer.return_sequences else \
         np.concatenate(finals, axis=1)
-    return out.astype(x.dtype), (xs, caches, x.dtype)
+    return out.astype(x.dtype), (xs, caches, x.dtype, real)
 
 
 def backward(layer, tensors, cache, d_out):
-    xs, caches, dtype = cache
+    xs, caches, dtype, real = cache
     n, T, _ = xs.shape
     H = layer.hidden_size
     d_out = d_out.astype(np.float64).reshape(n, *layer.output_shape)
@@ -100,9 +114,13 @@ def backward(layer, tensors, cache, d_out):
         if not layer.return_sequences:
             dh = d_out[:, d * H : (d + 1) * H].copy()
         for t in reversed(order):
+            keep = real[:, t : t + 1]
             if layer.return_sequences:
-                dh = dh + d_out[:, t, d * H : (d + 1) * H]
-            d_gx, d_gh, dh, dc = _step_backward(layer, w, saved[t], dh, dc)
+                dh = dh + np.where(keep, d_out[:, t, d * H : (d + 1) * H], 0.0)
+            d_gx, d_gh, dh_prev, dc_prev = _step_backward(layer, w, saved[t], dh, dc)
+            # padding passes dh and dc through and gives its gates no gradient
+            d_gx, d_gh = d_gx * keep, d_gh * keep
+            dh, dc = np.where(keep, dh_prev, dh), np.where(keep, dc_prev, dc)
             h_prev = saved[t][0]
             g["weight_ih"] += d_gx.T @ xs[:, t]
             g["weight_hh"] += d_gh.T @ h_prev

@@ -1,0 +1,158 @@
+"""Variable-length sequences: right-padded rows after an Embedding with padding_idx. A
+recurrent layer then reads each row's trailing padding as torch's packed sequences do
+(pack_padded_sequence(..., enforce_sorted=False) / pad_packed_sequence): the last state is
+the row's own last real step's, the reverse direction starts there, padded outputs are 0
+and nothing at a padded step reaches a gradient."""
+
+import numpy as np
+import pytest
+from kind_checks import check_twin
+
+import fastbp as fb
+
+V, T, N = 10, 6, 5
+LENGTHS = np.array([6, 3, 1, 4, 6])
+CELLS = {"lstm": fb.LSTM, "gru": fb.GRU, "rnn": fb.RNN}
+
+
+def padded_ids(seed=0, lengths=LENGTHS):
+    X = np.random.default_rng(seed).integers(1, V, (len(lengths), T))
+    for i, length in enumerate(lengths):
+        X[i, length:] = 0
+    return X
+
+
+def masked(cell, bidirectional=False, sequences=False, dtype="float64"):
+    return fb.Network([fb.Embedding(V, 4, padding_idx=0),
+                       CELLS[cell](4, 5, return_sequences=sequences, bidirectional=bidirectional)],
+                      input_shape=(T,), loss="mse", dtype=dtype, seed=1)
+
+
+def test_padding_marks_flow_from_the_embedding_through_the_layers():
+    net = fb.Network([fb.Embedding(V, 4, padding_idx=0), fb.Dropout(0.1),
+                      fb.LSTM(4, 5, return_sequences=True), fb.GRU(5, 3, bidirectional=True),
+                      fb.Dense(6, 2)], input_shape=(T,), seed=0)
+    assert net.layers[2].masked and net.layers[3].masked
+    plain = fb.Network([fb.Embedding(V, 4), fb.LSTM(4, 5)], input_shape=(T,), seed=0)
+    assert not plain.layers[1].masked
+    normed = fb.Network([fb.Embedding(V, 4, padding_idx=0), fb.LayerNorm(4), fb.LSTM(4, 5)],
+                        input_shape=(T,), seed=0)
+    assert not normed.layers[2].masked  # LayerNorm turns a zero step into its bias
+
+
+@pytest.mark.parametrize("sequences", [False, True], ids=["last", "sequences"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_padded_outputs_are_zero_and_last_states_are_the_rows_own(bidirectional, sequences):
+    net = masked("gru", bidirectional, sequences)
+    X = padded_ids()
+    out = net.forward(X)
+    for i, length in enumerate(LENGTHS):  # the same row cut to its length, fresh network
+        short = fb.Network([fb.Embedding(V, 4), fb.GRU(4, 5, return_sequences=sequences,
+                                                       bidirectional=bidirectional)],
+                           input_shape=(length,), loss="mse", dtype="float64")
+        short.params = net.params
+        expected = short.forward(X[i : i + 1, :length])
+        if sequences:
+            row = out[i].reshape(T, -1)
+            np.testing.assert_allclose(row[:length], expected.reshape(length, -1), rtol=1e-12)
+            np.testing.assert_array_equal(row[length:], 0.0)
+        else:
+            np.testing.assert_allclose(out[i], expected[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_twin_agrees(cell, dtype):
+    net = fb.Network([fb.Embedding(V, 4, padding_idx=0),
+                      CELLS[cell](4, 5, return_sequences=True, bidirectional=True),
+                      CELLS[cell](10, 3), fb.Dense(3, 2)], input_shape=(T,), dtype=dtype,
+                     seed=2)
+    check_twin(net, n=6)
+
+
+def test_finite_differences_of_the_recurrent_weights():
+    net = fb.Network([fb.Embedding(V, 4, padding_idx=0),
+                      fb.LSTM(4, 5, return_sequences=True, bidirectional=True),
+                      fb.Dense(10, 2)], input_shape=(T,), loss="mse", dtype="float64", seed=3)
+    fb.testing.jitter_parameters(net, 4)
+    net.layers[0].weight[0] = 0.0  # the padding row: zero, as it always is
+    X, Y = padded_ids(1), np.random.default_rng(2).normal(size=(N, T * 2))
+    _, grad = net.loss_and_grad(X, Y)
+    start = net.layers[0].weight.size  # the recurrent and dense weights (perturbing the
+    eps = 1e-6                         # padding row would turn padding into real steps)
+    for i in range(start, net.params.size, 7):
+        old = net.params[i]
+        net.params[i] = old + eps
+        plus = net.loss_and_grad(X, Y)[0]
+        net.params[i] = old - eps
+        minus = net.loss_and_grad(X, Y)[0]
+        net.params[i] = old
+        assert grad[i] == pytest.approx((plus - minus) / (2 * eps), rel=1e-5, abs=1e-9)
+
+
+def test_training_on_padded_sentences_learns_their_last_real_token():
+    """Sentiment-style: the class is the last real token's parity, whatever the padding."""
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(2, T + 1, 400)
+    X = padded_ids(6, lengths)
+    y = X[np.arange(400), lengths - 1] % 2
+    net = fb.Network([fb.Embedding(V, 8, padding_idx=0), fb.GRU(8, 16), fb.Dense(16, 2)],
+                     input_shape=(T,), seed=0)
+    net.fit(X, y, optimizer=fb.Adam(lr=1e-2), epochs=25, batch_size=32, verbose=0)
+    assert net.evaluate(X, y)["accuracy"] > 0.95
+
+
+@pytest.mark.parametrize("export", ["to_torch", "to_onnx"])
+def test_exports_refuse_a_masked_layer_by_name(export, tmp_path):
+    net = masked("lstm")
+    args = (tmp_path / "m.onnx",) if export == "to_onnx" else ()
+    if export == "to_onnx":
+        pytest.importorskip("onnx")
+    else:
+        pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="reads its input's trailing zero steps as padding"):
+        getattr(net, export)(*args)
+
+
+def _torch_packed(net, cell, bidirectional, sequences, X):
+    import torch
+
+    emb = torch.nn.Embedding(V, 4, padding_idx=0).double()
+    emb.weight.data = torch.from_numpy(net.layers[0].weight.copy())
+    rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell](
+        4, 5, batch_first=True, bidirectional=bidirectional).double()
+    layer = net.layers[1]
+    names = list(layer.parameter_shapes())
+    torch_names = [n.removesuffix("_reverse") + "_l0" + ("_reverse" if n.endswith("_reverse")
+                                                         else "") for n in names]
+    for name, torch_name in zip(names, torch_names):
+        getattr(rnn, torch_name).data = torch.from_numpy(getattr(layer, name).copy())
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        emb(torch.from_numpy(X)), torch.from_numpy(LENGTHS), batch_first=True,
+        enforce_sorted=False)
+    y, h = rnn(packed)
+    h = h[0] if isinstance(h, tuple) else h
+    if sequences:
+        y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=T)
+        return y.reshape(N, -1), [emb.weight] + [getattr(rnn, n) for n in torch_names]
+    return h.permute(1, 0, 2).reshape(N, -1), [emb.weight] + [getattr(rnn, n)
+                                                              for n in torch_names]
+
+
+@pytest.mark.slow  # imports torch
+@pytest.mark.parametrize("sequences", [False, True], ids=["last", "sequences"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_matches_torch_packed_sequences(cell, bidirectional, sequences):
+    torch = pytest.importorskip("torch")
+    net = masked(cell, bidirectional, sequences)
+    X = padded_ids()
+    Y = np.random.default_rng(1).normal(size=(N, net.n_outputs))
+    out_t, params_t = _torch_packed(net, cell, bidirectional, sequences, X)
+    np.testing.assert_allclose(net.forward(X), out_t.detach().numpy(), rtol=1e-12, atol=1e-14)
+    loss_t = torch.nn.functional.mse_loss(out_t, torch.from_numpy(Y))
+    loss_t.backward()
+    loss, grad = net.loss_and_grad(X, Y)
+    assert loss == pytest.approx(loss_t.item(), rel=1e-12)
+    grad_t = np.concatenate([p.grad.numpy().ravel() for p in params_t])
+    np.testing.assert_allclose(grad, grad_t, rtol=1e-10, atol=1e-13)
