@@ -5,6 +5,9 @@ generation, fastbp against PyTorch eager and JAX jit.
 
 char_lm: Embedding(96, 64) -> LSTM(64, 256, every step) -> Dense(256, 96) on each step,
 cross-entropy against the next character at every step, batch 32, T 64, float32, Adam.
+word_sentiment: Embedding(20000, 64, padding_idx=0) -> bidirectional GRU(64, 64) -> Dense(128,
+2), batch 64, lengths uniform in 5..100 right-padded to 100, against torch with
+pack_padded_sequence (JAX is left out: it has no packed sequences).
 Generation: 1000 characters sampled one at a time (temperature 0.8) from that model, fastbp's
 ``Network.generate`` against a torch loop that carries ``(h, c)`` (JAX is left out: a
 per-token Python loop around jitted steps measures dispatch, not the model).
@@ -46,8 +49,30 @@ def _time(step, n: int) -> float:
     return float(np.median(times))
 
 
+WORDS, SENT_T, SENT_BATCH, SENT_H = 20000, 100, 64, 64
+
+
+def _sentences(seed: int = 0):
+    """A batch of word ids, lengths uniform in 5..100, right-padded with 0, and labels."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(5, SENT_T + 1, SENT_BATCH)
+    X = rng.integers(1, WORDS, (SENT_BATCH, SENT_T))
+    X[np.arange(SENT_T)[None, :] >= lengths[:, None]] = 0
+    return X, rng.integers(0, 2, SENT_BATCH), lengths
+
+
 def fastbp_worker(task: str) -> float:
     import fastbp as fb
+
+    if task == "sentiment":
+        net = fb.Network([fb.Embedding(WORDS, 64, padding_idx=0),
+                          fb.GRU(64, SENT_H, bidirectional=True), fb.Dense(2 * SENT_H, 2)],
+                         input_shape=(SENT_T,), seed=0)
+        X, y, _ = _sentences()
+        opt = fb.Adam(lr=1e-3)
+        for _ in range(WARMUP):
+            net.train_step(X, y, opt)
+        return _time(lambda: net.train_step(X, y, opt), STEPS)
 
     net = fb.Network([fb.Embedding(V, D), fb.LSTM(D, H, return_sequences=True), fb.Dense(H, V)],
                      input_shape=(T,), seed=0)
@@ -79,6 +104,26 @@ def torch_worker(task: str) -> float:
             y, state = self.lstm(self.emb(x), state)
             return self.out(y), state
 
+    if task == "sentiment":
+        emb = torch.nn.Embedding(WORDS, 64, padding_idx=0)
+        gru = torch.nn.GRU(64, SENT_H, batch_first=True, bidirectional=True)
+        head = torch.nn.Linear(2 * SENT_H, 2)
+        params = [*emb.parameters(), *gru.parameters(), *head.parameters()]
+        sent_opt = torch.optim.Adam(params, lr=1e-3)
+        X, y, lengths = (torch.from_numpy(a) for a in _sentences())
+
+        def sentiment_step():
+            sent_opt.zero_grad(set_to_none=True)
+            packed = torch.nn.utils.rnn.pack_padded_sequence(emb(X), lengths, batch_first=True,
+                                                             enforce_sorted=False)
+            _, h = gru(packed)
+            logits = head(torch.cat([h[0], h[1]], dim=1))
+            torch.nn.functional.cross_entropy(logits, y).backward()
+            sent_opt.step()
+
+        for _ in range(WARMUP):
+            sentiment_step()
+        return _time(sentiment_step, STEPS)
     model = CharLM()
     if task == "generate":
         generator = torch.Generator().manual_seed(0)
@@ -163,6 +208,7 @@ def jax_worker(task: str) -> float:
 
 WORKERS = {"fastbp": fastbp_worker, "torch": torch_worker, "jax": jax_worker}
 TASKS = {"char_lm step": ("train", ("fastbp", "torch", "jax")),
+         "word_sentiment step": ("sentiment", ("fastbp", "torch")),
          "generation, per token": ("generate", ("fastbp", "torch"))}
 
 

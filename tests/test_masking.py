@@ -156,3 +156,26 @@ def test_matches_torch_packed_sequences(cell, bidirectional, sequences):
     assert loss == pytest.approx(loss_t.item(), rel=1e-12)
     grad_t = np.concatenate([p.grad.numpy().ravel() for p in params_t])
     np.testing.assert_allclose(grad, grad_t, rtol=1e-10, atol=1e-13)
+
+
+def test_fit_and_predict_take_a_list_of_sequences_of_different_lengths():
+    sentences = [np.array([3, 4, 5]), np.array([7]), np.array([2, 9, 9, 9, 1, 8])]
+    net = fb.Network([fb.Embedding(V, 4, padding_idx=0), fb.GRU(4, 5), fb.Dense(5, 2)],
+                     input_shape=(T,), seed=0)
+    padded = fb.text.pad_sequences(sentences, max_len=T)
+    np.testing.assert_array_equal(net.predict_proba(sentences), net.predict_proba(padded))
+    history = net.fit(sentences, [0, 1, 0], epochs=2, batch_size=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+
+
+@pytest.mark.parametrize("make,X,exc,text", [
+    (lambda: fb.Network([fb.Embedding(V, 4, padding_idx=0), fb.GRU(4, 5)], input_shape=(3,)),
+     [[1, 2], [1, 2, 3, 4]], ValueError, r"X\[1\] has 4 ids, more than the network's length 3"),
+    (lambda: fb.Network([fb.Embedding(V, 4), fb.GRU(4, 5)], input_shape=(3,)),
+     [[1, 2], [1, 2, 3]], ValueError, "give Embedding a padding_idx to pad them"),
+    (lambda: fb.Network([fb.Embedding(V, 4, padding_idx=0), fb.GRU(4, 5)], input_shape=(3,)),
+     [[1, 2], [0.5]], TypeError, r"X\[1\] must be a 1-D sequence of integer token ids"),
+], ids=["too-long", "no-padding-idx", "float-ids"])
+def test_bad_ragged_input_is_named(make, X, exc, text):
+    with pytest.raises(exc, match=text):
+        make().predict(X)

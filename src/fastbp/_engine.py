@@ -125,8 +125,8 @@ class Engine:
         self.work_per_sample = max(layer.product_work() for layer in self.layers)
         # the first layer's check of the network's input, if its kind has one (Embedding)
         first = self.layers[0]
-        self.input_check = first.check_network_input if type(first).check_network_input \
-            is not Layer.check_network_input else None
+        self.input_check = first.network_input if type(first).network_input \
+            is not Layer.network_input else None
         # A training batch is split by rows over threads (kernels/step.py's split_gradient)
         # when every layer allows it and the step is big enough (0: never), unless only
         # matrix products do the work and they are big enough to be cut into pieces
@@ -225,7 +225,7 @@ class Engine:
         tuple) after the network's preprocessing; ``names`` is how errors name X."""
         X = self.preprocess_X(X)
         if self.input_check is not None:
-            self.input_check(np.asarray(X), names)
+            X = self.input_check(X, names)
         X = v.check_X(X, self.input_shape, self.dtype)
         y = self.preprocess_y(y)
         labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype,

@@ -495,7 +495,7 @@ class Network(SequenceSteps, Inspection):
         engine = self.engine
         X = engine.preprocess_X(X)
         if engine.input_check is not None:
-            engine.input_check(np.asarray(X), "X")
+            X = engine.input_check(X, "X")
         X = v.check_X(X, self.input_shape, self.dtype)
         return engine.outputs(X, batch_size)
 

@@ -48,7 +48,7 @@ class SequenceSteps:
         engine = self.engine
         x = np.asarray(x)
         if engine.input_check is not None:
-            engine.input_check(x, "x")
+            x = engine.input_check(x, "x")
         elif x.dtype.kind not in "biuf":
             raise TypeError(f"x must hold numbers, got dtype {x.dtype}")
         if state is None:

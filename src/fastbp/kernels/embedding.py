@@ -2,7 +2,7 @@
 
 Settings (ints): num_embeddings V, embedding_dim D, padding_idx (-1: none). Parameters:
 weight (V, D). The input holds T ids per sample, as floats of the network's dtype (integers
-up to 2**24 are exact in float32); the network checked them (``Embedding.check_network_input``):
+up to 2**24 are exact in float32); the network checked them (``Embedding.network_input``):
 an id out of range here reads nothing and gives a zero row. The ids get no gradient.
 """
 

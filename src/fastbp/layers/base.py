@@ -185,11 +185,14 @@ class Layer:
             object.__setattr__(self, name, view)
         object.__setattr__(self, "_bound", frozenset(self.__dict__.get("_bound", ())) | set(tensors))
 
-    def check_network_input(self, X: np.ndarray, name: str) -> None:
-        """Raise a ValueError or TypeError naming ``name`` if ``X`` (as the user gave it,
-        before conversion to the network's dtype) cannot be this layer's input when the
-        layer is the network's first (Embedding: integer ids in range). Called on every
-        input: training, inference, validation data."""
+    def network_input(self, X: Any, name: str) -> np.ndarray:
+        """``X`` as the user gave it, checked (and converted if the kind accepts other forms)
+        as this layer's input when the layer is the network's first; a ValueError or
+        TypeError names ``name``. Embedding: integer ids in range, or a list of id sequences
+        of different lengths, right-padded. Called on every input (training, inference,
+        validation data) for kinds that override it, before the conversion to the network's
+        dtype."""
+        return np.asarray(X)
 
     # -- step-by-step inference (fastbp.sequence: Network.step, Network.generate) ------------
     def initial_state(self, n: int) -> Any:

@@ -72,7 +72,10 @@ class Embedding(Layer):
             table[self.padding_idx] = 0.0
         self.weight = table
 
-    def check_network_input(self, X: np.ndarray, name: str) -> None:
+    def network_input(self, X, name: str) -> np.ndarray:
+        if isinstance(X, (list, tuple)) and X and not np.isscalar(X[0]):
+            X = self._padded(X, name)
+        X = np.asarray(X)
         if X.dtype.kind not in "iub":
             raise TypeError(f"{name} must hold integer token ids for Embedding "
                             f"(layers[0]), got dtype {X.dtype}")
@@ -83,6 +86,33 @@ class Embedding(Layer):
             raise ValueError(f"{name} row {row} holds id {X.ravel()[flat].item()}, outside "
                              f"0..{self.num_embeddings - 1} (Embedding's num_embeddings="
                              f"{self.num_embeddings})")
+        return X
+
+    def _padded(self, sequences, name: str) -> np.ndarray:
+        """Id sequences of different lengths as one array, right-padded with padding_idx to
+        the network's length T (the recurrent layers after then read the padding as
+        such)."""
+        T = self.input_shape[0]
+        if self.padding_idx is None:
+            lengths = {len(np.ravel(s)) for s in sequences}
+            if lengths == {T}:
+                return np.asarray(sequences)
+            raise ValueError(f"{name} holds sequences of different lengths; give Embedding a "
+                             "padding_idx to pad them (and make the recurrent layers read the "
+                             "padding as such)")
+        rows = [np.asarray(s) for s in sequences]
+        for i, row in enumerate(rows):
+            if row.ndim != 1 or (row.size and row.dtype.kind not in "iub"):
+                raise TypeError(f"{name}[{i}] must be a 1-D sequence of integer token ids, got "
+                                f"dtype {row.dtype}, shape {row.shape}")
+            if row.shape[0] > T:
+                raise ValueError(f"{name}[{i}] has {row.shape[0]} ids, more than the network's "
+                                 f"length {T} (input_shape=({T},)): cut it or build a longer "
+                                 "network")
+        out = np.full((len(rows), T), self.padding_idx, dtype=np.int64)
+        for i, row in enumerate(rows):
+            out[i, : row.shape[0]] = row
+        return out
 
     def random_input(self, rng, shape: Shape) -> np.ndarray:
         return rng.integers(0, self.num_embeddings, size=shape)

@@ -85,7 +85,7 @@ class Network:
         return int(np.prod(shape[:-1])) if self.loss == "cross_entropy" and len(shape) > 1 else 1
 
     def _check(self, X, y=None, sample_weight=None):
-        self.layers[0].check_network_input(np.asarray(X), "X")
+        X = self.layers[0].network_input(X, "X")
         X = v.check_X(X, self.input_shape, self.dtype)
         labels = targets = None
         if y is not None:
