@@ -179,3 +179,50 @@ def test_fit_and_predict_take_a_list_of_sequences_of_different_lengths():
 def test_bad_ragged_input_is_named(make, X, exc, text):
     with pytest.raises(exc, match=text):
         make().predict(X)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_masking_layer_twin_agrees(dtype):
+    net = fb.Network([fb.Masking(-1.0), fb.GRU(3, 4, bidirectional=True, return_sequences=True),
+                      fb.LSTM(8, 3), fb.Dense(3, 2)], input_shape=(T, 3), dtype=dtype, seed=4)
+    assert net.layers[1].masked and net.layers[2].masked
+    check_twin(net, n=6)
+
+
+def test_masking_layer_finite_differences():
+    net = fb.Network([fb.Masking(), fb.LSTM(3, 4), fb.Dense(4, 2)], input_shape=(T, 3),
+                     loss="mse", dtype="float64", seed=5)
+    fb.testing.check_finite_differences(net, n=4)
+
+
+@pytest.mark.slow  # imports torch
+def test_masking_layer_matches_torch_packed_float_sequences():
+    torch = pytest.importorskip("torch")
+    net = fb.Network([fb.Masking(9.0), fb.GRU(3, 4, bidirectional=True)], input_shape=(T, 3),
+                     loss="mse", dtype="float64", seed=6)
+    X = np.random.default_rng(7).normal(size=(N, T, 3))
+    for i, length in enumerate(LENGTHS):
+        X[i, length:] = 9.0
+    gru = torch.nn.GRU(3, 4, batch_first=True, bidirectional=True).double()
+    layer = net.layers[1]
+    for name in layer.parameter_shapes():
+        torch_name = name.removesuffix("_reverse") + "_l0" + ("_reverse" if name.endswith(
+            "_reverse") else "")
+        getattr(gru, torch_name).data = torch.from_numpy(getattr(layer, name).copy())
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(X),
+                                                     torch.from_numpy(LENGTHS),
+                                                     batch_first=True, enforce_sorted=False)
+    _, h = gru(packed)
+    np.testing.assert_allclose(net.forward(X), h.permute(1, 0, 2).reshape(N, -1).detach().numpy(),
+                               rtol=1e-12)
+
+
+def test_masking_refuses_exports_and_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="mask_value must be a finite number"):
+        fb.Masking(float("nan"))
+    with pytest.raises(ValueError, match=r"Masking takes sequences of shape \(T, F\)"):
+        fb.Network([fb.Masking(), fb.Dense(4, 2)], input_shape=(4,))
+    net = fb.Network([fb.Masking(), fb.GRU(3, 4)], input_shape=(T, 3), seed=0)
+    pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="Masking has no nn.Sequential equivalent"):
+        net.to_torch()
