@@ -69,7 +69,7 @@ def _settings(ints):
     cell = ints[0]
     H = ints[2]
     G = 3 if cell == CELL_GRU else 4 if cell == CELL_LSTM else 1
-    return cell, ints[1], H, ints[3], ints[4], ints[5] != 0, G * H, ints[6] != 0
+    return cell, ints[1], H, ints[3], ints[4], ints[5] != 0, G * H
 
 
 @jit(inline="always")
@@ -344,23 +344,45 @@ def _row_sums(A, out):
         out[r] = total
 
 
+# Two compiled pairs, each with ``masked`` a constant: a network without padding compiles
+# none of the masking code (about 1.5 s of a cold compile).
 @jit(inline="always")
 def forward(args):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    _forward(ints, params, inp, out, scratch, batch, flags)
+    _forward(ints, params, inp, out, scratch, batch, flags, False)
+
+
+@jit(inline="always")
+def forward_masked(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
+    _forward(ints, params, inp, out, scratch, batch, flags, True)
 
 
 @jit(inline="always")
 def backward(args):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags)
+    _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, False)
+
+
+@jit(inline="always")
+def backward_masked(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
+    _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, True)
+
+
+VARIANTS = {0: (forward, backward), 1: (forward_masked, backward_masked)}
+
+
+def variant(ints) -> int:
+    """The pair for a layer whose settings are ``ints``: masked or not."""
+    return int(ints[6])
 
 
 # Inlined into forward/backward above (the kernels the walker calls by address): compiled as
 # functions of their own they were optimised and compiled twice (~3 s of a cold compile).
 @jit(inline="always")
-def _forward(ints, params, inp, out, scratch, batch, flags):
-    cell, F, H, T, D, sequences, GH, masked = _settings(ints)
+def _forward(ints, params, inp, out, scratch, batch, flags, masked):
+    cell, F, H, T, D, sequences, GH = _settings(ints)
     m = inp.shape[0]
     w_cat, _, bias = _batch_arrays(batch, F, H, GH)
     lengths = _lengths(scratch)
@@ -432,8 +454,8 @@ def _stash_padded(dh, dc, stash_h, stash_c, t, lengths, cell, H, keep):
 
 
 @jit(inline="always")
-def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags):
-    cell, F, H, T, D, sequences, GH, masked = _settings(ints)
+def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked):
+    cell, F, H, T, D, sequences, GH = _settings(ints)
     m = d_out.shape[0]
     lengths = _lengths(scratch)
     _, w_hh_t, _ = _batch_arrays(batch, F, H, GH)
