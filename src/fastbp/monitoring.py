@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _codes as codes
 from ._engine import GRAD_FLAGS
+from .kernels.bundles import WS
 from .plan import tensor_views
 
 VANISHING_RATIO = 1e-3  # a layer's gradient norm this far below the largest layer's
@@ -129,7 +130,7 @@ def diagnose(net, X, y, sample_weight=None, verbose: bool = True) -> Diagnosis:
 
 def _layer_outputs(engine, m: int) -> list[np.ndarray]:
     """Each layer's output region of the last whole step on m rows (a copy)."""
-    table, ws = engine.plan.table, engine.arrays[6]
+    table, ws = engine.plan.table, engine.arrays[WS]
     outs = []
     for row in table:
         start, width = int(row[codes.L_OUT_OFFSET]) * m, int(row[codes.L_OUT_SIZE])

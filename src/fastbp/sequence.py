@@ -29,12 +29,15 @@ class SequenceSteps:
         (convolutions, pooling, BatchNorm, bidirectional recurrent layers...).
         """
         check_parameters({"n": [Interval(int, 1, None)]}, {"n": n}, "initial_state")
+        from .layers.base import Layer
+
         states = []
         for i, layer in enumerate(self.layers):
+            if type(layer).step is Layer.step:
+                raise TypeError(f"layers[{i}]: {type(layer).__name__} cannot run one step at "
+                                "a time")
             try:
                 states.append(layer.initial_state(n))
-                if type(layer).step is _base_step():
-                    layer.step(None, None)  # raises: the kind has no step
             except TypeError as e:
                 raise TypeError(f"layers[{i}]: {e}") from None
         return states
@@ -112,12 +115,6 @@ class SequenceSteps:
             if t + 1 < out.shape[0]:
                 scores, state = self.step(out[t : t + 1], state)
         return out
-
-
-def _base_step():
-    from .layers.base import Layer
-
-    return Layer.step
 
 
 def _sample(logits: np.ndarray, temperature: float, top_k: int | None,

@@ -7,17 +7,7 @@ padding (kernels/recurrent.py); the gradient reaches the other steps only.
 
 from .._codes import F_NEED_D_INPUT
 from .._jit import jit
-
-
-@jit(inline="always")
-def _length(row, T, F, value):
-    L = T
-    while L > 0:
-        for f in range((L - 1) * F, L * F):
-            if row[f] != value:
-                return L
-        L -= 1
-    return 0
+from .scalar import trailing_length
 
 
 @jit(inline="always")
@@ -26,7 +16,7 @@ def forward(args):
     T, F = ints[0], ints[1]
     for i in range(inp.shape[0]):
         row, dst = inp[i], out[i]
-        end = _length(row, T, F, floats[0]) * F
+        end = trailing_length(row, T, F, floats[0]) * F
         for j in range(end):
             dst[j] = row[j]
         for j in range(end, T * F):
@@ -40,7 +30,7 @@ def backward(args):
         return
     T, F = ints[0], ints[1]
     for i in range(inp.shape[0]):
-        end = _length(inp[i], T, F, floats[0]) * F
+        end = trailing_length(inp[i], T, F, floats[0]) * F
         src, dst = d_out[i], d_inp[i]
         for j in range(end):
             dst[j] = src[j]

@@ -36,6 +36,7 @@ the summed biases.
 from .._codes import F_NEED_D_INPUT
 from .._jit import jit
 from .linalg import matmul
+from .scalar import trailing_length
 from .transcendental import sigmoid, tanh
 
 CELL_RNN_TANH = 0
@@ -86,18 +87,7 @@ def _measure_lengths(inp, T, F, lengths):
     (trailing all-zero steps are padding: an Embedding's padding row, or a masked
     recurrent layer's padded outputs)."""
     for i in range(inp.shape[0]):
-        L = T
-        while L > 0:
-            row = inp[i, (L - 1) * F : L * F]
-            empty = True
-            for f in range(F):
-                if row[f] != 0:
-                    empty = False
-                    break
-            if not empty:
-                break
-            L -= 1
-        lengths[i] = L
+        lengths[i] = trailing_length(inp[i], T, F, 0)
 
 
 @jit

@@ -29,3 +29,16 @@ def inside_range(n_out, start, step, size):
     lo = 0 if start >= 0 else (-start + step - 1) // step
     hi = 0 if size - 1 - start < 0 else (size - 1 - start) // step + 1
     return min(lo, n_out), max(min(hi, n_out), min(lo, n_out))
+
+
+@jit(inline="always")
+def trailing_length(row, T, F, value):
+    """How many of ``row``'s T steps of F values come before its trailing steps whose values
+    all equal ``value`` (a sequence's length once its padding is cut off)."""
+    L = T
+    while L > 0:
+        for f in range((L - 1) * F, L * F):
+            if row[f] != value:
+                return L
+        L -= 1
+    return 0

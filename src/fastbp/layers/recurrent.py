@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..activations import ACTIVATIONS
 from ..kernels import recurrent as kernels
 from .base import Layer, Shape, positive_int, require_torch_setting
 from .dropout import Dropout
@@ -249,8 +250,7 @@ class _Recurrent(Layer):
         return graph.one("Reshape", [y, graph.const("shape", [0, -1], np.int64)])
 
 
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
+_sigmoid = ACTIVATIONS["sigmoid"].value  # overflow-free, the twin's own
 
 
 def _torch_rnn_name(name: str, index: int) -> str:
