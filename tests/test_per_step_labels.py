@@ -154,3 +154,41 @@ def test_regression_targets_per_step_are_the_mean_over_steps_and_features():
     loss, _ = net.loss_and_grad(X, Y)
     assert loss == pytest.approx(np.mean((out - Y) ** 2), rel=1e-12)
     assert net.predict(X).shape == (6, 10)
+
+
+@pytest.mark.parametrize("ignore_index", [0, 3, -1])
+def test_ignore_index_setting_matches_torch_and_the_default(ignore_index):
+    """``Network(ignore_index=p)`` scores as torch's CrossEntropyLoss(ignore_index=p), and as
+    the default network given -100 at the same positions; it survives save/load."""
+    torch = pytest.importorskip("torch")
+    X, Y = windows(6, ignored=False)
+    Y[1::2, -2:] = ignore_index
+    net = fb.Network(language_model().layers, input_shape=(T,), dtype="float64",
+                     ignore_index=ignore_index)
+    logits = torch.tensor(net.forward(X).reshape(-1, V))
+    expected = torch.nn.functional.cross_entropy(logits, torch.from_numpy(Y.ravel()),
+                                                 ignore_index=ignore_index).item()
+    loss, grad = net.loss_and_grad(X, Y)
+    assert abs(loss - expected) <= 1e-12 * abs(expected)
+    default = language_model()
+    default.params = net.params
+    as_default = np.where(Y == ignore_index, codes.IGNORE_INDEX, Y)
+    np.testing.assert_array_equal(default.loss_and_grad(X, as_default)[1], grad)
+    assert net.evaluate(X, Y)["accuracy"] == default.evaluate(X, as_default)["accuracy"]
+    assert fb.Network.from_config(net.get_config()).ignore_index == ignore_index
+
+
+def test_ignore_index_setting_refuses_the_default_value_as_a_label():
+    net = fb.Network(language_model().layers, input_shape=(T,), ignore_index=0)
+    X, Y = windows(4, ignored=True)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=r"y must hold class labels in \[0, 9\) or "
+                                         r"ignore_index=0; got -100 in row 0"):
+        net.train_step(X, Y, fb.SGD(lr=0.1))
+    np.testing.assert_array_equal(net.params, before)
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+def test_ignore_index_applies_to_cross_entropy_only(loss):
+    with pytest.raises(ValueError, match="ignore_index applies to loss='cross_entropy'"):
+        fb.Network([fb.Dense(3, 1)], loss=loss, ignore_index=0)

@@ -113,6 +113,7 @@ class Engine:
         self.label_steps = int(np.prod(shape[:-1])) if self.loss == "cross_entropy" and \
             len(shape) > 1 else 1
         self.n_classes = self.n_outputs // self.label_steps
+        self.ignore_index = network.ignore_index
         self.input_shape = network.input_shape
         self.params, self.buffers = params, buffers
         self.grads = v.aligned_zeros(plan.n_params, self.dtype)
@@ -229,7 +230,7 @@ class Engine:
         X = v.check_X(X, self.input_shape, self.dtype)
         y = self.preprocess_y(y)
         labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype,
-                                    steps=self.label_steps)
+                                    steps=self.label_steps, ignore_index=self.ignore_index)
         if sample_weight is None:
             w = self.no_weights
         else:

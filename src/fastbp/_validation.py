@@ -61,10 +61,12 @@ def check_X(X, input_shape: tuple[int, ...], dtype: np.dtype, name: str = "X") -
 
 
 def check_y(y, n: int, loss: str, n_outputs: int, dtype: np.dtype,
-            name: str = "y", steps: int = 1) -> tuple[np.ndarray | None, np.ndarray | None]:
+            name: str = "y", steps: int = 1, ignore_index: int = codes.IGNORE_INDEX
+            ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Return (labels, targets): int64 labels for cross_entropy (``steps`` per row, flat,
-    for a network whose outputs are a sequence of ``steps`` class scores), else (n,
-    n_outputs) targets (given as (n, n_outputs) or (n, *output_shape))."""
+    for a network whose outputs are a sequence of ``steps`` class scores; the labels equal
+    to ``ignore_index`` become the kernels' ``IGNORE_INDEX``), else (n, n_outputs) targets
+    (given as (n, n_outputs) or (n, *output_shape))."""
     y = np.asarray(y)
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
@@ -87,6 +89,8 @@ def check_y(y, n: int, loss: str, n_outputs: int, dtype: np.dtype,
                                  f"{n_outputs // steps}), got {y[bad][0]!r} at index "
                                  f"{int(np.argmax(bad)) // steps}")
         y = np.ascontiguousarray(y, dtype=np.int64)  # kernel_array, inlined
+        if ignore_index != codes.IGNORE_INDEX:
+            y = _relabel_ignored(y, ignore_index, name, n_outputs // steps, steps)
         return (y if y.flags.behaved else y.copy()), None
     if y.ndim > 2 and int(np.prod(y.shape[1:])) == n_outputs:  # (n, T, F) per step
         y = y.reshape(n, n_outputs)
@@ -96,6 +100,18 @@ def check_y(y, n: int, loss: str, n_outputs: int, dtype: np.dtype,
         raise ValueError(f"{name} must have shape ({n}, {n_outputs}) for {loss}"
                          + (f" or ({n},)" if n_outputs == 1 else "") + f", got {y.shape}")
     return None, kernel_array(y, dtype)
+
+
+def _relabel_ignored(labels: np.ndarray, ignore_index: int, name: str, classes: int,
+                     steps: int) -> np.ndarray:
+    """The labels with ``ignore_index`` as the kernels' IGNORE_INDEX; the kernels' own
+    value is then an ordinary label, out of range (as in torch with another ignore_index)."""
+    clash = labels == codes.IGNORE_INDEX
+    if clash.any():
+        raise ValueError(f"{name} must hold class labels in [0, {classes}) or ignore_index="
+                         f"{ignore_index}; got {codes.IGNORE_INDEX} in row "
+                         f"{int(np.argmax(clash)) // steps}")
+    return np.where(labels == ignore_index, codes.IGNORE_INDEX, labels)
 
 
 def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray | None:

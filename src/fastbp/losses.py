@@ -132,6 +132,15 @@ def check_loss_settings(loss: str, huber_delta, label_smoothing) -> tuple[float,
     return float(huber_delta), float(label_smoothing)
 
 
+def check_ignore_index(loss: str, ignore_index) -> int:
+    """CrossEntropyLoss's ``ignore_index`` as an int, or a ValueError naming it."""
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")
+    if ignore_index != codes.IGNORE_INDEX and loss != "cross_entropy":
+        raise ValueError(f"ignore_index applies to loss='cross_entropy', got loss={loss!r}")
+    return int(ignore_index)
+
+
 def loss_settings(huber_delta: float, label_smoothing: float) -> np.ndarray:
     """The float64 settings the kernels read after the layers' (codes.LOSS_*)."""
     settings = np.zeros(codes.N_LOSS_SETTINGS, dtype=np.float64)

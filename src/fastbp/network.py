@@ -30,7 +30,7 @@ from ._engine import GRAD_FLAGS, STEP_FLAGS, Engine
 from ._params import Interval, check_parameters
 from ._serialize import save as _save
 from .layers import Layer, layer_config, layer_from_config, mlp_layers
-from .losses import LOSSES, check_loss_settings, is_regression, loss_settings
+from .losses import LOSSES, check_ignore_index, check_loss_settings, is_regression, loss_settings
 from .metrics import check_metrics
 from .monitoring import Inspection
 from .optim import Optimizer
@@ -63,6 +63,9 @@ class Network(SequenceSteps, Inspection):
         HuberLoss's ``delta`` (loss="huber" only).
     label_smoothing : float, default 0.0
         CrossEntropyLoss's ``label_smoothing``, in [0, 1] (loss="cross_entropy" only).
+    ignore_index : int, default -100
+        CrossEntropyLoss's ``ignore_index``: a label (of a padded step, say) that gets no loss
+        and no gradient and is left out of the mean and of the accuracy.
 
     Attributes
     ----------
@@ -80,7 +83,8 @@ class Network(SequenceSteps, Inspection):
 
     def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] | None = None,
                  loss: str = "cross_entropy", dtype: str = "float32", seed: int | None = 0,
-                 *, huber_delta: float = 1.0, label_smoothing: float = 0.0):
+                 *, huber_delta: float = 1.0, label_smoothing: float = 0.0,
+                 ignore_index: int = -100):
         if isinstance(input_shape, str):  # Network(layers, "mse"): the pre-input_shape order
             raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}; pass "
                             "the loss by name: Network(layers, loss=...)")
@@ -88,6 +92,7 @@ class Network(SequenceSteps, Inspection):
         self.loss = v.check_loss(loss)
         self.huber_delta, self.label_smoothing = check_loss_settings(loss, huber_delta,
                                                                      label_smoothing)
+        self.ignore_index = check_ignore_index(loss, ignore_index)
         self.dtype = v.check_dtype(dtype)
         self.seed = None if seed is None else int(seed)
         layers, plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
@@ -124,8 +129,7 @@ class Network(SequenceSteps, Inspection):
             huber_delta: float = 1.0, label_smoothing: float = 0.0) -> Network:
         """A multilayer perceptron: ``sizes[0]`` inputs, hidden layers with ``activation``
         (each followed by ``Dropout(dropout)`` if ``dropout > 0``), and a linear output layer.
-        ``huber_delta`` and ``label_smoothing`` as for the constructor.
-        """
+        ``huber_delta`` and ``label_smoothing`` as for the constructor."""
         layers = mlp_layers(sizes, activation, dropout)
         return cls(layers, loss=loss, dtype=dtype, seed=seed, huber_delta=huber_delta,
                    label_smoothing=label_smoothing)
@@ -255,8 +259,9 @@ class Network(SequenceSteps, Inspection):
                   "dtype": self.dtype.name, "seed": self.seed}
         if self.loss == "huber":
             config["huber_delta"] = self.huber_delta
-        if self.label_smoothing:
-            config["label_smoothing"] = self.label_smoothing
+        for key, default in (("label_smoothing", 0.0), ("ignore_index", -100)):
+            if getattr(self, key) != default:
+                config[key] = getattr(self, key)
         return config
 
     @classmethod
@@ -266,7 +271,8 @@ class Network(SequenceSteps, Inspection):
         return cls(layers, input_shape=None if shape is None else tuple(shape),
                    loss=config["loss"], dtype=config["dtype"], seed=config.get("seed"),
                    huber_delta=config.get("huber_delta", 1.0),
-                   label_smoothing=config.get("label_smoothing", 0.0))
+                   label_smoothing=config.get("label_smoothing", 0.0),
+                   ignore_index=config.get("ignore_index", -100))
 
     def summary(self, print_fn=print) -> None:
         """Print the layers, their output shapes and parameter counts, as Keras's summary.

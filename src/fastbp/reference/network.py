@@ -10,7 +10,7 @@ from .. import _validation as v
 from .._engine import seed_state
 from ..layers import Layer, mlp_layers
 from ..losses import LOSSES as REGISTERED
-from ..losses import check_loss_settings
+from ..losses import check_ignore_index, check_loss_settings
 from ..optim import Optimizer
 from ..plan import compile_layers, tensor_views
 from ._stream import NumpyStream, XorShiftStream
@@ -36,12 +36,14 @@ class Network:
 
     def __init__(self, layers: Sequence[Layer], input_shape=None, loss: str = "cross_entropy",
                  dtype: str = "float32", seed: int | None = 0, stream: str = "fastbp", *,
-                 huber_delta: float = 1.0, label_smoothing: float = 0.0):
+                 huber_delta: float = 1.0, label_smoothing: float = 0.0,
+                 ignore_index: int = -100):
         from . import twin_for
 
         self.loss = v.check_loss(loss)
         self.huber_delta, self.label_smoothing = check_loss_settings(loss, huber_delta,
                                                                      label_smoothing)
+        self.ignore_index = check_ignore_index(loss, ignore_index)
         self.dtype = v.check_dtype(dtype)
         self.seed = seed
         self.layers, self._plan, self.params, self.buffers = compile_layers(
@@ -68,7 +70,7 @@ class Network:
         buffers and random state."""
         twin = cls(net.layers, input_shape=net.input_shape, loss=net.loss,
                    dtype=net.dtype.name, seed=net.seed, huber_delta=net.huber_delta,
-                   label_smoothing=net.label_smoothing)
+                   label_smoothing=net.label_smoothing, ignore_index=net.ignore_index)
         twin.params[:] = net.params
         twin.buffers[:] = net.buffers
         twin.stream.set_state(int(net.engine.rng[0]))
@@ -90,7 +92,7 @@ class Network:
         labels = targets = None
         if y is not None:
             labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype,
-                                        steps=self._steps)
+                                        steps=self._steps, ignore_index=self.ignore_index)
         code, row = v.check_values(X, labels, targets, self.loss, self.n_outputs, self._steps)
         if code:
             raise ValueError(v.value_error_message(code, row, self.loss,
