@@ -226,3 +226,34 @@ def test_masking_refuses_exports_and_bad_values(tmp_path):
     pytest.importorskip("torch")
     with pytest.raises(TypeError, match="Masking has no nn.Sequential equivalent"):
         net.to_torch()
+
+
+@pytest.mark.parametrize("first", ["embedding", "masking"])
+@pytest.mark.parametrize("call", ["train_step", "fit", "predict"])
+def test_padding_before_a_real_step_is_named_and_changes_nothing(first, call):
+    """Left or inner padding would be read as real steps: refused, naming the row and step."""
+    if first == "embedding":
+        net = masked("gru")
+        X = padded_ids()
+        X[3, :2] = 0  # left-padded row
+        marker = r"id 0, Embedding's padding_idx"
+    else:
+        net = fb.Network([fb.Masking(-1.0), fb.GRU(2, 3)], input_shape=(T, 2), loss="mse")
+        X = np.random.default_rng(0).normal(size=(N, T, 2))
+        X[3, 1] = -1.0  # an inner masked step
+        marker = r"all values -1.0, Masking's mask_value"
+    y = np.zeros((N, 5 if first == "embedding" else 3))
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=rf"X row 3 has padding \({marker}\) at step 1, "
+                                         r"before a real step: .* pad on the right"):
+        {"train_step": lambda: net.train_step(X, y, fb.SGD(lr=0.1)),
+         "fit": lambda: net.fit(X, y, epochs=1, verbose=0),
+         "predict": lambda: net.predict(X)}[call]()
+    np.testing.assert_array_equal(net.params, before)
+
+
+def test_padding_ids_anywhere_are_fine_without_a_recurrent_layer():
+    net = fb.Network([fb.Embedding(V, 4, padding_idx=0), fb.Dense(4, 2)], input_shape=(T,))
+    X = padded_ids()
+    X[:, 0] = 0
+    assert net.predict(X).shape == (N, T)

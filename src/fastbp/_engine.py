@@ -128,6 +128,9 @@ class Engine:
         first = self.layers[0]
         self.input_check = first.network_input if type(first).network_input \
             is not Layer.network_input else None
+        # the padding the first layer marks, where a recurrent layer reads it as such
+        self.padding_steps = first.padding_steps if any(
+            getattr(layer, "masked", False) for layer in self.layers) else None
         # A training batch is split by rows over threads (kernels/step.py's split_gradient)
         # when every layer allows it and the step is big enough (0: never), unless only
         # matrix products do the work and they are big enough to be cut into pieces
@@ -224,10 +227,7 @@ class Engine:
     def inputs(self, X, y, sample_weight=None, names: str = "X") -> tuple:
         """``(X, y, sample_weight)`` checked and converted into a ``Batch`` (a plain
         tuple) after the network's preprocessing; ``names`` is how errors name X."""
-        X = self.preprocess_X(X)
-        if self.input_check is not None:
-            X = self.input_check(X, names)
-        X = v.check_X(X, self.input_shape, self.dtype)
+        X = self.check_X(X, names)
         y = self.preprocess_y(y)
         labels, targets = v.check_y(y, X.shape[0], self.loss, self.n_outputs, self.dtype,
                                     steps=self.label_steps, ignore_index=self.ignore_index)
@@ -237,6 +237,16 @@ class Engine:
             w = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
         return (X, self.no_labels if labels is None else labels,
                 self.no_targets if targets is None else targets, w)
+
+    def check_X(self, X, name: str = "X") -> np.ndarray:
+        """X after the preprocessing, checked and converted as the kernels take it."""
+        X = self.preprocess_X(X)
+        if self.input_check is not None:
+            X = self.input_check(X, name)
+        X = v.check_X(X, self.input_shape, self.dtype, name)
+        if self.padding_steps is not None:
+            v.check_right_padding(self.padding_steps(X), self.layers[0], name)
+        return X
 
     def preprocess_X(self, X):
         """X after the network's :attr:`standardize`, if any."""

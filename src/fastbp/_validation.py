@@ -114,6 +114,23 @@ def _relabel_ignored(labels: np.ndarray, ignore_index: int, name: str, classes: 
     return np.where(labels == ignore_index, codes.IGNORE_INDEX, labels)
 
 
+def check_right_padding(padding: np.ndarray | None, layer, name: str = "X") -> None:
+    """Refuse padding (``padding``: (n, T) booleans) before a real step of its row: masked
+    recurrent layers read only a row's trailing padding as such (right-padding, as torch's
+    pack_padded_sequence)."""
+    if padding is None:
+        return
+    early = padding[:, :-1] & ~padding[:, 1:]
+    if early.any():
+        row, step = (int(i) for i in np.argwhere(early)[0])
+        marker = (f"id {layer.padding_idx}, Embedding's padding_idx" if hasattr(
+            layer, "padding_idx") else f"all values {layer.mask_value}, Masking's mask_value")
+        raise ValueError(f"{name} row {row} has padding ({marker}) at step {step}, before a "
+                         "real step: the recurrent layers read padding only at the end of a "
+                         "row (right-padding, as pack_padded_sequence); pad on the right, "
+                         "e.g. with fb.text.pad_sequences")
+
+
 def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray | None:
     if sample_weight is None:
         return None

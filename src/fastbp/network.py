@@ -499,11 +499,7 @@ class Network(SequenceSteps, Inspection):
 
     def _forward(self, X, batch_size: int | None) -> np.ndarray:
         engine = self.engine
-        X = engine.preprocess_X(X)
-        if engine.input_check is not None:
-            X = engine.input_check(X, "X")
-        X = v.check_X(X, self.input_shape, self.dtype)
-        return engine.outputs(X, batch_size)
+        return engine.outputs(engine.check_X(X), batch_size)
 
     def predict(self, X, batch_size: int | None = None) -> np.ndarray:
         """Class indices (cross_entropy; the user's labels with a :attr:`label_encoder`),

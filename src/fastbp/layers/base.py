@@ -216,6 +216,13 @@ class Layer:
         packed sequences) and passes it on with return_sequences. Default: no mask."""
         return False
 
+    def padding_steps(self, X: np.ndarray) -> np.ndarray | None:
+        """For a kind that starts a mask (``padding_after`` True whatever its input), as the
+        network's first layer: which steps of X, ``(n, prod(input_shape))``, are padding,
+        ``(n, T)`` booleans. The network then refuses padding before a real step. Default:
+        None (no mask starts here)."""
+        return None
+
     def random_input(self, rng: np.random.Generator, shape: Shape) -> np.ndarray:
         """Random network input of ``shape`` (n, *input_shape) this layer accepts as the
         network's first, for tests (``fastbp.testing``): standard normal values."""

@@ -114,8 +114,17 @@ class Embedding(Layer):
             out[i, : row.shape[0]] = row
         return out
 
+    def padding_steps(self, X: np.ndarray) -> np.ndarray | None:
+        return None if self.padding_idx is None else X == self.padding_idx
+
     def random_input(self, rng, shape: Shape) -> np.ndarray:
-        return rng.integers(0, self.num_embeddings, size=shape)
+        """Random ids; with padding_idx, rows right-padded by 0..T-1 steps."""
+        X = rng.integers(0, self.num_embeddings, size=shape)
+        if self.padding_idx is not None and self.num_embeddings > 1:
+            X[X == self.padding_idx] = (self.padding_idx + 1) % self.num_embeddings
+            for i, padded in enumerate(rng.integers(0, shape[1], shape[0])):
+                X[i, shape[1] - padded :] = self.padding_idx
+        return X
 
     def step(self, x, state):
         return self.weight[x], state

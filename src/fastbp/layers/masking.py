@@ -43,6 +43,9 @@ class Masking(Layer):
     def padding_after(self, padded_input: bool) -> bool:
         return True
 
+    def padding_steps(self, X: np.ndarray) -> np.ndarray | None:
+        return (X.reshape(X.shape[0], *self.input_shape) == self.mask_value).all(axis=2)
+
     def random_input(self, rng, shape: Shape) -> np.ndarray:
         """Normal values, each row's last 0..T-1 steps set to mask_value."""
         X = rng.normal(size=shape)
