@@ -102,6 +102,36 @@ def test_training_on_padded_sentences_learns_their_last_real_token():
     assert net.evaluate(X, y)["accuracy"] > 0.95
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_padded_steps_cost_no_recurrent_work(cell):
+    """Rows sorted by length inside the kernel, each step's products on the rows still
+    running: a batch of one-step rows padded to 200 costs a small fraction of a full one
+    (the recurrent work is 1/200; the rest, per step but cheap, is the embedding, the carry
+    of the padded rows' state and the masks). Measured 0.03 (GRU) and 0.015 (LSTM) here,
+    0.17 and 0.10 when every step ran the products on the whole batch; the bound between
+    leaves room for a noisy machine."""
+    import time
+
+    long_T = 200
+    net = fb.Network([fb.Embedding(V, 32, padding_idx=0), CELLS[cell](32, 64), fb.Dense(64, 2)],
+                     input_shape=(long_T,), seed=0)
+    full = np.random.default_rng(0).integers(1, V, (32, long_T))
+    short = full.copy()
+    short[:, 1:] = 0
+    y, opt = np.zeros(32, dtype=np.int64), fb.SGD(lr=0.0)
+
+    def median_step(X):
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            net.train_step(X, y, opt)
+            times.append(time.perf_counter() - start)
+        return np.median(times)
+
+    median_step(full)
+    assert median_step(short) < 0.08 * median_step(full)
+
+
 @pytest.mark.parametrize("export", ["to_torch", "to_onnx"])
 def test_exports_refuse_a_masked_layer_by_name(export, tmp_path):
     net = masked("lstm")

@@ -136,6 +136,45 @@ def matmul(A, B, out, flags=0):
 
 
 @jit
+def matmul_part(A, B, out, m, n, k, flags=0):
+    """out[:m, :n] = A[:m, :k] @ B[:k, :n] on the arrays in place (2-D, C or F order, or
+    views with contiguous rows or columns), without copying the blocks: what a product on
+    the rows of a batch still running (a masked recurrent layer) needs. In pieces if
+    ``flags`` ask and the runner for them is compiled, else one BLAS call; by hand when
+    tiny. k == 0 gives zeros."""
+    if m == 0 or n == 0:
+        return
+    if m * n * k < BLAS_MIN_WORK:
+        for i in range(m):
+            row = out[i]
+            for j in range(n):
+                row[j] = 0
+            for r in range(k):
+                a = A[i, r]
+                for j in range(n):
+                    row[j] += a * B[r, j]
+        return
+    trans_a, lda = _layout(A)
+    trans_b, ldb = _layout(B)
+    like = out[0, :0]
+    pieces = (flags >> PIECES_SHIFT) & PIECES_MASK
+    runner = pieces_runner(like, 1 if flags & F_PIECES_AT_ONCE else 0)
+    if pieces < 2 or m * n * k < PIECES_MIN_WORK or runner == 0:
+        pieces = 1
+    job = (trans_a, trans_b, m, n, k, lda, ldb, out.strides[0] // out.itemsize,
+           np.int64(A.ctypes.data), np.int64(B.ctypes.data), np.int64(out.ctypes.data), pieces)
+    if pieces == 1:
+        gemm_piece(job, 0, like)
+    else:
+        call_pieces(runner, job, like)
+
+
+if numba.config.DISABLE_JIT:
+    def matmul_part(A, B, out, m, n, k, flags=0):  # noqa: F811  (numpy for the pure-Python run)
+        out[:m, :n] = A[:m, :k] @ B[:k, :n]
+
+
+@jit
 def _transpose_rows(src, dst, B, r0):
     """dst[:, r0:] = src[r0:].T, B rows of src gathered into each row of dst at a time."""
     R, S = src.shape

@@ -35,7 +35,7 @@ the summed biases.
 
 from .._codes import F_NEED_D_INPUT
 from .._jit import jit
-from .linalg import matmul
+from .linalg import matmul, matmul_part
 from .scalar import trailing_length
 from .transcendental import sigmoid, tanh
 
@@ -50,12 +50,12 @@ def gate_count(cell: int) -> int:
 
 
 def scratch_per_sample(cell: int, F: int, H: int, T: int, D: int, masked: bool = False) -> int:
-    """The layout described above (the kernels' _regions follows it), and the row's length
-    last when the layer is masked."""
+    """The layout described above (the kernels' _regions follows it), then, when the layer
+    is masked, the rows in order of decreasing length and each row's length."""
     GH = gate_count(cell) * H
     aux = T * H if cell >= CELL_GRU else 0
     dgh = T * GH if cell == CELL_GRU else 0
-    return D * ((T + 1) * (F + H) + T * (F + H) + 2 * T * GH + aux + dgh + 3 * H) + int(masked)
+    return D * ((T + 1) * (F + H) + T * (F + H) + 2 * T * GH + aux + dgh + 3 * H) + 2 * masked
 
 
 def scratch_per_batch(cell: int, F: int, H: int) -> int:
@@ -81,27 +81,56 @@ def _lengths(scratch):
     return flat[flat.shape[0] - m :]
 
 
+@jit(inline="always")
+def _order(scratch):
+    """Where a masked layer keeps its rows in order of decreasing length (the batch's
+    columns inside the kernel): the m values before the lengths."""
+    m = scratch.shape[0]
+    flat = scratch.reshape(m * scratch.shape[1])
+    return flat[flat.shape[0] - 2 * m : flat.shape[0] - m]
+
+
 @jit
-def _measure_lengths(inp, T, F, lengths):
+def _measure_lengths(inp, T, F, lengths, order):
     """Each row's length: its steps up to the last whose F inputs are not all exactly 0
     (trailing all-zero steps are padding: an Embedding's padding row, or a masked
-    recurrent layer's padded outputs)."""
-    for i in range(inp.shape[0]):
+    recurrent layer's padded outputs); and the rows by decreasing length (stable), so that
+    the rows still running at any step are the first columns, as in torch's packed
+    sequences."""
+    m = inp.shape[0]
+    for i in range(m):
         lengths[i] = trailing_length(inp[i], T, F, 0)
+    c = 0
+    for L in range(T, -1, -1):
+        for i in range(m):
+            if lengths[i] == L:
+                order[c] = i
+                c += 1
+
+
+@jit(inline="always")
+def _running(lengths, order, t, m):
+    """How many rows have step t (the first columns, the rows ordered by length)."""
+    k = 0
+    while k < m and lengths[int(order[k])] > t:
+        k += 1
+    return k
 
 
 @jit
-def _carry_padded(xh, aux, s, t, lengths, cell, F, H):
-    """Rows for which step t is padding keep the state entering it (h, and LSTM's c)."""
+def _carry_padded(xh, aux, s, k, cell, F, H):
+    """The columns from k on (rows for which this step is padding) keep the state entering
+    it (h, and LSTM's c)."""
     h_new, h_old = xh[s + 1, F:], xh[s, F:]
-    for i in range(lengths.shape[0]):
-        if t >= lengths[i]:
-            for j in range(H):
-                h_new[j, i] = h_old[j, i]
-            if cell == CELL_LSTM:
-                c_new = aux[s]
-                for j in range(H):
-                    c_new[j, i] = aux[s - 1, j, i] if s > 0 else 0
+    m = h_new.shape[1]
+    for j in range(H):
+        for i in range(k, m):
+            h_new[j, i] = h_old[j, i]
+    if cell == CELL_LSTM:
+        c_new = aux[s]
+        for j in range(H):
+            for i in range(k, m):
+                c_new[j, i] = aux[s - 1, j, i] if s > 0 else 0
 
 
 @jit
@@ -150,13 +179,13 @@ def _batch_arrays(batch, F, H, GH):
 
 
 @jit
-def _cell_forward(cell, g, bias, b_hh, h_prev, c_prev, first, h, aux, H):
+def _cell_forward(cell, g, bias, b_hh, h_prev, c_prev, first, h, aux, H, m):
     """One step's elementwise maths, feature-major ((features, m) blocks): g holds both
     products (input and recurrent) on entry, the activated gates on exit; bias the summed
     biases (GRU's n gate: b_ih only, b_hn is added to the recurrent part, kept in aux); h gets
-    the new state. Constants are in the arrays' dtype and each loop over the batch touches
-    few arrays, so that float32 loops vectorise."""
-    m = g.shape[1]
+    the new state; on the first m columns (the rows running). Constants are in the arrays'
+    dtype and each loop over the batch touches few arrays, so that float32 loops
+    vectorise."""
     zero = g.dtype.type(0)
     if cell == CELL_RNN_TANH or cell == CELL_RNN_RELU:
         for j in range(H):
@@ -225,12 +254,12 @@ def _cell_forward(cell, g, bias, b_hh, h_prev, c_prev, first, h, aux, H):
 
 
 @jit
-def _cell_backward(cell, g, dgh, h, h_prev, aux, c_prev, first, dh, dc, H):
+def _cell_backward(cell, g, dgh, h, h_prev, aux, c_prev, first, dh, dc, H, m):
     """One step's elementwise derivatives, feature-major: dh (H, m) holds dLoss/dh on entry;
     g gets the gradient of the input-side pre-activations, dgh that of the hidden side (GRU
     only: dgh is g for the other cells), dh the part of dLoss/dh_prev that bypasses
-    weight_hh, dc (LSTM) dLoss/dc_prev. Short loops over few arrays, as in _cell_forward."""
-    m = g.shape[1]
+    weight_hh, dc (LSTM) dLoss/dc_prev; on the first m columns (the others' dh and dc pass
+    through). Short loops over few arrays, as in _cell_forward."""
     zero = g.dtype.type(0)
     one = g.dtype.type(1)
     for j in range(H):
@@ -325,13 +354,42 @@ def _blocks_to_rows(blocks, first_row, rows):
 
 
 @jit
-def _row_sums(A, out):
+def _row_sums(A, out, n):
+    """out = the sums of A's rows' first n values."""
     for r in range(A.shape[0]):
         row = A[r]
         total = A.dtype.type(0)
-        for j in range(row.shape[0]):
+        for j in range(n):
             total += row[j]
         out[r] = total
+
+
+@jit
+def _scatter_d_input(dxs, d_inp, lengths, order, d, F, T, m, masked):
+    """d_inp from d_xs (one row per input feature, over the steps in direction d's order;
+    masked: the running rows' columns only, packed): written by the first direction,
+    added to by the second; 0 at padded steps."""
+    n = 0
+    for s in range(T):
+        t = s if d == 0 else T - 1 - s
+        k = _running(lengths, order, t, m) if masked else m
+        for f in range(F):
+            row = dxs[f, n : n + k]
+            if masked:
+                for c in range(m):
+                    i = int(order[c])
+                    value = row[c] if c < k else 0
+                    if d == 0:
+                        d_inp[i, t * F + f] = value
+                    else:
+                        d_inp[i, t * F + f] += value
+            elif d == 0:
+                for i in range(m):
+                    d_inp[i, t * F + f] = row[i]
+            else:
+                for i in range(m):
+                    d_inp[i, t * F + f] += row[i]
+        n += k
 
 
 # Two compiled pairs, each with ``masked`` a constant: a network without padding compiles
@@ -375,9 +433,9 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = inp.shape[0]
     w_cat, _, bias = _batch_arrays(batch, F, H, GH)
-    lengths = _lengths(scratch)
-    if masked:
-        _measure_lengths(inp, T, F, lengths)
+    lengths, order = _lengths(scratch), _order(scratch)
+    if masked:  # the batch's columns are its rows by decreasing length
+        _measure_lengths(inp, T, F, lengths, order)
     for d in range(D):
         w_ih, w_hh, b_ih, b_hh = _tensors(params, d, F, H, GH)
         xh, gates, _, aux, _, _, _, _, _ = _regions(scratch, m, T, F, H, GH, cell, d)
@@ -397,14 +455,30 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
             block = xh[s]
             for f in range(F):
                 row = block[f]
-                for i in range(m):
-                    row[i] = inp[i, t * F + f]
+                if masked:
+                    for c in range(m):
+                        row[c] = inp[int(order[c]), t * F + f]
+                else:
+                    for i in range(m):
+                        row[i] = inp[i, t * F + f]
         _zero(xh[0, F:])  # the zero initial state
         for s in range(T):
             first = s == 0
             g = gates[s]
             aux_s = aux[s] if cell >= CELL_GRU else g
             aux_p = aux[s - 1 if s else 0] if cell >= CELL_GRU else g
+            if masked:  # only the rows still running (the first k columns) do any work
+                k = _running(lengths, order, s if d == 0 else T - 1 - s, m)
+                matmul_part(w_cat, xh[s], g, GH, k, F + H, flags)
+                if cell == CELL_GRU:
+                    if first:
+                        _zero(aux_s)
+                    else:
+                        matmul_part(w_hh[2 * H :], xh[s, F:], aux_s, H, k, H, flags)
+                _cell_forward(cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:],
+                              aux_s, H, k)
+                _carry_padded(xh, aux, s, k, cell, F, H)
+                continue
             matmul(w_cat, xh[s], g, flags)  # input and recurrent products at once
             if cell == CELL_GRU:  # the n gate's recurrent part apart (w_cat has zeros there)
                 if first:
@@ -412,42 +486,45 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
                 else:
                     matmul(w_hh[2 * H :], xh[s, F:], aux_s, flags)
             _cell_forward(cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:], aux_s,
-                          H)
-            if masked:
-                _carry_padded(xh, aux, s, s if d == 0 else T - 1 - s, lengths, cell, F, H)
+                          H, m)
         for s in range(T) if sequences else range(T - 1, T):
             t = s if d == 0 else T - 1 - s
             o = (t * D + d) * H if sequences else d * H
             h = xh[s + 1, F:]
             for j in range(H):
                 src = h[j]
-                for i in range(m):
-                    out[i, o + j] = 0 if masked and sequences and t >= lengths[i] else src[i]
+                if masked:
+                    for c in range(m):
+                        i = int(order[c])
+                        out[i, o + j] = 0 if sequences and t >= lengths[i] else src[c]
+                else:
+                    for i in range(m):
+                        out[i, o + j] = src[i]
 
 
 @jit
-def _stash_padded(dh, dc, stash_h, stash_c, t, lengths, cell, H, keep):
-    """Copy dh (and LSTM's dc) of the rows for which step t is padding into the stashes
-    (``keep``), or back from them."""
-    for i in range(lengths.shape[0]):
-        if t >= lengths[i]:
-            for j in range(H):
-                if keep:
-                    stash_h[j, i] = dh[j, i]
-                else:
-                    dh[j, i] = stash_h[j, i]
-                if cell == CELL_LSTM:
-                    if keep:
-                        stash_c[j, i] = dc[j, i]
-                    else:
-                        dc[j, i] = stash_c[j, i]
+def _blocks_to_packed(blocks, first_row, rows, lengths, order, d, T):
+    """As _blocks_to_rows, but only the columns of the rows running at each of the T steps,
+    packed one step after another (torch's packed sequences' layout); returns how many
+    columns."""
+    m = blocks.shape[2]
+    n = 0
+    for s in range(T):
+        k = _running(lengths, order, s if d == 0 else T - 1 - s, m)
+        for r in range(rows.shape[0]):
+            src = blocks[s, first_row + r]
+            dst = rows[r, n : n + k]
+            for c in range(k):
+                dst[c] = src[c]
+        n += k
+    return n
 
 
 @jit(inline="always")
 def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked):
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = d_out.shape[0]
-    lengths = _lengths(scratch)
+    lengths, order = _lengths(scratch), _order(scratch)
     _, w_hh_t, _ = _batch_arrays(batch, F, H, GH)
     for d in range(D):
         w_ih, w_hh, b_ih, b_hh = _tensors(params, d, F, H, GH)
@@ -461,63 +538,74 @@ def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked):
         _zero(dc)
         for s in range(T - 1, -1, -1):
             t = s if d == 0 else T - 1 - s
+            k = _running(lengths, order, t, m) if masked else m  # the rows with this step
             if sequences:
                 o = (t * D + d) * H
                 for j in range(H):
                     row = dh[j]
-                    for i in range(m):
-                        if not (masked and t >= lengths[i]):  # a padded output is constant
+                    if masked:  # a padded output is constant: the running rows only
+                        for c in range(k):
+                            row[c] += d_out[int(order[c]), o + j]
+                    else:
+                        for i in range(m):
                             row[i] += d_out[i, o + j]
             elif s == T - 1:
                 for j in range(H):
                     row = dh[j]
-                    for i in range(m):
-                        row[i] = d_out[i, d * H + j]
+                    if masked:
+                        for c in range(m):
+                            row[c] = d_out[int(order[c]), d * H + j]
+                    else:
+                        for i in range(m):
+                            row[i] = d_out[i, d * H + j]
             first = s == 0
             g = gates[s]
             aux_s = aux[s] if cell >= CELL_GRU else g
             aux_p = aux[s - 1 if s else 0] if cell >= CELL_GRU else g
-            if masked:  # padded rows pass dh and dc through unchanged: kept aside here
-                _stash_padded(dh, dc, tmp, rows_xh, t, lengths, cell, H, True)
+            # the other columns' dh and dc pass through the padded step unchanged
             _cell_backward(cell, g, dgates_h[s], xh[s + 1, F:], xh[s, F:], aux_s, aux_p, first,
-                           dh, dc, H)
-            if masked:  # ... put back, and no gradient reaches their gates
-                _stash_padded(dh, dc, tmp, rows_xh, t, lengths, cell, H, False)
-                for i in range(m):
-                    if t >= lengths[i]:
-                        for r in range(GH):
-                            g[r, i] = 0
-                            dgates_h[s, r, i] = 0
+                           dh, dc, H, k)
             if not first:
-                matmul(w_hh_t, dgates_h[s], tmp, flags)
+                if masked:
+                    matmul_part(w_hh_t, dgates_h[s], tmp, H, k, GH, flags)
+                else:
+                    matmul(w_hh_t, dgates_h[s], tmp, flags)
                 for j in range(H):
                     row = dh[j]
                     add = tmp[j]
-                    for i in range(m):
+                    for i in range(k):
                         row[i] += add[i]
         # the products over all steps, on one row per feature: step s's gradients meet its
-        # input and its previous state (xh's block s)
-        _blocks_to_rows(xh, 0, rows_xh)
-        _blocks_to_rows(gates, 0, rows_g)
-        matmul(rows_g, rows_xh[:F].T, dw_ih, flags)
-        _row_sums(rows_g, db_ih)
+        # input and its previous state (xh's block s); masked, the running rows' only
+        if masked:
+            n = _blocks_to_packed(xh, 0, rows_xh, lengths, order, d, T)
+            _blocks_to_packed(gates, 0, rows_g, lengths, order, d, T)
+        else:
+            n = T * m
+            _blocks_to_rows(xh, 0, rows_xh)
+            _blocks_to_rows(gates, 0, rows_g)
+        if masked:
+            matmul_part(rows_g, rows_xh[:F].T, dw_ih, GH, F, n, flags)
+        else:
+            matmul(rows_g, rows_xh[:F].T, dw_ih, flags)
+        _row_sums(rows_g, db_ih, n)
         if flags & F_NEED_D_INPUT:
             dxs = rows_xh[:F]  # no longer needed: d_xs goes there
-            matmul(w_ih.T, rows_g, dxs, flags)
-            for s in range(T):
-                t = s if d == 0 else T - 1 - s
-                for f in range(F):
-                    row = dxs[f, s * m : (s + 1) * m]
-                    if d == 0:
-                        for i in range(m):
-                            d_inp[i, t * F + f] = row[i]
-                    else:
-                        for i in range(m):
-                            d_inp[i, t * F + f] += row[i]
+            if masked:
+                matmul_part(w_ih.T, rows_g, dxs, F, n, GH, flags)
+            else:
+                matmul(w_ih.T, rows_g, dxs, flags)
+            _scatter_d_input(dxs, d_inp, lengths, order, d, F, T, m, masked)
         if cell == CELL_GRU:
-            _blocks_to_rows(dgates_h, 0, rows_g)
-            _row_sums(rows_g, db_hh)
+            if masked:
+                _blocks_to_packed(dgates_h, 0, rows_g, lengths, order, d, T)
+            else:
+                _blocks_to_rows(dgates_h, 0, rows_g)
+            _row_sums(rows_g, db_hh, n)
         else:  # the same pre-activations on both sides
             for j in range(GH):
                 db_hh[j] = db_ih[j]
-        matmul(rows_g, rows_xh[F:].T, dw_hh, flags)
+        if masked:
+            matmul_part(rows_g, rows_xh[F:].T, dw_hh, GH, H, n, flags)
+        else:
+            matmul(rows_g, rows_xh[F:].T, dw_hh, flags)
