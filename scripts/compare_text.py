@@ -206,7 +206,28 @@ def jax_worker(task: str) -> float:
     return _time(step, STEPS)
 
 
-WORKERS = {"fastbp": fastbp_worker, "torch": torch_worker, "jax": jax_worker}
+# char_lm's multiply-adds per step in matrix products (x2: flops): the LSTM's forward
+# (input and recurrent), backward (the recurrent dh, the weight gradients, d input) and
+# the per-step Dense's forward and backward; the embedding and elementwise work left out.
+CHAR_LM_FLOPS = 2 * BATCH * T * (4 * H * ((D + H) + H + (D + H) + D) + 3 * H * V)
+
+
+def peak_worker(task: str) -> float:
+    """This machine's float32 matrix-multiply rate (flop/s) on TORCH_THREADS threads: the
+    faster of torch's and numpy's (OpenBLAS) 2048x2048 products."""
+    import threadpoolctl
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    ta = torch.from_numpy(a)
+    with threadpoolctl.threadpool_limits(TORCH_THREADS, user_api="blas"):
+        best = min(_time(lambda: a @ a, 7), _time(lambda: ta @ ta, 7))
+    return 2 * 2048**3 / best
+
+
+WORKERS = {"fastbp": fastbp_worker, "torch": torch_worker, "jax": jax_worker,
+           "peak": peak_worker}
 TASKS = {"char_lm step": ("train", ("fastbp", "torch", "jax")),
          "word_sentiment step": ("sentiment", ("fastbp", "torch")),
          "generation, per token": ("generate", ("fastbp", "torch"))}
@@ -254,7 +275,20 @@ def main() -> int:
             median = statistics.median(runs)
             print(f"| {label} | {name} | {_fmt(median)} | {_fmt(min(runs))} - {_fmt(max(runs))} "
                   f"| {median / ours:.2f}x |")
+    peak = _run("peak", "sgemm")
+    torch_step = statistics.median(times.get(("char_lm step", "torch"), [float("nan")]))
+    if peak:
+        bound = CHAR_LM_FLOPS / peak
+        print(f"\nchar_lm's matrix products are {CHAR_LM_FLOPS / 1e9:.2f} GFLOP per step. At "
+              f"this machine's float32 matrix-multiply peak on {TORCH_THREADS} threads "
+              f"({peak / 1e9:.0f} GFLOP/s, 2048x2048) a step takes at least {_fmt(bound)}: "
+              f"fastbp runs at {bound / ours_char_lm(times):.0%} of that peak, torch at "
+              f"{bound / torch_step:.0%}.")
     return 0
+
+
+def ours_char_lm(times) -> float:
+    return statistics.median(times.get(("char_lm step", "fastbp"), [float("nan")]))
 
 
 if __name__ == "__main__":
