@@ -109,7 +109,7 @@ def test_padded_steps_cost_no_recurrent_work(cell):
     (the recurrent work is 1/200; the rest, per step but cheap, is the embedding, the carry
     of the padded rows' state and the masks). Measured 0.03 (GRU) and 0.015 (LSTM) here,
     0.17 and 0.10 when every step ran the products on the whole batch; the bound between
-    leaves room for a noisy machine."""
+    leaves room for a noisy machine, and the fastest of 9 steps is the least disturbed."""
     import time
 
     long_T = 200
@@ -120,16 +120,16 @@ def test_padded_steps_cost_no_recurrent_work(cell):
     short[:, 1:] = 0
     y, opt = np.zeros(32, dtype=np.int64), fb.SGD(lr=0.0)
 
-    def median_step(X):
+    def fastest_step(X):
         times = []
-        for _ in range(7):
+        for _ in range(9):
             start = time.perf_counter()
             net.train_step(X, y, opt)
             times.append(time.perf_counter() - start)
-        return np.median(times)
+        return min(times)
 
-    median_step(full)
-    assert median_step(short) < 0.08 * median_step(full)
+    fastest_step(full)
+    assert fastest_step(short) < 0.08 * fastest_step(full)
 
 
 @pytest.mark.parametrize("export", ["to_torch", "to_onnx"])

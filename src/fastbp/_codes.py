@@ -28,7 +28,16 @@ L_FLOAT_SIZE = 16
 L_IS_VIEW = 17  # 1: the output shares the input's region (Flatten); no kernel runs
 L_FORWARD_KERNEL = 18  # the address of the kind's compiled forward (process-local, filled by
 L_BACKWARD_KERNEL = 19  # fastbp._dispatch when the network first runs), and of its backward
-PLAN_WIDTH = 20
+# Wiring, so that blocks (fastbp.Residual, fastbp.Concat) fork and join inside the one walk:
+L_INPUT = 20  # the row whose output is the input: -1 the network's input X; -2 (a block's
+#               join, which reads several) the whole per-sample workspace
+L_D_INPUT_OFFSET = 21  # where backward writes dLoss/d(input): the input row's delta region,
+#                        or a region of its own when another reader's gradient is added to
+#                        it (see L_D_INPUT_ADD); for a join, the workspace's per-sample width
+L_D_INPUT_ADD = 22  # -1, or the delta region the walker adds this row's d(input) region to
+PLAN_WIDTH = 23
+INPUT_X = -1  # L_INPUT values
+INPUT_WORKSPACE = -2
 
 # Bits of the ``flags`` every layer kernel receives.
 F_TRAINING = 1  # training mode (dropout on, batch statistics): PyTorch's module.train()

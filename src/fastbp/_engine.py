@@ -103,7 +103,8 @@ class Engine:
     def __init__(self, network, plan, params: np.ndarray, buffers: np.ndarray, loss_code: int,
                  seed: int | None):
         self.plan = plan
-        self.layers = network.layers
+        # the units the plan's rows run: the layers, those inside blocks included
+        self.layers = list(plan.units)
         self.dtype = network.dtype
         self.loss = network.loss
         self.loss_code = loss_code
@@ -125,10 +126,11 @@ class Engine:
         self.bound = False  # the kernel addresses, written on first run
         self.work_per_sample = max(layer.product_work() for layer in self.layers)
         # the first layer's check of the network's input, if its kind has one (Embedding)
-        first = self.layers[0]
+        first = network.layers[0]
         self.input_check = first.network_input if type(first).network_input \
             is not Layer.network_input else None
         # the padding the first layer marks, where a recurrent layer reads it as such
+        self.network_first = first
         self.padding_steps = first.padding_steps if any(
             getattr(layer, "masked", False) for layer in self.layers) else None
         # A training batch is split by rows over threads (kernels/step.py's split_gradient)
@@ -245,7 +247,7 @@ class Engine:
             X = self.input_check(X, name)
         X = v.check_X(X, self.input_shape, self.dtype, name)
         if self.padding_steps is not None:
-            v.check_right_padding(self.padding_steps(X), self.layers[0], name)
+            v.check_right_padding(self.padding_steps(X), self.network_first, name)
         return X
 
     def preprocess_X(self, X):
@@ -271,7 +273,9 @@ class Engine:
         if rows < self.min_batch:
             i, layer = next((i, la) for i, la in enumerate(self.layers)
                             if getattr(la, "positions", 2) == 1)
-            raise ValueError(f"layers[{i}] ({type(layer).__name__}) expected more than 1 value "
+            where = self.plan.unit_names[i].replace(".", "[", 1) + "]" if \
+                self.plan.unit_names[i].count(".") == 1 else self.plan.unit_names[i]
+            raise ValueError(f"{where} ({type(layer).__name__}) expected more than 1 value "
                              f"per channel when training; {name} has {rows} row")
 
     def raise_for(self, results: np.ndarray, labels: np.ndarray | None = None) -> None:

@@ -30,6 +30,7 @@ from ._engine import GRAD_FLAGS, STEP_FLAGS, Engine
 from ._params import Interval, check_parameters
 from ._serialize import save as _save
 from .layers import Layer, layer_config, layer_from_config, mlp_layers
+from .layers.blocks import summary_rows
 from .losses import LOSSES, check_ignore_index, check_loss_settings, is_regression, loss_settings
 from .metrics import check_metrics
 from .monitoring import Inspection
@@ -153,8 +154,8 @@ class Network(SequenceSteps, Inspection):
     def buffers(self, value) -> None:
         with self.engine.access.exclusive():
             array = _checked_copy_source(self.engine.buffers, value, "buffers")
-            for layer, views in zip(self.layers, tensor_views(self.layers, self.engine.plan,
-                                                               array, buffers=True)):
+            for layer, views in zip(self.engine.layers, tensor_views(
+                    self.layers, self.engine.plan, array, buffers=True)):
                 for name, view in views.items():
                     layer.check_tensor(name, view)
             self.engine.buffers[...] = array
@@ -282,12 +283,7 @@ class Network(SequenceSteps, Inspection):
         print_fn : callable, default print
             Called with each line (e.g. ``lines.append``).
         """
-        rows = [("Layer (type)", "Output shape", "Param #")]
-        for i, layer in enumerate(self.layers):
-            act = getattr(layer, "activation", "identity")
-            kind = type(layer).__name__ + (f" ({act})" if act != "identity" else "")
-            rows.append((f"{i}: {kind}", str(("n", *layer.output_shape)).replace("'", ""),
-                         f"{layer.n_params:,}"))
+        rows = [("Layer (type)", "Output shape", "Param #"), *summary_rows(self.layers)]
         widths = [max(len(r[j]) for r in rows) for j in range(3)]
         rule = "-" * (sum(widths) + 4)
         print_fn(f"Network on input {('n', *self.input_shape)!s}".replace("'", "")

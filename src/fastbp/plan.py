@@ -9,6 +9,7 @@ Workspace offsets are per sample, so one plan serves every batch size.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import prod
@@ -36,26 +37,44 @@ class Plan:
     # (index into ints, resolve(dtype) -> int): settings known only when the kernels
     # compile, such as an activation row kernel's address (fastbp.activations)
     late_ints: tuple = ()
+    # the layers the rows run, blocks' layers and joins included (Block.emit), and their
+    # names as torch's named_modules gives them ("layers.3.body.0")
+    units: tuple = ()
+    unit_names: tuple = ()
+    unit_sources: tuple = ()  # per unit: the unit it reads (-1: the input), a list for a join
 
 
 def check_layers(layers: Sequence[Layer]) -> list[Layer]:
-    """Unbound copies of ``layers``, each a complete, dispatched layer kind."""
+    """Unbound copies of ``layers``, each a complete, dispatched layer kind (or a block of
+    such)."""
     if isinstance(layers, Layer) or not isinstance(layers, Sequence) or not layers:
         raise TypeError("layers must be a non-empty list of fastbp layers")
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
             raise TypeError(f"layers[{i}] must be a fastbp layer, got {type(layer).__name__}")
-        name = type(layer).__name__
-        kind = type(layer).kind
-        if kind is None or KERNEL_MODULES.get(kind) is not type(layer).kernels:
-            raise TypeError(f"layers[{i}]: {name} has no kernels: a layer kind sets "
-                            "kernels = fb.LayerKernels(forward, backward), its compiled pair "
-                            "(docs/ARCHITECTURE.md)")
-        overridden = type(layer).compute_output_shape is not Layer.compute_output_shape
-        if not overridden or type(layer).get_config is Layer.get_config:
-            raise TypeError(f"layers[{i}]: {name} is incomplete: a layer kind must define "
-                            "compute_output_shape and get_config")
+        for where, unit in [(f"layers[{i}]", layer), *((f"layers[{i}] ({type(layer).__name__})",
+                                                        inner) for inner in _inside(layer))]:
+            _check_kind(where, unit)
     return [layer.unbound_copy() for layer in layers]
+
+
+def _inside(layer: Layer):
+    return layer.leaves() if getattr(layer, "is_block", False) else ()
+
+
+def _check_kind(where: str, layer: Layer) -> None:
+    if getattr(layer, "is_block", False):
+        return
+    name = type(layer).__name__
+    kind = type(layer).kind
+    if kind is None or KERNEL_MODULES.get(kind) is not type(layer).kernels:
+        raise TypeError(f"{where}: {name} has no kernels: a layer kind sets "
+                        "kernels = fb.LayerKernels(forward, backward), its compiled pair "
+                        "(docs/ARCHITECTURE.md)")
+    overridden = type(layer).compute_output_shape is not Layer.compute_output_shape
+    if not overridden or type(layer).get_config is Layer.get_config:
+        raise TypeError(f"{where}: {name} is incomplete: a layer kind must define "
+                        "compute_output_shape and get_config")
 
 
 def check_input_shape(input_shape, layers: list[Layer]) -> Shape:
@@ -76,31 +95,91 @@ def check_input_shape(input_shape, layers: list[Layer]) -> Shape:
     return tuple(int(d) for d in input_shape)
 
 
+def _error_path(name: str) -> str:
+    """"layers.3.body.1" as "layers[3].body[1]"."""
+    return re.sub(r"\.(\d+)", r"[\1]", name)
+
+
+def flatten(layers: list[Layer], input_shape: Shape) -> tuple[list, list, list, list]:
+    """The units the plan's rows run, first to last: every layer, a block's layers where
+    the block stands followed by its join; with, per unit, its source (the unit whose
+    output it reads, -1 for the network's input; a list for a join), its name and its
+    output shape. Builds every unit and block (naming the one that breaks the shapes)."""
+    units, sources, names, shapes = [], [], [], []
+
+    def shape_of(source: int) -> Shape:
+        return input_shape if source < 0 else shapes[source]
+
+    def emit(layer: Layer, source, name: str) -> int:
+        if getattr(layer, "is_block", False):
+            out = layer.emit(source, emit, name)
+            object.__setattr__(layer, "input_shape", shape_of(source))
+            object.__setattr__(layer, "output_shape", shapes[out])
+            return out
+        try:
+            if getattr(layer, "is_join", False):
+                object.__setattr__(layer, "input_shapes", tuple(map(shape_of, source)))
+                out_shape = layer.build(shape_of(source[0]))
+            else:
+                out_shape = layer.build(shape_of(source))
+        except ValueError as e:
+            where = name.rsplit(".", 1)[0] if getattr(layer, "is_join", False) else name
+            raise ValueError(f"{_error_path(where)}: {e}") from None
+        units.append(layer)
+        sources.append(source)
+        names.append(name)
+        shapes.append(out_shape)
+        return len(units) - 1
+
+    last = -1
+    for i, layer in enumerate(layers):
+        last = emit(layer, last, f"layers.{i}")
+    return units, sources, names, shapes
+
+
 def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
     """Chain the shapes (naming the layer that breaks them) and lay out every array."""
+    units, sources, names, shapes = flatten(layers, input_shape)
+    views = [unit.is_view and not isinstance(source, list) and source >= 0
+             for unit, source in zip(units, sources)]
+
+    def root(u: int) -> int:  # the unit whose regions a view's output shares
+        return root(sources[u]) if views[u] else u
+
+    # Every unit reading an output adds its d(input) to the output's delta, but the last
+    # reader, whose backward runs first, writes it.
+    readers: dict[int, list[int]] = {}
+    for u, source in enumerate(sources):
+        if not views[u]:
+            for s in (source if isinstance(source, list) else [source]):
+                if s >= 0:
+                    readers.setdefault(root(s), []).append(u)
     rows, ints, floats, late = [], [], [], []
     p_off = b_off = ws_off = batch_off = 0
-    shape = input_shape
-    padded = False  # whether the input to the layer marks padding (Layer.padding_after)
-    for i, layer in enumerate(layers):
-        try:
-            out_shape = layer.build(shape)
-        except ValueError as e:
-            raise ValueError(f"layers[{i}]: {e}") from None
-        padded = layer.padding_after(padded)
+    padded_out: list[bool] = []  # whether each unit's output marks padding
+    for u, layer in enumerate(units):
+        source = sources[u]
+        join = isinstance(source, list)
+        first_source = source[0] if join else source
+        padded_in = all(padded_out[s] if s >= 0 else False
+                        for s in (source if join else [source]))
+        padded_out.append(layer.padding_after(padded_in))
         row = np.zeros(codes.PLAN_WIDTH, dtype=np.int64)
         row[codes.L_KIND] = type(layer).kind
-        row[codes.L_IN_SIZE] = prod(shape)
-        row[codes.L_OUT_SIZE] = prod(out_shape)
+        row[codes.L_IN_SIZE] = sum(prod(shapes[s]) if s >= 0 else prod(input_shape)
+                                   for s in (source if join else [source]))
+        row[codes.L_OUT_SIZE] = prod(shapes[u])
         n_params = sum(prod(s) for s in layer.parameter_shapes().values())
         n_buffers = sum(prod(s) for s in layer.buffer_shapes().values())
         row[codes.L_PARAM_OFFSET], row[codes.L_PARAM_SIZE] = p_off, n_params
         row[codes.L_BUFFER_OFFSET], row[codes.L_BUFFER_SIZE] = b_off, n_buffers
         p_off += n_params
         b_off += n_buffers
-        if layer.is_view and i > 0:
+        row[codes.L_INPUT] = codes.INPUT_WORKSPACE if join else first_source
+        row[codes.L_D_INPUT_ADD] = -1
+        if views[u]:
             # Same bytes, another shape: share the input's regions and run nothing.
-            below = rows[-1]
+            below = rows[source]
             row[codes.L_OUT_OFFSET] = below[codes.L_OUT_OFFSET]
             row[codes.L_DELTA_OFFSET] = below[codes.L_DELTA_OFFSET]
             row[codes.L_IS_VIEW] = 1
@@ -108,6 +187,22 @@ def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
             width = row[codes.L_OUT_SIZE]
             row[codes.L_OUT_OFFSET], row[codes.L_DELTA_OFFSET] = ws_off, ws_off + width
             ws_off += 2 * width
+        if join:
+            written = set()
+            wiring = []
+            for s in source:
+                target = rows[root(s)][codes.L_DELTA_OFFSET]
+                add = readers[root(s)][-1] != u or root(s) in written
+                written.add(root(s))
+                wiring.append((int(rows[s][codes.L_OUT_OFFSET]), int(target), int(add)))
+            object.__setattr__(layer, "wiring", tuple(wiring))
+        elif source >= 0 and not views[u]:
+            target = rows[root(source)][codes.L_DELTA_OFFSET]
+            if readers[root(source)][-1] == u:
+                row[codes.L_D_INPUT_OFFSET] = target
+            else:  # a region of its own, added to the input's delta after its backward
+                row[codes.L_D_INPUT_OFFSET], row[codes.L_D_INPUT_ADD] = ws_off, target
+                ws_off += prod(shapes[source])
         scratch = layer.scratch_per_sample()
         row[codes.L_SCRATCH_OFFSET], row[codes.L_SCRATCH_SIZE] = ws_off, scratch
         ws_off += scratch
@@ -125,14 +220,16 @@ def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
         ints += layer_ints
         floats += layer_floats
         rows.append(row)
-        shape = out_shape
     # The workspace ends with the per-batch scratch, then a copy of the buffers (a failed
-    # step restores them from it); per-batch offsets count from the end.
-    for row in rows:
+    # step restores them from it); per-batch offsets count from the end. A join reads the
+    # whole per-sample part.
+    for u, row in enumerate(rows):
         row[codes.L_BATCH_OFFSET] = batch_off + b_off - row[codes.L_BATCH_OFFSET]
+        if isinstance(sources[u], list):
+            row[codes.L_D_INPUT_OFFSET] = ws_off
     return Plan(np.array(rows), np.array(ints, dtype=np.int64),
                 np.array(floats, dtype=np.float64), input_shape, p_off, b_off, ws_off, batch_off,
-                tuple(late))
+                tuple(late), tuple(units), tuple(names), tuple(sources))
 
 
 def _views(flat: np.ndarray, offset: int, shapes: dict[str, Shape]) -> dict[str, np.ndarray]:
@@ -146,8 +243,11 @@ def _views(flat: np.ndarray, offset: int, shapes: dict[str, Shape]) -> dict[str,
 
 def tensor_views(layers: list[Layer], plan: Plan, flat: np.ndarray,
                  buffers: bool = False) -> list[dict[str, np.ndarray]]:
-    """Per layer, its named views into ``flat`` laid out like params (or like buffers):
-    how the reference and the tests address a flat gradient by tensor."""
+    """Per unit (``plan.units``: the layers, those inside blocks included), its named
+    views into ``flat`` laid out like params (or like buffers): how the reference and the
+    tests address a flat gradient by tensor. ``layers`` is the network's list (unused: the
+    plan knows its units)."""
+    layers = plan.units
     column = codes.L_BUFFER_OFFSET if buffers else codes.L_PARAM_OFFSET
     return [_views(flat, int(row[column]), layer.buffer_shapes() if buffers
                    else layer.parameter_shapes()) for layer, row in zip(layers, plan.table)]
@@ -185,7 +285,7 @@ def compile_layers(layers: Sequence[Layer], input_shape, dtype: np.dtype, seed: 
     params = aligned_zeros(plan.n_params, dtype)
     buffers = aligned_zeros(plan.n_buffers, dtype)
     init_rng = np.random.default_rng(seed)
-    for layer, p_views, b_views in zip(layers, tensor_views(layers, plan, params),
+    for layer, p_views, b_views in zip(plan.units, tensor_views(layers, plan, params),
                                        tensor_views(layers, plan, buffers, buffers=True)):
         layer.bind(p_views | b_views)
         layer.reset_parameters(init_rng)

@@ -23,6 +23,16 @@ def copy_into(src, dst):
 
 
 @jit
+def add_region(ws, source, target, m, width):
+    """The workspace's (m, width) region at per-sample offset ``target`` += the one at
+    ``source`` (a second reader's gradient added to an output's delta)."""
+    a = ws[m * source : m * (source + width)]
+    b = ws[m * target : m * (target + width)]
+    for i in range(a.shape[0]):
+        b[i] += a[i]
+
+
+@jit
 def inside_range(n_out, start, step, size):
     """(lo, hi): the outputs o in [lo, hi) whose input o*step + start lies in [0, size) (a
     window tap's valid outputs along one axis, for convolution and pooling)."""

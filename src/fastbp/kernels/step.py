@@ -17,8 +17,9 @@ are compiled into it and nothing here names a kind.
 
 The compiled units, each compiled once per dtype: ``train_step`` (validation, the
 whole-or-split choice, the gradient of a whole batch, the update), ``run_part`` and
-``parts_at_once`` and ``split_gradient`` (a split step), ``gradient`` alone (forward, loss, backward on a
-part's rows, which run_part calls by address: compiled only for networks that split),
+``parts_at_once`` and ``split_gradient`` (a split step), ``gradient`` alone (forward, loss,
+backward on a part's rows, which run_part calls by address: compiled only for networks
+that split),
 ``run_dataset`` (epochs, validation, inference) and ``penalized_epochs`` (scikit-learn's
 MLP epochs). The choice between a whole and a split step is made once, in train_step; no
 kernel calls the step it runs in.
@@ -45,15 +46,19 @@ from .._codes import (
     H_MAX_STATE,
     H_WEIGHT_DECAY,
     IGNORE_INDEX,
+    INPUT_X,
     L_BACKWARD_KERNEL,
     L_BATCH_OFFSET,
     L_BATCH_SIZE,
     L_BUFFER_OFFSET,
     L_BUFFER_SIZE,
+    L_D_INPUT_ADD,
+    L_D_INPUT_OFFSET,
     L_DELTA_OFFSET,
     L_FLOAT_OFFSET,
     L_FLOAT_SIZE,
     L_FORWARD_KERNEL,
+    L_INPUT,
     L_INT_OFFSET,
     L_INT_SIZE,
     L_IS_VIEW,
@@ -126,7 +131,7 @@ from .dispatch import call_gradient, call_kernel, call_loss, call_part, call_ste
 from .dropout import shuffle
 from .losses import check_batch
 from .optimizers import optimizer_update
-from .scalar import copy_into, is_finite
+from .scalar import add_region, copy_into, is_finite
 
 
 @jit
@@ -149,20 +154,21 @@ def _layer_args(net, X, li, flags, backward):
     p0 = layer[L_PARAM_OFFSET]
     p1 = p0 + layer[L_PARAM_SIZE]
     layer_params = net[PARAMS][p0:p1]
-    if li == 0:
-        inp = X
-    else:
-        below = plan[li - 1]
-        inp = _region(ws, below[L_OUT_OFFSET], m, below[L_OUT_SIZE])
+    source = layer[L_INPUT]
+    inp = X
+    if source != INPUT_X:  # a row's output; a join reads (and writes) the whole workspace
+        inp = _region(ws, plan[source, L_OUT_OFFSET], m, plan[source, L_OUT_SIZE]) \
+            if source >= 0 else _region(ws, 0, m, layer[L_D_INPUT_OFFSET])
         flags |= F_NEED_D_INPUT
     if backward:
         layer_grads = net[GRADS][p0:p1]
         d_out = _region(ws, layer[L_DELTA_OFFSET], m, layer[L_OUT_SIZE])
-        if li == 0:
+        if source == INPUT_X:
             d_inp = X  # never written: the input needs no gradient
+        elif source >= 0:
+            d_inp = _region(ws, layer[L_D_INPUT_OFFSET], m, plan[source, L_OUT_SIZE])
         else:
-            below = plan[li - 1]
-            d_inp = _region(ws, below[L_DELTA_OFFSET], m, below[L_OUT_SIZE])
+            d_inp = inp
     else:
         layer_grads = layer_params
         d_out = out
@@ -196,6 +202,9 @@ def backward_pass(net, X, flags):
     for li in range(plan.shape[0] - 1, -1, -1):
         if plan[li, L_IS_VIEW] == 0:
             call_kernel(plan[li, L_BACKWARD_KERNEL], _layer_args(net, X, li, flags, True))
+            if plan[li, L_D_INPUT_ADD] >= 0:  # the input has another reader: add to its delta
+                add_region(net[WS], plan[li, L_D_INPUT_OFFSET], plan[li, L_D_INPUT_ADD],
+                            X.shape[0], plan[plan[li, L_INPUT], L_OUT_SIZE])
 
 
 @jit

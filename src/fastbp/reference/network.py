@@ -49,7 +49,8 @@ class Network:
         self.layers, self._plan, self.params, self.buffers = compile_layers(
             layers, input_shape, self.dtype, seed)
         self.input_shape = self._plan.input_shape
-        self._twins = [twin_for(layer) for layer in self.layers]
+        self._units, self._sources = self._plan.units, self._plan.unit_sources
+        self._twins = [twin_for(unit) for unit in self._units]
         if stream == "fastbp":
             self.stream = XorShiftStream(int(seed_state(seed)[0]))
         elif stream == "numpy":
@@ -105,13 +106,20 @@ class Network:
         return {name: getattr(layer, name) for name in names}
 
     def _forward(self, X, training, update_buffers=False):
-        """The output and every layer's cache, first layer first."""
-        caches = []
-        a = X
-        for layer, twin in zip(self.layers, self._twins):
-            a, cache = twin.forward(layer, self._tensors(layer), a, training, self.stream,
+        """The output and every unit's cache and output shape, first unit first (a block's
+        layers and join are units; a join reads a list of outputs)."""
+        outs, caches = [], []
+
+        def value(source):
+            return X if source < 0 else outs[source]
+
+        for unit, twin, source in zip(self._units, self._twins, self._sources):
+            x = [value(s) for s in source] if isinstance(source, list) else value(source)
+            a, cache = twin.forward(unit, self._tensors(unit), x, training, self.stream,
                                     update_buffers)
-            caches.append(cache)
+            outs.append(a)
+            caches.append((cache, a.shape))
+        a = outs[-1]
         return a.reshape(a.shape[0], -1), caches
 
     def forward(self, X) -> np.ndarray:
@@ -137,11 +145,19 @@ class Network:
         delta = delta.reshape(X.shape[0], *self.layers[-1].output_shape)
         grad = np.zeros_like(self.params)
         grad_views = tensor_views(self.layers, self._plan, grad)
-        for i in range(len(self.layers) - 1, -1, -1):  # the chain rule, last layer first
-            layer = self.layers[i]
-            delta, grads = self._twins[i].backward(layer, self._tensors(layer), caches[i], delta)
+        deltas: list = [None] * len(self._units)
+        deltas[-1] = delta
+        for i in range(len(self._units) - 1, -1, -1):  # the chain rule, last unit first
+            unit, (cache, out_shape), source = self._units[i], caches[i], self._sources[i]
+            d_x, grads = self._twins[i].backward(unit, self._tensors(unit), cache,
+                                                 deltas[i].reshape(out_shape))
             for name, g in grads.items():
                 grad_views[i][name][...] = g
+            # a fork's gradient is the sum of its readers'
+            for s, d in zip(source, d_x) if isinstance(source, list) else [(source, d_x)]:
+                if s >= 0:
+                    deltas[s] = d if deltas[s] is None else deltas[s] + d.reshape(
+                        deltas[s].shape)
         return loss, grad
 
     def loss_and_grad(self, X, y, sample_weight=None) -> tuple[float, np.ndarray]:
