@@ -36,6 +36,15 @@ def mlp(bn=False, dropout=0.0):
     return fb.Network(layers, dtype="float64", seed=0)
 
 
+def residual_mlp():
+    """Blocks: a residual block with LayerNorm in its body and a concatenation."""
+    return fb.Network([fb.Dense(6, 8),
+                       fb.Residual([fb.LayerNorm(8), fb.Dense(8, 8, activation="relu")],
+                                   activation="relu"),
+                       fb.Concat([[fb.Dense(8, 4)], []]), fb.Dense(12, 3)], dtype="float64",
+                      seed=0)
+
+
 def same_on_all_ranks(array, what):
     gathered = comm.allgather(np.asarray(array))
     for other in gathered[1:]:
@@ -410,6 +419,8 @@ CASES = {
         "adamw_clipped", lambda: fb.AdamW(lr=1e-2, weight_decay=0.1, max_norm=0.5), True, False),
     "custom_kind": lambda: check_trajectory("custom_kind", lambda: fb.Adam(lr=1e-2), True, True,
                                             make_net=affine_mlp),
+    "blocks": lambda: check_trajectory("blocks", lambda: fb.Adam(lr=1e-2), True, True,
+                                       make_net=residual_mlp),
     "batchnorm": check_batchnorm,
     "dropout": check_dropout_differs_but_params_agree,
     "train_step": check_train_step,

@@ -18,8 +18,10 @@ pytest.importorskip("mpi4py")
 MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
                                                         os.environ.get("PATH", "")]))
 CASES = Path(__file__).with_name("mpi_cases.py")
-CASE_NAMES_AS_IS = ("sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "train_step")
-NAMES = ["sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "batchnorm", "dropout",
+CASE_NAMES_AS_IS = ("sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "train_step",
+                    "blocks")
+NAMES = ["sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "blocks", "batchnorm",
+         "dropout",
          "train_step", "one_rank_fails", "interrupt", "mismatch", "overflow", "between_epochs",
          "failures_anywhere", "interrupted_train_step", "random_interrupts"]
 

@@ -46,18 +46,25 @@ def to_torch(net: Network):
     See :meth:`fastbp.Network.to_torch`.
     """
     torch = require("torch", "Network.to_torch()")
+    return torch.nn.Sequential(*layers_to_torch(net.layers, net.dtype))
+
+
+def layers_to_torch(layers, dtype) -> list:
+    """The torch modules computing ``layers``, with their weights, in ``dtype`` (a block's
+    ``torch_modules`` calls it on its own layers)."""
+    torch = require("torch", "Network.to_torch()")
     nn = torch.nn
-    dtype = {"float32": torch.float32, "float64": torch.float64}[net.dtype.name]
+    dtype = {"float32": torch.float32, "float64": torch.float64}[np.dtype(dtype).name]
     modules = []
-    for layer in net.layers:
+    for layer in layers:
         made = list(layer.torch_modules(nn))
         first = made[0].to(dtype)
         state = first.state_dict()
         for name, value in layer.torch_tensors().items():
             state[name] = torch.as_tensor(np.array(value)).to(state[name].dtype)
         first.load_state_dict(state)
-        modules += made
-    return nn.Sequential(*modules)
+        modules += [module.to(dtype) for module in made]
+    return modules
 
 
 # -- torch -> fastbp -------------------------------------------------------------------------
@@ -133,7 +140,11 @@ def from_torch(module, input_shape=None, loss: str = "cross_entropy", dtype: str
                   seed=seed)
     for layer, tensors in zip(net.layers, (t for _, t in pairs)):
         for name, tensor in tensors.items():
-            setattr(layer, name, tensor.detach().cpu().double().numpy())
+            value = tensor.detach().cpu().double().numpy()
+            if hasattr(layer, "set_tensor"):  # a block: "body.0.W"
+                layer.set_tensor(name, value)
+            else:
+                setattr(layer, name, value)
     return net
 
 

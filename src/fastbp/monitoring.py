@@ -37,9 +37,12 @@ class Inspection:
     def named_parameters(self) -> list[tuple[str, np.ndarray]]:
         """``(name, view)`` for every trainable tensor in ``params``' layout order, named as
         torch's ``named_parameters`` (``"layers.0.W"``, ``"layers.0.b"``...). The views
-        are the layers' own: writing to one writes to ``params``."""
-        return [(f"layers.{i}.{name}", getattr(layer, name))
-                for i, layer in enumerate(self.layers) for name in layer.parameter_shapes()]
+        are the layers' own: writing to one writes to ``params``. Layers inside blocks are
+        named by their place: ``"layers.3.body.0.W"``."""
+        plan = self.engine.plan  # the layers inside blocks too: "layers.3.body.0.W"
+        return [(f"{unit_name}.{name}", getattr(unit, name))
+                for unit, unit_name in zip(plan.units, plan.unit_names)
+                for name in unit.parameter_shapes()]
 
 
 @dataclass
@@ -114,15 +117,16 @@ def diagnose(net, X, y, sample_weight=None, verbose: bool = True) -> Diagnosis:
     finite = not r[codes.R_ERROR]
     report = Diagnosis(float(r[codes.R_LOSS] / r[codes.R_WEIGHT]) if finite else float("nan"))
     views = tensor_views(net.layers, engine.plan, grads)
-    for i, layer_views in enumerate(views):
+    names = engine.plan.unit_names  # a block's layers by their place, "layers.3.body.0"
+    for unit_name, layer_views in zip(names, views):
         for name, grad in layer_views.items():
-            report.gradients[f"layers.{i}.{name}"] = float(np.linalg.norm(grad)) if finite \
+            report.gradients[f"{unit_name}.{name}"] = float(np.linalg.norm(grad)) if finite \
                 else float("inf")
     with np.errstate(invalid="ignore", over="ignore"):  # an exploded network's outputs
-        for i, (layer, out) in enumerate(zip(net.layers, outputs)):
-            report.activations[f"layers.{i}"] = _output_stats(layer, out)
-    _flag_gradients(report, views, finite)
-    _flag_activations(report, net.layers)
+        for unit_name, layer, out in zip(names, engine.layers, outputs):
+            report.activations[unit_name] = _output_stats(layer, out)
+    _flag_gradients(report, views, finite, names)
+    _flag_activations(report, engine.layers)
     if verbose:
         print(report)
     return report
@@ -152,10 +156,10 @@ def _output_stats(layer, out: np.ndarray) -> dict[str, float]:
             "dead_fraction": float(np.mean(np.all(out == 0, axis=0)))}
 
 
-def _flag_gradients(report: Diagnosis, views: list[dict], finite: bool) -> None:
-    norms = {f"layers.{i}": float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64))
-                                              for g in layer_views.values())))
-             for i, layer_views in enumerate(views) if layer_views}
+def _flag_gradients(report: Diagnosis, views: list[dict], finite: bool, names) -> None:
+    norms = {name: float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64))
+                                     for g in layer_views.values())))
+             for name, layer_views in zip(names, views) if layer_views}
     if not norms:
         return
     if not finite or not all(np.isfinite(v) for v in norms.values()):

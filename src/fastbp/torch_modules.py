@@ -56,3 +56,40 @@ class Recurrent(nn.Module):
 
     def extra_repr(self) -> str:
         return f"return_sequences={self.return_sequences}"
+
+
+class Residual(nn.Module):
+    """``activation(body(x) + shortcut(x))``, fastbp's :class:`fastbp.Residual`.
+
+    Parameters
+    ----------
+    body : nn.Sequential
+    shortcut : nn.Sequential or None
+        None: the identity.
+    activation : nn.Module or None
+        Applied to the sum (None: none).
+    """
+
+    def __init__(self, body: nn.Sequential, shortcut: nn.Sequential | None = None,
+                 activation: nn.Module | None = None):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+        self.activation = activation
+
+    def forward(self, x):
+        out = self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+        return out if self.activation is None else self.activation(out)
+
+
+class Concat(nn.Module):
+    """``torch.cat([branch(x) for branch in branches], dim)``, fastbp's :class:`fastbp.Concat`
+    (an empty ``nn.Sequential`` branch passes the input through)."""
+
+    def __init__(self, branches: list[nn.Sequential], dim: int = 1):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.dim = dim
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self.branches], dim=self.dim)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from math import prod
 from typing import Any
 
+import numpy as np
+
 from ..kernels import blocks as kernels
 from .base import Layer, LayerKernels, Shape
 
@@ -93,6 +95,57 @@ class Block(Layer):
     def rows_independent(self) -> bool:
         return all(layer.rows_independent() for layer in self.leaves())
 
+    # -- interop: fastbp.torch_modules' Residual / Concat, ONNX Add / Concat ------------------
+    def _torch_layers(self, layers) -> Any:
+        from ..interop import layers_to_torch
+
+        nn = __import__("torch").nn
+        tensors = [getattr(la, n) for la in self.leaves() for n in la.parameter_shapes()]
+        dtype = tensors[0].dtype if tensors else "float32"
+        return nn.Sequential(*layers_to_torch(layers, dtype))
+
+    def set_tensor(self, path: str, value) -> None:
+        """Assign ``value`` to the tensor at ``path`` inside the block ("body.0.W",
+        "branches.1.0.b", "body.2.shortcut.0.W"...), as Network.from_torch does."""
+        for branch, layers in self.named_branches().items():
+            if path.startswith(branch + "."):
+                index, _, rest = path[len(branch) + 1 :].partition(".")
+                layer = layers[int(index)]
+                if isinstance(layer, Block):
+                    layer.set_tensor(rest, value)
+                else:
+                    setattr(layer, rest, value)
+                return
+        raise KeyError(f"{type(self).__name__} has no tensor {path!r}")
+
+    @staticmethod
+    def _tensors_of(prefix: str, pairs) -> dict:
+        """{path: tensor} for a branch's (layer, tensors) pairs from torch."""
+        return {f"{prefix}.{i}.{name}": t for i, (_, tensors) in enumerate(pairs)
+                for name, t in tensors.items()}
+
+    # -- step by step (Network.step): each branch's layers one step at a time -------------
+    def initial_state(self, n: int) -> Any:
+        states = {}
+        for branch, layers in self.named_branches().items():
+            states[branch] = []
+            for i, layer in enumerate(layers or ()):
+                if type(layer).step is Layer.step:
+                    raise TypeError(f"{branch}[{i}]: {type(layer).__name__} cannot run one "
+                                    "step at a time")
+                states[branch].append(layer.initial_state(n))
+        return states
+
+    def _step_branches(self, x, state) -> tuple[list, dict]:
+        outs, new_state = [], {}
+        for branch, layers in self.named_branches().items():
+            y, new_state[branch] = x, []
+            for layer, layer_state in zip(layers or (), state[branch]):
+                y, layer_state = layer.step(y, layer_state)
+                new_state[branch].append(layer_state)
+            outs.append(y)
+        return outs, new_state
+
 
 def _copy_of_input(emit: Emit, source: int, name: str) -> int:
     """A unit that reads ``source``: itself, or, for the network's input (which a join
@@ -155,6 +208,57 @@ class Residual(Block):
                           f"{name}.activation")
         return joined
 
+    def step(self, x, state):
+        (body, shortcut), state = self._step_branches(x, state)
+        out = body + shortcut
+        if self.activation != "identity":
+            from ..activations import ACTIVATIONS
+
+            out = ACTIVATIONS[self.activation].value(out)
+        return out, state
+
+    def torch_modules(self, nn) -> list:
+        from ..torch_modules import Residual as TorchResidual
+        from . import LAYER_TYPES
+
+        activation = None if self.activation == "identity" else \
+            LAYER_TYPES["Activation"](self.activation).torch_modules(nn)[0]
+        shortcut = None if self.shortcut is None else self._torch_layers(self.shortcut)
+        return [TorchResidual(self._torch_layers(self.body), shortcut, activation)]
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        import sys
+
+        from ..interop import _layers_from_torch
+
+        residual = getattr(sys.modules.get("fastbp.torch_modules"), "Residual", None)
+        if residual is None or type(module) is not residual:
+            return None
+        nn = sys.modules["torch"].nn
+        body = _layers_from_torch(module.body, nn)
+        shortcut = None if module.shortcut is None else _layers_from_torch(module.shortcut, nn)
+        activation = "identity"
+        if module.activation is not None:
+            found = _layers_from_torch(nn.Sequential(module.activation), nn)
+            activation = found[0][0].activation
+        tensors = cls._tensors_of("body", body) | cls._tensors_of("shortcut", shortcut or [])
+        return cls([la for la, _ in body], None if shortcut is None else
+                   [la for la, _ in shortcut], activation=activation), tensors
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        from . import LAYER_TYPES
+
+        body = shortcut = x
+        for layer in self.body:
+            body = layer.onnx_nodes(graph, body)
+        for layer in self.shortcut or ():
+            shortcut = layer.onnx_nodes(graph, shortcut)
+        out = graph.one("Add", [body, shortcut])
+        if self.activation != "identity":
+            out = LAYER_TYPES["Activation"](self.activation).onnx_nodes(graph, out)
+        return out
+
     def get_config(self) -> dict:
         return {"type": "Residual", "body": self._configs(self.body),
                 "shortcut": self._configs(self.shortcut), "activation": self.activation}
@@ -212,6 +316,44 @@ class Concat(Block):
                 out = emit(layer, out, f"{name}.branches.{b}.{i}")
             outputs.append(_copy_of_input(emit, out, f"{name}.branches.{b}"))
         return emit(_Concatenate(self.axis), outputs, f"{name}.concat")
+
+    def step(self, x, state):
+        # one step of (n, T, F) sequences is (n, F): only the features axis can be joined
+        if self.axis not in (-1, len(self.output_shape)):
+            raise TypeError(f"Concat(axis={self.axis}) cannot run one step at a time (only "
+                            "the features of sequences, axis=-1)")
+        outs, state = self._step_branches(x, state)
+        return np.concatenate(outs, axis=-1), state
+
+    def torch_modules(self, nn) -> list:
+        from ..torch_modules import Concat as TorchConcat
+
+        return [TorchConcat([self._torch_layers(b) for b in self.branches], dim=self.axis)]
+
+    @classmethod
+    def from_torch(cls, module, next_module=None):
+        import sys
+
+        from ..interop import _layers_from_torch
+
+        concat = getattr(sys.modules.get("fastbp.torch_modules"), "Concat", None)
+        if concat is None or type(module) is not concat:
+            return None
+        nn = sys.modules["torch"].nn
+        branches = [_layers_from_torch(b, nn) if len(b) else [] for b in module.branches]
+        tensors = {}
+        for i, pairs in enumerate(branches):
+            tensors |= cls._tensors_of(f"branches.{i}", pairs)
+        return cls([[la for la, _ in pairs] for pairs in branches], axis=module.dim), tensors
+
+    def onnx_nodes(self, graph, x: str) -> str:
+        outs = []
+        for layers in self.branches:
+            out = x
+            for layer in layers:
+                out = layer.onnx_nodes(graph, out)
+            outs.append(out)
+        return graph.one("Concat", outs, axis=self.axis)
 
     def get_config(self) -> dict:
         return {"type": "Concat", "branches": [self._configs(b) for b in self.branches],
