@@ -19,7 +19,7 @@ def test_readme_example_runs(tmp_path, monkeypatch):
 
 def test_readme_is_a_guide_with_one_generated_table():
     text = README.read_text()
-    assert len(text.splitlines()) <= 450
+    assert len(text.splitlines()) <= 520  # a guide to every feature, measurements elsewhere
     # measurements live in docs/performance.md, written by a script: no dated logs here
     assert not re.search(r"\b\d{1,2}:\d{2}(-\d{1,2}:\d{2})?\b", text), "a clock time"
     assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text.split("<!-- performance table")[0]), \
