@@ -2,8 +2,9 @@
 
 Runs scripts/compare.py (a training step per standard shape: fastbp, its numpy reference,
 PyTorch eager and JAX's jit, interleaved), scripts/compare_sklearn.py
-(cross-validation against scikit-learn's MLP) and scripts/compare_text.py (a character
-language model's step and generation), then writes the results to
+(cross-validation against scikit-learn's MLP), scripts/compare_text.py (a character
+language model's step and generation) and scripts/compare_blocks.py (residual networks),
+then writes the results to
 docs/performance.md under one header (machine, date, command) and the per-shape summary
 into README.md between its performance markers. Needs the peers installed (``pip install
 torch==2.13.0 jax optax``) and an otherwise idle machine:
@@ -68,6 +69,8 @@ def main() -> int:
     text_models = subprocess.run([sys.executable, str(SCRIPTS / "compare_text.py"), "--rounds",
                                   str(a.rounds)], capture_output=True, text=True,
                                  check=True).stdout
+    blocks = subprocess.run([sys.executable, str(SCRIPTS / "compare_blocks.py"), "--rounds",
+                             str(a.rounds)], capture_output=True, text=True, check=True).stdout
     meta = results["meta"]
     header = (f"Measured {meta['date'][:10]} on {meta['cpu']}, {meta['cores']} cores, with "
               f"`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {command}`.")
@@ -79,7 +82,10 @@ def main() -> int:
            "## Cross-validation, against scikit-learn's MLP", "", sklearn.strip(), "",
            "## Text: a character language model, against PyTorch and JAX", "",
            "scripts/compare_text.py (its docstring has the model and protocol):", "",
-           text_models.strip(), ""]
+           text_models.strip(), "",
+           "## Skip connections: residual networks, against PyTorch and JAX", "",
+           "scripts/compare_blocks.py (its docstring has the models and protocol):", "",
+           blocks.strip(), ""]
     (ROOT / "docs" / "performance.md").write_text("\n".join(doc))
     # the raw figures, so that the plot or the table can be redrawn without measuring again
     (ROOT / "docs" / "performance.json").write_text(json.dumps(results, indent=1) + "\n")
