@@ -255,3 +255,21 @@ def test_a_deep_tanh_mlp_trains_only_with_residual_blocks():
     assert "vanishing" in results["plain"][2]
     assert results["residual"][0] > 0.1 and results["residual"][1] >= 0.95
     assert "vanishing" not in results["residual"][2]
+
+
+def test_the_cli_trains_a_model_file_with_a_block(tmp_path, capsys):
+    import json
+
+    from fastbp.cli import main
+
+    spec = {"layers": [
+        {"type": "Dense", "n_in": 64, "n_out": 32},
+        {"type": "Residual", "body": [{"type": "LayerNorm", "normalized_shape": [32]},
+                                      {"type": "Dense", "n_in": 32, "n_out": 32,
+                                       "activation": "relu"}]},
+        {"type": "Dense", "n_in": 32, "n_out": 10}]}
+    (tmp_path / "model.json").write_text(json.dumps(spec))
+    assert main(["train", "--data", "digits", "--model", str(tmp_path / "model.json"),
+                 "--epochs", "3", "--save", str(tmp_path / "m.npz")]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert isinstance(fb.load(tmp_path / "m.npz").layers[1], fb.Residual)
