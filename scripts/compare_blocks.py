@@ -150,7 +150,7 @@ def jax_worker(shape: str) -> float:
 
         def apply(p, x):
             x = jax.nn.relu(conv_bn(p["stem"], x, 1, 1))
-            for bp, (c_in, c, s) in zip(p["blocks"], BLOCKS):
+            for bp, (_, _, s) in zip(p["blocks"], BLOCKS):
                 body = conv_bn(bp["c2"], jax.nn.relu(conv_bn(bp["c1"], x, s, 1)), 1, 1)
                 x = jax.nn.relu(body + (x if bp["sc"] is None else conv_bn(bp["sc"], x, s, 0)))
             return x.mean((2, 3)) @ p["head"]["W"] + p["head"]["b"]

@@ -83,7 +83,17 @@ def _embedding_gru(dtype):  # token ids in, a Dense on each step
                       input_shape=(6,), dtype=dtype, seed=9)
 
 
-NETWORKS = {"new_activations": _new_activations, "mlp_bn": _mlp, "cnn1d_bn_pool_gap": _cnn1d,
+def _blocks(dtype):  # a residual block with a projection shortcut, a concatenation
+    return fb.Network([fb.Conv2D(1, 3, 3, padding=1),
+                       fb.Residual([fb.Conv2D(3, 4, 3, padding=1), fb.BatchNorm2D(4)],
+                                   shortcut=[fb.Conv2D(3, 4, 1)], activation="relu"),
+                       fb.Concat([[fb.Conv2D(4, 2, 1)], []]), fb.GlobalAvgPool(),
+                       fb.Residual([fb.Dense(6, 6, "tanh")]), fb.Dense(6, 3)],
+                      input_shape=(1, 5, 5), dtype=dtype, seed=10)
+
+
+NETWORKS = {"new_activations": _new_activations, "blocks": _blocks, "mlp_bn": _mlp,
+            "cnn1d_bn_pool_gap": _cnn1d,
             "cnn2d_bn_pool": _cnn2d,
             "layernorm": _layernorm, "gru_bi_lstm_bi": _gru_lstm, "rnn_relu_rnn_bi": _rnn,
             "lstm_gru": _lstm_gru, "embedding_gru": _embedding_gru}

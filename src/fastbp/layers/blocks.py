@@ -2,7 +2,7 @@
 concatenating connections).
 
 A block is not a kind with kernels of its own. When a network is built, each block emits
-its layers into the network's flat sequence of *units* (``Block.emit``), wired to read
+its layers into the network's flat sequence of *units* (``_Block.emit``), wired to read
 the block's input, followed by a join unit (:class:`_Sum`, :class:`_Concatenate`) that
 reads the branches' outputs; the kernels then walk one flat plan, so a network with
 blocks is still one parameter buffer and one kernel call per step. The gradient at a fork
@@ -46,7 +46,7 @@ def _layer_list(layers, owner: str, what: str, allow_empty: bool = False) -> lis
     return out
 
 
-class Block(Layer):
+class _Block(Layer):
     """A layer made of layers (see the module docstring). Subclasses define
     :meth:`branches` (the named lists of layers) and :meth:`emit`."""
 
@@ -63,10 +63,10 @@ class Block(Layer):
 
     @property
     def n_params(self) -> int:
-        return sum(layer.n_params for layer in self.leaves() if not isinstance(layer, Block))
+        return sum(layer.n_params for layer in self.leaves() if not isinstance(layer, _Block))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        # set by the plan builder from the units' shapes (Block.build is not called)
+        # set by the plan builder from the units' shapes (_Block.build is not called)
         return self.output_shape
 
     def leaves(self):
@@ -74,7 +74,7 @@ class Block(Layer):
         for layers in self.named_branches().values():
             for layer in layers or ():
                 yield layer
-                if isinstance(layer, Block):
+                if isinstance(layer, _Block):
                     yield from layer.leaves()
 
     def unbound_copy(self) -> Layer:
@@ -111,7 +111,7 @@ class Block(Layer):
             if path.startswith(branch + "."):
                 index, _, rest = path[len(branch) + 1 :].partition(".")
                 layer = layers[int(index)]
-                if isinstance(layer, Block):
+                if isinstance(layer, _Block):
                     layer.set_tensor(rest, value)
                 else:
                     setattr(layer, rest, value)
@@ -153,7 +153,7 @@ def _copy_of_input(emit: Emit, source: int, name: str) -> int:
     return emit(_Input(), source, f"{name}.input") if source < 0 else source
 
 
-class Residual(Block):
+class Residual(_Block):
     """``activation(body(x) + shortcut(x))``: a residual block, as torchvision's
     BasicBlock or a transformer's sublayer.
 
@@ -269,7 +269,7 @@ class Residual(Block):
         return f"Residual({self.body!r}{shortcut}{extra})"
 
 
-class Concat(Block):
+class Concat(_Block):
     """The branches applied to the same input, their outputs concatenated along ``axis``,
     as ``torch.cat([branch(x) for branch in branches], dim=axis)``.
 
@@ -372,7 +372,7 @@ def summary_rows(layers: Sequence[Layer], indent: str = "") -> list[tuple[str, s
         kind = type(layer).__name__ + (f" ({act})" if act != "identity" else "")
         rows.append((f"{indent}{i}: {kind}", str(("n", *layer.output_shape)).replace("'", ""),
                      f"{layer.n_params:,}"))
-        if isinstance(layer, Block):
+        if isinstance(layer, _Block):
             for branch, inner in layer.named_branches().items():
                 rows.append((f"{indent}  {branch}:", "", "") if inner else
                             (f"{indent}  {branch}: identity", "", ""))
