@@ -296,3 +296,18 @@ def test_refusals_before_training_name_the_argument(argv, named, bad_files, caps
     rc, out, err = run(capsys, *[a.format(d=bad_files) for a in argv])
     assert rc == 2 and named in err
     assert "fit " not in out  # refused before training began
+
+
+@pytest.mark.parametrize("argv,guess", [
+    (["train", "--data", "digits", "--epoch", "3"], "--epochs"),
+    (["train", "--data", "digits", "--weight", "0.1"], "--weight-decay"),
+    (["evaluate", "m.npz", "--data", "digits", "--spl", "all"], "--split"),
+    (["generate", "m.npz", "--len", "3"], "--length"),
+    (["train", "--data", "digits", "--frobnicate", "3"], None),
+], ids=["epoch-for-epochs", "weight-for-weight-decay", "spl-for-split", "len-for-length", "unlike-any"])
+def test_abbreviated_options_are_refused(argv, guess, capsys):
+    # with argparse's prefixes a new option could change what an old command line means
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert f"unrecognized arguments: {argv[-2]} {argv[-1]}" in err
+    assert (f"did you mean {guess}?" in err) if guess else "did you mean" not in err

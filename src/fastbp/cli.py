@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import builtins
 import csv
+import difflib
 import io
 import json
 import math
@@ -44,10 +45,36 @@ XY = tuple[np.ndarray, np.ndarray]
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr, exit status 2."""
+    """An ArgumentParser whose usage errors are one line on stderr, exit status 2, and
+    which takes no abbreviated options: with prefixes on, ``--drop id`` was read as
+    ``--dropout id`` and ``--epoch 3`` as ``--epochs 3``, so a new option could change what
+    an old command line means. Subcommand parsers are made by this class too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        self.known_options: list[str] = []  # for the suggestions of _closest_options
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        self.known_options += [a for a in args if a.startswith("--")]
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"fastbp: error: {message} (see '{self.prog} --help')\n")
+        hint = self._closest_options(message) if message.startswith("unrecognized") else ""
+        self.exit(2, f"fastbp: error: {message}{hint} (see '{self.prog} --help')\n")
+
+    def _closest_options(self, message: str) -> str:
+        """'; did you mean --epochs?' for each unknown option close to a known one (the
+        command's own or any subcommand's: unknown arguments are reported by the top parser)."""
+        known = set(self.known_options)
+        for action in self._actions:  # the subcommands' parsers
+            if isinstance(action.choices, dict):
+                for parser in action.choices.values():
+                    known |= set(getattr(parser, "known_options", ()))
+        words = [w.split("=")[0] for w in message.split(":", 1)[-1].split() if w.startswith("--")]
+        guesses = [g for w in words
+                   for g in difflib.get_close_matches(w, sorted(known), n=1, cutoff=0.7)]
+        return f"; did you mean {', '.join(dict.fromkeys(guesses))}?" if guesses else ""
 
 
 def _number(cast: Callable, check: Callable, what: str) -> Callable[[str], float]:
