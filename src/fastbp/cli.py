@@ -147,7 +147,7 @@ def _split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int,
     if not 0 < n_test < len(y):
         raise ValueError(f"--test-size {test_size} leaves an empty split of {len(y)} rows")
     if stratify:
-        train, test = fb.datasets._stratified_split(y, test_size, seed)
+        train, test = fb.datasets.stratified_split(y, test_size, seed)
     else:
         perm = np.random.default_rng(seed).permutation(len(y))
         train, test = perm[n_test:], perm[:n_test]
