@@ -169,7 +169,7 @@ def test_train_idx_pair(capsys, tmp_path):
 @pytest.fixture
 def bad_files(tmp_path):
     (tmp_path / "garbage.npz").write_bytes(b"not a zip at all")
-    (tmp_path / "text.csv").write_text("1,2,0\n3,oops,1\n")
+    (tmp_path / "dates.csv").write_text("1,2024-01-02,0\n3,2024-02-03,1\n")
     (tmp_path / "neg.csv").write_text("1,2,0\n3,4,-1\n5,6,1\n7,8,0\n9,1,1\n")
     (tmp_path / "labels.csv").write_text("x,z,species\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n"
                                          "2,1,cat\n4,3,dog\n")
@@ -179,7 +179,7 @@ def bad_files(tmp_path):
 ERRORS = {
     "missing data file": ["train", "--data", "{d}/nope.csv"],
     "unknown data spec": ["train", "--data", "mnist.txt"],
-    "non-numeric csv": ["train", "--data", "{d}/text.csv"],
+    "dates in a feature column": ["train", "--data", "{d}/dates.csv"],
     "bad npz": ["train", "--data", "{d}/garbage.npz"],
     "bad --lr": ["train", "--data", "digits", "--lr", "-1"],
     "bad --layers": ["train", "--data", "digits", "--layers", "64,x"],

@@ -117,7 +117,7 @@ def test_refused_columns_say_why_and_how_to_leave_them_out(cells, match):
 
 @pytest.mark.parametrize("column, note", [
     (np.full(30, 4.0), "has one value (4) in all 30 training rows"),
-    (np.array(["x"] * 30), "has one value ('x') in all 30 training rows"),
+    (np.array(["x"] * 30), "has one value ('x') in all 30 training rows that have a value"),
     (np.arange(30.0), "a different whole number in each of the 30 training rows"),
     (np.array([f"n{i}" for i in range(30)]), "30 distinct values in 30 training rows"),
     (np.array(["1", "2", "3", "many"] * 8), "mixes numbers and text"),

@@ -433,7 +433,7 @@ def _fit_column(name: str, values: np.ndarray, table: RawTable, categorical: str
     column.missing = int(missing.sum())
     if len(distinct) == 1:
         notes.append((name, f"column {name!r} has one value ({distinct[0]!r}) in all "
-                            f"{len(present)} training rows that have one: it carries no "
+                            f"{len(present)} training rows that have a value: it carries no "
                             "information"))
     return column
 

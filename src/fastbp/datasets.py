@@ -397,14 +397,15 @@ def read_csv_cells(path, delimiter: str | None = None) -> CsvCells:
     return CsvCells(names, header, rows)
 
 
-def target_values(path: str, name: str, cells: list[str], lines: list[int],
+def target_values(source: str, name: str, cells: list[str], lines: list[int],
                   infinite: str = "error") -> np.ndarray:
     """A target column's cells as labels: int64 when every value is an integer, float64
-    for other numbers, str for text labels; a missing value is an error naming its line."""
+    for other numbers, str for text labels; a missing value is an error naming ``source``
+    (the file, as messages show it) and the line."""
     raw = [c.strip() for c in cells]
     for row, cell in enumerate(raw):
         if cell.lower() in MISSING:
-            raise ValueError(f"{path!r}, line {lines[row]}: the target column {name!r} has a "
+            raise ValueError(f"{source}, line {lines[row]}: the target column {name!r} has a "
                              f"missing value ({cell!r})")
     values = [parse_cell(c) for c in raw]
     if any(v is None for v in values):
@@ -412,7 +413,7 @@ def target_values(path: str, name: str, cells: list[str], lines: list[int],
     y = np.array(values, dtype=np.float64)
     if infinite == "error" and np.isinf(y).any():
         row = int(np.flatnonzero(np.isinf(y))[0])
-        raise ValueError(f"{path!r}, line {lines[row]}: the target column {name!r} has an "
+        raise ValueError(f"{source}, line {lines[row]}: the target column {name!r} has an "
                          f"infinite value ({raw[row]!r}); no network trains on it")
     if np.all(np.isfinite(y)) and np.all(y == np.round(y)) and np.all(np.abs(y) < 2.0**63):
         y = y.astype(np.int64)
@@ -492,7 +493,7 @@ def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
             X[row, k] = value
     y = None
     if target_index is not None:
-        y = target_values(path, names[target_index], [r[target_index] for r in cells],
+        y = target_values(repr(path), names[target_index], [r[target_index] for r in cells],
                           [line for line, _ in rows], infinite)
     return Table(X, y, [names[j] for j in feature_cols],
                  None if target_index is None else names[target_index])
