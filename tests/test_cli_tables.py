@@ -211,3 +211,36 @@ def test_exported_model_served_on_the_raw_csv_agrees_with_predict(task, capsys, 
     else:
         np.testing.assert_allclose(np.array(theirs, dtype=float), np.array(ours, dtype=float),
                                    rtol=1e-5)
+
+
+@pytest.mark.parametrize("target, status, message", [
+    ([], 0, ""), (["--target", "9"], 2, "--target 9: 'new.csv' has 3 columns"),
+    (["--target", "kind"], 2, "--target kind: 'new.csv' has no such column"),
+], ids=["empty-target-cells", "index-out-of-range", "unknown-name"])
+def test_predict_rows_whose_target_is_still_empty(target, status, message, capsys, tmp_path,
+                                                 monkeypatch):
+    data, model = write_people(tmp_path / "people.csv", missing=False), tmp_path / "m.npz"
+    assert run(capsys, "train", "--data", data, "--features", "city,smoker", *QUICK,
+               "--save", model)[0] == 0
+    monkeypatch.chdir(tmp_path)
+    Path("new.csv").write_text("city,smoker,label\nOslo,yes,\nRome,no,\n")
+    rc, out, err = run(capsys, "predict", model, "--data", "new.csv", *target)
+    assert rc == status and message in err, err
+    assert len(out.splitlines()) == (3 if status == 0 else 0)
+
+
+def test_parquet_with_a_text_column(capsys, tmp_path):
+    pa = pytest.importorskip("pyarrow", reason="Parquet is read through pyarrow when installed")
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    city = rng.choice(["Oslo", "Rome"], size=80)
+    x = rng.normal(size=80)
+    pq.write_table(pa.table({"x": x, "city": city, "y": np.where(city == "Oslo", "n", "s")}),
+                   tmp_path / "d.parquet")
+    model = tmp_path / "m.npz"
+    rc, out, err = run(capsys, "train", "--data", tmp_path / "d.parquet", *QUICK, "--save", model)
+    assert rc == 0, err
+    assert "city: one-hot, 2 categories (Oslo, Rome)" in out
+    rc, out, _ = run(capsys, "predict", model, "--data", tmp_path / "d.parquet", "--split", "all")
+    assert rc == 0 and len(out.splitlines()) == 81

@@ -218,10 +218,18 @@ def model_rows(args: argparse.Namespace, net: fb.Network,
     if scaler is None or scaler.impute is None:
         refuse_missing(encoder, raw)
     X = encode_rows(encoder, raw, args.data)
-    target = args.target if isinstance(args.target, str) else \
-        net.metadata.get("target_name") if args.target == -1 else raw.names[args.target]
-    if isinstance(args.target, str) and args.target not in raw.names:
-        raise ValueError(f"--target {args.target}: {raw.source} has no such column")
-    y = target_column(raw, target) if target in raw.names and not (
-        features_only and target is None) else None
-    return X, y
+    target = args.target
+    if isinstance(target, str) and target not in raw.names:
+        raise ValueError(f"--target {target}: {raw.source} has no such column")
+    if not isinstance(target, str):  # -1, the default: the column train used, if present
+        if not -len(raw.names) <= target < len(raw.names):
+            raise ValueError(f"--target {target}: {raw.source} has {len(raw.names)} columns")
+        target = net.metadata.get("target_name") if target == -1 else raw.names[target]
+    if target not in raw.names:
+        return X, None
+    try:
+        return X, target_column(raw, target)
+    except ValueError:
+        if features_only:  # rows to predict may leave their target empty
+            return X, None
+        raise
