@@ -233,3 +233,19 @@ def test_scikit_learn_column_transformer_route():
         MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, random_state=0))
     model.fit(frame.drop(columns="label"), frame["label"])
     assert model.score(frame.drop(columns="label"), frame["label"]) >= 0.95
+
+
+def test_dataframe_dtypes_nullable_numbers_categories_and_dates():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({
+        "count": pd.array([1, None, 3, 4], dtype="Int64"),          # pd.NA: a missing number
+        "kind": pd.Categorical(["x", "y", None, "x"]),              # None: a missing category
+        "when": pd.to_datetime(["2024-01-01", None, "2024-02-01", "2024-03-05"]),
+        "flag": [True, False, True, True]})                         # booleans: numbers 1/0
+    with pytest.raises(ColumnError, match=r"column 'when' holds dates \(e.g. '2024-01-01"):
+        fb.TableEncoder().fit(frame)
+    encoder = fb.TableEncoder(drop=["when"]).fit(frame)  # a date column can be left out
+    assert [kind for _, kind in encoder.describe()] == [
+        "numeric, 1 missing", "one-hot, 2 categories (x, y); 1 missing", "numeric"]
+    np.testing.assert_array_equal(encoder.transform(frame), [
+        [1, 1, 0, 1], [np.nan, 0, 1, 0], [3, 0, 0, 1], [4, 1, 0, 1]])

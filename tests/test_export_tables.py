@@ -186,3 +186,25 @@ def test_to_torch_wraps_the_numeric_preprocessing(loss):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(TypeError, match="preprocessing must be True or False"):
         net.to_torch(preprocessing=None)
+
+
+@pytest.mark.slow  # ONNX Runtime
+@pytest.mark.parametrize("kind", ["labels-per-step", "images-standardised"])
+def test_predict_graph_beyond_flat_tables(kind, tmp_path):
+    pytest.importorskip("onnx", reason="needs fastbp[onnx]")
+    rng = np.random.default_rng(0)
+    if kind == "labels-per-step":  # (n, T) labels, (n, T, C) probabilities
+        net = fb.Network([fb.Embedding(10, 8), fb.GRU(8, 16, return_sequences=True),
+                          fb.Dense(16, 10)], input_shape=(6,), seed=0)
+        X = rng.integers(1, 10, size=(5, 6))
+        feed = X.astype(np.float32)
+    else:  # input (n, 1, 8, 8) in float64, standardised per pixel, then the CNN
+        net = fb.Network([fb.Conv2D(1, 4, 3, padding=1, activation="relu"), fb.Flatten(),
+                          fb.Dense(256, 3)], input_shape=(1, 8, 8), seed=0)
+        X = feed = rng.normal(3.0, 5.0, size=(20, 1, 8, 8))
+        net.fit(X, rng.integers(0, 3, 20), epochs=2, verbose=0, standardize=True)
+    net.to_onnx(tmp_path / "m.onnx", preprocessing=True, dtype="float32")  # ORT: no f64 GRU
+    session = _session(tmp_path / "m.onnx")
+    label, proba = session.run(None, {"input": feed})
+    np.testing.assert_array_equal(label, net.predict(X))
+    np.testing.assert_allclose(proba, net.predict_proba(X), rtol=ORT_RTOL, atol=ORT_RTOL)

@@ -97,8 +97,7 @@ def target_column(raw: RawTable, name: str) -> np.ndarray:
     numbers, str for text."""
     values = raw.column(name)
     if values.dtype.kind == "U":
-        return target_values(raw.source, name, list(values),
-                                         raw.lines or list(range(raw.n_rows)))
+        return target_values(raw.source, name, list(values), raw.lines or list(range(raw.n_rows)))
     if np.isnan(values).any():
         row = int(np.flatnonzero(np.isnan(values))[0])
         raise ValueError(f"{raw.where(row)}: the target column {name!r} has a missing value")
@@ -138,8 +137,8 @@ def fit_columns(args: argparse.Namespace, train: RawTable, target: str,
         if not how.startswith("numeric"):
             print(f"       {name}: {how}")
     for column, note in encoder.notes_:
-        sys.stderr.write(f"fastbp: warning: {note}; --drop {shlex.quote(column)} leaves it "
-                         "out\n")
+        print(f"fastbp: warning: {note}; --drop {shlex.quote(column)} leaves it out",
+              file=sys.stderr)
     return encoder
 
 
@@ -159,14 +158,15 @@ def refuse_missing(encoder: fb.TableEncoder, raw: RawTable) -> None:
                              "fill it, or impute the column mean (fastbp train --impute mean)")
 
 
-def encode_rows(encoder: fb.TableEncoder, raw: RawTable, what: str) -> np.ndarray:
+def encode_rows(encoder: fb.TableEncoder, raw: RawTable, what: str,
+                print: Callable = print) -> np.ndarray:
     """``raw``'s input matrix (float64); categories not seen in training are reported on
     stderr, as rows of ``what``."""
     X, unseen = encoder.transform(raw, return_unseen=True)
     for name, (count, example) in unseen.items():
-        sys.stderr.write(f"fastbp: note: column {name!r}: {count} row{'s' * (count > 1)} of "
-                         f"{what} {'have' if count > 1 else 'has'} a category not seen in "
-                         f"training (e.g. {example!r}), encoded as all zeros\n")
+        print(f"fastbp: note: column {name!r}: {count} row{'s' * (count > 1)} of {what} "
+              f"{'have' if count > 1 else 'has'} a category not seen in training (e.g. "
+              f"{example!r}), encoded as all zeros", file=sys.stderr)
     return X
 
 

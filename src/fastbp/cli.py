@@ -54,12 +54,11 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         kwargs["allow_abbrev"] = False
-        self.known_options: list[str] = []  # for the suggestions of _closest_options
         super().__init__(*args, **kwargs)
 
-    def add_argument(self, *args, **kwargs):
-        self.known_options += [a for a in args if a.startswith("--")]
-        return super().add_argument(*args, **kwargs)
+    def option_strings(self) -> list[str]:
+        """Every option this parser takes (``--epochs``...), in groups or not."""
+        return [o for o in self._option_string_actions if o.startswith("--")]
 
     def error(self, message: str):  # type: ignore[override]
         hint = self._closest_options(message) if message.startswith("unrecognized") else ""
@@ -68,11 +67,11 @@ class _Parser(argparse.ArgumentParser):
     def _closest_options(self, message: str) -> str:
         """'; did you mean --epochs?' for each unknown option close to a known one (the
         command's own or any subcommand's: unknown arguments are reported by the top parser)."""
-        known = set(self.known_options)
+        known = set(self.option_strings())
         for action in self._actions:  # the subcommands' parsers
             if isinstance(action.choices, dict):
                 for parser in action.choices.values():
-                    known |= set(getattr(parser, "known_options", ()))
+                    known |= set(parser.option_strings())
         words = [w.split("=")[0] for w in message.split(":", 1)[-1].split() if w.startswith("--")]
         guesses = [g for w in words
                    for g in difflib.get_close_matches(w, sorted(known), n=1, cutoff=0.7)]
@@ -287,13 +286,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         kind = "classification" if not is_regression(loss) else "regression"
         print(f"task   {kind} ({loss}): {why}")
         train_rows, test_rows = tables.split_rows(y, args.test_size, args.seed,
-                                           stratify=loss == "cross_entropy")
+                                                  stratify=loss == "cross_entropy")
         if raw is not None:  # encodings learnt on the training rows only
             columns = tables.fit_columns(args, raw.take(train_rows), target_name, print)
             if not args.impute:
                 tables.refuse_missing(columns, raw)
-            X = tables.encode_rows(columns, raw.take(train_rows), "the training split")
-            X_test = tables.encode_rows(columns, raw.take(test_rows), "the test split")
+            X = tables.encode_rows(columns, raw.take(train_rows), "the training split", print)
+            X_test = tables.encode_rows(columns, raw.take(test_rows), "the test split", print)
         else:
             X, X_test = X[train_rows], X[test_rows]
         encoder = fb.LabelEncoder().fit(y) if loss == "cross_entropy" else None

@@ -109,20 +109,31 @@ def _read_parquet(path) -> RawTable:
 
 
 def _column_array(name: str, values, source: str) -> np.ndarray:
-    """One column as float64 (numbers; booleans as 0/1) or str (text, missing as "")."""
+    """One column as float64 (numbers, NaN for missing; booleans as 0/1) or str (text,
+    stripped, "" for missing). Dates become ISO text, which fit refuses by name (so that
+    leaving the column out is still possible)."""
     values = np.asarray(values)
     if values.ndim != 1:
         raise ValueError(f"{source}: column {name!r} must be 1-D, got shape {values.shape}")
     if values.dtype.kind in "biuf":
         return values.astype(np.float64)
-    if values.dtype.kind in "mM":
-        raise ColumnError(name, f"{source}: column {name!r} holds dates ({values.dtype}); "
-                          f"{DATE_ADVICE}")
+    if values.dtype.kind == "M":
+        return np.where(np.isnat(values), "", np.datetime_as_string(values)).astype(str)
+    if values.dtype.kind == "m":
+        return values / np.timedelta64(1, "s")  # NaT -> NaN
     if values.dtype.kind in "US":
-        return values.astype(str)
-    cells = ["" if v is None or (isinstance(v, float) and v != v) else str(v).strip()
-             for v in values.tolist()]
-    return np.array(cells, dtype=str)
+        return np.char.strip(values.astype(str))
+    cells = values.tolist()  # objects: pandas' strings, nullable numbers (pd.NA), None
+    if all(_is_null(v) or (isinstance(v, (int, float, np.number)) and not isinstance(v, bool))
+           for v in cells):
+        return np.array([np.nan if _is_null(v) else float(v) for v in cells])
+    return np.array(["" if _is_null(v) else str(v).strip() for v in cells], dtype=str)
+
+
+def _is_null(value) -> bool:
+    """None, NaN, or pandas' NA / NaT (compared without pandas, which this does not import)."""
+    return value is None or (isinstance(value, float) and value != value) or \
+        type(value).__name__ in ("NAType", "NaTType")
 
 
 def as_table(data, source: str = "the table") -> RawTable:
