@@ -510,7 +510,8 @@ def _data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="digits, diabetes, a .npz/.csv/.tsv/.parquet path, or "
                    "'images.idx[.gz],labels.idx[.gz]'")
     p.add_argument("--target", type=_column, default=-1, metavar="COLUMN",
-                   help="the target column of a CSV file, by name or index (default: the last)")
+                   help="the target column of a CSV file, by name or index (default: the last; "
+                   "in evaluate and predict, the one train used)")
     p.add_argument("--test-size", type=_open_unit, default=0.2, help="held-out fraction of the "
                    "built-in data or, in train, of a file (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds the split and, in train, the "
