@@ -11,9 +11,9 @@ of noise) is written to a CSV file with a header and, for classification, text l
 - fastbp: the command line, `fastbp train --data file.csv --seed k` with nothing else, on
   its own seeded 80/20 split (stratified for classes), for seeds 0..k-1; the test split's
   accuracy or R^2, mean +- std.
-- scikit-learn, default parameters: `HistGradientBoosting{Classifier,Regressor}()` (text
+- scikit-learn, default parameters but random_state=0: `HistGradientBoosting{Classifier,Regressor}` (text
   columns as pandas categories, which it splits on natively) and
-  `MLP{Classifier,Regressor}()` behind `StandardScaler` and `OneHotEncoder` for the text
+  `MLP{Classifier,Regressor}` behind `StandardScaler` and `OneHotEncoder` for the text
   columns, on the same splits as fastbp, and by 5-fold `cross_val_score`.
 - ONNX: the seed-0 model exported by `fastbp export --onnx`, run by ONNX Runtime on every
   row of the raw CSV (one input per column, as read from the file) against
@@ -80,8 +80,9 @@ TABLES = {"iris": lambda: _bundled("iris"), "wine": lambda: _bundled("wine"),
 def _sklearn_models(frame: pd.DataFrame, target: str, classify: bool) -> dict:
     text = [c for c in frame.columns if c != target and not is_numeric_dtype(frame[c])]
     numeric = [c for c in frame.columns if c != target and c not in text]
-    hgb = (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)()
-    mlp = (MLPClassifier if classify else MLPRegressor)()
+    hgb = (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
+        random_state=0)
+    mlp = (MLPClassifier if classify else MLPRegressor)(random_state=0)  # else each run differs
     encode = make_column_transformer((StandardScaler(), numeric),
                                      (OneHotEncoder(handle_unknown="ignore"), text))
     return {"HGB": hgb, "MLP": make_pipeline(encode, mlp)}
