@@ -169,7 +169,7 @@ def test_train_idx_pair(capsys, tmp_path):
 @pytest.fixture
 def bad_files(tmp_path):
     (tmp_path / "garbage.npz").write_bytes(b"not a zip at all")
-    (tmp_path / "text.csv").write_text("1,2,0\n3,oops,1\n")
+    (tmp_path / "dates.csv").write_text("1,2024-01-02,0\n3,2024-02-03,1\n")
     (tmp_path / "neg.csv").write_text("1,2,0\n3,4,-1\n5,6,1\n7,8,0\n9,1,1\n")
     (tmp_path / "labels.csv").write_text("x,z,species\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n"
                                          "2,1,cat\n4,3,dog\n")
@@ -179,7 +179,7 @@ def bad_files(tmp_path):
 ERRORS = {
     "missing data file": ["train", "--data", "{d}/nope.csv"],
     "unknown data spec": ["train", "--data", "mnist.txt"],
-    "non-numeric csv": ["train", "--data", "{d}/text.csv"],
+    "dates in a feature column": ["train", "--data", "{d}/dates.csv"],
     "bad npz": ["train", "--data", "{d}/garbage.npz"],
     "bad --lr": ["train", "--data", "digits", "--lr", "-1"],
     "bad --layers": ["train", "--data", "digits", "--layers", "64,x"],
@@ -296,3 +296,18 @@ def test_refusals_before_training_name_the_argument(argv, named, bad_files, caps
     rc, out, err = run(capsys, *[a.format(d=bad_files) for a in argv])
     assert rc == 2 and named in err
     assert "fit " not in out  # refused before training began
+
+
+@pytest.mark.parametrize("argv,guess", [
+    (["train", "--data", "digits", "--epoch", "3"], "--epochs"),
+    (["train", "--data", "digits", "--weight", "0.1"], "--weight-decay"),
+    (["evaluate", "m.npz", "--data", "digits", "--spl", "all"], "--split"),
+    (["generate", "m.npz", "--len", "3"], "--length"),
+    (["train", "--data", "digits", "--frobnicate", "3"], None),
+], ids=["epoch-for-epochs", "weight-for-weight-decay", "spl-for-split", "len-for-length", "unlike-any"])
+def test_abbreviated_options_are_refused(argv, guess, capsys):
+    # with argparse's prefixes a new option could change what an old command line means
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert f"unrecognized arguments: {argv[-2]} {argv[-1]}" in err
+    assert (f"did you mean {guess}?" in err) if guess else "did you mean" not in err

@@ -417,7 +417,7 @@ def test_cli_export_writes_onnx_and_torch(tmp_path, capsys):
     net, X = make("cnn1d_bn_pool_gap", "float32")
     net.save(tmp_path / "m.npz")
     onnx_path, torch_path = tmp_path / "m.onnx", tmp_path / "m.pt"
-    assert main(["export", str(tmp_path / "m.npz"), "--onnx", str(onnx_path),
+    assert main(["export", str(tmp_path / "m.npz"), "--onnx", str(onnx_path), "--raw-network",
                  "--torch", str(torch_path)]) == 0
     assert "wrote" in capsys.readouterr().out
     assert rel_err(_onnx_run(onnx_path, X), net.forward(X)) < TOL["float32"]

@@ -1,10 +1,11 @@
 """fastbp: backpropagation on the CPU with fused Numba kernels over flat parameter buffers."""
 
-from . import datasets, layers, testing, text
+from . import columns, datasets, layers, testing, text
 from ._jit import kernel
 from ._threads import get_num_threads, set_num_threads
 from .activations import register_activation
 from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
+from .columns import TableEncoder
 from .io import load, save
 from .layers import *  # noqa: F403 (every layer kind: Dense, Dropout, Flatten, Activation...)
 from .layers import __all__ as _layer_names
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = ["Network", *[n for n in _layer_names if n[0].isupper() and n != "LAYER_TYPES"],
            "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "StepLR", "ExponentialLR",
            "CosineAnnealingLR", "ReduceLROnPlateau", "Callback", "EarlyStopping", "History",
-           "ModelCheckpoint", "Standardize", "LabelEncoder", "save", "load", "set_num_threads",
-           "get_num_threads", "kernel", "register_activation", "register_loss", "testing",
-           "datasets", "layers", "text", "diagnose", "Diagnosis", "__version__"]
+           "ModelCheckpoint", "Standardize", "LabelEncoder", "TableEncoder", "save", "load",
+           "set_num_threads", "get_num_threads", "kernel", "register_activation",
+           "register_loss", "testing", "columns", "datasets", "layers", "text", "diagnose",
+           "Diagnosis", "__version__"]

@@ -2,7 +2,8 @@
 
 Format 3 holds the flat params and buffers, the architecture as JSON (every layer's config
 and the input shape), the dtype, the random stream's state, the preprocessing
-(standardisation statistics, label classes) and metadata, and, if given, the optimizer's
+(standardisation statistics, label classes) and metadata; format 4 adds a table's column
+encodings (see FORMAT_VERSION); and, if given, the optimizer's
 hyperparameters, step count and state buffers. Writes are atomic (a temporary file in the
 same directory, then ``os.replace``). This module knows networks only by their interface,
 so ``network`` can import it; reading lives in ``io``.
@@ -21,7 +22,10 @@ import numpy as np
 from .optim import Optimizer
 
 FORMAT = "fastbp-model"
-FORMAT_VERSION = 3  # 3: preprocessing (Standardize, LabelEncoder) and metadata
+# 3: preprocessing (Standardize, LabelEncoder) and metadata; 4: table columns (TableEncoder)
+# and Standardize's passthrough features. A file is written with the oldest version that
+# holds what it carries, so older fastbp refuses (never misreads) what it cannot apply.
+FORMAT_VERSION = 4
 
 
 def save(net, path, optimizer: Optimizer | None = None) -> None:
@@ -61,8 +65,10 @@ def save(net, path, optimizer: Optimizer | None = None) -> None:
 
 def _contents(net, optimizer: Optimizer | None) -> tuple[dict, dict]:
     """The file's metadata and copies of its arrays."""
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": net.get_config(),
-            "preprocessing": net.get_preprocessing(), "metadata": net.metadata}
+    preprocessing = net.get_preprocessing()
+    tables = "columns" in preprocessing or preprocessing.get("standardize", {}).get("passthrough")
+    meta = {"format": FORMAT, "version": FORMAT_VERSION if tables else 3,
+            "config": net.get_config(), "preprocessing": preprocessing, "metadata": net.metadata}
     arrays = {"params": net.params.copy(), "buffers": net.buffers.copy(), "rng": net.engine.rng.copy()}
     if optimizer is not None:
         if not isinstance(optimizer, Optimizer):

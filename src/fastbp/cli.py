@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import builtins
 import csv
+import difflib
 import io
 import json
 import math
@@ -26,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 import fastbp as fb
+from fastbp import _cli_tables as tables
+from fastbp._cli_export import add_export_parser
 from fastbp._cli_text import add_generate_parser, train_text
 from fastbp.activations import BUILT_IN as ACTIVATIONS
 from fastbp.losses import LOSSES, is_regression
@@ -44,10 +47,35 @@ XY = tuple[np.ndarray, np.ndarray]
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr, exit status 2."""
+    """An ArgumentParser whose usage errors are one line on stderr, exit status 2, and
+    which takes no abbreviated options: with prefixes on, ``--drop id`` was read as
+    ``--dropout id`` and ``--epoch 3`` as ``--epochs 3``, so a new option could change what
+    an old command line means. Subcommand parsers are made by this class too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def option_strings(self) -> list[str]:
+        """Every option this parser takes (``--epochs``...), in groups or not."""
+        return [o for o in self._option_string_actions if o.startswith("--")]
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"fastbp: error: {message} (see '{self.prog} --help')\n")
+        hint = self._closest_options(message) if message.startswith("unrecognized") else ""
+        self.exit(2, f"fastbp: error: {message}{hint} (see '{self.prog} --help')\n")
+
+    def _closest_options(self, message: str) -> str:
+        """'; did you mean --epochs?' for each unknown option close to a known one (the
+        command's own or any subcommand's: unknown arguments are reported by the top parser)."""
+        known = set(self.option_strings())
+        for action in self._actions:  # the subcommands' parsers
+            if isinstance(action.choices, dict):
+                for parser in action.choices.values():
+                    known |= set(parser.option_strings())
+        words = [w.split("=")[0] for w in message.split(":", 1)[-1].split() if w.startswith("--")]
+        guesses = [g for w in words
+                   for g in difflib.get_close_matches(w, sorted(known), n=1, cutoff=0.7)]
+        return f"; did you mean {', '.join(dict.fromkeys(guesses))}?" if guesses else ""
 
 
 def _number(cast: Callable, check: Callable, what: str) -> Callable[[str], float]:
@@ -114,16 +142,8 @@ def _load(args: argparse.Namespace, dtype: str, missing: str = "error") -> tuple
 
 def _split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int,
            stratify: bool) -> tuple[XY, XY]:
-    """Seeded shuffle split of a file with no test split of its own, stratified by class
-    for classification (so every class is in both parts, in proportion)."""
-    n_test = math.ceil(test_size * len(y))
-    if not 0 < n_test < len(y):
-        raise ValueError(f"--test-size {test_size} leaves an empty split of {len(y)} rows")
-    if stratify:
-        train, test = fb.datasets._stratified_split(y, test_size, seed)
-    else:
-        perm = np.random.default_rng(seed).permutation(len(y))
-        train, test = perm[n_test:], perm[:n_test]
+    """Seeded shuffle split of a file with no test split of its own (see split_rows)."""
+    train, test = tables.split_rows(y, test_size, seed, stratify)
     return (X[train], y[train]), (X[test], y[test])
 
 
@@ -239,17 +259,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         return train_text(args, _check_writable)
     if args.data is None:
         raise ValueError("train needs --data (or --text FILE for a language model)")
-    args.epochs = args.epochs or 80
     _check_writable(args.save, args.plot)
     if args.images and not args.model:
         raise ValueError("--images needs --model (a network whose first layer takes (1, 8, 8) "
                          "images, e.g. a Conv2D); the default MLP takes flat samples")
-    (X, y), test = _load(args, args.dtype, missing="keep" if args.impute else "error")
+    raw = columns = target_name = None
+    if _is_file(args.data):  # a table: its columns are chosen and encoded below
+        raw, y, target_name = tables.read_training_table(args)
+        test = None
+    else:
+        if args.features or args.drop:
+            raise ValueError(f"--features and --drop choose the columns of a table file; --data "
+                             f"{args.data} is not one")
+        (X, y), test = _load(args, args.dtype, missing="keep" if args.impute else "error")
     from_file = test is None
-    target_name = None
-    if from_file and _is_file(args.data):
-        target_name = fb.datasets.load_table(args.data, target=args.target, missing="keep"
-                                             ).target_name
     if from_file:
         loss, why = _task(y, args.loss)
         if is_regression(loss) and y.dtype.kind in "US":
@@ -260,15 +283,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         if loss == "cross_entropy" and y.dtype.kind == "f":
             raise ValueError("cross_entropy needs class labels; the target has non-integer "
                              "values (use --loss mse for regression)")
-        (X, y), test = _split(X, y, args.test_size, args.seed, stratify=loss == "cross_entropy")
-        encoder = fb.LabelEncoder().fit(np.concatenate([y, test[1]])) \
-            if loss == "cross_entropy" else None
-        n_out = len(encoder.classes_) if encoder is not None else _n_outputs(y, loss)
         kind = "classification" if not is_regression(loss) else "regression"
         print(f"task   {kind} ({loss}): {why}")
+        train_rows, test_rows = tables.split_rows(y, args.test_size, args.seed,
+                                                  stratify=loss == "cross_entropy")
+        if raw is not None:  # encodings learnt on the training rows only
+            columns = tables.fit_columns(args, raw.take(train_rows), target_name, print)
+            if not args.impute:
+                tables.refuse_missing(columns, raw)
+            X = tables.encode_rows(columns, raw.take(train_rows), "the training split", print)
+            X_test = tables.encode_rows(columns, raw.take(test_rows), "the test split", print)
+        else:
+            X, X_test = X[train_rows], X[test_rows]
+        encoder = fb.LabelEncoder().fit(y) if loss == "cross_entropy" else None
+        y, test = y[train_rows], (X_test, y[test_rows])
+        n_out = len(encoder.classes_) if encoder is not None else _n_outputs(y, loss)
     else:
         loss = args.loss or ("cross_entropy" if np.asarray(y).dtype.kind in "iub" else "mse")
         n_out = _n_outputs(np.concatenate([y, test[1]]), loss)
+    sized = tables.choose_sizes(args, from_file, len(y))
     X_test, y_test = test
     if args.images:
         if args.data != "digits":
@@ -297,13 +330,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         net.metadata["split"] = {"data": Path(args.data).name, "rows": len(y) + len(y_test),
                                  "test_size": args.test_size, "seed": args.seed}
         net.metadata["target_name"] = target_name
+        net.columns = columns
         if encoder is not None:
             net.label_encoder = encoder
         elif is_regression(loss) and not args.no_standardize:
             net.target_standardize = fb.Standardize().fit(np.reshape(y, (len(y), -1)))
-        if not args.no_standardize or args.impute:
+        if not args.no_standardize or args.impute:  # a one-hot's 0/1 inputs stay as they are
             standardize = fb.Standardize(with_mean=not args.no_standardize,
-                                         with_std=not args.no_standardize, impute=args.impute)
+                                         with_std=not args.no_standardize, impute=args.impute,
+                                         passthrough=columns.passthrough_ if columns else ())
     cls, kwargs, default_lr = OPTIMIZERS[args.optimizer]
     if args.weight_decay is not None:
         kwargs = {**kwargs, "weight_decay": args.weight_decay}
@@ -312,10 +347,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"data   {args.data}: {len(y)} train / {len(y_test)} test samples, "
           f"{int(np.prod(X.shape[1:]))} features{classes}")
     print(f"model  {_describe(net)}")
+    if sized:
+        print(f"       {sized}")
     stopper = fb.EarlyStopping(patience=args.early_stopping) if args.early_stopping else None
-    val_split = args.val_split if args.val_split is not None else 0.1 if stopper else 0.0
+    val_split = args.val_split if args.val_split is not None else \
+        args.default_val_split if stopper else 0.0
     ranks = f" per rank x {comm.size} ranks" if comm is not None else ""
-    print(f"fit    {opt!r}, {args.epochs} epochs, batch {args.batch_size}{ranks}"
+    print(f"fit    {opt!r}, {'up to ' if stopper else ''}{args.epochs} epochs, batch "
+          f"{args.batch_size}{ranks}"
           + (f", {val_split:.0%} of train for validation" if val_split else "")
           + (", features standardised" if standardize and not args.no_standardize else ""),
           flush=True)
@@ -352,6 +391,8 @@ def _warn_if_diverging(losses: list[float], lr: float) -> None:
 def _file_rows(args: argparse.Namespace, net: fb.Network,
                features_only: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """A file's rows as the model's X (and y, when the file has the target column)."""
+    if net.columns is not None:  # trained on a table: its columns by name, encoded
+        return tables.model_rows(args, net, features_only)
     scaler = net.standardize
     missing = "keep" if scaler is not None and scaler.impute else "error"
     if features_only:  # a file of exactly the model's inputs has no target column
@@ -452,25 +493,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    """Write a saved model as ONNX and/or as a torch state_dict plus its architecture."""
-    if args.onnx is None and args.torch is None:
-        raise ValueError("export needs --onnx PATH, --torch PATH or both")
-    _check_writable(args.onnx, args.torch)
-    net = fb.load(args.model)
-    from .interop import save_torch
-
-    if args.onnx is not None:
-        net.to_onnx(args.onnx, opset=args.opset, dtype=args.onnx_dtype)
-        print(f"wrote {args.onnx} (ONNX, input 'input' of shape (batch, "
-              f"{', '.join(map(str, net.input_shape))}), output 'output')")
-    if args.torch is not None:
-        save_torch(net, args.torch)
-        print(f"wrote {args.torch} (torch state_dict and architecture; "
-              "fastbp.interop.load_torch rebuilds the nn.Sequential)")
-    return 0
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``scripts/compare.py --quick`` from a source checkout and show its table."""
     if not COMPARE_SCRIPT.is_file():
@@ -488,7 +510,8 @@ def _data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="digits, diabetes, a .npz/.csv/.tsv/.parquet path, or "
                    "'images.idx[.gz],labels.idx[.gz]'")
     p.add_argument("--target", type=_column, default=-1, metavar="COLUMN",
-                   help="the target column of a CSV file, by name or index (default: the last)")
+                   help="the target column of a CSV file, by name or index (default: the last; "
+                   "in evaluate and predict, the one train used)")
     p.add_argument("--test-size", type=_open_unit, default=0.2, help="held-out fraction of the "
                    "built-in data or, in train, of a file (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds the split and, in train, the "
@@ -516,8 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "layer configs (see below); replaces --layers, --activation and --dropout")
     t.add_argument("--images", action="store_true", help="digits as (n, 1, 8, 8) images, for "
                    "a --model with convolutions")
-    t.add_argument("--layers", type=_layers, default=[256, 128], metavar="SIZES",
-                   help="hidden layer sizes (default: 256,128; 'none': no hidden layer)")
+    t.add_argument("--layers", type=_layers, metavar="SIZES", help="hidden layer sizes "
+                   "('none': no hidden layer; default: for a file, one layer sized to its rows, "
+                   "16 to 256 wide; else 256,128)")
     t.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
                    help="of the hidden layers (default: %(default)s)")
     t.add_argument("--huber-delta", type=float, default=None,
@@ -533,11 +557,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "training split's mean and std, saved with the model")
     t.add_argument("--impute", choices=["mean"], help="fill a file's missing feature values with "
                    "the training split's column mean (saved with the model; default: refuse them)")
+    tables.add_table_options(t, tables.column_list)
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="momentum and "
                    "nesterov are SGD with momentum 0.9 (default: %(default)s)")
     t.add_argument("--lr", type=_pos_float, help="learning rate; default per optimizer: "
                    + ", ".join(f"{k} {v[2]:g}" for k, v in OPTIMIZERS.items()))
-    t.add_argument("--epochs", type=_pos_int, help="(default: 80; 20 with --text)")
+    t.add_argument("--epochs", type=_pos_int, help="(default: for a file, up to 300 with "
+                   "early stopping; else 80; 20 with --text)")
     t.add_argument("--batch-size", type=_pos_int, default=32, help="(default: %(default)s)")
     t.add_argument("--dropout", type=_unit, default=0.0, help="dropout probability after each "
                    "hidden layer (default: %(default)s)")
@@ -545,9 +571,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--clip", type=_pos_float, metavar="MAX_NORM",
                    help="clip the gradient's global L2 norm")
     t.add_argument("--early-stopping", type=_pos_int, metavar="PATIENCE",
-                   help="stop when val_loss has not improved for PATIENCE epochs; keep the best")
+                   help="stop when val_loss has not improved for PATIENCE epochs; keep the best "
+                   "(default: for a file without --epochs, 20)")
     t.add_argument("--val-split", type=_unit, help="validation fraction of the training data "
-                   "(default 0.1 with --early-stopping, else none)")
+                   "(default with early stopping: 0.1, or 0.15 when it is train's choice; "
+                   "else none)")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="(default: %(default)s)")
     t.add_argument("--save", metavar="MODEL.npz", help="save the model and optimizer state")
@@ -573,18 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--proba", action="store_true", help="add each class's probability")
         p.set_defaults(func=func)
 
-    e = sub.add_parser("export", help="write a saved model as ONNX or for PyTorch",
-                       description="Write a saved model as an ONNX model (needs fastbp[onnx]) "
-                       "and/or a torch file: the state_dict of Network.to_torch() plus the "
-                       "architecture (needs fastbp[torch]).")
-    e.add_argument("model", metavar="MODEL.npz")
-    e.add_argument("--onnx", metavar="MODEL.onnx", help="write the ONNX model here")
-    e.add_argument("--opset", type=_pos_int, help="ONNX opset (default: 17)")
-    e.add_argument("--onnx-dtype", choices=["float32", "float64"],
-                   help="ONNX element type (default: the model's)")
-    e.add_argument("--torch", metavar="MODEL.pt", help="write the torch file here")
-    e.set_defaults(func=cmd_export)
-
+    add_export_parser(sub, _pos_int, _check_writable)
     add_generate_parser(sub, _pos_int, _nonneg_float)
 
     b = sub.add_parser("bench", help="quick side-by-side benchmark (needs a source checkout)",

@@ -60,7 +60,7 @@ def _n_test(test_size, n: int) -> int:
     return n_test
 
 
-def _stratified_split(y: np.ndarray, test_size, seed) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(y: np.ndarray, test_size, seed) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified shuffle split; per-class test counts by largest remainder."""
     rng = np.random.default_rng(seed)
     n_test = _n_test(test_size, len(y))
@@ -113,7 +113,7 @@ def load_digits(test_size: float = 0.2, seed: int = 0, dtype="float32",
     d = _sklearn_datasets().load_digits()
     X = d.data / 16.0
     y = np.asarray(d.target, dtype=np.int64)
-    tr, te = _stratified_split(y, test_size, seed)
+    tr, te = stratified_split(y, test_size, seed)
     if standardize:
         mean, std = X[tr].mean(axis=0), X[tr].std(axis=0)
         X = (X - mean) / np.where(std > 0, std, 1.0)
@@ -314,7 +314,7 @@ def load_npz(path) -> XY:
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
 
 
-def _number(cell: str) -> float | None:
+def parse_cell(cell: str) -> float | None:
     """The cell as a float, NaN for a missing value, None when it is text."""
     text = cell.strip()
     if text.lower() in MISSING:
@@ -345,6 +345,79 @@ def _sniff(path: str, sample: str) -> str:
         if len(counts) == 1 and (fields := counts.pop()) > best_fields:
             best, best_fields = delimiter, fields
     return best
+
+
+class CsvCells(NamedTuple):
+    """A CSV file's cells as text: the column names (the header's, or "0", "1", ... when
+    the file has none), whether it has a header, and each data row as (line, cells)."""
+
+    names: list[str]
+    header: bool
+    rows: list[tuple[int, list[str]]]
+
+
+def read_csv_cells(path, delimiter: str | None = None) -> CsvCells:
+    """The cells of a CSV file as text, rows of equal length, as :func:`read_csv` reads
+    them (UTF-8, the delimiter sniffed, a header row detected, blank lines skipped)."""
+    path = _check_file(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path!r}: not UTF-8 text ({e})") from e
+    if delimiter is None:
+        delimiter = _sniff(path, text)
+    # CSV semantics: a quoted field may hold the delimiter, a newline or a form feed; a line
+    # number is where a record starts in the file
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    lines = []
+    try:
+        start = 1
+        for r in reader:
+            if any(c.strip() for c in r):
+                lines.append((start, r))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise ValueError(f"{path!r}, line {reader.line_num}: cannot parse as CSV "
+                         f"({str(e).splitlines()[0]})") from None
+    if not lines:
+        raise ValueError(f"{path!r}: no data rows")
+    first = [parse_cell(c) for c in lines[0][1]]
+    second = [parse_cell(c) for c in lines[1][1]] if len(lines) > 1 else []
+    header = all(v is None for v in first) or any(
+        a is None and b is not None for a, b in zip(first, second))
+    ncol = len(lines[0][1])
+    names = [c.strip() for c in lines[0][1]] if header else [str(j) for j in range(ncol)]
+    rows = lines[1:] if header else lines
+    if not rows:
+        raise ValueError(f"{path!r}: no data rows")
+    for i, r in rows:
+        if len(r) != ncol:
+            raise ValueError(f"{path!r}, line {i}: expected {ncol} fields, got {len(r)}")
+    return CsvCells(names, header, rows)
+
+
+def target_values(source: str, name: str, cells: list[str], lines: list[int],
+                  infinite: str = "error") -> np.ndarray:
+    """A target column's cells as labels: int64 when every value is an integer, float64
+    for other numbers, str for text labels; a missing value is an error naming ``source``
+    (the file, as messages show it) and the line."""
+    raw = [c.strip() for c in cells]
+    for row, cell in enumerate(raw):
+        if cell.lower() in MISSING:
+            raise ValueError(f"{source}, line {lines[row]}: the target column {name!r} has a "
+                             f"missing value ({cell!r})")
+    values = [parse_cell(c) for c in raw]
+    if any(v is None for v in values):
+        return np.array(raw, dtype=str)  # text labels
+    y = np.array(values, dtype=np.float64)
+    if infinite == "error" and np.isinf(y).any():
+        row = int(np.flatnonzero(np.isinf(y))[0])
+        raise ValueError(f"{source}, line {lines[row]}: the target column {name!r} has an "
+                         f"infinite value ({raw[row]!r}); no network trains on it")
+    if np.all(np.isfinite(y)) and np.all(y == np.round(y)) and np.all(np.abs(y) < 2.0**63):
+        y = y.astype(np.int64)
+    return y
 
 
 def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
@@ -382,38 +455,9 @@ def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
         raise ValueError(f"missing must be 'error' or 'keep', got {missing!r}")
     if infinite not in ("error", "keep"):
         raise ValueError(f"infinite must be 'error' or 'keep', got {infinite!r}")
-    path = _check_file(path)
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path!r}: not UTF-8 text ({e})") from e
-    if delimiter is None:
-        delimiter = _sniff(path, text)
-    # CSV semantics: a quoted field may hold the delimiter, a newline or a form feed; a line
-    # number is where a record starts in the file
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    lines = []
-    try:
-        start = 1
-        for r in reader:
-            if any(c.strip() for c in r):
-                lines.append((start, r))
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise ValueError(f"{path!r}, line {reader.line_num}: cannot parse as CSV "
-                         f"({str(e).splitlines()[0]})") from None
-    if not lines:
-        raise ValueError(f"{path!r}: no data rows")
-    first = [_number(c) for c in lines[0][1]]
-    second = [_number(c) for c in lines[1][1]] if len(lines) > 1 else []
-    header = all(v is None for v in first) or any(
-        a is None and b is not None for a, b in zip(first, second))
-    ncol = len(lines[0][1])
-    names = [c.strip() for c in lines[0][1]] if header else [str(j) for j in range(ncol)]
-    rows = lines[1:] if header else lines
-    if not rows:
-        raise ValueError(f"{path!r}: no data rows")
+    names, header, rows = read_csv_cells(path, delimiter)
+    path = os.fspath(path)
+    ncol = len(names)
     if isinstance(target, str):
         if target not in names:
             where = f"its columns are {names}" if header else "it has no header row"
@@ -427,16 +471,12 @@ def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
         target_index = int(target) % ncol
     if target_index is not None and ncol < 2:
         raise ValueError(f"{path!r}: need at least 2 columns (features and target), got {ncol}")
-    cells = []
-    for i, r in rows:
-        if len(r) != ncol:
-            raise ValueError(f"{path!r}, line {i}: expected {ncol} fields, got {len(r)}")
-        cells.append(r)
+    cells = [r for _, r in rows]
     feature_cols = [j for j in range(ncol) if j != target_index]
     X = np.empty((len(cells), len(feature_cols)), dtype=np.float64)
     for k, j in enumerate(feature_cols):
         for row, r in enumerate(cells):
-            value = _number(r[j])
+            value = parse_cell(r[j])
             if value is None:
                 raise ValueError(f"{path!r}, line {rows[row][0]}: column {names[j]!r} has "
                                  f"non-numeric cell {r[j]!r}; features must be numbers (drop "
@@ -453,23 +493,8 @@ def read_csv(path, target: int | str | None = -1, delimiter: str | None = None,
             X[row, k] = value
     y = None
     if target_index is not None:
-        raw = [r[target_index].strip() for r in cells]
-        for row, cell in enumerate(raw):
-            if cell.lower() in MISSING:
-                raise ValueError(f"{path!r}, line {rows[row][0]}: the target column "
-                                 f"{names[target_index]!r} has a missing value ({cell!r})")
-        values = [_number(c) for c in raw]
-        if any(v is None for v in values):
-            y = np.array(raw, dtype=str)  # text labels
-        else:
-            y = np.array(values, dtype=np.float64)
-            if infinite == "error" and np.isinf(y).any():
-                row = int(np.flatnonzero(np.isinf(y))[0])
-                raise ValueError(f"{path!r}, line {rows[row][0]}: the target column "
-                                 f"{names[target_index]!r} has an infinite value "
-                                 f"({raw[row]!r}); no network trains on it")
-            if np.all(np.isfinite(y)) and np.all(y == np.round(y)) and np.all(np.abs(y) < 2.0**63):
-                y = y.astype(np.int64)
+        y = target_values(repr(path), names[target_index], [r[target_index] for r in cells],
+                          [line for line, _ in rows], infinite)
     return Table(X, y, [names[j] for j in feature_cols],
                  None if target_index is None else names[target_index])
 

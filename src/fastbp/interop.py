@@ -10,6 +10,7 @@ ONNX's own operators, recurrent layers included. torch and onnx are optional ext
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,13 +41,26 @@ def require(module: str, purpose: str):
 # this module walks the network and knows no kind.
 
 
-def to_torch(net: Network):
+def to_torch(net: Network, preprocessing: bool = False):
     """``net`` as a ``torch.nn.Sequential`` with the same architecture and weights.
 
-    See :meth:`fastbp.Network.to_torch`.
+    See :meth:`fastbp.Network.to_torch`. With ``preprocessing``, a
+    :class:`fastbp.torch_modules.Preprocessed` around it, which takes what
+    :meth:`~fastbp.Network.predict` takes (imputing and standardising it in float64, as
+    ``net.standardize`` does) and gives a regression's outputs in the target's units
+    (classifiers: logits). A table's text columns have no torch form (torch has no string
+    tensors): give it ``net.columns.transform(table)``, or serve the ONNX export, which
+    takes the text columns.
     """
     torch = require("torch", "Network.to_torch()")
-    return torch.nn.Sequential(*layers_to_torch(net.layers, net.dtype))
+    if not isinstance(preprocessing, bool):
+        raise TypeError(f"preprocessing must be True or False, got {preprocessing!r}")
+    module = torch.nn.Sequential(*layers_to_torch(net.layers, net.dtype))
+    if not preprocessing:
+        return module
+    from .torch_modules import Preprocessed
+
+    return Preprocessed(module, net.input_shape, net.standardize, net.target_standardize)
 
 
 def layers_to_torch(layers, dtype) -> list:
@@ -178,18 +192,22 @@ def load_torch(path):
 
 # -- ONNX ------------------------------------------------------------------------------------
 class _Graph:
-    """Nodes and initializers being collected, with fresh tensor names."""
+    """Nodes and initializers being collected, with fresh tensor names (never one of
+    ``reserved``: the graph's inputs and outputs, which may be any column's name)."""
 
-    def __init__(self, helper, numpy_helper, dtype: np.dtype, opset: int):
+    def __init__(self, helper, numpy_helper, dtype: np.dtype, opset: int, reserved=()):
         self.helper, self.numpy_helper = helper, numpy_helper
         self.dtype, self.opset = dtype, opset
+        self.DOUBLE = helper.np_dtype_to_tensor_dtype(np.dtype(np.float64))  # for Cast(to=)
         self.nodes: list = []
         self.initializers: list = []
         self.count = 0
+        self.reserved = set(reserved)
 
     def name(self, hint: str) -> str:
         self.count += 1
-        return f"{hint}_{self.count}"
+        name = f"{hint}_{self.count}"
+        return self.name(hint) if name in self.reserved else name
 
     def const(self, hint: str, array, dtype=None) -> str:
         name = self.name(hint)
@@ -205,12 +223,39 @@ class _Graph:
     def one(self, op_type: str, inputs: list[str], **attrs) -> str:
         return self.op(op_type, inputs, **attrs)[0]
 
+    def output(self, x: str, name: str) -> None:
+        """Name the tensor ``x`` as the graph output ``name``."""
+        self.nodes.append(self.helper.make_node("Identity", [x], [name]))
 
 
-def to_onnx(net: Network, path, opset: int | None = None, dtype: str | None = None):
+#: The outputs of an export with preprocessing, by loss kind.
+PREDICT_OUTPUTS = ("label", "probabilities", "prediction")
+ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder's string keys; ONNX Runtime runs it
+
+
+def carries_preprocessing(net: Network) -> bool:
+    """Whether ``net`` holds preprocessing that predict applies (so the export carries it)."""
+    return any(step is not None for step in (net.columns, net.standardize, net.label_encoder,
+                                             net.target_standardize))
+
+
+def to_onnx(net: Network, path, opset: int | None = None, dtype: str | None = None,
+            preprocessing: bool | None = None):
     """Write ``net``'s inference graph to ``path`` as ONNX; returns the ``ModelProto``.
 
-    See :meth:`fastbp.Network.to_onnx`.
+    See :meth:`fastbp.Network.to_onnx`. With ``preprocessing`` (default: if
+    :func:`carries_preprocessing`) the graph reproduces :meth:`~fastbp.Network.predict`:
+
+    - inputs: with ``net.columns``, one per feature column, named by its header, shape
+      ``(batch, 1)``: float64 for numeric columns, string for text ones (the cells as in the
+      file, stripped; a cell not seen in training encodes as all zeros, and a boolean
+      column's unknown word as NaN where predict refuses it); else ``"input"``, shape
+      ``(batch, *input_shape)``, float64 when the network standardises, else its dtype;
+    - imputation and standardisation in float64 (the same operations as fastbp, so the
+      network receives the same numbers), then the network in its dtype;
+    - outputs: ``"label"`` (the user's labels: strings or numbers as ``predict`` gives) and
+      ``"probabilities"`` (as ``predict_proba``) for the classification losses,
+      ``"prediction"`` (in the target's units) for the regression ones.
     """
     onnx = require("onnx", "Network.to_onnx()")
     from onnx import helper, numpy_helper
@@ -227,23 +272,113 @@ def to_onnx(net: Network, path, opset: int | None = None, dtype: str | None = No
     if dtype not in (None, "float32", "float64"):
         raise ValueError(f"dtype must be 'float32', 'float64' or None (the network's), got "
                          f"{dtype!r}")
+    if preprocessing is None:
+        preprocessing = carries_preprocessing(net)
+    if not isinstance(preprocessing, (bool, np.bool_)):
+        raise TypeError(f"preprocessing must be True, False or None, got {preprocessing!r}")
     dtype = net.dtype if dtype is None else np.dtype(dtype)
-    g = _Graph(helper, numpy_helper, dtype, int(opset))
-    x = "input"
-    for layer in net.layers:
-        x = layer.onnx_nodes(g, x)
-    if x == "input":
-        g.nodes.append(helper.make_node("Identity", [x], ["output"]))
-    else:
-        g.nodes[-1].output[list(g.nodes[-1].output).index(x)] = "output"
     elem = helper.np_dtype_to_tensor_dtype(dtype)
-    graph = helper.make_graph(
-        g.nodes, "fastbp", [helper.make_tensor_value_info("input", elem, ["batch", *net.input_shape])],
-        [helper.make_tensor_value_info("output", elem, ["batch", *net.layers[-1].output_shape])],
-        initializer=g.initializers)
+    if preprocessing:
+        reserved = ["input", *PREDICT_OUTPUTS] if net.columns is None else \
+            [*net.columns.columns_, *PREDICT_OUTPUTS]
+        g = _Graph(helper, numpy_helper, dtype, int(opset), reserved)
+        inputs, outputs = _predict_graph(net, g)
+    else:
+        g = _Graph(helper, numpy_helper, dtype, int(opset), ["input", "output"])
+        x = "input"
+        for layer in net.layers:
+            x = layer.onnx_nodes(g, x)
+        g.output(x, "output")
+        inputs = [helper.make_tensor_value_info("input", elem, ["batch", *net.input_shape])]
+        outputs = [helper.make_tensor_value_info("output", elem,
+                                                 ["batch", *net.layers[-1].output_shape])]
+    graph = helper.make_graph(g.nodes, "fastbp", inputs, outputs, initializer=g.initializers)
     opsets = [helper.make_opsetid("", int(opset))]
+    if any(node.domain == ML_DOMAIN for node in g.nodes):
+        opsets.append(helper.make_opsetid(ML_DOMAIN, ML_OPSET))
     model = helper.make_model(graph, opset_imports=opsets, producer_name="fastbp",
                               ir_version=helper.find_min_ir_version_for(opsets))
+    if preprocessing and net.label_encoder is not None:  # probabilities' columns, for servers
+        helper.set_model_props(model, {"classes": json.dumps(net.label_encoder.classes_.tolist())})
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     return model
+
+
+def _predict_graph(net: Network, g: _Graph) -> tuple[list, list]:
+    """Nodes from the raw inputs to predict's outputs; returns the graph's (inputs, outputs)."""
+    helper, columns, scaler = g.helper, net.columns, net.standardize
+    elem = helper.np_dtype_to_tensor_dtype(g.dtype)
+    string = helper.np_dtype_to_tensor_dtype(np.dtype(object))
+    if columns is not None:
+        if columns.n_outputs != net.n_features:
+            raise ValueError(f"net.columns encodes {columns.n_outputs} inputs, the network takes "
+                             f"{net.n_features}")
+        names = columns.columns_
+        bad = [n for n in names if n in PREDICT_OUTPUTS or not n.strip()]
+        if bad:
+            raise ValueError(f"column {bad[0]!r} cannot name an input of the exported graph "
+                             f"(its outputs are {', '.join(PREDICT_OUTPUTS)}; names must not be "
+                             "blank): rename the column")
+        inputs = [helper.make_tensor_value_info(name, g.DOUBLE if kind == "double" else string,
+                                                ["batch", 1])
+                  for name, kind in columns.onnx_inputs()]
+        x = columns.onnx_nodes(g, {name: name for name in names})
+    else:
+        inputs = [helper.make_tensor_value_info("input", elem if scaler is None else g.DOUBLE,
+                                                ["batch", *net.input_shape])]
+        x = "input" if scaler is None else g.one("Flatten", ["input"], axis=1)
+    if scaler is not None:
+        x = scaler.onnx_nodes(g, x)
+    if columns is not None or scaler is not None:  # float64 (n, n_features) so far
+        x = g.one("Cast", [x], to=elem)
+        if len(net.input_shape) > 1:
+            x = g.one("Reshape", [x, g.const("shape", [0, *net.input_shape], np.int64)])
+    for layer in net.layers:
+        x = layer.onnx_nodes(g, x)
+    return inputs, _predict_outputs(net, g, x, elem)
+
+
+def _predict_outputs(net: Network, g: _Graph, x: str, elem: int) -> list:
+    """Nodes from the network's output ``x`` to predict's (and predict_proba's) outputs."""
+    helper, n_outputs = g.helper, net.n_outputs
+    flat = g.one("Reshape", [x, g.const("shape", [0, n_outputs], np.int64)])
+    if net.loss == "cross_entropy":
+        steps = net.engine.label_steps  # a distribution per step of a sequence: (n, T, C)
+        shape = [0, n_outputs] if steps == 1 else [0, steps, n_outputs // steps]
+        logits = g.one("Reshape", [x, g.const("shape", shape, np.int64)])
+        g.output(g.one("Softmax", [logits], axis=-1), "probabilities")
+        index = g.one("ArgMax", [logits], axis=-1, keepdims=0)
+        encoder = net.label_encoder
+        if encoder is None:
+            label, label_type = index, helper.np_dtype_to_tensor_dtype(np.dtype(np.int64))
+        else:
+            classes = encoder.classes_
+            kind = object if classes.dtype.kind == "U" else classes.dtype
+            label = g.one("Gather", [g.const("classes", classes, kind), index], axis=0)
+            label_type = helper.np_dtype_to_tensor_dtype(np.dtype(kind))
+        g.output(label, "label")
+        label_shape = ["batch"] if steps == 1 else ["batch", steps]
+        return [helper.make_tensor_value_info("label", label_type, label_shape),
+                helper.make_tensor_value_info("probabilities", elem, ["batch", *shape[1:]])]
+    single = ["batch"] if n_outputs == 1 else ["batch", n_outputs]
+    if net.loss == "binary_cross_entropy":
+        g.output(g.one("Sigmoid", [flat]), "probabilities")
+        label = g.one("Cast", [g.one("Greater", [flat, g.const("zero", 0.0)])],
+                      to=helper.np_dtype_to_tensor_dtype(np.dtype(np.int64)))
+        if n_outputs == 1:
+            label = g.one("Reshape", [label, g.const("shape", [-1], np.int64)])
+        g.output(label, "label")
+        return [helper.make_tensor_value_info("label", helper.np_dtype_to_tensor_dtype(
+                    np.dtype(np.int64)), single),
+                helper.make_tensor_value_info("probabilities", elem, ["batch", n_outputs])]
+    target = net.target_standardize
+    if target is not None:  # back in the target's units, in float64 as inverse_transform
+        wide = g.one("Cast", [flat], to=g.DOUBLE)
+        wide = g.one("Add", [g.one("Mul", [wide, g.const("scale", target.scale_, np.float64)]),
+                             g.const("centre", target.get_centre(), np.float64)])
+        flat = g.one("Cast", [wide], to=elem)
+    if n_outputs == 1:
+        flat = g.one("Reshape", [flat, g.const("shape", [-1], np.int64)])
+    g.output(flat, "prediction")
+    return [helper.make_tensor_value_info("prediction", elem, single)]

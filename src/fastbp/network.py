@@ -115,6 +115,8 @@ class Network(SequenceSteps, Inspection):
         #: A :class:`fastbp.text.Vocabulary` saved with the model, to encode prompts and
         #: decode outputs of a network on token ids (None: none).
         self.vocabulary = None
+        #: A :class:`fastbp.TableEncoder` saved with the model: a table's columns -> inputs.
+        self.columns = None
 
     def __reduce__(self):
         # The kernels module and views cannot be pickled or deep-copied: rebuild from the
@@ -220,7 +222,8 @@ class Network(SequenceSteps, Inspection):
     def get_preprocessing(self) -> dict[str, dict]:
         """The preprocessing's JSON-able configs by attribute name (what ``save`` writes)."""
         items = {"standardize": self.standardize, "label_encoder": self.label_encoder,
-                 "target_standardize": self.target_standardize, "vocabulary": self.vocabulary}
+                 "target_standardize": self.target_standardize, "vocabulary": self.vocabulary,
+                 "columns": self.columns}
         if self.vocabulary is not None and not hasattr(self.vocabulary, "decode"):
             raise TypeError(f"vocabulary must be a fastbp.text.Vocabulary or None, got "
                             f"{type(self.vocabulary).__name__}")
@@ -229,7 +232,7 @@ class Network(SequenceSteps, Inspection):
     def set_preprocessing(self, configs: dict[str, dict]) -> None:
         """Restore :meth:`get_preprocessing`'s output (all or nothing)."""
         built = {name: preprocessor_from_config(config) for name, config in configs.items()}
-        unknown = set(built) - {"standardize", "label_encoder", "target_standardize", "vocabulary"}
+        unknown = set(built) - {"standardize", "label_encoder", "target_standardize", "vocabulary", "columns"}
         if unknown:
             raise ValueError(f"unknown preprocessing {sorted(unknown)}")
         engine = self.engine
@@ -238,7 +241,7 @@ class Network(SequenceSteps, Inspection):
             self.standardize = built.get("standardize")
             self.label_encoder = built.get("label_encoder")
             self.target_standardize = built.get("target_standardize")
-            self.vocabulary = built.get("vocabulary")
+            self.vocabulary, self.columns = built.get("vocabulary"), built.get("columns")
         except (TypeError, ValueError):
             engine.standardize, engine.label_encoder, engine.target_standardize = before
             raise
@@ -572,7 +575,7 @@ class Network(SequenceSteps, Inspection):
         _save(self, path, optimizer=optimizer)
 
     # -- interop (fastbp.interop; torch and onnx are optional extras) ------------------------
-    def to_torch(self):
+    def to_torch(self, preprocessing: bool = False):
         """The network as a ``torch.nn.Sequential`` with the same architecture and weights.
 
         Dense becomes ``nn.Linear`` (weight transposed) and a layer's activation a module
@@ -582,9 +585,8 @@ class Network(SequenceSteps, Inspection):
         :class:`fastbp.torch_modules.Recurrent` around the torch layer. The module is in
         training mode, as every new torch module: call ``.eval()`` for the outputs of
         :meth:`forward`. The loss is not part of it (outputs are logits for the
-        classification losses), nor is the preprocessing: pass it
-        ``net.standardize.transform(X)`` when the network standardises. Needs
-        ``fastbp[torch]``.
+        classification losses). ``preprocessing=True`` wraps it with the numeric
+        preprocessing (:func:`fastbp.interop.to_torch`). Needs ``fastbp[torch]``.
 
         Examples
         --------
@@ -594,7 +596,7 @@ class Network(SequenceSteps, Inspection):
         from .interop import to_torch
 
         with self.engine.access.reading():
-            return to_torch(self)
+            return to_torch(self, preprocessing=preprocessing)
 
     @classmethod
     def from_torch(cls, module, input_shape: Sequence[int] | None = None,
@@ -626,17 +628,17 @@ class Network(SequenceSteps, Inspection):
 
         return from_torch(module, input_shape=input_shape, loss=loss, dtype=dtype, seed=seed)
 
-    def to_onnx(self, path, opset: int | None = None, dtype: str | None = None):
+    def to_onnx(self, path, opset: int | None = None, dtype: str | None = None,
+                preprocessing: bool | None = None):
         """Write the inference graph (evaluation mode) to ``path`` as an ONNX model.
 
-        The model's input is named ``"input"``, shape ``(batch, *input_shape)`` with a
-        dynamic batch axis; its output ``"output"`` is what :meth:`forward` returns (logits
-        for the classification losses), in the network's dtype unless ``dtype`` says
-        otherwise. Recurrent layers use ONNX's
-        RNN/GRU/LSTM operators, Dropout is left out. The model passes
-        ``onnx.checker.check_model`` before it is written. The preprocessing
-        (:attr:`standardize`, :attr:`label_encoder`) is not in the graph: apply it around
-        the session. Needs ``fastbp[onnx]``.
+        ``preprocessing`` (default: if the network carries any) makes the graph do what
+        :meth:`predict` does: the table's columns as inputs, imputation, standardisation and
+        one-hot encoding, outputs ``"label"`` and ``"probabilities"`` or ``"prediction"``
+        (:func:`fastbp.interop.to_onnx`). Otherwise its input is ``"input"``, shape
+        ``(batch, *input_shape)``, and its output ``"output"`` what :meth:`forward` returns.
+        Recurrent layers use ONNX's RNN/GRU/LSTM operators, Dropout is left out. The model
+        passes ``onnx.checker.check_model`` before it is written. Needs ``fastbp[onnx]``.
 
         Parameters
         ----------
@@ -648,6 +650,8 @@ class Network(SequenceSteps, Inspection):
             The model's element type; default the network's. ONNX Runtime's CPU provider
             (1.32) has no float64 Conv, RNN, GRU or LSTM: export a float64 network that has
             them with ``dtype="float32"`` to run it there.
+        preprocessing : bool, optional
+            Default: True if :attr:`columns`, :attr:`standardize` or the label encoders are set.
 
         Returns
         -------
@@ -656,7 +660,7 @@ class Network(SequenceSteps, Inspection):
         from .interop import to_onnx
 
         with self.engine.access.reading():
-            return to_onnx(self, path, opset=opset, dtype=dtype)
+            return to_onnx(self, path, opset=opset, dtype=dtype, preprocessing=preprocessing)
 
 
 def _rebuild(config, params, buffers, rng, preprocessing=None, metadata=None) -> Network:

@@ -9,6 +9,7 @@ saved with the model and restored by ``fastbp.load``; ``fit(..., standardize=Tru
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,10 @@ class Standardize:
     impute : {None, "mean"}, default None
         "mean": a missing value (NaN) becomes the feature's mean over the rows :meth:`fit`
         saw (so 0 after standardising). None: NaN is an error at :meth:`transform`.
+    passthrough : sequence of int, default ()
+        Features left as they are (only imputed): the 0/1 indicators of a one-hot encoding
+        (:class:`fastbp.TableEncoder`'s ``passthrough_``), whose rare categories would
+        otherwise be scaled up to large values.
 
     Attributes
     ----------
@@ -38,13 +43,20 @@ class Standardize:
     >>> net.fit(X_train, y_train)                          # X is standardised inside
     """
 
-    def __init__(self, with_mean: bool = True, with_std: bool = True, impute: str | None = None):
+    def __init__(self, with_mean: bool = True, with_std: bool = True, impute: str | None = None,
+                 passthrough: Sequence[int] = ()):
         for name, value in (("with_mean", with_mean), ("with_std", with_std)):
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"Standardize: {name} must be True or False, got {value!r}")
         if impute not in (None, "mean"):
             raise ValueError(f"Standardize: impute must be None or 'mean', got {impute!r}")
+        if isinstance(passthrough, (str, bytes)) or not all(
+                isinstance(i, (int, np.integer)) and not isinstance(i, bool) and i >= 0
+                for i in passthrough):
+            raise TypeError(f"Standardize: passthrough must be feature indices >= 0, got "
+                            f"{passthrough!r}")
         self.with_mean, self.with_std, self.impute = bool(with_mean), bool(with_std), impute
+        self.passthrough = tuple(sorted({int(i) for i in passthrough}))
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
 
@@ -67,16 +79,23 @@ class Standardize:
         if missing.all(axis=0).any():
             col = int(np.flatnonzero(missing.all(axis=0))[0])
             raise ValueError(f"feature {col} has no value in any row: nothing to impute from")
+        if self.passthrough and self.passthrough[-1] >= X.shape[1]:
+            raise ValueError(f"Standardize: passthrough names feature {self.passthrough[-1]}, "
+                             f"X has {X.shape[1]} features")
         mean = np.nanmean(X, axis=0)
         std = np.nanstd(X, axis=0)
         self.mean_ = mean
         self.scale_ = np.where(std > 0, std, 1.0) if self.with_std else np.ones_like(std)
+        self.scale_[list(self.passthrough)] = 1.0
         return self
 
-    @property
-    def _centre(self) -> np.ndarray:
-        """What is subtracted: the mean, or 0 without ``with_mean`` (the mean still imputes)."""
-        return self.mean_ if self.with_mean else np.zeros_like(self.mean_)
+    def get_centre(self) -> np.ndarray:
+        """What :meth:`transform` subtracts: the mean, or 0 without ``with_mean`` and for
+        the passthrough features (the mean still imputes)."""
+        self._check_fitted()
+        centre = self.mean_.copy() if self.with_mean else np.zeros_like(self.mean_)
+        centre[list(self.passthrough)] = 0.0
+        return centre
 
     def transform(self, X, dtype=np.float64) -> np.ndarray:
         """``X`` standardised (a new array of the input's shape, in ``dtype``)."""
@@ -92,7 +111,7 @@ class Standardize:
                 row, col = np.argwhere(missing)[0]
                 raise ValueError(f"X has missing values (NaN), first at row {row}, feature {col}")
             flat = np.where(missing, self.mean_, flat)
-        out = (flat - self._centre) / self.scale_
+        out = (flat - self.get_centre()) / self.scale_
         return out.astype(dtype, copy=False).reshape(shape)
 
     def inverse_transform(self, X, dtype=np.float64) -> np.ndarray:
@@ -100,7 +119,7 @@ class Standardize:
         self._check_fitted()
         shape = np.shape(X)
         flat = _flat_floats(X, "X")
-        out = flat * self.scale_ + self._centre
+        out = flat * self.scale_ + self.get_centre()
         return out.astype(dtype, copy=False).reshape(shape)
 
     def _check_fitted(self) -> None:
@@ -110,24 +129,46 @@ class Standardize:
     def get_config(self) -> dict[str, Any]:
         """JSON-able: the options and the learned statistics (floats round-trip exactly)."""
         self._check_fitted()
-        return {"type": "Standardize", "with_mean": self.with_mean, "with_std": self.with_std,
-                "impute": self.impute, "mean": self.mean_.tolist(), "scale": self.scale_.tolist()}
+        config = {"type": "Standardize", "with_mean": self.with_mean, "with_std": self.with_std,
+                  "impute": self.impute, "mean": self.mean_.tolist(),
+                  "scale": self.scale_.tolist()}
+        if self.passthrough:  # only then: files without it stay readable by older fastbp
+            config["passthrough"] = list(self.passthrough)
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Standardize:
-        scaler = cls(config["with_mean"], config["with_std"], config["impute"])
+        scaler = cls(config["with_mean"], config["with_std"], config["impute"],
+                     config.get("passthrough", ()))
         scaler.mean_ = np.asarray(config["mean"], dtype=np.float64)
         scaler.scale_ = np.asarray(config["scale"], dtype=np.float64)
         if scaler.mean_.shape != scaler.scale_.shape or scaler.mean_.ndim != 1 or not (
                 np.all(np.isfinite(scaler.mean_)) and np.all(scaler.scale_ > 0)):
             raise ValueError("Standardize: mean and scale must be finite 1-d arrays of one "
                              "length, scale > 0")
+        if scaler.passthrough and scaler.passthrough[-1] >= scaler.mean_.shape[0]:
+            raise ValueError("Standardize: passthrough names a feature beyond mean and scale")
         return scaler
+
+    def onnx_nodes(self, g, x: str) -> str:
+        """ONNX nodes that compute :meth:`transform` on ``x``, a float64 tensor (n,
+        n_features), in the same float64 operations (so the result is the same to the bit);
+        returns the output's name. ``g`` is the exporter's graph (``fastbp.interop``)."""
+        self._check_fitted()
+        if self.impute is not None:
+            x = g.one("Where", [g.one("IsNaN", [x]), g.const("mean", self.mean_, np.float64), x])
+        centre = self.get_centre()
+        if np.any(centre != 0):
+            x = g.one("Sub", [x, g.const("centre", centre, np.float64)])
+        if np.any(self.scale_ != 1):
+            x = g.one("Div", [x, g.const("scale", self.scale_, np.float64)])
+        return x
 
     def __repr__(self) -> str:
         fitted = "" if self.mean_ is None else f", fitted on {self.n_features} features"
+        passthrough = f", passthrough={list(self.passthrough)}" if self.passthrough else ""
         return (f"Standardize(with_mean={self.with_mean}, with_std={self.with_std}, "
-                f"impute={self.impute!r}{fitted})")
+                f"impute={self.impute!r}{passthrough}{fitted})")
 
 
 class LabelEncoder:

@@ -93,3 +93,51 @@ class Concat(nn.Module):
 
     def forward(self, x):
         return torch.cat([branch(x) for branch in self.branches], dim=self.dim)
+
+
+class Preprocessed(nn.Module):
+    """A network with fastbp's numeric preprocessing around it, as ``Network.predict``
+    applies it: missing values (NaN) imputed and features standardised, in float64, before
+    the network; a regression's standardised outputs back in the target's units after it.
+
+    Parameters
+    ----------
+    network : nn.Module
+        The network (``Network.to_torch()``), in its dtype.
+    input_shape : tuple of int
+        One sample's shape as the network takes it.
+    standardize, target_standardize : fastbp.Standardize or None
+        The fitted steps (``net.standardize``, ``net.target_standardize``); their statistics
+        become float64 buffers.
+
+    Examples
+    --------
+    >>> module = net.to_torch(preprocessing=True).eval()
+    >>> module(torch.from_numpy(X_raw))  # net.forward(X_raw), target units for a regression
+    """
+
+    def __init__(self, network: nn.Module, input_shape: tuple[int, ...], standardize=None,
+                 target_standardize=None):
+        super().__init__()
+        self.network, self.input_shape = network, tuple(input_shape)
+        self.dtype = next((p.dtype for p in network.parameters()), torch.float32)
+        self.impute = standardize is not None and standardize.impute is not None
+        for prefix, step in (("", standardize), ("target_", target_standardize)):
+            if step is not None:  # the centre and scale transform uses, and the imputed mean
+                for name, value in (("mean", step.mean_), ("centre", step.get_centre()),
+                                    ("scale", step.scale_)):
+                    self.register_buffer(prefix + name, torch.as_tensor(value, dtype=torch.float64))
+        self.standardizes = standardize is not None
+        self.unstandardizes = target_standardize is not None
+
+    def forward(self, x):
+        x = x.to(torch.float64).flatten(1)
+        if self.impute:
+            x = torch.where(torch.isnan(x), self.mean, x)
+        if self.standardizes:
+            x = (x - self.centre) / self.scale
+        out = self.network(x.to(self.dtype).reshape(-1, *self.input_shape))
+        if self.unstandardizes:
+            out = (out.to(torch.float64).flatten(1) * self.target_scale
+                   + self.target_centre).to(self.dtype)
+        return out
