@@ -9,7 +9,7 @@ from .io import load, save
 from .layers import *  # noqa: F403 (every layer kind: Dense, Dropout, Flatten, Activation...)
 from .layers import __all__ as _layer_names
 from .losses import register_loss
-from .monitoring import Diagnosis, diagnose
+from .monitoring import Diagnosis, GradientMonitor, diagnose
 from .network import Network
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .preprocessing import LabelEncoder, Standardize
@@ -22,4 +22,4 @@ __all__ = ["Network", *[n for n in _layer_names if n[0].isupper() and n != "LAYE
            "CosineAnnealingLR", "ReduceLROnPlateau", "Callback", "EarlyStopping", "History",
            "ModelCheckpoint", "Standardize", "LabelEncoder", "save", "load", "set_num_threads",
            "get_num_threads", "kernel", "register_activation", "register_loss", "testing",
-           "datasets", "layers", "text", "diagnose", "Diagnosis", "__version__"]
+           "datasets", "layers", "text", "diagnose", "Diagnosis", "GradientMonitor", "__version__"]

@@ -13,13 +13,30 @@ import numpy as np
 from ._params import InstanceOf, Interval, Options, check_parameters
 from .optim import Optimizer
 
+# The figures fastbp.GradientMonitor logs, as "STAT/NAME": per parameter tensor, and (as
+# "output_STAT/NAME") per layer.
+TENSOR_STATS = ("grad_norm", "param_norm", "update_ratio")
+OUTPUT_STATS = ("mean", "std", "zero_fraction", "saturated_fraction")
+
+
+def is_layer_key(key: str) -> bool:
+    """Whether a logged key is a per-tensor or per-layer figure (``"grad_norm/layers.0.W"``):
+    kept out of the progress bar and the History's summary."""
+    return "/" in key
+
 
 class Callback:
     """Hooks fit calls; override what you need. Set ``self.network.stop_training = True``
-    to stop after the current epoch. Overriding ``on_batch_end`` costs one kernel call
-    per batch instead of one per epoch."""
+    to stop after the current epoch (from ``on_batch_end``: after the current batch).
+
+    ``on_batch_end(batch, logs)`` gets the batch's own ``loss`` (and ``accuracy`` for
+    classification); overriding it makes fit call the epoch kernel once per batch, which
+    costs one call per batch more than one call per epoch, and takes the same steps.
+    ``rank`` is this process's rank in a data-parallel fit (0 otherwise): callbacks that
+    write files write on rank 0 only."""
 
     network: Any = None
+    rank: int = 0
 
     def set_network(self, network) -> None:
         self.network = network
@@ -39,16 +56,55 @@ class History(Callback):
         self.epoch: list[int] = []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        # every list keeps one value per epoch: a key missing from an epoch's logs (an
+        # epoch GradientMonitor skipped) gets nan, a key first logged late nan before
+        logs = logs or {}
+        for key, value in logs.items():
+            self.history.setdefault(key, [np.nan] * len(self.epoch)).append(value)
+        for key, values in self.history.items():
+            if key not in logs:
+                values.append(np.nan)
         self.epoch.append(epoch)
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(value)
 
     def __repr__(self) -> str:
         if not self.epoch:
             return "History(no epochs)"
         last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items()
-                         if k not in ("lr", "seconds"))
+                         if k not in ("lr", "seconds") and not is_layer_key(k))
         return f"History({len(self.epoch)} epochs; last: {last})"
+
+    @property
+    def layer_stats(self):
+        """What fit's ``monitor=True`` (:class:`~fastbp.GradientMonitor`) recorded, one
+        row per monitored epoch and tensor or layer: columns ``epoch``, ``name``
+        (``"layers.0.W"`` or ``"layers.0"``), ``kind`` (``"tensor"`` or ``"layer"``),
+        ``grad_norm``, ``param_norm``, ``update_ratio`` (tensors; nan for layers),
+        ``mean``, ``std``, ``zero_fraction``, ``saturated_fraction`` (of layers' outputs;
+        nan for tensors). A pandas DataFrame when pandas is installed, else a dict of
+        numpy arrays; empty without monitoring."""
+        stats = [(s, "tensor", s) for s in TENSOR_STATS] + \
+            [(f"output_{s}", "layer", s) for s in OUTPUT_STATS]
+        columns = [c for *_, c in stats]
+        rows: dict[tuple, dict] = {}
+        for key, values in self.history.items():
+            stat, _, name = key.partition("/")
+            found = next(((kind, column) for s, kind, column in stats if s == stat), None)
+            if not name or found is None:
+                continue
+            for epoch, value in zip(self.epoch, values):
+                if value == value:  # not an unmonitored epoch's nan
+                    rows.setdefault((epoch, found[0], name), {})[found[1]] = value
+        order = sorted(rows, key=lambda k: (k[0], k[1] == "layer"))
+        table = {"epoch": np.array([k[0] for k in order], dtype=np.int64),
+                 "name": np.array([k[2] for k in order], dtype=object),
+                 "kind": np.array([k[1] for k in order], dtype=object)}
+        for column in columns:
+            table[column] = np.array([rows[k].get(column, np.nan) for k in order], dtype=float)
+        try:
+            import pandas as pd
+        except ImportError:
+            return table
+        return pd.DataFrame(table)
 
     def plot(self, path=None):
         """Plot the loss (and accuracy) curves, train and validation.

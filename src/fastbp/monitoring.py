@@ -1,6 +1,8 @@
-"""Looking inside a network: its tensors by name (``Network.named_parameters``) and a
+"""Looking inside a network: its tensors by name (``Network.named_parameters``), a
 one-batch diagnosis of vanishing and exploding gradients, dead units and saturation
-(:func:`diagnose`).
+(:func:`diagnose`), and the same figures recorded during ``fit`` (:class:`GradientMonitor`,
+``fit(monitor=True)``), computed by the epoch kernel from what each step already has
+(``kernels/watch.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import numpy as np
 
 from . import _codes as codes
 from ._engine import GRAD_FLAGS
-from .kernels.bundles import WS
+from ._params import Interval, check_parameters
+from .callbacks import OUTPUT_STATS, TENSOR_STATS, Callback
+from .kernels import watch as watch_kernels
+from .kernels.bundles import WS, Watch
 from .plan import tensor_views
 
 VANISHING_RATIO = 1e-3  # a layer's gradient norm this far below the largest layer's
@@ -184,3 +189,143 @@ def _flag_activations(report: Diagnosis, layers) -> None:
             report.problems.append((name, "saturated", f"{stats['saturated_fraction']:.0%} of "
                                     f"its outputs within {SATURATION_MARGIN:g} of the "
                                     f"activation's bounds; {REMEDIES['saturated']}"))
+
+
+class GradientMonitor(Callback):
+    """Record, every ``every``-th epoch of ``fit`` (the first, then each ``every``-th), per
+    parameter tensor and per layer, how training goes inside the network; ``fit(...,
+    monitor=True)`` is ``callbacks=[GradientMonitor()]``.
+
+    The epoch kernel records them after each step from what the step already has
+    (``kernels/watch.py``): no extra forward or backward pass; an epoch not monitored runs
+    exactly as without this callback. They join the epoch's logs (so ``history.history``,
+    :class:`~fastbp.CSVLogger`, :class:`~fastbp.TensorBoard` and ``EarlyStopping`` see
+    them) under these keys, and ``history.layer_stats`` gathers them in a table:
+
+    - ``grad_norm/NAME``: the L2 norm of the tensor's gradient (before clipping; the
+      gradient ``loss_and_grad`` returns for the batch), averaged over the epoch's steps;
+    - ``param_norm/NAME``: the tensor's L2 norm at the end of the epoch;
+    - ``update_ratio/NAME``: the L2 norm of its update, averaged over the steps, over
+      ``param_norm`` (around 1e-3 is the usual healthy figure);
+    - ``output_mean/LAYER``, ``output_std/LAYER``, ``output_zero_fraction/LAYER`` (dead
+      ReLUs), ``output_saturated_fraction/LAYER`` (a tanh's or sigmoid's outputs within
+      1e-3 of their bounds): over every row of every training batch of the epoch, in
+      training mode, before the batch's update.
+
+    NAME is a tensor's name in ``net.named_parameters()`` (``"layers.0.W"``), LAYER a
+    layer's (``"layers.0"``). With ``comm`` (MPI), the gradient is the global batch's and
+    the output statistics are over every rank's rows.
+
+    Parameters
+    ----------
+    every : int, default 1
+        Monitor epochs 0, every, 2 * every...; the others' logs lack these keys (their
+        history holds nan).
+    """
+
+    _parameter_constraints: dict = {"every": [Interval(int, 1, None)]}
+
+    def __init__(self, every: int = 1):
+        check_parameters(self._parameter_constraints, locals(), "GradientMonitor")
+        self.every = int(every)
+        self.watch: Watch | None = None
+        self.tensor_names: list[str] = []
+        self.layer_names: list[str] = []
+
+    def watching(self, epoch: int) -> bool:
+        """Whether ``fit`` records epoch ``epoch`` (0-based)."""
+        return epoch % self.every == 0
+
+    def start(self, net) -> tuple:
+        """The ``Watch`` bundle of ``net`` that fit's epochs record into (zeroed)."""
+        params = net.params
+        base = params.__array_interface__["data"][0]
+        tensors = []
+        for _name, view in net.named_parameters():
+            start = (view.__array_interface__["data"][0] - base) // params.itemsize
+            tensors.append((start, start + view.size))
+        self.tensor_names = [name for name, _ in net.named_parameters()]
+        table = net.engine.plan.table
+        layers = [(int(row[codes.L_OUT_OFFSET]), int(row[codes.L_OUT_SIZE]),
+                   _saturation_code(layer)) for row, layer in zip(table, net.layers)]
+        self.layer_names = [f"layers.{i}" for i in range(len(layers))]
+        self.watch = Watch(np.array(tensors, dtype=np.int64).reshape(-1, 2),
+                           np.array(layers, dtype=np.int64).reshape(-1, 3),
+                           np.zeros((len(tensors), watch_kernels.N_TENSOR_STATS)),
+                           np.zeros_like(params),
+                           np.zeros((len(layers), watch_kernels.N_OUTPUT_STATS)),
+                           np.zeros(codes.N_RESULTS), np.zeros(1, dtype=np.int64))
+        return tuple(self.watch)
+
+    def log_keys(self, net) -> set[str]:
+        """The keys this monitor adds to an epoch's logs."""
+        tensors = [name for name, _ in net.named_parameters()]
+        layers = [f"layers.{i}" for i in range(len(net.layers))]
+        return ({f"{stat}/{name}" for stat in TENSOR_STATS for name in tensors}
+                | {f"output_{stat}/{name}" for stat in OUTPUT_STATS for name in layers})
+
+    def collect(self, net) -> tuple[dict[str, float], np.ndarray]:
+        """The epoch's tensor figures and a copy of its output sums, which
+        :meth:`output_logs` turns into figures (after reducing them over MPI ranks);
+        the watch starts again from zero."""
+        w = self.watch
+        steps = int(w.steps[0])
+        logs: dict[str, float] = {}
+        for (grad, update, squared), name, (start, stop) in zip(w.norms, self.tensor_names,
+                                                                w.tensors):
+            norm = float(np.sqrt(squared)) if steps else \
+                float(np.linalg.norm(net.params[start:stop].astype(np.float64)))
+            grad, update = (grad / steps, update / steps) if steps else (np.nan, np.nan)
+            logs[f"grad_norm/{name}"] = float(grad)
+            logs[f"param_norm/{name}"] = norm
+            logs[f"update_ratio/{name}"] = float(update / norm) if norm > 0 else \
+                (float(update) if update == 0 else float("inf"))
+        outputs = w.outputs.copy()
+        w.norms[...] = 0
+        w.outputs[...] = 0
+        w.steps[0] = 0
+        return logs, outputs
+
+    def output_logs(self, outputs: np.ndarray, comm=None) -> dict[str, float]:
+        """The per-layer output figures from :meth:`collect`'s sums, over every rank of
+        ``comm`` (one all-gather; nothing between it and the ranks' last agreement can
+        fail on one rank alone)."""
+        if comm is not None:
+            outputs = _combine(comm.allgather(outputs))
+        logs: dict[str, float] = {}
+        for name, (count, mean, m2, zeros, saturated) in zip(self.layer_names, outputs):
+            seen = count > 0  # else nan: no row was seen
+            logs[f"output_mean/{name}"] = float(mean) if seen else np.nan
+            logs[f"output_std/{name}"] = float(np.sqrt(max(m2, 0.0) / count)) if seen else np.nan
+            logs[f"output_zero_fraction/{name}"] = float(zeros / count) if seen else np.nan
+            logs[f"output_saturated_fraction/{name}"] = float(saturated / count) if seen \
+                else np.nan
+        return logs
+
+
+def _saturation_code(layer) -> int:
+    return {"tanh": watch_kernels.TANH_BOUNDS, "sigmoid": watch_kernels.SIGMOID_BOUNDS}.get(
+        getattr(layer, "activation", None), watch_kernels.NOT_SATURATING)
+
+
+def _combine(parts: list[np.ndarray]) -> np.ndarray:
+    """Chan's combination of several ranks' (count, mean, M2, zeros, saturated) rows."""
+    total = parts[0].copy()
+    for other in parts[1:]:
+        n_a, n_b = total[:, 0], other[:, 0]
+        n = n_a + n_b
+        safe = np.where(n > 0, n, 1.0)
+        delta = other[:, 1] - total[:, 1]
+        total[:, 1] += delta * n_b / safe
+        total[:, 2] += other[:, 2] + delta * delta * n_a * n_b / safe
+        total[:, 0] = n
+        total[:, 3:] += other[:, 3:]
+    return total
+
+
+def no_watch(net) -> tuple:
+    """A ``Watch`` that records only each batch's results (batch callbacks, unmonitored)."""
+    return tuple(Watch(np.zeros((0, 2), dtype=np.int64), np.zeros((0, 3), dtype=np.int64),
+                       np.zeros((0, watch_kernels.N_TENSOR_STATS)), np.zeros(0, dtype=net.dtype),
+                       np.zeros((0, watch_kernels.N_OUTPUT_STATS)), np.zeros(codes.N_RESULTS),
+                       np.zeros(1, dtype=np.int64)))
