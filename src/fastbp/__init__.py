@@ -8,6 +8,7 @@ from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from .io import load, save
 from .layers import *  # noqa: F403 (every layer kind: Dense, Dropout, Flatten, Activation...)
 from .layers import __all__ as _layer_names
+from .loggers import CSVLogger, TensorBoard
 from .losses import register_loss
 from .monitoring import Diagnosis, GradientMonitor, diagnose
 from .network import Network
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = ["Network", *[n for n in _layer_names if n[0].isupper() and n != "LAYER_TYPES"],
            "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "StepLR", "ExponentialLR",
            "CosineAnnealingLR", "ReduceLROnPlateau", "Callback", "EarlyStopping", "History",
-           "ModelCheckpoint", "Standardize", "LabelEncoder", "save", "load", "set_num_threads",
+           "ModelCheckpoint", "CSVLogger", "TensorBoard", "GradientMonitor", "Standardize",
+           "LabelEncoder", "save", "load", "set_num_threads",
            "get_num_threads", "kernel", "register_activation", "register_loss", "testing",
-           "datasets", "layers", "text", "diagnose", "Diagnosis", "GradientMonitor", "__version__"]
+           "datasets", "layers", "text", "diagnose", "Diagnosis", "__version__"]

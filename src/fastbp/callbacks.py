@@ -144,6 +144,70 @@ class History(Callback):
         return str(path)
 
 
+    def plot_layers(self, path=None):
+        """Plot what ``fit(..., monitor=True)`` recorded: each tensor's gradient norm and
+        update-to-parameter ratio over the epochs (log scales), and the last monitored
+        epoch's output statistics per layer (mean and standard deviation; fractions of
+        exact zeros and of saturated values).
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Write a PNG there and return the path; without it, return the Figure.
+        """
+        try:
+            import matplotlib
+
+            if path is not None:
+                matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot_layers needs matplotlib: pip install "
+                              "'fastbp[plot]'") from None
+        grads = {k.partition("/")[2]: v for k, v in self.history.items()
+                 if k.startswith("grad_norm/")}
+        if not grads:
+            raise ValueError("the history holds no per-layer figures: fit with monitor=True "
+                             "(or a GradientMonitor callback)")
+        epochs = np.array(self.epoch) + 1
+        fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+        for ax, stat, title in ((axes[0, 0], "grad_norm", "gradient L2 norm (mean over steps)"),
+                                (axes[0, 1], "update_ratio", "update norm / parameter norm")):
+            for name in grads:
+                values = np.asarray(self.history[f"{stat}/{name}"], dtype=float)
+                shown = np.isfinite(values) & (values > 0)  # log scale: monitored, non-zero
+                ax.plot(epochs[shown], values[shown], marker="o", markersize=3, label=name)
+            ax.set_yscale("log")
+            ax.set_xlabel("epoch")
+            ax.set_title(title)
+            ax.grid(alpha=0.3, which="both")
+        axes[0, 0].legend(fontsize="small", ncol=1 + len(grads) // 12)
+        layers = [k.partition("/")[2] for k in self.history if k.startswith("output_mean/")]
+        last = max(i for i, v in enumerate(self.history[f"output_mean/{layers[0]}"])
+                   if v == v)  # the last monitored epoch
+        stat = {s: np.array([self.history[f"output_{s}/{name}"][last] for name in layers])
+                for s in OUTPUT_STATS}
+        x = np.arange(len(layers))
+        axes[1, 0].errorbar(x, stat["mean"], yerr=stat["std"], fmt="o", capsize=4)
+        axes[1, 0].axhline(0, color="grey", lw=0.8)
+        axes[1, 0].set_title(f"outputs, epoch {self.epoch[last] + 1}: mean \N{PLUS-MINUS SIGN} std")
+        axes[1, 1].bar(x - 0.2, stat["zero_fraction"], width=0.4, label="exactly zero")
+        axes[1, 1].bar(x + 0.2, stat["saturated_fraction"], width=0.4,
+                       label="saturated (tanh, sigmoid)")
+        axes[1, 1].set_ylim(0, 1)
+        axes[1, 1].set_title(f"outputs, epoch {self.epoch[last] + 1}: fractions")
+        axes[1, 1].legend(fontsize="small")
+        for ax in axes[1]:
+            ax.set_xticks(x, layers, rotation=45, ha="right", fontsize="small")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        if path is None:
+            return fig
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return str(path)
+
+
 class ModelCheckpoint(Callback):
     """Save the network (and the optimizer's state) during ``fit``, as Keras's callback.
 

@@ -239,12 +239,9 @@ class GradientMonitor(Callback):
     def start(self, net) -> tuple:
         """The ``Watch`` bundle of ``net`` that fit's epochs record into (zeroed)."""
         params = net.params
-        base = params.__array_interface__["data"][0]
-        tensors = []
-        for _name, view in net.named_parameters():
-            start = (view.__array_interface__["data"][0] - base) // params.itemsize
-            tensors.append((start, start + view.size))
-        self.tensor_names = [name for name, _ in net.named_parameters()]
+        ranges = tensor_ranges(net)
+        tensors = [(start, stop) for _, start, stop in ranges]
+        self.tensor_names = [name for name, _, _ in ranges]
         table = net.engine.plan.table
         layers = [(int(row[codes.L_OUT_OFFSET]), int(row[codes.L_OUT_SIZE]),
                    _saturation_code(layer)) for row, layer in zip(table, net.layers)]
@@ -301,6 +298,18 @@ class GradientMonitor(Callback):
             logs[f"output_saturated_fraction/{name}"] = float(saturated / count) if seen \
                 else np.nan
         return logs
+
+
+def tensor_ranges(net) -> list[tuple[str, int, int]]:
+    """``(name, start, stop)`` of each tensor of ``net.named_parameters()`` in ``params``
+    (and so in a gradient laid out like it), read from where each view starts."""
+    params = net.params
+    base = params.__array_interface__["data"][0]
+    ranges = []
+    for name, view in net.named_parameters():
+        start = (view.__array_interface__["data"][0] - base) // params.itemsize
+        ranges.append((name, start, start + view.size))
+    return ranges
 
 
 def _saturation_code(layer) -> int:
