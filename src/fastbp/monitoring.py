@@ -37,7 +37,8 @@ REMEDIES = {
 
 
 class Inspection:
-    """The inspection methods of :class:`fastbp.Network`."""
+    """The inspection methods of :class:`fastbp.Network` (kept here: network.py is at its
+    size limit)."""
 
     def named_parameters(self) -> list[tuple[str, np.ndarray]]:
         """``(name, view)`` for every trainable tensor in ``params``' layout order, named as
@@ -45,6 +46,52 @@ class Inspection:
         are the layers' own: writing to one writes to ``params``."""
         return [(f"layers.{i}.{name}", getattr(layer, name))
                 for i, layer in enumerate(self.layers) for name in layer.parameter_shapes()]
+
+    def lr_find(self, X, y, optimizer, start_lr: float = 1e-7, end_lr: float = 10.0,
+                steps: int = 100, batch_size: int = 32, sample_weight=None,
+                smoothing: float = 0.98, diverge: float = 4.0, plot=None
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+        """The learning-rate range test (Smith 2015; fastai's ``lr_find``): train up to
+        ``steps`` mini-batches (in a seeded shuffled order, passing over the data as often
+        as needed) with the learning rate rising exponentially from ``start_lr`` to
+        ``end_lr``, and follow the smoothed training loss until it diverges. The network
+        (parameters, buffers, random state, last gradient) and the optimizer (state, step
+        count, learning rate, binding) are then put back bit for bit: only the answer
+        remains.
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            Training data, as for ``fit``.
+        optimizer : Optimizer
+            The optimizer to be used (its other hyperparameters shape the curve).
+        start_lr, end_lr : float
+            The first and last learning rates, ``0 < start_lr < end_lr``.
+        steps : int, default 100
+            Mini-batches at most (at least 2).
+        batch_size : int, default 32
+        smoothing : float in [0, 1), default 0.98
+            The exponential moving average's weight of the past (bias-corrected).
+        diverge : float > 1, default 4
+            Stop when the smoothed loss exceeds this multiple of its lowest value, or when
+            a step's loss or update is not finite.
+        plot : str or path-like, optional
+            Write the curve (log learning rate against smoothed loss) as a PNG there.
+
+        Returns
+        -------
+        lrs : ndarray
+            The learning rates tried, one per step taken.
+        losses : ndarray
+            The smoothed loss after each of those steps.
+        suggested_lr : float
+            A tenth of the learning rate at the lowest smoothed loss (Smith's and fastai's
+            rule of thumb: the loss still falls fast there, well before it diverges).
+        """
+        from .lr_finder import lr_find
+
+        return lr_find(self, X, y, optimizer, start_lr, end_lr, steps, batch_size,
+                       sample_weight, smoothing, diverge, plot)
 
 
 @dataclass
