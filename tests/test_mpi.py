@@ -21,7 +21,7 @@ CASES = Path(__file__).with_name("mpi_cases.py")
 CASE_NAMES_AS_IS = ("sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "train_step")
 NAMES = ["sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "batchnorm", "dropout",
          "train_step", "one_rank_fails", "interrupt", "mismatch", "overflow", "between_epochs",
-         "failures_anywhere", "interrupted_train_step", "random_interrupts"]
+         "failures_anywhere", "interrupted_train_step", "random_interrupts", "monitor"]
 
 
 @pytest.mark.slow
