@@ -57,15 +57,21 @@ def test_gradient_norms_are_the_mean_over_the_epochs_steps(digits):
     opt, twin_opt = fb.Adam(lr=1e-2), fb.Adam(lr=1e-2)
     h = net.fit(X, y, optimizer=opt, epochs=1, batch_size=100, shuffle=False, verbose=0,
                 monitor=True)
-    norms = []
+    norms, first_update = [], None
     for start in range(0, len(X), 100):  # the same three steps, one by one
         _, grad = twin.loss_and_grad(X[start : start + 100], y[start : start + 100])
         norms.append({k: np.linalg.norm(v) for k, v in _slices(twin, grad).items()})
+        before = twin.params.copy()
         twin.train_step(X[start : start + 100], y[start : start + 100], twin_opt)
+        first_update = twin.params - before if first_update is None else first_update
     assert np.array_equal(twin.params, net.params)
     for name in norms[0]:
         expected = np.mean([n[name] for n in norms])
         assert h.history[f"grad_norm/{name}"][0] == pytest.approx(expected, rel=RTOL)
+        # the update ratio: the epoch's first update over the parameters at its end
+        ratio = np.linalg.norm(_slices(net, first_update)[name]) / \
+            np.linalg.norm(_slices(net, net.params)[name])
+        assert h.history[f"update_ratio/{name}"][0] == pytest.approx(ratio, rel=1e-9)
 
 
 def _twin_outputs(net, X):
@@ -289,3 +295,25 @@ def test_gradient_norms_match_torchs_named_parameters(kind):
     assert len(names) == len(expected)
     for name, value in zip(names, expected):
         assert h.history[f"grad_norm/{name}"][0] == pytest.approx(value, rel=1e-10), name
+
+
+@pytest.mark.slow
+def test_monitoring_costs_a_small_share_of_an_epoch():
+    """compare.py's "small" shape (784-128-10, batch 64): monitored epochs measured about
+    1.1x the plain ones (scripts/monitor_overhead.py); interleaved here, with a bound of
+    1.5x that leaves room for a machine shared with other jobs."""
+    import statistics
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64 * 30, 784)).astype(np.float32)
+    y = rng.integers(0, 10, len(X))
+    runs = {monitor: (fb.Network.mlp([784, 128, 10], seed=0), fb.Adam(lr=1e-4))
+            for monitor in (False, True)}
+    seconds: dict = {False: [], True: []}
+    for _ in range(4):
+        for monitor, (net, opt) in runs.items():
+            h = net.fit(X, y, optimizer=opt, epochs=4, batch_size=64, verbose=0,
+                        monitor=monitor)
+            seconds[monitor] += h.history["seconds"][1:]  # the first builds the call
+    ratio = statistics.median(seconds[True]) / statistics.median(seconds[False])
+    assert ratio < 1.5, ratio

@@ -291,7 +291,7 @@ class DistributedEpochRunner:
             for b, start in enumerate(range(0, n, self.global_batch)):
                 rows = np.array_split(self.perm[start : start + self.global_batch], size)[rank]
                 batch = rows_of(data, rows)
-                if watch is not None:
+                if watch is not None and watch[6][1] == 0:  # Watch.steps: no update taken
                     watch[3][:] = engine.params  # Watch.previous: the parameters before
                 r = self.step(batch)
                 if r[codes.R_ERROR]:

@@ -252,8 +252,9 @@ class GradientMonitor(Callback):
     - ``grad_norm/NAME``: the L2 norm of the tensor's gradient (before clipping; the
       gradient ``loss_and_grad`` returns for the batch), averaged over the epoch's steps;
     - ``param_norm/NAME``: the tensor's L2 norm at the end of the epoch;
-    - ``update_ratio/NAME``: the L2 norm of its update, averaged over the steps, over
-      ``param_norm`` (around 1e-3 is the usual healthy figure);
+    - ``update_ratio/NAME``: the L2 norm of its update in the epoch's first step over
+      ``param_norm`` (around 1e-3 is the usual healthy figure; one step, as a copy of the
+      parameters per step would cost a quarter of a mid-sized network's step);
     - ``output_mean/LAYER``, ``output_std/LAYER``, ``output_zero_fraction/LAYER`` (dead
       ReLUs), ``output_saturated_fraction/LAYER`` (a tanh's or sigmoid's outputs within
       1e-3 of their bounds): over every row of every training batch of the epoch, in
@@ -298,7 +299,8 @@ class GradientMonitor(Callback):
                            np.zeros((len(tensors), watch_kernels.N_TENSOR_STATS)),
                            np.zeros_like(params),
                            np.zeros((len(layers), watch_kernels.N_OUTPUT_STATS)),
-                           np.zeros(codes.N_RESULTS), np.zeros(1, dtype=np.int64))
+                           np.zeros(codes.N_RESULTS),
+                           np.zeros(watch_kernels.N_STEP_COUNTS, dtype=np.int64))
         return tuple(self.watch)
 
     def log_keys(self, net) -> set[str]:
@@ -313,13 +315,12 @@ class GradientMonitor(Callback):
         :meth:`output_logs` turns into figures (after reducing them over MPI ranks);
         the watch starts again from zero."""
         w = self.watch
-        steps = int(w.steps[0])
+        steps = int(w.steps[watch_kernels.S_STEPS])
+        watch_kernels.param_squares(net.params, w.tensors, w.norms)
         logs: dict[str, float] = {}
-        for (grad, update, squared), name, (start, stop) in zip(w.norms, self.tensor_names,
-                                                                w.tensors):
-            norm = float(np.sqrt(squared)) if steps else \
-                float(np.linalg.norm(net.params[start:stop].astype(np.float64)))
-            grad, update = (grad / steps, update / steps) if steps else (np.nan, np.nan)
+        for (grad, update, squared), name in zip(w.norms, self.tensor_names):
+            norm = float(np.sqrt(squared))
+            grad, update = (grad / steps, update) if steps else (np.nan, np.nan)
             logs[f"grad_norm/{name}"] = float(grad)
             logs[f"param_norm/{name}"] = norm
             logs[f"update_ratio/{name}"] = float(update / norm) if norm > 0 else \
@@ -327,7 +328,7 @@ class GradientMonitor(Callback):
         outputs = w.outputs.copy()
         w.norms[...] = 0
         w.outputs[...] = 0
-        w.steps[0] = 0
+        w.steps[...] = 0
         return logs, outputs
 
     def output_logs(self, outputs: np.ndarray, comm=None) -> dict[str, float]:
@@ -384,4 +385,4 @@ def no_watch(net) -> tuple:
     return tuple(Watch(np.zeros((0, 2), dtype=np.int64), np.zeros((0, 3), dtype=np.int64),
                        np.zeros((0, watch_kernels.N_TENSOR_STATS)), np.zeros(0, dtype=net.dtype),
                        np.zeros((0, watch_kernels.N_OUTPUT_STATS)), np.zeros(codes.N_RESULTS),
-                       np.zeros(1, dtype=np.int64)))
+                       np.zeros(watch_kernels.N_STEP_COUNTS, dtype=np.int64)))

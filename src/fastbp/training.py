@@ -262,11 +262,12 @@ class _Snapshot:
             live[...] = saved
 
 
-def batch_logs(r: np.ndarray, classify: bool) -> dict[str, float]:
-    """``on_batch_end``'s logs from a batch's own results: its loss (and accuracy)."""
-    logs = {"loss": float(r[codes.R_LOSS] / r[codes.R_WEIGHT])}
+def batch_logs(r: list[float], classify: bool) -> dict[str, float]:
+    """``on_batch_end``'s logs from a batch's own results (as a list): its loss (and
+    accuracy)."""
+    logs = {"loss": r[codes.R_LOSS] / r[codes.R_WEIGHT]}
     if classify:
-        logs["accuracy"] = float(r[codes.R_CORRECT] / r[codes.R_COUNT])
+        logs["accuracy"] = r[codes.R_CORRECT] / r[codes.R_COUNT]
     return logs
 
 
@@ -308,17 +309,18 @@ class _EpochRunner:
         if not self.batch_callbacks:
             run(0, self.n_batches)
             return results.copy()
-        own = watch[5]  # Watch.batch_results
-        for b in range(self.n_batches):
+        own, callbacks, net = watch[5], self.batch_callbacks, self.net  # Watch.batch_results
+        for b in range(self.n_batches):  # (the hot loop of a tiny network: nothing more)
             run(b, b + 1)
-            if results[codes.R_ERROR]:
+            r = own.tolist()
+            if r[codes.R_ERROR]:
                 break  # fit restores the epoch
-            if own[codes.R_BATCHES] == 0:
+            if not r[codes.R_BATCHES]:
                 continue  # a batch of zero weight has no loss to follow: the step skipped it
-            logs = batch_logs(own, self.classify)
-            for cb in self.batch_callbacks:
+            logs = batch_logs(r, self.classify)
+            for cb in callbacks:
                 cb.on_batch_end(b, logs)
-            if self.net.stop_training:
+            if net.stop_training:
                 break
         return results.copy()
 

@@ -97,18 +97,18 @@ class Watch(NamedTuple):
     epoch records nothing but the batch's results.
 
     ``norms[k]`` adds up, over the epoch's steps, tensor k's gradient L2 norm (before
-    clipping) and the L2 norm of its update, and holds its squared norm after the last
-    step; ``outputs[l]`` is layer l's output statistics
+    clipping), and holds the L2 norm of its update in the epoch's first step, then its
+    squared norm at the epoch's end; ``outputs[l]`` is layer l's output statistics
     over the epoch: count, mean, sum of squared deviations (Chan's parallel form, so
     batches combine without cancellation), exact zeros, saturated values."""
 
     tensors: np.ndarray  # int64 (k, 2): start and stop of each tensor in params
     layers: np.ndarray  # int64 (l, 3): output offset and size in the workspace, saturation
     norms: np.ndarray  # float64 (k, 3)
-    previous: np.ndarray  # (n_params,) the parameters before the step (empty without tensors)
+    previous: np.ndarray  # (n_params,) the parameters before the first step (empty: none)
     outputs: np.ndarray  # float64 (l, 5)
     batch_results: np.ndarray  # float64 (N_RESULTS,): the last batch's alone
-    steps: np.ndarray  # int64 (1,): steps recorded
+    steps: np.ndarray  # int64 (2,): steps recorded, 1 once the update norms are taken
 
 
 def _indices(bundle, *names: str) -> tuple[int, ...]:

@@ -10,8 +10,11 @@ own results into ``watch.batch_results`` (what ``on_batch_end`` reports) and, un
 watch is empty, calls :func:`observe`, which reads only what the step left behind:
 
 - per parameter tensor, the L2 norm of its gradient (before clipping: the step clips in
-  place, by a factor the step's own gradient norm gives back) and of its update
-  (the parameters against a copy taken before the step), added up over the steps;
+  place, by a factor the step's own gradient norm gives back), added up over the steps;
+  the L2 norm of its update in the epoch's first step (the parameters against a copy taken
+  before it: two passes over cold memory, which every step would pay for with a quarter of
+  a mid-sized MLP's step); its own norm once, at the end of the epoch
+  (:func:`param_squares`);
 - per layer, its output's count, mean, sum of squared deviations, exact zeros and values
   within SATURATION_MARGIN of a tanh's or sigmoid's bounds, over the rows of every step,
   read from the workspace regions the forward pass wrote (each part's, after a split
@@ -65,6 +68,9 @@ from .step import _every_part_weighs, _gather, part_grads_width
 OUT_OFFSET, OUT_SIZE, SATURATION = 0, 1, 2
 NOT_SATURATING, TANH_BOUNDS, SIGMOID_BOUNDS = 0, 1, 2
 SATURATION_MARGIN = 1e-3
+# watch.steps: steps recorded, and 1 once the epoch's update norms are taken
+S_STEPS, S_UPDATE_TAKEN = 0, 1
+N_STEP_COUNTS = 2
 # watch.norms' columns
 N_GRAD, N_UPDATE, N_PARAM_SQUARED = 0, 1, 2
 N_TENSOR_STATS = 3
@@ -88,9 +94,6 @@ def epoch_span(net, data, loss_kind, flags, opt, results, loop, buffer, parts, w
             shuffle(perm, net[RNG])
     own = watch[W_BATCH_RESULTS]
     params, previous = net[PARAMS], watch[W_PREVIOUS]
-    if watch[W_TENSORS].shape[0] > 0:  # Python may have written the parameters since
-        for i in range(params.shape[0]):
-            previous[i] = params[i]
     for b in range(span[0], span[1]):
         start = b * batch_size
         if start >= n:
@@ -99,6 +102,9 @@ def epoch_span(net, data, loss_kind, flags, opt, results, loop, buffer, parts, w
         batch = _gather(data, perm, start, m, buffer)
         for s in range(N_RESULTS):
             own[s] = results[s]
+        if watch[W_TENSORS].shape[0] > 0 and watch[W_STEPS][S_UPDATE_TAKEN] == 0:
+            for i in range(params.shape[0]):  # the parameters before the measured update
+                previous[i] = params[i]
         call_step(loop[STEP_KERNEL], (net, batch, loss_kind, flags, opt, results, parts))
         for s in range(N_RESULTS):
             own[s] = results[s] - own[s]
@@ -122,9 +128,11 @@ def observe(net, batch, opt, grad_norm, parts, watch):
         max_norm = opt[HYPER][H_MAX_NORM]
         if max_norm > 0 and max_norm / (grad_norm + 1e-6) < 1.0:
             unclip = (grad_norm + 1e-6) / max_norm
-        _tensor_norms(net[PARAMS], net[GRADS], watch[W_PREVIOUS], tensors, watch[W_NORMS],
-                      unclip)
-    watch[W_STEPS][0] += 1
+        _grad_norms(net[GRADS], tensors, watch[W_NORMS], unclip)
+        if watch[W_STEPS][S_UPDATE_TAKEN] == 0:
+            _update_norms(net[PARAMS], watch[W_PREVIOUS], tensors, watch[W_NORMS])
+            watch[W_STEPS][S_UPDATE_TAKEN] = 1
+    watch[W_STEPS][S_STEPS] += 1
     if layers.shape[0] == 0:
         return
     m = batch[X_].shape[0]
@@ -148,29 +156,40 @@ def observe(net, batch, opt, grad_norm, parts, watch):
 
 
 @jit(inline="always")
-def _tensor_norms(params, grads, previous, tensors, norms, unclip):
-    """Per tensor: its gradient's norm (times ``unclip``) and its update's norm added to
-    ``norms``, its squared norm now written there; ``previous`` becomes the parameters
-    (the next step's "before"). Loops of one job each: LLVM vectorises them (one loop doing
-    all three ran four times slower)."""
+def _grad_norms(grads, tensors, norms, unclip):
+    """Per tensor, its gradient's norm (times ``unclip``) added to ``norms``."""
     for k in range(tensors.shape[0]):
-        a, b = tensors[k, 0], tensors[k, 1]
-        g, p, q = grads[a:b], params[a:b], previous[a:b]
+        g = grads[tensors[k, 0] : tensors[k, 1]]
         g2 = 0.0
         for i in range(g.shape[0]):
             x = np.float64(g[i])
             g2 += x * x
+        norms[k, N_GRAD] += np.sqrt(g2) * unclip
+
+
+@jit(inline="always")
+def _update_norms(params, previous, tensors, norms):
+    """Per tensor, the norm of the update from ``previous`` to ``params``."""
+    for k in range(tensors.shape[0]):
+        a, b = tensors[k, 0], tensors[k, 1]
+        p, q = params[a:b], previous[a:b]
         d2 = 0.0
+        for i in range(p.shape[0]):
+            d = np.float64(p[i]) - np.float64(q[i])
+            d2 += d * d
+        norms[k, N_UPDATE] = np.sqrt(d2)
+
+
+@jit
+def param_squares(params, tensors, norms):
+    """Each tensor's squared norm, into ``norms``' N_PARAM_SQUARED column (once an epoch,
+    from Python)."""
+    for k in range(tensors.shape[0]):
+        p = params[tensors[k, 0] : tensors[k, 1]]
         p2 = 0.0
         for i in range(p.shape[0]):
             x = np.float64(p[i])
-            d = x - np.float64(q[i])
-            d2 += d * d
             p2 += x * x
-        for i in range(p.shape[0]):
-            q[i] = p[i]
-        norms[k, N_GRAD] += np.sqrt(g2) * unclip
-        norms[k, N_UPDATE] += np.sqrt(d2)
         norms[k, N_PARAM_SQUARED] = p2
 
 
@@ -192,9 +211,21 @@ def _add_values(stats, values, saturation):
     c = values.shape[0]
     if c == 0:
         return
-    total = 0.0
-    for i in range(c):
-        total += np.float64(values[i])
+    total = 0.0  # two passes: the mean (and the saturated values) first, then the squared
+    saturated = 0.0  # deviations (and the zeros)
+    if saturation == TANH_BOUNDS:
+        for i in range(c):
+            v = np.float64(values[i])
+            total += v
+            saturated += 1.0 if abs(v) > 1.0 - SATURATION_MARGIN else 0.0
+    elif saturation == SIGMOID_BOUNDS:
+        for i in range(c):
+            v = np.float64(values[i])
+            total += v
+            saturated += 1.0 if v < SATURATION_MARGIN or v > 1.0 - SATURATION_MARGIN else 0.0
+    else:
+        for i in range(c):
+            total += np.float64(values[i])
     mean = total / c
     m2 = 0.0
     zeros = 0.0
@@ -202,14 +233,6 @@ def _add_values(stats, values, saturation):
         v = np.float64(values[i])
         m2 += (v - mean) * (v - mean)
         zeros += 1.0 if v == 0 else 0.0
-    saturated = 0.0
-    if saturation == TANH_BOUNDS:
-        for i in range(c):
-            saturated += 1.0 if abs(np.float64(values[i])) > 1.0 - SATURATION_MARGIN else 0.0
-    elif saturation == SIGMOID_BOUNDS:
-        for i in range(c):
-            v = np.float64(values[i])
-            saturated += 1.0 if v < SATURATION_MARGIN or v > 1.0 - SATURATION_MARGIN else 0.0
     before = stats[O_COUNT]
     count = before + c
     delta = mean - stats[O_MEAN]
