@@ -49,7 +49,9 @@ class Callback:
 
 
 class History(Callback):
-    """Per-epoch metrics: ``history.history["loss"]`` etc., and :meth:`plot`."""
+    """Per-epoch metrics: ``history.history["loss"]`` etc. (one value per epoch in every
+    list: nan where an epoch did not log the key), :meth:`plot`; with ``monitor=True``
+    also :attr:`layer_stats` and :meth:`plot_layers`."""
 
     def __init__(self):
         self.history: dict[str, list[float]] = {}
