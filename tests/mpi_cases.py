@@ -405,6 +405,31 @@ def check_random_interrupts():
     say("random interrupts")
 
 
+def check_monitor():
+    """Monitored statistics are global: the gradient norms are those of the global batch's
+    gradient (the single-process run with the doubled batch), the output statistics are
+    over every rank's rows; only rank 0 writes the CSV log."""
+    import tempfile
+    from pathlib import Path
+
+    X, y, w = data()
+    folder = comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None, root=0)
+    log = Path(folder) / "log.csv"
+    kw = {"epochs": 2, "verbose": 0, "sample_weight": w, "monitor": True}
+    ref_hist = mlp().fit(X, y, optimizer=fb.AdamW(lr=1e-2, max_norm=0.5), batch_size=16, **kw)
+    hist = mlp().fit(X, y, optimizer=fb.AdamW(lr=1e-2, max_norm=0.5), batch_size=8, comm=comm,
+                     callbacks=[fb.CSVLogger(log)], **kw)
+    monitored = [k for k in ref_hist.history if "/" in k]
+    assert len(monitored) == 3 * 4 + 4 * 2, monitored
+    for key in monitored:
+        np.testing.assert_allclose(hist.history[key], ref_hist.history[key], rtol=1e-9,
+                                   atol=1e-12, err_msg=key)
+        same_on_all_ranks(hist.history[key], key)
+    comm.Barrier()
+    assert len(log.read_text().splitlines()) == 1 + 2  # one header, a row per epoch: rank 0's
+    say("monitor")
+
+
 def say(name):
     if comm.rank == 0:
         print("ok", name, flush=True)
@@ -432,6 +457,7 @@ CASES = {
     "failures_anywhere": check_failures_anywhere_in_fit_reach_every_rank,
     "interrupted_train_step": check_interrupted_train_step_stops_every_rank,
     "random_interrupts": check_random_interrupts,
+    "monitor": check_monitor,
 }
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ CASE_NAMES_AS_IS = ("sgd_momentum", "adam_weighted", "adamw_clipped", "custom_ki
 NAMES = ["sgd_momentum", "adam_weighted", "adamw_clipped", "custom_kind", "blocks", "batchnorm",
          "dropout",
          "train_step", "one_rank_fails", "interrupt", "mismatch", "overflow", "between_epochs",
-         "failures_anywhere", "interrupted_train_step", "random_interrupts"]
+         "failures_anywhere", "interrupted_train_step", "random_interrupts", "monitor"]
 
 
 @pytest.mark.slow

@@ -41,6 +41,7 @@ from ._threads import (
     use_one_blas_thread,
 )
 from .kernels import step as step_kernels
+from .kernels import watch as watch_kernels
 from .kernels.bundles import Batch, Loop, NetArrays, OptimizerArgs, Parts
 from .layers.base import Layer
 from .losses import is_regression
@@ -466,6 +467,30 @@ class Engine:
         step_kernels.run_dataset(arrays, tuple(data), self.loss_code, flags, opt,
                                  self.results, loop, buffer, self.parts(rows))
         return self.results.copy()
+
+    def epoch_spans(self, data: tuple, opt: tuple, loop: tuple, buffer: tuple, watch: tuple):
+        """The epoch of :meth:`epoch` in spans of batches, each step recorded in ``watch``
+        (``kernels/watch.py``): returns ``run(first, stop)``, which runs batches
+        ``[first, stop)`` (0 first: the epoch's shuffle; the same steps bit for bit as
+        :meth:`epoch`) into :attr:`results`. Its arguments are built once (keep ``run``
+        for every epoch of a fit) and the compiled entry is called directly: a call per
+        batch costs one call."""
+        rows = min(loop[1], data[0].shape[0])
+        self.reserve(rows)
+        span = np.zeros(2, dtype=np.int64)
+        flags = TRAIN_FLAGS | self.pieces(rows)
+        args = (self.arrays, tuple(data), self.loss_code, flags, opt, self.results, loop,
+                buffer, self.parts(rows), watch, span)
+        entry = compiled_entry(watch_kernels.epoch_span, args) or watch_kernels.epoch_span
+
+        def run(first: int, stop: int) -> None:
+            if first == 0:
+                use_one_blas_thread()  # as before every kernel call (a new thread's first)
+            span[0] = first
+            span[1] = stop
+            entry(*args)
+
+        return run
 
     def penalized_epochs(self, data: tuple, opt: tuple, loop: tuple, buffer: tuple,
                          penalty: tuple) -> np.ndarray:

@@ -13,13 +13,30 @@ import numpy as np
 from ._params import InstanceOf, Interval, Options, check_parameters
 from .optim import Optimizer
 
+# The figures fastbp.GradientMonitor logs, as "STAT/NAME": per parameter tensor, and (as
+# "output_STAT/NAME") per layer.
+TENSOR_STATS = ("grad_norm", "param_norm", "update_ratio")
+OUTPUT_STATS = ("mean", "std", "zero_fraction", "saturated_fraction")
+
+
+def is_layer_key(key: str) -> bool:
+    """Whether a logged key is a per-tensor or per-layer figure (``"grad_norm/layers.0.W"``):
+    kept out of the progress bar and the History's summary."""
+    return "/" in key
+
 
 class Callback:
     """Hooks fit calls; override what you need. Set ``self.network.stop_training = True``
-    to stop after the current epoch. Overriding ``on_batch_end`` costs one kernel call
-    per batch instead of one per epoch."""
+    to stop after the current epoch (from ``on_batch_end``: after the current batch).
+
+    ``on_batch_end(batch, logs)`` gets the batch's own ``loss`` (and ``accuracy`` for
+    classification); overriding it makes fit call the epoch kernel once per batch, which
+    costs one call per batch more than one call per epoch, and takes the same steps.
+    ``rank`` is this process's rank in a data-parallel fit (0 otherwise): callbacks that
+    write files write on rank 0 only."""
 
     network: Any = None
+    rank: int = 0
 
     def set_network(self, network) -> None:
         self.network = network
@@ -32,23 +49,64 @@ class Callback:
 
 
 class History(Callback):
-    """Per-epoch metrics: ``history.history["loss"]`` etc., and :meth:`plot`."""
+    """Per-epoch metrics: ``history.history["loss"]`` etc. (one value per epoch in every
+    list: nan where an epoch did not log the key), :meth:`plot`; with ``monitor=True``
+    also :attr:`layer_stats` and :meth:`plot_layers`."""
 
     def __init__(self):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        # every list keeps one value per epoch: a key missing from an epoch's logs (an
+        # epoch GradientMonitor skipped) gets nan, a key first logged late nan before
+        logs = logs or {}
+        for key, value in logs.items():
+            self.history.setdefault(key, [np.nan] * len(self.epoch)).append(value)
+        for key, values in self.history.items():
+            if key not in logs:
+                values.append(np.nan)
         self.epoch.append(epoch)
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(value)
 
     def __repr__(self) -> str:
         if not self.epoch:
             return "History(no epochs)"
         last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items()
-                         if k not in ("lr", "seconds"))
+                         if k not in ("lr", "seconds") and not is_layer_key(k))
         return f"History({len(self.epoch)} epochs; last: {last})"
+
+    @property
+    def layer_stats(self):
+        """What fit's ``monitor=True`` (:class:`~fastbp.GradientMonitor`) recorded, one
+        row per monitored epoch and tensor or layer: columns ``epoch``, ``name``
+        (``"layers.0.W"`` or ``"layers.0"``), ``kind`` (``"tensor"`` or ``"layer"``),
+        ``grad_norm``, ``param_norm``, ``update_ratio`` (tensors; nan for layers),
+        ``mean``, ``std``, ``zero_fraction``, ``saturated_fraction`` (of layers' outputs;
+        nan for tensors). A pandas DataFrame when pandas is installed, else a dict of
+        numpy arrays; empty without monitoring."""
+        stats = [(s, "tensor", s) for s in TENSOR_STATS] + \
+            [(f"output_{s}", "layer", s) for s in OUTPUT_STATS]
+        columns = [c for *_, c in stats]
+        rows: dict[tuple, dict] = {}
+        for key, values in self.history.items():
+            stat, _, name = key.partition("/")
+            found = next(((kind, column) for s, kind, column in stats if s == stat), None)
+            if not name or found is None:
+                continue
+            for epoch, value in zip(self.epoch, values):
+                if value == value:  # not an unmonitored epoch's nan
+                    rows.setdefault((epoch, found[0], name), {})[found[1]] = value
+        order = sorted(rows, key=lambda k: (k[0], k[1] == "layer"))
+        table = {"epoch": np.array([k[0] for k in order], dtype=np.int64),
+                 "name": np.array([k[2] for k in order], dtype=object),
+                 "kind": np.array([k[1] for k in order], dtype=object)}
+        for column in columns:
+            table[column] = np.array([rows[k].get(column, np.nan) for k in order], dtype=float)
+        try:
+            import pandas as pd
+        except ImportError:
+            return table
+        return pd.DataFrame(table)
 
     def plot(self, path=None):
         """Plot the loss (and accuracy) curves, train and validation.
@@ -80,6 +138,70 @@ class History(Callback):
             ax.set_ylabel(name)
             ax.grid(alpha=0.3)
             ax.legend()
+        fig.tight_layout()
+        if path is None:
+            return fig
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return str(path)
+
+
+    def plot_layers(self, path=None):
+        """Plot what ``fit(..., monitor=True)`` recorded: each tensor's gradient norm and
+        update-to-parameter ratio over the epochs (log scales), and the last monitored
+        epoch's output statistics per layer (mean and standard deviation; fractions of
+        exact zeros and of saturated values).
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Write a PNG there and return the path; without it, return the Figure.
+        """
+        try:
+            import matplotlib
+
+            if path is not None:
+                matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot_layers needs matplotlib: pip install "
+                              "'fastbp[plot]'") from None
+        grads = {k.partition("/")[2]: v for k, v in self.history.items()
+                 if k.startswith("grad_norm/")}
+        if not grads:
+            raise ValueError("the history holds no per-layer figures: fit with monitor=True "
+                             "(or a GradientMonitor callback)")
+        epochs = np.array(self.epoch) + 1
+        fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+        for ax, stat, title in ((axes[0, 0], "grad_norm", "gradient L2 norm (mean over steps)"),
+                                (axes[0, 1], "update_ratio", "update norm / parameter norm")):
+            for name in grads:
+                values = np.asarray(self.history[f"{stat}/{name}"], dtype=float)
+                shown = np.isfinite(values) & (values > 0)  # log scale: monitored, non-zero
+                ax.plot(epochs[shown], values[shown], marker="o", markersize=3, label=name)
+            ax.set_yscale("log")
+            ax.set_xlabel("epoch")
+            ax.set_title(title)
+            ax.grid(alpha=0.3, which="both")
+        axes[0, 0].legend(fontsize="small", ncol=1 + len(grads) // 12)
+        layers = [k.partition("/")[2] for k in self.history if k.startswith("output_mean/")]
+        last = max(i for i, v in enumerate(self.history[f"output_mean/{layers[0]}"])
+                   if v == v)  # the last monitored epoch
+        stat = {s: np.array([self.history[f"output_{s}/{name}"][last] for name in layers])
+                for s in OUTPUT_STATS}
+        x = np.arange(len(layers))
+        axes[1, 0].errorbar(x, stat["mean"], yerr=stat["std"], fmt="o", capsize=4)
+        axes[1, 0].axhline(0, color="grey", lw=0.8)
+        axes[1, 0].set_title(f"outputs, epoch {self.epoch[last] + 1}: mean \N{PLUS-MINUS SIGN} std")
+        axes[1, 1].bar(x - 0.2, stat["zero_fraction"], width=0.4, label="exactly zero")
+        axes[1, 1].bar(x + 0.2, stat["saturated_fraction"], width=0.4,
+                       label="saturated (tanh, sigmoid)")
+        axes[1, 1].set_ylim(0, 1)
+        axes[1, 1].set_title(f"outputs, epoch {self.epoch[last] + 1}: fractions")
+        axes[1, 1].legend(fontsize="small")
+        for ax in axes[1]:
+            ax.set_xticks(x, layers, rotation=45, ha="right", fontsize="small")
+            ax.grid(alpha=0.3)
         fig.tight_layout()
         if path is None:
             return fig

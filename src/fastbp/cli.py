@@ -1,7 +1,10 @@
-"""The ``fastbp`` command line: ``train``, ``evaluate``, ``predict``, ``export`` and ``bench``.
+"""The ``fastbp`` command line: ``train``, ``evaluate``, ``predict``, ``diagnose``,
+``export`` and ``bench``.
 
     fastbp train --data digits --save model.npz --plot curves.png
+    fastbp train --data digits --lr auto --monitor --tensorboard runs/ --log-csv log.csv
     fastbp evaluate model.npz --data digits
+    fastbp diagnose model.npz --data file.csv
     fastbp predict model.npz --data new.csv --out preds.csv
     fastbp export model.npz --onnx model.onnx --torch model.pt
 
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import fastbp as fb
+from fastbp import _cli_monitor
 from fastbp import _cli_tables as tables
 from fastbp._cli_export import add_export_parser
 from fastbp._cli_text import add_generate_parser, train_text
@@ -256,10 +260,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.data or args.model or comm is not None:
             raise ValueError("--text trains its own language model: leave out --data, --model "
                              "and --distributed")
+        if args.lr == "auto" or args.monitor or args.tensorboard or args.log_csv \
+                or args.plot_layers:
+            raise ValueError("--lr auto, --monitor, --tensorboard, --log-csv and --plot-layers "
+                             "apply to --data training, not --text")
         return train_text(args, _check_writable)
     if args.data is None:
         raise ValueError("train needs --data (or --text FILE for a language model)")
-    _check_writable(args.save, args.plot)
+    _check_writable(args.save, args.plot, args.log_csv, args.plot_layers)
+    callbacks, monitor = _cli_monitor.monitor_callbacks(args)
     if args.images and not args.model:
         raise ValueError("--images needs --model (a network whose first layer takes (1, 8, 8) "
                          "images, e.g. a Conv2D); the default MLP takes flat samples")
@@ -342,13 +351,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     cls, kwargs, default_lr = OPTIMIZERS[args.optimizer]
     if args.weight_decay is not None:
         kwargs = {**kwargs, "weight_decay": args.weight_decay}
-    opt = cls(lr=args.lr or default_lr, max_norm=args.clip, **kwargs)
+    auto = args.lr == "auto"
+    opt = cls(lr=default_lr if auto or args.lr is None else args.lr, max_norm=args.clip,
+              **kwargs)
     classes = f", {n_out} classes" if loss == "cross_entropy" else ""
     print(f"data   {args.data}: {len(y)} train / {len(y_test)} test samples, "
           f"{int(np.prod(X.shape[1:]))} features{classes}")
     print(f"model  {_describe(net)}")
     if sized:
         print(f"       {sized}")
+    if auto:
+        _cli_monitor.auto_lr(net, X, y, opt, standardize, print)
     stopper = fb.EarlyStopping(patience=args.early_stopping) if args.early_stopping else None
     val_split = args.val_split if args.val_split is not None else \
         args.default_val_split if stopper else 0.0
@@ -360,8 +373,9 @@ def cmd_train(args: argparse.Namespace) -> int:
           flush=True)
     history = net.fit(X, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
                       validation_split=val_split, early_stopping=stopper,
-                      verbose=0 if args.quiet else 1, comm=comm, standardize=standardize)
-    _warn_if_diverging(history.history["loss"], opt.lr if args.lr is None else args.lr)
+                      verbose=0 if args.quiet else 1, comm=comm, standardize=standardize,
+                      callbacks=callbacks, monitor=monitor)
+    _warn_if_diverging(history.history["loss"], opt.lr)
     if stopper is not None and stopper.stopped_epoch is not None:
         print(f"early stopping after epoch {stopper.stopped_epoch + 1}; kept epoch "
               f"{stopper.best_epoch + 1} (val_loss {stopper.best:.4g})")
@@ -376,6 +390,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.plot and lead:
         history.plot(args.plot)
         print(f"plot   {args.plot}")
+    if monitor:
+        _cli_monitor.report_layers(history, print)
+    if args.plot_layers and lead:
+        history.plot_layers(args.plot_layers)
+        print(f"plot   {args.plot_layers}")
     return 0
 
 
@@ -493,6 +512,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """One batch of a saved model's data through fb.diagnose: the per-layer report."""
+    return _cli_monitor.diagnose(args, _eval_data, _describe)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``scripts/compare.py --quick`` from a source checkout and show its table."""
     if not COMPARE_SCRIPT.is_file():
@@ -519,7 +543,7 @@ def _data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its six subcommands."""
+    """The argument parser with its seven subcommands."""
     parser = _Parser(prog="fastbp", description="Train, evaluate, run and export neural networks "
                      "(MLPs, CNNs, RNNs) on the CPU with fused Numba kernels.")
     parser.add_argument("--version", action="version", version=f"fastbp {fb.__version__}")
@@ -560,7 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_table_options(t, tables.column_list)
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="momentum and "
                    "nesterov are SGD with momentum 0.9 (default: %(default)s)")
-    t.add_argument("--lr", type=_pos_float, help="learning rate; default per optimizer: "
+    t.add_argument("--lr", type=_cli_monitor.learning_rate, help="learning rate, or 'auto' "
+                   "(a range test before training: Network.lr_find); default per optimizer: "
                    + ", ".join(f"{k} {v[2]:g}" for k, v in OPTIMIZERS.items()))
     t.add_argument("--epochs", type=_pos_int, help="(default: for a file, up to 300 with "
                    "early stopping; else 80; 20 with --text)")
@@ -581,6 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save", metavar="MODEL.npz", help="save the model and optimizer state")
     t.add_argument("--plot", metavar="CURVES.png", help="plot the loss/accuracy curves")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _cli_monitor.add_monitor_options(t)
     t.add_argument("--distributed", action="store_true", help="data-parallel over MPI: run "
                    "as mpiexec -n N fastbp train ... --distributed (batch size per rank; needs "
                    "fastbp[mpi])")
@@ -601,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--proba", action="store_true", help="add each class's probability")
         p.set_defaults(func=func)
 
+    _cli_monitor.add_diagnose_parser(sub, _data_options, cmd_diagnose)
     add_export_parser(sub, _pos_int, _check_writable)
     add_generate_parser(sub, _pos_int, _nonneg_float)
 

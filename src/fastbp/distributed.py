@@ -33,6 +33,8 @@ from . import _codes as codes
 from ._engine import TRAIN_FLAGS, rows_of
 from ._validation import aligned_zeros
 from .kernels.dropout import shuffle as shuffle_kernel
+from .kernels.watch import observe
+from .losses import is_regression
 
 SCALARS = (codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT)
 N_TAIL = len(SCALARS) + 3  # ... a failure flag, an interrupt flag and an error flag
@@ -264,16 +266,23 @@ class DistributedEpochRunner:
     ``batch_size * N`` rows split among the ranks, one DistributedStep each."""
 
     def __init__(self, net, optimizer, data, batch_size: int, shuffle: bool, callbacks, comm,
-                 shuffle_rng: np.ndarray, interrupts: Interrupts | None = None):
+                 shuffle_rng: np.ndarray, interrupts: Interrupts | None = None, monitor=None):
         self.data, self.shuffle, self.comm = tuple(data), shuffle, comm
         self.callbacks = callbacks
+        self.classify = not is_regression(net.loss)
         self.step = DistributedStep(net, optimizer, comm, interrupts)
         self.global_batch = batch_size * comm.size
         self.shuffle_rng = shuffle_rng  # identical on every rank (broadcast_state)
         self.perm = np.empty(data.X.shape[0], dtype=np.int64)
+        # fastbp.GradientMonitor: each step recorded from Python (kernels/watch.observe):
+        # the global gradient, this rank's outputs (reduced over the ranks by the monitor)
+        self.monitor = monitor
+        self.watch = None if monitor is None else monitor.start(net)
 
-    def __call__(self) -> np.ndarray:
+    def __call__(self, epoch: int = 0) -> np.ndarray:
         data, n, size, rank = self.data, self.data[0].shape[0], self.comm.size, self.comm.rank
+        watch = self.watch if self.monitor is not None and self.monitor.watching(epoch) else None
+        engine = self.step.engine
         self.perm[:] = np.arange(n)
         if self.shuffle:
             shuffle_kernel(self.perm, self.shuffle_rng)
@@ -281,18 +290,27 @@ class DistributedEpochRunner:
         with self.step.interrupts.deferred():
             for b, start in enumerate(range(0, n, self.global_batch)):
                 rows = np.array_split(self.perm[start : start + self.global_batch], size)[rank]
-                r = self.step(rows_of(data, rows))
+                batch = rows_of(data, rows)
+                if watch is not None and watch[6][1] == 0:  # Watch.steps: no update taken
+                    watch[3][:] = engine.params  # Watch.previous: the parameters before
+                r = self.step(batch)
                 if r[codes.R_ERROR]:
                     totals[codes.R_ERROR] = r[codes.R_ERROR]
                     return totals
                 for slot in SCALARS:
                     totals[slot] += r[slot]
+                if watch is not None and r[codes.R_BATCHES]:
+                    # the local step ran whole (split=False): its outputs are in the workspace
+                    observe(engine.arrays, batch, self.step.opt, r[codes.R_GRAD_NORM],
+                            engine.no_parts, watch)
                 if self.step.error is not None:  # this rank's callbacks failed: stopping
                     continue
                 try:  # a failure here reaches every rank at the next all-reduce
+                    logs = {"loss": r[codes.R_LOSS] / max(r[codes.R_WEIGHT], 1e-300)}
+                    if self.classify:
+                        logs["accuracy"] = r[codes.R_CORRECT] / max(r[codes.R_COUNT], 1e-300)
                     for cb in self.callbacks:
-                        cb.on_batch_end(b, {"loss": r[codes.R_LOSS]
-                                            / max(r[codes.R_WEIGHT], 1e-300)})
+                        cb.on_batch_end(b, logs)
                 except Exception as error:
                     self.step.error = error
         return totals

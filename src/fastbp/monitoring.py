@@ -1,6 +1,8 @@
-"""Looking inside a network: its tensors by name (``Network.named_parameters``) and a
+"""Looking inside a network: its tensors by name (``Network.named_parameters``), a
 one-batch diagnosis of vanishing and exploding gradients, dead units and saturation
-(:func:`diagnose`).
+(:func:`diagnose`), and the same figures recorded during ``fit`` (:class:`GradientMonitor`,
+``fit(monitor=True)``), computed by the epoch kernel from what each step already has
+(``kernels/watch.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import numpy as np
 
 from . import _codes as codes
 from ._engine import GRAD_FLAGS
-from .kernels.bundles import WS
+from ._params import Interval, check_parameters
+from .callbacks import OUTPUT_STATS, TENSOR_STATS, Callback
+from .kernels import watch as watch_kernels
+from .kernels.bundles import WS, Watch
 from .plan import tensor_views
 
 VANISHING_RATIO = 1e-3  # a layer's gradient norm this far below the largest layer's
@@ -32,7 +37,8 @@ REMEDIES = {
 
 
 class Inspection:
-    """The inspection methods of :class:`fastbp.Network`."""
+    """The inspection methods of :class:`fastbp.Network` (kept here: network.py is at its
+    size limit)."""
 
     def named_parameters(self) -> list[tuple[str, np.ndarray]]:
         """``(name, view)`` for every trainable tensor in ``params``' layout order, named as
@@ -43,6 +49,52 @@ class Inspection:
         return [(f"{unit_name}.{name}", getattr(unit, name))
                 for unit, unit_name in zip(plan.units, plan.unit_names)
                 for name in unit.parameter_shapes()]
+
+    def lr_find(self, X, y, optimizer, start_lr: float = 1e-7, end_lr: float = 10.0,
+                steps: int = 100, batch_size: int = 32, sample_weight=None,
+                smoothing: float = 0.98, diverge: float = 4.0, plot=None
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+        """The learning-rate range test (Smith 2015; fastai's ``lr_find``): train up to
+        ``steps`` mini-batches (in a seeded shuffled order, passing over the data as often
+        as needed) with the learning rate rising exponentially from ``start_lr`` to
+        ``end_lr``, and follow the smoothed training loss until it diverges. The network
+        (parameters, buffers, random state, last gradient) and the optimizer (state, step
+        count, learning rate, binding) are then put back bit for bit: only the answer
+        remains.
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            Training data, as for ``fit``.
+        optimizer : Optimizer
+            The optimizer to be used (its other hyperparameters shape the curve).
+        start_lr, end_lr : float
+            The first and last learning rates, ``0 < start_lr < end_lr``.
+        steps : int, default 100
+            Mini-batches at most (at least 2).
+        batch_size : int, default 32
+        smoothing : float in [0, 1), default 0.98
+            The exponential moving average's weight of the past (bias-corrected).
+        diverge : float > 1, default 4
+            Stop when the smoothed loss exceeds this multiple of its lowest value, or when
+            a step's loss or update is not finite.
+        plot : str or path-like, optional
+            Write the curve (log learning rate against smoothed loss) as a PNG there.
+
+        Returns
+        -------
+        lrs : ndarray
+            The learning rates tried, one per step taken.
+        losses : ndarray
+            The smoothed loss after each of those steps.
+        suggested_lr : float
+            A tenth of the learning rate at the lowest smoothed loss (Smith's and fastai's
+            rule of thumb: the loss still falls fast there, well before it diverges).
+        """
+        from .lr_finder import lr_find
+
+        return lr_find(self, X, y, optimizer, start_lr, end_lr, steps, batch_size,
+                       sample_weight, smoothing, diverge, plot)
 
 
 @dataclass
@@ -188,3 +240,153 @@ def _flag_activations(report: Diagnosis, layers) -> None:
             report.problems.append((name, "saturated", f"{stats['saturated_fraction']:.0%} of "
                                     f"its outputs within {SATURATION_MARGIN:g} of the "
                                     f"activation's bounds; {REMEDIES['saturated']}"))
+
+
+class GradientMonitor(Callback):
+    """Record, every ``every``-th epoch of ``fit`` (the first, then each ``every``-th), per
+    parameter tensor and per layer, how training goes inside the network; ``fit(...,
+    monitor=True)`` is ``callbacks=[GradientMonitor()]``.
+
+    The epoch kernel records them after each step from what the step already has
+    (``kernels/watch.py``): no extra forward or backward pass; an epoch not monitored runs
+    exactly as without this callback. They join the epoch's logs (so ``history.history``,
+    :class:`~fastbp.CSVLogger`, :class:`~fastbp.TensorBoard` and ``EarlyStopping`` see
+    them) under these keys, and ``history.layer_stats`` gathers them in a table:
+
+    - ``grad_norm/NAME``: the L2 norm of the tensor's gradient (before clipping; the
+      gradient ``loss_and_grad`` returns for the batch), averaged over the epoch's steps;
+    - ``param_norm/NAME``: the tensor's L2 norm at the end of the epoch;
+    - ``update_ratio/NAME``: the L2 norm of its update in the epoch's first step over
+      ``param_norm`` (around 1e-3 is the usual healthy figure; one step, as a copy of the
+      parameters per step would cost a quarter of a mid-sized network's step);
+    - ``output_mean/LAYER``, ``output_std/LAYER``, ``output_zero_fraction/LAYER`` (dead
+      ReLUs), ``output_saturated_fraction/LAYER`` (a tanh's or sigmoid's outputs within
+      1e-3 of their bounds): over every row of every training batch of the epoch, in
+      training mode, before the batch's update.
+
+    NAME is a tensor's name in ``net.named_parameters()`` (``"layers.0.W"``), LAYER a
+    layer's (``"layers.0"``). With ``comm`` (MPI), the gradient is the global batch's and
+    the output statistics are over every rank's rows.
+
+    Parameters
+    ----------
+    every : int, default 1
+        Monitor epochs 0, every, 2 * every...; the others' logs lack these keys (their
+        history holds nan).
+    """
+
+    _parameter_constraints: dict = {"every": [Interval(int, 1, None)]}
+
+    def __init__(self, every: int = 1):
+        check_parameters(self._parameter_constraints, locals(), "GradientMonitor")
+        self.every = int(every)
+        self.watch: Watch | None = None
+        self.tensor_names: list[str] = []
+        self.layer_names: list[str] = []
+
+    def watching(self, epoch: int) -> bool:
+        """Whether ``fit`` records epoch ``epoch`` (0-based)."""
+        return epoch % self.every == 0
+
+    def start(self, net) -> tuple:
+        """The ``Watch`` bundle of ``net`` that fit's epochs record into (zeroed)."""
+        params = net.params
+        ranges = tensor_ranges(net)
+        tensors = [(start, stop) for _, start, stop in ranges]
+        self.tensor_names = [name for name, _, _ in ranges]
+        table = net.engine.plan.table
+        layers = [(int(row[codes.L_OUT_OFFSET]), int(row[codes.L_OUT_SIZE]),
+                   _saturation_code(layer)) for row, layer in zip(table, net.layers)]
+        self.layer_names = [f"layers.{i}" for i in range(len(layers))]
+        self.watch = Watch(np.array(tensors, dtype=np.int64).reshape(-1, 2),
+                           np.array(layers, dtype=np.int64).reshape(-1, 3),
+                           np.zeros((len(tensors), watch_kernels.N_TENSOR_STATS)),
+                           np.zeros_like(params),
+                           np.zeros((len(layers), watch_kernels.N_OUTPUT_STATS)),
+                           np.zeros(codes.N_RESULTS),
+                           np.zeros(watch_kernels.N_STEP_COUNTS, dtype=np.int64))
+        return tuple(self.watch)
+
+    def log_keys(self, net) -> set[str]:
+        """The keys this monitor adds to an epoch's logs."""
+        tensors = [name for name, _ in net.named_parameters()]
+        layers = [f"layers.{i}" for i in range(len(net.layers))]
+        return ({f"{stat}/{name}" for stat in TENSOR_STATS for name in tensors}
+                | {f"output_{stat}/{name}" for stat in OUTPUT_STATS for name in layers})
+
+    def collect(self, net) -> tuple[dict[str, float], np.ndarray]:
+        """The epoch's tensor figures and a copy of its output sums, which
+        :meth:`output_logs` turns into figures (after reducing them over MPI ranks);
+        the watch starts again from zero."""
+        w = self.watch
+        steps = int(w.steps[watch_kernels.S_STEPS])
+        watch_kernels.param_squares(net.params, w.tensors, w.norms)
+        logs: dict[str, float] = {}
+        for (grad, update, squared), name in zip(w.norms, self.tensor_names):
+            norm = float(np.sqrt(squared))
+            grad, update = (grad / steps, update) if steps else (np.nan, np.nan)
+            logs[f"grad_norm/{name}"] = float(grad)
+            logs[f"param_norm/{name}"] = norm
+            logs[f"update_ratio/{name}"] = float(update / norm) if norm > 0 else \
+                (float(update) if update == 0 else float("inf"))
+        outputs = w.outputs.copy()
+        w.norms[...] = 0
+        w.outputs[...] = 0
+        w.steps[...] = 0
+        return logs, outputs
+
+    def output_logs(self, outputs: np.ndarray, comm=None) -> dict[str, float]:
+        """The per-layer output figures from :meth:`collect`'s sums, over every rank of
+        ``comm`` (one all-gather; nothing between it and the ranks' last agreement can
+        fail on one rank alone)."""
+        if comm is not None:
+            outputs = _combine(comm.allgather(outputs))
+        logs: dict[str, float] = {}
+        for name, (count, mean, m2, zeros, saturated) in zip(self.layer_names, outputs):
+            seen = count > 0  # else nan: no row was seen
+            logs[f"output_mean/{name}"] = float(mean) if seen else np.nan
+            logs[f"output_std/{name}"] = float(np.sqrt(max(m2, 0.0) / count)) if seen else np.nan
+            logs[f"output_zero_fraction/{name}"] = float(zeros / count) if seen else np.nan
+            logs[f"output_saturated_fraction/{name}"] = float(saturated / count) if seen \
+                else np.nan
+        return logs
+
+
+def tensor_ranges(net) -> list[tuple[str, int, int]]:
+    """``(name, start, stop)`` of each tensor of ``net.named_parameters()`` in ``params``
+    (and so in a gradient laid out like it), read from where each view starts."""
+    params = net.params
+    base = params.__array_interface__["data"][0]
+    ranges = []
+    for name, view in net.named_parameters():
+        start = (view.__array_interface__["data"][0] - base) // params.itemsize
+        ranges.append((name, start, start + view.size))
+    return ranges
+
+
+def _saturation_code(layer) -> int:
+    return {"tanh": watch_kernels.TANH_BOUNDS, "sigmoid": watch_kernels.SIGMOID_BOUNDS}.get(
+        getattr(layer, "activation", None), watch_kernels.NOT_SATURATING)
+
+
+def _combine(parts: list[np.ndarray]) -> np.ndarray:
+    """Chan's combination of several ranks' (count, mean, M2, zeros, saturated) rows."""
+    total = parts[0].copy()
+    for other in parts[1:]:
+        n_a, n_b = total[:, 0], other[:, 0]
+        n = n_a + n_b
+        safe = np.where(n > 0, n, 1.0)
+        delta = other[:, 1] - total[:, 1]
+        total[:, 1] += delta * n_b / safe
+        total[:, 2] += other[:, 2] + delta * delta * n_a * n_b / safe
+        total[:, 0] = n
+        total[:, 3:] += other[:, 3:]
+    return total
+
+
+def no_watch(net) -> tuple:
+    """A ``Watch`` that records only each batch's results (batch callbacks, unmonitored)."""
+    return tuple(Watch(np.zeros((0, 2), dtype=np.int64), np.zeros((0, 3), dtype=np.int64),
+                       np.zeros((0, watch_kernels.N_TENSOR_STATS)), np.zeros(0, dtype=net.dtype),
+                       np.zeros((0, watch_kernels.N_OUTPUT_STATS)), np.zeros(codes.N_RESULTS),
+                       np.zeros(watch_kernels.N_STEP_COUNTS, dtype=np.int64)))

@@ -414,7 +414,7 @@ class Network(SequenceSteps, Inspection):
             batch_size: int = 32, shuffle: bool = True, validation_data=None,
             validation_split: float = 0.0, early_stopping=None, scheduler=None,
             callbacks=(), verbose: int = 1, sample_weight=None, class_weight=None, comm=None,
-            standardize: bool | Standardize = False, metrics: Sequence[str] = ()):
+            standardize: bool | Standardize = False, metrics: Sequence[str] = (), monitor=False):
         """Train with shuffled mini-batches, one kernel call per epoch; returns a History.
 
         Training mode throughout; validation runs in evaluation mode.
@@ -453,6 +453,8 @@ class Network(SequenceSteps, Inspection):
         metrics : list of str, optional
             More figures to log per epoch ("mae", "mse", "rmse", "r2"; "accuracy" is always
             logged for classification), for training and validation.
+        monitor : bool, default False
+            Record per-tensor and per-layer figures each epoch (:class:`~fastbp.GradientMonitor`).
 
         Returns
         -------
@@ -468,7 +470,7 @@ class Network(SequenceSteps, Inspection):
                        validation_split=validation_split, early_stopping=early_stopping,
                        scheduler=scheduler, callbacks=callbacks, verbose=verbose,
                        sample_weight=sample_weight, class_weight=class_weight, comm=comm,
-                       standardize=standardize, metrics=metrics)
+                       standardize=standardize, metrics=metrics, monitor=monitor)
 
     # -- inference (evaluation mode) -------------------------------------------------------
     def forward(self, X, batch_size: int | None = None) -> np.ndarray:

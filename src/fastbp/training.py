@@ -1,9 +1,11 @@
 """fit(): mini-batch training where an epoch is one kernel call (its callbacks, History and
 early stopping are in fastbp.callbacks).
 
-Python runs once per epoch: to log, validate, step the schedule and call callbacks. Only a
-callback that overrides ``on_batch_end`` makes fit fall back to one kernel call per batch,
-which follows the same shuffle and dropout stream, so both paths give the same run.
+Python runs once per epoch: to log, validate, step the schedule and call callbacks. A
+callback that overrides ``on_batch_end`` makes fit call the epoch kernel once per batch
+(``kernels/watch.py``'s epoch_span, the same steps bit for bit), and monitoring
+(:class:`~fastbp.GradientMonitor`) runs the epoch through the same kernel, which records
+each step; an epoch with neither runs ``step.run_dataset`` as it always has.
 """
 
 from __future__ import annotations
@@ -19,14 +21,22 @@ from typing import Any
 import numpy as np
 
 from . import _codes as codes
-from ._engine import STEP_FLAGS, rows_of
+from ._engine import rows_of
 from ._jit import compile_notice
 from ._params import InstanceOf, Interval, Options, check_parameters
-from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint, _progress, _Say  # noqa: F401
+from .callbacks import (  # noqa: F401
+    Callback,
+    EarlyStopping,
+    History,
+    ModelCheckpoint,
+    _progress,
+    _Say,
+    is_layer_key,
+)
 from .kernels.bundles import Batch
-from .kernels.dropout import shuffle as shuffle_kernel
 from .losses import is_regression
 from .metrics import check_metrics
+from .monitoring import GradientMonitor, no_watch
 from .optim import Adam, Optimizer
 from .preprocessing import Standardize
 from .schedulers import ReduceLROnPlateau, _Scheduler
@@ -83,6 +93,7 @@ class FitConfig:
     class_weight: dict | str | None = None
     comm: Any = None
     metrics: tuple[str, ...] = field(default=())
+    monitor: bool = False
 
     _parameter_constraints = {
         "epochs": [Interval(int, 1, None)],
@@ -97,6 +108,7 @@ class FitConfig:
         "validation_data": [InstanceOf((tuple, list), "(X_val, y_val) or (X_val, y_val, "
                                        "w_val)"), None],
         "class_weight": [dict, Options({"balanced"}), None],
+        "monitor": [bool],
     }
 
     @classmethod
@@ -204,19 +216,34 @@ def _early_stopping(early_stopping, has_validation: bool) -> EarlyStopping | Non
                          patience=int(early_stopping))
 
 
-def _callbacks(net, history, early_stopping, callbacks, log_keys) -> list[Callback]:
+def _callbacks(net, history, early_stopping, callbacks, log_keys, comm) -> list[Callback]:
+    if early_stopping is not None and early_stopping.monitor not in log_keys:
+        raise ValueError(f"EarlyStopping monitors {early_stopping.monitor!r}, which this fit "
+                         f"does not log (it logs {sorted(k for k in log_keys if '/' not in k)}"
+                         " and, when monitoring, per-tensor and per-layer figures)")
+    callbacks = [history] + ([early_stopping] if early_stopping else []) + list(callbacks)
+    for cb in callbacks:
+        cb.set_network(net)
+        cb.rank = 0 if comm is None else comm.rank  # writers write on rank 0 only
+    return callbacks
+
+
+def _checked_callbacks(callbacks, monitor: bool) -> tuple[list, GradientMonitor | None]:
+    """fit's callbacks (with a GradientMonitor added for ``monitor=True`` unless one is
+    there) and the GradientMonitor, if any."""
     if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
         raise TypeError(f"callbacks must be a list of fastbp Callback objects, got "
                         f"{type(callbacks).__name__}")
-    if early_stopping is not None and early_stopping.monitor not in log_keys:
-        raise ValueError(f"EarlyStopping monitors {early_stopping.monitor!r}, which this fit "
-                         f"does not log (it logs {sorted(log_keys)})")
-    callbacks = [history] + ([early_stopping] if early_stopping else []) + list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be fastbp Callback objects, got {type(cb).__name__}")
-        cb.set_network(net)
-    return callbacks
+    monitors = [cb for cb in callbacks if isinstance(cb, GradientMonitor)]
+    if len(monitors) > 1:
+        raise ValueError(f"callbacks holds {len(monitors)} GradientMonitor objects; give one")
+    if monitor and not monitors:
+        monitors = [GradientMonitor()]
+        callbacks = [*callbacks, monitors[0]]
+    return list(callbacks), monitors[0] if monitors else None
 
 
 class _Snapshot:
@@ -235,49 +262,67 @@ class _Snapshot:
             live[...] = saved
 
 
+def batch_logs(r: list[float], classify: bool) -> dict[str, float]:
+    """``on_batch_end``'s logs from a batch's own results (as a list): its loss (and
+    accuracy)."""
+    logs = {"loss": r[codes.R_LOSS] / r[codes.R_WEIGHT]}
+    if classify:
+        logs["accuracy"] = r[codes.R_CORRECT] / r[codes.R_COUNT]
+    return logs
+
+
 class _EpochRunner:
     """Runs one epoch in training mode: one kernel call, or one per batch when a callback
-    wants to see every batch. The only place the epoch kernel's arguments are assembled."""
+    wants to see every batch; through the recording kernel when the epoch is monitored.
+    The only place the epoch kernel's arguments are assembled."""
 
     def __init__(self, net, optimizer: Optimizer, data: Batch, batch_size: int, shuffle: bool,
-                 callbacks: list[Callback]):
-        self.engine, self.optimizer, self.data = net.engine, optimizer, tuple(data)
-        self.callbacks = callbacks
-        self.per_batch = any(type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
+                 callbacks: list[Callback], monitor: GradientMonitor | None = None):
+        self.net, self.engine, self.optimizer, self.data = net, net.engine, optimizer, tuple(data)
+        # only the callbacks that look at batches are called per batch
+        self.batch_callbacks = [cb for cb in callbacks
+                                if type(cb).on_batch_end is not Callback.on_batch_end]
+        self.classify = not is_regression(net.loss)
         n = data.X.shape[0]
         self.m = m = min(batch_size, n)
+        self.n_batches = -(-n // m)
         self.engine.reserve(m)
         self.opt = optimizer.bind(net)
         self.loop = self.engine.loop(n, m, shuffle)
         self.buffer = self.engine.batch_buffer(self.data, m)
+        self.monitor = monitor
+        self.watch = monitor.start(net) if monitor is not None else None
+        self.no_watch = no_watch(net) if self.batch_callbacks or monitor is not None else None
+        self.runs: dict[bool, Any] = {}  # Engine.epoch_spans' runners, monitored or not
 
-    def __call__(self) -> np.ndarray:
+    def __call__(self, epoch: int = 0) -> np.ndarray:
         """The epoch's result vector (loss and accuracy sums, error code)."""
-        if self.per_batch:
-            return self._per_batch()
-        return self.engine.epoch(self.data, self.opt, self.loop, self.buffer)
-
-    def _per_batch(self) -> np.ndarray:
-        engine, data, n = self.engine, self.data, self.data[0].shape[0]
-        perm = self.loop[0]
-        perm[:] = np.arange(n)
-        if self.loop[2]:
-            shuffle_kernel(perm, engine.rng)
-        totals = np.zeros(codes.N_RESULTS)
-        for b, start in enumerate(range(0, n, self.m)):
-            batch = rows_of(data, perm[start : start + self.m])
-            if batch[3].shape[0] and not batch[3].sum() > 0:
-                continue  # a batch of zero weight has no loss to follow, as in the epoch kernel
-            r = engine.step(batch, self.opt, STEP_FLAGS)
-            if r[codes.R_ERROR] in (codes.E_NON_FINITE_LOSS, codes.E_NON_FINITE_GRAD,
-                                    codes.E_NON_FINITE_UPDATE):
-                totals[codes.R_ERROR] = codes.E_NON_FINITE_LOSS  # fit restores the epoch
-                return totals
-            for slot in (codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT):
-                totals[slot] += r[slot]
-            for cb in self.callbacks:
-                cb.on_batch_end(b, {"loss": r[codes.R_LOSS] / r[codes.R_WEIGHT]})
-        return totals
+        watching = self.monitor is not None and self.monitor.watching(epoch)
+        if not self.batch_callbacks and not watching:
+            return self.engine.epoch(self.data, self.opt, self.loop, self.buffer)
+        watch = self.watch if watching else self.no_watch
+        run = self.runs.get(watching)
+        if run is None:  # built once per fit: the entry's typing costs more than an epoch
+            run = self.runs[watching] = self.engine.epoch_spans(self.data, self.opt, self.loop,
+                                                                self.buffer, watch)
+        results = self.engine.results
+        if not self.batch_callbacks:
+            run(0, self.n_batches)
+            return results.copy()
+        own, callbacks, net = watch[5], self.batch_callbacks, self.net  # Watch.batch_results
+        for b in range(self.n_batches):  # (the hot loop of a tiny network: nothing more)
+            run(b, b + 1)
+            r = own.tolist()
+            if r[codes.R_ERROR]:
+                break  # fit restores the epoch
+            if not r[codes.R_BATCHES]:
+                continue  # a batch of zero weight has no loss to follow: the step skipped it
+            logs = batch_logs(r, self.classify)
+            for cb in callbacks:
+                cb.on_batch_end(b, logs)
+            if net.stop_training:
+                break
+        return results.copy()
 
 
 class _Validation:
@@ -353,7 +398,7 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         validation_split: float = 0.0, early_stopping: EarlyStopping | int | None = None,
         scheduler=None, callbacks: Sequence[Callback] = (), verbose: int = 1,
         sample_weight=None, class_weight=None, comm=None, standardize: bool = False,
-        metrics: Sequence[str] = ()) -> History:
+        metrics: Sequence[str] = (), monitor: bool = False) -> History:
     """Train ``net`` on (X, y) with shuffled mini-batches; returns the :class:`History`.
 
     Parameters
@@ -394,6 +439,10 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         :data:`fastbp.metrics.METRICS` ("accuracy", "mae", "mse", "rmse", "r2"), computed
         on the network's predictions in evaluation mode (one extra forward pass per epoch
         and set).
+    monitor : bool, default False
+        Record per tensor and per layer, each epoch, gradient and parameter norms, update
+        ratios and output statistics (:class:`~fastbp.GradientMonitor`, which says what each
+        means): into the logs, ``history.history`` and ``history.layer_stats``.
 
     Raises
     ------
@@ -417,7 +466,7 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
             validation_data=validation_data, validation_split=validation_split,
             early_stopping=early_stopping, scheduler=scheduler, callbacks=callbacks,
             verbose=verbose, sample_weight=sample_weight, class_weight=class_weight, comm=comm,
-            metrics=metrics)
+            metrics=metrics, monitor=monitor)
         if standardize is not False:
             net.standardize = _fitted_standardize(net, X, y, standardize, config)
         with compile_notice(say) if verbose else nullcontext():  # a cold first fit compiles
@@ -446,7 +495,8 @@ def _fitted_standardize(net, X, y, standardize, config: FitConfig) -> Standardiz
 
 def _prepare(net, X, y, config: FitConfig) -> tuple:
     """Every check and conversion before training; nothing changes the network. Returns
-    the training data, the validation set (or None), the History and the callbacks."""
+    the training data, the validation set (or None), the History, the callbacks and the
+    GradientMonitor among them (or None)."""
     data = _training_data(net, X, y, config.sample_weight, config.class_weight)
     data, val = _split_validation(net, data, config.validation_data, config.validation_split)
     early_stopping = _early_stopping(config.early_stopping, val is not None)
@@ -455,7 +505,10 @@ def _prepare(net, X, y, config: FitConfig) -> tuple:
     log_keys = {"lr", "seconds"} | scores | ({f"val_{k}" for k in scores} if val is not None
                                              else set())
     history = History()
-    callbacks = _callbacks(net, history, early_stopping, config.callbacks, log_keys)
+    callbacks, monitor = _checked_callbacks(config.callbacks, config.monitor)
+    if monitor is not None:
+        log_keys |= monitor.log_keys(net)
+    callbacks = _callbacks(net, history, early_stopping, callbacks, log_keys, config.comm)
 
     n, batch_size, comm = data.X.shape[0], config.batch_size, config.comm
     local = batch_size if comm is None else -(-min(batch_size * comm.size, n) // comm.size)
@@ -464,7 +517,7 @@ def _prepare(net, X, y, config: FitConfig) -> tuple:
         raise ValueError(f"batch_size={batch_size} leaves a last batch of 1 row out of {n}, and "
                          "batch normalisation needs more than 1 value per channel when training; "
                          "choose another batch_size")
-    return data, val, history, callbacks
+    return data, val, history, callbacks, monitor
 
 
 def _fit(net, X, y, config: FitConfig, say):
@@ -485,9 +538,9 @@ def _fit(net, X, y, config: FitConfig, say):
 def _run_fit(net, X, y, config: FitConfig, say, interrupts):
     optimizer, comm, epochs = config.optimizer, config.comm, config.epochs
     if comm is None:
-        data, val, history, callbacks = _prepare(net, X, y, config)
+        data, val, history, callbacks, monitor = _prepare(net, X, y, config)
         run_epoch = _EpochRunner(net, optimizer, data, config.batch_size, config.shuffle,
-                                 callbacks)
+                                 callbacks, monitor)
     else:
         from . import distributed
 
@@ -497,7 +550,7 @@ def _run_fit(net, X, y, config: FitConfig, say, interrupts):
         except Exception as e:  # every rank learns of it: no rank waits alone in a collective
             error = e
         distributed.settle(comm, interrupts, error, False)
-        data, val, history, callbacks = prepared
+        data, val, history, callbacks, monitor = prepared
         distributed.check_same_setup(comm, distributed.setup_of(
             net, optimizer, epochs=epochs, batch_size=config.batch_size,
             shuffle=config.shuffle, data=data.X.shape, weighted=bool(data.weights.shape[0]),
@@ -505,7 +558,7 @@ def _run_fit(net, X, y, config: FitConfig, say, interrupts):
         shared_rng = distributed.broadcast_state(net, optimizer, comm)
         run_epoch = distributed.DistributedEpochRunner(net, optimizer, data, config.batch_size,
                                                        config.shuffle, callbacks, comm,
-                                                       shared_rng, interrupts)
+                                                       shared_rng, interrupts, monitor)
     validation = None if val is None else _Validation(net, val, comm)
     scheduler, metrics = config.scheduler, config.metrics
     snapshot = _Snapshot(net.engine.training_state() + optimizer.training_state())
@@ -523,7 +576,8 @@ def _run_fit(net, X, y, config: FitConfig, say, interrupts):
             settle(partial(_each, callbacks, "on_epoch_begin", epoch))
             lr = optimizer.lr
             started = time.perf_counter()
-            totals = run_epoch()
+            watching = monitor is not None and monitor.watching(epoch)
+            totals = run_epoch(epoch)
             seconds = time.perf_counter() - started
             if (totals[codes.R_ERROR] == codes.E_NON_FINITE_LOSS
                     or not np.all(np.isfinite(net.params))
@@ -535,11 +589,12 @@ def _run_fit(net, X, y, config: FitConfig, say, interrupts):
                                          "clip gradients)")
             local: dict = {}
 
-            def local_logs(totals=totals, local=local):
+            def local_logs(totals=totals, local=local, watching=watching):
                 if comm is not None:
                     run_epoch.step.raise_pending()  # a failure in the last batch's callbacks
                 local["logs"] = _epoch_logs(net, totals, data, metrics)
                 local["validation"] = None if validation is None else validation.local(metrics)
+                local["monitor"] = monitor.collect(net) if watching else None
 
             settle(local_logs)
             logs = local["logs"]
@@ -548,6 +603,8 @@ def _run_fit(net, X, y, config: FitConfig, say, interrupts):
                     logs[f"val_{key}"] = value
             logs["lr"] = lr
             logs["seconds"] = seconds
+            if watching:  # (the output statistics are reduced over the ranks here)
+                logs |= local["monitor"][0] | monitor.output_logs(local["monitor"][1], comm)
             history.on_epoch_end(epoch, logs)  # the epoch is committed: its record and
             snapshot.take()                    # its state go together
             committed = len(history.epoch)
@@ -561,7 +618,7 @@ def _run_fit(net, X, y, config: FitConfig, say, interrupts):
             settle(end_of_epoch)
             if bar is not None:
                 bar.set_postfix({k: f"{val_:.4g}" for k, val_ in logs.items()
-                                 if k != "seconds"}
+                                 if k != "seconds" and not is_layer_key(k)}
                                 | {"samples/s": f"{data.X.shape[0] / max(seconds, 1e-9):.3g}"},
                                 refresh=False)
                 bar.update(1)

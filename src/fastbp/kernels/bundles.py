@@ -91,6 +91,26 @@ class Penalty(NamedTuple):
     epoch_losses: np.ndarray  # float64 (epochs,)
 
 
+class Watch(NamedTuple):
+    """What a monitored epoch records after each step (``kernels/watch.py``), and the last
+    batch's own results for ``on_batch_end``. With no tensors and no layers (0 rows) the
+    epoch records nothing but the batch's results.
+
+    ``norms[k]`` adds up, over the epoch's steps, tensor k's gradient L2 norm (before
+    clipping), and holds the L2 norm of its update in the epoch's first step, then its
+    squared norm at the epoch's end; ``outputs[l]`` is layer l's output statistics
+    over the epoch: count, mean, sum of squared deviations (Chan's parallel form, so
+    batches combine without cancellation), exact zeros, saturated values."""
+
+    tensors: np.ndarray  # int64 (k, 2): start and stop of each tensor in params
+    layers: np.ndarray  # int64 (l, 3): output offset and size in the workspace, saturation
+    norms: np.ndarray  # float64 (k, 3)
+    previous: np.ndarray  # (n_params,) the parameters before the first step (empty: none)
+    outputs: np.ndarray  # float64 (l, 5)
+    batch_results: np.ndarray  # float64 (N_RESULTS,): the last batch's alone
+    steps: np.ndarray  # int64 (2,): steps recorded, 1 once the update norms are taken
+
+
 def _indices(bundle, *names: str) -> tuple[int, ...]:
     return tuple(bundle._fields.index(name) for name in names)
 
@@ -103,6 +123,8 @@ STATE, HYPER, COUNTERS, UPDATE_KERNEL = _indices(OptimizerArgs, "state", "hyper"
 PART_ARRAYS, PART_RESULTS, PART_INFO = _indices(Parts, "arrays", "results", "info")
 PERM, BATCH_SIZE, SHUFFLE, STEP_KERNEL = _indices(Loop, "perm", "batch_size", "shuffle",
                                                   "step_kernel")
+(W_TENSORS, W_LAYERS, W_NORMS, W_PREVIOUS, W_OUTPUTS, W_BATCH_RESULTS, W_STEPS) = _indices(
+    Watch, "tensors", "layers", "norms", "previous", "outputs", "batch_results", "steps")
 (ORDERS, GRAD_SCALE, ALPHA, WEIGHT_SLICES, LOSS_SCALE, WEIGHT_TOTAL, TOL, N_ITER_NO_CHANGE,
  PROGRESS, EPOCH_LOSSES) = _indices(
     Penalty, "orders", "grad_scale", "alpha", "weight_slices", "loss_scale", "weight_total",
