@@ -273,3 +273,12 @@ def test_the_cli_trains_a_model_file_with_a_block(tmp_path, capsys):
                  "--epochs", "3", "--save", str(tmp_path / "m.npz")]) == 0
     assert "accuracy" in capsys.readouterr().out
     assert isinstance(fb.load(tmp_path / "m.npz").layers[1], fb.Residual)
+
+
+def test_monitoring_names_the_layers_inside_blocks():
+    net = build("nested_blocks", "float32")
+    X, y = batch(net, 16)
+    history = net.fit(X, y, epochs=1, batch_size=8, monitor=True, verbose=0)
+    assert "grad_norm/layers.1.body.0.body.1.W" in history.history
+    assert "output_std/layers.1.body.1.branches.1.0" in history.history
+    assert "output_mean/layers.1.body.0.sum" in history.history

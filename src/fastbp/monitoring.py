@@ -294,10 +294,10 @@ class GradientMonitor(Callback):
         ranges = tensor_ranges(net)
         tensors = [(start, stop) for _, start, stop in ranges]
         self.tensor_names = [name for name, _, _ in ranges]
-        table = net.engine.plan.table
+        plan = net.engine.plan  # every unit: the layers inside blocks too, by their place
         layers = [(int(row[codes.L_OUT_OFFSET]), int(row[codes.L_OUT_SIZE]),
-                   _saturation_code(layer)) for row, layer in zip(table, net.layers)]
-        self.layer_names = [f"layers.{i}" for i in range(len(layers))]
+                   _saturation_code(layer)) for row, layer in zip(plan.table, plan.units)]
+        self.layer_names = list(plan.unit_names)
         self.watch = Watch(np.array(tensors, dtype=np.int64).reshape(-1, 2),
                            np.array(layers, dtype=np.int64).reshape(-1, 3),
                            np.zeros((len(tensors), watch_kernels.N_TENSOR_STATS)),
@@ -310,7 +310,7 @@ class GradientMonitor(Callback):
     def log_keys(self, net) -> set[str]:
         """The keys this monitor adds to an epoch's logs."""
         tensors = [name for name, _ in net.named_parameters()]
-        layers = [f"layers.{i}" for i in range(len(net.layers))]
+        layers = net.engine.plan.unit_names
         return ({f"{stat}/{name}" for stat in TENSOR_STATS for name in tensors}
                 | {f"output_{stat}/{name}" for stat in OUTPUT_STATS for name in layers})
 
