@@ -53,3 +53,22 @@ def test_after_warmup_a_new_process_trains_without_compiling(tmp_path):
     _, first_fit = json.loads(out.strip().splitlines()[-1])
     # 0.2-0.3 s here (loading from the cache); compiling these kinds takes 15-30 s
     assert first_fit < 2.0
+
+
+def test_the_cli_command_reports_progress(capsys, monkeypatch):
+    from fastbp.cli import main
+
+    seen = []
+    monkeypatch.setattr(warmup, "_jobs", lambda dtype: [("one group", lambda: seen.append(dtype))])
+    assert main(["warmup", "--dtype", "float32,float64"]) == 0
+    out = capsys.readouterr().out
+    assert seen == ["float32", "float64"]
+    assert "[2/2] float64 one group" in out
+
+
+def test_the_cli_command_names_a_bad_dtype(capsys):
+    from fastbp.cli import main
+
+    assert main(["warmup", "--dtype", "float16"]) == 2
+    assert "expected float32 and/or float64, comma-separated; got 'float16'" in \
+        capsys.readouterr().err

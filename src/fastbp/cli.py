@@ -517,6 +517,23 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return _cli_monitor.diagnose(args, _eval_data, _describe)
 
 
+def _dtypes(text: str) -> list[str]:
+    dtypes = [d.strip() for d in text.split(",") if d.strip()]
+    bad = [d for d in dtypes if d not in ("float32", "float64")]
+    if not dtypes or bad:
+        raise argparse.ArgumentTypeError(f"expected float32 and/or float64, comma-separated; "
+                                         f"got {text!r}")
+    return dtypes
+
+
+def cmd_warmup(args: argparse.Namespace) -> int:
+    """Compile every built-in kernel into numba's cache (fastbp.warmup)."""
+    from .warmup import warmup
+
+    warmup(args.dtype, progress=None if args.quiet else print)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``scripts/compare.py --quick`` from a source checkout and show its table."""
     if not COMPARE_SCRIPT.is_file():
@@ -630,6 +647,15 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_monitor.add_diagnose_parser(sub, _data_options, cmd_diagnose)
     add_export_parser(sub, _pos_int, _check_writable)
     add_generate_parser(sub, _pos_int, _nonneg_float)
+
+    w = sub.add_parser("warmup", help="compile every built-in kernel into the cache ahead of use",
+                       description="Compile every built-in layer kind, loss, optimizer and "
+                       "entry point into numba's on-disk cache (about a minute per dtype, once "
+                       "per fastbp version); networks of built-in kinds then start in a second.")
+    w.add_argument("--dtype", type=_dtypes, default=["float32"], metavar="DTYPES",
+                   help="comma-separated, of float32,float64 (default: float32)")
+    w.add_argument("--quiet", action="store_true", help="no progress lines")
+    w.set_defaults(func=cmd_warmup)
 
     b = sub.add_parser("bench", help="quick side-by-side benchmark (needs a source checkout)",
                        description="Run scripts/compare.py --quick and print its table.")
