@@ -215,6 +215,7 @@ def test_bad_block_arguments_are_named(make, exc, text):
         make()
 
 
+@pytest.mark.slow  # two 30-layer fits (3 s compiled; minutes in the pure-Python pass)
 def test_a_deep_tanh_mlp_trains_only_with_residual_blocks():
     """The README's demonstration: 30 tanh layers with PyTorch's default nn.Linear
     initialisation (U(+-1/sqrt(fan_in)), the same for both). Plain, the signal and the
@@ -257,6 +258,7 @@ def test_a_deep_tanh_mlp_trains_only_with_residual_blocks():
     assert "vanishing" not in results["residual"][2]
 
 
+@pytest.mark.slow  # a digits fit (minutes in the pure-Python pass)
 def test_the_cli_trains_a_model_file_with_a_block(tmp_path, capsys):
     import json
 

@@ -4,6 +4,7 @@ recurrent layer then reads each row's trailing padding as torch's packed sequenc
 the row's own last real step's, the reverse direction starts there, padded outputs are 0
 and nothing at a padded step reaches a gradient."""
 
+import numba
 import numpy as np
 import pytest
 from kind_checks import check_twin
@@ -102,6 +103,7 @@ def test_training_on_padded_sentences_learns_their_last_real_token():
     assert net.evaluate(X, y)["accuracy"] > 0.95
 
 
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="times the compiled kernels")
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_padded_steps_cost_no_recurrent_work(cell):
     """Rows sorted by length inside the kernel, each step's products on the rows still
