@@ -125,6 +125,13 @@ def matmul(A, B, out, flags=0):
     if m * k * n >= BLAS_MIN_WORK:
         blas_product(A, B, out, flags)
         return
+    _by_hand(A, B, out, m, n, k)
+
+
+@jit(inline="always")
+def _by_hand(A, B, out, m, n, k):
+    """out[:m, :n] = A[:m, :k] @ B[:k, :n] in plain loops: a tiny product, where a BLAS
+    call's overhead would be most of the time."""
     for i in range(m):
         row = out[i]
         for j in range(n):
@@ -145,14 +152,7 @@ def matmul_part(A, B, out, m, n, k, flags=0):
     if m == 0 or n == 0:
         return
     if m * n * k < BLAS_MIN_WORK:
-        for i in range(m):
-            row = out[i]
-            for j in range(n):
-                row[j] = 0
-            for r in range(k):
-                a = A[i, r]
-                for j in range(n):
-                    row[j] += a * B[r, j]
+        _by_hand(A, B, out, m, n, k)
         return
     trans_a, lda = _layout(A)
     trans_b, ldb = _layout(B)
