@@ -12,6 +12,7 @@ import pytest
 from kind_checks import check_twin, rel_err
 
 import fastbp as fb
+from fastbp import reference
 
 
 def conv_block(c_in, c, stride):
@@ -284,3 +285,45 @@ def test_monitoring_names_the_layers_inside_blocks():
     assert "grad_norm/layers.1.body.0.body.1.W" in history.history
     assert "output_std/layers.1.body.1.branches.1.0" in history.history
     assert "output_mean/layers.1.body.0.sum" in history.history
+
+
+def test_a_first_block_checks_the_input_as_its_readers_do():
+    """A Concat of two Embeddings as the first layer: each reader's check of the ids."""
+    net = fb.Network([fb.Concat([[fb.Embedding(7, 3)], [fb.Embedding(5, 2)]], axis=-1),
+                      fb.Flatten(), fb.Dense(25, 2)], input_shape=(5,), dtype="float64")
+    with pytest.raises(ValueError, match=r"X row 0 holds id 6, outside 0..4"):
+        net.forward(np.full((2, 5), 6))
+    with pytest.raises(TypeError, match=r"X must hold integer token ids"):
+        net.loss_and_grad(np.full((2, 5), 1.5), [0, 1])
+
+
+def test_joins_along_the_features_keep_the_padding_mask():
+    """Padded steps are zero in every branch, so after a sum or a concatenation of the
+    features the next recurrent layer still reads them as padding (and left padding is
+    refused); a concatenation along the steps would move padding inside: no mask."""
+    net = fb.Network([fb.Embedding(7, 3, padding_idx=0),
+                      fb.Concat([[fb.LSTM(3, 2, return_sequences=True)],
+                                 [fb.GRU(3, 2, return_sequences=True)]], axis=-1),
+                      fb.Residual([fb.GRU(4, 4, return_sequences=True)]),
+                      fb.LSTM(4, 3), fb.Dense(3, 2)], input_shape=(5,), dtype="float64")
+    assert all(unit.masked for unit in net.engine.layers if hasattr(unit, "masked"))
+    X, y = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 1, 0], [2, 0, 0, 0, 0]]), [0, 1, 1]
+    fb.testing.jitter_parameters(net, 3)
+    table = net.layers[0].weight.copy()
+    table[0] = 0  # the padding row stays zero, or the padding is no longer padding
+    net.layers[0].weight = table
+    _, grad = net.loss_and_grad(X, y)
+    twin = reference.Network.from_network(net)
+    assert rel_err(grad, twin.loss_and_grad(X, y)[1]) <= 1e-12
+    # padded steps are not steps: the same rows, padded further, give the same outputs
+    longer = fb.Network([fb.layers.layer_from_config(c) for c in net.get_config()["layers"]],
+                        input_shape=(7,), dtype="float64")
+    longer.params = net.params
+    np.testing.assert_allclose(longer.forward(np.pad(X, ((0, 0), (0, 2)))), net.forward(X),
+                               atol=1e-14)
+    with pytest.raises(ValueError, match=r"X row 0 has padding"):
+        net.forward(np.array([[0, 1, 2, 3, 4]] * 3))
+    steps = fb.Network([fb.Embedding(7, 3, padding_idx=0),
+                        fb.Concat([[fb.Dense(3, 3)], []], axis=1), fb.GRU(3, 2)],
+                       input_shape=(5,))
+    assert not steps.layers[2].masked

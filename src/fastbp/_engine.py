@@ -43,9 +43,9 @@ from ._threads import (
 from .kernels import step as step_kernels
 from .kernels import watch as watch_kernels
 from .kernels.bundles import Batch, Loop, NetArrays, OptimizerArgs, Parts
-from .layers.base import Layer
 from .losses import is_regression
 from .metrics import METRICS
+from .plan import error_path, input_check, input_readers
 
 # Rows per chunk for forward/predict/evaluate on large inputs, by default: at most this
 # many, and no more than fit a workspace of INFER_BYTES (each thread has its own).
@@ -126,12 +126,10 @@ class Engine:
         self.distributed: tuple | None = None  # (key, DistributedStep) of the last comm used
         self.bound = False  # the kernel addresses, written on first run
         self.work_per_sample = max(layer.product_work() for layer in self.layers)
-        # the first layer's check of the network's input, if its kind has one (Embedding)
-        first = network.layers[0]
-        self.input_check = first.network_input if type(first).network_input \
-            is not Layer.network_input else None
-        # the padding the first layer marks, where a recurrent layer reads it as such
-        self.network_first = first
+        # the input readers' checks of the network's input, if their kinds have some
+        # (Embedding), and the padding the first marks, where a recurrent layer reads it
+        self.input_check = input_check(plan)
+        first = self.network_first = input_readers(plan)[0]
         self.padding_steps = first.padding_steps if any(
             getattr(layer, "masked", False) for layer in self.layers) else None
         # A training batch is split by rows over threads (kernels/step.py's split_gradient)
@@ -274,8 +272,7 @@ class Engine:
         if rows < self.min_batch:
             i, layer = next((i, la) for i, la in enumerate(self.layers)
                             if getattr(la, "positions", 2) == 1)
-            where = self.plan.unit_names[i].replace(".", "[", 1) + "]" if \
-                self.plan.unit_names[i].count(".") == 1 else self.plan.unit_names[i]
+            where = error_path(self.plan.unit_names[i])
             raise ValueError(f"{where} ({type(layer).__name__}) expected more than 1 value "
                              f"per channel when training; {name} has {rows} row")
 

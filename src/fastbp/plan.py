@@ -95,9 +95,32 @@ def check_input_shape(input_shape, layers: list[Layer]) -> Shape:
     return tuple(int(d) for d in input_shape)
 
 
-def _error_path(name: str) -> str:
+def error_path(name: str) -> str:
     """"layers.3.body.1" as "layers[3].body[1]"."""
     return re.sub(r"\.(\d+)", r"[\1]", name)
+
+
+def input_readers(plan: Plan) -> list[Layer]:
+    """The units that read the network's input X (the first layer, or the first of each of
+    a first block's branches), in plan order."""
+    return [unit for unit, source in zip(plan.units, plan.unit_sources)
+            if not isinstance(source, list) and source < 0]
+
+
+def input_check(plan: Plan):
+    """``check(X, name) -> X``: every input reader's own check of the network's input
+    (``Layer.network_input``: an Embedding's ids in range...), or None if none has one."""
+    checks = [unit.network_input for unit in input_readers(plan)
+              if type(unit).network_input is not Layer.network_input]
+    if not checks:
+        return None
+
+    def check(X, name: str):
+        for one in checks:
+            X = one(X, name)
+        return X
+
+    return check
 
 
 def flatten(layers: list[Layer], input_shape: Shape) -> tuple[list, list, list, list]:
@@ -124,7 +147,7 @@ def flatten(layers: list[Layer], input_shape: Shape) -> tuple[list, list, list, 
                 out_shape = layer.build(shape_of(source))
         except ValueError as e:
             where = name.rsplit(".", 1)[0] if getattr(layer, "is_join", False) else name
-            raise ValueError(f"{_error_path(where)}: {e}") from None
+            raise ValueError(f"{error_path(where)}: {e}") from None
         units.append(layer)
         sources.append(source)
         names.append(name)

@@ -397,6 +397,9 @@ class _Join(Layer):
 class _Sum(_Join):
     kernels = LayerKernels(kernels.sum_forward, kernels.sum_backward)
 
+    def padding_after(self, padded_input: bool) -> bool:
+        return padded_input  # (given: every input marks it) zero steps sum to zero
+
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         first, *others = self.input_shapes
         for shape in others:
@@ -416,6 +419,11 @@ class _Concatenate(_Join):
 
     def __init__(self, axis: int):
         self.axis = axis
+
+    def padding_after(self, padded_input: bool) -> bool:
+        # every input marks it: zero steps joined along the features stay zero steps
+        return padded_input and self._sample_axis(len(self.input_shapes[0])) == \
+            len(self.input_shapes[0]) - 1
 
     def _sample_axis(self, ndim: int) -> int:
         axis = self.axis - 1 if self.axis > 0 else ndim + self.axis

@@ -12,7 +12,7 @@ from ..layers import Layer, mlp_layers
 from ..losses import LOSSES as REGISTERED
 from ..losses import check_ignore_index, check_loss_settings
 from ..optim import Optimizer
-from ..plan import compile_layers, tensor_views
+from ..plan import compile_layers, input_check, tensor_views
 from ._stream import NumpyStream, XorShiftStream
 from .losses import LOSSES
 from .optim import UPDATES, clip_grad_norm
@@ -88,7 +88,8 @@ class Network:
         return int(np.prod(shape[:-1])) if self.loss == "cross_entropy" and len(shape) > 1 else 1
 
     def _check(self, X, y=None, sample_weight=None):
-        X = self.layers[0].network_input(X, "X")
+        check = input_check(self._plan)
+        X = np.asarray(X) if check is None else check(X, "X")
         X = v.check_X(X, self.input_shape, self.dtype)
         labels = targets = None
         if y is not None:
