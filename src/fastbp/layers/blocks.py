@@ -65,10 +65,6 @@ class _Block(Layer):
     def n_params(self) -> int:
         return sum(layer.n_params for layer in self.leaves() if not isinstance(layer, _Block))
 
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        # set by the plan builder from the units' shapes (_Block.build is not called)
-        return self.output_shape
-
     def leaves(self):
         """Every layer inside the block, depth first, blocks included."""
         for layers in self.named_branches().values():
@@ -117,6 +113,23 @@ class _Block(Layer):
                     setattr(layer, rest, value)
                 return
         raise KeyError(f"{type(self).__name__} has no tensor {path!r}")
+
+    @staticmethod
+    def _own_torch_module(module, name: str) -> bool:
+        """Whether ``module`` is fastbp.torch_modules' ``name`` (only if it was imported)."""
+        import sys
+
+        own = getattr(sys.modules.get("fastbp.torch_modules"), name, None)
+        return own is not None and type(module) is own
+
+    @staticmethod
+    def _pairs_from_torch(sequential) -> list:
+        """(layer, tensors) for each module of an nn.Sequential (empty: none)."""
+        import sys
+
+        from ..interop import _layers_from_torch
+
+        return _layers_from_torch(sequential, sys.modules["torch"].nn) if len(sequential) else []
 
     @staticmethod
     def _tensors_of(prefix: str, pairs) -> dict:
@@ -228,20 +241,14 @@ class Residual(_Block):
 
     @classmethod
     def from_torch(cls, module, next_module=None):
-        import sys
-
-        from ..interop import _layers_from_torch
-
-        residual = getattr(sys.modules.get("fastbp.torch_modules"), "Residual", None)
-        if residual is None or type(module) is not residual:
+        if not cls._own_torch_module(module, "Residual"):
             return None
-        nn = sys.modules["torch"].nn
-        body = _layers_from_torch(module.body, nn)
-        shortcut = None if module.shortcut is None else _layers_from_torch(module.shortcut, nn)
+        body = cls._pairs_from_torch(module.body)
+        shortcut = None if module.shortcut is None else cls._pairs_from_torch(module.shortcut)
         activation = "identity"
         if module.activation is not None:
-            found = _layers_from_torch(nn.Sequential(module.activation), nn)
-            activation = found[0][0].activation
+            nn = type(module.body)  # nn.Sequential
+            activation = cls._pairs_from_torch(nn(module.activation))[0][0].activation
         tensors = cls._tensors_of("body", body) | cls._tensors_of("shortcut", shortcut or [])
         return cls([la for la, _ in body], None if shortcut is None else
                    [la for la, _ in shortcut], activation=activation), tensors
@@ -309,12 +316,16 @@ class Concat(_Block):
     __copy__ = unbound_copy
 
     def emit(self, source: int, emit: Emit, name: str) -> int:
-        outputs = []
+        outputs, input_copy = [], None
         for b, layers in enumerate(self.branches):
             out = source
             for i, layer in enumerate(layers):
                 out = emit(layer, out, f"{name}.branches.{b}.{i}")
-            outputs.append(_copy_of_input(emit, out, f"{name}.branches.{b}"))
+            if out < 0:  # an empty branch on the network's input: one copy serves them all
+                input_copy = _copy_of_input(emit, out, name) if input_copy is None else \
+                    input_copy
+                out = input_copy
+            outputs.append(out)
         return emit(_Concatenate(self.axis), outputs, f"{name}.concat")
 
     def step(self, x, state):
@@ -332,15 +343,9 @@ class Concat(_Block):
 
     @classmethod
     def from_torch(cls, module, next_module=None):
-        import sys
-
-        from ..interop import _layers_from_torch
-
-        concat = getattr(sys.modules.get("fastbp.torch_modules"), "Concat", None)
-        if concat is None or type(module) is not concat:
+        if not cls._own_torch_module(module, "Concat"):
             return None
-        nn = sys.modules["torch"].nn
-        branches = [_layers_from_torch(b, nn) if len(b) else [] for b in module.branches]
+        branches = [cls._pairs_from_torch(b) for b in module.branches]
         tensors = {}
         for i, pairs in enumerate(branches):
             tensors |= cls._tensors_of(f"branches.{i}", pairs)
