@@ -10,6 +10,7 @@ float32 sgemm (n=2048), also measured in workers.
 
     python scripts/compare.py                     # 5 rounds, all shapes, peers + digits fit
     python scripts/compare.py --quick --shapes tiny,small --frameworks fastbp,torch --no-fit
+    python scripts/compare.py --inference           # forward: ONNX Runtime, torch (1024 rows, 1)
 
 Importable API (for ``fastbp bench``): run_comparison, format_markdown, plot_results.
 """
@@ -703,7 +704,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.add_argument("--warmup", type=int, default=10)
     w.add_argument("--epochs", type=int, default=FIT_EPOCHS)
     w.add_argument("--reps", type=int, default=7)
+    p.add_argument("--inference", action="store_true",
+                   help="forward against ONNX Runtime and torch instead "
+                        "(scripts/compare_inference.py; --quick, --rounds, --shapes pass on)")
     a = p.parse_args(argv)
+    if a.inference:
+        import compare_inference
+
+        shapes = a.shapes if a.shapes != ",".join(SHAPES) else ",".join(compare_inference.SHAPES)
+        return compare_inference.main(["--shapes", shapes, "--rounds", str(a.rounds or 3)]
+                                      + (["--quick"] if a.quick else []))
     if a.worker:
         out = run_worker(a.worker, a.shape, a.steps or 100, a.warmup, a.epochs, a.reps)
         print(json.dumps(out))

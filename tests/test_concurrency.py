@@ -184,7 +184,7 @@ def test_batch_size_is_checked(batch_size):
 
 
 def test_the_default_chunk_bounds_the_workspace():
-    from fastbp import _engine as network_module
+    from fastbp import _inference as network_module
 
     net = fb.Network([fb.Conv2D(3, 64, 3, padding=1), fb.Flatten(), fb.Dense(64 * 32 * 32, 2)],
                      input_shape=(3, 32, 32))
@@ -204,9 +204,18 @@ def test_two_threads_predict_at_once():
     rng = np.random.default_rng(5)
     X = rng.normal(size=(8192, 64)).astype(np.float32)
     # chunks of 256 rows: products small enough (2.4 M multiply-adds) for one BLAS thread
-    # (fastbp._threads.MIN_PARALLEL_WORK), so one thread doing all the work uses one core
+    # (fastbp._threads.MIN_PARALLEL_WORK), and with one fastbp thread no call is split by
+    # rows over threads, so one thread doing all the work uses one core
     assert 256 * 96 * 96 < fb._threads.MIN_PARALLEL_WORK
     calls = 24
+    fb.set_num_threads(1)
+    try:
+        _one_and_two_threads(net, X, calls)
+    finally:
+        fb.set_num_threads(None)
+
+
+def _one_and_two_threads(net, X, calls):
     net.predict(X, batch_size=256)
 
     def work(n):

@@ -153,3 +153,44 @@ def test_a_nan_anywhere_in_a_window_is_its_maximum_as_torch(pool, shape, at):
         out = net.forward(X)
     # the first window holds the NaN, not as its first element; some window does not
     assert np.isnan(out[0, 0]) and np.isfinite(out[0]).any()
+
+
+def _first_maximum(windows):
+    """The exact rule per window (rows of ``windows``): the first NaN, else the first
+    maximum; its value and its position in the window."""
+    values, places = [], []
+    for w in windows:
+        nan = np.flatnonzero(np.isnan(w))
+        k = int(nan[0]) if nan.size else int(np.argmax(w))
+        values.append(w[k])
+        places.append(k)
+    return np.array(values), np.array(places)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("rows", [2, 1], ids=["2d", "1d"])
+def test_halving_loops_keep_the_first_maximum_with_ties_nan_and_infinities(rows, seed):
+    # The branch-free tournaments (kernels/pool.py) against the rule itself, on values drawn
+    # from a few (ties everywhere, as after a ReLU) with NaN and +-inf sprinkled in.
+    from fastbp.kernels import pool as kernels
+
+    rng = np.random.default_rng(seed)
+    C, H, W = 3, 2 * rows, 8
+    x = rng.choice(np.array([0.0, 1.0, 2.0, -1.0], np.float32), size=(2, C * H * W))
+    hits = rng.random(x.shape) < 0.1
+    x[hits] = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32), size=hits.sum())
+    HO, WO = H // rows, W // 2
+    out = np.zeros((2, C * HO * WO), np.float32)
+    where = np.zeros_like(out)
+    if rows == 2:
+        kernels._max_halving(x, out, where, C, H, W, HO, WO)
+    else:
+        kernels._max_halving_rows(x, out, where, C, H, W, HO, WO)
+    planes = x.reshape(2, C, HO, rows, WO, 2).transpose(0, 1, 2, 4, 3, 5)
+    windows = planes.reshape(-1, rows * 2)
+    value, k = _first_maximum(windows)
+    np.testing.assert_array_equal(out.ravel(), value)
+    # the flat input index: the window's top-left corner plus the place in the window
+    i, c, oh, ow = np.indices((2, C, HO, WO)).reshape(4, -1)
+    corner = (c * H + rows * oh) * W + 2 * ow
+    np.testing.assert_array_equal(where.ravel(), corner + (k // 2) * W + k % 2)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 
 from . import _codes as codes
@@ -24,6 +23,7 @@ from . import _validation as v
 from ._access import SharedAccess
 from ._dispatch import (
     bind_kernels,
+    compiled_entry,
     gradient_address,
     parts_at_once_address,
     pieces_address,
@@ -31,7 +31,7 @@ from ._dispatch import (
     split_gradient_address,
     step_address,
 )
-from ._params import Interval, check_parameters
+from ._inference import Inference
 from ._threads import (
     MIN_PARALLEL_WORK,
     SPLIT_MIN_WORK,
@@ -47,14 +47,9 @@ from .losses import is_regression
 from .metrics import METRICS
 from .plan import error_path, input_check, input_readers
 
-# Rows per chunk for forward/predict/evaluate on large inputs, by default: at most this
-# many, and no more than fit a workspace of INFER_BYTES (each thread has its own).
-INFER_CHUNK = 1024
-INFER_BYTES = 64 * 2**20
 TRAIN_FLAGS = codes.F_TRAINING | codes.F_UPDATE_BUFFERS  # fit's epochs
 STEP_FLAGS = TRAIN_FLAGS | codes.F_STANDALONE  # train_step
 GRAD_FLAGS = codes.F_TRAINING | codes.F_STANDALONE  # loss_and_grad
-EVAL_FLAGS = 0
 
 
 def seed_state(seed: int | None) -> np.ndarray:
@@ -63,7 +58,7 @@ def seed_state(seed: int | None) -> np.ndarray:
     return np.array([rng.integers(1, 2**63, dtype=np.int64)], dtype=np.uint64)
 
 
-class Engine:
+class Engine(Inference):
     """A network's arrays, workspaces and kernel calls (see the module).
 
     Parameters
@@ -126,6 +121,10 @@ class Engine:
         self.distributed: tuple | None = None  # (key, DistributedStep) of the last comm used
         self.bound = False  # the kernel addresses, written on first run
         self.work_per_sample = max(layer.product_work() for layer in self.layers)
+        # every product's multiply-adds per sample in a forward pass (inference's split)
+        self.forward_work = sum(layer.work_per_sample() for layer in self.layers)
+        self.work_outside_blas = any(layer.work_outside_blas for layer in self.layers)
+        self._outputs_entry = None  # run_dataset's compiled entry for outputs()
         # the input readers' checks of the network's input, if their kinds have some
         # (Embedding), and the padding the first marks, where a recurrent layer reads it
         self.input_check = input_check(plan)
@@ -137,10 +136,10 @@ class Engine:
         # matrix products do the work and they are big enough to be cut into pieces
         # (which then beats the split; convolutions and recurrent cells, whose own loops do
         # much of the work, always gain from it).
-        self.split_work = (sum(layer.work_per_sample() for layer in self.layers)
+        self.split_work = (self.forward_work
                            if all(layer.rows_independent() for layer in self.layers) else 0)
         self.split_rows = (range(-(-SPLIT_MIN_WORK // self.split_work),
-                                 2**62 if any(layer.work_outside_blas for layer in self.layers)
+                                 2**62 if self.work_outside_blas
                                  else (MIN_PARALLEL_WORK - 1) // max(self.work_per_sample, 1) + 1)
                            if self.split_work else range(0))
         self._part_arrays: tuple | None = None
@@ -501,59 +500,6 @@ class Engine:
                                       self.parts(rows))
         return self.results
 
-    # -- inference ---------------------------------------------------------------------------
-    def _thread_arrays(self, rows: int) -> tuple[tuple, np.ndarray]:
-        """The arrays with this thread's own workspace for ``rows`` rows, and its own
-        results vector: inference from several threads shares only what it reads."""
-        if not self.bound:
-            self.bind()
-        local = self._local
-        if getattr(local, "capacity", 0) < rows:
-            local.arrays = self._arrays_with_workspace(rows)
-            local.results = np.zeros(codes.N_RESULTS, dtype=np.float64)
-            local.capacity = rows
-        return local.arrays, local.results
-
-    def _run_dataset(self, batch: tuple, loss_code: int, flags: int, chunk: int = 1,
-                     outputs: np.ndarray | None = None) -> np.ndarray:
-        """The dataset kernel in its validation or inference mode, in this thread's
-        workspace; returns this thread's results vector."""
-        arrays, results = self._thread_arrays(chunk)
-        batch = tuple(batch)  # a Batch NamedTuple would compile the kernel for its own type
-        flags |= self.pieces(min(batch[0].shape[0], max(chunk, 1)))
-        X, labels, targets, weights = self._no_batch
-        buffer = (X, labels, self.no_targets if outputs is None else outputs, weights)
-        loop = self._no_loop if chunk == 1 else (self._no_loop[0], chunk, False, 0)
-        step_kernels.run_dataset(arrays, batch, loss_code, flags, self.no_update, results,
-                                 loop, buffer, self.no_parts)
-        return results
-
-    def chunk_rows(self, batch_size: int | None) -> int:
-        """Rows per inference chunk: ``batch_size``, or INFER_CHUNK bounded by INFER_BYTES."""
-        if batch_size is None:
-            per_row = max(self.plan.ws_width * self.dtype.itemsize, 1)
-            return int(max(1, min(INFER_CHUNK, INFER_BYTES // per_row)))
-        check_parameters({"batch_size": [Interval(int, 1, None), None]},
-                         {"batch_size": batch_size})
-        return int(batch_size)
-
-    def infer(self, batch: tuple, loss_code: int, outputs: np.ndarray | None = None,
-              batch_size: int | None = None) -> np.ndarray:
-        """Forward over ``batch`` in evaluation mode, in chunks: outputs into ``outputs``
-        (unless None), loss and accuracy sums into the returned results (unless
-        ``loss_code`` is NO_LOSS)."""
-        chunk = min(batch[0].shape[0], self.chunk_rows(batch_size))
-        return self._run_dataset(batch, loss_code, EVAL_FLAGS | codes.F_INFER, max(chunk, 1),
-                                 outputs)
-
-    def outputs(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """The last layer's outputs for checked X, in evaluation mode."""
-        batch = (X, self.no_labels, self.no_targets, self.no_weights)
-        self.validate(batch, codes.NO_LOSS)
-        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        self.infer(batch, codes.NO_LOSS, out, batch_size)
-        return out
-
     def evaluate(self, batch: tuple, metrics: tuple[str, ...] = (),
                  batch_size: int | None = None) -> dict[str, float]:
         """``Network.evaluate`` on a checked ``batch`` (:meth:`inputs`' output)."""
@@ -586,24 +532,6 @@ class Engine:
         if not is_regression(self.loss):
             metrics["accuracy"] = float(r[codes.R_CORRECT] / r[codes.R_COUNT])
         return metrics
-
-
-def compiled_entry(kernel, args: tuple):
-    """The compiled entry point of the numba dispatcher ``kernel`` for the types of
-    ``args`` (compiled or loaded on first use), or None under NUMBA_DISABLE_JIT.
-
-    Calling the entry point skips the dispatcher's typing of every argument (a microsecond
-    for the step's nested tuples, a tenth of a tiny network's step). The caller must then
-    pass arguments of exactly these types: :meth:`Engine.step` does, its batch always
-    coming from :meth:`Engine.inputs` or its rows (every array C-contiguous, aligned,
-    writable, of the network's dtype; labels int64)."""
-    overloads = getattr(kernel, "overloads", None)
-    if overloads is None:
-        return None
-    signature = tuple(numba.typeof(a) for a in args)
-    if signature not in overloads:
-        kernel.compile(signature)
-    return overloads[signature].entry_point
 
 
 def rows_of(batch: tuple, index) -> tuple:

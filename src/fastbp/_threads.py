@@ -250,3 +250,61 @@ def use_one_blas_thread() -> None:
     if _setter is not None and getattr(_local, "threads", None) != 1:
         _setter(1)
         _local.threads = 1
+
+
+class _Helpers:
+    """Threads that run parts of an inference call (:func:`run_parts`): Python threads, as
+    the kernels release the GIL, so no parallel kernel is compiled for inference and any
+    threading layer will do. A part goes to a helper only if one is free; else the caller
+    runs it, so threads serving predictions at once never queue behind each other."""
+
+    def __init__(self) -> None:
+        self._pool = None
+        self._free: threading.Semaphore | None = None
+        self._pid = 0
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def pool(self, size: int):
+        """The pool and its free-helper count, with at least ``size`` helpers (a new pool
+        after a fork: a child inherits no threads)."""
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid() or self._size < size:
+                from concurrent.futures import ThreadPoolExecutor
+
+                old = self._pool if self._pid == os.getpid() else None
+                self._pool = ThreadPoolExecutor(size, thread_name_prefix="fastbp-part")
+                self._free = threading.Semaphore(size)
+                self._pid, self._size = os.getpid(), size
+                if old is not None:
+                    old.shutdown(wait=False)
+            return self._pool, self._free
+
+
+_helpers = _Helpers()
+
+
+def run_parts(part, count: int, work: int) -> list:
+    """``[part(0), ..., part(count - 1)]``: parts 1.. on helper threads while the caller runs
+    part 0, when the machine is not busy (as :func:`parts_in_parallel` decides, for a call
+    of ``work`` multiply-adds) and a helper is free; else on the calling thread. Each part
+    computes the same whichever thread runs it; exceptions reach the caller."""
+    if count < 2 or (_explicit is None and work < BUSY_SPLIT_WORK and _monitor.is_busy()):
+        return [part(t) for t in range(count)]
+    pool, free = _helpers.pool(count - 1)
+    futures = []
+    for t in range(1, count):
+        if not free.acquire(blocking=False):
+            break
+
+        def run(t=t):
+            try:
+                return part(t)
+            finally:
+                free.release()
+
+        futures.append(pool.submit(run))
+    results = [part(0)]
+    results += [part(t) for t in range(len(futures) + 1, count)]  # no helper was free
+    done = [f.result() for f in futures]
+    return [results[0], *done, *results[1:]]

@@ -51,12 +51,35 @@ def _max_unpadded(inp, out, where_all, C, H, W, KH, KW, SH, SW, HO, WO):
                     where[o + ow] = best
 
 
+@jit(inline="always")
+def _first_of_four(first, second, at, W):
+    """(max, offset of the first maximum) of first[at], first[at + 1], second[at],
+    second[at + 1] by the exact rule (_beats): for a window with a NaN or an infinity."""
+    value = first[at]
+    k = 0
+    v = first[at + 1]
+    if _beats(v, value):
+        value = v
+        k = 1
+    v = second[at]
+    if _beats(v, value):
+        value = v
+        k = W
+    v = second[at + 1]
+    if _beats(v, value):
+        value = v
+        k = W + 1
+    return value, k
+
+
 @jit
 def _max_halving(inp, out, where_all, C, H, W, HO, WO):
-    """Max pooling with kernel and stride 2 and no padding (torch's MaxPool2d(2)), the taps
-    written out: LLVM turns the comparisons into selects, with no branch to mispredict on
-    ReLU outputs, where _max_unpadded's branches are unpredictable. (One function for this
-    and the 1-row case below, the row count a run-time argument, does not vectorise.)"""
+    """Max pooling with kernel and stride 2 and no padding (torch's MaxPool2d(2)) as a
+    tournament without branches: each row's pair, then the two winners, with strict
+    comparisons, so ties go to the first maximum as in torch. Comparisons chained by
+    _beats' ``or`` compile to branches that ReLU outputs mispredict (4x the time); a
+    window holding a NaN or an infinity (its sum times 0 is not 0: rare, so predicted)
+    takes _first_of_four's exact rule instead."""
     for i in range(inp.shape[0]):
         x = inp[i]
         y = out[i]
@@ -70,20 +93,19 @@ def _max_halving(inp, out, where_all, C, H, W, HO, WO):
                 values = y[o : o + WO]
                 places = where[o : o + WO]
                 for ow in range(WO):
-                    value = first[2 * ow]
-                    k = 0
-                    v = first[2 * ow + 1]
-                    if _beats(v, value):  # strictly: the first maximum, as torch
-                        value = v
-                        k = 1
-                    v = second[2 * ow]
-                    if _beats(v, value):
-                        value = v
-                        k = W
-                    v = second[2 * ow + 1]
-                    if _beats(v, value):
-                        value = v
-                        k = W + 1
+                    a, b = first[2 * ow], first[2 * ow + 1]
+                    c_, d = second[2 * ow], second[2 * ow + 1]
+                    first_pair = b > a
+                    top_value = b if first_pair else a
+                    top_k = 1 if first_pair else 0
+                    second_pair = d > c_
+                    low_value = d if second_pair else c_
+                    low_k = W + 1 if second_pair else W
+                    low_wins = low_value > top_value
+                    value = low_value if low_wins else top_value
+                    k = low_k if low_wins else top_k
+                    if (a + b + c_ + d) * 0 != 0:
+                        value, k = _first_of_four(first, second, 2 * ow, W)
                     values[ow] = value
                     places[ow] = top + 2 * ow + k
 
@@ -103,12 +125,14 @@ def _max_halving_rows(inp, out, where_all, C, H, W, HO, WO):
                 values = y[o : o + WO]
                 places = where[o : o + WO]
                 for ow in range(WO):
-                    value = row[2 * ow]
-                    k = 0
-                    v = row[2 * ow + 1]
-                    if _beats(v, value):
-                        value = v
-                        k = 1
+                    a, b = row[2 * ow], row[2 * ow + 1]
+                    wins = b > a
+                    value = b if wins else a
+                    k = 1 if wins else 0
+                    if (a + b) * 0 != 0:  # a NaN or an infinity: the exact rule
+                        value, k = a, 0
+                        if _beats(b, a):
+                            value, k = b, 1
                     values[ow] = value
                     places[ow] = top + 2 * ow + k
 

@@ -19,8 +19,7 @@ The compiled units, each compiled once per dtype: ``train_step`` (validation, th
 whole-or-split choice, the gradient of a whole batch, the update), ``run_part`` and
 ``parts_at_once`` and ``split_gradient`` (a split step), ``gradient`` alone (forward, loss,
 backward on a part's rows, which run_part calls by address: compiled only for networks
-that split),
-``run_dataset`` (epochs, validation, inference) and ``penalized_epochs`` (scikit-learn's
+that split), ``run_dataset`` (epochs, validation, inference) and ``penalized_epochs`` (scikit-learn's
 MLP epochs). The choice between a whole and a split step is made once, in train_step; no
 kernel calls the step it runs in.
 """
@@ -559,15 +558,15 @@ def run_dataset(net, data, loss_kind, flags, opt, results, loop, buffer, parts):
     """Everything that walks a whole dataset, in one kernel (each jitted entry point re-links
     and re-optimises what it calls, so fit, evaluate and predict share this one):
 
-    - ``flags & F_VALIDATE``: check every row as train_step would (R_ERROR, R_ERROR_INDEX);
+    - ``flags & F_VALIDATE``: check every row as train_step would (R_ERROR, R_ERROR_INDEX),
+      then with F_INFER infer if every row passed (predict's one call);
     - ``flags & F_INFER``: forward in chunks of ``loop``'s batch_size rows in the mode the
       other flags say, copying the outputs into ``buffer``'s targets (unless empty) and
       adding up the loss and accuracy (unless ``loss_kind`` is NO_LOSS);
-    - otherwise one training epoch: shuffle ``loop``'s perm, then for each mini-batch
-      gather its rows into ``buffer`` and run the step at ``loop``'s step_kernel
-      (``train_step``, the one Python calls, not a second copy compiled into this
-      kernel). The inputs were validated once by the caller. Stops early (R_ERROR set) on a
-      non-finite loss; R_BATCHES says how many batches were applied.
+    - otherwise one training epoch: shuffle ``loop``'s perm, then for each mini-batch gather its rows into
+      ``buffer`` and run the step at ``loop``'s step_kernel (``train_step``, the one Python calls, not a
+      second copy compiled into this kernel). The inputs were validated once by the caller. Stops early
+      (R_ERROR set) on a non-finite loss; R_BATCHES says how many batches were applied.
     """
     results[:] = 0
     if flags & F_VALIDATE:
@@ -575,7 +574,9 @@ def run_dataset(net, data, loss_kind, flags, opt, results, loop, buffer, parts):
                                 net[PLAN][net[PLAN].shape[0] - 1, L_OUT_SIZE])
         results[R_ERROR] = code
         results[R_ERROR_INDEX] = row
-    elif flags & F_INFER:
+        if code != 0 or not flags & F_INFER:
+            return
+    if flags & F_INFER:
         _infer(net, data, loss_kind, flags, results, loop[BATCH_SIZE], buffer[TARGETS])
     else:
         _epoch(net, data, loss_kind, flags, opt, results, loop, buffer, parts)

@@ -1,0 +1,147 @@
+"""The engine's inference: forward, predict and evaluate's kernel calls.
+
+Every call runs the dataset kernel (``kernels/step.py``'s ``run_dataset``) in the calling
+thread's own workspace, so any number of threads can infer at once. ``forward`` checks
+its rows and runs them in one kernel call, through the compiled entry point (no typing of
+the arguments: a single row's latency is mostly the call). A call with enough work is
+split by rows into :func:`fastbp.get_num_threads` parts, each run whole on one thread: the
+convolutions' im2col, the pooling and the activations then use every core too, where
+cutting each product into pieces (training's way) leaves them on one. Whether it splits
+depends on its rows, the network and the thread count only; the machine's load decides
+only whether the parts run at once (``_threads.run_parts``), so the outputs do not depend
+on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _codes as codes
+from ._dispatch import compiled_entry
+from ._params import Interval, check_parameters
+from ._threads import get_num_threads, run_parts
+from .kernels import step as step_kernels
+
+# Rows per chunk for forward/predict/evaluate on large inputs, by default: at most this
+# many, and no more than fit a workspace of INFER_BYTES (each thread has its own).
+INFER_CHUNK = 1024
+INFER_BYTES = 64 * 2**20
+EVAL_FLAGS = 0
+# A forward call of at least this many multiply-adds (all layers' products, all rows) is
+# split by rows over threads: below it, waking another thread for a part (up to a tenth of
+# a millisecond on a virtual machine's idle core) costs more than the second core saves.
+# Products alone run at a few times the speed of convolutions and recurrent cells, and
+# are cut into pieces on threads anyway, so a network of only products needs more work
+# to gain from a split.
+INFER_SPLIT_WORK = 8_000_000
+INFER_SPLIT_WORK_PRODUCTS = 64_000_000
+OUTPUT_FLAGS = codes.F_VALIDATE | EVAL_FLAGS | codes.F_INFER  # check the rows, then infer
+
+
+class Inference:
+    """Engine's inference methods (a mixin: the engine owns the arrays they use)."""
+
+    def _thread_arrays(self, rows: int) -> tuple[tuple, np.ndarray]:
+        """The arrays with this thread's own workspace for ``rows`` rows, and its own
+        results vector: inference from several threads shares only what it reads."""
+        if not self.bound:
+            self.bind()
+        local = self._local
+        if getattr(local, "capacity", 0) < rows:
+            local.arrays = self._arrays_with_workspace(rows)
+            local.results = np.zeros(codes.N_RESULTS, dtype=np.float64)
+            local.capacity = rows
+        return local.arrays, local.results
+
+    def _dataset_args(self, batch: tuple, loss_code: int, flags: int, chunk: int,
+                      outputs: np.ndarray | None, pieces: bool) -> tuple:
+        arrays, results = self._thread_arrays(chunk)
+        if pieces:
+            flags |= self.pieces(min(batch[0].shape[0], max(chunk, 1)))
+        else:
+            self.pieces(0)  # OpenBLAS on one thread, as every kernel call needs
+        X, labels, targets, weights = self._no_batch
+        buffer = (X, labels, self.no_targets if outputs is None else outputs, weights)
+        loop = self._no_loop if chunk == 1 else (self._no_loop[0], chunk, False, 0)
+        return (arrays, batch, loss_code, flags, self.no_update, results, loop, buffer,
+                self.no_parts)
+
+    def _run_dataset(self, batch: tuple, loss_code: int, flags: int, chunk: int = 1,
+                     outputs: np.ndarray | None = None, pieces: bool = True) -> np.ndarray:
+        """The dataset kernel in its validation or inference mode, in this thread's
+        workspace; returns this thread's results vector. ``pieces=False``: no product is
+        cut into pieces (a part of a split call, on a thread of its own)."""
+        batch = tuple(batch)  # a Batch NamedTuple would compile the kernel for its own type
+        args = self._dataset_args(batch, loss_code, flags, chunk, outputs, pieces)
+        step_kernels.run_dataset(*args)
+        return args[5]
+
+    def _run_outputs(self, X: np.ndarray, out: np.ndarray, chunk: int,
+                     pieces: bool) -> tuple[int, int]:
+        """Check the rows of X and infer them into ``out`` in one kernel call: (error code,
+        first bad row). The compiled entry skips the dispatcher's typing of the arguments,
+        whose types are fixed here: X is C-contiguous, aligned and writable (check_X), out
+        is the caller's new array or rows of it."""
+        args = self._dataset_args((X, self.no_labels, self.no_targets, self.no_weights),
+                                  codes.NO_LOSS, OUTPUT_FLAGS, chunk, out, pieces)
+        entry = self._outputs_entry
+        if entry is None:
+            entry = self._outputs_entry = compiled_entry(step_kernels.run_dataset, args)
+        if entry is None or not X.flags.behaved:
+            step_kernels.run_dataset(*args)
+        else:
+            entry(*args)
+        results = args[5]
+        return int(results[codes.R_ERROR]), int(results[codes.R_ERROR_INDEX])
+
+    def chunk_rows(self, batch_size: int | None) -> int:
+        """Rows per inference chunk: ``batch_size``, or INFER_CHUNK bounded by INFER_BYTES."""
+        if batch_size is None:
+            per_row = max(self.plan.ws_width * self.dtype.itemsize, 1)
+            return int(max(1, min(INFER_CHUNK, INFER_BYTES // per_row)))
+        check_parameters({"batch_size": [Interval(int, 1, None), None]},
+                         {"batch_size": batch_size})
+        return int(batch_size)
+
+    def infer(self, batch: tuple, loss_code: int, outputs: np.ndarray | None = None,
+              batch_size: int | None = None) -> np.ndarray:
+        """Forward over ``batch`` in evaluation mode, in chunks: outputs into ``outputs``
+        (unless None), loss and accuracy sums into the returned results (unless
+        ``loss_code`` is NO_LOSS)."""
+        chunk = min(batch[0].shape[0], self.chunk_rows(batch_size))
+        return self._run_dataset(batch, loss_code, EVAL_FLAGS | codes.F_INFER, max(chunk, 1),
+                                 outputs)
+
+    def inference_parts(self, rows: int) -> int:
+        """How many parts of rows a forward call on ``rows`` rows is split into (1: whole)."""
+        count = get_num_threads()
+        least = INFER_SPLIT_WORK if self.work_outside_blas else INFER_SPLIT_WORK_PRODUCTS
+        if count < 2 or rows < 2 or self.forward_work * rows < least:
+            return 1
+        return min(count, rows)
+
+    def outputs(self, X: np.ndarray, chunk: int | None = None) -> np.ndarray:
+        """The last layer's outputs for checked X, in evaluation mode, in chunks of
+        ``chunk`` rows (default :meth:`chunk_rows`); raises on a bad row (a non-finite
+        value), naming the first."""
+        n = X.shape[0]
+        out = np.empty((n, self.n_outputs), dtype=self.dtype)
+        chunk = self.chunk_rows(None) if chunk is None else chunk
+        count = self.inference_parts(n)
+        if count == 1:
+            code, row = self._run_outputs(X, out, max(1, min(chunk, n)), True)
+            if code:
+                self.raise_error(code, row)
+            return out
+        rows = -(-n // count)
+
+        def part(t: int) -> tuple[int, int]:
+            first, stop = t * rows, min(n, (t + 1) * rows)
+            code, row = self._run_outputs(X[first:stop], out[first:stop],
+                                          max(1, min(chunk, stop - first)), False)
+            return code, row + first
+
+        for code, row in run_parts(part, -(-n // rows), self.forward_work * n):
+            if code:  # the first part's error: the first bad row, as a whole call finds
+                self.raise_error(code, row)
+        return out

@@ -1,0 +1,109 @@
+"""Inference calls (fastbp._inference): a call with enough work split by rows over
+threads gives each row the answer a whole call gives, the same bits whether its parts ran
+at once or one after another, names the first bad row wherever it is, and serves many
+threads at once."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp import _inference
+
+ROWS = 1000  # enough work to split every network below (INFER_SPLIT_WORK)
+
+
+def _networks():
+    return {
+        "conv": (fb.Network([fb.Conv2D(1, 8, 3, padding=1, activation="relu"), fb.MaxPool2D(2),
+                             fb.Flatten(), fb.Dense(8 * 8 * 8, 4)], input_shape=(1, 16, 16),
+                            dtype="float64", seed=0), (1, 16, 16)),
+        "gru": (fb.Network([fb.GRU(4, 48), fb.Dense(48, 3)], input_shape=(40, 4),
+                           dtype="float64", seed=0), (40, 4)),
+        "mlp": (fb.Network.mlp([256, 256, 256, 10], dtype="float64", seed=0), (256,)),
+    }
+
+
+@pytest.fixture
+def two_threads():
+    fb.set_num_threads(2)
+    yield
+    fb.set_num_threads(None)
+
+
+def _in_turn(part, count, work):
+    return [part(t) for t in range(count)]
+
+
+@pytest.mark.parametrize("kind", ["conv", "gru", "mlp"])
+def test_a_big_call_splits_and_agrees_with_one_thread(kind, two_threads):
+    net, shape = _networks()[kind]
+    X = np.random.default_rng(1).normal(size=(ROWS, *shape))
+    assert net.engine.inference_parts(ROWS) == 2
+    split = net.forward(X)
+    fb.set_num_threads(1)
+    assert net.engine.inference_parts(ROWS) == 1
+    # float64; the parts' products have other row counts, which may round differently
+    np.testing.assert_allclose(split, net.forward(X), rtol=1e-12, atol=1e-13)
+    assert net.engine.inference_parts(3) == 1  # too little work to split
+
+
+@pytest.mark.parametrize("kind", ["conv", "gru", "mlp"])
+def test_parts_at_once_or_in_turn_give_the_same_bits(kind, two_threads, monkeypatch):
+    net, shape = _networks()[kind]
+    X = np.random.default_rng(2).normal(size=(ROWS + 1, *shape))  # parts of 501 and 500
+    at_once = net.forward(X)
+    monkeypatch.setattr(_inference, "run_parts", _in_turn)
+    assert np.array_equal(net.forward(X), at_once)
+    assert np.array_equal(net.predict(X), at_once.argmax(axis=1))
+
+
+@pytest.mark.parametrize("bad_row", [3, ROWS - 3], ids=["first-part", "second-part"])
+def test_the_first_bad_row_is_named_in_any_part(bad_row, two_threads):
+    net, shape = _networks()["conv"]
+    X = np.random.default_rng(3).normal(size=(ROWS, *shape))
+    X[bad_row, 0, 2, 2] = np.nan
+    X[ROWS - 1, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=rf"X contains NaN or infinity \(first in row {bad_row}\)"):
+        net.forward(X)
+
+
+def test_threads_calling_at_once_get_their_own_answers(two_threads):
+    # every caller splits its call; a part for which no helper is free runs on the caller
+    net, shape = _networks()["conv"]
+    inputs = [np.random.default_rng(10 + i).normal(size=(ROWS, *shape)) for i in range(4)]
+    expected = [net.forward(X) for X in inputs]
+    got: list = [None] * 4
+
+    def serve(i):
+        for _ in range(3):
+            got[i] = net.forward(inputs[i])
+
+    threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    for g, e in zip(got, expected):
+        assert np.array_equal(g, e)
+
+
+def test_an_error_in_a_helper_reaches_the_caller(two_threads, monkeypatch):
+    net, shape = _networks()["mlp"]
+    X = np.random.default_rng(4).normal(size=(ROWS, *shape))
+    calls = []
+
+    def failing(X, out, chunk, pieces):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:
+            raise RuntimeError("part failed")
+        return 0, -1
+
+    monkeypatch.setattr(net.engine, "_run_outputs", failing)
+    with pytest.raises(RuntimeError, match="part failed"):
+        net.forward(X)
+    net.forward(X[:2])  # the helper is free again: a later call runs
