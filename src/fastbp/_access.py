@@ -82,13 +82,23 @@ class SharedAccess:
                 if not self.readers:
                     self._idle.notify_all()
 
-    @contextmanager
-    def reading(self):
-        counted = self.begin_read()
-        try:
-            yield
-        finally:
-            self.end_read(counted)
+    def reading(self) -> _Reading:
+        """A context in which this thread reads (a class, not a generator: this is every
+        inference call's path, and a single row's latency)."""
+        return _Reading(self)
 
     def __getstate__(self):  # locks are per process: a copy starts free
         raise TypeError("SharedAccess is not copied; networks rebuild theirs")
+
+
+class _Reading:
+    __slots__ = ("access", "counted")
+
+    def __init__(self, access: SharedAccess) -> None:
+        self.access = access
+
+    def __enter__(self) -> None:
+        self.counted = self.access.begin_read()
+
+    def __exit__(self, *exc) -> None:
+        self.access.end_read(self.counted)

@@ -114,11 +114,10 @@ class Inference:
 
     def inference_parts(self, rows: int) -> int:
         """How many parts of rows a forward call on ``rows`` rows is split into (1: whole)."""
-        count = get_num_threads()
         least = INFER_SPLIT_WORK if self.work_outside_blas else INFER_SPLIT_WORK_PRODUCTS
-        if count < 2 or rows < 2 or self.forward_work * rows < least:
+        if rows < 2 or self.forward_work * rows < least:  # first: a single row's latency
             return 1
-        return min(count, rows)
+        return max(1, min(get_num_threads(), rows))
 
     def outputs(self, X: np.ndarray, chunk: int | None = None) -> np.ndarray:
         """The last layer's outputs for checked X, in evaluation mode, in chunks of
