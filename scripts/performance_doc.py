@@ -3,8 +3,10 @@
 Runs scripts/compare.py (a training step per standard shape: fastbp, its numpy reference,
 PyTorch eager and JAX's jit, interleaved), scripts/compare_sklearn.py
 (cross-validation against scikit-learn's MLP), scripts/compare_text.py (a character
-language model's step and generation) and scripts/compare_blocks.py (residual networks),
-then writes the results to
+language model's step and generation), scripts/compare_blocks.py (residual networks),
+scripts/compare_inference.py (forward against ONNX Runtime and torch) and
+scripts/compare_curve.py (an MLP over batch sizes and widths, one and two threads), then
+writes the results to
 docs/performance.md under one header (machine, date, command) and the per-shape summary
 into README.md between its performance markers. Needs the peers installed (``pip install
 torch==2.13.0 jax optax``) and an otherwise idle machine:
@@ -71,6 +73,13 @@ def main() -> int:
                                  check=True).stdout
     blocks = subprocess.run([sys.executable, str(SCRIPTS / "compare_blocks.py"), "--rounds",
                              str(a.rounds)], capture_output=True, text=True, check=True).stdout
+    inference = subprocess.run([sys.executable, str(SCRIPTS / "compare_inference.py"),
+                                "--rounds", str(a.rounds)], capture_output=True, text=True,
+                               check=True).stdout
+    curve = subprocess.run([sys.executable, str(SCRIPTS / "compare_curve.py"), "--rounds",
+                            str(a.rounds), "--out-json", str(ROOT / "docs" / "curve.json"),
+                            "--out-png", str(ROOT / "docs" / "curve.png")],
+                           capture_output=True, text=True, check=True).stdout
     meta = results["meta"]
     header = (f"Measured {meta['date'][:10]} on {meta['cpu']}, {meta['cores']} cores, with "
               f"`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {command}`.")
@@ -85,7 +94,14 @@ def main() -> int:
            text_models.strip(), "",
            "## Skip connections: residual networks, against PyTorch and JAX", "",
            "scripts/compare_blocks.py (its docstring has the models and protocol):", "",
-           blocks.strip(), ""]
+           blocks.strip(), "",
+           "## Inference, against ONNX Runtime and PyTorch", "",
+           "scripts/compare_inference.py (`compare.py --inference`; its docstring has the "
+           "protocol):", "", inference.strip(), "",
+           "## How the cost grows: batch size and width, on two threads and on one", "",
+           "scripts/compare_curve.py (its docstring has the model and protocol); the plot is "
+           "docs/curve.png, the figures docs/curve.json.", "", "![throughput against size]"
+           "(curve.png)", "", curve.strip(), ""]
     (ROOT / "docs" / "performance.md").write_text("\n".join(doc))
     # the raw figures, so that the plot or the table can be redrawn without measuring again
     (ROOT / "docs" / "performance.json").write_text(json.dumps(results, indent=1) + "\n")
