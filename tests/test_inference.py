@@ -5,7 +5,11 @@ threads at once."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +111,41 @@ def test_an_error_in_a_helper_reaches_the_caller(two_threads, monkeypatch):
     with pytest.raises(RuntimeError, match="part failed"):
         net.forward(X)
     net.forward(X[:2])  # the helper is free again: a later call runs
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.mark.slow  # a benchmark run: worker processes, torch and ONNX Runtime
+def test_compare_inference_runs_on_the_tiny_shape(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "inference.json"
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "compare_inference.py"), "--quick",
+                           "--shapes", "tiny", "--out-json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| tiny")]
+    assert len(rows) == 2  # 1024 rows per call, then a single row
+    results = json.loads(out.read_text())["results"]
+    for rows_per_call in (1024, 1):
+        for fw in ("fastbp", "onnxruntime", "torch"):
+            assert 0 < results[f"tiny/{rows_per_call}/{fw}"]["median"] < 1.0
+    # compare.py --inference is the same run
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "compare.py"), "--inference", "--quick",
+                           "--shapes", "tiny"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "| tiny (64-32-10) |" in proc.stdout, proc.stderr[-2000:]
+
+
+@pytest.mark.slow  # a benchmark run in worker processes
+def test_compare_curve_writes_its_table_figures_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "compare_curve.py"), "--quick",
+                           "--frameworks", "fastbp", "--out-json", str(tmp_path / "c.json"),
+                           "--out-png", str(tmp_path / "c.png")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    medians = json.loads((tmp_path / "c.json").read_text())["medians"]
+    assert {f"fastbp/{t}/batch/1/256" for t in (1, 2)} <= set(medians)
+    assert medians["fastbp/1/sgemm"] > 0 and (tmp_path / "c.png").stat().st_size > 10_000
+    assert proc.stdout.count("| width | 128 |") == 8  # 4 widths x 2 thread counts
