@@ -55,7 +55,7 @@ class Exports:
             TypeError naming the module; an unsupported setting a ValueError naming it.
         input_shape : tuple of int, optional
             One sample's shape, as for :class:`Network` (needed unless the first module is
-            a Linear).
+            a Linear, or an Embedding: then the sequence length varies).
         loss : str, default "cross_entropy"
         dtype : {"float32", "float64"}, optional
             Default: the module's parameter dtype.

@@ -16,8 +16,6 @@ Modes, as PyTorch's ``module.train()`` / ``module.eval()``:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-from functools import partial
 from math import prod
 from typing import Any
 
@@ -25,18 +23,18 @@ import numpy as np
 
 from . import _codes as codes
 from . import _validation as v
-from ._dispatch import loss_address
 from ._engine import GRAD_FLAGS, STEP_FLAGS, Engine
 from ._exports import Exports
+from ._lengths import VariableEngine
 from ._params import Interval, check_parameters
 from ._serialize import save as _save
 from .layers import Layer, layer_config, layer_from_config, mlp_layers
-from .layers.blocks import summary_rows
+from .layers.blocks import shape_text, summary_rows
 from .losses import LOSSES, check_ignore_index, check_loss_settings, is_regression, loss_settings
 from .metrics import check_metrics
 from .monitoring import Inspection
 from .optim import Optimizer
-from .plan import compile_layers, tensor_views
+from .plan import attach_loss, compile_layers, tensor_views
 from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
 from .sequence import SequenceSteps
 
@@ -52,7 +50,9 @@ class Network(SequenceSteps, Inspection, Exports):
     input_shape : tuple of int, optional
         The shape of one sample, e.g. ``(1, 8, 8)``; optional when the first layer fixes it
         (Dense: ``(n_in,)``). X may then be ``(n, *input_shape)`` or flat
-        ``(n, prod(input_shape))`` in C order.
+        ``(n, prod(input_shape))`` in C order. A first entry None, ``(None, F)``, is a
+        sequence length that varies from batch to batch (an Embedding first: the default);
+        X is then ``(n, T, F)`` with any T per call (``fastbp._lengths``).
     loss : {"cross_entropy", "binary_cross_entropy", "mse", "huber", "l1"}, default "cross_entropy"
         As torch's CrossEntropyLoss, BCEWithLogitsLoss, MSELoss, HuberLoss and L1Loss with
         mean reduction; the last layer's outputs are logits for the two classification
@@ -98,19 +98,15 @@ class Network(SequenceSteps, Inspection, Exports):
         self.dtype = v.check_dtype(dtype)
         self.seed = None if seed is None else int(seed)
         layers, plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
-        # The loss's settings follow the layers' float settings, and the address of its
-        # kernel (known when the kernels bind) the layers' int settings (kernels/step.py).
-        plan = replace(
-            plan, floats=np.concatenate([plan.floats, [np.inf],  # the params' bound: unknown
-                                         loss_settings(self.huber_delta, self.label_smoothing)]),
-            ints=np.append(plan.ints, np.int64(0)),
-            late_ints=(*plan.late_ints, (plan.ints.shape[0],
-                                         partial(loss_address, LOSSES[self.loss].code))))
+        plan = attach_loss(plan, LOSSES[self.loss].code,
+                           loss_settings(self.huber_delta, self.label_smoothing))
         self.layers = layers
         self.input_shape = plan.input_shape
         #: The compute side (``fastbp._engine``): arrays, workspaces, kernel calls; what
-        #: fastbp's own modules use. Users need it only to write such modules.
-        self.engine = Engine(self, plan, params, buffers, LOSSES[self.loss].code, seed)
+        #: fastbp's own modules use. Users need it only to write such modules. Without a
+        #: fixed sequence length, one plan per length (``fastbp._lengths``).
+        engine = VariableEngine if None in self.input_shape else Engine
+        self.engine = engine(self, plan, params, buffers, LOSSES[self.loss].code, seed)
         #: JSON-able notes saved with the model (the CLI records its data split here).
         self.metadata: dict[str, Any] = {}
         #: A :class:`fastbp.text.Vocabulary` saved with the model, to encode prompts and
@@ -210,11 +206,14 @@ class Network(SequenceSteps, Inspection, Exports):
                                                         self.n_outputs, "n_outputs")
 
     @staticmethod
-    def _checked_scaler(value, name: str, size: int, what: str) -> Standardize | None:
+    def _checked_scaler(value, name: str, size: int | None, what: str) -> Standardize | None:
         if value is None:
             return None
         if not isinstance(value, Standardize) or value.mean_ is None:
             raise TypeError(f"{name} must be a fitted fastbp.Standardize or None, got {value!r}")
+        if size is None:
+            raise ValueError(f"{name} needs a fixed {what}; this network's sequence length "
+                             "varies (give it input_shape=(T, ...))")
         if value.n_features != size:
             raise ValueError(f"{name} was fitted on {value.n_features} features, the network "
                              f"has {what}={size}")
@@ -249,13 +248,15 @@ class Network(SequenceSteps, Inspection, Exports):
 
     # -- description -----------------------------------------------------------------------
     @property
-    def n_features(self) -> int:
-        """Input elements per sample (``prod(input_shape)``)."""
-        return prod(self.input_shape)
+    def n_features(self) -> int | None:
+        """Input elements per sample (``prod(input_shape)``; None if the length varies)."""
+        return None if None in self.input_shape else prod(self.input_shape)
 
     @property
-    def n_outputs(self) -> int:
-        return prod(self.layers[-1].output_shape)
+    def n_outputs(self) -> int | None:
+        """Output elements per sample (None if they vary with the sequence length)."""
+        shape = self.layers[-1].output_shape
+        return None if None in shape else prod(shape)
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able description from which :meth:`from_config` rebuilds the architecture."""
@@ -290,8 +291,8 @@ class Network(SequenceSteps, Inspection, Exports):
         rows = [("Layer (type)", "Output shape", "Param #"), *summary_rows(self.layers)]
         widths = [max(len(r[j]) for r in rows) for j in range(3)]
         rule = "-" * (sum(widths) + 4)
-        print_fn(f"Network on input {('n', *self.input_shape)!s}".replace("'", "")
-                 + f", loss {self.loss}, {self.dtype.name}")
+        print_fn(f"Network on input {shape_text(self.input_shape)}, loss {self.loss}, "
+                 f"{self.dtype.name}")
         print_fn(rule)
         for k, row in enumerate(rows):
             print_fn(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}")
@@ -515,7 +516,8 @@ class Network(SequenceSteps, Inspection, Exports):
             out = self._forward(X, chunk)
             encoder, target_scaler = engine.label_encoder, engine.target_standardize
         if self.loss == "cross_entropy":
-            steps = engine.label_steps  # a class per step of a sequence: (n, T)
+            # a class per step of a sequence: (n, T), T the call's if it varies
+            steps = engine.label_steps or out.shape[1] // engine.n_classes
             index = out.argmax(axis=1) if steps == 1 else \
                 out.reshape(out.shape[0], steps, -1).argmax(axis=2)
             return index if encoder is None else encoder.inverse_transform(index)
@@ -534,7 +536,8 @@ class Network(SequenceSteps, Inspection, Exports):
         with self.engine.access.reading():
             out = self._forward(X, chunk).astype(np.float64)
         if self.loss == "cross_entropy":
-            steps = self.engine.label_steps  # a distribution per step: (n, T, C)
+            # a distribution per step: (n, T, C), T the call's if it varies
+            steps = self.engine.label_steps or out.shape[1] // self.engine.n_classes
             if steps > 1:
                 out = out.reshape(out.shape[0], steps, -1)
             out -= out.max(axis=-1, keepdims=True)

@@ -141,7 +141,7 @@ def _training_data(net, X, y, sample_weight, class_weight) -> Batch:
     net.engine.validate(data)
     if class_weight is None:
         return data
-    if net.engine.label_steps > 1:
+    if net.engine.label_steps != 1:  # (None: a label per step, however many)
         raise ValueError("class_weight applies to one label per sample; with a label per "
                          "step, weight the sequences with sample_weight")
     cw = _class_weights(class_weight, _labels_or_targets(data), net)
@@ -278,7 +278,8 @@ class _EpochRunner:
 
     def __init__(self, net, optimizer: Optimizer, data: Batch, batch_size: int, shuffle: bool,
                  callbacks: list[Callback], monitor: GradientMonitor | None = None):
-        self.net, self.engine, self.optimizer, self.data = net, net.engine, optimizer, tuple(data)
+        self.net, self.optimizer, self.data = net, optimizer, tuple(data)
+        self.engine = net.engine.at(data.X)  # the plan of the data's sequence length
         # only the callbacks that look at batches are called per batch
         self.batch_callbacks = [cb for cb in callbacks
                                 if type(cb).on_batch_end is not Callback.on_batch_end]
@@ -291,7 +292,7 @@ class _EpochRunner:
         self.loop = self.engine.loop(n, m, shuffle)
         self.buffer = self.engine.batch_buffer(self.data, m)
         self.monitor = monitor
-        self.watch = monitor.start(net) if monitor is not None else None
+        self.watch = monitor.start(net, self.engine) if monitor is not None else None
         self.no_watch = no_watch(net) if self.batch_callbacks or monitor is not None else None
         self.runs: dict[bool, Any] = {}  # Engine.epoch_spans' runners, monitored or not
 
@@ -457,6 +458,9 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         from .distributed import check_comm
 
         check_comm(comm)
+        if net.engine.variable:
+            raise ValueError("comm: data-parallel training needs a fixed sequence length; "
+                             "give the network input_shape=(T, ...)")
         verbose = verbose if comm.rank == 0 else 0
     metrics = check_metrics(metrics, net.loss)
     previous = net.standardize
