@@ -37,9 +37,12 @@ import numpy as np
 from . import _codes as codes
 from . import _validation as v
 from ._access import SharedAccess
-from ._engine import STEP_FLAGS, Engine, seed_state
+from ._engine import STEP_FLAGS, TRAIN_FLAGS, Engine, seed_state
+from .callbacks import Callback
 from .kernels.bundles import NetArrays, OptimizerArgs, Parts
+from .kernels.dropout import shuffle
 from .layers.blocks import shape_text
+from .losses import is_regression
 from .plan import attach_loss, build_plan, check_memory, input_check
 
 #: Plans kept per network, least recently used out first (see the module docstring).
@@ -324,3 +327,103 @@ def padded_labels(y, T: int, ignore_index: int) -> np.ndarray:
             raise ValueError(f"y[{i}] has {row.shape[0]} labels, more than X's {T} steps")
         out[i, : row.shape[0]] = row
     return out
+
+
+# -- fit on a list of sequences: each mini-batch padded to its own longest row -----------------
+def row_lengths(engine: VariableEngine, data: tuple) -> np.ndarray:
+    """Each row's length in ``data`` (a checked batch, padded to its longest row): up to its
+    last step that is not padding or has a label that counts (at least 1). Every step after
+    that is padding with no label to score: leaving it out of a batch changes nothing but
+    the work. Rows of a network without padding, or with a target per step, keep them all."""
+    X, labels, targets = data[0], data[1], data[2]
+    n, T = X.shape[0], X.shape[1] // engine.step_size
+    padding = engine.at(X).network_first.padding_steps(X)
+    if padding is None or (targets.shape[0] and engine.n_outputs is None):
+        return np.full(n, T, dtype=np.int64)
+    real = ~padding
+    if engine.label_steps is None:  # a label per step
+        real |= labels.reshape(n, T) != codes.IGNORE_INDEX
+    return np.where(real.any(axis=1), T - np.argmax(real[:, ::-1], axis=1), 1)
+
+
+def cut(engine: VariableEngine, data: tuple, lengths: np.ndarray, rows: np.ndarray) -> tuple:
+    """Rows ``rows`` of ``data`` (a checked batch) cut to the longest of them: the batch
+    as if padded on its own."""
+    X, labels, targets, weights = data
+    n, T = X.shape[0], int(lengths[rows].max())
+    if engine.label_steps is None:  # a label per step: cut as X is
+        labels = np.ascontiguousarray(labels.reshape(n, -1)[rows, :T]).reshape(-1)
+    elif labels.shape[0]:
+        labels = labels[rows]
+    return (np.ascontiguousarray(X[rows, : T * engine.step_size]), labels,
+            targets[rows] if targets.shape[0] else targets,
+            weights[rows] if weights.shape[0] else weights)
+
+
+class RaggedEpochs:
+    """``fit``'s epochs on a list of sequences (``fastbp.training``): the rows shuffled by
+    the kernels' own shuffle on the network's random stream (as every epoch is), then each
+    mini-batch cut to its longest row and stepped on that length's plan. A batch of short
+    sentences costs little; the steps are those of ``train_step`` on each batch padded on
+    its own."""
+
+    def __init__(self, net, optimizer, data: tuple, batch_size: int, shuffle: bool,
+                 callbacks: list):
+        self.net, self.engine, self.data = net, net.engine, tuple(data)
+        self.lengths = row_lengths(self.engine, self.data)
+        n = self.data[0].shape[0]
+        self.m = min(batch_size, n)
+        self.n_batches = -(-n // self.m)
+        self.shuffle = shuffle
+        self.order = np.empty(n, dtype=np.int64)
+        self.opt = optimizer.bind(net)
+        self.batch_callbacks = [cb for cb in callbacks
+                                if type(cb).on_batch_end is not Callback.on_batch_end]
+        self.classify = not is_regression(net.loss)
+        self.own = np.zeros(codes.N_RESULTS)
+
+    def __call__(self, epoch: int = 0) -> np.ndarray:
+        from .training import batch_logs
+
+        engine, order, results, m = self.engine, self.order, self.engine.results, self.m
+        order[:] = np.arange(order.shape[0])
+        if self.shuffle:
+            shuffle(order, engine.rng)
+        results[:] = 0
+        summed = [codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT, codes.R_BATCHES]
+        for b in range(self.n_batches):
+            batch = cut(engine, self.data, self.lengths, order[b * m : (b + 1) * m])
+            if not self.batch_callbacks:  # the sums run on as the epoch kernel's do
+                engine.step(batch, self.opt, TRAIN_FLAGS, results)
+                if results[codes.R_ERROR]:
+                    break
+                continue
+            own = self.own
+            own[:] = 0
+            engine.step(batch, self.opt, TRAIN_FLAGS, own)
+            results[summed] += own[summed]
+            results[codes.R_GRAD_NORM] = own[codes.R_GRAD_NORM]
+            if own[codes.R_ERROR]:
+                results[codes.R_ERROR] = own[codes.R_ERROR]
+                break
+            if not own[codes.R_BATCHES]:
+                continue  # a batch of zero weight: the step skipped it
+            logs = batch_logs(own.tolist(), self.classify)
+            for cb in self.batch_callbacks:
+                cb.on_batch_end(b, logs)
+            if self.net.stop_training:
+                break
+        return results.copy()
+
+
+def ragged_scores(engine: VariableEngine, data: tuple, metrics: tuple[str, ...],
+                  batch_size: int) -> dict[str, float]:
+    """``engine.evaluate`` on a list of sequences: chunks of ``batch_size`` rows, each cut
+    to its longest row."""
+    lengths = row_lengths(engine, data)
+    n = data[0].shape[0]
+    totals = np.zeros(codes.N_RESULTS)
+    for start in range(0, n, batch_size):
+        batch = cut(engine, data, lengths, np.arange(start, min(n, start + batch_size)))
+        totals += engine.infer(batch, engine.loss_code)
+    return engine.metrics(totals) | engine.extra_metrics(metrics, data)

@@ -424,9 +424,12 @@ class Network(SequenceSteps, Inspection, Exports):
         Parameters
         ----------
         X : array-like of shape (n, *input_shape) or (n, n_features)
+            Or, for a network on token ids, a list of id sequences: padded to the network's
+            T, or, when the length varies, each mini-batch to its own longest row.
         y : array-like
             Class indices (cross_entropy; the user's labels with a :attr:`label_encoder`),
-            0/1 targets (binary_cross_entropy) or values (mse).
+            0/1 targets (binary_cross_entropy) or values (mse); with a label per step and
+            X a list, a list of label sequences (padded with ``ignore_index``).
         optimizer : Optimizer, default ``Adam()``
         epochs : int, default 20
         batch_size : int, default 32

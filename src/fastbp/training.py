@@ -23,6 +23,7 @@ import numpy as np
 from . import _codes as codes
 from ._engine import rows_of
 from ._jit import compile_notice
+from ._lengths import RaggedEpochs, is_ragged, ragged_scores
 from ._params import InstanceOf, Interval, Options, check_parameters
 from .callbacks import (  # noqa: F401
     Callback,
@@ -332,10 +333,13 @@ class _Validation:
     :meth:`local`, this process's work, which may fail on one rank (the ranks agree on it
     before going on), then :meth:`scores`, the all-reduce."""
 
-    def __init__(self, net, data: Batch, comm=None):
+    def __init__(self, net, data: Batch, comm=None, ragged_batches: int = 0):
         self.engine, self.data, self.comm = net.engine, tuple(data), comm
+        self.ragged_batches = ragged_batches  # rows per chunk cut to its longest (a list)
 
     def local(self, metrics: tuple[str, ...]) -> tuple:
+        if self.ragged_batches:
+            return None, ragged_scores(self.engine, self.data, metrics, self.ragged_batches)
         if self.comm is None:
             return None, self.engine.evaluate(self.data, metrics)
         from .distributed import local_sums
@@ -541,10 +545,19 @@ def _fit(net, X, y, config: FitConfig, say):
 
 def _run_fit(net, X, y, config: FitConfig, say, interrupts):
     optimizer, comm, epochs = config.optimizer, config.comm, config.epochs
+    # A list of sequences for a network whose length varies: each batch cut to its longest
+    # row (fastbp._lengths), the validation set's too.
+    ragged = net.engine.variable and is_ragged(X)
+    val_data = config.validation_data
+    val_ragged = ragged if val_data is None else net.engine.variable and is_ragged(val_data[0])
     if comm is None:
         data, val, history, callbacks, monitor = _prepare(net, X, y, config)
-        run_epoch = _EpochRunner(net, optimizer, data, config.batch_size, config.shuffle,
-                                 callbacks, monitor)
+        if ragged and monitor is not None:
+            raise ValueError("monitor: X is a list of sequences, padded batch by batch to "
+                             "lengths that vary; pad it to one length (fb.text.pad_sequences) "
+                             "to monitor")
+        runner = RaggedEpochs if ragged else partial(_EpochRunner, monitor=monitor)
+        run_epoch = runner(net, optimizer, data, config.batch_size, config.shuffle, callbacks)
     else:
         from . import distributed
 
@@ -563,7 +576,8 @@ def _run_fit(net, X, y, config: FitConfig, say, interrupts):
         run_epoch = distributed.DistributedEpochRunner(net, optimizer, data, config.batch_size,
                                                        config.shuffle, callbacks, comm,
                                                        shared_rng, interrupts, monitor)
-    validation = None if val is None else _Validation(net, val, comm)
+    validation = None if val is None else _Validation(
+        net, val, comm, config.batch_size if val_ragged else 0)
     scheduler, metrics = config.scheduler, config.metrics
     snapshot = _Snapshot(net.engine.training_state() + optimizer.training_state())
     net.stop_training = False
