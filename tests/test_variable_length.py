@@ -514,6 +514,14 @@ def test_bad_input_is_named_and_changes_nothing(name, X, text, call):
         np.testing.assert_array_equal(was, now)
 
 
+def test_float_sequences_of_different_lengths_must_come_padded():
+    net = _floats()
+    rows = [np.zeros((4, 3)), np.zeros((2, 3))]
+    with pytest.raises(ValueError, match="X holds sequences of different lengths: pad them"):
+        net.predict(rows)
+    assert net.predict([np.ones((4, 3)), np.ones((4, 3))]).shape == (2,)
+
+
 def test_bad_labels_at_a_new_length_are_named():
     net = _tagger()
     X, Y = _batch("tagger", np.random.default_rng(1), 5)

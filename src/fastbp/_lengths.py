@@ -236,6 +236,10 @@ class VariableEngine(Engine):
         any T (an Embedding's list of id sequences padded to the longest)."""
         if self.input_check is not None:
             X = self.input_check(X, name)
+        elif is_ragged(X) and len({np.shape(row) for row in X}) > 1:
+            raise ValueError(f"{name} holds sequences of different lengths: pad them on the "
+                             "right into one array (fb.Masking first reads the trailing steps "
+                             "of its mask_value as padding)")
         X = np.asarray(X)
         rest = self.input_shape[1:]
         if X.ndim != len(self.input_shape) + 1 or X.shape[2:] != rest or not X.shape[1]:
