@@ -13,12 +13,13 @@ never per plan: a new length only writes kernel addresses into its own plan.
 The plans are kept in least-recently-used order, at most :data:`MAX_PLANS`. A plan holds
 no workspace (a few kilobytes: its table, settings and layer specs), so the bound is not
 about memory but about how many lengths a fit alternates between before it rebuilds one
-(about a millisecond each): a text's batches padded to their longest row have far fewer
-distinct lengths than that. The workspaces are shared by every length's plan, each grown
-to the largest need: one for training (training calls run alone, ``fastbp._access``), one
-for a split step's parts, and one for inference per thread. A network's memory is then that
-of its longest batch whatever the number of lengths, and once the lengths of a fit have
-been seen nothing is allocated per step.
+(0.2 ms for Embedding -> bidirectional GRU -> Dense): a text's batches padded to their
+longest row have far fewer distinct lengths than that. The workspaces are shared by every
+length's plan, each grown to the largest need: one for training (training calls run alone,
+``fastbp._access``), one for a split step's parts, and one for inference per thread. A
+network's memory is then that of its longest batch whatever the number of lengths, and
+once the lengths of a fit have been seen no plan is built and no workspace allocated per
+step (a batch cut from a list is a copy of its rows, as the epoch kernel's gather is).
 
 A plan for a new length is built under a lock of its own, so that inference from several
 threads may meet new lengths at once; the lengths' engines never write the layers the user
