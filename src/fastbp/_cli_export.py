@@ -27,7 +27,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                             preprocessing=not args.raw_network)
         if args.raw_network:
             print(f"wrote {args.onnx} (ONNX, the network only: input 'input' of shape (batch, "
-                  f"{', '.join(map(str, net.input_shape))}), output 'output'{left_out})")
+                  f"{', '.join('T' if d is None else str(d) for d in net.input_shape)}), "
+                  f"output 'output'{left_out})")
         else:
             inputs = [f"'{i.name}' ({_ONNX_TYPES.get(i.type.tensor_type.elem_type, '?')})"
                       for i in model.graph.input]

@@ -73,6 +73,9 @@ class Engine(Inference):
         The loss's code (``fastbp.losses``).
     seed : int or None
         Seeds the kernels' random stream (dropout, shuffling).
+    shared : Engine, optional
+        The engine whose state (gradient, random stream, results, lock) this one shares:
+        ``fastbp._lengths`` runs each sequence length's plan with one.
 
     Attributes
     ----------
@@ -96,8 +99,12 @@ class Engine(Inference):
         The data-parallel step of the last communicator and optimizer used.
     """
 
+    #: False: one plan serves every input (``fastbp._lengths.VariableEngine``: one per
+    #: sequence length).
+    variable = False
+
     def __init__(self, network, plan, params: np.ndarray, buffers: np.ndarray, loss_code: int,
-                 seed: int | None):
+                 seed: int | None, shared: Engine | None = None):
         self.plan = plan
         # the units the plan's rows run: the layers, those inside blocks included
         self.layers = list(plan.units)
@@ -113,11 +120,15 @@ class Engine(Inference):
         self.ignore_index = network.ignore_index
         self.input_shape = network.input_shape
         self.params, self.buffers = params, buffers
-        self.grads = v.aligned_zeros(plan.n_params, self.dtype)
-        self.rng = seed_state(seed)
-        self.results = np.zeros(codes.N_RESULTS, dtype=np.float64)
-        self.access = SharedAccess()
-        self.standardize = self.label_encoder = self.target_standardize = None
+        if shared is None:
+            self.grads = v.aligned_zeros(plan.n_params, self.dtype)
+            self.rng = seed_state(seed)
+            self.results = np.zeros(codes.N_RESULTS, dtype=np.float64)
+            self.access = SharedAccess()
+            self.standardize = self.label_encoder = self.target_standardize = None
+        else:  # the plan of one sequence length (fastbp._lengths): the network's own state
+            self.grads, self.rng, self.results = shared.grads, shared.rng, shared.results
+            self.access = shared.access  # (and its preprocessing, read from it)
         self.distributed: tuple | None = None  # (key, DistributedStep) of the last comm used
         self.bound = False  # the kernel addresses, written on first run
         self.work_per_sample = max(layer.product_work() for layer in self.layers)
@@ -167,13 +178,15 @@ class Engine(Inference):
         # by every write from Python (the params setter, a layer's tensors)
         end = plan.floats.shape[0] - codes.PARAM_BOUND_FROM_END
         self.param_bound = plan.floats[end : end + 1]
-        self.param_bound[0] = float(np.abs(params).sum(dtype=np.float64))  # the initial values
+        if shared is None:  # (a length's plan shares the network's floats, and their bound)
+            self.param_bound[0] = float(np.abs(params).sum(dtype=np.float64))  # initial values
         for layer in self.layers:
             object.__setattr__(layer, "_param_bound", self.param_bound)
         self.capacity = 0
         self._arrays: tuple = ()
         self._step_entry = None  # train_step's compiled entry, once dispatched (step)
-        self.reserve(1)
+        if shared is None:  # (a length's plan takes its workspace when it first trains)
+            self.reserve(1)
 
     # -- the network's arrays ----------------------------------------------------------------
     @property
@@ -193,13 +206,24 @@ class Engine(Inference):
                 bind_kernels(self.plan.table, self.plan.ints, self.dtype, self.plan.late_ints)
                 self.bound = True
 
-    def _arrays_with_workspace(self, rows: int) -> tuple:
+    def _arrays_with_workspace(self, rows: int, kind: str = "training") -> tuple:
         """The network's arrays with a new workspace for ``rows`` rows: per-sample regions
         first, then the per-batch scratch and the copy of the buffers."""
         p = self.plan
-        ws = v.aligned_zeros(rows * p.ws_width + p.batch_width + p.n_buffers, self.dtype)
+        ws = self._zeros(kind, rows * p.ws_width + p.batch_width + p.n_buffers)
         return tuple(NetArrays(p.table, p.ints, p.floats, self.params, self.grads,
                                self.buffers, ws, self.rng))
+
+    def _zeros(self, kind: str, size: int) -> np.ndarray:
+        """A new aligned array of ``size`` elements for a ``kind`` of workspace ("training",
+        "inference", "parts"); the plans of a network without a fixed sequence length share
+        theirs (fastbp._lengths)."""
+        return v.aligned_zeros(size, self.dtype)
+
+    def at(self, X: np.ndarray) -> Engine:
+        """The engine that runs checked ``X``: this one (``fastbp._lengths``: the plan of
+        X's sequence length)."""
+        return self
 
     @property
     def ws(self) -> np.ndarray:
@@ -361,7 +385,7 @@ class Engine(Inference):
         info[codes.PART_AT_ONCE] = parts_at_once_address(self.dtype)
         info[codes.PART_RUNNER] = run_part_address(self.dtype)
         info[codes.PART_SPLIT] = split_gradient_address(self.dtype)
-        self._part_arrays = tuple(Parts(v.aligned_zeros((count - 1) * width, self.dtype).reshape(
+        self._part_arrays = tuple(Parts(self._zeros("parts", (count - 1) * width).reshape(
             count - 1, width), np.zeros((count, codes.N_RESULTS)), info))
         self._part_key = (count, max_rows)
 

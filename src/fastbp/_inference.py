@@ -48,7 +48,7 @@ class Inference:
             self.bind()
         local = self._local
         if getattr(local, "capacity", 0) < rows:
-            local.arrays = self._arrays_with_workspace(rows)
+            local.arrays = self._arrays_with_workspace(rows, "inference")
             local.results = np.zeros(codes.N_RESULTS, dtype=np.float64)
             local.capacity = rows
         return local.arrays, local.results

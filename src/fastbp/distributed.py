@@ -342,6 +342,9 @@ def train_step(net, X, y, optimizer, sample_weight, comm) -> float:
     """``Network.train_step(..., comm=comm)``: one data-parallel step on this rank's rows
     (the caller holds the network's lock); returns the global batch's loss."""
     check_comm(comm)
+    if net.engine.variable:
+        raise ValueError("comm: data-parallel training needs a fixed sequence length; give "
+                         "the network input_shape=(T, ...)")
     engine, error = net.engine, None
     key = (id(optimizer), id(comm))
     cached = engine.distributed if engine.distributed and engine.distributed[0] == key else None

@@ -289,9 +289,9 @@ def to_onnx(net: Network, path, opset: int | None = None, dtype: str | None = No
         for layer in net.layers:
             x = layer.onnx_nodes(g, x)
         g.output(x, "output")
-        inputs = [helper.make_tensor_value_info("input", elem, ["batch", *net.input_shape])]
+        inputs = [helper.make_tensor_value_info("input", elem, _dims(net.input_shape))]
         outputs = [helper.make_tensor_value_info("output", elem,
-                                                 ["batch", *net.layers[-1].output_shape])]
+                                                 _dims(net.layers[-1].output_shape))]
     graph = helper.make_graph(g.nodes, "fastbp", inputs, outputs, initializer=g.initializers)
     opsets = [helper.make_opsetid("", int(opset))]
     if any(node.domain == ML_DOMAIN for node in g.nodes):
@@ -326,7 +326,7 @@ def _predict_graph(net: Network, g: _Graph) -> tuple[list, list]:
         x = columns.onnx_nodes(g, {name: name for name in names})
     else:
         inputs = [helper.make_tensor_value_info("input", elem if scaler is None else g.DOUBLE,
-                                                ["batch", *net.input_shape])]
+                                                _dims(net.input_shape))]
         x = "input" if scaler is None else g.one("Flatten", ["input"], axis=1)
     if scaler is not None:
         x = scaler.onnx_nodes(g, x)
@@ -339,13 +339,20 @@ def _predict_graph(net: Network, g: _Graph) -> tuple[list, list]:
     return inputs, _predict_outputs(net, g, x, elem)
 
 
+def _dims(shape) -> list:
+    """An ONNX tensor's dimensions for a batch of ``shape``: a sequence length that varies
+    (None) is the symbolic dimension "T"."""
+    return ["batch", *("T" if d is None else d for d in shape)]
+
+
 def _predict_outputs(net: Network, g: _Graph, x: str, elem: int) -> list:
     """Nodes from the network's output ``x`` to predict's (and predict_proba's) outputs."""
-    helper, n_outputs = g.helper, net.n_outputs
-    flat = g.one("Reshape", [x, g.const("shape", [0, n_outputs], np.int64)])
+    helper, n_outputs = g.helper, net.n_outputs  # (None: a length that varies)
+    flat = g.one("Reshape", [x, g.const("shape", [0, n_outputs or -1], np.int64)])
     if net.loss == "cross_entropy":
         steps = net.engine.label_steps  # a distribution per step of a sequence: (n, T, C)
-        shape = [0, n_outputs] if steps == 1 else [0, steps, n_outputs // steps]
+        classes = net.engine.n_classes
+        shape = [0, n_outputs] if steps == 1 else [0, steps or -1, classes]
         logits = g.one("Reshape", [x, g.const("shape", shape, np.int64)])
         g.output(g.one("Softmax", [logits], axis=-1), "probabilities")
         index = g.one("ArgMax", [logits], axis=-1, keepdims=0)
@@ -358,9 +365,10 @@ def _predict_outputs(net: Network, g: _Graph, x: str, elem: int) -> list:
             label = g.one("Gather", [g.const("classes", classes, kind), index], axis=0)
             label_type = helper.np_dtype_to_tensor_dtype(np.dtype(kind))
         g.output(label, "label")
-        label_shape = ["batch"] if steps == 1 else ["batch", steps]
+        label_shape = ["batch"] if steps == 1 else ["batch", steps or "T"]
         return [helper.make_tensor_value_info("label", label_type, label_shape),
-                helper.make_tensor_value_info("probabilities", elem, ["batch", *shape[1:]])]
+                helper.make_tensor_value_info("probabilities", elem,
+                                              [*label_shape, *shape[2 if steps != 1 else 1:]])]
     single = ["batch"] if n_outputs == 1 else ["batch", n_outputs]
     if net.loss == "binary_cross_entropy":
         g.output(g.one("Sigmoid", [flat]), "probabilities")

@@ -22,7 +22,7 @@ from ._serialize import FORMAT, FORMAT_VERSION, save
 from .layers import layer_from_config
 from .network import Network
 from .optim import SECOND_MOMENTS, STATE_NAMES, optimizer_from_state_dict
-from .plan import build_plan, check_input_shape, check_layers
+from .plan import check_input_shape, check_layers, layout
 
 # The metadata (architecture, preprocessing, notes) is JSON of a few kilobytes; a network's
 # workspace for one row is its activations' size, megabytes for large images.
@@ -171,8 +171,8 @@ def _declared_sizes(path, meta: dict) -> tuple[int, int]:
             raise TypeError("layers is not a list")
         layers = check_layers([layer_from_config(c) for c in layer_configs])
         shape = config.get("input_shape")
-        plan = build_plan(layers, check_input_shape(None if shape is None else tuple(shape),
-                                                    layers))
+        plan = layout(layers, check_input_shape(None if shape is None else tuple(shape),
+                                                layers))
         itemsize = np.dtype(config.get("dtype", "float32")).itemsize
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
         raise _bad(path, f"bad architecture: {type(e).__name__}: {e}") from None

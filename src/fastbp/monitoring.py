@@ -152,8 +152,8 @@ def diagnose(net, X, y, sample_weight=None, verbose: bool = True) -> Diagnosis:
     -------
     Diagnosis
     """
-    engine = net.engine
-    batch = engine.inputs(X, y, sample_weight)
+    batch = net.engine.inputs(X, y, sample_weight)
+    engine = net.engine.at(batch[0])  # the plan of X's sequence length
     engine.check_rows(batch[0].shape[0])
     m = batch[0].shape[0]
     with engine.access.exclusive():
@@ -288,13 +288,15 @@ class GradientMonitor(Callback):
         """Whether ``fit`` records epoch ``epoch`` (0-based)."""
         return epoch % self.every == 0
 
-    def start(self, net) -> tuple:
-        """The ``Watch`` bundle of ``net`` that fit's epochs record into (zeroed)."""
+    def start(self, net, engine=None) -> tuple:
+        """The ``Watch`` bundle of ``net`` that fit's epochs record into (zeroed); ``engine``:
+        the one running them (default ``net.engine``; for a network whose sequence length
+        varies, that of the data's length, whose plan says where each output lies)."""
         params = net.params
         ranges = tensor_ranges(net)
         tensors = [(start, stop) for _, start, stop in ranges]
         self.tensor_names = [name for name, _, _ in ranges]
-        plan = net.engine.plan  # every unit: the layers inside blocks too, by their place
+        plan = (engine or net.engine).plan  # every unit, those inside blocks too
         layers = [(int(row[codes.L_OUT_OFFSET]), int(row[codes.L_OUT_SIZE]),
                    _saturation_code(layer)) for row, layer in zip(plan.table, plan.units)]
         self.layer_names = list(plan.unit_names)

@@ -16,8 +16,6 @@ Modes, as PyTorch's ``module.train()`` / ``module.eval()``:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-from functools import partial
 from math import prod
 from typing import Any
 
@@ -25,22 +23,23 @@ import numpy as np
 
 from . import _codes as codes
 from . import _validation as v
-from ._dispatch import loss_address
 from ._engine import GRAD_FLAGS, STEP_FLAGS, Engine
+from ._exports import Exports
+from ._lengths import VariableEngine
 from ._params import Interval, check_parameters
 from ._serialize import save as _save
 from .layers import Layer, layer_config, layer_from_config, mlp_layers
-from .layers.blocks import summary_rows
+from .layers.blocks import shape_text, summary_rows
 from .losses import LOSSES, check_ignore_index, check_loss_settings, is_regression, loss_settings
 from .metrics import check_metrics
 from .monitoring import Inspection
 from .optim import Optimizer
-from .plan import compile_layers, tensor_views
+from .plan import attach_loss, compile_layers, tensor_views
 from .preprocessing import LabelEncoder, Standardize, preprocessor_from_config
 from .sequence import SequenceSteps
 
 
-class Network(SequenceSteps, Inspection):
+class Network(SequenceSteps, Inspection, Exports):
     """A feed-forward network trained by backpropagation with fused Numba kernels.
 
     Parameters
@@ -51,7 +50,9 @@ class Network(SequenceSteps, Inspection):
     input_shape : tuple of int, optional
         The shape of one sample, e.g. ``(1, 8, 8)``; optional when the first layer fixes it
         (Dense: ``(n_in,)``). X may then be ``(n, *input_shape)`` or flat
-        ``(n, prod(input_shape))`` in C order.
+        ``(n, prod(input_shape))`` in C order. A first entry None, ``(None, F)``, is a
+        sequence length that varies from batch to batch (an Embedding first: the default);
+        X is then ``(n, T, F)`` with any T per call (``fastbp._lengths``).
     loss : {"cross_entropy", "binary_cross_entropy", "mse", "huber", "l1"}, default "cross_entropy"
         As torch's CrossEntropyLoss, BCEWithLogitsLoss, MSELoss, HuberLoss and L1Loss with
         mean reduction; the last layer's outputs are logits for the two classification
@@ -97,19 +98,15 @@ class Network(SequenceSteps, Inspection):
         self.dtype = v.check_dtype(dtype)
         self.seed = None if seed is None else int(seed)
         layers, plan, params, buffers = compile_layers(layers, input_shape, self.dtype, seed)
-        # The loss's settings follow the layers' float settings, and the address of its
-        # kernel (known when the kernels bind) the layers' int settings (kernels/step.py).
-        plan = replace(
-            plan, floats=np.concatenate([plan.floats, [np.inf],  # the params' bound: unknown
-                                         loss_settings(self.huber_delta, self.label_smoothing)]),
-            ints=np.append(plan.ints, np.int64(0)),
-            late_ints=(*plan.late_ints, (plan.ints.shape[0],
-                                         partial(loss_address, LOSSES[self.loss].code))))
+        plan = attach_loss(plan, LOSSES[self.loss].code,
+                           loss_settings(self.huber_delta, self.label_smoothing))
         self.layers = layers
         self.input_shape = plan.input_shape
         #: The compute side (``fastbp._engine``): arrays, workspaces, kernel calls; what
-        #: fastbp's own modules use. Users need it only to write such modules.
-        self.engine = Engine(self, plan, params, buffers, LOSSES[self.loss].code, seed)
+        #: fastbp's own modules use. Users need it only to write such modules. Without a
+        #: fixed sequence length, one plan per length (``fastbp._lengths``).
+        engine = VariableEngine if None in self.input_shape else Engine
+        self.engine = engine(self, plan, params, buffers, LOSSES[self.loss].code, seed)
         #: JSON-able notes saved with the model (the CLI records its data split here).
         self.metadata: dict[str, Any] = {}
         #: A :class:`fastbp.text.Vocabulary` saved with the model, to encode prompts and
@@ -209,11 +206,14 @@ class Network(SequenceSteps, Inspection):
                                                         self.n_outputs, "n_outputs")
 
     @staticmethod
-    def _checked_scaler(value, name: str, size: int, what: str) -> Standardize | None:
+    def _checked_scaler(value, name: str, size: int | None, what: str) -> Standardize | None:
         if value is None:
             return None
         if not isinstance(value, Standardize) or value.mean_ is None:
             raise TypeError(f"{name} must be a fitted fastbp.Standardize or None, got {value!r}")
+        if size is None:
+            raise ValueError(f"{name} needs a fixed {what}; this network's sequence length "
+                             "varies (give it input_shape=(T, ...))")
         if value.n_features != size:
             raise ValueError(f"{name} was fitted on {value.n_features} features, the network "
                              f"has {what}={size}")
@@ -248,13 +248,15 @@ class Network(SequenceSteps, Inspection):
 
     # -- description -----------------------------------------------------------------------
     @property
-    def n_features(self) -> int:
-        """Input elements per sample (``prod(input_shape)``)."""
-        return prod(self.input_shape)
+    def n_features(self) -> int | None:
+        """Input elements per sample (``prod(input_shape)``; None if the length varies)."""
+        return None if None in self.input_shape else prod(self.input_shape)
 
     @property
-    def n_outputs(self) -> int:
-        return prod(self.layers[-1].output_shape)
+    def n_outputs(self) -> int | None:
+        """Output elements per sample (None if they vary with the sequence length)."""
+        shape = self.layers[-1].output_shape
+        return None if None in shape else prod(shape)
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able description from which :meth:`from_config` rebuilds the architecture."""
@@ -289,8 +291,8 @@ class Network(SequenceSteps, Inspection):
         rows = [("Layer (type)", "Output shape", "Param #"), *summary_rows(self.layers)]
         widths = [max(len(r[j]) for r in rows) for j in range(3)]
         rule = "-" * (sum(widths) + 4)
-        print_fn(f"Network on input {('n', *self.input_shape)!s}".replace("'", "")
-                 + f", loss {self.loss}, {self.dtype.name}")
+        print_fn(f"Network on input {shape_text(self.input_shape)}, loss {self.loss}, "
+                 f"{self.dtype.name}")
         print_fn(rule)
         for k, row in enumerate(rows):
             print_fn(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}")
@@ -422,9 +424,12 @@ class Network(SequenceSteps, Inspection):
         Parameters
         ----------
         X : array-like of shape (n, *input_shape) or (n, n_features)
+            Or, for a network on token ids, a list of id sequences: padded to the network's
+            T, or, when the length varies, each mini-batch to its own longest row.
         y : array-like
             Class indices (cross_entropy; the user's labels with a :attr:`label_encoder`),
-            0/1 targets (binary_cross_entropy) or values (mse).
+            0/1 targets (binary_cross_entropy) or values (mse); with a label per step and
+            X a list, a list of label sequences (padded with ``ignore_index``).
         optimizer : Optimizer, default ``Adam()``
         epochs : int, default 20
         batch_size : int, default 32
@@ -514,7 +519,8 @@ class Network(SequenceSteps, Inspection):
             out = self._forward(X, chunk)
             encoder, target_scaler = engine.label_encoder, engine.target_standardize
         if self.loss == "cross_entropy":
-            steps = engine.label_steps  # a class per step of a sequence: (n, T)
+            # a class per step of a sequence: (n, T), T the call's if it varies
+            steps = engine.label_steps or out.shape[1] // engine.n_classes
             index = out.argmax(axis=1) if steps == 1 else \
                 out.reshape(out.shape[0], steps, -1).argmax(axis=2)
             return index if encoder is None else encoder.inverse_transform(index)
@@ -533,7 +539,8 @@ class Network(SequenceSteps, Inspection):
         with self.engine.access.reading():
             out = self._forward(X, chunk).astype(np.float64)
         if self.loss == "cross_entropy":
-            steps = self.engine.label_steps  # a distribution per step: (n, T, C)
+            # a distribution per step: (n, T, C), T the call's if it varies
+            steps = self.engine.label_steps or out.shape[1] // self.engine.n_classes
             if steps > 1:
                 out = out.reshape(out.shape[0], steps, -1)
             out -= out.max(axis=-1, keepdims=True)
@@ -575,94 +582,6 @@ class Network(SequenceSteps, Inspection):
         """Alias of :func:`fastbp.save`: params, buffers, architecture, random state and
         (optionally) the optimizer's state in one ``.npz``."""
         _save(self, path, optimizer=optimizer)
-
-    # -- interop (fastbp.interop; torch and onnx are optional extras) ------------------------
-    def to_torch(self, preprocessing: bool = False):
-        """The network as a ``torch.nn.Sequential`` with the same architecture and weights.
-
-        Dense becomes ``nn.Linear`` (weight transposed) and a layer's activation a module
-        after it; convolutions, pooling, BatchNorm (with its running statistics), LayerNorm,
-        Dropout and Flatten map to their torch modules, GlobalAvgPool to
-        ``AdaptiveAvgPoolNd(1)`` + ``Flatten``, RNN/GRU/LSTM to
-        :class:`fastbp.torch_modules.Recurrent` around the torch layer. The module is in
-        training mode, as every new torch module: call ``.eval()`` for the outputs of
-        :meth:`forward`. The loss is not part of it (outputs are logits for the
-        classification losses). ``preprocessing=True`` wraps it with the numeric
-        preprocessing (:func:`fastbp.interop.to_torch`). Needs ``fastbp[torch]``.
-
-        Examples
-        --------
-        >>> module = net.to_torch().eval()
-        >>> module(torch.from_numpy(X))  # equals net.forward(X)
-        """
-        from .interop import to_torch
-
-        with self.engine.access.reading():
-            return to_torch(self, preprocessing=preprocessing)
-
-    @classmethod
-    def from_torch(cls, module, input_shape: Sequence[int] | None = None,
-                   loss: str = "cross_entropy", dtype: str | None = None,
-                   seed: int | None = 0) -> Network:
-        """A network with a torch module's architecture and weights (copied).
-
-        Parameters
-        ----------
-        module : torch.nn.Module
-            An ``nn.Sequential`` (nested ones are flattened) of ``Linear``, ``Conv1d``,
-            ``Conv2d``, ``MaxPool1d/2d``, ``AvgPool1d/2d``, ``AdaptiveAvgPoolNd(1)`` followed
-            by ``Flatten``, ``Flatten``, ``Dropout``, ``BatchNorm1d/2d``, ``LayerNorm``,
-            ``ReLU``, ``LeakyReLU(0.01)``, ``Sigmoid``, ``Tanh``, ``Identity`` and
-            :class:`fastbp.torch_modules.Recurrent` (a stacked RNN becomes one fastbp layer
-            per torch layer, its dropout Dropout layers). An activation right after a Linear
-            or convolution becomes that layer's ``activation``. Anything else raises a
-            TypeError naming the module; an unsupported setting a ValueError naming it.
-        input_shape : tuple of int, optional
-            One sample's shape, as for :class:`Network` (needed unless the first module is
-            a Linear).
-        loss : str, default "cross_entropy"
-        dtype : {"float32", "float64"}, optional
-            Default: the module's parameter dtype.
-        seed : int or None, default 0
-            Seeds dropout and shuffling (the weights are the module's).
-        """
-        from .interop import from_torch
-
-        return from_torch(module, input_shape=input_shape, loss=loss, dtype=dtype, seed=seed)
-
-    def to_onnx(self, path, opset: int | None = None, dtype: str | None = None,
-                preprocessing: bool | None = None):
-        """Write the inference graph (evaluation mode) to ``path`` as an ONNX model.
-
-        ``preprocessing`` (default: if the network carries any) makes the graph do what
-        :meth:`predict` does: the table's columns as inputs, imputation, standardisation and
-        one-hot encoding, outputs ``"label"`` and ``"probabilities"`` or ``"prediction"``
-        (:func:`fastbp.interop.to_onnx`). Otherwise its input is ``"input"``, shape
-        ``(batch, *input_shape)``, and its output ``"output"`` what :meth:`forward` returns.
-        Recurrent layers use ONNX's RNN/GRU/LSTM operators, Dropout is left out. The model
-        passes ``onnx.checker.check_model`` before it is written. Needs ``fastbp[onnx]``.
-
-        Parameters
-        ----------
-        path : str or Path
-        opset : int, optional
-            The ONNX opset, from 13 to the installed onnx's newest; default 17. Before 17,
-            LayerNorm is written with primitive operators.
-        dtype : {"float32", "float64"}, optional
-            The model's element type; default the network's. ONNX Runtime's CPU provider
-            (1.32) has no float64 Conv, RNN, GRU or LSTM: export a float64 network that has
-            them with ``dtype="float32"`` to run it there.
-        preprocessing : bool, optional
-            Default: True if :attr:`columns`, :attr:`standardize` or the label encoders are set.
-
-        Returns
-        -------
-        onnx.ModelProto
-        """
-        from .interop import to_onnx
-
-        with self.engine.access.reading():
-            return to_onnx(self, path, opset=opset, dtype=dtype, preprocessing=preprocessing)
 
 
 def _rebuild(config, params, buffers, rng, preprocessing=None, metadata=None) -> Network:

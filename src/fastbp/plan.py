@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from math import prod
 
 import numpy as np
 
 from . import _codes as codes
-from ._dispatch import KERNEL_MODULES
+from ._dispatch import KERNEL_MODULES, loss_address
 from ._validation import aligned_zeros
 from .layers import Layer
 
@@ -78,7 +79,9 @@ def _check_kind(where: str, layer: Layer) -> None:
 
 
 def check_input_shape(input_shape, layers: list[Layer]) -> Shape:
-    """``input_shape`` as a tuple of positive ints, or the one the first layer fixes."""
+    """``input_shape`` as a tuple of positive ints, or the one the first layer fixes. Its
+    first entry may be None: a sequence length T that varies from batch to batch (Keras's
+    ``Input(shape=(None, F))``; an Embedding first takes ``(None,)`` by default)."""
     fixed = layers[0].default_input_shape()
     if input_shape is None:
         if fixed is None:
@@ -89,10 +92,11 @@ def check_input_shape(input_shape, layers: list[Layer]) -> Shape:
         input_shape = (input_shape,)
     if not isinstance(input_shape, (tuple, list)) or not input_shape or any(
             isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
-            for d in input_shape):
+            for d in input_shape[input_shape[0] is None:]):
         raise ValueError("input_shape must be a tuple of positive ints (the shape of one "
-                         f"sample), got {input_shape!r}")
-    return tuple(int(d) for d in input_shape)
+                         "sample; its first, the sequence length, may be None: any length), "
+                         f"got {input_shape!r}")
+    return tuple(None if d is None else int(d) for d in input_shape)
 
 
 def error_path(name: str) -> str:
@@ -123,11 +127,14 @@ def input_check(plan: Plan):
     return check
 
 
-def flatten(layers: list[Layer], input_shape: Shape) -> tuple[list, list, list, list]:
+def flatten(layers: list[Layer], input_shape: Shape, record: list | None = None
+            ) -> tuple[list, list, list, list]:
     """The units the plan's rows run, first to last: every layer, a block's layers where
     the block stands followed by its join; with, per unit, its source (the unit whose
     output it reads, -1 for the network's input; a list for a join), its name and its
-    output shape. Builds every unit and block (naming the one that breaks the shapes)."""
+    output shape. Builds every unit and block (naming the one that breaks the shapes);
+    ``record`` (a list) gets ``(name, unit)`` as each unit is built, so that a caller
+    still knows the units built before one that breaks."""
     units, sources, names, shapes = [], [], [], []
 
     def shape_of(source: int) -> Shape:
@@ -152,6 +159,8 @@ def flatten(layers: list[Layer], input_shape: Shape) -> tuple[list, list, list, 
         sources.append(source)
         names.append(name)
         shapes.append(out_shape)
+        if record is not None:
+            record.append((name, layer))
         return len(units) - 1
 
     last = -1
@@ -160,9 +169,10 @@ def flatten(layers: list[Layer], input_shape: Shape) -> tuple[list, list, list, 
     return units, sources, names, shapes
 
 
-def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
-    """Chain the shapes (naming the layer that breaks them) and lay out every array."""
-    units, sources, names, shapes = flatten(layers, input_shape)
+def build_plan(layers: list[Layer], input_shape: Shape, record: list | None = None) -> Plan:
+    """Chain the shapes (naming the layer that breaks them) and lay out every array
+    (``record``: as for :func:`flatten`)."""
+    units, sources, names, shapes = flatten(layers, input_shape, record)
     views = [unit.is_view and not isinstance(source, list) and source >= 0
              for unit, source in zip(units, sources)]
 
@@ -255,6 +265,106 @@ def build_plan(layers: list[Layer], input_shape: Shape) -> Plan:
                 tuple(late), tuple(units), tuple(names), tuple(sources))
 
 
+def attach_loss(plan: Plan, loss_code: int, settings: np.ndarray) -> Plan:
+    """``plan`` with the loss's settings after the layers' floats (after one float of its
+    own: the kernels' bound on max |params|, unknown at first) and the address of the
+    loss's kernel, known when the kernels bind, after the layers' ints (kernels/step.py)."""
+    return replace(plan, floats=np.concatenate([plan.floats, [np.inf], settings]),
+                   ints=np.append(plan.ints, np.int64(0)),
+                   late_ints=(*plan.late_ints, (plan.ints.shape[0],
+                                                partial(loss_address, loss_code))))
+
+
+# -- a sequence length that varies (input_shape[0] None) ---------------------------------------
+#: The lengths a network without a fixed length is built at to lay it out: a layer whose
+#: parameters, settings or output size (other than its leading time axis) depend on T
+#: differs between the two, and is refused.
+PROBE_LENGTHS = (3, 4)
+MAX_LENGTH_SEARCHED = 256  # for a network that breaks at a probe: which lengths it fits
+
+
+def layout(layers: list[Layer], input_shape: Shape) -> Plan:
+    """:func:`build_plan`; when ``input_shape[0]`` is None (the length varies), the plan at
+    PROBE_LENGTHS[0] with ``input_shape`` (None, ...): its parameter, buffer and settings
+    layout holds for every length (checked against PROBE_LENGTHS[1]; a ValueError names a
+    layer whose sizes depend on the length), and the layers' shapes then show the time
+    axis as None. Its table is one length's: ``fastbp._lengths`` builds the plan each
+    length runs."""
+    if input_shape[0] is not None:
+        return build_plan(layers, input_shape)
+    rest = input_shape[1:]
+    spare = [layer.unbound_copy() for layer in layers]
+    (plan_a, rec_a, error_a), (plan_b, rec_b, error_b) = (
+        _probe(group, (T, *rest)) for group, T in zip((layers, spare), PROBE_LENGTHS))
+
+    def shape(T) -> str:
+        return f"input_shape=({', '.join([str(T), *map(str, rest)])}{',' if not rest else ''})"
+
+    for (name, a), (_, b) in zip(rec_a, rec_b):
+        reason = _length_dependence(a, b)
+        if reason:
+            raise ValueError(f"{error_path(name)} ({type(a).__name__}): {reason}, and "
+                             f"without input_shape the sequence length varies from batch to "
+                             f"batch; give input_shape a fixed length, e.g. {shape('T')}")
+    if error_a or error_b:  # the length's doing if some lengths fit, others not
+        error, T = (error_a, PROBE_LENGTHS[0]) if error_a else (error_b, PROBE_LENGTHS[1])
+        fits = []
+        for length in range(1, MAX_LENGTH_SEARCHED + 1):
+            if _probe([layer.unbound_copy() for layer in layers], (length, *rest))[0]:
+                fits.append(length)
+                if len(fits) == 4:
+                    break
+        if not fits:
+            raise ValueError(f"{error} (at T={T}: without input_shape the sequence length "
+                             "varies)")
+        some = ", ".join(map(str, fits[:3])) + (", ..." if len(fits) > 3 else "")
+        raise ValueError(f"{error} (at T={T}); the layers fit sequences of length {some} "
+                         f"only, not any length: give {shape(fits[0])}")
+    if not np.array_equal(plan_a.floats, plan_b.floats):  # one layer's, but no kind does it
+        raise ValueError("the layers' float settings depend on the sequence length; give "
+                         f"input_shape a fixed length, e.g. {shape('T')}")
+    units_b = dict(zip(map(id, plan_a.units), plan_b.units))
+    units_b |= dict(zip(map(id, _blocks(layers)), _blocks(spare)))
+    for layer in [*plan_a.units, *_blocks(layers)]:
+        other = units_b[id(layer)]
+        for attr in ("input_shape", "output_shape"):
+            mine, theirs = getattr(layer, attr), getattr(other, attr)
+            object.__setattr__(layer, attr, tuple(a if a == b else None
+                                                  for a, b in zip(mine, theirs)))
+    return replace(plan_a, input_shape=input_shape)
+
+
+def _probe(layers: list[Layer], input_shape: Shape):
+    """(plan, [(name, unit)] built, None) for ``input_shape``, or (None, the units built
+    before the one that broke, its ValueError)."""
+    record: list = []
+    try:
+        return build_plan(layers, input_shape, record), record, None
+    except ValueError as e:
+        return None, record, e
+
+
+def _length_dependence(a: Layer, b: Layer) -> str:
+    """What differs between one unit built at two lengths, beyond its leading time axis
+    ("" if nothing)."""
+    (sa, sb), (Ta, Tb) = (a.output_shape, b.output_shape), PROBE_LENGTHS
+    if a.parameter_shapes() != b.parameter_shapes() or a.buffer_shapes() != b.buffer_shapes():
+        return "its parameters' shapes depend on the sequence length"
+    if sa != sb and (len(sa) != len(sb) or sa[1:] != sb[1:] or (sa[0], sb[0]) != (Ta, Tb)):
+        return (f"its output's size depends on the sequence length otherwise than by a "
+                f"leading time axis ({sa} at T={Ta}, {sb} at T={Tb})")
+    return ""
+
+
+def _blocks(layers: list[Layer]) -> list[Layer]:
+    """The blocks among ``layers`` and inside them, depth first."""
+    found = []
+    for layer in layers:
+        if getattr(layer, "is_block", False):
+            found += [layer] + [la for la in layer.leaves() if getattr(la, "is_block", False)]
+    return found
+
+
 def _views(flat: np.ndarray, offset: int, shapes: dict[str, Shape]) -> dict[str, np.ndarray]:
     views = {}
     for name, shape in shapes.items():
@@ -303,7 +413,7 @@ def compile_layers(layers: Sequence[Layer], input_shape, dtype: np.dtype, seed: 
     arrays, bind every layer's tensors to views of them and initialise them. Shared by the
     Network and the reference, so the same spec and seed give both the same parameters."""
     layers = check_layers(layers)
-    plan = build_plan(layers, check_input_shape(input_shape, layers))
+    plan = layout(layers, check_input_shape(input_shape, layers))
     check_memory(plan, dtype)
     params = aligned_zeros(plan.n_params, dtype)
     buffers = aligned_zeros(plan.n_buffers, dtype)

@@ -136,7 +136,8 @@ class Preprocessed(nn.Module):
             x = torch.where(torch.isnan(x), self.mean, x)
         if self.standardizes:
             x = (x - self.centre) / self.scale
-        out = self.network(x.to(self.dtype).reshape(-1, *self.input_shape))
+        shape = [-1 if d is None else d for d in self.input_shape]  # (None: any length)
+        out = self.network(x.to(self.dtype).reshape(x.shape[0], *shape))
         if self.unstandardizes:
             out = (out.to(torch.float64).flatten(1) * self.target_scale
                    + self.target_centre).to(self.dtype)

@@ -23,6 +23,7 @@ import numpy as np
 from . import _codes as codes
 from ._engine import rows_of
 from ._jit import compile_notice
+from ._lengths import RaggedEpochs, is_ragged, ragged_scores
 from ._params import InstanceOf, Interval, Options, check_parameters
 from .callbacks import (  # noqa: F401
     Callback,
@@ -141,7 +142,7 @@ def _training_data(net, X, y, sample_weight, class_weight) -> Batch:
     net.engine.validate(data)
     if class_weight is None:
         return data
-    if net.engine.label_steps > 1:
+    if net.engine.label_steps != 1:  # (None: a label per step, however many)
         raise ValueError("class_weight applies to one label per sample; with a label per "
                          "step, weight the sequences with sample_weight")
     cw = _class_weights(class_weight, _labels_or_targets(data), net)
@@ -278,7 +279,8 @@ class _EpochRunner:
 
     def __init__(self, net, optimizer: Optimizer, data: Batch, batch_size: int, shuffle: bool,
                  callbacks: list[Callback], monitor: GradientMonitor | None = None):
-        self.net, self.engine, self.optimizer, self.data = net, net.engine, optimizer, tuple(data)
+        self.net, self.optimizer, self.data = net, optimizer, tuple(data)
+        self.engine = net.engine.at(data.X)  # the plan of the data's sequence length
         # only the callbacks that look at batches are called per batch
         self.batch_callbacks = [cb for cb in callbacks
                                 if type(cb).on_batch_end is not Callback.on_batch_end]
@@ -291,7 +293,7 @@ class _EpochRunner:
         self.loop = self.engine.loop(n, m, shuffle)
         self.buffer = self.engine.batch_buffer(self.data, m)
         self.monitor = monitor
-        self.watch = monitor.start(net) if monitor is not None else None
+        self.watch = monitor.start(net, self.engine) if monitor is not None else None
         self.no_watch = no_watch(net) if self.batch_callbacks or monitor is not None else None
         self.runs: dict[bool, Any] = {}  # Engine.epoch_spans' runners, monitored or not
 
@@ -331,10 +333,13 @@ class _Validation:
     :meth:`local`, this process's work, which may fail on one rank (the ranks agree on it
     before going on), then :meth:`scores`, the all-reduce."""
 
-    def __init__(self, net, data: Batch, comm=None):
+    def __init__(self, net, data: Batch, comm=None, ragged_batches: int = 0):
         self.engine, self.data, self.comm = net.engine, tuple(data), comm
+        self.ragged_batches = ragged_batches  # rows per chunk cut to its longest (a list)
 
     def local(self, metrics: tuple[str, ...]) -> tuple:
+        if self.ragged_batches:
+            return None, ragged_scores(self.engine, self.data, metrics, self.ragged_batches)
         if self.comm is None:
             return None, self.engine.evaluate(self.data, metrics)
         from .distributed import local_sums
@@ -457,6 +462,9 @@ def fit(net, X, y, optimizer: Optimizer | None = None, epochs: int = 20, batch_s
         from .distributed import check_comm
 
         check_comm(comm)
+        if net.engine.variable:
+            raise ValueError("comm: data-parallel training needs a fixed sequence length; "
+                             "give the network input_shape=(T, ...)")
         verbose = verbose if comm.rank == 0 else 0
     metrics = check_metrics(metrics, net.loss)
     previous = net.standardize
@@ -537,10 +545,19 @@ def _fit(net, X, y, config: FitConfig, say):
 
 def _run_fit(net, X, y, config: FitConfig, say, interrupts):
     optimizer, comm, epochs = config.optimizer, config.comm, config.epochs
+    # A list of sequences for a network whose length varies: each batch cut to its longest
+    # row (fastbp._lengths), the validation set's too.
+    ragged = net.engine.variable and is_ragged(X)
+    val_data = config.validation_data
+    val_ragged = ragged if val_data is None else net.engine.variable and is_ragged(val_data[0])
     if comm is None:
         data, val, history, callbacks, monitor = _prepare(net, X, y, config)
-        run_epoch = _EpochRunner(net, optimizer, data, config.batch_size, config.shuffle,
-                                 callbacks, monitor)
+        if ragged and monitor is not None:
+            raise ValueError("monitor: X is a list of sequences, padded batch by batch to "
+                             "lengths that vary; pad it to one length (fb.text.pad_sequences) "
+                             "to monitor")
+        runner = RaggedEpochs if ragged else partial(_EpochRunner, monitor=monitor)
+        run_epoch = runner(net, optimizer, data, config.batch_size, config.shuffle, callbacks)
     else:
         from . import distributed
 
@@ -559,7 +576,8 @@ def _run_fit(net, X, y, config: FitConfig, say, interrupts):
         run_epoch = distributed.DistributedEpochRunner(net, optimizer, data, config.batch_size,
                                                        config.shuffle, callbacks, comm,
                                                        shared_rng, interrupts, monitor)
-    validation = None if val is None else _Validation(net, val, comm)
+    validation = None if val is None else _Validation(
+        net, val, comm, config.batch_size if val_ragged else 0)
     scheduler, metrics = config.scheduler, config.metrics
     snapshot = _Snapshot(net.engine.training_state() + optimizer.training_state())
     net.stop_training = False

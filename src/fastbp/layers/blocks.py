@@ -368,6 +368,11 @@ class Concat(_Block):
         return f"Concat({self.branches!r}, axis={self.axis})"
 
 
+def shape_text(shape) -> str:
+    """A batch of ``shape`` as summaries show it: "(n, T, 16)" (T: a length that varies)."""
+    return "(" + ", ".join(["n", *("T" if d is None else str(d) for d in shape)]) + ")"
+
+
 def summary_rows(layers: Sequence[Layer], indent: str = "") -> list[tuple[str, str, str]]:
     """``Network.summary``'s rows for ``layers``: index and kind, output shape, parameter
     count; a block's layers indented under it, branch by branch."""
@@ -375,7 +380,7 @@ def summary_rows(layers: Sequence[Layer], indent: str = "") -> list[tuple[str, s
     for i, layer in enumerate(layers):
         act = getattr(layer, "activation", "identity")
         kind = type(layer).__name__ + (f" ({act})" if act != "identity" else "")
-        rows.append((f"{indent}{i}: {kind}", str(("n", *layer.output_shape)).replace("'", ""),
+        rows.append((f"{indent}{i}: {kind}", shape_text(layer.output_shape),
                      f"{layer.n_params:,}"))
         if isinstance(layer, _Block):
             for branch, inner in layer.named_branches().items():

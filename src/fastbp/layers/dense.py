@@ -122,7 +122,7 @@ class Dense(Layer):
                 {"W": module.weight.T, "b": module.bias}, 2 if act else 1)
 
     def onnx_nodes(self, graph, x: str) -> str:
-        if self._steps > 1 or len(self.input_shape) > 1:  # per step: (n, ..., n_in) @ W
+        if len(self.input_shape) > 1 or self._steps > 1:  # per step: (n, ..., n_in) @ W
             y = graph.one("Add", [graph.one("MatMul", [x, graph.const("W", self.W)]),
                                   graph.const("b", self.b)])
         else:

@@ -32,7 +32,9 @@ class Embedding(Layer):
 
     Notes
     -----
-    The network needs ``input_shape=(T,)``, the sequence length. An id out of range, or X
+    ``input_shape=(T,)`` fixes the sequence length; without it the length may differ from
+    batch to batch (each call's X is ``(n, T)`` for its own T, and a list of id sequences
+    is padded to its longest, or in ``fit`` batch by batch). An id out of range, or X
     holding anything but integers, is a ValueError naming X, the row and the id. The
     gradient is written over the whole table each step (as torch's dense ``nn.Embedding``),
     then the optimizer updates the whole table.
@@ -52,6 +54,9 @@ class Embedding(Layer):
             padding_idx = int(padding_idx) % self.num_embeddings
         self.padding_idx = padding_idx
         self.weight = None
+
+    def default_input_shape(self) -> Shape:
+        return (None,)  # T ids per sample, T free unless input_shape fixes it
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
@@ -90,12 +95,12 @@ class Embedding(Layer):
 
     def _padded(self, sequences, name: str) -> np.ndarray:
         """Id sequences of different lengths as one array, right-padded with padding_idx to
-        the network's length T (the recurrent layers after then read the padding as
-        such)."""
+        the network's length T, or to the longest when the length varies (the recurrent
+        layers after then read the padding as such)."""
         T = self.input_shape[0]
         if self.padding_idx is None:
             lengths = {len(np.ravel(s)) for s in sequences}
-            if lengths == {T}:
+            if lengths == {T} or (T is None and len(lengths) == 1):
                 return np.asarray(sequences)
             raise ValueError(f"{name} holds sequences of different lengths; give Embedding a "
                              "padding_idx to pad them (and make the recurrent layers read the "
@@ -105,10 +110,12 @@ class Embedding(Layer):
             if row.ndim != 1 or (row.size and row.dtype.kind not in "iub"):
                 raise TypeError(f"{name}[{i}] must be a 1-D sequence of integer token ids, got "
                                 f"dtype {row.dtype}, shape {row.shape}")
-            if row.shape[0] > T:
+            if T is not None and row.shape[0] > T:
                 raise ValueError(f"{name}[{i}] has {row.shape[0]} ids, more than the network's "
                                  f"length {T} (input_shape=({T},)): cut it or build a longer "
                                  "network")
+        if T is None:
+            T = max(1, *(row.shape[0] for row in rows))
         out = np.full((len(rows), T), self.padding_idx, dtype=np.int64)
         for i, row in enumerate(rows):
             out[i, : row.shape[0]] = row

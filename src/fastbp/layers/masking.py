@@ -44,7 +44,7 @@ class Masking(Layer):
         return True
 
     def padding_steps(self, X: np.ndarray) -> np.ndarray | None:
-        return (X.reshape(X.shape[0], *self.input_shape) == self.mask_value).all(axis=2)
+        return (X.reshape(X.shape[0], -1, self.input_shape[-1]) == self.mask_value).all(axis=2)
 
     def random_input(self, rng, shape: Shape) -> np.ndarray:
         """Normal values, each row's last 0..T-1 steps set to mask_value."""

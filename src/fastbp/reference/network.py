@@ -49,6 +49,9 @@ class Network:
         self.layers, self._plan, self.params, self.buffers = compile_layers(
             layers, input_shape, self.dtype, seed)
         self.input_shape = self._plan.input_shape
+        if None in self.input_shape:
+            raise ValueError("the reference network needs a fixed input_shape (its sequence "
+                             "length)")
         self._units, self._sources = self._plan.units, self._plan.unit_sources
         self._twins = [twin_for(unit) for unit in self._units]
         if stream == "fastbp":

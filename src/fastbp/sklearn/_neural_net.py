@@ -64,6 +64,10 @@ class _BaseNeuralNet(BaseEstimator):
         shape = None if self.input_shape is None else tuple(self.input_shape)
         net = Network(layers, input_shape=shape, loss=loss, dtype=self.dtype, seed=seed,
                       **self._loss_settings())
+        if net.n_features is None:  # X is 2-D here: (n, features), so one length
+            raise ValueError(f"layers take sequences whose length varies (input_shape="
+                             f"{net.input_shape}); give input_shape a fixed length for X's "
+                             f"{n_features} features")
         if net.n_features != n_features:
             raise ValueError(f"X has {n_features} features per sample, the layers expect "
                              f"input_shape={net.input_shape} ({net.n_features} values)")
