@@ -32,6 +32,7 @@ from ._dispatch import (
     step_address,
 )
 from ._inference import Inference
+from ._precompile import compile_missing
 from ._threads import (
     MIN_PARALLEL_WORK,
     SPLIT_MIN_WORK,
@@ -199,10 +200,16 @@ class Engine(Inference):
             self.bind()
         return self._arrays
 
-    def bind(self) -> None:
-        """Write the kernel addresses into the plan (once, before any thread runs one)."""
+    def bind(self, training: bool = True, split_rows: int = 0) -> None:
+        """Write the kernel addresses into the plan (once, before any thread runs one). On a
+        cold cache the kernels of a first run (``training``: the step's too, and the split
+        step's if a batch of ``split_rows`` splits) compile in two processes at once
+        (fastbp._precompile)."""
         with self.access.lock:
             if not self.bound:
+                splits = bool(split_rows) and split_rows in self.split_rows and \
+                    get_num_threads() >= 2
+                compile_missing(self, training, splits)
                 bind_kernels(self.plan.table, self.plan.ints, self.dtype, self.plan.late_ints)
                 self.bound = True
 
@@ -401,7 +408,7 @@ class Engine(Inference):
         if rows > self.capacity:
             self.reserve(rows)
         if not self.bound:
-            self.bind()
+            self.bind(split_rows=rows if split else 0)
         flags |= self.pieces(rows)
         if results is None:
             results = self.results

@@ -45,7 +45,7 @@ class Inference:
         """The arrays with this thread's own workspace for ``rows`` rows, and its own
         results vector: inference from several threads shares only what it reads."""
         if not self.bound:
-            self.bind()
+            self.bind(training=False)
         local = self._local
         if getattr(local, "capacity", 0) < rows:
             local.arrays = self._arrays_with_workspace(rows, "inference")

@@ -1,0 +1,174 @@
+"""A network's first run on a cold kernel cache compiles in two processes at once.
+
+numba compiles one function at a time in a process, and a network's first run compiles,
+each for seconds, the walker (``train_step``; the split step's entry points when its
+batches split over threads), each layer kind's kernel pair and the loss. When at least
+two of these are missing from numba's on-disk cache, :func:`compile_missing` starts a
+worker process (``python -m fastbp._precompile DTYPE JOB...``) and both take jobs from the
+one list, the worker from its start (the walker first, the costliest), this process from
+its end, each claiming a job before compiling it (an exclusively created file), so that
+none is compiled twice. This process then waits for the worker, and its kernels load
+what the worker compiled from the cache. A worker that fails or is killed only costs
+the time: whatever is still missing compiles here as before.
+
+Set ``FASTBP_COMPILE_WORKER=0`` to compile everything in the calling process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numba
+
+from . import _codes as codes
+from . import _dispatch
+from .kernels import dispatch as kernel_types
+from .kernels import losses, step
+
+WORKER_TIMEOUT = 600  # seconds: far above any first compile; then this process goes on
+
+
+def _kind_number(module_name: str) -> int | None:
+    for kind, module in _dispatch.KERNEL_MODULES.items():
+        if getattr(module, "__name__", None) == module_name:
+            return kind
+    return None
+
+
+def _pair(kind: int, variant: int) -> tuple:
+    module = _dispatch.KERNEL_MODULES[kind]
+    return module.VARIANTS[variant] if hasattr(module, "VARIANTS") else (module.forward,
+                                                                         module.backward)
+
+
+def _targets(job: str, dtype) -> list[tuple]:
+    """The (dispatcher, signature) pairs a job compiles."""
+    what, _, arg = job.partition(":")
+    if what == "step":
+        return [(step.train_step, kernel_types.step_args_types(dtype))]
+    if what == "split":
+        sig = kernel_types.part_args_types(dtype)
+        return [(step.gradient, kernel_types.gradient_args_types(dtype)),
+                (step.run_part, sig), (step.split_gradient, sig), (step.parts_at_once, sig)]
+    if what == "loss":
+        return [(losses.LOSS_KERNELS[int(arg)], kernel_types.loss_args_types(dtype))]
+    if what == "kind":
+        module_name, _, variant = arg.rpartition(":")
+        kind = _kind_number(module_name)
+        if kind is None:
+            return []
+        sig = (kernel_types.layer_args_type(dtype),)
+        return [(kernel, sig) for kernel in _pair(kind, int(variant))]
+    raise ValueError(f"unknown compile job {job!r}")
+
+
+def run_job(job: str, dtype) -> None:
+    """Compile (or load from the cache) what ``job`` names, as a network's first run would."""
+    what = job.partition(":")[0]
+    if what == "split":  # through _dispatch, which also starts numba's threads first
+        _dispatch.gradient_address(dtype)
+        _dispatch.run_part_address(dtype)
+        _dispatch.split_gradient_address(dtype)
+        _dispatch.parts_at_once_address(dtype)
+        return
+    for kernel, signature in _targets(job, dtype):
+        kernel.compile(signature)
+
+
+def is_cached(kernel, signature: tuple) -> bool:
+    """Whether numba has ``kernel`` for ``signature`` in this process or in its on-disk
+    cache's index (looked up without loading the compiled code, which the first call
+    then loads once)."""
+    if signature in kernel.overloads:
+        return True
+    try:
+        cache = kernel._cache
+        key = cache._index_key(signature, kernel.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # another numba's internals: assume missing (a worker only costs time)
+        return False
+
+
+def jobs_for(engine, training: bool = True, splits: bool = False) -> list[str]:
+    """The compile jobs of ``engine``'s first run, costliest first: for training the walker
+    and, if its first batch ``splits`` over threads, the split step's entry points; each
+    built-in layer
+    kind's kernel pair (the pair its settings choose, as ``_dispatch.bind_kernels``); the
+    loss. (Kinds defined outside fastbp compile in the calling process.)"""
+    jobs = (["step"] + (["split"] if splits else [])) if training else []
+    plan = engine.plan
+    for row in plan.table:
+        if row[codes.L_IS_VIEW]:
+            continue
+        module = _dispatch.KERNEL_MODULES.get(int(row[codes.L_KIND]))
+        name = getattr(module, "__name__", "")
+        if not name.startswith("fastbp."):
+            continue
+        start = row[codes.L_INT_OFFSET]
+        settings = plan.ints[start : start + row[codes.L_INT_SIZE]]
+        job = f"kind:{name}:{module.variant(settings) if hasattr(module, 'VARIANTS') else 0}"
+        if job not in jobs:
+            jobs.append(job)
+    return [*jobs, f"loss:{engine.loss_code}"]
+
+
+def _claim(directory: str, index: int) -> bool:
+    try:
+        os.close(os.open(os.path.join(directory, str(index)), os.O_CREAT | os.O_EXCL))
+        return True
+    except FileExistsError:
+        return False
+
+
+def _run_claimed(directory: str, jobs: list[str], dtype, order) -> None:
+    for index in order:
+        if _claim(directory, index):
+            run_job(jobs[index], dtype)
+
+
+def compile_missing(engine, training: bool = True, splits: bool = False) -> None:
+    """Compile the kernels of ``engine``'s first run (:func:`jobs_for`) that are not cached,
+    in this process and a worker at once (see the module); nothing when fewer than two
+    are missing."""
+    if numba.config.DISABLE_JIT or os.environ.get("FASTBP_COMPILE_WORKER", "1") == "0":
+        return
+    dtype = engine.dtype
+    jobs = [job for job in jobs_for(engine, training, splits)
+            if not all(is_cached(k, s) for k, s in _targets(job, dtype))]
+    if len(jobs) < 2:
+        return
+    with tempfile.TemporaryDirectory(prefix="fastbp-compile-") as claims:
+        env = dict(os.environ)
+        env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR  # the same cache, whatever chose it
+        try:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "fastbp._precompile", claims, dtype.name, *jobs],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+        except OSError:  # no process to start (a sandbox): all of it here, as before
+            return
+        try:
+            _run_claimed(claims, jobs, dtype, range(len(jobs) - 1, -1, -1))
+            worker.wait(WORKER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        except BaseException:
+            worker.kill()
+            raise
+
+
+def _main(argv: list[str]) -> int:
+    import numpy as np
+
+    import fastbp  # noqa: F401  (registers the built-in layer kinds)
+
+    claims, dtype, jobs = argv[0], np.dtype(argv[1]), argv[2:]
+    _run_claimed(claims, jobs, dtype, range(len(jobs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

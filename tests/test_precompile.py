@@ -1,0 +1,87 @@
+"""A first run on a cold kernel cache compiles in two processes (fastbp._precompile): the
+jobs a network needs, a worker that fills the shared cache, the same results as compiling
+alone, nothing started on a warm cache, and a worker that fails costing only time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import pytest
+
+import fastbp as fb
+from fastbp import _precompile
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, numpy as np, fastbp as fb
+    from fastbp import _precompile
+    started = []
+    real = _precompile.subprocess.Popen
+    def popen(cmd, **kw):
+        started.append(cmd[3:])
+        if "--fail" in sys.argv:
+            cmd = [sys.executable, "-c", "raise SystemExit(3)"]
+        return real(cmd, **kw)
+    _precompile.subprocess.Popen = popen
+    net = fb.Network([fb.Dense(6, 5, activation="relu"), fb.Dense(5, 3)], input_shape=(6,),
+                     seed=0)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 6)).astype(np.float32); y = rng.integers(0, 3, 8)
+    net.train_step(X, y, fb.SGD(lr=0.1))
+    jobs = _precompile.jobs_for(net.engine)
+    cached = all(_precompile.is_cached(k, s) for j in jobs
+                 for k, s in _precompile._targets(j, net.dtype))
+    print(json.dumps({"started": started, "cached": cached, "params": net.params.tolist()}))
+""")
+
+
+def _first_step(cache, *args, worker=True):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache),
+               FASTBP_COMPILE_WORKER="1" if worker else "0")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, *args], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing compiles without the JIT")
+@pytest.mark.slow  # cold compiles, in fresh processes and caches
+def test_a_cold_first_step_compiles_in_a_worker_too_with_the_same_results(tmp_path):
+    cold = _first_step(tmp_path / "two")
+    assert len(cold["started"]) == 1  # one worker, given the claims directory, dtype, jobs
+    claims, dtype, *jobs = cold["started"][0]
+    assert dtype == "float32" and jobs[0] == "step" and jobs[-1].startswith("loss:")
+    assert any(job.startswith("kind:fastbp.kernels.dense:") for job in jobs)
+    assert cold["cached"] and not os.path.exists(claims)  # every job cached, claims removed
+    alone = _first_step(tmp_path / "one", worker=False)
+    assert alone["started"] == [] and alone["params"] == cold["params"]  # same bits
+    warm = _first_step(tmp_path / "two")
+    assert warm["started"] == [] and warm["params"] == cold["params"]
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing compiles without the JIT")
+@pytest.mark.slow  # a cold compile in a fresh process and cache
+def test_a_worker_that_fails_costs_only_time(tmp_path):
+    failed = _first_step(tmp_path / "failed", "--fail")
+    assert len(failed["started"]) == 1 and failed["cached"]
+    assert failed["params"] == _first_step(tmp_path / "failed")["params"]
+
+
+@pytest.mark.parametrize("training,splits", [(True, False), (True, True), (False, False)],
+                         ids=["step", "split-step", "inference"])
+def test_the_jobs_of_a_first_run(training, splits):
+    net = fb.Network([fb.Conv2D(1, 4, 3, activation="relu"), fb.MaxPool2D(2), fb.Flatten(),
+                      fb.Dense(4 * 3 * 3, 10), fb.Activation("relu"), fb.Dense(10, 2)],
+                     input_shape=(1, 8, 8))
+    jobs = _precompile.jobs_for(net.engine, training, splits)
+    walker = ["step", "split"] if splits else ["step"]
+    assert jobs[: len(walker) if training else 0] == (walker if training else [])
+    kinds = [job for job in jobs if job.startswith("kind:")]
+    assert len(kinds) == len(set(kinds)) == 4  # conv, pool, dense, activation; dense once
+    assert jobs[-1] == f"loss:{net.engine.loss_code}"
+    for job in jobs:  # each names compiled kernels and signatures
+        assert _precompile._targets(job, net.dtype)
