@@ -78,10 +78,12 @@ def test_the_jobs_of_a_first_run(training, splits):
                       fb.Dense(4 * 3 * 3, 10), fb.Activation("relu"), fb.Dense(10, 2)],
                      input_shape=(1, 8, 8))
     jobs = _precompile.jobs_for(net.engine, training, splits)
-    walker = ["step", "split"] if splits else ["step"]
+    walker = ["step", "gradient"] if splits else ["step"]
     assert jobs[: len(walker) if training else 0] == (walker if training else [])
     kinds = [job for job in jobs if job.startswith("kind:")]
-    assert len(kinds) == len(set(kinds)) == 4  # conv, pool, dense, activation; dense once
+    # conv, pool, dense (once), activation: a forward and a backward job each
+    assert len(kinds) == len(set(kinds)) == 8
+    assert ("parts_at_once" in jobs) == splits
     assert jobs[-1] == f"loss:{net.engine.loss_code}"
     for job in jobs:  # each names compiled kernels and signatures
         assert _precompile._targets(job, net.dtype)

@@ -44,35 +44,37 @@ def _pair(kind: int, variant: int) -> tuple:
                                                                          module.backward)
 
 
+# The split step's entry points, each a job (compiled through _dispatch, which starts numba's
+# threads before the parallel one): the gradient first, the costliest.
+SPLIT_ENTRIES = {"gradient": (step.gradient, kernel_types.gradient_args_types),
+                 "run_part": (step.run_part, kernel_types.part_args_types),
+                 "split_gradient": (step.split_gradient, kernel_types.part_args_types),
+                 "parts_at_once": (step.parts_at_once, kernel_types.part_args_types)}
+
+
 def _targets(job: str, dtype) -> list[tuple]:
     """The (dispatcher, signature) pairs a job compiles."""
     what, _, arg = job.partition(":")
     if what == "step":
         return [(step.train_step, kernel_types.step_args_types(dtype))]
-    if what == "split":
-        sig = kernel_types.part_args_types(dtype)
-        return [(step.gradient, kernel_types.gradient_args_types(dtype)),
-                (step.run_part, sig), (step.split_gradient, sig), (step.parts_at_once, sig)]
+    if what in SPLIT_ENTRIES:
+        kernel, types = SPLIT_ENTRIES[what]
+        return [(kernel, types(dtype))]
     if what == "loss":
         return [(losses.LOSS_KERNELS[int(arg)], kernel_types.loss_args_types(dtype))]
-    if what == "kind":
-        module_name, _, variant = arg.rpartition(":")
+    if what == "kind":  # kind:<kernels module>:<variant>:<0 forward, 1 backward>
+        module_name, variant, which = arg.rsplit(":", 2)
         kind = _kind_number(module_name)
         if kind is None:
             return []
-        sig = (kernel_types.layer_args_type(dtype),)
-        return [(kernel, sig) for kernel in _pair(kind, int(variant))]
+        return [(_pair(kind, int(variant))[int(which)], (kernel_types.layer_args_type(dtype),))]
     raise ValueError(f"unknown compile job {job!r}")
 
 
 def run_job(job: str, dtype) -> None:
     """Compile (or load from the cache) what ``job`` names, as a network's first run would."""
-    what = job.partition(":")[0]
-    if what == "split":  # through _dispatch, which also starts numba's threads first
-        _dispatch.gradient_address(dtype)
-        _dispatch.run_part_address(dtype)
-        _dispatch.split_gradient_address(dtype)
-        _dispatch.parts_at_once_address(dtype)
+    if job in SPLIT_ENTRIES:
+        getattr(_dispatch, f"{job}_address")(dtype)
         return
     for kernel, signature in _targets(job, dtype):
         kernel.compile(signature)
@@ -93,12 +95,12 @@ def is_cached(kernel, signature: tuple) -> bool:
 
 
 def jobs_for(engine, training: bool = True, splits: bool = False) -> list[str]:
-    """The compile jobs of ``engine``'s first run, costliest first: for training the walker
-    and, if its first batch ``splits`` over threads, the split step's entry points; each
-    built-in layer
-    kind's kernel pair (the pair its settings choose, as ``_dispatch.bind_kernels``); the
-    loss. (Kinds defined outside fastbp compile in the calling process.)"""
-    jobs = (["step"] + (["split"] if splits else [])) if training else []
+    """The compile jobs of ``engine``'s first run, the costliest first: for training the
+    walker (and, if its first batch ``splits`` over threads, the split step's gradient);
+    each built-in layer kind's forward and backward kernel (the pair its settings choose,
+    as ``_dispatch.bind_kernels``); the split step's other entry points; the loss. (Kinds
+    defined outside fastbp compile in the calling process.)"""
+    jobs = (["step"] + (["gradient"] if splits else [])) if training else []
     plan = engine.plan
     for row in plan.table:
         if row[codes.L_IS_VIEW]:
@@ -109,10 +111,12 @@ def jobs_for(engine, training: bool = True, splits: bool = False) -> list[str]:
             continue
         start = row[codes.L_INT_OFFSET]
         settings = plan.ints[start : start + row[codes.L_INT_SIZE]]
-        job = f"kind:{name}:{module.variant(settings) if hasattr(module, 'VARIANTS') else 0}"
-        if job not in jobs:
-            jobs.append(job)
-    return [*jobs, f"loss:{engine.loss_code}"]
+        kind = f"kind:{name}:{module.variant(settings) if hasattr(module, 'VARIANTS') else 0}"
+        for job in (f"{kind}:0", f"{kind}:1"):  # forward and backward: jobs of their own
+            if job not in jobs:
+                jobs.append(job)
+    rest = ["run_part", "split_gradient", "parts_at_once"] if training and splits else []
+    return [*jobs, *rest, f"loss:{engine.loss_code}"]
 
 
 def _claim(directory: str, index: int) -> bool:
