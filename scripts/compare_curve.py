@@ -1,18 +1,18 @@
 """How a training step's cost grows: a 3-layer MLP (784 -> w -> w -> 10, ReLU, Adam,
 float32) over batch sizes (width 256) and widths (batch 128), fastbp against PyTorch eager
-and JAX jit, on all the CPUs fastbp uses by default and pinned to one thread, with the
-machine's float32 matrix-multiply peak (numpy's sgemm, n = 2048, on as many threads) as
-the line to approach.
+and JAX jit, on two threads and on one, with the machine's float32 matrix-multiply peak
+(numpy's sgemm, n = 2048, on as many threads) as the line to approach.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/compare_curve.py --rounds 3
 
-One thread: fastbp with OMP_NUM_THREADS=1 (its default count), torch with
-``set_num_threads(1)``, JAX with XLA's ``--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1``, the sgemm with OPENBLAS_NUM_THREADS=1. Each (framework,
-thread count) runs every point in a fresh worker process (``--worker FW THREADS``), the
-workers interleaved over the rounds; a point is the median over rounds of the worker's
-median step. GFLOP/s = 2 x the multiply-adds of the step's products (forward, weight
-gradients, and input gradients but the first layer's) / step time. Writes a Markdown
+Threads: fastbp through OMP_NUM_THREADS (its default count) and torch through
+``set_num_threads``, both set to the count; on one thread also JAX with XLA's
+``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` and the sgemm with
+OPENBLAS_NUM_THREADS=1 (on two, their defaults: every CPU, two on the machine measured).
+Each (framework, thread count) runs every point in a fresh worker process (``--worker FW
+THREADS``), the workers interleaved over the rounds; a point is the median over rounds of
+the worker's median step. GFLOP/s = 2 x the multiply-adds of the step's products (forward,
+weight gradients, and input gradients but the first layer's) / step time. Writes a Markdown
 table, a JSON file and a plot (matplotlib).
 """
 
@@ -80,8 +80,9 @@ def run_worker(framework: str, threads: int, seconds: float) -> dict:
 
 def _env(framework: str, threads: int) -> dict:
     env = compare.worker_env()
+    env["OMP_NUM_THREADS"] = str(threads)  # fastbp's count (torch's is set in the worker)
     if threads == 1:
-        env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
+        env["OPENBLAS_NUM_THREADS"] = "1"  # the sgemm peak on one thread
         env["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1 "
                             + env.get("XLA_FLAGS", "")).strip()
     return env

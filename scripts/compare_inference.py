@@ -8,7 +8,7 @@ The networks are compare.py's shapes (float32, ReLU, seed 0), in evaluation mode
 figures per shape: a batch of 1024 rows (throughput) and a single row (latency), each the
 time of one call returning the outputs as a numpy array. ONNX Runtime runs the CPU
 execution provider with ``intra_op_num_threads`` = THREADS and one inter-op thread, torch
-``set_num_threads(THREADS)``, fastbp its default (the CPUs it may use: THREADS here).
+``set_num_threads(THREADS)``, fastbp ``fastbp.set_num_threads(THREADS)``.
 Every measurement runs in a fresh worker process (``--worker FRAMEWORK SHAPE ROWS``, one
 JSON line), the workers interleaved framework by framework over the rounds; the figure is
 the median over rounds of each worker's median call, with the min and max over rounds.
@@ -52,6 +52,9 @@ def _call(framework: str, shape: str, X: np.ndarray):
     """A function returning the network's outputs for X as numpy, in ``framework``."""
     net = _network(shape)
     if framework == "fastbp":
+        import fastbp as fb
+
+        fb.set_num_threads(THREADS)  # as the peers, whatever the machine's CPU count
         return lambda: net.forward(X)
     if framework == "onnxruntime":
         import onnxruntime as ort

@@ -103,14 +103,39 @@ def test_an_error_in_a_helper_reaches_the_caller(two_threads, monkeypatch):
 
     def failing(X, out, chunk, pieces):
         calls.append(threading.current_thread().name)
-        if len(calls) == 2:
+        if threading.current_thread().name.startswith("fastbp-part"):
             raise RuntimeError("part failed")
         return 0, -1
 
     monkeypatch.setattr(net.engine, "_run_outputs", failing)
     with pytest.raises(RuntimeError, match="part failed"):
         net.forward(X)
-    net.forward(X[:2])  # the helper is free again: a later call runs
+    assert any(name.startswith("fastbp-part") for name in calls)  # a helper ran a part
+    free = fb._threads._helpers.pool(1)[1]  # the one helper of two threads
+    assert free.acquire(blocking=False)  # its slot is back after the failure
+    free.release()
+
+
+def test_a_callback_predicting_inside_fit_on_a_new_length_does_not_wait_for_fit(two_threads):
+    # fit holds the network's lock; a prediction from its callback on a sequence length not
+    # seen yet binds that length's plan: on the caller, before any part goes to a helper
+    net = fb.Network([fb.Embedding(30, 16), fb.GRU(16, 48), fb.Dense(48, 2)],
+                     loss="cross_entropy", dtype="float64", seed=0)
+    rng = np.random.default_rng(5)
+    X, y = rng.integers(1, 30, size=(8, 5)), rng.integers(0, 2, 8)
+    probe = rng.integers(1, 30, size=(ROWS, 41))
+    seen = []
+
+    class Predict(fb.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(net.forward(probe))
+
+    done = []
+    thread = threading.Thread(target=lambda: done.append(
+        net.fit(X, y, epochs=1, batch_size=8, verbose=0, callbacks=[Predict()])), daemon=True)
+    thread.start()
+    thread.join(120)
+    assert done and len(seen) == 1 and seen[0].shape == (ROWS, 2)
 
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"

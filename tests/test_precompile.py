@@ -27,6 +27,9 @@ SCRIPT = textwrap.dedent("""
             cmd = [sys.executable, "-c", "raise SystemExit(3)"]
         return real(cmd, **kw)
     _precompile.subprocess.Popen = popen
+    here = []  # the jobs this process compiled itself
+    run_job = _precompile.run_job
+    _precompile.run_job = lambda job, dtype: (here.append(job), run_job(job, dtype))
     net = fb.Network([fb.Dense(6, 5, activation="relu"), fb.Dense(5, 3)], input_shape=(6,),
                      seed=0)
     rng = np.random.default_rng(0)
@@ -35,7 +38,9 @@ SCRIPT = textwrap.dedent("""
     jobs = _precompile.jobs_for(net.engine)
     cached = all(_precompile.is_cached(k, s) for j in jobs
                  for k, s in _precompile._targets(j, net.dtype))
-    print(json.dumps({"started": started, "cached": cached, "params": net.params.tolist()}))
+    from fastbp.kernels import step
+    print(json.dumps({"started": started, "cached": cached, "params": net.params.tolist(),
+                      "here": here, "step_overloads": len(step.train_step.overloads)}))
 """)
 
 
@@ -57,6 +62,10 @@ def test_a_cold_first_step_compiles_in_a_worker_too_with_the_same_results(tmp_pa
     assert dtype == "float32" and jobs[0] == "step" and jobs[-1].startswith("loss:")
     assert any(job.startswith("kind:fastbp.kernels.dense:") for job in jobs)
     assert cold["cached"] and not os.path.exists(claims)  # every job cached, claims removed
+    # each job compiled once, the worker's share loaded: this process did not do them all,
+    # and the walker it loaded is the one its step runs (compiled for the same types)
+    assert 0 < len(cold["here"]) < len(jobs) and len(set(cold["here"])) == len(cold["here"])
+    assert cold["step_overloads"] == 1
     alone = _first_step(tmp_path / "one", worker=False)
     assert alone["started"] == [] and alone["params"] == cold["params"]  # same bits
     warm = _first_step(tmp_path / "two")
@@ -68,6 +77,7 @@ def test_a_cold_first_step_compiles_in_a_worker_too_with_the_same_results(tmp_pa
 def test_a_worker_that_fails_costs_only_time(tmp_path):
     failed = _first_step(tmp_path / "failed", "--fail")
     assert len(failed["started"]) == 1 and failed["cached"]
+    assert sorted(failed["here"]) == sorted(failed["started"][0][2:])  # all of them here
     assert failed["params"] == _first_step(tmp_path / "failed")["params"]
 
 
@@ -87,3 +97,14 @@ def test_the_jobs_of_a_first_run(training, splits):
     assert jobs[-1] == f"loss:{net.engine.loss_code}"
     for job in jobs:  # each names compiled kernels and signatures
         assert _precompile._targets(job, net.dtype)
+
+
+def test_a_by_address_activation_is_the_variant_binding_chooses():
+    # gelu's row kernel address is resolved only when the network binds: before that, the
+    # job list must already name the by-address pair that binding then picks
+    net = fb.Network([fb.Dense(6, 5, activation="gelu"), fb.Dense(5, 3, activation="relu")],
+                     input_shape=(6,))
+    before = _precompile.jobs_for(net.engine)
+    net.engine.bind()
+    assert _precompile.jobs_for(net.engine) == before
+    assert len([job for job in before if job.startswith("kind:")]) == 4  # two variants

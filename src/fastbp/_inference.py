@@ -87,7 +87,7 @@ class Inference:
         entry = self._outputs_entry
         if entry is None:
             entry = self._outputs_entry = compiled_entry(step_kernels.run_dataset, args)
-        if entry is None or not X.flags.behaved:
+        if entry is None or not (X.flags.behaved and X.flags.c_contiguous):
             step_kernels.run_dataset(*args)
         else:
             entry(*args)
@@ -127,6 +127,8 @@ class Inference:
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
         chunk = self.chunk_rows(None) if chunk is None else chunk
         count = self.inference_parts(n)
+        if not self.bound:  # here: a helper thread must not wait for the lock a fit holds
+            self.bind(training=False)
         if count == 1:
             code, row = self._run_outputs(X, out, max(1, min(chunk, n)), True)
             if code:

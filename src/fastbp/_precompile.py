@@ -1,15 +1,15 @@
 """A network's first run on a cold kernel cache compiles in two processes at once.
 
-numba compiles one function at a time in a process, and a network's first run compiles,
-each for seconds, the walker (``train_step``; the split step's entry points when its
-batches split over threads), each layer kind's kernel pair and the loss. When at least
-two of these are missing from numba's on-disk cache, :func:`compile_missing` starts a
-worker process (``python -m fastbp._precompile DTYPE JOB...``) and both take jobs from the
-one list, the worker from its start (the walker first, the costliest), this process from
-its end, each claiming a job before compiling it (an exclusively created file), so that
-none is compiled twice. This process then waits for the worker, and its kernels load
-what the worker compiled from the cache. A worker that fails or is killed only costs
-the time: whatever is still missing compiles here as before.
+numba compiles one function at a time in a process, and a network's first run compiles, each
+for seconds, the walker (``train_step``; the split step's entry points when its batches
+split over threads), each layer kind's kernel pair and the loss. When at least two of these
+are missing from numba's on-disk cache, :func:`compile_missing` starts a worker process
+(``_main``: CLAIMS DTYPE JOB...) and both take jobs from the one list, the worker from its
+start (the walker first, the costliest), this process from its end, each claiming a job
+before compiling it (an exclusively created file in a directory of its own, CLAIMS), so that
+none is compiled twice. This process then waits for the worker, and its kernels load what
+the worker compiled from the cache. A worker that fails or is killed only costs the time:
+whatever is still missing compiles here as before.
 
 Set ``FASTBP_COMPILE_WORKER=0`` to compile everything in the calling process.
 """
@@ -25,10 +25,14 @@ import numba
 
 from . import _codes as codes
 from . import _dispatch
+from ._threads import _available_cpus as available_cpus
 from .kernels import dispatch as kernel_types
 from .kernels import losses, step
 
 WORKER_TIMEOUT = 600  # seconds: far above any first compile; then this process goes on
+# The worker's program (not ``-m``: importing fastbp imports this module, which runpy would
+# then run a second time).
+WORKER_CODE = "import sys; from fastbp._precompile import _main; sys.exit(_main(sys.argv[1:]))"
 
 
 def _kind_number(module_name: str) -> int | None:
@@ -90,8 +94,8 @@ def is_cached(kernel, signature: tuple) -> bool:
         cache = kernel._cache
         key = cache._index_key(signature, kernel.targetctx.codegen())
         return key in cache._cache_file._load_index()
-    except Exception:  # another numba's internals: assume missing (a worker only costs time)
-        return False
+    except Exception:  # another numba's internals: assume cached (no worker, as before)
+        return True
 
 
 def jobs_for(engine, training: bool = True, splits: bool = False) -> list[str]:
@@ -110,7 +114,11 @@ def jobs_for(engine, training: bool = True, splits: bool = False) -> list[str]:
         if not name.startswith("fastbp."):
             continue
         start = row[codes.L_INT_OFFSET]
-        settings = plan.ints[start : start + row[codes.L_INT_SIZE]]
+        settings = plan.ints[start : start + row[codes.L_INT_SIZE]].copy()
+        for index, _ in plan.late_ints:  # an activation's address, resolved only by binding:
+            if start <= index < start + settings.shape[0]:  # any value past the inline ones
+                settings[index - start] = codes.LAST_INLINE + 1
+
         kind = f"kind:{name}:{module.variant(settings) if hasattr(module, 'VARIANTS') else 0}"
         for job in (f"{kind}:0", f"{kind}:1"):  # forward and backward: jobs of their own
             if job not in jobs:
@@ -137,8 +145,9 @@ def compile_missing(engine, training: bool = True, splits: bool = False) -> None
     """Compile the kernels of ``engine``'s first run (:func:`jobs_for`) that are not cached,
     in this process and a worker at once (see the module); nothing when fewer than two
     are missing."""
-    if numba.config.DISABLE_JIT or os.environ.get("FASTBP_COMPILE_WORKER", "1") == "0":
-        return
+    if (numba.config.DISABLE_JIT or os.environ.get("FASTBP_COMPILE_WORKER", "1") == "0"
+            or getattr(sys, "frozen", False) or not sys.executable or available_cpus() < 2):
+        return  # (a frozen app's executable is the app, not Python; one CPU gains nothing)
     dtype = engine.dtype
     jobs = [job for job in jobs_for(engine, training, splits)
             if not all(is_cached(k, s) for k, s in _targets(job, dtype))]
@@ -147,9 +156,12 @@ def compile_missing(engine, training: bool = True, splits: bool = False) -> None
     with tempfile.TemporaryDirectory(prefix="fastbp-compile-") as claims:
         env = dict(os.environ)
         env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR  # the same cache, whatever chose it
+        # this fastbp, wherever it was imported from (a source tree on sys.path too)
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         try:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "fastbp._precompile", claims, dtype.name, *jobs],
+                [sys.executable, "-c", WORKER_CODE, claims, dtype.name, *jobs],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
         except OSError:  # no process to start (a sandbox): all of it here, as before
@@ -157,11 +169,11 @@ def compile_missing(engine, training: bool = True, splits: bool = False) -> None
         try:
             _run_claimed(claims, jobs, dtype, range(len(jobs) - 1, -1, -1))
             worker.wait(WORKER_TIMEOUT)
-        except subprocess.TimeoutExpired:
+        except BaseException as error:
             worker.kill()
-        except BaseException:
-            worker.kill()
-            raise
+            worker.wait()
+            if not isinstance(error, subprocess.TimeoutExpired):
+                raise
 
 
 def _main(argv: list[str]) -> int:
@@ -174,5 +186,3 @@ def _main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

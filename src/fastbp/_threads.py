@@ -256,29 +256,26 @@ class _Helpers:
     """Threads that run parts of an inference call (:func:`run_parts`): Python threads, as
     the kernels release the GIL, so no parallel kernel is compiled for inference and any
     threading layer will do. A part goes to a helper only if one is free; else the caller
-    runs it, so threads serving predictions at once never queue behind each other."""
+    runs it, so threads serving predictions at once never queue behind each other. A pool
+    is never shut down (a caller may still hold it): a larger count adds a pool."""
 
     def __init__(self) -> None:
-        self._pool = None
-        self._free: threading.Semaphore | None = None
+        self._pools: list = []  # (pool, free helpers, size), the last the largest
         self._pid = 0
-        self._size = 0
         self._lock = threading.Lock()
 
     def pool(self, size: int):
-        """The pool and its free-helper count, with at least ``size`` helpers (a new pool
-        after a fork: a child inherits no threads)."""
+        """A pool of at least ``size`` helpers and its free-helper count (new pools after
+        a fork: a child inherits no threads)."""
         with self._lock:
-            if self._pool is None or self._pid != os.getpid() or self._size < size:
+            if self._pid != os.getpid():
+                self._pools, self._pid = [], os.getpid()
+            if not self._pools or self._pools[-1][2] < size:
                 from concurrent.futures import ThreadPoolExecutor
 
-                old = self._pool if self._pid == os.getpid() else None
-                self._pool = ThreadPoolExecutor(size, thread_name_prefix="fastbp-part")
-                self._free = threading.Semaphore(size)
-                self._pid, self._size = os.getpid(), size
-                if old is not None:
-                    old.shutdown(wait=False)
-            return self._pool, self._free
+                self._pools.append((ThreadPoolExecutor(size, thread_name_prefix="fastbp-part"),
+                                    threading.Semaphore(size), size))
+            return self._pools[-1][:2]
 
 
 _helpers = _Helpers()
@@ -303,7 +300,11 @@ def run_parts(part, count: int, work: int) -> list:
             finally:
                 free.release()
 
-        futures.append(pool.submit(run))
+        try:
+            futures.append(pool.submit(run))
+        except RuntimeError:  # no thread to start (interpreter exit, limits): run it here
+            free.release()
+            break
     results = [part(0)]
     results += [part(t) for t in range(len(futures) + 1, count)]  # no helper was free
     done = [f.result() for f in futures]
