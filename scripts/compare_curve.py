@@ -8,18 +8,21 @@ and JAX jit, on two threads and on one, with the machine's float32 matrix-multip
 Threads: fastbp through OMP_NUM_THREADS (its default count) and torch through
 ``set_num_threads``, both set to the count; on one thread also JAX with XLA's
 ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` and the sgemm with
-OPENBLAS_NUM_THREADS=1 (on two, their defaults: every CPU, two on the machine measured).
-Each (framework, thread count) runs every point in a fresh worker process (``--worker FW
-THREADS``), the workers interleaved over the rounds; a point is the median over rounds of
-the worker's median step. GFLOP/s = 2 x the multiply-adds of the step's products (forward,
-weight gradients, and input gradients but the first layer's) / step time. Writes a Markdown
-table, a JSON file and a plot (matplotlib).
+OPENBLAS_NUM_THREADS=1, and every one-thread worker is bound to one CPU
+(``os.sched_setaffinity``: XLA's flags alone left JAX on every CPU); on two threads JAX and
+the sgemm use every CPU, two on the machine measured. Each (framework, thread count) runs
+every point in a fresh worker process (``--worker FW THREADS``), the workers interleaved
+over the rounds; a point is the median over rounds of the worker's median step. GFLOP/s = 2
+x the multiply-adds of the step's products (forward, weight gradients, and input gradients
+but the first layer's) / step time. Writes a Markdown table, a JSON file and a plot
+(matplotlib).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -53,6 +56,11 @@ def flops(batch: int, width: int) -> float:
 def run_worker(framework: str, threads: int, seconds: float) -> dict:
     """Every point's median step time (s) in this process, and the sgemm peak."""
     import time
+
+    if threads == 1 and hasattr(os, "sched_setaffinity"):
+        # one CPU for the whole process, before any library starts its threads: XLA's
+        # single-thread flags alone left JAX on every CPU
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
     import numpy as np
 
