@@ -62,6 +62,23 @@ def _address(kernel, signature: tuple) -> int:
     return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
 
 
+def kernel_pair(kind: int, variant: int = 0) -> tuple:
+    """Layer kind ``kind``'s (forward, backward) dispatchers: its ``variant`` pair if its
+    module has several (``VARIANTS``)."""
+    module = KERNEL_MODULES[kind]
+    return module.VARIANTS[variant] if hasattr(module, "VARIANTS") else (module.forward,
+                                                                         module.backward)
+
+
+def row_variant(row: np.ndarray, ints: np.ndarray) -> int:
+    """The kernel pair a plan row's kind picks from its settings in ``ints``."""
+    module = KERNEL_MODULES[int(row[codes.L_KIND])]
+    if not hasattr(module, "VARIANTS"):
+        return 0
+    start = row[codes.L_INT_OFFSET]
+    return module.variant(ints[start : start + row[codes.L_INT_SIZE]])
+
+
 def kernel_addresses(kind: int, dtype, variant: int = 0) -> tuple[int, int]:
     """The addresses of layer kind ``kind``'s forward and backward kernels for ``dtype``
     (its ``variant`` pair if the module has several: ``VARIANTS``), compiled (or loaded
@@ -69,9 +86,7 @@ def kernel_addresses(kind: int, dtype, variant: int = 0) -> tuple[int, int]:
     key = (kind, np.dtype(dtype).name, variant)
     found = _ADDRESSES.get(key)
     if found is None:
-        module = KERNEL_MODULES[kind]
-        pair = module.VARIANTS[variant] if hasattr(module, "VARIANTS") else \
-            (module.forward, module.backward)
+        pair = kernel_pair(kind, variant)
         signature = (dispatch.layer_args_type(dtype),)
         found = _ADDRESSES[key] = (_address(pair[0], signature), _address(pair[1], signature))
     return found
@@ -139,10 +154,7 @@ def bind_kernels(table: np.ndarray, ints: np.ndarray, dtype, late_ints=()) -> No
         ints[index] = resolve(dtype)
     for row in table:
         if row[codes.L_IS_VIEW] == 0:
-            kind = int(row[codes.L_KIND])
-            module = KERNEL_MODULES[kind]
-            settings = ints[row[codes.L_INT_OFFSET] : row[codes.L_INT_OFFSET] + row[codes.L_INT_SIZE]]
-            variant = module.variant(settings) if hasattr(module, "VARIANTS") else 0
+            kind, variant = int(row[codes.L_KIND]), row_variant(row, ints)
             row[codes.L_FORWARD_KERNEL], row[codes.L_BACKWARD_KERNEL] = kernel_addresses(
                 kind, dtype, variant)
 

@@ -19,7 +19,7 @@ import numpy as np
 from . import _codes as codes
 from ._dispatch import compiled_entry
 from ._params import Interval, check_parameters
-from ._threads import get_num_threads, run_parts
+from ._threads import get_num_threads, run_parts, use_one_blas_thread
 from .kernels import step as step_kernels
 
 # Rows per chunk for forward/predict/evaluate on large inputs, by default: at most this
@@ -59,7 +59,7 @@ class Inference:
         if pieces:
             flags |= self.pieces(min(batch[0].shape[0], max(chunk, 1)))
         else:
-            self.pieces(0)  # OpenBLAS on one thread, as every kernel call needs
+            use_one_blas_thread()  # as every kernel call needs (Engine.pieces does it too)
         X, labels, targets, weights = self._no_batch
         buffer = (X, labels, self.no_targets if outputs is None else outputs, weights)
         loop = self._no_loop if chunk == 1 else (self._no_loop[0], chunk, False, 0)

@@ -42,12 +42,6 @@ def _kind_number(module_name: str) -> int | None:
     return None
 
 
-def _pair(kind: int, variant: int) -> tuple:
-    module = _dispatch.KERNEL_MODULES[kind]
-    return module.VARIANTS[variant] if hasattr(module, "VARIANTS") else (module.forward,
-                                                                         module.backward)
-
-
 # The split step's entry points, each a job (compiled through _dispatch, which starts numba's
 # threads before the parallel one): the gradient first, the costliest.
 SPLIT_ENTRIES = {"gradient": (step.gradient, kernel_types.gradient_args_types),
@@ -71,7 +65,8 @@ def _targets(job: str, dtype) -> list[tuple]:
         kind = _kind_number(module_name)
         if kind is None:
             return []
-        return [(_pair(kind, int(variant))[int(which)], (kernel_types.layer_args_type(dtype),))]
+        kernel = _dispatch.kernel_pair(kind, int(variant))[int(which)]
+        return [(kernel, (kernel_types.layer_args_type(dtype),))]
     raise ValueError(f"unknown compile job {job!r}")
 
 
@@ -113,13 +108,10 @@ def jobs_for(engine, training: bool = True, splits: bool = False) -> list[str]:
         name = getattr(module, "__name__", "")
         if not name.startswith("fastbp."):
             continue
-        start = row[codes.L_INT_OFFSET]
-        settings = plan.ints[start : start + row[codes.L_INT_SIZE]].copy()
+        ints = plan.ints.copy()
         for index, _ in plan.late_ints:  # an activation's address, resolved only by binding:
-            if start <= index < start + settings.shape[0]:  # any value past the inline ones
-                settings[index - start] = codes.LAST_INLINE + 1
-
-        kind = f"kind:{name}:{module.variant(settings) if hasattr(module, 'VARIANTS') else 0}"
+            ints[index] = codes.LAST_INLINE + 1  # any value past the inline ones
+        kind = f"kind:{name}:{_dispatch.row_variant(row, ints)}"
         for job in (f"{kind}:0", f"{kind}:1"):  # forward and backward: jobs of their own
             if job not in jobs:
                 jobs.append(job)
