@@ -16,6 +16,10 @@ from .._codes import BLAS_MIN_WORK, F_PIECES_AT_ONCE, PIECES_MASK, PIECES_MIN_WO
 from .._jit import jit, prange
 from .dispatch import as_pointer, call_pieces, pieces_runner, raw_gemm
 
+# A product with fewer output columns than this goes to BLAS however small (a matrix-vector
+# product: one row's recurrent state): the hand loop vectorises along the columns, and with
+# one it waits on a store and reload per multiply-add, 3-4x slower than BLAS's gemv.
+NARROW = 4
 PIECE_ALIGN = 16  # piece boundaries fall on multiples of this many elements (64 bytes of float32)
 
 
@@ -122,7 +126,7 @@ def matmul(A, B, out, flags=0):
     in pieces if ``flags`` ask."""
     m, k = A.shape
     n = B.shape[1]
-    if m * k * n >= BLAS_MIN_WORK:
+    if m * k * n >= BLAS_MIN_WORK or n < NARROW:
         blas_product(A, B, out, flags)
         return
     _by_hand(A, B, out, m, n, k)
@@ -151,7 +155,7 @@ def matmul_part(A, B, out, m, n, k, flags=0):
     tiny. k == 0 gives zeros."""
     if m == 0 or n == 0:
         return
-    if m * n * k < BLAS_MIN_WORK:
+    if m * n * k < BLAS_MIN_WORK and n >= NARROW:
         _by_hand(A, B, out, m, n, k)
         return
     trans_a, lda = _layout(A)

@@ -185,72 +185,64 @@ def _cell_forward(cell, g, bias, b_hh, h_prev, c_prev, first, h, aux, H, m):
     biases (GRU's n gate: b_ih only, b_hn is added to the recurrent part, kept in aux); h gets
     the new state; on the first m columns (the rows running). Constants are in the arrays'
     dtype and each loop over the batch touches few arrays, so that float32 loops
-    vectorise."""
+    vectorise. Elements are indexed in two dimensions, never through a row view: each view
+    costs an atomic reference count increment and decrement, which for a single row (one
+    sequence decoded or served) took longer than the maths."""
     zero = g.dtype.type(0)
     if cell == CELL_RNN_TANH or cell == CELL_RNN_RELU:
         for j in range(H):
-            a = g[j]
             b = bias[j]
-            o = h[j]
             if cell == CELL_RNN_TANH:
                 for i in range(m):
-                    o[i] = tanh(a[i] + b)
+                    h[j, i] = tanh(g[j, i] + b)
             else:
                 for i in range(m):
-                    v = a[i] + b
-                    o[i] = v if v > zero else zero
+                    v = g[j, i] + b
+                    h[j, i] = v if v > zero else zero
     elif cell == CELL_GRU:
         # g's n rows hold W_in x only; aux holds the recurrent part W_hn h (b_hn added here)
         for j in range(2 * H):
-            a = g[j]
             b = bias[j]
             for i in range(m):
-                a[i] = sigmoid(a[i] + b)
+                g[j, i] = sigmoid(g[j, i] + b)
         for j in range(H):
-            hn = aux[j]
             b_n = b_hh[2 * H + j]
             for i in range(m):
-                hn[i] += b_n
-            r = g[j]
-            n = g[2 * H + j]
-            b = bias[2 * H + j]
+                aux[j, i] += b_n
+            r = j
+            n = 2 * H + j
+            z = H + j
+            b = bias[n]
             for i in range(m):
-                n[i] = tanh(n[i] + b + r[i] * hn[i])
-            z = g[H + j]
-            o = h[j]
+                g[n, i] = tanh(g[n, i] + b + g[r, i] * aux[j, i])
             if first:
                 for i in range(m):
-                    o[i] = n[i] - z[i] * n[i]
+                    h[j, i] = g[n, i] - g[z, i] * g[n, i]
             else:
-                hp = h_prev[j]
                 for i in range(m):
-                    o[i] = n[i] + z[i] * (hp[i] - n[i])
+                    h[j, i] = g[n, i] + g[z, i] * (h_prev[j, i] - g[n, i])
     else:  # LSTM: gates i, f, g, o
         for j in range(4 * H):
-            a = g[j]
             b = bias[j]
             if j < 2 * H or j >= 3 * H:
                 for i in range(m):
-                    a[i] = sigmoid(a[i] + b)
+                    g[j, i] = sigmoid(g[j, i] + b)
             else:
                 for i in range(m):
-                    a[i] = tanh(a[i] + b)
+                    g[j, i] = tanh(g[j, i] + b)
         for j in range(H):
-            ig = g[j]
-            fg = g[H + j]
-            gg = g[2 * H + j]
-            c = aux[j]
+            ig = j
+            fg = H + j
+            gg = 2 * H + j
+            og = 3 * H + j
             if first:
                 for i in range(m):
-                    c[i] = ig[i] * gg[i]
+                    aux[j, i] = g[ig, i] * g[gg, i]
             else:
-                cp = c_prev[j]
                 for i in range(m):
-                    c[i] = fg[i] * cp[i] + ig[i] * gg[i]
-            og = g[3 * H + j]
-            o = h[j]
+                    aux[j, i] = g[fg, i] * c_prev[j, i] + g[ig, i] * g[gg, i]
             for i in range(m):
-                o[i] = og[i] * tanh(c[i])
+                h[j, i] = g[og, i] * tanh(aux[j, i])
 
 
 @jit
@@ -259,75 +251,68 @@ def _cell_backward(cell, g, dgh, h, h_prev, aux, c_prev, first, dh, dc, H, m):
     g gets the gradient of the input-side pre-activations, dgh that of the hidden side (GRU
     only: dgh is g for the other cells), dh the part of dLoss/dh_prev that bypasses
     weight_hh, dc (LSTM) dLoss/dc_prev; on the first m columns (the others' dh and dc pass
-    through). Short loops over few arrays, as in _cell_forward."""
+    through). Short loops over few arrays, indexed in two dimensions, as in _cell_forward."""
     zero = g.dtype.type(0)
     one = g.dtype.type(1)
     for j in range(H):
-        di = dh[j]
         if cell == CELL_RNN_TANH:
-            a = g[j]
-            hj = h[j]
             for i in range(m):
-                a[i] = di[i] * (one - hj[i] * hj[i])
+                g[j, i] = dh[j, i] * (one - h[j, i] * h[j, i])
         elif cell == CELL_RNN_RELU:
-            a = g[j]
-            hj = h[j]
             for i in range(m):
-                a[i] = di[i] if hj[i] > zero else zero
+                g[j, i] = dh[j, i] if h[j, i] > zero else zero
         elif cell == CELL_GRU:
-            r = g[j]
-            z = g[H + j]
-            n = g[2 * H + j]
-            dz = dgh[H + j]
+            r = j
+            z = H + j
+            n = 2 * H + j
             if first:
                 for i in range(m):
-                    dz[i] = -di[i] * n[i] * z[i] * (one - z[i])
+                    dgh[z, i] = -dh[j, i] * g[n, i] * g[z, i] * (one - g[z, i])
             else:
-                hp = h_prev[j]
                 for i in range(m):
-                    dz[i] = di[i] * (hp[i] - n[i]) * z[i] * (one - z[i])
+                    dgh[z, i] = dh[j, i] * (h_prev[j, i] - g[n, i]) * g[z, i] * (one - g[z, i])
             for i in range(m):  # dLoss/d(n's pre-activation) over n; dh_prev's direct part
-                d = di[i]
-                n[i] = d * (one - z[i]) * (one - n[i] * n[i])
-                di[i] = d * z[i]
-            hn = aux[j]
-            dhn = dgh[2 * H + j]
+                d = dh[j, i]
+                zi = g[z, i]
+                ni = g[n, i]
+                g[n, i] = d * (one - zi) * (one - ni * ni)
+                dh[j, i] = d * zi
             for i in range(m):
-                dhn[i] = n[i] * r[i]
-                r[i] = n[i] * hn[i] * r[i] * (one - r[i])
-            dr = dgh[j]
+                ni = g[n, i]
+                ri = g[r, i]
+                dgh[n, i] = ni * ri
+                g[r, i] = ni * aux[j, i] * ri * (one - ri)
             for i in range(m):
-                dr[i] = r[i]
-                z[i] = dz[i]
+                dgh[r, i] = g[r, i]
+                g[z, i] = dgh[z, i]
             continue
         else:
-            ig = g[j]
-            fg = g[H + j]
-            gg = g[2 * H + j]
-            og = g[3 * H + j]
-            c = aux[j]
-            dcell = dc[j]
+            ig = j
+            fg = H + j
+            gg = 2 * H + j
+            og = 3 * H + j
             for i in range(m):
-                tc = tanh(c[i])
-                d = di[i]
-                dcell[i] += d * og[i] * (one - tc * tc)
-                og[i] = d * tc * og[i] * (one - og[i])
+                tc = tanh(aux[j, i])
+                d = dh[j, i]
+                o = g[og, i]
+                dc[j, i] += d * o * (one - tc * tc)
+                g[og, i] = d * tc * o * (one - o)
             for i in range(m):
-                gate = gg[i]
-                gg[i] = dcell[i] * ig[i] * (one - gate * gate)
-                ig[i] = dcell[i] * gate * ig[i] * (one - ig[i])
+                gate = g[gg, i]
+                gi = g[ig, i]
+                g[gg, i] = dc[j, i] * gi * (one - gate * gate)
+                g[ig, i] = dc[j, i] * gate * gi * (one - gi)
             if first:
                 for i in range(m):
-                    dcell[i] *= fg[i]
-                    fg[i] = zero
+                    dc[j, i] *= g[fg, i]
+                    g[fg, i] = zero
             else:
-                cp = c_prev[j]
                 for i in range(m):
-                    f = fg[i]
-                    fg[i] = dcell[i] * cp[i] * f * (one - f)
-                    dcell[i] *= f
+                    f = g[fg, i]
+                    g[fg, i] = dc[j, i] * c_prev[j, i] * f * (one - f)
+                    dc[j, i] *= f
         for i in range(m):
-            di[i] = zero
+            dh[j, i] = zero
 
 
 @jit
@@ -479,12 +464,15 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
                               aux_s, H, k)
                 _carry_padded(xh, aux, s, k, cell, F, H)
                 continue
-            matmul(w_cat, xh[s], g, flags)  # input and recurrent products at once
+            # input and recurrent products at once; matmul_part passes pointers down to BLAS,
+            # where matmul's layers of calls each count references to three arrays: for one
+            # row (a sequence served or decoded) those atomic counts took a third of the step
+            matmul_part(w_cat, xh[s], g, GH, m, F + H, flags)
             if cell == CELL_GRU:  # the n gate's recurrent part apart (w_cat has zeros there)
                 if first:
                     _zero(aux_s)
                 else:
-                    matmul(w_hh[2 * H :], xh[s, F:], aux_s, flags)
+                    matmul_part(w_hh[2 * H :], xh[s, F:], aux_s, H, m, H, flags)
             _cell_forward(cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:], aux_s,
                           H, m)
         for s in range(T) if sequences else range(T - 1, T):
