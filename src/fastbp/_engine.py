@@ -14,6 +14,7 @@ Kernels take bundles (``kernels/bundles.py``) as plain tuples; the engine builds
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -133,6 +134,12 @@ class Engine(Inference):
         self.distributed: tuple | None = None  # (key, DistributedStep) of the last comm used
         self.bound = False  # the kernel addresses, written on first run
         self.work_per_sample = max(layer.product_work() for layer in self.layers)
+        # products whose weights outgrow a core's cache gain from pieces at any batch size
+        # (_codes.PIECES_MIN_BYTES): a call's rows count from 1, else from the work
+        weights = max((sum(math.prod(shape) for shape in layer.parameter_shapes().values())
+                       for layer in self.layers if layer.product_work()), default=0)
+        self.pieces_rows = 1 if weights * self.dtype.itemsize >= codes.PIECES_MIN_BYTES else \
+            (MIN_PARALLEL_WORK - 1) // max(self.work_per_sample, 1) + 1
         # every product's multiply-adds per sample in a forward pass (inference's split)
         self.forward_work = sum(layer.work_per_sample() for layer in self.layers)
         self.work_outside_blas = any(layer.work_outside_blas for layer in self.layers)
@@ -151,8 +158,7 @@ class Engine(Inference):
         self.split_work = (self.forward_work
                            if all(layer.rows_independent() for layer in self.layers) else 0)
         self.split_rows = (range(-(-SPLIT_MIN_WORK // self.split_work),
-                                 2**62 if self.work_outside_blas
-                                 else (MIN_PARALLEL_WORK - 1) // max(self.work_per_sample, 1) + 1)
+                                 2**62 if self.work_outside_blas else self.pieces_rows)
                            if self.split_work else range(0))
         self._part_arrays: tuple | None = None
         self._part_key: tuple[int, int] | None = None
@@ -369,9 +375,9 @@ class Engine(Inference):
         ``rows`` rows (_threads.pieces_flags), the kernel that runs them at once compiled
         when they do. Sets OpenBLAS to one thread, as every kernel call needs."""
         use_one_blas_thread()
-        if self.work_per_sample * rows < MIN_PARALLEL_WORK:
+        if rows < self.pieces_rows or self.work_per_sample == 0:
             return 0
-        flags = pieces_flags(self.work_per_sample * rows)
+        flags = pieces_flags(max(self.work_per_sample * rows, MIN_PARALLEL_WORK))
         at_once = bool(flags & codes.F_PIECES_AT_ONCE)
         if flags and not self._pieces_ready[at_once]:
             pieces_address(self.dtype, at_once)

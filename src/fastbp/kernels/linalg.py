@@ -1,8 +1,9 @@
 """Matrix products shared by the layer kernels: BLAS when big, hand loops when tiny.
 
-A product of at least PIECES_MIN_WORK multiply-adds is cut into pieces when the flags ask
-for them (``_codes.PIECES_SHIFT``): blocks of rows (or columns, whichever dimension is
-longer) of its output, each computed by one single-threaded BLAS call, at once on numba's
+A product of at least PIECES_MIN_WORK multiply-adds, or whose operands hold PIECES_MIN_BYTES
+(a few rows through a large weight matrix), is cut into pieces when the flags ask for them
+(``_codes.PIECES_SHIFT``): blocks of rows (or columns, whichever dimension is longer) of its
+output, each computed by one single-threaded BLAS call, at once on numba's
 threads (``pieces_at_once``, called by address) or one after another. The blocks depend
 only on the number of pieces, so whether they ran at once, which the machine's load
 decides, never changes a bit of the result; OpenBLAS's own threads would round differently
@@ -12,7 +13,14 @@ with one thread and with two.
 import numba
 import numpy as np
 
-from .._codes import BLAS_MIN_WORK, F_PIECES_AT_ONCE, PIECES_MASK, PIECES_MIN_WORK, PIECES_SHIFT
+from .._codes import (
+    BLAS_MIN_WORK,
+    F_PIECES_AT_ONCE,
+    PIECES_MASK,
+    PIECES_MIN_BYTES,
+    PIECES_MIN_WORK,
+    PIECES_SHIFT,
+)
 from .._jit import jit, prange
 from .dispatch import as_pointer, call_pieces, pieces_runner, raw_gemm
 
@@ -29,6 +37,13 @@ def piece_bounds(size, t, pieces):
     start = 0 if t == 0 else (size * t // pieces) // PIECE_ALIGN * PIECE_ALIGN
     stop = size if t == pieces - 1 else (size * (t + 1) // pieces) // PIECE_ALIGN * PIECE_ALIGN
     return start, stop
+
+
+@jit(inline="always")
+def worth_pieces(m, n, k, itemsize):
+    """Whether an (m, k) @ (k, n) product gains from a second core (_codes.PIECES_MIN_WORK,
+    PIECES_MIN_BYTES)."""
+    return m * k * n >= PIECES_MIN_WORK or (m * k + k * n + m * n) * itemsize >= PIECES_MIN_BYTES
 
 
 @jit(inline="always")
@@ -89,7 +104,7 @@ if numba.config.DISABLE_JIT:
         m, k = A.shape
         n = B.shape[1]
         pieces = (flags >> PIECES_SHIFT) & PIECES_MASK
-        if pieces < 2 or m * k * n < PIECES_MIN_WORK:
+        if pieces < 2 or not worth_pieces(m, n, k, out.itemsize):
             np.dot(A, B, out)
             return
         for t in range(pieces):
@@ -109,7 +124,7 @@ else:
         pieces = (flags >> PIECES_SHIFT) & PIECES_MASK
         like = out[0, :0]
         runner = pieces_runner(like, 1 if flags & F_PIECES_AT_ONCE else 0)
-        if pieces < 2 or m * k * n < PIECES_MIN_WORK or runner == 0:
+        if pieces < 2 or not worth_pieces(m, n, k, out.itemsize) or runner == 0:
             np.dot(A, B, out)
             return
         trans_a, lda = _layout(A)
@@ -163,7 +178,7 @@ def matmul_part(A, B, out, m, n, k, flags=0):
     like = out[0, :0]
     pieces = (flags >> PIECES_SHIFT) & PIECES_MASK
     runner = pieces_runner(like, 1 if flags & F_PIECES_AT_ONCE else 0)
-    if pieces < 2 or m * n * k < PIECES_MIN_WORK or runner == 0:
+    if pieces < 2 or not worth_pieces(m, n, k, out.itemsize) or runner == 0:
         pieces = 1
     job = (trans_a, trans_b, m, n, k, lda, ldb, out.strides[0] // out.itemsize,
            np.int64(A.ctypes.data), np.int64(B.ctypes.data), np.int64(out.ctypes.data), pieces)
