@@ -3,6 +3,7 @@ against torch itself when it is installed."""
 
 import math
 
+import numba
 import numpy as np
 import pytest
 from conftest import DTYPES, OPTIMIZER_CASES, build, make_data, make_optimizer, rel_err
@@ -302,3 +303,34 @@ def test_a_pickled_optimizer_resumes_on_a_pickled_network():
     net.train_step(X, y, opt)
     net2.train_step(X, y, opt2)
     np.testing.assert_array_equal(net.params, net2.params)
+
+
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="the compiled kernels' handling of subnormals")
+@pytest.mark.parametrize("case", OPTIMIZER_CASES, ids=CASE_IDS)
+def test_vanishing_float32_gradients_leave_no_subnormal_state(case):
+    # A network that fits its batch has float32 gradients near 1e-20 and below, whose
+    # squares are subnormal, and state decaying towards 0: the update kernels count such
+    # squares as 0 and flush state below the smallest normal (x86 computes subnormals a
+    # hundred times slower). Exact maths would move no parameter by a float32 ulp there,
+    # so the parameters stay the same bits.
+    from fastbp.kernels.optimizers import UPDATES
+
+    _, name, kwargs = case
+    net = fb.Network([fb.Dense(16, 16)], loss="mse", dtype="float32", seed=0)
+    opt = make_optimizer(name, {**kwargs, "weight_decay": 0.0})  # decay would move them
+    net.train_step(np.ones((2, 16), np.float32), np.zeros((2, 16), np.float32), opt)  # binds
+    state, hyper, counters = opt._state, opt._hyper, opt._counters
+    rng = np.random.default_rng(0)
+    # around the smallest normal (1.18e-38), which decaying state crosses, or empty
+    tiny = np.finfo(np.float32).tiny
+    state[:] = rng.uniform(tiny, 3e-38, state.shape).astype(np.float32) * (rng.random(state.shape) < 0.7)
+    params = net.params.copy()
+    for step in range(2, 40):
+        grads = (rng.standard_normal(params.shape) * 1e-20).astype(np.float32)
+        grads[::2] = 0  # half vanished entirely: their state only decays
+        UPDATES[int(hyper[fb._codes.H_KIND])](params, grads, state, hyper, step)
+    assert not np.any((state != 0) & (np.abs(state) < tiny)), "subnormal optimizer state"
+    assert np.array_equal(params, net.params)
+    assert counters.shape  # the optimizer stayed bound
