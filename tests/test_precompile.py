@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import numba
+import numpy as np
 import pytest
 
 import fastbp as fb
@@ -97,6 +98,23 @@ def test_the_jobs_of_a_first_run(training, splits):
     assert jobs[-1] == f"loss:{net.engine.loss_code}"
     for job in jobs:  # each names compiled kernels and signatures
         assert _precompile._targets(job, net.dtype)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["fit", "inference"])
+def test_the_dataset_walker_is_a_job_of_fit_and_inference(training):
+    # fit runs both walkers: the dataset one goes last, for this process to compile while
+    # the worker compiles the step; inference runs only the dataset walker, first
+    net = fb.Network([fb.Dense(6, 5, activation="relu"), fb.Dense(5, 3)], input_shape=(6,))
+    jobs = _precompile.jobs_for(net.engine, training, dataset=True)
+    assert jobs[-1 if training else 0] == "dataset" and jobs.count("dataset") == 1
+    assert ("step" in jobs) == training
+    assert "dataset" not in _precompile.jobs_for(net.engine, training)
+    (_, signature), = _precompile._targets("dataset", net.dtype)
+    # the types the job compiles are those inference passes
+    engine = net.engine
+    batch = (np.zeros((4, 6), np.float32), engine.no_labels, engine.no_targets, engine.no_weights)
+    args = engine._dataset_args(batch, 0, 0, 4, None, True)
+    assert tuple(numba.typeof(a) for a in args) == signature
 
 
 def test_a_by_address_activation_is_the_variant_binding_chooses():

@@ -45,7 +45,7 @@ class Inference:
         """The arrays with this thread's own workspace for ``rows`` rows, and its own
         results vector: inference from several threads shares only what it reads."""
         if not self.bound:
-            self.bind(training=False)
+            self.bind(training=False, dataset=True)
         local = self._local
         if getattr(local, "capacity", 0) < rows:
             local.arrays = self._arrays_with_workspace(rows, "inference")
@@ -128,7 +128,7 @@ class Inference:
         chunk = self.chunk_rows(None) if chunk is None else chunk
         count = self.inference_parts(n)
         if not self.bound:  # here: a helper thread must not wait for the lock a fit holds
-            self.bind(training=False)
+            self.bind(training=False, dataset=True)
         if count == 1:
             code, row = self._run_outputs(X, out, max(1, min(chunk, n)), True)
             if code:

@@ -96,7 +96,7 @@ class LengthEngine(Engine):
         # this thread's inference workspace, shared by every length: built per call (a
         # tuple), so that a plan never keeps one the thread has since outgrown
         if not self.bound:
-            self.bind(training=False)
+            self.bind(training=False, dataset=True)
         p = self.plan
         ws, results = self.owner.thread_workspace(rows * p.ws_width + p.batch_width + p.n_buffers)
         return tuple(NetArrays(p.table, p.ints, p.floats, self.params, self.grads, self.buffers,

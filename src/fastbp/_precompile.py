@@ -1,11 +1,12 @@
 """A network's first run on a cold kernel cache compiles in two processes at once.
 
 numba compiles one function at a time in a process, and a network's first run compiles, each
-for seconds, the walker (``train_step``; the split step's entry points when its batches
-split over threads), each layer kind's kernel pair and the loss. When at least two of these
-are missing from numba's on-disk cache, :func:`compile_missing` starts a worker process
-(``_main``: CLAIMS DTYPE JOB...) and both take jobs from the one list, the worker from its
-start (the walker first, the costliest), this process from its end, each claiming a job
+for seconds, the walkers (``train_step``, and ``run_dataset`` for fit, evaluate and
+inference; the split step's entry points when its batches split over threads), each layer
+kind's kernel pair and the loss. When at least two of these are missing from numba's on-disk
+cache, :func:`compile_missing` starts a worker process (``_main``: CLAIMS DTYPE JOB...) and
+both take jobs from the one list, the worker from its start (the walkers first, the
+costliest), this process from its end, each claiming a job
 before compiling it (an exclusively created file in a directory of its own, CLAIMS), so that
 none is compiled twice. This process then waits for the worker, and its kernels load what
 the worker compiled from the cache. A worker that fails or is killed only costs the time:
@@ -55,6 +56,8 @@ def _targets(job: str, dtype) -> list[tuple]:
     what, _, arg = job.partition(":")
     if what == "step":
         return [(step.train_step, kernel_types.step_args_types(dtype))]
+    if what == "dataset":
+        return [(step.run_dataset, kernel_types.dataset_args_types(dtype))]
     if what in SPLIT_ENTRIES:
         kernel, types = SPLIT_ENTRIES[what]
         return [(kernel, types(dtype))]
@@ -93,13 +96,18 @@ def is_cached(kernel, signature: tuple) -> bool:
         return True
 
 
-def jobs_for(engine, training: bool = True, splits: bool = False) -> list[str]:
+def jobs_for(engine, training: bool = True, splits: bool = False,
+             dataset: bool = False) -> list[str]:
     """The compile jobs of ``engine``'s first run, the costliest first: for training the
     walker (and, if its first batch ``splits`` over threads, the split step's gradient);
+    the dataset walker (``dataset``: fit's epochs and validation, evaluate, inference;
+    last beside the step, see below);
     each built-in layer kind's forward and backward kernel (the pair its settings choose,
     as ``_dispatch.bind_kernels``); the split step's other entry points; the loss. (Kinds
     defined outside fastbp compile in the calling process.)"""
     jobs = (["step"] + (["gradient"] if splits else [])) if training else []
+    if dataset and not training:
+        jobs.append("dataset")
     plan = engine.plan
     for row in plan.table:
         if row[codes.L_IS_VIEW]:
@@ -116,7 +124,10 @@ def jobs_for(engine, training: bool = True, splits: bool = False) -> list[str]:
             if job not in jobs:
                 jobs.append(job)
     rest = ["run_part", "split_gradient", "parts_at_once"] if training and splits else []
-    return [*jobs, *rest, f"loss:{engine.loss_code}"]
+    # with the step, the dataset walker goes last: this process, which takes jobs from the
+    # end, compiles it while the worker compiles the step (the two costliest, in parallel)
+    last = ["dataset"] if dataset and training else []
+    return [*jobs, *rest, f"loss:{engine.loss_code}", *last]
 
 
 def _claim(directory: str, index: int) -> bool:
@@ -133,7 +144,8 @@ def _run_claimed(directory: str, jobs: list[str], dtype, order) -> None:
             run_job(jobs[index], dtype)
 
 
-def compile_missing(engine, training: bool = True, splits: bool = False) -> None:
+def compile_missing(engine, training: bool = True, splits: bool = False,
+                    dataset: bool = False) -> None:
     """Compile the kernels of ``engine``'s first run (:func:`jobs_for`) that are not cached,
     in this process and a worker at once (see the module); nothing when fewer than two
     are missing."""
@@ -141,7 +153,7 @@ def compile_missing(engine, training: bool = True, splits: bool = False) -> None
             or getattr(sys, "frozen", False) or not sys.executable or available_cpus() < 2):
         return  # (a frozen app's executable is the app, not Python; one CPU gains nothing)
     dtype = engine.dtype
-    jobs = [job for job in jobs_for(engine, training, splits)
+    jobs = [job for job in jobs_for(engine, training, splits, dataset)
             if not all(is_cached(k, s) for k, s in _targets(job, dtype))]
     if len(jobs) < 2:
         return

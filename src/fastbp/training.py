@@ -505,8 +505,9 @@ def _prepare(net, X, y, config: FitConfig) -> tuple:
     """Every check and conversion before training; nothing changes the network. Returns
     the training data, the validation set (or None), the History, the callbacks and the
     GradientMonitor among them (or None)."""
-    if not net.engine.variable and not net.engine.bound:  # a first run: with the step's
-        net.engine.bind(split_rows=config.batch_size)  # kernels, in two processes at once
+    if not net.engine.variable and not net.engine.bound:  # a first run: the step's and the
+        # epoch's kernels, in two processes at once
+        net.engine.bind(split_rows=config.batch_size, dataset=True)
     data = _training_data(net, X, y, config.sample_weight, config.class_weight)
     data, val = _split_validation(net, data, config.validation_data, config.validation_split)
     early_stopping = _early_stopping(config.early_stopping, val is not None)

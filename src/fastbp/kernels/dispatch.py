@@ -81,6 +81,14 @@ def step_args_types(dtype) -> tuple:
             optimizer_type(dtype), types.float64[::1], parts_type(dtype))
 
 
+def dataset_args_types(dtype) -> tuple:
+    """The numba types of ``step.run_dataset``'s arguments ``(net, data, loss_kind, flags,
+    opt, results, loop, buffer, parts)``, as fit, evaluate and inference pass them."""
+    loop = types.Tuple((types.int64[::1], types.int64, types.boolean, types.int64))
+    return (net_type(dtype), batch_type(dtype), types.int64, types.int64, optimizer_type(dtype),
+            types.float64[::1], loop, batch_type(dtype), parts_type(dtype))
+
+
 def part_args_types(dtype) -> tuple:
     """The numba types of ``step.run_part``'s and ``step.parts_at_once``'s arguments
     ``(net, batch, loss_kind, flags, results, parts)``."""
