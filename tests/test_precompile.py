@@ -102,11 +102,11 @@ def test_the_jobs_of_a_first_run(training, splits):
 
 @pytest.mark.parametrize("training", [True, False], ids=["fit", "inference"])
 def test_the_dataset_walker_is_a_job_of_fit_and_inference(training):
-    # fit runs both walkers: the dataset one goes last, for this process to compile while
-    # the worker compiles the step; inference runs only the dataset walker, first
+    # fit runs both walkers, the costliest jobs, first; inference only the dataset one
     net = fb.Network([fb.Dense(6, 5, activation="relu"), fb.Dense(5, 3)], input_shape=(6,))
-    jobs = _precompile.jobs_for(net.engine, training, dataset=True)
-    assert jobs[-1 if training else 0] == "dataset" and jobs.count("dataset") == 1
+    jobs = _precompile.jobs_for(net.engine, training, dataset=True, update=fb.Adam().kind)
+    assert jobs[1 if training else 0] == "dataset" and jobs.count("dataset") == 1
+    assert f"update:{fb.Adam().kind}" in jobs and jobs[-1].startswith("loss:")
     assert ("step" in jobs) == training
     assert "dataset" not in _precompile.jobs_for(net.engine, training)
     (_, signature), = _precompile._targets("dataset", net.dtype)

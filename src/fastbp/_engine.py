@@ -206,17 +206,18 @@ class Engine(Inference):
             self.bind()
         return self._arrays
 
-    def bind(self, training: bool = True, split_rows: int = 0, dataset: bool = False) -> None:
+    def bind(self, training: bool = True, split_rows: int = 0, dataset: bool = False,
+             update: int | None = None) -> None:
         """Write the kernel addresses into the plan (once, before any thread runs one). On a
         cold cache the kernels of a first run (``training``: the step's too, and the split
         step's if a batch of ``split_rows`` splits; ``dataset``: the dataset walker's, which
-        fit, evaluate and inference run) compile in two processes at once
-        (fastbp._precompile)."""
+        fit, evaluate and inference run; ``update``: that optimizer kind's update) compile
+        in two processes at once (fastbp._precompile)."""
         with self.access.lock:
             if not self.bound:
                 splits = bool(split_rows) and split_rows in self.split_rows and \
                     get_num_threads() >= 2
-                compile_missing(self, training, splits, dataset)
+                compile_missing(self, training, splits, dataset, update)
                 bind_kernels(self.plan.table, self.plan.ints, self.dtype, self.plan.late_ints)
                 self.bound = True
 

@@ -5,10 +5,10 @@ for seconds, the walkers (``train_step``, and ``run_dataset`` for fit, evaluate 
 inference; the split step's entry points when its batches split over threads), each layer
 kind's kernel pair and the loss. When at least two of these are missing from numba's on-disk
 cache, :func:`compile_missing` starts a worker process (``_main``: CLAIMS DTYPE JOB...) and
-both take jobs from the one list, the worker from its start (the walkers first, the
-costliest), this process from its end, each claiming a job
-before compiling it (an exclusively created file in a directory of its own, CLAIMS), so that
-none is compiled twice. This process then waits for the worker, and its kernels load what
+both take jobs from the one list in its order, the costliest first (the walkers), whichever
+is free taking the next (the costliest first balances the two processes better than
+taking from opposite ends of the list), each claiming a job before compiling it (an
+exclusively created file in a directory of its own, CLAIMS), so that none is compiled twice. This process then waits for the worker, and its kernels load what
 the worker compiled from the cache. A worker that fails or is killed only costs the time:
 whatever is still missing compiles here as before.
 
@@ -28,7 +28,7 @@ from . import _codes as codes
 from . import _dispatch
 from ._threads import _available_cpus as available_cpus
 from .kernels import dispatch as kernel_types
-from .kernels import losses, step
+from .kernels import losses, optimizers, step
 
 WORKER_TIMEOUT = 600  # seconds: far above any first compile; then this process goes on
 # The worker's program (not ``-m``: importing fastbp imports this module, which runpy would
@@ -61,6 +61,8 @@ def _targets(job: str, dtype) -> list[tuple]:
     if what in SPLIT_ENTRIES:
         kernel, types = SPLIT_ENTRIES[what]
         return [(kernel, types(dtype))]
+    if what == "update":
+        return [(optimizers.UPDATES[int(arg)], kernel_types.update_args_type(dtype))]
     if what == "loss":
         return [(losses.LOSS_KERNELS[int(arg)], kernel_types.loss_args_types(dtype))]
     if what == "kind":  # kind:<kernels module>:<variant>:<0 forward, 1 backward>
@@ -97,17 +99,17 @@ def is_cached(kernel, signature: tuple) -> bool:
 
 
 def jobs_for(engine, training: bool = True, splits: bool = False,
-             dataset: bool = False) -> list[str]:
+             dataset: bool = False, update: int | None = None) -> list[str]:
     """The compile jobs of ``engine``'s first run, the costliest first: for training the
     walker (and, if its first batch ``splits`` over threads, the split step's gradient);
-    the dataset walker (``dataset``: fit's epochs and validation, evaluate, inference;
-    last beside the step, see below);
+    the dataset walker (``dataset``: fit's epochs and validation, evaluate, inference);
     each built-in layer kind's forward and backward kernel (the pair its settings choose,
-    as ``_dispatch.bind_kernels``); the split step's other entry points; the loss. (Kinds
-    defined outside fastbp compile in the calling process.)"""
+    as ``_dispatch.bind_kernels``); the split step's other entry points; the optimizer's
+    update (``update``: its kind, if known); the loss. (Kinds defined outside fastbp
+    compile in the calling process.)"""
     jobs = (["step"] + (["gradient"] if splits else [])) if training else []
-    if dataset and not training:
-        jobs.append("dataset")
+    if dataset:
+        jobs.insert(1 if training else 0, "dataset")
     plan = engine.plan
     for row in plan.table:
         if row[codes.L_IS_VIEW]:
@@ -124,10 +126,9 @@ def jobs_for(engine, training: bool = True, splits: bool = False,
             if job not in jobs:
                 jobs.append(job)
     rest = ["run_part", "split_gradient", "parts_at_once"] if training and splits else []
-    # with the step, the dataset walker goes last: this process, which takes jobs from the
-    # end, compiles it while the worker compiles the step (the two costliest, in parallel)
-    last = ["dataset"] if dataset and training else []
-    return [*jobs, *rest, f"loss:{engine.loss_code}", *last]
+    if update is not None:
+        rest.append(f"update:{int(update)}")
+    return [*jobs, *rest, f"loss:{engine.loss_code}"]
 
 
 def _claim(directory: str, index: int) -> bool:
@@ -145,7 +146,7 @@ def _run_claimed(directory: str, jobs: list[str], dtype, order) -> None:
 
 
 def compile_missing(engine, training: bool = True, splits: bool = False,
-                    dataset: bool = False) -> None:
+                    dataset: bool = False, update: int | None = None) -> None:
     """Compile the kernels of ``engine``'s first run (:func:`jobs_for`) that are not cached,
     in this process and a worker at once (see the module); nothing when fewer than two
     are missing."""
@@ -153,7 +154,7 @@ def compile_missing(engine, training: bool = True, splits: bool = False,
             or getattr(sys, "frozen", False) or not sys.executable or available_cpus() < 2):
         return  # (a frozen app's executable is the app, not Python; one CPU gains nothing)
     dtype = engine.dtype
-    jobs = [job for job in jobs_for(engine, training, splits, dataset)
+    jobs = [job for job in jobs_for(engine, training, splits, dataset, update)
             if not all(is_cached(k, s) for k, s in _targets(job, dtype))]
     if len(jobs) < 2:
         return
@@ -171,7 +172,7 @@ def compile_missing(engine, training: bool = True, splits: bool = False,
         except OSError:  # no process to start (a sandbox): all of it here, as before
             return
         try:
-            _run_claimed(claims, jobs, dtype, range(len(jobs) - 1, -1, -1))
+            _run_claimed(claims, jobs, dtype, range(len(jobs)))
             worker.wait(WORKER_TIMEOUT)
         except BaseException as error:
             worker.kill()

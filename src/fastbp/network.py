@@ -365,6 +365,8 @@ class Network(SequenceSteps, Inspection, Exports):
             if access.readers:
                 access.wait_for_readers()
             newly_bound = not optimizer.is_bound
+            if not engine.variable and not engine.bound:  # a first run: the update with the step
+                engine.bind(split_rows=batch[0].shape[0], update=optimizer.kind)
             r = engine.step(batch, optimizer.bind(self), STEP_FLAGS)
             if r[codes.R_ERROR]:
                 if newly_bound:

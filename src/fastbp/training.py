@@ -507,7 +507,7 @@ def _prepare(net, X, y, config: FitConfig) -> tuple:
     GradientMonitor among them (or None)."""
     if not net.engine.variable and not net.engine.bound:  # a first run: the step's and the
         # epoch's kernels, in two processes at once
-        net.engine.bind(split_rows=config.batch_size, dataset=True)
+        net.engine.bind(split_rows=config.batch_size, dataset=True, update=config.optimizer.kind)
     data = _training_data(net, X, y, config.sample_weight, config.class_weight)
     data, val = _split_validation(net, data, config.validation_data, config.validation_split)
     early_stopping = _early_stopping(config.early_stopping, val is not None)
