@@ -8,9 +8,10 @@ cache, :func:`compile_missing` starts a worker process (``_main``: CLAIMS DTYPE 
 both take jobs from the one list in its order, the costliest first (the walkers), whichever
 is free taking the next (the costliest first balances the two processes better than
 taking from opposite ends of the list), each claiming a job before compiling it (an
-exclusively created file in a directory of its own, CLAIMS), so that none is compiled twice. This process then waits for the worker, and its kernels load what
-the worker compiled from the cache. A worker that fails or is killed only costs the time:
-whatever is still missing compiles here as before.
+exclusively created file in a directory of its own, CLAIMS), so that none is compiled twice.
+This process then waits for the worker, and its kernels load what the worker compiled from
+the cache. A worker that fails or is killed only costs the time: whatever is still missing
+compiles here as before.
 
 Set ``FASTBP_COMPILE_WORKER=0`` to compile everything in the calling process.
 """
