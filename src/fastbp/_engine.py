@@ -144,6 +144,7 @@ class Engine(Inference):
         self.forward_work = sum(layer.work_per_sample() for layer in self.layers)
         self.work_outside_blas = any(layer.work_outside_blas for layer in self.layers)
         self._outputs_entry = None  # run_dataset's compiled entry for outputs()
+        self._default_chunk: int | None = None  # inference's rows per call (chunk_rows)
         # the input readers' checks of the network's input, if their kinds have some
         # (Embedding), and the padding the first marks, where a recurrent layer reads it
         self.input_check = input_check(plan)

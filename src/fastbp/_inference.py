@@ -97,8 +97,11 @@ class Inference:
     def chunk_rows(self, batch_size: int | None) -> int:
         """Rows per inference chunk: ``batch_size``, or INFER_CHUNK bounded by INFER_BYTES."""
         if batch_size is None:
-            per_row = max(self.plan.ws_width * self.dtype.itemsize, 1)
-            return int(max(1, min(INFER_CHUNK, INFER_BYTES // per_row)))
+            chunk = self._default_chunk  # the plan's: computed once, read per call
+            if chunk is None:
+                per_row = max(self.plan.ws_width * self.dtype.itemsize, 1)
+                chunk = self._default_chunk = int(max(1, min(INFER_CHUNK, INFER_BYTES // per_row)))
+            return chunk
         check_parameters({"batch_size": [Interval(int, 1, None), None]},
                          {"batch_size": batch_size})
         return int(batch_size)
