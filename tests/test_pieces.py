@@ -66,3 +66,28 @@ def test_piece_bounds_cover_the_dimension_once_on_aligned_boundaries(size, piece
     covered = np.concatenate([np.arange(a, b) for a, b in bounds if b > a])
     np.testing.assert_array_equal(covered, np.arange(size))
     assert all(a % linalg.PIECE_ALIGN == 0 for a, b in bounds if b > a)
+
+
+@pytest.mark.parametrize("m,k,n,itemsize,expected", [
+    (256, 128, 128, 4, True),      # 4.2M multiply-adds
+    (1, 784, 1024, 4, True),       # a row through 3.2 MB of weights: bound by reading them
+    (1, 784, 256, 4, False),       # 0.8 MB: one core's cache holds them
+    (1, 512, 512, 8, True),        # 2 MB of float64
+    (12, 60000, 3, 4, False),      # 3 MB of operands, a 12x3 output: nothing to cut
+    (4096, 128, 12, 4, True),      # 2.3 MB, 4096 rows to cut
+], ids=["work", "row-big-weights", "row-cached-weights", "float64", "narrow", "wide"])
+def test_a_product_is_worth_pieces_by_work_or_by_bytes(m, k, n, itemsize, expected):
+    assert bool(linalg.worth_pieces(m, n, k, itemsize)) is expected
+
+
+def test_a_network_with_weights_beyond_a_cache_cuts_its_products_from_one_row():
+    import fastbp as fb
+
+    big = fb.Network([fb.Dense(784, 1024), fb.Dense(1024, 10)], input_shape=(784,))
+    small = fb.Network([fb.Dense(784, 256), fb.Dense(256, 10)], input_shape=(784,))
+    assert big.engine.pieces_rows == 1
+    assert small.engine.pieces_rows == -(-codes.PIECES_MIN_WORK // (784 * 256))
+    # the single-row forward with its products in pieces equals the batch's rows
+    X = np.random.default_rng(0).standard_normal((3, 784)).astype(np.float32)
+    rows = np.concatenate([big.forward(X[i : i + 1]) for i in range(3)])
+    np.testing.assert_allclose(rows, big.forward(X), **TOLERANCE[np.float32])

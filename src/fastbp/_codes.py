@@ -48,10 +48,11 @@ F_INFER = 16  # run_dataset: forward in chunks (outputs, loss, accuracy), no tra
 F_VALIDATE = 32  # run_dataset: only check the data as train_step would
 F_PART = 64  # a gradient over one part of a split step (kernels pick smaller chunks)
 F_EXACT = 128  # a standalone step retried by Python, which checks its update (no risk test)
-# Bits 8-14: the pieces a product of at least PIECES_MIN_WORK multiply-adds is cut into
-# (kernels/linalg.py's blas_product; 0 or 1: one BLAS call). Each piece is one
-# single-threaded BLAS call on a block of the output; the blocks depend only on the count,
-# so running them at once (F_PIECES_AT_ONCE) or one after another gives the same bits.
+# Bits 8-14: the pieces a product of at least PIECES_MIN_WORK multiply-adds (or of operands
+# of PIECES_MIN_BYTES) is cut into (kernels/linalg.py's worth_pieces; 0 or 1: one BLAS
+# call). Each piece is one single-threaded BLAS call on a block of the output; the blocks
+# depend only on the count, so running them at once (F_PIECES_AT_ONCE) or one after another
+# gives the same bits.
 PIECES_SHIFT = 8
 PIECES_MASK = 127
 F_PIECES_AT_ONCE = 1 << 15  # the pieces run at once on numba's threads

@@ -102,8 +102,8 @@ def is_cached(kernel, signature: tuple) -> bool:
 def jobs_for(engine, training: bool = True, splits: bool = False,
              dataset: bool = False, update: int | None = None) -> list[str]:
     """The compile jobs of ``engine``'s first run, the costliest first: for training the
-    walker (and, if its first batch ``splits`` over threads, the split step's gradient);
-    the dataset walker (``dataset``: fit's epochs and validation, evaluate, inference);
+    walker; the dataset walker (``dataset``: fit's epochs and validation, evaluate,
+    inference); the split step's gradient (if a first batch ``splits`` over threads);
     each built-in layer kind's forward and backward kernel (the pair its settings choose,
     as ``_dispatch.bind_kernels``); the split step's other entry points; the optimizer's
     update (``update``: its kind, if known); the loss. (Kinds defined outside fastbp

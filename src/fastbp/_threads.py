@@ -10,9 +10,10 @@ threads spin-wait for each other: beside another busy process a two-thread produ
 - split a training batch by rows over :func:`get_num_threads` parts when every layer allows
   it and the step is big enough (``kernels/step.py``'s ``split_gradient``; the rule is
   ``Engine.parts``), each part with its own gradient, summed in a fixed order;
-- cut each product of at least ``PIECES_MIN_WORK`` multiply-adds of a step that runs whole
-  (and of inference) into :func:`get_num_threads` pieces, blocks of its output computed by
-  single-threaded BLAS calls (``kernels/linalg.py``).
+- cut each product of at least ``PIECES_MIN_WORK`` multiply-adds, or with operands of
+  ``PIECES_MIN_BYTES``, of a step that runs whole (and of inference) into
+  :func:`get_num_threads` pieces, blocks of its output computed by single-threaded BLAS
+  calls (``kernels/linalg.py``).
 
 The load decides only *when* parts and pieces run: at once on numba's threads on an idle
 machine; one after another on the calling thread while other processes used at least

@@ -29,7 +29,7 @@ rebuilds each chunk's columns rather than keeping them all, which is cheaper tha
 them back from memory. With stride 1 and output rows as wide as the input's, a tap's
 columns of one sample are one shifted copy of the input plane (_shifted_plane).
 
-Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below.
+Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below (see linalg.py).
 """
 
 

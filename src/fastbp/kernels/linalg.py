@@ -1,4 +1,4 @@
-"""Matrix products shared by the layer kernels: BLAS when big, hand loops when tiny.
+"""Matrix products shared by the layer kernels: BLAS when big or narrow, hand loops when tiny.
 
 A product of at least PIECES_MIN_WORK multiply-adds, or whose operands hold PIECES_MIN_BYTES
 (a few rows through a large weight matrix), is cut into pieces when the flags ask for them
@@ -26,7 +26,7 @@ from .dispatch import as_pointer, call_pieces, pieces_runner, raw_gemm
 
 # A product with fewer output columns than this goes to BLAS however small (a matrix-vector
 # product: one row's recurrent state): the hand loop vectorises along the columns, and with
-# one it waits on a store and reload per multiply-add, 3-4x slower than BLAS's gemv.
+# one it waits on a store and reload per multiply-add, 3-4x slower than BLAS.
 NARROW = 4
 PIECE_ALIGN = 16  # piece boundaries fall on multiples of this many elements (64 bytes of float32)
 
@@ -42,8 +42,9 @@ def piece_bounds(size, t, pieces):
 @jit(inline="always")
 def worth_pieces(m, n, k, itemsize):
     """Whether an (m, k) @ (k, n) product gains from a second core (_codes.PIECES_MIN_WORK,
-    PIECES_MIN_BYTES)."""
-    return m * k * n >= PIECES_MIN_WORK or (m * k + k * n + m * n) * itemsize >= PIECES_MIN_BYTES
+    PIECES_MIN_BYTES; by bytes only if its output is wide enough for two pieces)."""
+    return m * k * n >= PIECES_MIN_WORK or (
+        max(m, n) >= 2 * PIECE_ALIGN and (m * k + k * n + m * n) * itemsize >= PIECES_MIN_BYTES)
 
 
 @jit(inline="always")

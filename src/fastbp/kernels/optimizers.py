@@ -3,10 +3,16 @@
 One function per algorithm, each a transcription of the pseudo-code in torch.optim's
 documentation (PyTorch 2.x, single-tensor path). Scalar coefficients are computed in float64
 from the int64 step count and then applied elementwise in the network's dtype. ``state`` is a
-2-D array whose rows are the optimizer's state buffers, each laid out like ``params``. A
-gradient's square that would be subnormal counts as 0, and state that decays into the
-subnormal range becomes 0 (``scalar.square``, ``scalar.flush_subnormal``): subnormal
-arithmetic is a hundred times slower on x86, and such values move no parameter.
+2-D array whose rows are the optimizer's state buffers, each laid out like ``params``.
+
+Subnormal numbers (see ``scalar.subnormal_bounds``) are left out where they cannot matter: a
+gradient's square that would be subnormal counts as 0 (the second moments then miss at most
+the smallest normal number in all, whose square root is ten orders of magnitude below the
+denominator's eps, which must be at least ``scalar.EXACT_BELOW_EPS`` for this), a first
+moment, second moment or momentum buffer below the smallest normal becomes 0 (it moves a
+parameter by less than that number times lr / eps, or changes a denominator by less than its
+square root). Centered RMSprop and eps below that bound keep IEEE arithmetic: their
+denominators are differences of moments, or the second moments themselves.
 """
 
 import numpy as np
@@ -37,7 +43,7 @@ from .._codes import (
 from .._jit import jit
 from .bundles import COUNTERS, HYPER, STATE, UPDATE_KERNEL
 from .dispatch import call_update
-from .scalar import flush_subnormal, is_finite, square
+from .scalar import flush_below, is_finite, square_or_zero, subnormal_bounds
 
 
 @jit(inline="always")
@@ -82,6 +88,7 @@ def sgd(params, grads, state, hyper, step):
     nesterov = hyper[H_NESTEROV] != 0
     neg_lr = params.dtype.type(-lr)
     buf = state[0]
+    _, tiny = subnormal_bounds(params, 1.0)  # no eps: the update is lr times the buffer
     total_p = params.dtype.type(0)
     total_s = params.dtype.type(0)
     for i in range(params.shape[0]):
@@ -90,7 +97,7 @@ def sgd(params, grads, state, hyper, step):
             g += wd * params[i]
         if momentum != 0:
             # torch clones the first gradient into the buffer (no dampening on step 1)
-            b = g if step == 1 else flush_subnormal(momentum * buf[i] + keep * g)
+            b = g if step == 1 else flush_below(momentum * buf[i] + keep * g, tiny)
             buf[i] = b
             total_s += abs(b)
             g = g + momentum * b if nesterov else b
@@ -106,6 +113,7 @@ def adagrad(params, grads, state, hyper, step):
     neg_clr = params.dtype.type(-clr)
     wd = params.dtype.type(hyper[H_WEIGHT_DECAY])
     eps = params.dtype.type(hyper[H_EPS])
+    floor, _ = subnormal_bounds(params, hyper[H_EPS])
     acc = state[0]
     total_p = params.dtype.type(0)
     total_s = params.dtype.type(0)
@@ -113,7 +121,7 @@ def adagrad(params, grads, state, hyper, step):
         g = grads[i]
         if wd != 0:
             g += wd * params[i]
-        a = acc[i] + square(g)
+        a = acc[i] + square_or_zero(g, floor)
         acc[i] = a
         p = params[i] + neg_clr * g / (np.sqrt(a) + eps)
         params[i] = p
@@ -132,6 +140,7 @@ def rmsprop(params, grads, state, hyper, step):
     momentum = t(hyper[H_MOMENTUM])
     neg_lr = t(-hyper[H_LR])
     centered = hyper[H_CENTERED] != 0
+    floor, tiny = subnormal_bounds(params, 0.0 if centered else hyper[H_EPS])
     square_avg = state[0]
     momentum_buffer = state[1]
     grad_avg = state[2]
@@ -140,7 +149,8 @@ def rmsprop(params, grads, state, hyper, step):
     if not centered and momentum == 0:  # the default, in a loop of its own (see adam)
         for i in range(params.shape[0]):
             g = grads[i] + wd * params[i]  # with wd 0, adding 0 changes no bit
-            sq = flush_subnormal(alpha * square_avg[i] + one_minus_alpha * square(g))
+            g2 = square_or_zero(g, floor)
+            sq = flush_below(alpha * square_avg[i] + one_minus_alpha * g2, tiny)
             square_avg[i] = sq
             total_s += sq
             p = params[i] + neg_lr * g / (np.sqrt(sq) + eps)
@@ -150,18 +160,19 @@ def rmsprop(params, grads, state, hyper, step):
         return
     for i in range(params.shape[0]):
         g = grads[i] + wd * params[i]  # no branch (see adam): with wd 0, adding 0 changes no bit
-        sq = flush_subnormal(alpha * square_avg[i] + one_minus_alpha * square(g))
+        g2 = square_or_zero(g, floor)
+        sq = flush_below(alpha * square_avg[i] + one_minus_alpha * g2, tiny)
         square_avg[i] = sq
         total_s += sq
         if centered:
-            ga = flush_subnormal(grad_avg[i] + one_minus_alpha * (g - grad_avg[i]))  # lerp
+            ga = grad_avg[i] + one_minus_alpha * (g - grad_avg[i])  # torch's lerp
             grad_avg[i] = ga
             total_s += abs(ga)
-            avg = np.sqrt(sq - square(ga)) + eps
+            avg = np.sqrt(sq - ga * ga) + eps
         else:
             avg = np.sqrt(sq) + eps
         if momentum > 0:
-            b = flush_subnormal(momentum * momentum_buffer[i] + g / avg)
+            b = flush_below(momentum * momentum_buffer[i] + g / avg, tiny)
             momentum_buffer[i] = b
             total_s += abs(b)
             p = params[i] + neg_lr * b
@@ -190,6 +201,7 @@ def adam(params, grads, state, hyper, step):
     decoupled = hyper[H_DECOUPLED] != 0
     decay = t(1.0 - lr * hyper[H_WEIGHT_DECAY])
     amsgrad = hyper[H_AMSGRAD] != 0
+    floor, tiny = subnormal_bounds(params, hyper[H_EPS])
     exp_avg = state[0]
     exp_avg_sq = state[1]
     max_exp_avg_sq = state[2]
@@ -204,9 +216,10 @@ def adam(params, grads, state, hyper, step):
     for i in range(params.shape[0]):
         p = params[i] * decay
         g = grads[i] + coupled_wd * p
-        m = flush_subnormal(exp_avg[i] + one_minus_beta1 * (g - exp_avg[i]))  # torch's lerp
+        m = flush_below(exp_avg[i] + one_minus_beta1 * (g - exp_avg[i]), tiny)  # torch's lerp
         exp_avg[i] = m
-        v = flush_subnormal(b2 * exp_avg_sq[i] + one_minus_beta2 * square(g))
+        g2 = square_or_zero(g, floor)
+        v = flush_below(b2 * exp_avg_sq[i] + one_minus_beta2 * g2, tiny)
         exp_avg_sq[i] = v
         if amsgrad:
             v = v if v > max_exp_avg_sq[i] else max_exp_avg_sq[i]

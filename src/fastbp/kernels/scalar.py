@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .._jit import FLOAT32, jit, overload
+from .._jit import jit
 
 
 @jit
@@ -54,50 +54,43 @@ def trailing_length(row, T, F, value):
     return 0
 
 
-# The square root of the smallest normal number: a value below it has a subnormal (or zero)
-# square.
-_SQUARE_FLOOR32 = np.float32(np.sqrt(np.finfo(np.float32).tiny))
-_SQUARE_FLOOR64 = np.sqrt(np.finfo(np.float64).tiny)
+
+# Subnormal arithmetic: x86 computes an operation with a subnormal operand or result through
+# a microcode assist, about a hundred times slower. The optimizers square every gradient, and
+# a network that fits its batch has float32 gradients near 1e-23 in most entries (Adam over
+# a 784-1024-1024-10 network took 10 ms a step instead of 1), with moving averages decaying
+# towards 0. Where eps dominates the update's denominator, dropping such values moves no
+# parameter (see kernels/optimizers.py); the bounds below are 0 (IEEE arithmetic) otherwise.
+_FLOOR32, _TINY32 = np.float32(np.sqrt(np.finfo(np.float32).tiny)), np.finfo(np.float32).tiny
+_FLOOR64, _TINY64 = np.sqrt(np.finfo(np.float64).tiny), np.finfo(np.float64).tiny
+# eps below this leaves the update's denominator to the second moment itself (eps 0: a
+# gradient's square alone), which the subnormal values then decide: exact arithmetic
+EXACT_BELOW_EPS = 1e-12
 
 
-def square(x):
-    """x * x, or 0 where that would be subnormal (Python callers: x * x).
-
-    x86 computes a multiplication whose result is subnormal through a microcode assist,
-    about a hundred times slower; the optimizers square every gradient, and a network that
-    fits its batch has gradients near 1e-23 (float32) in most entries: Adam's update over
-    a 784-1024-1024-10 network took 13 ms instead of 2. A square that small moves no
-    parameter (it sits under eps in every update), so dropping it changes no result."""
-    return x * x
-
-
-@overload(square)
-def _square_impl(x):
-    floor = _SQUARE_FLOOR32 if x == FLOAT32 else _SQUARE_FLOOR64
-
-    def impl(x):  # a select on x, then the product: no multiplication ever underflows
-        kept = x if abs(x) >= floor else x - x
-        return kept * kept
-
-    return impl
+@jit(inline="always")
+def subnormal_bounds(like, eps):
+    """(floor, tiny) for :func:`square_or_zero` and :func:`flush_below` in ``like``'s
+    dtype: the square root of the smallest normal number and that number, or (0, 0) when
+    ``eps`` is below EXACT_BELOW_EPS."""
+    t = like.dtype.type
+    if eps < EXACT_BELOW_EPS:
+        return t(0), t(0)
+    if like.itemsize == 4:
+        return t(_FLOOR32), t(_TINY32)
+    return t(_FLOOR64), t(_TINY64)
 
 
-_TINY32 = np.finfo(np.float32).tiny
-_TINY64 = np.finfo(np.float64).tiny
+@jit(inline="always")
+def square_or_zero(x, floor):
+    """x * x, or 0 if |x| < floor (a subnormal square: floor from subnormal_bounds). A select
+    on x, then the product, so that no multiplication underflows; NaN stays NaN."""
+    kept = x if abs(x) >= floor else x - x
+    return kept * kept
 
 
-def flush_subnormal(x):
-    """x, or 0 if x is subnormal (Python callers: x). For state that decays towards zero
-    (a moving average of gradients that have vanished): kept subnormal, every later update
-    of it would go through the slow path ``square`` describes."""
-    return x
-
-
-@overload(flush_subnormal)
-def _flush_subnormal_impl(x):
-    tiny = np.float32(_TINY32) if x == FLOAT32 else _TINY64
-
-    def impl(x):
-        return x if abs(x) >= tiny else x - x
-
-    return impl
+@jit(inline="always")
+def flush_below(x, tiny):
+    """x, or 0 if |x| < tiny (a subnormal value: tiny from subnormal_bounds); NaN stays NaN.
+    For state that decays towards 0: kept subnormal, each later update of it is slow."""
+    return x if abs(x) >= tiny else x - x
