@@ -3,11 +3,11 @@
 A product of at least PIECES_MIN_WORK multiply-adds, or whose operands hold PIECES_MIN_BYTES
 (a few rows through a large weight matrix), is cut into pieces when the flags ask for them
 (``_codes.PIECES_SHIFT``): blocks of rows (or columns, whichever dimension is longer) of its
-output, each computed by one single-threaded BLAS call, at once on numba's
-threads (``pieces_at_once``, called by address) or one after another. The blocks depend
-only on the number of pieces, so whether they ran at once, which the machine's load
-decides, never changes a bit of the result; OpenBLAS's own threads would round differently
-with one thread and with two.
+output, each computed by one single-threaded BLAS call, at once on numba's threads
+(``pieces_at_once``, called by address) or one after another. The blocks depend only on the
+number of pieces, so whether they ran at once, which the machine's load decides, never
+changes a bit of the result; OpenBLAS's own threads would round differently with one thread
+and with two.
 """
 
 import numba

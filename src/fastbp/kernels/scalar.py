@@ -54,13 +54,12 @@ def trailing_length(row, T, F, value):
     return 0
 
 
-
 # Subnormal arithmetic: x86 computes an operation with a subnormal operand or result through
 # a microcode assist, about a hundred times slower. The optimizers square every gradient, and
-# a network that fits its batch has float32 gradients near 1e-23 in most entries (Adam over
-# a 784-1024-1024-10 network took 10 ms a step instead of 1), with moving averages decaying
-# towards 0. Where eps dominates the update's denominator, dropping such values moves no
-# parameter (see kernels/optimizers.py); the bounds below are 0 (IEEE arithmetic) otherwise.
+# a network that fits its batch has float32 gradients near 1e-23 in most entries, with moving
+# averages decaying towards 0 (scripts/bench_updates.py measures both). Where eps dominates
+# the update's denominator, dropping such values moves no parameter (see
+# kernels/optimizers.py); the bounds below are 0 (IEEE arithmetic) otherwise.
 _FLOOR32, _TINY32 = np.float32(np.sqrt(np.finfo(np.float32).tiny)), np.finfo(np.float32).tiny
 _FLOOR64, _TINY64 = np.sqrt(np.finfo(np.float64).tiny), np.finfo(np.float64).tiny
 # eps below this leaves the update's denominator to the second moment itself (eps 0: a
