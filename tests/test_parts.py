@@ -1,8 +1,9 @@
 """A training batch split by rows over threads (kernels/step.py's parts_step): the same
 gradient as the whole batch up to float32 summation order, the same bits whether the parts
 run at once or one after another, the same bits from fit's epoch kernel as from train_step,
-weights, bad input and non-finite losses handled as the whole-batch step handles them, and
-networks whose layers need the whole batch never split."""
+weights, bad input and non-finite losses handled as the whole-batch step handles them,
+batch statistics kept whole through sync points (kernels/synced.py), and networks with
+active dropout never split."""
 
 from __future__ import annotations
 
@@ -40,6 +41,18 @@ def _networks():
              fb.Dense(4 * 3 * 3, 3)], input_shape=(1, 6, 6), seed=0), (1, 6, 6)),
         "gru": (lambda: fb.Network([fb.GRU(3, 5), fb.Dense(5, 3)], input_shape=(4, 3),
                                    seed=0), (4, 3)),
+        # batch statistics: the parts run in rounds, synchronised at each BatchNorm
+        "mlp_batchnorm": (lambda dtype="float32": fb.Network(
+            [fb.Dense(6, 16), fb.BatchNorm1D(16), fb.Activation("relu"), fb.Dense(16, 3),
+             fb.BatchNorm1D(3, momentum=None)], seed=0, dtype=dtype), (6,)),
+        "resnet_batchnorm": (lambda dtype="float32": fb.Network(
+            [fb.Conv2D(1, 4, 3, padding=1), fb.BatchNorm2D(4), fb.Activation("relu"),
+             fb.Residual([fb.Conv2D(4, 4, 3, padding=1), fb.BatchNorm2D(4, affine=False),
+                          fb.Activation("relu")], activation="relu"),
+             fb.Residual([fb.Conv2D(4, 6, 3, stride=2, padding=1), fb.BatchNorm2D(6)],
+                         shortcut=[fb.Conv2D(4, 6, 1, stride=2), fb.BatchNorm2D(6)]),
+             fb.GlobalAvgPool(), fb.Dense(6, 3)], input_shape=(1, 6, 6), seed=0, dtype=dtype),
+            (1, 6, 6)),
     }
 
 
@@ -132,14 +145,40 @@ def test_a_non_finite_loss_in_one_part_updates_nothing():
     np.testing.assert_array_equal(net.params, before)
 
 
-@pytest.mark.parametrize("layers", [
-    pytest.param([fb.Dense(6, 16), fb.BatchNorm1D(16), fb.Dense(16, 3)], id="batchnorm"),
-    pytest.param([fb.Dense(6, 16), fb.Dropout(0.5), fb.Dense(16, 3)], id="dropout"),
-])
-def test_batch_statistics_and_dropout_never_split(layers):
-    net = fb.Network(layers, seed=0)
+def test_dropout_never_splits():
+    net = fb.Network([fb.Dense(6, 16), fb.Dropout(0.5), fb.Dense(16, 3)], seed=0)
     net.engine.reserve(64)
     assert net.engine.parts(64) is net.engine.no_parts
+
+
+@pytest.mark.parametrize("name", ["mlp_batchnorm", "resnet_batchnorm"])
+@pytest.mark.parametrize("rows", [21, 64])
+def test_batch_statistics_split_in_rounds_equal_the_whole_batch_in_float64(name, rows):
+    # the same sums in another order: float64 rounding only; the running statistics move
+    # once per step, by the whole batch's mean and unbiased variance
+    make, shape = NETWORKS[name]
+    X, y = _batch(shape, rows)
+    X = X.astype(np.float64)
+    split, whole = make("float64"), make("float64")
+    assert split.engine.synced and split.engine.parts(rows) is not split.engine.no_parts
+    whole.engine.split_rows = range(0)
+    for _ in range(3):
+        assert split.train_step(X, y, fb.SGD(lr=0.1, momentum=0.9)) == pytest.approx(
+            whole.train_step(X, y, fb.SGD(lr=0.1, momentum=0.9)), rel=1e-12)
+    np.testing.assert_allclose(split.params, whole.params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(split.buffers, whole.buffers, rtol=1e-10, atol=1e-12)
+
+
+def test_a_non_finite_loss_in_a_synced_part_puts_the_running_statistics_back():
+    make, shape = NETWORKS["mlp_batchnorm"]
+    X, y = _batch(shape, 20)
+    net = make()
+    net.layers[-1].weight[:] = 3e38  # x_hat * weight overflows where |x_hat| > 1.13
+    params, buffers = net.params.copy(), net.buffers.copy()
+    with pytest.raises(FloatingPointError):
+        net.train_step(X, y, fb.SGD(lr=0.1))
+    np.testing.assert_array_equal(net.params, params)
+    np.testing.assert_array_equal(net.buffers, buffers)
 
 
 def test_dropout_zero_splits():

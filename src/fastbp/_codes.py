@@ -35,7 +35,13 @@ L_D_INPUT_OFFSET = 21  # where backward writes dLoss/d(input): the input row's d
 #                        or a region of its own when another reader's gradient is added to
 #                        it (see L_D_INPUT_ADD); for a join, the workspace's per-sample width
 L_D_INPUT_ADD = 22  # -1, or the delta region the walker adds this row's d(input) region to
-PLAN_WIDTH = 23
+# Batch statistics in a split step (kernels/synced.py): a layer whose kernels need sums over
+# the whole batch stops at sync points, where every part's first L_SYNC_WIDTH values of its
+# per-batch scratch become the whole batch's (the parts' values averaged by their rows).
+L_SYNC_WIDTH = 23
+L_SYNC_FORWARD = 24  # sync points in the layer's forward pass (0: none)
+L_SYNC_BACKWARD = 25  # ... and in its backward pass
+PLAN_WIDTH = 26
 INPUT_X = -1  # L_INPUT values
 INPUT_WORKSPACE = -2
 
@@ -56,6 +62,10 @@ F_EXACT = 128  # a standalone step retried by Python, which checks its update (n
 PIECES_SHIFT = 8
 PIECES_MASK = 127
 F_PIECES_AT_ONCE = 1 << 15  # the pieces run at once on numba's threads
+# A layer with sync points, in a part of a split step: its kernel runs once per phase, the
+# phase (0 up to its sync points) in the bits from SYNC_PHASE_SHIFT (kernels/synced.py).
+F_SYNCED = 1 << 16
+SYNC_PHASE_SHIFT = 17
 
 # A step's part info (kernels/bundles.py's Parts.info).
 PART_GRADIENT = 0  # the address of step.gradient compiled alone, which each part runs

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _codes as codes
 from ._threads import start_numba_threads
-from .kernels import dispatch, linalg, losses, optimizers, step
+from .kernels import dispatch, linalg, losses, optimizers, step, synced
 
 # Every layer kind's kernels (a module or any object with ``forward`` and ``backward``, or
 # ``VARIANTS`` and ``variant(ints)``), by the number ``register_kernels`` gave it: filled
@@ -174,6 +174,19 @@ def split_gradient_address(dtype) -> int:
     """The address of ``step.split_gradient`` (a step's gradient in parts)."""
     return _entry_address("split_gradient", step.split_gradient, dispatch.part_args_types(dtype),
                           dtype)
+
+
+def synced_round_address(dtype) -> int:
+    """The address of ``synced.synced_round`` (one part's round of a split step through
+    batch statistics)."""
+    return _entry_address("synced_round", synced.synced_round, dispatch.part_args_types(dtype),
+                          dtype)
+
+
+def synced_gradient_address(dtype) -> int:
+    """The address of ``synced.synced_gradient`` (a step's gradient in parts, in rounds)."""
+    return _entry_address("synced_gradient", synced.synced_gradient,
+                          dispatch.part_args_types(dtype), dtype)
 
 
 def pieces_address(dtype, at_once: bool) -> int:

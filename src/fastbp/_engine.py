@@ -31,6 +31,8 @@ from ._dispatch import (
     run_part_address,
     split_gradient_address,
     step_address,
+    synced_gradient_address,
+    synced_round_address,
 )
 from ._inference import Inference
 from ._precompile import compile_missing
@@ -156,8 +158,10 @@ class Engine(Inference):
         # matrix products do the work and they are big enough to be cut into pieces
         # (which then beats the split; convolutions and recurrent cells, whose own loops do
         # much of the work, always gain from it).
-        self.split_work = (self.forward_work
-                           if all(layer.rows_independent() for layer in self.layers) else 0)
+        # Layers with batch statistics keep them whole through sync points (kernels/synced.py).
+        self.synced = any(layer.sync_points()[1] for layer in self.layers)
+        self.split_work = (self.forward_work if all(
+            layer.rows_independent() or layer.sync_points()[1] for layer in self.layers) else 0)
         self.split_rows = (range(-(-SPLIT_MIN_WORK // self.split_work),
                                  2**62 if self.work_outside_blas else self.pieces_rows)
                            if self.split_work else range(0))
@@ -395,12 +399,16 @@ class Engine(Inference):
         # each row starts 64-byte aligned (float32), as the network's own arrays do
         width = -(-(step_kernels.part_grads_width(n) + ws_size) // 16) * 16
         info = np.zeros(codes.N_PART_INFO, dtype=np.int64)
-        info[codes.PART_GRADIENT] = gradient_address(self.dtype)
         info[codes.PART_MIN_ROWS] = max(2 * count, self.split_rows.start)
         info[codes.PART_WS_SIZE] = ws_size
         info[codes.PART_AT_ONCE] = parts_at_once_address(self.dtype)
-        info[codes.PART_RUNNER] = run_part_address(self.dtype)
-        info[codes.PART_SPLIT] = split_gradient_address(self.dtype)
+        if self.synced:  # batch statistics: the parts run in rounds (kernels/synced.py)
+            info[codes.PART_RUNNER] = synced_round_address(self.dtype)
+            info[codes.PART_SPLIT] = synced_gradient_address(self.dtype)
+        else:
+            info[codes.PART_GRADIENT] = gradient_address(self.dtype)
+            info[codes.PART_RUNNER] = run_part_address(self.dtype)
+            info[codes.PART_SPLIT] = split_gradient_address(self.dtype)
         self._part_arrays = tuple(Parts(self._zeros("parts", (count - 1) * width).reshape(
             count - 1, width), np.zeros((count, codes.N_RESULTS)), info))
         self._part_key = (count, max_rows)

@@ -29,7 +29,7 @@ from . import _codes as codes
 from . import _dispatch
 from ._threads import _available_cpus as available_cpus
 from .kernels import dispatch as kernel_types
-from .kernels import losses, optimizers, step
+from .kernels import losses, optimizers, step, synced
 
 WORKER_TIMEOUT = 600  # seconds: far above any first compile; then this process goes on
 # The worker's program (not ``-m``: importing fastbp imports this module, which runpy would
@@ -49,7 +49,9 @@ def _kind_number(module_name: str) -> int | None:
 SPLIT_ENTRIES = {"gradient": (step.gradient, kernel_types.gradient_args_types),
                  "run_part": (step.run_part, kernel_types.part_args_types),
                  "split_gradient": (step.split_gradient, kernel_types.part_args_types),
-                 "parts_at_once": (step.parts_at_once, kernel_types.part_args_types)}
+                 "parts_at_once": (step.parts_at_once, kernel_types.part_args_types),
+                 "synced_round": (synced.synced_round, kernel_types.part_args_types),
+                 "synced_gradient": (synced.synced_gradient, kernel_types.part_args_types)}
 
 
 def _targets(job: str, dtype) -> list[tuple]:
@@ -108,7 +110,11 @@ def jobs_for(engine, training: bool = True, splits: bool = False,
     as ``_dispatch.bind_kernels``); the split step's other entry points; the optimizer's
     update (``update``: its kind, if known); the loss. (Kinds defined outside fastbp
     compile in the calling process.)"""
-    jobs = (["step"] + (["gradient"] if splits else [])) if training else []
+    # a split through batch statistics walks in rounds (kernels/synced.py), its walker the
+    # costliest of its entries as the gradient is of the others
+    synced = getattr(engine, "synced", False)
+    walker, split = ("synced_round", "synced_gradient") if synced else ("gradient", "split_gradient")
+    jobs = (["step"] + ([walker] if splits else [])) if training else []
     if dataset:
         jobs.insert(1 if training else 0, "dataset")
     plan = engine.plan
@@ -126,7 +132,8 @@ def jobs_for(engine, training: bool = True, splits: bool = False,
         for job in (f"{kind}:0", f"{kind}:1"):  # forward and backward: jobs of their own
             if job not in jobs:
                 jobs.append(job)
-    rest = ["run_part", "split_gradient", "parts_at_once"] if training and splits else []
+    rest = ([] if synced else ["run_part"]) + [split, "parts_at_once"] \
+        if training and splits else []
     if update is not None:
         rest.append(f"update:{int(update)}")
     return [*jobs, *rest, f"loss:{engine.loss_code}"]

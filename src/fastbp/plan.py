@@ -242,6 +242,8 @@ def build_plan(layers: list[Layer], input_shape: Shape, record: list | None = No
         batch = layer.scratch_per_batch()
         row[codes.L_BATCH_OFFSET], row[codes.L_BATCH_SIZE] = batch_off, batch
         batch_off += batch
+        row[codes.L_SYNC_WIDTH], row[codes.L_SYNC_FORWARD], row[codes.L_SYNC_BACKWARD] = \
+            layer.sync_points()
         layer_ints = []
         for x in layer.int_settings():
             if callable(getattr(x, "resolve", None)):

@@ -49,6 +49,9 @@ def _jobs(dtype: str) -> list[tuple[str, Callable[[], object]]]:
              ("split step", lambda: (_dispatch.run_part_address(dtype),
                                      _dispatch.split_gradient_address(dtype),
                                      _dispatch.parts_at_once_address(dtype))),
+             ("split step through batch statistics",
+              lambda: (_dispatch.synced_round_address(dtype),
+                       _dispatch.synced_gradient_address(dtype))),
              ("product pieces", lambda: (_dispatch.pieces_address(dtype, False),
                                          _dispatch.pieces_address(dtype, True))),
              ("epochs and inference", lambda: _run_a_network(dtype))]

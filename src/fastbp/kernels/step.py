@@ -376,6 +376,8 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
             _every_part_weighs(weights, m, part_results.shape[0]):
         call_part(info[PART_SPLIT], (net, batch, loss_kind, flags, results, parts))
         if results[R_ERROR] != 0:
+            if standalone:
+                _put_back(net, rng_before)  # batch statistics' parts moved running statistics
             return
     else:
         gradient(net, batch, loss_kind, flags, results)
@@ -425,9 +427,8 @@ PART_SHIFT = 16  # parts_at_once tells run_part its part number in the flags' hi
 def run_part(net, batch, loss_kind, flags, results, parts):
     """Part t = ``flags >> PART_SHIFT`` of a split step: rows [t*rows, (t+1)*rows) through
     the gradient (at info[PART_GRADIENT]) into the part's own gradient, workspace and
-    results row (part 0 uses the network's own). OpenBLAS runs on one thread
-    (Engine.pieces sets it before every kernel call), and a part cuts no product into
-    pieces."""
+    results row (part 0 uses the network's own). OpenBLAS runs on one thread (Engine.pieces
+    sets it before every kernel call), and a part cuts no product into pieces."""
     t = flags >> PART_SHIFT
     flags &= (1 << PART_SHIFT) - 1
     arrays, part_results, info = parts[PART_ARRAYS], parts[PART_RESULTS], parts[PART_INFO]
@@ -473,10 +474,9 @@ def split_gradient(net, batch, loss_kind, flags, results, parts):
     gradient, then workspace), run by :func:`parts_at_once` on P threads (or one after
     another on a busy machine: the same arithmetic, so whether the parts ran at once does
     not change the result). The gradient is the parts' gradients weighted by their share of
-    the batch's weight; R_ERROR is set on a non-finite loss. Only for networks whose layers
-    are all ``rows_independent`` (no batch statistics, no random draws): nothing to put
-    back. Compiled alone and called by address (info[PART_SPLIT]): networks that never
-    split do not compile it."""
+    the batch's weight; R_ERROR is set on a non-finite loss. For networks whose layers are
+    all ``rows_independent`` (batch statistics: kernels/synced.py). Compiled alone and
+    called by address (info[PART_SPLIT]): networks that never split do not compile it."""
     arrays, part_results, info = parts[PART_ARRAYS], parts[PART_RESULTS], parts[PART_INFO]
     grads = net[GRADS]
     total = _weight_sum(batch[WEIGHTS], batch[X_].shape[0], batch[LABELS])

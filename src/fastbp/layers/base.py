@@ -123,6 +123,15 @@ class Layer:
         draws no random numbers. False for batch statistics and active dropout."""
         return True
 
+    def sync_points(self) -> tuple[int, int, int]:
+        """How a training step split by rows keeps this layer's batch statistics whole
+        (kernels/synced.py): (values, forward, backward), the kernels stopping at
+        ``forward`` and ``backward`` sync points where every part's first ``values``
+        values of its per-batch scratch become the whole batch's (the parts' averaged by
+        their rows). (0, 0, 0): none; a layer that is not ``rows_independent`` and has
+        none keeps its network's batches whole."""
+        return 0, 0, 0
+
     def int_settings(self) -> tuple[int, ...]:
         """Integer settings handed to the kernels (sizes, activation codes, strides...)."""
         return ()

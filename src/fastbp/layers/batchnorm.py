@@ -60,10 +60,14 @@ class _BatchNorm(Layer):
         return self.num_features * self.positions  # x_hat
 
     def scratch_per_batch(self) -> int:
-        return 4 * self.num_features  # mean, inverse std, two per-channel sums
+        return 4 * self.num_features + 1  # see kernels/batchnorm.py
 
     def rows_independent(self) -> bool:
         return False  # batch statistics
+
+    def sync_points(self) -> tuple[int, int, int]:
+        # mean, then variance, in the forward pass; mean(dy), mean(dy x_hat) in the backward
+        return 2 * self.num_features, 2, 1
 
     def int_settings(self) -> tuple[int, ...]:
         return (self.num_features, self.positions, int(self.affine), int(self.momentum is None))

@@ -1,0 +1,259 @@
+"""A training step split by rows through layers with batch statistics (BatchNorm).
+
+A split step (``step.split_gradient``) runs each part's rows through the whole network on
+its own thread, which is exact only when a row's output depends on that row alone. A layer
+with batch statistics needs sums over the whole batch: it declares sync points
+(``Layer.sync_points``, the plan's L_SYNC_* columns), and the step runs in rounds. In round
+r every part walks its rows from sync point r - 1 to sync point r (a layer's kernel called
+once per phase, the phase in the flags, ``_codes.F_SYNCED``); between rounds
+:func:`synced_gradient` replaces the first L_SYNC_WIDTH values of that layer's per-batch
+scratch in every part by the parts' values averaged by their rows (each part leaves means
+over its rows there), and writes the batch's rows after them. Every part reads the same
+averages, summed in part order, so the result depends on the thread count and never on
+which thread ran which part, or whether the parts ran at once (a busy machine runs them one
+after another on the calling thread: no part ever waits for another inside a round).
+
+Each part's loss is scaled by the whole batch's weight, so that the means of dy the
+backward sync points average are the whole batch's; the gradient is then the plain sum of
+the parts'. Only part 0 moves running statistics (F_UPDATE_BUFFERS).
+"""
+
+import numpy as np
+
+from .._codes import (
+    E_NON_FINITE_LOSS,
+    F_PART,
+    F_PIECES_AT_ONCE,
+    F_STANDALONE,
+    F_SYNCED,
+    F_UPDATE_BUFFERS,
+    L_BACKWARD_KERNEL,
+    L_BATCH_OFFSET,
+    L_D_INPUT_ADD,
+    L_D_INPUT_OFFSET,
+    L_DELTA_OFFSET,
+    L_FORWARD_KERNEL,
+    L_INPUT,
+    L_IS_VIEW,
+    L_OUT_OFFSET,
+    L_OUT_SIZE,
+    L_SYNC_BACKWARD,
+    L_SYNC_FORWARD,
+    L_SYNC_WIDTH,
+    PART_AT_ONCE,
+    PART_PARALLEL,
+    PART_RUNNER,
+    PART_WS_SIZE,
+    PIECES_MASK,
+    PIECES_SHIFT,
+    R_CORRECT,
+    R_COUNT,
+    R_ERROR,
+    R_ERROR_INDEX,
+    R_LOSS,
+    R_WEIGHT,
+    SYNC_PHASE_SHIFT,
+)
+from .._jit import jit
+from .bundles import (
+    GRADS,
+    LABELS,
+    PARAMS,
+    PART_ARRAYS,
+    PART_INFO,
+    PART_RESULTS,
+    PLAN,
+    WEIGHTS,
+    WS,
+    X_,
+    batch_rows,
+    with_work,
+)
+from .dispatch import call_kernel, call_part
+from .scalar import add_region, is_finite
+from .step import PART_SHIFT, _layer_args, _loss_into, _region, _weight_sum, part_grads_width
+
+ROUND_SHIFT = 32  # the round, above the part number (PART_SHIFT), in a part's flags
+PART_MASK = (1 << (ROUND_SHIFT - PART_SHIFT)) - 1
+
+
+@jit(inline="always")
+def _layer_phases(net, X, li, flags, backward, point, rnd):
+    """Layer li's kernel calls in this pass that fall in round ``rnd``, ``point`` sync points
+    having passed before it: (the sync points passed after it, whether it stopped at one)."""
+    plan = net[PLAN]
+    stops = plan[li, L_SYNC_BACKWARD if backward else L_SYNC_FORWARD]
+    kernel = plan[li, L_BACKWARD_KERNEL if backward else L_FORWARD_KERNEL]
+    for phase in range(stops + 1):
+        if point == rnd:
+            layer_flags = flags | F_SYNCED | (phase << SYNC_PHASE_SHIFT) if stops > 0 else flags
+            call_kernel(kernel, _layer_args(net, X, li, layer_flags, backward))
+            if backward and phase == stops and plan[li, L_D_INPUT_ADD] >= 0:
+                add_region(net[WS], plan[li, L_D_INPUT_OFFSET], plan[li, L_D_INPUT_ADD],
+                           X.shape[0], plan[plan[li, L_INPUT], L_OUT_SIZE])
+        if phase < stops:
+            if point == rnd:
+                return point, True
+            point += 1
+    return point, False
+
+
+@jit
+def walk_round(net, batch, flags, rnd, total, results):
+    """This part's share of round ``rnd`` on its rows ``batch``: every layer call (forward,
+    then the loss scaled by 1 / ``total``, then backward) after sync point rnd - 1 up to and
+    including sync point rnd. Returns 1 if it stopped at a sync point, 0 at the end (or on
+    a non-finite loss, R_ERROR set)."""
+    plan, ws = net[PLAN], net[WS]
+    X = batch[X_]
+    m = X.shape[0]
+    point = 0
+    for li in range(plan.shape[0]):
+        if plan[li, L_IS_VIEW] == 0:
+            point, stopped = _layer_phases(net, X, li, flags, False, point, rnd)
+            if stopped:
+                return 1
+    if point == rnd:
+        last = plan[plan.shape[0] - 1]
+        O = _region(ws, last[L_OUT_OFFSET], m, last[L_OUT_SIZE])
+        dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
+        before = results[R_LOSS]
+        _loss_into(net, batch, O, dO, 1.0 / total, results, np.int64(1))
+        results[R_WEIGHT] += _weight_sum(batch[WEIGHTS], m, batch[LABELS])
+        if not is_finite(results[R_LOSS] - before):
+            results[R_ERROR] = E_NON_FINITE_LOSS
+            return 0
+    for li in range(plan.shape[0] - 1, -1, -1):
+        if plan[li, L_IS_VIEW] == 0:
+            point, stopped = _layer_phases(net, X, li, flags, True, point, rnd)
+            if stopped:
+                return 1
+    return 0
+
+
+@jit(inline="always")
+def _part_net(net, parts, t):
+    """Part t's arrays: the network's own for part 0, else its row of the parts' arrays."""
+    if t == 0:
+        return net
+    arrays = parts[PART_ARRAYS]
+    n = net[PARAMS].shape[0]
+    start = part_grads_width(n)
+    return with_work(net, arrays[t - 1, :n],
+                     arrays[t - 1, start : start + parts[PART_INFO][PART_WS_SIZE]])
+
+
+@jit
+def synced_round(net, batch, loss_kind, flags, results, parts):
+    """Part t = (flags >> PART_SHIFT) & PART_MASK of round flags >> ROUND_SHIFT: rows
+    [t*rows, (t+1)*rows) through :func:`walk_round` (``step.run_part``'s signature, so that
+    ``step.parts_at_once`` runs it)."""
+    t = (flags >> PART_SHIFT) & PART_MASK
+    rnd = flags >> ROUND_SHIFT
+    flags &= (1 << PART_SHIFT) - 1
+    part_results = parts[PART_RESULTS]
+    X = batch[X_]
+    m = X.shape[0]
+    P = part_results.shape[0]
+    rows = (m + P - 1) // P
+    a = t * rows
+    b = min(m, a + rows)
+    if a >= b or part_results[t, R_ERROR] != 0:
+        return
+    if t > 0:
+        flags &= ~F_UPDATE_BUFFERS  # the running statistics move once per step
+    total = _weight_sum(batch[WEIGHTS], m, batch[LABELS])
+    walk_round(_part_net(net, parts, t), batch_rows(batch, a, b), flags, rnd, total,
+               part_results[t])
+
+
+@jit(inline="always")
+def _sync_layer(plan, point):
+    """The row of the layer at sync point ``point`` (counted over the forward pass, then the
+    backward pass), or -1 after the last."""
+    for li in range(plan.shape[0]):
+        if plan[li, L_IS_VIEW] == 0:
+            point -= plan[li, L_SYNC_FORWARD]
+            if point < 0:
+                return li
+    for li in range(plan.shape[0] - 1, -1, -1):
+        if plan[li, L_IS_VIEW] == 0:
+            point -= plan[li, L_SYNC_BACKWARD]
+            if point < 0:
+                return li
+    return -1
+
+
+@jit(inline="always")
+def _average_sync_values(net, parts, li, m):
+    """Replace the sync values of layer ``li`` in every part by the parts' average weighted
+    by their rows (summed in part order), and write the batch's rows ``m`` after them."""
+    plan = net[PLAN]
+    P = parts[PART_RESULTS].shape[0]
+    rows = (m + P - 1) // P
+    width = plan[li, L_SYNC_WIDTH]
+    first = _part_net(net, parts, 0)[WS]
+    s0 = first.shape[0] - plan[li, L_BATCH_OFFSET]
+    values = first[s0 : s0 + width + 1]
+    for j in range(width):
+        s = 0.0
+        for t in range(P):
+            part_rows = min(m, (t + 1) * rows) - t * rows
+            if part_rows > 0:
+                ws = _part_net(net, parts, t)[WS]
+                at = ws.shape[0] - plan[li, L_BATCH_OFFSET]
+                s += ws[at + j] * (part_rows / m)
+        values[j] = s
+    values[width] = m
+    for t in range(1, P):
+        ws = _part_net(net, parts, t)[WS]
+        at = ws.shape[0] - plan[li, L_BATCH_OFFSET]
+        target = ws[at : at + width + 1]
+        for j in range(width + 1):
+            target[j] = values[j]
+
+
+@jit
+def synced_gradient(net, batch, loss_kind, flags, results, parts):
+    """``step.split_gradient`` for networks with sync points (at info[PART_SPLIT]): the
+    gradient of the whole batch, its parts run in rounds (see the module docstring), each
+    part's gradient of the whole batch's loss summed in part order. R_ERROR is set on a
+    non-finite loss (the caller puts the buffers back)."""
+    part_results, info = parts[PART_RESULTS], parts[PART_INFO]
+    plan = net[PLAN]
+    m = batch[X_].shape[0]
+    P = part_results.shape[0]
+    rows = (m + P - 1) // P
+    part_flags = (flags | F_PART) & ~(
+        F_STANDALONE | F_PIECES_AT_ONCE | (PIECES_MASK << PIECES_SHIFT))
+    part_results[:] = 0
+    at_once = info[PART_PARALLEL] != 0
+    address = info[PART_AT_ONCE] if at_once else info[PART_RUNNER]
+    rnd = 0
+    while True:
+        round_flags = part_flags | (rnd << ROUND_SHIFT)
+        for t in range(1 if at_once else P):
+            call_part(address, (net, batch, loss_kind, round_flags | (t << PART_SHIFT), results,
+                                parts))
+        for t in range(P):
+            if part_results[t, R_ERROR] != 0:
+                results[R_ERROR] = part_results[t, R_ERROR]
+                index = part_results[t, R_ERROR_INDEX]
+                results[R_ERROR_INDEX] = index + t * rows if index >= 0 else index
+                return
+        li = _sync_layer(plan, rnd)
+        if li < 0:
+            break
+        _average_sync_values(net, parts, li, m)
+        rnd += 1
+    for t in range(P):
+        results[R_LOSS] += part_results[t, R_LOSS]
+        results[R_WEIGHT] += part_results[t, R_WEIGHT]
+        results[R_CORRECT] += part_results[t, R_CORRECT]
+        results[R_COUNT] += part_results[t, R_COUNT]
+    grads = net[GRADS]
+    for t in range(1, P):
+        if min(m, (t + 1) * rows) > t * rows:
+            other = _part_net(net, parts, t)[GRADS]
+            for i in range(grads.shape[0]):
+                grads[i] += other[i]
