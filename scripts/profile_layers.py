@@ -29,7 +29,7 @@ from fastbp import _codes as codes  # noqa: E402
 from fastbp._jit import jit  # noqa: E402
 from fastbp._threads import use_one_blas_thread  # noqa: E402
 from fastbp.kernels.dispatch import call_kernel  # noqa: E402
-from fastbp.kernels.step import _layer_args  # noqa: E402
+from fastbp.kernels.walk import _layer_args  # noqa: E402
 
 TRAIN = codes.F_TRAINING | codes.F_UPDATE_BUFFERS
 

@@ -38,7 +38,7 @@ llvm_binding.add_symbol(PIECES_SYMBOL, ctypes.addressof(PIECES_RUNNERS))
 def layer_args_type(dtype) -> types.Tuple:
     """The numba type of a layer kernel's single argument for parameters of ``dtype``:
     ``(ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags,
-    rng)``, every array C-contiguous (see ``step._layer_args``)."""
+    rng)``, every array C-contiguous (see ``walk._layer_args``)."""
     dt = dtype if isinstance(dtype, types.Float) else numba.from_dtype(np.dtype(dtype))
     vector, matrix = dt[::1], dt[:, ::1]
     return types.Tuple((types.int64[::1], types.float64[::1], vector, vector, vector,

@@ -11,17 +11,18 @@ Each layer kind's forward/backward pair shares one signature, a single tuple:
 
     (ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng)
 
-(see ``_layer_args``), and the passes call it through the addresses in the layer's plan row
-(``kernels/dispatch.py``), so this walker compiles once for every kind, no kind's kernels
-are compiled into it and nothing here names a kind.
+(see ``walk._layer_args``), and the passes (``kernels/walk.py``) call it through the
+addresses in the layer's plan row (``kernels/dispatch.py``), so the walker compiles once for
+every kind, no kind's kernels are compiled into it and nothing here names a kind.
 
 The compiled units, each compiled once per dtype: ``train_step`` (validation, the
 whole-or-split choice, the gradient of a whole batch, the update), ``run_part`` and
 ``parts_at_once`` and ``split_gradient`` (a split step), ``gradient`` alone (forward, loss,
 backward on a part's rows, which run_part calls by address: compiled only for networks
 that split), ``run_dataset`` (epochs, validation, inference) and ``penalized_epochs`` (scikit-learn's
-MLP epochs). The choice between a whole and a split step is made once, in train_step; no
-kernel calls the step it runs in.
+MLP epochs); with batch statistics, ``kernels/synced.py``'s pair replaces the split step's.
+The choice between a whole and a split step is made once, in train_step; no kernel calls
+the step it runs in.
 """
 
 import numpy as np
@@ -32,7 +33,6 @@ from .._codes import (
     E_WEIGHT,
     F_EXACT,
     F_INFER,
-    F_NEED_D_INPUT,
     F_PART,
     F_PIECES_AT_ONCE,
     F_STANDALONE,
@@ -45,28 +45,8 @@ from .._codes import (
     H_MAX_STATE,
     H_WEIGHT_DECAY,
     IGNORE_INDEX,
-    INPUT_X,
-    L_BACKWARD_KERNEL,
-    L_BATCH_OFFSET,
-    L_BATCH_SIZE,
-    L_BUFFER_OFFSET,
-    L_BUFFER_SIZE,
-    L_D_INPUT_ADD,
-    L_D_INPUT_OFFSET,
     L_DELTA_OFFSET,
-    L_FLOAT_OFFSET,
-    L_FLOAT_SIZE,
-    L_FORWARD_KERNEL,
-    L_INPUT,
-    L_INT_OFFSET,
-    L_INT_SIZE,
-    L_IS_VIEW,
-    L_OUT_OFFSET,
     L_OUT_SIZE,
-    L_PARAM_OFFSET,
-    L_PARAM_SIZE,
-    L_SCRATCH_OFFSET,
-    L_SCRATCH_SIZE,
     N_LOSS_SETTINGS,
     NO_LOSS,
     NO_UPDATE,
@@ -126,84 +106,12 @@ from .bundles import (
     batch_rows,
     with_work,
 )
-from .dispatch import call_gradient, call_kernel, call_loss, call_part, call_step, fetch_add
+from .dispatch import call_gradient, call_loss, call_part, call_step, fetch_add
 from .dropout import shuffle
 from .losses import check_batch
 from .optimizers import optimizer_update
-from .scalar import add_region, copy_into, is_finite
-
-
-@jit
-def _region(ws, offset, m, width):
-    """The (m, width) matrix at per-sample ``offset`` of the workspace, for a batch of m."""
-    start = m * offset
-    return ws[start : start + m * width].reshape((m, width))
-
-
-@jit(inline="always")
-def _layer_args(net, X, li, flags, backward):
-    """The arguments of layer ``li``'s kernels for a batch X: its settings, tensors, input,
-    output, their deltas and its scratch. A forward kernel never reads gradients or deltas,
-    so the forward pass gets its parameters and activations in their places (same types,
-    no slicing: the tiny networks' step is this walker's overhead)."""
-    plan, ws = net[PLAN], net[WS]
-    m = X.shape[0]
-    layer = plan[li]
-    out = _region(ws, layer[L_OUT_OFFSET], m, layer[L_OUT_SIZE])
-    p0 = layer[L_PARAM_OFFSET]
-    p1 = p0 + layer[L_PARAM_SIZE]
-    layer_params = net[PARAMS][p0:p1]
-    source = layer[L_INPUT]
-    inp = X
-    if source != INPUT_X:  # a row's output; a join reads (and writes) the whole workspace
-        inp = _region(ws, plan[source, L_OUT_OFFSET], m, plan[source, L_OUT_SIZE]) \
-            if source >= 0 else _region(ws, 0, m, layer[L_D_INPUT_OFFSET])
-        flags |= F_NEED_D_INPUT
-    if backward:
-        layer_grads = net[GRADS][p0:p1]
-        d_out = _region(ws, layer[L_DELTA_OFFSET], m, layer[L_OUT_SIZE])
-        if source == INPUT_X:
-            d_inp = X  # never written: the input needs no gradient
-        elif source >= 0:
-            d_inp = _region(ws, layer[L_D_INPUT_OFFSET], m, plan[source, L_OUT_SIZE])
-        else:
-            d_inp = inp
-    else:
-        layer_grads = layer_params
-        d_out = out
-        d_inp = inp
-    b0 = layer[L_BUFFER_OFFSET]
-    i0 = layer[L_INT_OFFSET]
-    f0 = layer[L_FLOAT_OFFSET]
-    s0 = ws.shape[0] - layer[L_BATCH_OFFSET]
-    return (net[INTS][i0 : i0 + layer[L_INT_SIZE]], net[FLOATS][f0 : f0 + layer[L_FLOAT_SIZE]],
-            layer_params, layer_grads, net[BUFFERS][b0 : b0 + layer[L_BUFFER_SIZE]],
-            inp, out, d_inp, d_out,
-            _region(ws, layer[L_SCRATCH_OFFSET], m, layer[L_SCRATCH_SIZE]),
-            ws[s0 : s0 + layer[L_BATCH_SIZE]], flags, net[RNG])
-
-
-@jit
-def forward_pass(net, X, flags):
-    """Run every layer on X (m rows); returns the last layer's output region."""
-    plan = net[PLAN]
-    for li in range(plan.shape[0]):
-        if plan[li, L_IS_VIEW] == 0:
-            call_kernel(plan[li, L_FORWARD_KERNEL], _layer_args(net, X, li, flags, False))
-    last = plan[plan.shape[0] - 1]
-    return _region(net[WS], last[L_OUT_OFFSET], X.shape[0], last[L_OUT_SIZE])
-
-
-@jit
-def backward_pass(net, X, flags):
-    """Chain rule from the last layer to the first; the last delta region holds dLoss/dOut."""
-    plan = net[PLAN]
-    for li in range(plan.shape[0] - 1, -1, -1):
-        if plan[li, L_IS_VIEW] == 0:
-            call_kernel(plan[li, L_BACKWARD_KERNEL], _layer_args(net, X, li, flags, True))
-            if plan[li, L_D_INPUT_ADD] >= 0:  # the input has another reader: add to its delta
-                add_region(net[WS], plan[li, L_D_INPUT_OFFSET], plan[li, L_D_INPUT_ADD],
-                            X.shape[0], plan[plan[li, L_INPUT], L_OUT_SIZE])
+from .scalar import copy_into, is_finite
+from .walk import _region, backward_pass, forward_pass
 
 
 @jit
@@ -258,7 +166,7 @@ def gradient(net, batch, loss_kind, flags, results):
     standalone = (flags & F_STANDALONE) != 0
     rng_before = rng[0]
     last = plan[plan.shape[0] - 1]
-    O = forward_pass(net, X, flags)
+    O = forward_pass(net, X, flags, np.int64(0), plan.shape[0])
     dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
     before = results[R_LOSS]
     _loss_into(net, batch, O, dO, 1.0 / wsum, results, np.int64(1))
@@ -268,7 +176,7 @@ def gradient(net, batch, loss_kind, flags, results):
         if standalone:
             _put_back(net, rng_before)
         return
-    backward_pass(net, X, flags)
+    backward_pass(net, X, flags, np.int64(0), plan.shape[0])
 
 
 @jit(inline="always")
@@ -669,7 +577,7 @@ def _infer(net, data, loss_kind, flags, results, capacity, outputs):
     for start in range(0, n, capacity):
         stop = min(n, start + capacity)
         m = stop - start
-        O = forward_pass(net, X[start:stop], flags)
+        O = forward_pass(net, X[start:stop], flags, np.int64(0), net[PLAN].shape[0])
         if outputs.shape[0] > 0:
             copy_into(O, outputs[start:stop])
         if loss_kind != NO_LOSS:

@@ -27,13 +27,8 @@ from .._codes import (
     F_STANDALONE,
     F_SYNCED,
     F_UPDATE_BUFFERS,
-    L_BACKWARD_KERNEL,
     L_BATCH_OFFSET,
-    L_D_INPUT_ADD,
-    L_D_INPUT_OFFSET,
     L_DELTA_OFFSET,
-    L_FORWARD_KERNEL,
-    L_INPUT,
     L_IS_VIEW,
     L_OUT_OFFSET,
     L_OUT_SIZE,
@@ -69,65 +64,72 @@ from .bundles import (
     batch_rows,
     with_work,
 )
-from .dispatch import call_kernel, call_part
-from .scalar import add_region, is_finite
-from .step import PART_SHIFT, _layer_args, _loss_into, _region, _weight_sum, part_grads_width
+from .dispatch import call_part
+from .scalar import is_finite
+from .step import PART_SHIFT, _loss_into, _weight_sum, part_grads_width
+from .walk import _region, backward_pass, forward_pass
 
 ROUND_SHIFT = 32  # the round, above the part number (PART_SHIFT), in a part's flags
 PART_MASK = (1 << (ROUND_SHIFT - PART_SHIFT)) - 1
 
 
 @jit(inline="always")
-def _layer_phases(net, X, li, flags, backward, point, rnd):
-    """Layer li's kernel calls in this pass that fall in round ``rnd``, ``point`` sync points
-    having passed before it: (the sync points passed after it, whether it stopped at one)."""
-    plan = net[PLAN]
-    stops = plan[li, L_SYNC_BACKWARD if backward else L_SYNC_FORWARD]
-    kernel = plan[li, L_BACKWARD_KERNEL if backward else L_FORWARD_KERNEL]
-    for phase in range(stops + 1):
-        if point == rnd:
-            layer_flags = flags | F_SYNCED | (phase << SYNC_PHASE_SHIFT) if stops > 0 else flags
-            call_kernel(kernel, _layer_args(net, X, li, layer_flags, backward))
-            if backward and phase == stops and plan[li, L_D_INPUT_ADD] >= 0:
-                add_region(net[WS], plan[li, L_D_INPUT_OFFSET], plan[li, L_D_INPUT_ADD],
-                           X.shape[0], plan[plan[li, L_INPUT], L_OUT_SIZE])
-        if phase < stops:
-            if point == rnd:
-                return point, True
-            point += 1
-    return point, False
+def _stops(plan, li, column):
+    """Layer li's sync points in a pass (``column``: L_SYNC_FORWARD or L_SYNC_BACKWARD)."""
+    return plan[li, column] if plan[li, L_IS_VIEW] == 0 else 0
 
 
-@jit
+@jit(inline="always")
 def walk_round(net, batch, flags, rnd, total, results):
     """This part's share of round ``rnd`` on its rows ``batch``: every layer call (forward,
     then the loss scaled by 1 / ``total``, then backward) after sync point rnd - 1 up to and
-    including sync point rnd. Returns 1 if it stopped at a sync point, 0 at the end (or on
-    a non-finite loss, R_ERROR set)."""
+    including sync point rnd. Runs of layers without sync points go through the walker in
+    one call (kernels/walk.py; one call site per pass, each inlined copy costing compile
+    time). Returns 1 if it stopped at a sync point, 0 at the end (or on a non-finite
+    loss, R_ERROR set)."""
     plan, ws = net[PLAN], net[WS]
     X = batch[X_]
     m = X.shape[0]
+    n = plan.shape[0]
     point = 0
-    for li in range(plan.shape[0]):
-        if plan[li, L_IS_VIEW] == 0:
-            point, stopped = _layer_phases(net, X, li, flags, False, point, rnd)
-            if stopped:
-                return 1
-    if point == rnd:
-        last = plan[plan.shape[0] - 1]
-        O = _region(ws, last[L_OUT_OFFSET], m, last[L_OUT_SIZE])
-        dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
-        before = results[R_LOSS]
-        _loss_into(net, batch, O, dO, 1.0 / total, results, np.int64(1))
-        results[R_WEIGHT] += _weight_sum(batch[WEIGHTS], m, batch[LABELS])
-        if not is_finite(results[R_LOSS] - before):
-            results[R_ERROR] = E_NON_FINITE_LOSS
-            return 0
-    for li in range(plan.shape[0] - 1, -1, -1):
-        if plan[li, L_IS_VIEW] == 0:
-            point, stopped = _layer_phases(net, X, li, flags, True, point, rnd)
-            if stopped:
-                return 1
+    for backward in range(2):
+        column = L_SYNC_BACKWARD if backward else L_SYNC_FORWARD
+        li = n - 1 if backward else 0  # the next layer to run (backward: from the last)
+        phase = 0
+        while 0 <= li < n:
+            stops = _stops(plan, li, column)
+            at_sync = stops > 0 and phase < stops
+            if stops == 0:  # a run of layers without sync points
+                end = li
+                while 0 <= end < n and _stops(plan, end, column) == 0:
+                    end += -1 if backward else 1
+                lo, hi, run_flags = (end + 1, li + 1, flags) if backward else (li, end, flags)
+                li = end
+            else:  # one phase of a layer with sync points
+                lo, hi, run_flags = li, li + 1, flags | F_SYNCED | (phase << SYNC_PHASE_SHIFT)
+                phase += 1
+                if phase > stops:
+                    phase = 0
+                    li += -1 if backward else 1
+            if point == rnd:
+                if backward:
+                    backward_pass(net, X, run_flags, lo, hi)
+                else:
+                    forward_pass(net, X, run_flags, lo, hi)
+            if at_sync:
+                if point == rnd:
+                    return 1
+                point += 1
+        if not backward and point == rnd:
+            last = plan[n - 1]
+            O = _region(ws, last[L_OUT_OFFSET], m, last[L_OUT_SIZE])
+            dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
+            before = results[R_LOSS]
+            _loss_into(net, batch, O, dO, 1.0 / total, results, np.int64(1))
+            results[R_WEIGHT] += _weight_sum(batch[WEIGHTS], m, batch[LABELS])
+            if not is_finite(results[R_LOSS] - before):
+                results[R_ERROR] = E_NON_FINITE_LOSS
+                return 0
     return 0
 
 
@@ -185,6 +187,16 @@ def _sync_layer(plan, point):
 
 
 @jit(inline="always")
+def _sync_values(net, parts, t, at, size):
+    """``size`` values at ``at`` from the end of part t's workspace."""
+    if t == 0:
+        ws = net[WS]
+        return ws[ws.shape[0] - at : ws.shape[0] - at + size]
+    start = part_grads_width(net[PARAMS].shape[0]) + parts[PART_INFO][PART_WS_SIZE] - at
+    return parts[PART_ARRAYS][t - 1, start : start + size]
+
+
+@jit(inline="always")
 def _average_sync_values(net, parts, li, m):
     """Replace the sync values of layer ``li`` in every part by the parts' average weighted
     by their rows (summed in part order), and write the batch's rows ``m`` after them."""
@@ -192,23 +204,18 @@ def _average_sync_values(net, parts, li, m):
     P = parts[PART_RESULTS].shape[0]
     rows = (m + P - 1) // P
     width = plan[li, L_SYNC_WIDTH]
-    first = _part_net(net, parts, 0)[WS]
-    s0 = first.shape[0] - plan[li, L_BATCH_OFFSET]
-    values = first[s0 : s0 + width + 1]
+    at = plan[li, L_BATCH_OFFSET]
+    values = _sync_values(net, parts, 0, at, width + 1)
     for j in range(width):
         s = 0.0
         for t in range(P):
             part_rows = min(m, (t + 1) * rows) - t * rows
             if part_rows > 0:
-                ws = _part_net(net, parts, t)[WS]
-                at = ws.shape[0] - plan[li, L_BATCH_OFFSET]
-                s += ws[at + j] * (part_rows / m)
+                s += _sync_values(net, parts, t, at, width)[j] * (part_rows / m)
         values[j] = s
     values[width] = m
     for t in range(1, P):
-        ws = _part_net(net, parts, t)[WS]
-        at = ws.shape[0] - plan[li, L_BATCH_OFFSET]
-        target = ws[at : at + width + 1]
+        target = _sync_values(net, parts, t, at, width + 1)
         for j in range(width + 1):
             target[j] = values[j]
 
@@ -254,6 +261,6 @@ def synced_gradient(net, batch, loss_kind, flags, results, parts):
     grads = net[GRADS]
     for t in range(1, P):
         if min(m, (t + 1) * rows) > t * rows:
-            other = _part_net(net, parts, t)[GRADS]
+            other = parts[PART_ARRAYS][t - 1]
             for i in range(grads.shape[0]):
                 grads[i] += other[i]
