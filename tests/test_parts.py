@@ -51,6 +51,9 @@ def _networks():
                           fb.Activation("relu")], activation="relu"),
              fb.Residual([fb.Conv2D(4, 6, 3, stride=2, padding=1), fb.BatchNorm2D(6)],
                          shortcut=[fb.Conv2D(4, 6, 1, stride=2), fb.BatchNorm2D(6)]),
+             # a BatchNorm whose input has another reader (the identity shortcut): its
+             # input gradient is added to the shortcut's after its last phase only
+             fb.Residual([fb.BatchNorm2D(6), fb.Activation("relu"), fb.Conv2D(6, 6, 3, padding=1)]),
              fb.GlobalAvgPool(), fb.Dense(6, 3)], input_shape=(1, 6, 6), seed=0, dtype=dtype),
             (1, 6, 6)),
     }
@@ -167,6 +170,32 @@ def test_batch_statistics_split_in_rounds_equal_the_whole_batch_in_float64(name,
             whole.train_step(X, y, fb.SGD(lr=0.1, momentum=0.9)), rel=1e-12)
     np.testing.assert_allclose(split.params, whole.params, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(split.buffers, whole.buffers, rtol=1e-10, atol=1e-12)
+
+
+def test_batch_statistics_over_four_parts_one_of_them_empty(monkeypatch):
+    # 9 rows in 4 parts of 3: the last part has no rows, and weighs nothing in the averages
+    monkeypatch.setattr(network_module, "get_num_threads", lambda: 4)
+    make, shape = NETWORKS["mlp_batchnorm"]
+    X, y = _batch(shape, 9)
+    split, whole = make("float64"), make("float64")
+    assert split.engine.parts(9)[1].shape[0] == 4
+    whole.engine.split_rows = range(0)
+    for net in (split, whole):
+        net.train_step(X.astype(np.float64), y, fb.SGD(lr=0.1))
+    np.testing.assert_allclose(split.params, whole.params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(split.buffers, whole.buffers, rtol=1e-10, atol=1e-12)
+
+
+def test_a_non_finite_epoch_of_synced_parts_keeps_the_last_finite_state():
+    make, shape = NETWORKS["mlp_batchnorm"]
+    X, y = _batch(shape, 40)
+    net = make()
+    net.layers[-1].weight[:] = 3e38
+    params, buffers = net.params.copy(), net.buffers.copy()
+    with pytest.raises(FloatingPointError):
+        net.fit(X, y, optimizer=fb.SGD(lr=0.1), epochs=1, batch_size=20, verbose=0)
+    np.testing.assert_array_equal(net.params, params)
+    np.testing.assert_array_equal(net.buffers, buffers)
 
 
 def test_a_non_finite_loss_in_a_synced_part_puts_the_running_statistics_back():

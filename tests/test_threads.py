@@ -174,16 +174,20 @@ def test_scipy_openblas_setter_is_found_on_linux():
 
 
 def _load_networks():
-    """A network with batch statistics (never split: its big products run in pieces) and a
-    plain MLP at a batch its step splits into parts."""
+    """A network with batch statistics at a batch that runs whole (its big products in
+    pieces), a plain MLP at a batch its step splits into parts, and one with batch
+    statistics at a batch that splits (parts synchronised at each BatchNorm)."""
     return {
         "pieces": (lambda: fb.Network([fb.Dense(256, 128), fb.BatchNorm1D(128),
                                        fb.Activation("relu"), fb.Dense(128, 10)], seed=0), 128),
         "parts": (lambda: fb.Network.mlp([784, 128, 10], seed=0), 32),
+        "synced_parts": (lambda: fb.Network([fb.Dense(64, 32), fb.BatchNorm1D(32),
+                                             fb.Activation("relu"), fb.Dense(32, 10)], seed=0),
+                         256),
     }
 
 
-@pytest.mark.parametrize("name", ["pieces", "parts"])
+@pytest.mark.parametrize("name", ["pieces", "parts", "synced_parts"])
 def test_busy_and_idle_give_the_same_bits(monkeypatch, name):
     """The load decides only whether parts and pieces run at once: train_step, a fit with
     validation and predict repeat bit for bit."""

@@ -64,11 +64,12 @@ PIECES_MASK = 127
 F_PIECES_AT_ONCE = 1 << 15  # the pieces run at once on numba's threads
 # A layer with sync points, in a part of a split step: its kernel runs once per phase, the
 # phase (0 up to its sync points) in the bits from SYNC_PHASE_SHIFT (kernels/synced.py).
+# (Bit 16 up also carries a part's number to its runner, which clears it before any layer.)
 F_SYNCED = 1 << 16
 SYNC_PHASE_SHIFT = 17
 
 # A step's part info (kernels/bundles.py's Parts.info).
-PART_GRADIENT = 0  # the address of step.gradient compiled alone, which each part runs
+PART_GRADIENT = 0  # the address of step.gradient compiled alone, which run_part runs (0: synced)
 PART_MIN_ROWS = 1  # batches with fewer rows run whole, on one thread
 PART_PARALLEL = 2  # 1: the parts run at once on numba's threads; 0: one after another
 PART_MAX_ROWS = 3  # batches with more rows run whole (their products in pieces serve them better)

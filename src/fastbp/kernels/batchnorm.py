@@ -113,8 +113,8 @@ def forward(args):
     (batch[:C]), which become the batch's: phase 0 the mean, phase 1 (which keeps the
     mean) the mean squared distance from it; phase 2 normalises the part's rows and (the
     part given F_UPDATE_BUFFERS) moves the running statistics, counting the batch's rows,
-    which the walker leaves at batch[2C]. One call site per helper: each inlined copy
-    costs compile time."""
+    which the walker leaves at batch[2C]. One call site per pass (whole or in phases):
+    each inlined copy costs compile time."""
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     C = ints[0]
     S = ints[1]

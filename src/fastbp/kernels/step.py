@@ -245,8 +245,9 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
 
     With ``parts`` of P >= 2 result rows and a batch of ``info[PART_MIN_ROWS]`` to
     ``info[PART_MAX_ROWS]`` rows, the batch is split by rows into P parts
-    (:func:`split_gradient`), each on its own thread, each part's gradient the standalone
-    compiled :func:`gradient` at ``info[PART_GRADIENT]``; otherwise the batch runs whole
+    (``info[PART_SPLIT]``: :func:`split_gradient`, each part's gradient the standalone
+    compiled :func:`gradient`; with batch statistics ``synced.synced_gradient``), each on its
+    own thread; otherwise the batch runs whole
     through :func:`gradient` compiled into this function (no second compiled unit for
     networks that never split).
 
@@ -328,7 +329,7 @@ def part_grads_width(n_params):
     return (n_params + 15) // 16 * 16
 
 
-PART_SHIFT = 16  # parts_at_once tells run_part its part number in the flags' high bits
+PART_SHIFT = 16  # parts_at_once tells a part's runner its number in the flags' high bits
 
 
 @jit
