@@ -71,25 +71,12 @@ def activation_backward(activation, out, delta, db):
     """delta *= act'(out) in place, and db = delta summed over rows (Dense's bias gradient),
     with the activation's branch outside the loops over elements."""
     m, n = out.shape
+    # the whole block as one row: a view per row costs two atomic reference counts
+    derivative_row(activation, out.reshape(m * n), delta.reshape(m * n))
     db[:] = 0
     for i in range(m):
-        o = out[i]
-        d = delta[i]
-        if activation == RELU:
-            for j in range(n):
-                d[j] = 0 if o[j] <= 0 else d[j]
-        elif activation == LEAKY_RELU:
-            for j in range(n):
-                if o[j] <= 0:
-                    d[j] *= LEAKY_SLOPE
-        elif activation == SIGMOID:
-            for j in range(n):
-                d[j] *= o[j] * (1 - o[j])
-        elif activation == TANH:
-            for j in range(n):
-                d[j] *= 1 - o[j] * o[j]
         for j in range(n):
-            db[j] += d[j]
+            db[j] += delta[i, j]
 
 
 # -- activations called by address: the layers' other kernel variants --------------------
@@ -111,12 +98,11 @@ def derivative_by_address(address, z, o, d):
 def activation_backward_by_address(address, out, z, delta, db):
     """activation_backward for the row kernel at ``address``, from the pre-activation z."""
     m, n = out.shape
+    derivative_by_address(address, z.reshape(m * n), out.reshape(m * n), delta.reshape(m * n))
     db[:] = 0
     for i in range(m):
-        d = delta[i]
-        derivative_by_address(address, z[i], out[i], d)
         for j in range(n):
-            db[j] += d[j]
+            db[j] += delta[i, j]
 
 
 def by_address(activation: int) -> bool:
