@@ -58,7 +58,8 @@ class Inference:
         arrays, results = self._thread_arrays(chunk)
         if pieces:
             flags |= self.pieces(min(batch[0].shape[0], max(chunk, 1)))
-        else:
+        else:  # a part of a split call, alone on its core: its kernels pick smaller chunks
+            flags |= codes.F_PART
             use_one_blas_thread()  # as every kernel call needs (Engine.pieces does it too)
         X, labels, targets, weights = self._no_batch
         buffer = (X, labels, self.no_targets if outputs is None else outputs, weights)

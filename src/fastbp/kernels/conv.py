@@ -33,7 +33,15 @@ Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below (see 
 """
 
 
-from .._codes import CONV_CHUNK_BYTES, CONV_CHUNK_BYTES_THREADS, F_NEED_D_INPUT, F_PART, IDENTITY
+from .._codes import (
+    CONV_CHUNK_BYTES,
+    CONV_CHUNK_BYTES_THREADS,
+    F_NEED_D_INPUT,
+    F_PART,
+    IDENTITY,
+    PIECES_MASK,
+    PIECES_SHIFT,
+)
 from .._jit import jit
 from .activations import (
     activate_row,
@@ -271,10 +279,12 @@ def _settings(ints):
 @jit(inline="always")
 def samples_per_chunk(K, P, m, itemsize, flags):
     """How many samples' im2col columns (K values per output position, P positions) the
-    sample-major kernels build at a time: as many as fit in CONV_CHUNK_BYTES in a part of a
-    split step (flag F_PART), CONV_CHUNK_BYTES_THREADS otherwise; at least one, at most
-    the batch."""
-    room = CONV_CHUNK_BYTES if flags & F_PART else CONV_CHUNK_BYTES_THREADS
+    sample-major kernels build at a time: as many as fit in CONV_CHUNK_BYTES on one core (a
+    part of a split step or call, flag F_PART, or products not cut into pieces),
+    CONV_CHUNK_BYTES_THREADS when the products run in pieces; at least one, at most the
+    batch."""
+    one_core = (flags & F_PART) != 0 or ((flags >> PIECES_SHIFT) & PIECES_MASK) < 2
+    room = CONV_CHUNK_BYTES if one_core else CONV_CHUNK_BYTES_THREADS
     return min(m, max(1, room // (K * P * itemsize)))
 
 
