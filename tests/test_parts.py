@@ -289,3 +289,12 @@ def test_zero_weight_rows_count_for_accuracy_split_or_whole():
     whole = net.engine.step(net.engine.inputs(X, y, weights), net.engine.no_update, GRAD_FLAGS).copy()
     assert split[codes.R_COUNT] == whole[codes.R_COUNT] == 20
     assert split[codes.R_CORRECT] == whole[codes.R_CORRECT]
+
+
+def test_sync_points_without_room_in_the_scratch_are_refused():
+    class Cramped(fb.BatchNorm1D):  # as a kind author might get it wrong
+        def sync_points(self):
+            return 4 * self.num_features + 1, 2, 1  # no room left for the batch's rows
+
+    with pytest.raises(TypeError, match=r"Cramped.sync_points\(\) returned \(17, 2, 1\)"):
+        fb.Network([fb.Dense(6, 4), Cramped(4)], seed=0)

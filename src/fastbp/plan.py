@@ -242,8 +242,14 @@ def build_plan(layers: list[Layer], input_shape: Shape, record: list | None = No
         batch = layer.scratch_per_batch()
         row[codes.L_BATCH_OFFSET], row[codes.L_BATCH_SIZE] = batch_off, batch
         batch_off += batch
+        values, forward, backward = (int(v) for v in layer.sync_points())
+        if (forward or backward) and not (forward >= 0 and backward >= 0 and 0 < values < batch):
+            # the walker writes the parts' averages and the batch's rows into that scratch
+            raise TypeError(f"{type(layer).__name__}.sync_points() returned {layer.sync_points()}: "
+                            f"expected (values, forward, backward) with 0 < values < "
+                            f"scratch_per_batch() = {batch} and forward, backward >= 0")
         row[codes.L_SYNC_WIDTH], row[codes.L_SYNC_FORWARD], row[codes.L_SYNC_BACKWARD] = \
-            layer.sync_points()
+            values, forward, backward
         layer_ints = []
         for x in layer.int_settings():
             if callable(getattr(x, "resolve", None)):

@@ -128,8 +128,9 @@ class Layer:
         (kernels/synced.py): (values, forward, backward), the kernels stopping at
         ``forward`` and ``backward`` sync points where every part's first ``values``
         values of its per-batch scratch become the whole batch's (the parts' averaged by
-        their rows). (0, 0, 0): none; a layer that is not ``rows_independent`` and has
-        none keeps its network's batches whole."""
+        their rows), followed by the batch's row count: ``scratch_per_batch()`` must exceed
+        ``values``. (0, 0, 0): none; a layer that is not ``rows_independent`` and has none
+        keeps its network's batches whole."""
         return 0, 0, 0
 
     def int_settings(self) -> tuple[int, ...]:
