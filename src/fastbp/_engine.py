@@ -159,10 +159,10 @@ class Engine(Inference):
         # (which then beats the split; convolutions and recurrent cells, whose own loops do
         # much of the work, always gain from it).
         # Layers with batch statistics keep them whole through sync points (kernels/synced.py).
-        self.synced = any(any(layer.sync_points()[1:]) for layer in self.layers)
+        syncs = plan.table[:, codes.L_SYNC_FORWARD] + plan.table[:, codes.L_SYNC_BACKWARD]
+        self.synced = bool(syncs.any())
         self.split_work = (self.forward_work if all(
-            layer.rows_independent() or any(layer.sync_points()[1:]) for layer in self.layers)
-            else 0)
+            layer.rows_independent() or s for layer, s in zip(self.layers, syncs)) else 0)
         self.split_rows = (range(-(-SPLIT_MIN_WORK // self.split_work),
                                  2**62 if self.work_outside_blas else self.pieces_rows)
                            if self.split_work else range(0))

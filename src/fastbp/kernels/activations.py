@@ -14,7 +14,17 @@ import math
 
 import numpy as np
 
-from .._codes import ACT_DERIVATIVE, ACT_VALUE, LAST_INLINE, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from .._codes import (
+    ACT_DERIVATIVE,
+    ACT_VALUE,
+    IDENTITY,
+    LAST_INLINE,
+    LEAKY_RELU,
+    LEAKY_SLOPE,
+    RELU,
+    SIGMOID,
+    TANH,
+)
 from .._jit import jit
 from .dispatch import call_activation
 
@@ -66,17 +76,24 @@ def derivative_row(activation, o, d):
             d[j] *= 1 - o[j] * o[j]
 
 
+@jit(inline="always")
+def _column_sums(a, sums):
+    """sums[j] = a[:, j].sum(), rows in order (Dense's bias gradient)."""
+    sums[:] = 0
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            sums[j] += a[i, j]
+
+
 @jit
 def activation_backward(activation, out, delta, db):
     """delta *= act'(out) in place, and db = delta summed over rows (Dense's bias gradient),
     with the activation's branch outside the loops over elements."""
     m, n = out.shape
-    # the whole block as one row: a view per row costs two atomic reference counts
-    derivative_row(activation, out.reshape(m * n), delta.reshape(m * n))
-    db[:] = 0
-    for i in range(m):
-        for j in range(n):
-            db[j] += delta[i, j]
+    if activation != IDENTITY:  # the whole block as one row: a view per row costs two
+        # atomic reference counts
+        derivative_row(activation, out.reshape(m * n), delta.reshape(m * n))
+    _column_sums(delta, db)
 
 
 # -- activations called by address: the layers' other kernel variants --------------------
@@ -99,10 +116,7 @@ def activation_backward_by_address(address, out, z, delta, db):
     """activation_backward for the row kernel at ``address``, from the pre-activation z."""
     m, n = out.shape
     derivative_by_address(address, z.reshape(m * n), out.reshape(m * n), delta.reshape(m * n))
-    db[:] = 0
-    for i in range(m):
-        for j in range(n):
-            db[j] += delta[i, j]
+    _column_sums(delta, db)
 
 
 def by_address(activation: int) -> bool:

@@ -3,10 +3,10 @@
 Settings (ints): C, S (positions per channel: 1, L or H*W), affine, cumulative (momentum is
 None). Settings (floats): eps, momentum. Parameters: weight (C), bias (C) when affine.
 Buffers: running_mean (C), running_var (C), num_batches_tracked (1). Scratch per sample:
-x_hat (C*S). Per batch (4C + 1): mean, inverse std, and two per-channel values (the batch's
-biased variance in the forward pass; mean(dy) and mean(dy x_hat) in the backward pass); in
-a part of a split step (_codes.F_SYNCED), the 2C sync values, the batch's rows, inverse
-std and mean.
+x_hat (C*S). Per batch (4C + 1), one layout whole or in a part of a split step
+(_codes.F_SYNCED): 2C values (the biased variance in the forward pass; mean(dy) and mean(dy
+x_hat) in the backward pass: a split step's sync values), the batch's rows (written by the
+split step), inverse std (C), mean (C).
 
 Training mode normalises with the batch's mean and biased variance (two passes, so a large
 mean does not cancel the variance) and, with F_UPDATE_BUFFERS, moves the running statistics
@@ -110,8 +110,8 @@ def forward(args):
     """Training mode normalises with the batch's mean and biased variance, in two passes
     (so that a large mean does not cancel the variance). In a part of a split step
     (F_SYNCED) each pass is a phase that leaves the part's means in the sync values
-    (batch[:C]), which become the batch's: phase 0 the mean, phase 1 (which keeps the
-    mean) the mean squared distance from it; phase 2 normalises the part's rows and (the
+    (batch[:C]), which become the batch's: phase 0 the mean, phase 1 (which moves it to its
+    place) the mean squared distance from it; phase 2 normalises the part's rows and (the
     part given F_UPDATE_BUFFERS) moves the running statistics, counting the batch's rows,
     which the walker leaves at batch[2C]. One call site per pass (whole or in phases):
     each inlined copy costs compile time."""
@@ -121,20 +121,15 @@ def forward(args):
     training = (flags & F_TRAINING) != 0
     synced = training and (flags & F_SYNCED) != 0
     phase = flags >> SYNC_PHASE_SHIFT if synced else -1  # -1: the whole batch, every pass
-    if synced:
-        mean, invstd, var = batch[3 * C + 1 : 4 * C + 1], batch[2 * C + 1 : 3 * C + 1], batch[:C]
-        count = batch[2 * C] * S
-    else:
-        mean, invstd, var = batch[:C], batch[C : 2 * C], batch[2 * C : 3 * C]
-        count = np.float64(inp.shape[0] * S)
-    if training and phase <= 0:
-        _channel_means(inp, C, S, mean, False, var if synced else mean)
+    var, invstd, mean = batch[:C], batch[2 * C + 1 : 3 * C + 1], batch[3 * C + 1 : 4 * C + 1]
+    count = batch[2 * C] * S if synced else np.float64(inp.shape[0] * S)
+    if training and phase <= 0:  # the mean, in the sync values
+        _channel_means(inp, C, S, mean, False, var)
         if synced:
             return
-    if training and phase != 2:
-        if synced:
-            for c in range(C):
-                mean[c] = var[c]
+    if training and phase != 2:  # (synced: the sync values are now the batch's mean)
+        for c in range(C):
+            mean[c] = var[c]
         _channel_means(inp, C, S, mean, True, var)
         if synced:
             return
@@ -219,10 +214,7 @@ def backward(args):
     S = ints[1]
     affine = ints[2] != 0
     synced = (flags & F_TRAINING) != 0 and (flags & F_SYNCED) != 0
-    if synced:
-        mean_dy, mean_dy_xh, invstd = batch[:C], batch[C : 2 * C], batch[2 * C + 1 : 3 * C + 1]
-    else:
-        mean_dy, mean_dy_xh, invstd = batch[2 * C : 3 * C], batch[3 * C : 4 * C], batch[C : 2 * C]
+    mean_dy, mean_dy_xh, invstd = batch[:C], batch[C : 2 * C], batch[2 * C + 1 : 3 * C + 1]
     if not synced or flags >> SYNC_PHASE_SHIFT == 0:  # (one call site: see forward)
         _dy_means(d_out, scratch, C, S, grads, affine, mean_dy, mean_dy_xh)
         if synced:

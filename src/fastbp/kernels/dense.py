@@ -12,7 +12,7 @@ they are not.
 """
 
 
-from .._codes import BLAS_MIN_WORK, F_NEED_D_INPUT, IDENTITY
+from .._codes import BLAS_MIN_WORK, F_NEED_D_INPUT
 from .._jit import jit
 from .activations import (
     activate_row,
@@ -40,14 +40,7 @@ def _activate_kept(activation, out, z):
 
 @jit(inline="always")
 def _backward_inline(activation, out, z, delta, db):
-    m, n = out.shape
-    if activation != IDENTITY:
-        activation_backward(activation, out, delta, db)
-    else:
-        db[:] = 0
-        for i in range(m):
-            for j in range(n):
-                db[j] += delta[i, j]
+    activation_backward(activation, out, delta, db)  # (identity: the bias gradient alone)
 
 
 @jit(inline="always")

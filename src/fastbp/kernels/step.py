@@ -153,27 +153,34 @@ def _loss_into(net, batch, O, dO, scale, results, want_grad):
 
 
 @jit(inline="always")
+def scored(net, batch, O, scale, weight, results):
+    """The loss of outputs ``O`` (the last layer's) into ``results``, its gradient times
+    ``scale`` into the last layer's delta, ``weight`` added to R_WEIGHT; False, with
+    R_ERROR set, on a non-finite loss."""
+    last = net[PLAN][net[PLAN].shape[0] - 1]
+    dO = _region(net[WS], last[L_DELTA_OFFSET], O.shape[0], last[L_OUT_SIZE])
+    before = results[R_LOSS]
+    _loss_into(net, batch, O, dO, scale, results, np.int64(1))
+    results[R_WEIGHT] += weight
+    if is_finite(results[R_LOSS] - before):
+        return True
+    results[R_ERROR] = E_NON_FINITE_LOSS
+    return False
+
+
+@jit(inline="always")
 def gradient(net, batch, loss_kind, flags, results):
     """Forward, loss and backward over ``batch`` into ``net``'s gradient: the mean over the
     batch's weight. R_ERROR is set on a non-finite loss; with F_STANDALONE the random
     stream and the buffers are then put back as they were (the copy of the buffers lives
     at the very end of the workspace). ``loss_kind`` is unused here (the loss is the
     plan's); the signature is the one every step-like kernel shares."""
-    X, weights = batch[X_], batch[WEIGHTS]
-    plan, ws, rng = net[PLAN], net[WS], net[RNG]
-    m = X.shape[0]
-    wsum = _weight_sum(weights, m, batch[LABELS])
-    standalone = (flags & F_STANDALONE) != 0
-    rng_before = rng[0]
-    last = plan[plan.shape[0] - 1]
+    X, plan = batch[X_], net[PLAN]
+    wsum = _weight_sum(batch[WEIGHTS], X.shape[0], batch[LABELS])
+    rng_before = net[RNG][0]
     O = forward_pass(net, X, flags, np.int64(0), plan.shape[0])
-    dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
-    before = results[R_LOSS]
-    _loss_into(net, batch, O, dO, 1.0 / wsum, results, np.int64(1))
-    results[R_WEIGHT] += wsum
-    if not is_finite(results[R_LOSS] - before):
-        results[R_ERROR] = E_NON_FINITE_LOSS
-        if standalone:
+    if not scored(net, batch, O, 1.0 / wsum, wsum, results):
+        if (flags & F_STANDALONE) != 0:
             _put_back(net, rng_before)
         return
     backward_pass(net, X, flags, np.int64(0), plan.shape[0])
@@ -332,6 +339,53 @@ def part_grads_width(n_params):
 PART_SHIFT = 16  # parts_at_once tells a part's runner its number in the flags' high bits
 
 
+@jit(inline="always")
+def part_net(net, parts, t):
+    """Part t's arrays: the network's own for part 0, else its own gradient and workspace,
+    in row t - 1 of the parts' arrays."""
+    if t == 0:
+        return net
+    arrays = parts[PART_ARRAYS]
+    n = net[PARAMS].shape[0]
+    start = part_grads_width(n)
+    return with_work(net, arrays[t - 1, :n],
+                     arrays[t - 1, start : start + parts[PART_INFO][PART_WS_SIZE]])
+
+
+@jit(inline="always")
+def run_parts(net, batch, loss_kind, flags, results, parts):
+    """Every part of a split step, each on one thread with no pieces within it (``flags``
+    made so here): at once by :func:`parts_at_once` (the runner at info[PART_RUNNER] on
+    each), or one after another, which never enters the parallel kernel (GNU OpenMP kills a
+    forked child that does, and numba's workqueue layer aborts on two threads entering it
+    at once)."""
+    info = parts[PART_INFO]
+    flags = (flags | F_PART) & ~(F_STANDALONE | F_PIECES_AT_ONCE | (PIECES_MASK << PIECES_SHIFT))
+    at_once = info[PART_PARALLEL] != 0
+    address = info[PART_AT_ONCE] if at_once else info[PART_RUNNER]
+    for t in range(1 if at_once else parts[PART_RESULTS].shape[0]):
+        call_part(address, (net, batch, loss_kind, flags | (t << PART_SHIFT), results, parts))
+
+
+@jit(inline="always")
+def gather_part_results(results, part_results, rows):
+    """The parts' error, if any (the first part's, its row counted in the batch): False;
+    else their loss, weight and accuracy counts added to ``results``: True."""
+    P = part_results.shape[0]
+    for t in range(P):
+        if part_results[t, R_ERROR] != 0:  # a non-finite loss: nothing is updated
+            results[R_ERROR] = part_results[t, R_ERROR]
+            index = part_results[t, R_ERROR_INDEX]
+            results[R_ERROR_INDEX] = index + t * rows if index >= 0 else index
+            return False
+    for t in range(P):
+        results[R_LOSS] += part_results[t, R_LOSS]
+        results[R_WEIGHT] += part_results[t, R_WEIGHT]
+        results[R_CORRECT] += part_results[t, R_CORRECT]
+        results[R_COUNT] += part_results[t, R_COUNT]
+    return True
+
+
 @jit
 def run_part(net, batch, loss_kind, flags, results, parts):
     """Part t = ``flags >> PART_SHIFT`` of a split step: rows [t*rows, (t+1)*rows) through
@@ -340,7 +394,7 @@ def run_part(net, batch, loss_kind, flags, results, parts):
     sets it before every kernel call), and a part cuts no product into pieces."""
     t = flags >> PART_SHIFT
     flags &= (1 << PART_SHIFT) - 1
-    arrays, part_results, info = parts[PART_ARRAYS], parts[PART_RESULTS], parts[PART_INFO]
+    part_results = parts[PART_RESULTS]
     m = batch[X_].shape[0]
     P = part_results.shape[0]
     rows = (m + P - 1) // P
@@ -348,12 +402,9 @@ def run_part(net, batch, loss_kind, flags, results, parts):
     b = min(m, a + rows)
     if a >= b:
         return
-    if t > 0:
-        n = net[PARAMS].shape[0]
-        start = part_grads_width(n)
-        net = with_work(net, arrays[t - 1, :n], arrays[t - 1, start : start + info[PART_WS_SIZE]])
-    call_gradient(info[PART_GRADIENT], (net, batch_rows(batch, a, b), loss_kind, flags,
-                                        part_results[t]))
+    call_gradient(parts[PART_INFO][PART_GRADIENT], (part_net(net, parts, t),
+                                                    batch_rows(batch, a, b), loss_kind, flags,
+                                                    part_results[t]))
 
 
 @jit(parallel=True)
@@ -386,33 +437,15 @@ def split_gradient(net, batch, loss_kind, flags, results, parts):
     the batch's weight; R_ERROR is set on a non-finite loss. For networks whose layers are
     all ``rows_independent`` (batch statistics: kernels/synced.py). Compiled alone and
     called by address (info[PART_SPLIT]): networks that never split do not compile it."""
-    arrays, part_results, info = parts[PART_ARRAYS], parts[PART_RESULTS], parts[PART_INFO]
+    arrays, part_results = parts[PART_ARRAYS], parts[PART_RESULTS]
     grads = net[GRADS]
     total = _weight_sum(batch[WEIGHTS], batch[X_].shape[0], batch[LABELS])
     P = part_results.shape[0]
     rows = (batch[X_].shape[0] + P - 1) // P
-    # each part runs on one thread: no pieces within it
-    part_flags = (flags | F_PART) & ~(F_STANDALONE | F_PIECES_AT_ONCE
-                                      | (PIECES_MASK << PIECES_SHIFT))
     part_results[:] = 0
-    # one after another never enters the parallel kernel: GNU OpenMP kills a forked child
-    # that does, and numba's workqueue layer aborts on two threads entering it at once
-    at_once = info[PART_PARALLEL] != 0
-    address = info[PART_AT_ONCE] if at_once else info[PART_RUNNER]
-    for t in range(1 if at_once else P):
-        call_part(address, (net, batch, loss_kind, part_flags | (t << PART_SHIFT), results,
-                            parts))
-    for t in range(P):
-        if part_results[t, R_ERROR] != 0:  # a non-finite loss: nothing is updated
-            results[R_ERROR] = part_results[t, R_ERROR]
-            index = part_results[t, R_ERROR_INDEX]
-            results[R_ERROR_INDEX] = index + t * rows if index >= 0 else index
-            return
-    for t in range(P):
-        results[R_LOSS] += part_results[t, R_LOSS]
-        results[R_WEIGHT] += part_results[t, R_WEIGHT]
-        results[R_CORRECT] += part_results[t, R_CORRECT]
-        results[R_COUNT] += part_results[t, R_COUNT]
+    run_parts(net, batch, loss_kind, flags, results, parts)
+    if not gather_part_results(results, part_results, rows):
+        return
     # part t's gradient is its rows' mean gradient: weight it by its share of the batch (a
     # part whose rows all weigh 0 ran nothing and is left out)
     if P == 2 and part_results[0, R_WEIGHT] > 0 and part_results[1, R_WEIGHT] > 0:

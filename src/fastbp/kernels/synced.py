@@ -18,35 +18,19 @@ backward sync points average are the whole batch's; the gradient is then the pla
 the parts'. Only part 0 moves running statistics (F_UPDATE_BUFFERS).
 """
 
-import numpy as np
 
 from .._codes import (
-    E_NON_FINITE_LOSS,
-    F_PART,
-    F_PIECES_AT_ONCE,
-    F_STANDALONE,
     F_SYNCED,
     F_UPDATE_BUFFERS,
     L_BATCH_OFFSET,
-    L_DELTA_OFFSET,
     L_IS_VIEW,
     L_OUT_OFFSET,
     L_OUT_SIZE,
     L_SYNC_BACKWARD,
     L_SYNC_FORWARD,
     L_SYNC_WIDTH,
-    PART_AT_ONCE,
-    PART_PARALLEL,
-    PART_RUNNER,
     PART_WS_SIZE,
-    PIECES_MASK,
-    PIECES_SHIFT,
-    R_CORRECT,
-    R_COUNT,
     R_ERROR,
-    R_ERROR_INDEX,
-    R_LOSS,
-    R_WEIGHT,
     SYNC_PHASE_SHIFT,
 )
 from .._jit import jit
@@ -62,11 +46,16 @@ from .bundles import (
     WS,
     X_,
     batch_rows,
-    with_work,
 )
-from .dispatch import call_part
-from .scalar import is_finite
-from .step import PART_SHIFT, _loss_into, _weight_sum, part_grads_width
+from .step import (
+    PART_SHIFT,
+    _weight_sum,
+    gather_part_results,
+    part_grads_width,
+    part_net,
+    run_parts,
+    scored,
+)
 from .walk import _region, backward_pass, forward_pass
 
 ROUND_SHIFT = 32  # the round, above the part number (PART_SHIFT), in a part's flags
@@ -85,9 +74,8 @@ def walk_round(net, batch, flags, rnd, total, results):
     then the loss scaled by 1 / ``total``, then backward) after sync point rnd - 1 up to and
     including sync point rnd. Runs of layers without sync points go through the walker in
     one call (kernels/walk.py; one call site per pass, each inlined copy costing compile
-    time). Returns 1 if it stopped at a sync point, 0 at the end (or on a non-finite
-    loss, R_ERROR set)."""
-    plan, ws = net[PLAN], net[WS]
+    time). A non-finite loss sets R_ERROR and ends the walk."""
+    plan = net[PLAN]
     X = batch[X_]
     m = X.shape[0]
     n = plan.shape[0]
@@ -118,31 +106,14 @@ def walk_round(net, batch, flags, rnd, total, results):
                     forward_pass(net, X, run_flags, lo, hi)
             if at_sync:
                 if point == rnd:
-                    return 1
+                    return
                 point += 1
         if not backward and point == rnd:
             last = plan[n - 1]
-            O = _region(ws, last[L_OUT_OFFSET], m, last[L_OUT_SIZE])
-            dO = _region(ws, last[L_DELTA_OFFSET], m, last[L_OUT_SIZE])
-            before = results[R_LOSS]
-            _loss_into(net, batch, O, dO, 1.0 / total, results, np.int64(1))
-            results[R_WEIGHT] += _weight_sum(batch[WEIGHTS], m, batch[LABELS])
-            if not is_finite(results[R_LOSS] - before):
-                results[R_ERROR] = E_NON_FINITE_LOSS
-                return 0
-    return 0
-
-
-@jit(inline="always")
-def _part_net(net, parts, t):
-    """Part t's arrays: the network's own for part 0, else its row of the parts' arrays."""
-    if t == 0:
-        return net
-    arrays = parts[PART_ARRAYS]
-    n = net[PARAMS].shape[0]
-    start = part_grads_width(n)
-    return with_work(net, arrays[t - 1, :n],
-                     arrays[t - 1, start : start + parts[PART_INFO][PART_WS_SIZE]])
+            O = _region(net[WS], last[L_OUT_OFFSET], m, last[L_OUT_SIZE])
+            if not scored(net, batch, O, 1.0 / total, _weight_sum(batch[WEIGHTS], m,
+                                                                   batch[LABELS]), results):
+                return
 
 
 @jit
@@ -165,7 +136,7 @@ def synced_round(net, batch, loss_kind, flags, results, parts):
     if t > 0:
         flags &= ~F_UPDATE_BUFFERS  # the running statistics move once per step
     total = _weight_sum(batch[WEIGHTS], m, batch[LABELS])
-    walk_round(_part_net(net, parts, t), batch_rows(batch, a, b), flags, rnd, total,
+    walk_round(part_net(net, parts, t), batch_rows(batch, a, b), flags, rnd, total,
                part_results[t])
 
 
@@ -226,38 +197,22 @@ def synced_gradient(net, batch, loss_kind, flags, results, parts):
     gradient of the whole batch, its parts run in rounds (see the module docstring), each
     part's gradient of the whole batch's loss summed in part order. R_ERROR is set on a
     non-finite loss (the caller puts the buffers back)."""
-    part_results, info = parts[PART_RESULTS], parts[PART_INFO]
+    part_results = parts[PART_RESULTS]
     plan = net[PLAN]
     m = batch[X_].shape[0]
     P = part_results.shape[0]
     rows = (m + P - 1) // P
-    part_flags = (flags | F_PART) & ~(
-        F_STANDALONE | F_PIECES_AT_ONCE | (PIECES_MASK << PIECES_SHIFT))
     part_results[:] = 0
-    at_once = info[PART_PARALLEL] != 0
-    address = info[PART_AT_ONCE] if at_once else info[PART_RUNNER]
     rnd = 0
     while True:
-        round_flags = part_flags | (rnd << ROUND_SHIFT)
-        for t in range(1 if at_once else P):
-            call_part(address, (net, batch, loss_kind, round_flags | (t << PART_SHIFT), results,
-                                parts))
-        for t in range(P):
-            if part_results[t, R_ERROR] != 0:
-                results[R_ERROR] = part_results[t, R_ERROR]
-                index = part_results[t, R_ERROR_INDEX]
-                results[R_ERROR_INDEX] = index + t * rows if index >= 0 else index
-                return
+        run_parts(net, batch, loss_kind, flags | (rnd << ROUND_SHIFT), results, parts)
         li = _sync_layer(plan, rnd)
-        if li < 0:
+        if li < 0 or part_results[:, R_ERROR].any():
             break
         _average_sync_values(net, parts, li, m)
         rnd += 1
-    for t in range(P):
-        results[R_LOSS] += part_results[t, R_LOSS]
-        results[R_WEIGHT] += part_results[t, R_WEIGHT]
-        results[R_CORRECT] += part_results[t, R_CORRECT]
-        results[R_COUNT] += part_results[t, R_COUNT]
+    if not gather_part_results(results, part_results, rows):
+        return
     grads = net[GRADS]
     for t in range(1, P):
         if min(m, (t + 1) * rows) > t * rows:

@@ -31,7 +31,6 @@ from .._codes import (
     N_RESULTS,
     PART_MAX_ROWS,
     PART_MIN_ROWS,
-    PART_WS_SIZE,
     R_BATCHES,
     R_ERROR,
     R_GRAD_NORM,
@@ -42,7 +41,6 @@ from .bundles import (
     GRADS,
     HYPER,
     PARAMS,
-    PART_ARRAYS,
     PART_INFO,
     PART_RESULTS,
     PERM,
@@ -62,7 +60,7 @@ from .bundles import (
 )
 from .dispatch import call_step
 from .dropout import shuffle
-from .step import _every_part_weighs, _gather, part_grads_width
+from .step import _every_part_weighs, _gather, part_net
 
 # watch.layers' columns, and its saturation codes (fastbp.monitoring fills them in)
 OUT_OFFSET, OUT_SIZE, SATURATION = 0, 1, 2
@@ -144,13 +142,11 @@ def observe(net, batch, opt, grad_norm, parts, watch):
         # gradient; step.run_part)
         rows = (m + P - 1) // P
         _layer_stats(net[WS], min(m, rows), layers, watch[W_OUTPUTS])
-        start = part_grads_width(net[PARAMS].shape[0])
         for t in range(1, P):
             a = t * rows
             b = min(m, a + rows)
             if a < b:
-                _layer_stats(parts[PART_ARRAYS][t - 1, start : start + info[PART_WS_SIZE]],
-                             b - a, layers, watch[W_OUTPUTS])
+                _layer_stats(part_net(net, parts, t)[WS], b - a, layers, watch[W_OUTPUTS])
     else:
         _layer_stats(net[WS], m, layers, watch[W_OUTPUTS])
 
