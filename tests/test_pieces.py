@@ -91,3 +91,59 @@ def test_a_network_with_weights_beyond_a_cache_cuts_its_products_from_one_row():
     X = np.random.default_rng(0).standard_normal((3, 784)).astype(np.float32)
     rows = np.concatenate([big.forward(X[i : i + 1]) for i in range(3)])
     np.testing.assert_allclose(rows, big.forward(X), **TOLERANCE[np.float32])
+
+
+@pytest.fixture
+def small_product_work():
+    """Set the most multiply-adds of a product the BLAS runs unpacked (0: none), for the
+    test; the kernels read it at run time, so the blocks are tested on any core type."""
+    from fastbp.kernels import dispatch
+
+    saved = dispatch.SMALL_PRODUCT_WORK[0]
+    yield lambda work: dispatch.SMALL_PRODUCT_WORK.__setitem__(0, work)
+    dispatch.SMALL_PRODUCT_WORK[0] = saved
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("layout", ["NN", "TN", "NT"])
+@pytest.mark.parametrize("shape", [(1000, 40, 8), (4, 40, 1000), (1001, 10, 29), (300, 40, 100),
+                                   (20, 40, 1000)],
+                         ids=["row_blocks", "column_blocks", "odd_rows", "wide_rows", "many_rows"])
+@pytest.mark.parametrize("pieces", [0, 2])
+def test_products_in_small_kernel_blocks_equal_the_whole(small_product_work, dtype, layout, shape,
+                                                         pieces):
+    m, k, n = shape
+    _threads.use_one_blas_thread()
+    _dispatch.pieces_address(dtype, False)
+    A, B = _operands(layout, m, k, n, dtype, np.random.default_rng(2))
+    whole, blocks = (np.full((m, n), np.nan, dtype=dtype) for _ in range(2))
+    small_product_work(0)
+    _product(A, B, whole, pieces << codes.PIECES_SHIFT)
+    # blocks of 48 rows of 8 columns, or of 96 columns of 4 rows, are the narrowest worth
+    # cutting: the first three shapes are cut (unless B is transposed), the last two are not
+    small_product_work(48 * 8 * 40)
+    _product(A, B, blocks, pieces << codes.PIECES_SHIFT)
+    np.testing.assert_allclose(blocks, A.astype(np.float64) @ B.astype(np.float64),
+                               **TOLERANCE[dtype])
+    np.testing.assert_allclose(blocks, whole, **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
+def test_a_recurrent_step_in_small_kernel_blocks_equals_one_call(small_product_work, masked):
+    import fastbp as fb
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6, 5, 8))
+    if masked:
+        X[:3, 3:] = 0.0
+    outputs = []
+    for work in (0, 48 * 6 * 400):  # w_cat @ xh in blocks of 176 rows, weight_hh.T @ dgates of 48
+        small_product_work(work)
+        layers = ([fb.Masking()] if masked else []) + [fb.LSTM(8, 100, return_sequences=True)]
+        net = fb.Network(layers + [fb.Dense(100, 3)], input_shape=(5, 8), loss="mse",
+                         dtype="float64", seed=0)
+        Y = rng.standard_normal((6, 5, 3)) if not outputs else outputs[0][2]
+        loss = net.train_step(X, Y, optimizer=fb.SGD(lr=0.1))
+        outputs.append((loss, net.params.copy(), Y))
+    assert outputs[1][0] == pytest.approx(outputs[0][0], rel=1e-12)
+    np.testing.assert_allclose(outputs[1][1], outputs[0][1], rtol=1e-11, atol=1e-12)

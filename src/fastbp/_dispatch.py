@@ -16,8 +16,10 @@ import numba.core.registry
 import numpy as np
 
 from . import _codes as codes
-from ._threads import start_numba_threads
+from ._threads import SMALL_PRODUCT_WORK, start_numba_threads
 from .kernels import dispatch, linalg, losses, optimizers, step, synced
+
+dispatch.SMALL_PRODUCT_WORK[0] = SMALL_PRODUCT_WORK
 
 # Every layer kind's kernels (a module or any object with ``forward`` and ``backward``, or
 # ``VARIANTS`` and ``variant(ints)``), by the number ``register_kernels`` gave it: filled

@@ -66,9 +66,9 @@ def _default_threads() -> int:
     return _available_cpus()
 
 
-def _find_setter():
-    """scipy's OpenBLAS ``openblas_set_num_threads_local``, or None where it cannot be
-    found (another BLAS, another platform): then fastbp leaves BLAS threads alone."""
+def _find_openblas():
+    """scipy's OpenBLAS (the library numba calls), or None where it cannot be found (another
+    BLAS, another platform): then fastbp leaves BLAS threads alone."""
     try:
         import scipy.linalg.cython_blas  # noqa: F401  (loads the library numba calls)
 
@@ -76,15 +76,54 @@ def _find_setter():
             paths = {line.split()[-1] for line in maps if "scipy.libs" in line
                      and "openblas" in line.lower()}
         for path in sorted(paths):
-            setter = ctypes.CDLL(path).openblas_set_num_threads_local
-            setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
-            return setter
-    except (OSError, AttributeError, ImportError):
+            library = ctypes.CDLL(path)
+            if hasattr(library, "openblas_set_num_threads_local"):
+                return library
+    except (OSError, ImportError):
         pass
     return None
 
 
-_setter = _find_setter()
+def _find_setter(library):
+    """The library's ``openblas_set_num_threads_local``, or None."""
+    if library is None:
+        return None
+    setter = library.openblas_set_num_threads_local
+    setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+    return setter
+
+
+# OpenBLAS's cores with a small-matrix kernel for sgemm and dgemm (since 0.3.17), which it
+# uses for a product of at most SMALL_KERNEL_WORK multiply-adds whose first operand is not
+# transposed; it reads the operands in place where the usual kernel packs them first.
+SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+SMALL_KERNEL_WORK = 1_000_000
+SMALL_KERNEL_SINCE = (0, 3, 17)
+
+
+def small_product_work(library) -> int:
+    """SMALL_KERNEL_WORK if ``library`` (an OpenBLAS) runs small products unpacked on this
+    CPU, else 0 (``kernels/linalg.py`` then never cuts a product for it)."""
+    for prefix in ("scipy_", ""):
+        get_core = getattr(library, prefix + "openblas_get_corename", None)
+        get_config = getattr(library, prefix + "openblas_get_config", None)
+        if get_core is not None and get_config is not None:
+            break
+    else:
+        return 0
+    get_core.restype = get_config.restype = ctypes.c_char_p
+    core = (get_core() or b"").decode(errors="replace").lower()
+    words = (get_config() or b"").decode(errors="replace").split()
+    try:
+        version = tuple(int(part) for part in words[1].split(".")[:3])
+    except (IndexError, ValueError):
+        return 0
+    return SMALL_KERNEL_WORK if core in SMALL_KERNEL_CORES and version >= SMALL_KERNEL_SINCE else 0
+
+
+_openblas = _find_openblas()
+_setter = _find_setter(_openblas)
+SMALL_PRODUCT_WORK = small_product_work(_openblas) if _openblas is not None else 0
 
 
 def set_num_threads(n: int | None) -> None:

@@ -34,6 +34,14 @@ PIECES_SYMBOL = "fastbp_pieces_runners"
 PIECES_RUNNERS = (ctypes.c_int64 * 4)()
 llvm_binding.add_symbol(PIECES_SYMBOL, ctypes.addressof(PIECES_RUNNERS))
 
+# The most multiply-adds a product may have for this process's BLAS to run it with its
+# small-matrix kernel, which reads the operands in place instead of packing them (0: no such
+# kernel; set by fastbp._threads from the library's core name). Read by the kernels at run
+# time through SMALL_PRODUCT_SYMBOL, as the runners above, since they are cached on disk.
+SMALL_PRODUCT_SYMBOL = "fastbp_small_product_work"
+SMALL_PRODUCT_WORK = (ctypes.c_int64 * 1)()
+llvm_binding.add_symbol(SMALL_PRODUCT_SYMBOL, ctypes.addressof(SMALL_PRODUCT_WORK))
+
 
 def layer_args_type(dtype) -> types.Tuple:
     """The numba type of a layer kernel's single argument for parameters of ``dtype``:
@@ -168,6 +176,9 @@ if numba.config.DISABLE_JIT:
 
     as_pointer = raw_gemm = pieces_runner = call_pieces = _compiled_only
 
+    def small_product_work() -> int:
+        return SMALL_PRODUCT_WORK[0]
+
 else:
     def _call_by_address(context, builder, address_value, argument_types, values) -> None:
         """Call the numba-compiled function at ``address_value`` (returning None) with
@@ -294,6 +305,20 @@ else:
             return builder.load(builder.gep(table, [ir.Constant(ir.IntType(64), 0), index]))
 
         return types.int64(like, at_once), codegen
+
+    @intrinsic
+    def small_product_work(typingctx):
+        """SMALL_PRODUCT_WORK's value in this process."""
+        def codegen(context, builder, signature, llargs):
+            table_type = ir.ArrayType(ir.IntType(64), 1)
+            table = builder.module.globals.get(SMALL_PRODUCT_SYMBOL)
+            if table is None:
+                table = ir.GlobalVariable(builder.module, table_type, SMALL_PRODUCT_SYMBOL)
+                table.linkage = "external"
+            zero = ir.Constant(ir.IntType(64), 0)
+            return builder.load(builder.gep(table, [zero, zero]))
+
+        return types.int64(), codegen
 
     PIECES_JOB = types.UniTuple(types.int64, 12)
 
