@@ -118,19 +118,35 @@ def _running(lengths, order, t, m):
 
 
 @jit
-def _carry_padded(xh, aux, s, k, cell, F, H):
-    """The columns from k on (rows for which this step is padding) keep the state entering
-    it (h, and LSTM's c)."""
-    h_new, h_old = xh[s + 1, F:], xh[s, F:]
-    m = h_new.shape[1]
+def _start_rows(xh, aux, s, first, last, cell, F, H):
+    """Columns first..last-1 (rows whose first step in this direction is s > 0: the reverse
+    direction, which starts at each row's last real step) enter step s with the zero state
+    (h, and LSTM's c): the blocks before it were never written for them."""
+    h = xh[s, F:]
     for j in range(H):
-        for i in range(k, m):
-            h_new[j, i] = h_old[j, i]
+        for i in range(first, last):
+            h[j, i] = 0
     if cell == CELL_LSTM:
-        c_new = aux[s]
         for j in range(H):
-            for i in range(k, m):
-                c_new[j, i] = aux[s - 1, j, i] if s > 0 else 0
+            for i in range(first, last):
+                aux[s - 1, j, i] = 0
+
+
+@jit
+def _finish_rows(xh, aux, lengths, order, d, T, m, cell, F, H):
+    """The last blocks (xh[T]'s state, LSTM's aux[T-1]) get, in each column whose row ran
+    out of steps earlier, the state after its own last step (0 if it had none): what a
+    state carried through the padded steps would hold, without copying it at each."""
+    for c in range(m):
+        length = int(lengths[int(order[c])])
+        end = length if d == 0 else (T if length > 0 else 0)  # blocks after its last step
+        if end == T:
+            continue
+        for j in range(H):
+            xh[T, F + j, c] = xh[end, F + j, c] if end > 0 else 0
+        if cell == CELL_LSTM:
+            for j in range(H):
+                aux[T - 1, j, c] = aux[end - 1, j, c] if end > 0 else 0
 
 
 @jit
@@ -354,20 +370,23 @@ def _scatter_d_input(dxs, d_inp, lengths, order, d, F, T, m, masked):
     """d_inp from d_xs (one row per input feature, over the steps in direction d's order;
     masked: the running rows' columns only, packed): written by the first direction,
     added to by the second; 0 at padded steps."""
+    if masked and d == 0:  # each row's padded steps, one run of zeros per row
+        for i in range(m):
+            for p in range(int(lengths[i]) * F, T * F):
+                d_inp[i, p] = 0
     n = 0
     for s in range(T):
         t = s if d == 0 else T - 1 - s
         k = _running(lengths, order, t, m) if masked else m
         for f in range(F):
             row = dxs[f, n : n + k]
-            if masked:
-                for c in range(m):
+            if masked:  # the rows with step t
+                for c in range(k):
                     i = int(order[c])
-                    value = row[c] if c < k else 0
                     if d == 0:
-                        d_inp[i, t * F + f] = value
+                        d_inp[i, t * F + f] = row[c]
                     else:
-                        d_inp[i, t * F + f] += value
+                        d_inp[i, t * F + f] += row[c]
             elif d == 0:
                 for i in range(m):
                     d_inp[i, t * F + f] = row[i]
@@ -440,13 +459,14 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
             block = xh[s]
             for f in range(F):
                 row = block[f]
-                if masked:
-                    for c in range(m):
+                if masked:  # the rows with step t: no other column is read
+                    for c in range(_running(lengths, order, t, m)):
                         row[c] = inp[int(order[c]), t * F + f]
                 else:
                     for i in range(m):
                         row[i] = inp[i, t * F + f]
         _zero(xh[0, F:])  # the zero initial state
+        k_before = m
         for s in range(T):
             first = s == 0
             g = gates[s]
@@ -454,6 +474,12 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
             aux_p = aux[s - 1 if s else 0] if cell >= CELL_GRU else g
             if masked:  # only the rows still running (the first k columns) do any work
                 k = _running(lengths, order, s if d == 0 else T - 1 - s, m)
+                if k == 0:  # padding in every row: nothing reads this step's blocks
+                    k_before = 0
+                    continue
+                if not first and k > k_before:
+                    _start_rows(xh, aux, s, k_before, k, cell, F, H)
+                k_before = k
                 matmul_part(w_cat, xh[s], g, GH, k, F + H, flags)
                 if cell == CELL_GRU:
                     if first:
@@ -462,7 +488,6 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
                         matmul_part(w_hh[2 * H :], xh[s, F:], aux_s, H, k, H, flags)
                 _cell_forward(cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:],
                               aux_s, H, k)
-                _carry_padded(xh, aux, s, k, cell, F, H)
                 continue
             # input and recurrent products at once; matmul_part passes pointers down to BLAS,
             # where matmul's layers of calls each count references to three arrays: for one
@@ -475,6 +500,8 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
                     matmul_part(w_hh[2 * H :], xh[s, F:], aux_s, H, m, H, flags)
             _cell_forward(cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:], aux_s,
                           H, m)
+        if masked:
+            _finish_rows(xh, aux, lengths, order, d, T, m, cell, F, H)
         for s in range(T) if sequences else range(T - 1, T):
             t = s if d == 0 else T - 1 - s
             o = (t * D + d) * H if sequences else d * H
@@ -546,6 +573,8 @@ def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked):
                     else:
                         for i in range(m):
                             row[i] = d_out[i, d * H + j]
+            if k == 0:  # padding in every row: dh and dc pass through unchanged
+                continue
             first = s == 0
             g = gates[s]
             aux_s = aux[s] if cell >= CELL_GRU else g
