@@ -326,16 +326,33 @@ def test_fit_on_a_list_calls_batch_callbacks_and_stops_on_request():
     assert all(np.isfinite(loss) for _, loss in seen)
 
 
-def test_monitoring_a_fit_on_a_list_is_refused_and_on_an_array_works():
+def test_monitoring_a_fit_on_a_list_records_every_length_and_changes_nothing():
+    """Batches padded to different lengths, recorded each on its own length's plan: the
+    same steps as without the monitor, the gradient norms and the Embedding's output mean
+    of the padded batches one by one."""
     rng = np.random.default_rng(7)
-    net = _sentiment("gru")
-    before = net.params.copy()
-    with pytest.raises(ValueError, match="monitor: X is a list of sequences"):
-        net.fit(_sentences(rng, 8), rng.integers(0, 2, 8), epochs=1, verbose=0, monitor=True)
-    np.testing.assert_array_equal(net.params, before)
-    history = net.fit(_ids(rng, 8, 5), rng.integers(0, 2, 8), epochs=1, verbose=0, monitor=True)
-    assert any(key.startswith("grad_norm/") for key in history.history)
-    assert fb.diagnose(net, _ids(rng, 8, 3), rng.integers(0, 2, 8), verbose=False).loss > 0
+    sentences, y = _sentences(rng, 13), rng.integers(0, 2, 13)
+    watched, plain, by_hand = (_sentiment("gru") for _ in range(3))
+    fit = dict(epochs=2, batch_size=4, shuffle=False, verbose=0)
+    history = watched.fit(sentences, y, optimizer=fb.SGD(lr=0.1), monitor=True, **fit)
+    plain.fit(sentences, y, optimizer=fb.SGD(lr=0.1), **fit)
+    np.testing.assert_array_equal(watched.params, plain.params)
+    norms, values = [], []
+    optimizer = fb.SGD(lr=0.1)
+    for start in range(0, 13, 4):
+        rows = sentences[start : start + 4]
+        X = fb.text.pad_sequences(rows)
+        assert X.shape[1] == max(len(r) for r in rows)
+        norms.append(np.linalg.norm(by_hand.loss_and_grad(X, y[start : start + 4])[1]
+                                    [: V * 4]))  # layers.0.weight, the first tensor
+        values.append(by_hand.layers[0].weight[X].ravel())
+        by_hand.train_step(X, y[start : start + 4], optimizer)
+    assert len({len(v) for v in values}) > 1  # the batches had several lengths
+    logs = history.history
+    assert logs["grad_norm/layers.0.weight"][0] == pytest.approx(np.mean(norms), rel=1e-12)
+    assert logs["output_mean/layers.0"][0] == pytest.approx(np.concatenate(values).mean(),
+                                                            rel=1e-12)
+    assert np.isfinite(logs["grad_norm/layers.2.weight_hh"][1])
 
 
 # -- plans: built once per length, bounded, no compilation ------------------------------------

@@ -351,6 +351,12 @@ class Engine(Inference):
         self.raise_for(results, batch[1])
 
     # -- training -----------------------------------------------------------------------------
+    def step_parts(self, rows: int) -> tuple:
+        """The parts :meth:`step` passes for a batch of ``rows`` (where its outputs are
+        found afterwards: ``kernels/watch.observe``)."""
+        range_ = self.split_rows
+        return self.parts(rows) if range_ and rows >= range_.start else self.no_parts
+
     def parts(self, rows: int) -> tuple:
         """The ``Parts`` bundle for a training batch of ``rows``: the split step's arrays
         (kernels/step.py's split_gradient) if the batch is split over threads, else
@@ -430,9 +436,8 @@ class Engine(Inference):
         flags |= self.pieces(rows)
         if results is None:
             results = self.results
-        range_ = self.split_rows
         args = (self._arrays, batch, self.loss_code, flags, opt, results,
-                self.parts(rows) if split and range_ and rows >= range_.start else self.no_parts)
+                self.step_parts(rows) if split else self.no_parts)
         entry = self._step_entry
         if entry is None:
             self._step_entry = compiled_entry(step_kernels.train_step, args)

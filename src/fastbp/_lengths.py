@@ -40,8 +40,9 @@ from . import _validation as v
 from ._access import SharedAccess
 from ._engine import STEP_FLAGS, TRAIN_FLAGS, Engine, seed_state
 from .callbacks import Callback
-from .kernels.bundles import NetArrays, OptimizerArgs, Parts
+from .kernels.bundles import W_PREVIOUS, W_STEPS, NetArrays, OptimizerArgs, Parts
 from .kernels.dropout import shuffle
+from .kernels.watch import S_UPDATE_TAKEN, observe
 from .layers.blocks import shape_text
 from .losses import is_regression
 from .plan import attach_loss, build_plan, check_memory, input_check
@@ -373,8 +374,13 @@ class RaggedEpochs:
     its own."""
 
     def __init__(self, net, optimizer, data: tuple, batch_size: int, shuffle: bool,
-                 callbacks: list):
+                 callbacks: list, monitor=None):
         self.net, self.engine, self.data = net, net.engine, tuple(data)
+        # a GradientMonitor: each step recorded from Python (kernels/watch.observe) into a
+        # watch whose layers are where that batch's length's plan put them
+        self.monitor, self.watches = monitor, {}
+        if monitor is not None:
+            monitor.start(net, self.engine.at(self.data[0]))
         self.lengths = row_lengths(self.engine, self.data)
         n = self.data[0].shape[0]
         self.m = min(batch_size, n)
@@ -396,16 +402,25 @@ class RaggedEpochs:
             shuffle(order, engine.rng)
         results[:] = 0
         summed = [codes.R_LOSS, codes.R_WEIGHT, codes.R_CORRECT, codes.R_COUNT, codes.R_BATCHES]
+        watching = self.monitor is not None and self.monitor.watching(epoch)
         for b in range(self.n_batches):
             batch = cut(engine, self.data, self.lengths, order[b * m : (b + 1) * m])
-            if not self.batch_callbacks:  # the sums run on as the epoch kernel's do
-                engine.step(batch, self.opt, TRAIN_FLAGS, results)
+            if not self.batch_callbacks and not watching:  # the sums run on as the epoch
+                engine.step(batch, self.opt, TRAIN_FLAGS, results)  # kernel's do
                 if results[codes.R_ERROR]:
                     break
                 continue
             own = self.own
             own[:] = 0
+            if watching:
+                watch = self._watch(engine.at(batch[0]))
+                if watch[W_STEPS][S_UPDATE_TAKEN] == 0:
+                    watch[W_PREVIOUS][:] = engine.params  # the parameters before the update
             engine.step(batch, self.opt, TRAIN_FLAGS, own)
+            if watching and own[codes.R_BATCHES] and not own[codes.R_ERROR]:
+                stepped = engine.at(batch[0])  # its outputs are in that length's workspaces
+                observe(stepped.arrays, batch, self.opt, own[codes.R_GRAD_NORM],
+                        stepped.step_parts(batch[0].shape[0]), watch)
             results[summed] += own[summed]
             results[codes.R_GRAD_NORM] = own[codes.R_GRAD_NORM]
             if own[codes.R_ERROR]:
@@ -419,6 +434,14 @@ class RaggedEpochs:
             if self.net.stop_training:
                 break
         return results.copy()
+
+    def _watch(self, stepped: LengthEngine) -> tuple:
+        """The monitor's watch for batches of ``stepped``'s length."""
+        T = stepped.input_shape[0]
+        watch = self.watches.get(T)
+        if watch is None:
+            watch = self.watches[T] = self.monitor.watch_for(stepped)
+        return watch
 
 
 def ragged_scores(engine: VariableEngine, data: tuple, metrics: tuple[str, ...],

@@ -296,18 +296,31 @@ class GradientMonitor(Callback):
         ranges = tensor_ranges(net)
         tensors = [(start, stop) for _, start, stop in ranges]
         self.tensor_names = [name for name, _, _ in ranges]
-        plan = (engine or net.engine).plan  # every unit, those inside blocks too
-        layers = [(int(row[codes.L_OUT_OFFSET]), int(row[codes.L_OUT_SIZE]),
-                   _saturation_code(layer)) for row, layer in zip(plan.table, plan.units)]
-        self.layer_names = list(plan.unit_names)
-        self.watch = Watch(np.array(tensors, dtype=np.int64).reshape(-1, 2),
-                           np.array(layers, dtype=np.int64).reshape(-1, 3),
+        engine = engine or net.engine
+        self.layer_names = list(engine.plan.unit_names)
+        layers = self._layers(engine)
+        self.watch = Watch(np.array(tensors, dtype=np.int64).reshape(-1, 2), layers,
                            np.zeros((len(tensors), watch_kernels.N_TENSOR_STATS)),
                            np.zeros_like(params),
                            np.zeros((len(layers), watch_kernels.N_OUTPUT_STATS)),
                            np.zeros(codes.N_RESULTS),
                            np.zeros(watch_kernels.N_STEP_COUNTS, dtype=np.int64))
         return tuple(self.watch)
+
+    @staticmethod
+    def _layers(engine) -> np.ndarray:
+        """Where each unit's output lies in ``engine``'s workspace, and its saturation code
+        (every unit, those inside blocks too)."""
+        plan = engine.plan
+        layers = [(int(row[codes.L_OUT_OFFSET]), int(row[codes.L_OUT_SIZE]),
+                   _saturation_code(layer)) for row, layer in zip(plan.table, plan.units)]
+        return np.array(layers, dtype=np.int64).reshape(-1, 3)
+
+    def watch_for(self, engine) -> tuple:
+        """The started watch with its layers where ``engine`` (another sequence length's,
+        of the same network) writes them: the same sums, so an epoch whose batches have
+        several lengths adds them all up."""
+        return tuple(self.watch._replace(layers=self._layers(engine)))
 
     def log_keys(self, net) -> set[str]:
         """The keys this monitor adds to an epoch's logs."""

@@ -555,11 +555,7 @@ def _run_fit(net, X, y, config: FitConfig, say, interrupts):
     val_ragged = ragged if val_data is None else net.engine.variable and is_ragged(val_data[0])
     if comm is None:
         data, val, history, callbacks, monitor = _prepare(net, X, y, config)
-        if ragged and monitor is not None:
-            raise ValueError("monitor: X is a list of sequences, padded batch by batch to "
-                             "lengths that vary; pad it to one length (fb.text.pad_sequences) "
-                             "to monitor")
-        runner = RaggedEpochs if ragged else partial(_EpochRunner, monitor=monitor)
+        runner = partial(RaggedEpochs if ragged else _EpochRunner, monitor=monitor)
         run_epoch = runner(net, optimizer, data, config.batch_size, config.shuffle, callbacks)
     else:
         from . import distributed
