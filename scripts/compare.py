@@ -11,6 +11,8 @@ float32 sgemm (n=2048), also measured in workers.
     python scripts/compare.py                     # 5 rounds, all shapes, peers + digits fit
     python scripts/compare.py --quick --shapes tiny,small --frameworks fastbp,torch --no-fit
     python scripts/compare.py --inference           # forward: ONNX Runtime, torch (1024 rows, 1)
+    python scripts/compare.py --text                # char_lm, word_sentiment, generation
+    python scripts/compare.py --blocks              # resnet_small, resmlp (skip connections)
 
 Importable API (for ``fastbp bench``): run_comparison, format_markdown, plot_results.
 """
@@ -707,7 +709,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--inference", action="store_true",
                    help="forward against ONNX Runtime and torch instead "
                         "(scripts/compare_inference.py; --quick, --rounds, --shapes pass on)")
+    p.add_argument("--text", action="store_true",
+                   help="the sequence-and-text benchmarks instead (scripts/compare_text.py; "
+                        "--rounds passes on)")
+    p.add_argument("--blocks", action="store_true",
+                   help="the skip-connection benchmarks instead (scripts/compare_blocks.py; "
+                        "--rounds passes on)")
     a = p.parse_args(argv)
+    if a.text or a.blocks:
+        script = Path(__file__).with_name("compare_text.py" if a.text else "compare_blocks.py")
+        return subprocess.run([sys.executable, str(script), "--rounds", str(a.rounds or 5)],
+                              check=False).returncode
     if a.inference:
         import compare_inference
 
