@@ -147,3 +147,21 @@ def test_a_recurrent_step_in_small_kernel_blocks_equals_one_call(small_product_w
         outputs.append((loss, net.params.copy(), Y))
     assert outputs[1][0] == pytest.approx(outputs[0][0], rel=1e-12)
     np.testing.assert_allclose(outputs[1][1], outputs[0][1], rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("shape", [(64, 1, 300), (64, 300, 1), (1, 300, 64)],
+                         ids=["one_column_weight", "one_row_weight", "one_row_input"])
+def test_single_rows_and_columns_with_unit_strides_equal_numpy(dtype, shape):
+    """delta @ W.T for a (k, 1) weight: W.T has shape (1, k) and strides (8, 8), which BLAS
+    takes only with its length as the leading dimension (OpenBLAS refused the stride, left
+    the output as it was and printed "parameter number 8 had an illegal value")."""
+    m, n, k = shape
+    rng = np.random.default_rng(5)
+    _dispatch.pieces_address(dtype, False)
+    A = rng.standard_normal((m, n)).astype(dtype)
+    W = rng.standard_normal((k, n)).astype(dtype)
+    out = np.full((m, k), np.nan, dtype=dtype)
+    _product(A, W.T, out, 0)
+    np.testing.assert_allclose(out, A.astype(np.float64) @ W.T.astype(np.float64),
+                               **TOLERANCE[dtype])

@@ -64,11 +64,14 @@ def worth_pieces(m, n, k, itemsize):
 
 @jit(inline="always")
 def _layout(A):
-    """(1 if A is a transposed row-major matrix else 0, its leading dimension)."""
+    """(1 if A is a transposed row-major matrix else 0, its leading dimension). A single row
+    or column may carry any stride along its unit dimension (W.T of a (k, 1) weight has
+    strides (8, 8)): the leading dimension BLAS requires is then its length."""
     size = A.itemsize
-    if A.strides[1] == size:
-        return 0, A.strides[0] // size
-    return 1, A.strides[1] // size
+    rows, cols = A.shape
+    if A.strides[1] == size and (rows == 1 or A.strides[0] >= cols * size):
+        return 0, max(cols, 1) if rows == 1 else A.strides[0] // size
+    return 1, max(rows, 1) if cols == 1 else A.strides[1] // size
 
 
 @jit(inline="always")
@@ -77,8 +80,8 @@ def _in_place(A):
     other stride at least a row's or a column's length."""
     size = A.itemsize
     rows, cols = A.shape
-    return ((A.strides[1] == size and A.strides[0] >= cols * size)
-            or (A.strides[0] == size and A.strides[1] >= rows * size))
+    return ((A.strides[1] == size and (rows == 1 or A.strides[0] >= cols * size))
+            or (A.strides[0] == size and (cols == 1 or A.strides[1] >= rows * size)))
 
 
 @jit
