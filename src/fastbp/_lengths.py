@@ -405,20 +405,21 @@ class RaggedEpochs:
         watching = self.monitor is not None and self.monitor.watching(epoch)
         for b in range(self.n_batches):
             batch = cut(engine, self.data, self.lengths, order[b * m : (b + 1) * m])
-            if not self.batch_callbacks and not watching:  # the sums run on as the epoch
-                engine.step(batch, self.opt, TRAIN_FLAGS, results)  # kernel's do
+            if not self.batch_callbacks and not watching:
+                # the sums run on as the epoch kernel's do
+                engine.step(batch, self.opt, TRAIN_FLAGS, results)
                 if results[codes.R_ERROR]:
                     break
                 continue
             own = self.own
             own[:] = 0
             if watching:
-                watch = self._watch(engine.at(batch[0]))
+                stepped = engine.at(batch[0])  # the batch's length's engine: its workspaces
+                watch = self._watch(stepped)
                 if watch[W_STEPS][S_UPDATE_TAKEN] == 0:
                     watch[W_PREVIOUS][:] = engine.params  # the parameters before the update
             engine.step(batch, self.opt, TRAIN_FLAGS, own)
             if watching and own[codes.R_BATCHES] and not own[codes.R_ERROR]:
-                stepped = engine.at(batch[0])  # its outputs are in that length's workspaces
                 observe(stepped.arrays, batch, self.opt, own[codes.R_GRAD_NORM],
                         stepped.step_parts(batch[0].shape[0]), watch)
             results[summed] += own[summed]

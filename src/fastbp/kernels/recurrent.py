@@ -464,9 +464,10 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
             if not masked:
                 transpose_into(inp[:, t * F : (t + 1) * F], block[:F])
                 continue
+            k = _running(lengths, order, t, m)  # the rows with step t: no other column is read
             for f in range(F):
                 row = block[f]
-                for c in range(_running(lengths, order, t, m)):  # no other column is read
+                for c in range(k):
                     row[c] = inp[int(order[c]), t * F + f]
         _zero(xh[0, F:])  # the zero initial state
         k_before = m
