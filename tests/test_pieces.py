@@ -165,3 +165,24 @@ def test_single_rows_and_columns_with_unit_strides_equal_numpy(dtype, shape):
     _product(A, W.T, out, 0)
     np.testing.assert_allclose(out, A.astype(np.float64) @ W.T.astype(np.float64),
                                **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("layout", ["NN", "NT", "TN"])
+@pytest.mark.parametrize("shape", [(784, 128), (300, 1000)], ids=["tall", "wide"])
+@pytest.mark.parametrize("pieces", [1, 2])
+def test_one_row_through_a_big_matrix_equals_numpy(dtype, layout, shape, pieces):
+    """A single row through a matrix of GEMV_MIN_SIZE or more goes to BLAS's matrix-vector
+    product (a transposed row, not contiguous, to gemm), whole or in column pieces; the
+    weights are a view of a wider array, so their leading dimension is not their width."""
+    k, n = shape
+    assert k * n >= linalg.GEMV_MIN_SIZE
+    _threads.use_one_blas_thread()
+    _dispatch.pieces_address(dtype, False)
+    rng = np.random.default_rng(6)
+    A, B = _operands(layout, 1, k, n + 16, dtype, rng)
+    B = B[:, 8 : n + 8]  # every row or column of the matrix 16 elements from the next
+    out = np.full((1, n), np.nan, dtype=dtype)
+    _product(A, B, out, pieces << codes.PIECES_SHIFT)
+    np.testing.assert_allclose(out, A.astype(np.float64) @ B.astype(np.float64),
+                               **TOLERANCE[dtype])

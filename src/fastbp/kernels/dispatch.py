@@ -174,7 +174,7 @@ if numba.config.DISABLE_JIT:
         raise NotImplementedError("pieces of a product run only in compiled kernels "
                                   "(linalg.blas_product has its own Python path)")
 
-    as_pointer = raw_gemm = pieces_runner = call_pieces = _compiled_only
+    as_pointer = raw_gemm = raw_gemv = pieces_runner = call_pieces = _compiled_only
 
     def small_product_work() -> int:
         return SMALL_PRODUCT_WORK[0]
@@ -356,5 +356,30 @@ else:
         def impl(like, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
             gemm(kind, letters[trans_a], letters[trans_b], m, n, k, one.ctypes, a, lda, b, ldb,
                  zero.ctypes, c, ldc)
+
+        return impl
+
+    def raw_gemv(like, trans, m, n, a, lda, x, y):
+        """Column-major BLAS gemv, y = op(a) @ x (``trans`` 1: the transpose; a is m x n,
+        x and y contiguous), on pointers of ``like``'s dtype."""
+
+    @overload(raw_gemv)
+    def _raw_gemv(like, trans, m, n, a, lda, x, y):
+        from numba.np.linalg import ensure_blas
+        from numba.np.numpy_support import as_dtype
+
+        ensure_blas()
+        pointer = types.CPointer(like.dtype)
+        # numba's own helper (numba/_helperlib), as np.dot on a vector calls it: unit strides
+        gemv = types.ExternalFunction("numba_xxgemv", types.intc(
+            types.char, types.char, types.intp, types.intp, pointer, pointer, types.intp,
+            pointer, pointer, pointer))
+        kind = ord("s" if like.dtype == types.float32 else "d")
+        one = np.ones(1, dtype=as_dtype(like.dtype))
+        zero = np.zeros(1, dtype=as_dtype(like.dtype))
+        letters = (ord("n"), ord("t"))
+
+        def impl(like, trans, m, n, a, lda, x, y):
+            gemv(kind, letters[trans], m, n, one.ctypes, a, lda, x, zero.ctypes, y)
 
         return impl

@@ -28,7 +28,14 @@ from .._codes import (
     PIECES_SHIFT,
 )
 from .._jit import jit, prange
-from .dispatch import as_pointer, call_pieces, pieces_runner, raw_gemm, small_product_work
+from .dispatch import (
+    as_pointer,
+    call_pieces,
+    pieces_runner,
+    raw_gemm,
+    raw_gemv,
+    small_product_work,
+)
 
 # A product with fewer output columns than this goes to BLAS however small (a matrix-vector
 # product: one row's recurrent state): the hand loop vectorises along the columns, and with
@@ -44,6 +51,10 @@ PIECE_ALIGN = 16  # piece boundaries fall on multiples of this many elements (64
 SMALL_SIDE = 128
 SMALL_ROWS = 48
 SMALL_COLUMNS = 96
+# A single row through a matrix of at least this many elements goes to BLAS's matrix-vector
+# product: its gemm, small-matrix kernel or packed, read such a matrix 1.2-2.8x slower (one
+# row through 784x128 to 1024x1024 float32, one thread), and below it gemm's call costs less.
+GEMV_MIN_SIZE = 1 << 16
 
 
 @jit(inline="always")
@@ -114,6 +125,12 @@ def _product(like, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
     blocks of rows or columns that the BLAS's small-matrix kernel takes (see SMALL_SIDE; it
     takes none whose second operand is transposed, BLAS's first)."""
     size = like.itemsize
+    if m == 1 and trans_a == 0 and n * k >= GEMV_MIN_SIZE:  # (a contiguous row: BLAS's x)
+        # row-major b (k, n) is column-major (n x k), c = b_cm @ a; transposed, b (n, k) is
+        # column-major (k x n), c = b_cm.T @ a
+        raw_gemv(like, trans_b, k if trans_b else n, n if trans_b else k, as_pointer(b, like),
+                 ldb, as_pointer(a, like), as_pointer(c, like))
+        return
     limit = small_product_work()
     rows, cols = m, n
     if limit > 0 and trans_b == 0 and m * n * k > limit:
