@@ -193,6 +193,20 @@ def test_the_default_chunk_bounds_the_workspace():
     assert rows * net.engine.plan.ws_width * 4 <= network_module.INFER_BYTES
 
 
+def test_a_network_with_work_outside_blas_infers_in_chunks_a_cache_holds():
+    from fastbp import _inference
+
+    conv = fb.Network([fb.Conv2D(1, 8, 5, padding=2, activation="relu"), fb.MaxPool2D(2),
+                       fb.Flatten(), fb.Dense(8 * 14 * 14, 10)], input_shape=(1, 28, 28))
+    per_row = conv.engine.plan.ws_width * 4
+    assert 8 * per_row <= _inference.INFER_CACHE_BYTES  # a chunk of rows can stay in cache
+    rows = conv.engine.chunk_rows(None)
+    assert rows == max(_inference.INFER_MIN_CHUNK, _inference.INFER_CACHE_BYTES // per_row)
+    assert rows < _inference.INFER_CHUNK
+    mlp = fb.Network.mlp([784, 256, 10])  # products only: the larger the chunk the better
+    assert mlp.engine.chunk_rows(None) == _inference.INFER_CHUNK
+
+
 @pytest.mark.slow  # a timing: fixed predict work on 1 thread, then split over 2
 def test_two_threads_predict_at_once():
     # Concurrency shows as CPU time: two threads in the kernels at once use about two

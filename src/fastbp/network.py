@@ -489,7 +489,9 @@ class Network(SequenceSteps, Inspection, Exports):
         X : array-like of shape (n, *input_shape) or (n, n_features)
         batch_size : int, optional
             Rows per kernel call; the memory used grows with it. Default: up to 1024 rows,
-            fewer for networks whose workspace per row is large (64 MB at most).
+            fewer for networks whose workspace per row is large (64 MB at most), and for
+            networks with convolutions, pooling or recurrent layers as many as keep a call's
+            workspace within a few MB of cache (at least 32).
 
         Returns
         -------
