@@ -1,6 +1,9 @@
-"""A/B of two fastbp source trees: the standard train_step shapes, a digits-sized fit epoch
-and (with --cold) the cold first train_step and fit, each measurement in its own process,
-the trees interleaved round by round; prints medians and new/old ratios as Markdown.
+"""A/B of two fastbp source trees: the standard train_step shapes, their inference
+(``forward`` on 1024 rows and on one row), a digits-sized fit epoch and (with --cold) the
+cold first train_step and fit, each shape in its own process, the trees interleaved round
+by round; prints medians, new/old ratios and a verdict per measurement as Markdown:
+faster or slower when the ratio is beyond NOISE and no round of one tree overlaps the
+other's, else same.
 
     git worktree add /tmp/fastbp-old <commit>
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
@@ -38,7 +41,15 @@ Xf = rng.normal(size=(1437, 64)).astype(np.float32); yf = rng.integers(0, 10, 14
 fnet = fb.Network.mlp([64, 256, 10], dropout=0.2); fopt = fb.Adam()
 fnet.fit(Xf, yf, optimizer=fopt, epochs=2, verbose=0)
 h = fnet.fit(Xf, yf, optimizer=fopt, epochs=15, verbose=0)
-print(json.dumps([float(np.median(times)), float(np.median(h.history["seconds"]))]))
+def per_call(X, calls):
+    for _ in range(5): net.forward(X)
+    t = []
+    for _ in range(calls):
+        s = time.perf_counter(); net.forward(X); t.append(time.perf_counter() - s)
+    return float(np.median(t))
+big = rng.normal(size=(1024, *X.shape[1:])).astype(np.float32)
+print(json.dumps([float(np.median(times)), float(np.median(h.history["seconds"])),
+                  per_call(big, max(5, steps // 10)), per_call(big[:1], 2000)]))
 """
 
 COLD = r"""
@@ -59,6 +70,19 @@ SHAPES = {"tiny": ([64, 32, 10], 32, 3000), "small": ([784, 128, 10], 64, 600),
           "gru_small": ("gru_small", 0, 1000), "lstm_seq": ("lstm_seq", 0, 50)}
 DEFAULT_SHAPES = ("tiny", "small", "medium", "large")
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+NOISE = 0.02  # a ratio within 2% of 1 is "same", whatever the rounds say
+MEASURES = ("train_step (us)", "forward, 1024 rows (us)", "forward, one row (us)")
+
+
+def verdict(old: list[float], new: list[float]) -> str:
+    """faster / slower when the medians differ by more than NOISE and the rounds of the two
+    trees do not overlap; else same."""
+    ratio = statistics.median(new) / statistics.median(old)
+    if ratio < 1 - NOISE and max(new) < min(old):
+        return "faster"
+    if ratio > 1 + NOISE and min(new) > max(old):
+        return "slower"
+    return "same"
 
 
 def measure(src: str, code: str, *args: str, cache: str | None = None) -> list[float]:
@@ -81,7 +105,7 @@ def main() -> int:
     a = p.parse_args()
     trees = {"old": os.path.abspath(a.old), "new": os.path.abspath(a.new)}
     shapes = a.shapes.split(",")
-    steps = {(t, s): [] for t in trees for s in shapes}
+    steps = {(t, s, m): [] for t in trees for s in shapes for m in MEASURES}
     fits = {t: [] for t in trees}
     cold = {t: [] for t in trees}
     for r in range(a.rounds):
@@ -89,26 +113,31 @@ def main() -> int:
         for shape in shapes:
             sizes, batch, n = SHAPES[shape]
             for tree, src in order:
-                step, epoch = measure(src, STEP, json.dumps([sizes, batch, n]))
-                steps[tree, shape].append(step)
-                fits[tree].append(epoch)
+                step, epoch, *inference = measure(src, STEP, json.dumps([sizes, batch, n]))
+                for what, seconds in zip(MEASURES, (step, *inference)):
+                    steps[tree, shape, what].append(seconds * 1e6)
+                fits[tree].append(epoch * 1e3)
         if a.cold:
             for tree, src in order:
                 with tempfile.TemporaryDirectory() as cache:
                     cold[tree].append(measure(src, COLD, cache=cache))
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr, flush=True)
     med = statistics.median
-    print(f"| measurement ({a.rounds} interleaved rounds, medians) | old | new | new/old |")
-    print("|---|---:|---:|---:|")
-    for shape in shapes:
-        o, n = med(steps["old", shape]) * 1e6, med(steps["new", shape]) * 1e6
-        print(f"| {shape} train_step (us) | {o:.1f} | {n:.1f} | {n / o:.3f} |")
-    o, n = med(fits["old"]) * 1e3, med(fits["new"]) * 1e3
-    print(f"| fit epoch, 64-256-10 dropout 0.2, 1437 rows (ms) | {o:.3f} | {n:.3f} | {n / o:.3f} |")
+
+    def row(what: str, old: list[float], new: list[float], digits: int = 1) -> None:
+        o, n = med(old), med(new)
+        print(f"| {what} | {o:.{digits}f} | {n:.{digits}f} | {n / o:.3f} | {verdict(old, new)} |")
+
+    print(f"| measurement ({a.rounds} interleaved rounds, medians) | old | new | new/old | "
+          "verdict |")
+    print("|---|---:|---:|---:|---|")
+    for what in MEASURES:
+        for shape in shapes:
+            row(f"{shape} {what}", steps["old", shape, what], steps["new", shape, what])
+    row("fit epoch, 64-256-10 dropout 0.2, 1437 rows (ms)", fits["old"], fits["new"], 3)
     if a.cold:
         for i, what in enumerate(("import + first train_step", "... + first fit with validation")):
-            o, n = med(c[i] for c in cold["old"]), med(c[i] for c in cold["new"])
-            print(f"| cold {what} (s) | {o:.2f} | {n:.2f} | {n / o:.3f} |")
+            row(f"cold {what} (s)", [c[i] for c in cold["old"]], [c[i] for c in cold["new"]], 2)
     return 0
 
 
