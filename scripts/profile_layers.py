@@ -51,8 +51,9 @@ def _median_us(run, reps: int, rounds: int) -> float:
     return float(np.median(times)) * 1e6
 
 
-def profile(shape: str, rounds: int = 7, part: bool = False) -> None:
+def profile(shape: str, rounds: int = 7, part: bool = False, rows: int | None = None) -> None:
     input_shape, batch, specs = compare.SHAPES[shape]
+    batch = rows or batch
     if part:  # one part of a split step: its rows, all on one thread and one BLAS thread
         batch //= fb.get_num_threads()
         fb.set_num_threads(1)
@@ -105,9 +106,11 @@ def main() -> None:
     parser.add_argument("--part", action="store_true",
                         help="time the layers of one part of a split step (batch / threads "
                              "rows, one BLAS thread) rather than the whole batch")
+    parser.add_argument("--rows", type=int, help="this batch size instead of the shape's "
+                        "(--rows 1: where a single row's time goes)")
     args = parser.parse_args()
     for shape in args.shapes:
-        profile(shape, args.rounds, args.part)
+        profile(shape, args.rounds, args.part, args.rows)
 
 
 if __name__ == "__main__":
