@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -94,6 +95,45 @@ def test_threads_calling_at_once_get_their_own_answers(two_threads):
     assert not any(t.is_alive() for t in threads)
     for g, e in zip(got, expected):
         assert np.array_equal(g, e)
+
+
+@pytest.mark.parametrize("kind", ["conv", "gru", "mlp"])
+def test_single_rows_from_threads_at_once_equal_the_general_path(kind):
+    """A single row takes a short path (Inference._run_one_row: this thread's arguments,
+    built once); the same kernel call as the general path, so the same bits, from any
+    number of threads at once, each with a workspace of its own."""
+    net, shape = _networks()[kind]
+    assert net.engine.pieces_rows > 1  # no pieces at one row: the short path
+    rows = np.random.default_rng(11).normal(size=(12, *shape))
+    expected = []
+    for i in range(len(rows)):
+        X = net.engine.check_X(rows[i : i + 1])
+        out = np.empty((1, net.n_outputs))
+        assert net.engine._run_outputs(X, out, 1, True)[0] == 0  # (no error)
+        expected.append(out)
+    got: dict = {}
+
+    def serve(t):
+        for _ in range(20):
+            for i in range(len(rows)):
+                got[t, i] = net.forward(rows[i : i + 1])
+
+    threads = [threading.Thread(target=serve, args=(t,), daemon=True) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads) and len(got) == 4 * len(rows)
+    for (_, i), out in got.items():
+        assert np.array_equal(out, expected[i])
+    net.forward(rows[:1])
+    if not numba.config.DISABLE_JIT:  # (without compiled code: the general path)
+        assert net.engine._local.one_row is not None
+    bad = rows[:1].copy()
+    bad.flat[5] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first in row 0\)"):
+        net.forward(bad)
+    assert np.array_equal(net.forward(rows[:1]), expected[0])  # (nothing left behind)
 
 
 def test_an_error_in_a_helper_reaches_the_caller(two_threads, monkeypatch):

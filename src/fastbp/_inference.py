@@ -104,6 +104,29 @@ class Inference:
         results = args[5]
         return int(results[codes.R_ERROR]), int(results[codes.R_ERROR_INDEX])
 
+    def _run_one_row(self, X: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+        """:meth:`_run_outputs` for one row of a network whose products are not cut into
+        pieces at one row (a row served: its latency is mostly this Python), through this
+        thread's arguments for it, built once (``_local.one_row``; their types are the
+        compiled entry's), then only X and out put in."""
+        local = self._local
+        kit = getattr(local, "one_row", None)
+        if kit is None:
+            args = self._dataset_args((X, self.no_labels, self.no_targets, self.no_weights),
+                                      codes.NO_LOSS, OUTPUT_FLAGS, 1, out, True)
+            if self._outputs_entry is None:
+                self._outputs_entry = compiled_entry(step_kernels.run_dataset, args)
+            if self._outputs_entry is None:  # no compiled code (NUMBA_DISABLE_JIT)
+                return self._run_outputs(X, out, 1, True)
+            no_X, labels, _, weights = self._no_batch
+            kit = local.one_row = (args[0], args[5], args[6], no_X, labels, weights)
+        arrays, results, loop, no_X, labels, weights = kit
+        use_one_blas_thread()  # as every kernel call needs (Engine.pieces does it too)
+        self._outputs_entry(arrays, (X, self.no_labels, self.no_targets, self.no_weights),
+                            codes.NO_LOSS, OUTPUT_FLAGS, self.no_update, results, loop,
+                            (no_X, labels, out, weights), self.no_parts)
+        return int(results[codes.R_ERROR]), int(results[codes.R_ERROR_INDEX])
+
     def chunk_rows(self, batch_size: int | None) -> int:
         """Rows per inference chunk: ``batch_size``, or INFER_CHUNK bounded by INFER_BYTES
         (and by INFER_CACHE_BYTES for networks with work outside BLAS)."""
@@ -142,6 +165,11 @@ class Inference:
         value), naming the first."""
         n = X.shape[0]
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
+        if n == 1 and self.pieces_rows > 1:
+            code, row = self._run_one_row(X, out)
+            if code:
+                self.raise_error(code, row)
+            return out
         chunk = self.chunk_rows(None) if chunk is None else chunk
         count = self.inference_parts(n)
         if not self.bound:  # here: a helper thread must not wait for the lock a fit holds
