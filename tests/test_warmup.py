@@ -66,6 +66,19 @@ def test_the_cli_command_reports_progress(capsys, monkeypatch):
     assert "[2/2] float64 one group" in out
 
 
+def test_the_second_process_runs_only_the_known_groups_it_claims_first(tmp_path, monkeypatch):
+    from fastbp._precompile import claim
+
+    ran = []
+    monkeypatch.setattr(warmup, "_jobs", lambda dtype: [
+        (label, lambda d=dtype, n=label: ran.append(f"{d}:{n}")) for label in ("a", "b", "c")])
+    assert claim(str(tmp_path), 1)  # the caller took float32:b already
+    groups = ["float32:a", "float32:b", "float32:unknown", "float64:c"]
+    assert warmup._worker(str(tmp_path), groups) == 0
+    assert ran == ["float32:a", "float64:c"]
+    assert not claim(str(tmp_path), 0) and claim(str(tmp_path), 2)  # unknown: left unclaimed
+
+
 def test_the_cli_command_names_a_bad_dtype(capsys):
     from fastbp.cli import main
 

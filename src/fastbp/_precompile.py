@@ -139,7 +139,8 @@ def jobs_for(engine, training: bool = True, splits: bool = False,
     return [*jobs, *rest, f"loss:{engine.loss_code}"]
 
 
-def _claim(directory: str, index: int) -> bool:
+def claim(directory: str, index: int) -> bool:
+    """Whether this process took job ``index`` (its file in ``directory`` created here)."""
     try:
         os.close(os.open(os.path.join(directory, str(index)), os.O_CREAT | os.O_EXCL))
         return True
@@ -149,8 +150,32 @@ def _claim(directory: str, index: int) -> bool:
 
 def _run_claimed(directory: str, jobs: list[str], dtype, order) -> None:
     for index in order:
-        if _claim(directory, index):
+        if claim(directory, index):
             run_job(jobs[index], dtype)
+
+
+def workers_allowed() -> bool:
+    """Whether compiling may take a second process: not without the JIT, with
+    FASTBP_COMPILE_WORKER=0, in a frozen app (its executable is the app, not Python) or on
+    one CPU (which gains nothing)."""
+    return not (numba.config.DISABLE_JIT or os.environ.get("FASTBP_COMPILE_WORKER", "1") == "0"
+                or getattr(sys, "frozen", False) or not sys.executable or available_cpus() < 2)
+
+
+def start_worker(code: str, args: list[str]):
+    """A Python process running ``code`` with ``args``, compiling into this process's
+    numba cache with this fastbp (wherever it was imported from: a source tree on sys.path
+    too); None if no process can be started."""
+    env = dict(os.environ)
+    env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR  # the same cache, whatever chose it
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+    try:
+        return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
 
 
 def compile_missing(engine, training: bool = True, splits: bool = False,
@@ -158,26 +183,16 @@ def compile_missing(engine, training: bool = True, splits: bool = False,
     """Compile the kernels of ``engine``'s first run (:func:`jobs_for`) that are not cached,
     in this process and a worker at once (see the module); nothing when fewer than two
     are missing."""
-    if (numba.config.DISABLE_JIT or os.environ.get("FASTBP_COMPILE_WORKER", "1") == "0"
-            or getattr(sys, "frozen", False) or not sys.executable or available_cpus() < 2):
-        return  # (a frozen app's executable is the app, not Python; one CPU gains nothing)
+    if not workers_allowed():
+        return
     dtype = engine.dtype
     jobs = [job for job in jobs_for(engine, training, splits, dataset, update)
             if not all(is_cached(k, s) for k, s in _targets(job, dtype))]
     if len(jobs) < 2:
         return
     with tempfile.TemporaryDirectory(prefix="fastbp-compile-") as claims:
-        env = dict(os.environ)
-        env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR  # the same cache, whatever chose it
-        # this fastbp, wherever it was imported from (a source tree on sys.path too)
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
-        try:
-            worker = subprocess.Popen(
-                [sys.executable, "-c", WORKER_CODE, claims, dtype.name, *jobs],
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)
-        except OSError:  # no process to start (a sandbox): all of it here, as before
+        worker = start_worker(WORKER_CODE, [claims, dtype.name, *jobs])
+        if worker is None:  # no process to start (a sandbox): all of it here, as before
             return
         try:
             _run_claimed(claims, jobs, dtype, range(len(jobs)))

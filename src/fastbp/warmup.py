@@ -9,6 +9,7 @@ kinds then loads them from the cache instead of compiling on its first step.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 
@@ -16,6 +17,11 @@ import numpy as np
 
 from . import _dispatch
 from ._jit import kernel_digest
+from ._precompile import WORKER_TIMEOUT, claim, start_worker, workers_allowed
+
+# The second process's program (see _precompile.WORKER_CODE: not ``-m``)
+WORKER_CODE = ("import sys; from fastbp.warmup import _worker; "
+               "sys.exit(_worker(sys.argv[1], sys.argv[2:]))")
 
 __all__ = ["warmup"]
 
@@ -115,9 +121,46 @@ def warmup(dtypes: Iterable[str] = ("float32",),
     if progress is not None:
         progress(f"compiling {len(jobs)} kernel groups into numba's cache "
                  f"(kernels {kernel_digest()}); once per fastbp version")
-    for i, (dtype, label, job) in enumerate(jobs, 1):
+
+    def run(i: int, note: str = "") -> None:
+        dtype, label, job = jobs[i]
         start = time.perf_counter()
         job()
         if progress is not None:
-            progress(f"[{i}/{len(jobs)}] {dtype} {label} {time.perf_counter() - start:.1f} s")
+            progress(f"[{i + 1}/{len(jobs)}] {dtype} {label} "
+                     f"{time.perf_counter() - start:.1f} s{note}")
+
+    with tempfile.TemporaryDirectory(prefix="fastbp-warmup-") as claims:
+        # a second process takes the groups in the same order, each claimed once
+        worker = start_worker(WORKER_CODE, [claims, *(f"{d}:{label}" for d, label, _ in jobs)]) \
+            if workers_allowed() and len(jobs) > 1 else None
+        elsewhere = []
+        try:
+            for i in range(len(jobs)):
+                if worker is None or claim(claims, i):
+                    run(i)
+                else:
+                    elsewhere.append(i)
+            if worker is not None:
+                worker.wait(WORKER_TIMEOUT)
+        except BaseException:
+            if worker is not None:
+                worker.kill()
+                worker.wait()
+            raise
+    for i in elsewhere:  # loaded from the cache (or compiled here, if the worker failed)
+        run(i, " (compiled by a second process)")
     return len(jobs)
+
+
+def _worker(claims: str, groups: list[str]) -> int:
+    """The second process of :func:`warmup`: each group ("dtype:label") it claims first,
+    in order; a group this fastbp does not know is left to the caller."""
+    import fastbp.layers  # noqa: F401
+
+    known = {f"{dtype}:{label}": job for dtype in {g.split(":", 1)[0] for g in groups}
+             for label, job in _jobs(dtype)}
+    for i, group in enumerate(groups):
+        if group in known and claim(claims, i):
+            known[group]()
+    return 0
