@@ -36,13 +36,18 @@ the summed biases.
 from .._codes import F_NEED_D_INPUT
 from .._jit import jit
 from .linalg import matmul, matmul_part, transpose_into
+from .recurrent_cells import (  # noqa: F401  (the cells, re-exported for the layer specs)
+    CELL_GRU,
+    CELL_LSTM,
+    CELL_RNN_RELU,
+    CELL_RNN_TANH,
+    FAMILY_GRU,
+    FAMILY_LSTM,
+    FAMILY_RNN,
+    cell_backward,
+    cell_forward,
+)
 from .scalar import trailing_length
-from .transcendental import sigmoid, tanh
-
-CELL_RNN_TANH = 0
-CELL_RNN_RELU = 1
-CELL_GRU = 2
-CELL_LSTM = 3
 
 
 def gate_count(cell: int) -> int:
@@ -195,143 +200,6 @@ def _batch_arrays(batch, F, H, GH):
 
 
 @jit
-def _cell_forward(cell, g, bias, b_hh, h_prev, c_prev, first, h, aux, H, m):
-    """One step's elementwise maths, feature-major ((features, m) blocks): g holds both
-    products (input and recurrent) on entry, the activated gates on exit; bias the summed
-    biases (GRU's n gate: b_ih only, b_hn is added to the recurrent part, kept in aux); h gets
-    the new state; on the first m columns (the rows running). Constants are in the arrays'
-    dtype and each loop over the batch touches few arrays, so that float32 loops
-    vectorise. Elements are indexed in two dimensions, never through a row view: each view
-    costs an atomic reference count increment and decrement, which for a single row (one
-    sequence decoded or served) took longer than the maths."""
-    zero = g.dtype.type(0)
-    if cell == CELL_RNN_TANH or cell == CELL_RNN_RELU:
-        for j in range(H):
-            b = bias[j]
-            if cell == CELL_RNN_TANH:
-                for i in range(m):
-                    h[j, i] = tanh(g[j, i] + b)
-            else:
-                for i in range(m):
-                    v = g[j, i] + b
-                    h[j, i] = v if v > zero else zero
-    elif cell == CELL_GRU:
-        # g's n rows hold W_in x only; aux holds the recurrent part W_hn h (b_hn added here)
-        for j in range(2 * H):
-            b = bias[j]
-            for i in range(m):
-                g[j, i] = sigmoid(g[j, i] + b)
-        for j in range(H):
-            b_n = b_hh[2 * H + j]
-            for i in range(m):
-                aux[j, i] += b_n
-            r = j
-            n = 2 * H + j
-            z = H + j
-            b = bias[n]
-            for i in range(m):
-                g[n, i] = tanh(g[n, i] + b + g[r, i] * aux[j, i])
-            if first:
-                for i in range(m):
-                    h[j, i] = g[n, i] - g[z, i] * g[n, i]
-            else:
-                for i in range(m):
-                    h[j, i] = g[n, i] + g[z, i] * (h_prev[j, i] - g[n, i])
-    else:  # LSTM: gates i, f, g, o
-        for j in range(4 * H):
-            b = bias[j]
-            if j < 2 * H or j >= 3 * H:
-                for i in range(m):
-                    g[j, i] = sigmoid(g[j, i] + b)
-            else:
-                for i in range(m):
-                    g[j, i] = tanh(g[j, i] + b)
-        for j in range(H):
-            ig = j
-            fg = H + j
-            gg = 2 * H + j
-            og = 3 * H + j
-            if first:
-                for i in range(m):
-                    aux[j, i] = g[ig, i] * g[gg, i]
-            else:
-                for i in range(m):
-                    aux[j, i] = g[fg, i] * c_prev[j, i] + g[ig, i] * g[gg, i]
-            for i in range(m):
-                h[j, i] = g[og, i] * tanh(aux[j, i])
-
-
-@jit
-def _cell_backward(cell, g, dgh, h, h_prev, aux, c_prev, first, dh, dc, H, m):
-    """One step's elementwise derivatives, feature-major: dh (H, m) holds dLoss/dh on entry;
-    g gets the gradient of the input-side pre-activations, dgh that of the hidden side (GRU
-    only: dgh is g for the other cells), dh the part of dLoss/dh_prev that bypasses
-    weight_hh, dc (LSTM) dLoss/dc_prev; on the first m columns (the others' dh and dc pass
-    through). Short loops over few arrays, indexed in two dimensions, as in _cell_forward."""
-    zero = g.dtype.type(0)
-    one = g.dtype.type(1)
-    for j in range(H):
-        if cell == CELL_RNN_TANH:
-            for i in range(m):
-                g[j, i] = dh[j, i] * (one - h[j, i] * h[j, i])
-        elif cell == CELL_RNN_RELU:
-            for i in range(m):
-                g[j, i] = dh[j, i] if h[j, i] > zero else zero
-        elif cell == CELL_GRU:
-            r = j
-            z = H + j
-            n = 2 * H + j
-            if first:
-                for i in range(m):
-                    dgh[z, i] = -dh[j, i] * g[n, i] * g[z, i] * (one - g[z, i])
-            else:
-                for i in range(m):
-                    dgh[z, i] = dh[j, i] * (h_prev[j, i] - g[n, i]) * g[z, i] * (one - g[z, i])
-            for i in range(m):  # dLoss/d(n's pre-activation) over n; dh_prev's direct part
-                d = dh[j, i]
-                zi = g[z, i]
-                ni = g[n, i]
-                g[n, i] = d * (one - zi) * (one - ni * ni)
-                dh[j, i] = d * zi
-            for i in range(m):
-                ni = g[n, i]
-                ri = g[r, i]
-                dgh[n, i] = ni * ri
-                g[r, i] = ni * aux[j, i] * ri * (one - ri)
-            for i in range(m):
-                dgh[r, i] = g[r, i]
-                g[z, i] = dgh[z, i]
-            continue
-        else:
-            ig = j
-            fg = H + j
-            gg = 2 * H + j
-            og = 3 * H + j
-            for i in range(m):
-                tc = tanh(aux[j, i])
-                d = dh[j, i]
-                o = g[og, i]
-                dc[j, i] += d * o * (one - tc * tc)
-                g[og, i] = d * tc * o * (one - o)
-            for i in range(m):
-                gate = g[gg, i]
-                gi = g[ig, i]
-                g[gg, i] = dc[j, i] * gi * (one - gate * gate)
-                g[ig, i] = dc[j, i] * gate * gi * (one - gi)
-            if first:
-                for i in range(m):
-                    dc[j, i] *= g[fg, i]
-                    g[fg, i] = zero
-            else:
-                for i in range(m):
-                    f = g[fg, i]
-                    g[fg, i] = dc[j, i] * c_prev[j, i] * f * (one - f)
-                    dc[j, i] *= f
-        for i in range(m):
-            dh[j, i] = zero
-
-
-@jit
 def _zero(a):
     flat = a.reshape(a.size)
     for j in range(flat.shape[0]):
@@ -400,44 +268,100 @@ def _scatter_d_input(dxs, d_inp, lengths, order, d, F, T, m, masked):
         n += k
 
 
-# Two compiled pairs, each with ``masked`` a constant: a network without padding compiles
-# none of the masking code (about 1.5 s of a cold compile).
+# A pair per cell family and masking, each with both constants: a network compiles only its
+# cell's code, and a network without padding none of the masking code (about 1.5 s of a
+# cold compile).
+@jit(inline="always")
+def _run_forward(args, masked, family):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
+    _forward(ints, params, inp, out, scratch, batch, flags, masked, family)
+
+
+@jit(inline="always")
+def _run_backward(args, masked, family):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
+    _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked, family)
+
+
 @jit(inline="always")
 def forward(args):
-    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    _forward(ints, params, inp, out, scratch, batch, flags, False)
-
-
-@jit(inline="always")
-def forward_masked(args):
-    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    _forward(ints, params, inp, out, scratch, batch, flags, True)
+    _run_forward(args, False, FAMILY_RNN)
 
 
 @jit(inline="always")
 def backward(args):
-    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, False)
+    _run_backward(args, False, FAMILY_RNN)
+
+
+@jit(inline="always")
+def forward_masked(args):
+    _run_forward(args, True, FAMILY_RNN)
 
 
 @jit(inline="always")
 def backward_masked(args):
-    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, True)
+    _run_backward(args, True, FAMILY_RNN)
 
 
-VARIANTS = {0: (forward, backward), 1: (forward_masked, backward_masked)}
+@jit(inline="always")
+def forward_gru(args):
+    _run_forward(args, False, FAMILY_GRU)
+
+
+@jit(inline="always")
+def backward_gru(args):
+    _run_backward(args, False, FAMILY_GRU)
+
+
+@jit(inline="always")
+def forward_gru_masked(args):
+    _run_forward(args, True, FAMILY_GRU)
+
+
+@jit(inline="always")
+def backward_gru_masked(args):
+    _run_backward(args, True, FAMILY_GRU)
+
+
+@jit(inline="always")
+def forward_lstm(args):
+    _run_forward(args, False, FAMILY_LSTM)
+
+
+@jit(inline="always")
+def backward_lstm(args):
+    _run_backward(args, False, FAMILY_LSTM)
+
+
+@jit(inline="always")
+def forward_lstm_masked(args):
+    _run_forward(args, True, FAMILY_LSTM)
+
+
+@jit(inline="always")
+def backward_lstm_masked(args):
+    _run_backward(args, True, FAMILY_LSTM)
+
+
+VARIANTS = {0: (forward, backward), 1: (forward_masked, backward_masked),
+            2: (forward_gru, backward_gru), 3: (forward_gru_masked, backward_gru_masked),
+            4: (forward_lstm, backward_lstm), 5: (forward_lstm_masked, backward_lstm_masked)}
+
+
+def family(cell: int) -> int:
+    """The cell family (FAMILY_*) of a cell (CELL_*)."""
+    return FAMILY_GRU if cell == CELL_GRU else FAMILY_LSTM if cell == CELL_LSTM else FAMILY_RNN
 
 
 def variant(ints) -> int:
-    """The pair for a layer whose settings are ``ints``: masked or not."""
-    return int(ints[6])
+    """The pair for a layer whose settings are ``ints``: its cell family, masked or not."""
+    return 2 * family(int(ints[0])) + int(ints[6])
 
 
 # Inlined into forward/backward above (the kernels the walker calls by address): compiled as
 # functions of their own they were optimised and compiled twice (~3 s of a cold compile).
 @jit(inline="always")
-def _forward(ints, params, inp, out, scratch, batch, flags, masked):
+def _forward(ints, params, inp, out, scratch, batch, flags, masked, family):
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = inp.shape[0]
     w_cat, _, bias = _batch_arrays(batch, F, H, GH)
@@ -490,7 +414,7 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
                         _zero(aux_s)
                     else:
                         matmul_part(w_hh[2 * H :], xh[s, F:], aux_s, H, k, H, flags)
-                _cell_forward(cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:],
+                cell_forward(family, cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:],
                               aux_s, H, k)
                 continue
             # input and recurrent products at once; matmul_part passes pointers down to BLAS,
@@ -502,7 +426,7 @@ def _forward(ints, params, inp, out, scratch, batch, flags, masked):
                     _zero(aux_s)
                 else:
                     matmul_part(w_hh[2 * H :], xh[s, F:], aux_s, H, m, H, flags)
-            _cell_forward(cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:], aux_s,
+            cell_forward(family, cell, g, bias, b_hh, xh[s, F:], aux_p, first, xh[s + 1, F:], aux_s,
                           H, m)
         if masked:
             _finish_rows(xh, aux, lengths, order, d, T, m, cell, F, H)
@@ -539,7 +463,7 @@ def _blocks_to_packed(blocks, first_row, rows, lengths, order, d, T):
 
 
 @jit(inline="always")
-def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked):
+def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked, family):
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = d_out.shape[0]
     lengths, order = _lengths(scratch), _order(scratch)
@@ -581,8 +505,8 @@ def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked):
             aux_s = aux[s] if cell >= CELL_GRU else g
             aux_p = aux[s - 1 if s else 0] if cell >= CELL_GRU else g
             # the other columns' dh and dc pass through the padded step unchanged
-            _cell_backward(cell, g, dgates_h[s], xh[s + 1, F:], xh[s, F:], aux_s, aux_p, first,
-                           dh, dc, H, k)
+            cell_backward(family, cell, g, dgates_h[s], xh[s + 1, F:], xh[s, F:], aux_s, aux_p,
+                           first, dh, dc, H, k)
             if not first:
                 if masked:
                     matmul_part(w_hh_t, dgates_h[s], tmp, H, k, GH, flags)
