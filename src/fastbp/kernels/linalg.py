@@ -51,10 +51,13 @@ PIECE_ALIGN = 16  # piece boundaries fall on multiples of this many elements (64
 SMALL_SIDE = 128
 SMALL_ROWS = 48
 SMALL_COLUMNS = 96
-# A single row through a matrix of at least this many elements goes to BLAS's matrix-vector
-# product: its gemm, small-matrix kernel or packed, read such a matrix 1.2-2.8x slower (one
-# row through 784x128 to 1024x1024 float32, one thread), and below it gemm's call costs less.
+# A single row through a matrix of at least GEMV_MIN_SIZE elements goes to BLAS's
+# matrix-vector product, unless the small-matrix kernel takes it and its output is
+# narrower than GEMV_MIN_WIDTH: one row through 784x512 to 1024x1024 float32 (one thread)
+# ran 1.3-2.8x faster in gemv than in gemm, packed or small-matrix, 128 to 256 wide about
+# the same, 64 wide 1.15x slower (4096x64); below GEMV_MIN_SIZE gemm's call costs less.
 GEMV_MIN_SIZE = 1 << 16
+GEMV_MIN_WIDTH = 256
 
 
 @jit(inline="always")
@@ -125,13 +128,14 @@ def _product(like, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
     blocks of rows or columns that the BLAS's small-matrix kernel takes (see SMALL_SIDE; it
     takes none whose second operand is transposed, BLAS's first)."""
     size = like.itemsize
-    if m == 1 and trans_a == 0 and n * k >= GEMV_MIN_SIZE:  # (a contiguous row: BLAS's x)
+    limit = small_product_work()
+    if m == 1 and trans_a == 0 and n * k >= GEMV_MIN_SIZE and (
+            n >= GEMV_MIN_WIDTH or n * k > limit):  # (trans_a 0: a contiguous row, BLAS's x)
         # row-major b (k, n) is column-major (n x k), c = b_cm @ a; transposed, b (n, k) is
         # column-major (k x n), c = b_cm.T @ a
         raw_gemv(like, trans_b, k if trans_b else n, n if trans_b else k, as_pointer(b, like),
                  ldb, as_pointer(a, like), as_pointer(c, like))
         return
-    limit = small_product_work()
     rows, cols = m, n
     if limit > 0 and trans_b == 0 and m * n * k > limit:
         if n <= m and n <= SMALL_SIDE:
