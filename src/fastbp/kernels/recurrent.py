@@ -506,7 +506,7 @@ def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked, 
             aux_p = aux[s - 1 if s else 0] if cell >= CELL_GRU else g
             # the other columns' dh and dc pass through the padded step unchanged
             cell_backward(family, cell, g, dgates_h[s], xh[s + 1, F:], xh[s, F:], aux_s, aux_p,
-                           first, dh, dc, H, k)
+                          first, dh, dc, k)
             if not first:
                 if masked:
                     matmul_part(w_hh_t, dgates_h[s], tmp, H, k, GH, flags)

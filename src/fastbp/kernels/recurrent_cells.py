@@ -214,12 +214,13 @@ def _lstm_backward(g, c, c_prev, first, dh, dc, H, m):
 
 
 @jit(inline="always")
-def cell_backward(family, cell, g, dgh, h, h_prev, aux, c_prev, first, dh, dc, H, m):
+def cell_backward(family, cell, g, dgh, h, h_prev, aux, c_prev, first, dh, dc, m):
     """One step's elementwise derivatives for the cell ``family`` (a constant, as in
     cell_forward), feature-major: dh (H, m) holds dLoss/dh on entry; g gets the gradient
     of the input-side pre-activations, dgh that of the hidden side (GRU only: dgh is g for
     the others), dh the part of dLoss/dh_prev that bypasses weight_hh, dc (LSTM)
     dLoss/dc_prev; on the first m columns (the others' dh and dc pass through)."""
+    H = dh.shape[0]
     if family == FAMILY_GRU:
         _gru_backward(g, dgh, h_prev, aux, first, dh, H, m)
     elif family == FAMILY_LSTM:
