@@ -106,25 +106,23 @@ class Inference:
 
     def _run_one_row(self, X: np.ndarray, out: np.ndarray) -> tuple[int, int]:
         """:meth:`_run_outputs` for one row of a network whose products are not cut into
-        pieces at one row (a row served: its latency is mostly this Python), through this
-        thread's arguments for it, built once (``_local.one_row``; their types are the
-        compiled entry's), then only X and out put in."""
+        pieces at one row (a row served: its latency is mostly this Python). The first call
+        per thread takes the general path, which compiles the entry and makes the
+        workspace; later ones put X and out into that thread's arguments (``_local.one_row``)
+        and call the entry."""
         local = self._local
         kit = getattr(local, "one_row", None)
         if kit is None:
-            args = self._dataset_args((X, self.no_labels, self.no_targets, self.no_weights),
-                                      codes.NO_LOSS, OUTPUT_FLAGS, 1, out, True)
-            if self._outputs_entry is None:
-                self._outputs_entry = compiled_entry(step_kernels.run_dataset, args)
-            if self._outputs_entry is None:  # no compiled code (NUMBA_DISABLE_JIT)
-                return self._run_outputs(X, out, 1, True)
-            no_X, labels, _, weights = self._no_batch
-            kit = local.one_row = (args[0], args[5], args[6], no_X, labels, weights)
-        arrays, results, loop, no_X, labels, weights = kit
+            result = self._run_outputs(X, out, 1, True)
+            if self._outputs_entry is not None:  # (none without compiled code)
+                no_X, labels, _, weights = self._no_batch
+                local.one_row = (local.arrays, local.results, no_X, labels, weights)
+            return result
+        arrays, results, no_X, labels, weights = kit
         use_one_blas_thread()  # as every kernel call needs (Engine.pieces does it too)
         self._outputs_entry(arrays, (X, self.no_labels, self.no_targets, self.no_weights),
-                            codes.NO_LOSS, OUTPUT_FLAGS, self.no_update, results, loop,
-                            (no_X, labels, out, weights), self.no_parts)
+                            codes.NO_LOSS, OUTPUT_FLAGS, self.no_update, results,
+                            self._no_loop, (no_X, labels, out, weights), self.no_parts)
         return int(results[codes.R_ERROR]), int(results[codes.R_ERROR_INDEX])
 
     def chunk_rows(self, batch_size: int | None) -> int:
