@@ -112,11 +112,14 @@ class Inference:
         and call the entry."""
         local = self._local
         kit = getattr(local, "one_row", None)
-        if kit is None:
+        if kit is None or kit[0] is not getattr(local, "arrays", None):  # (or it grew since)
             result = self._run_outputs(X, out, 1, True)
-            if self._outputs_entry is not None:  # (none without compiled code)
+            # (no entry without compiled code; no arrays kept by a length's plan, whose
+            # workspace all lengths share and is taken per call)
+            arrays = getattr(local, "arrays", None)
+            if self._outputs_entry is not None and arrays is not None:
                 no_X, labels, _, weights = self._no_batch
-                local.one_row = (local.arrays, local.results, no_X, labels, weights)
+                local.one_row = (arrays, local.results, no_X, labels, weights)
             return result
         arrays, results, no_X, labels, weights = kit
         use_one_blas_thread()  # as every kernel call needs (Engine.pieces does it too)
