@@ -52,6 +52,26 @@ def test_pieces_equal_the_whole_product(dtype, layout, shape, pieces):
     np.testing.assert_array_equal(at_once, apart)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("operand", ["A", "B"])
+def test_operands_blas_cannot_read_in_place_still_give_the_product(dtype, operand):
+    # every second row and column: no unit stride, so the product runs in loops
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((40, 30)).astype(dtype), rng.standard_normal((30, 50)).astype(dtype)
+    out = np.full((40, 50), np.nan, dtype=dtype)
+    view = np.zeros((80, 60) if operand == "A" else (60, 100), dtype)[::2, ::2]
+    view[...] = A if operand == "A" else B
+    _product(view, B, out, 0) if operand == "A" else _product(A, view, out, 0)
+    np.testing.assert_allclose(out, A.astype(np.float64) @ B.astype(np.float64),
+                               **TOLERANCE[dtype])
+
+
+def test_an_empty_inner_dimension_gives_zeros():
+    out = np.full((3, 4), np.nan, dtype=np.float32)
+    _product(np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32), out, 0)
+    np.testing.assert_array_equal(out, 0)
+
+
 def test_a_product_below_the_threshold_is_one_call():
     A, B = _operands("NN", 64, 64, 64, np.float32, np.random.default_rng(1))
     whole, flagged = np.zeros((64, 64), np.float32), np.zeros((64, 64), np.float32)

@@ -58,6 +58,10 @@ SMALL_COLUMNS = 96
 # the same, 64 wide 1.15x slower (4096x64); below GEMV_MIN_SIZE gemm's call costs less.
 GEMV_MIN_SIZE = 1 << 16
 GEMV_MIN_WIDTH = 256
+# A constant argument to a function compiled on its own is typed as that literal value, so
+# the function compiles once for it and once more for the variable its other callers pass
+# (gemm_piece: 0.4-0.8 s of a cold start); a numpy integer is typed as a plain int64.
+FIRST_PIECE = np.int64(0)
 
 
 @jit(inline="always")
@@ -186,11 +190,19 @@ if numba.config.DISABLE_JIT:
             else:
                 out[:, start:stop] = A @ B[:, start:stop]
 else:
-    @jit
+    @jit(inline="always")
     def blas_product(A, B, out, flags):
         """out = A @ B through BLAS (A, B 2-D, any of C/F order, out row-contiguous), in
         pieces if ``flags`` ask (see the module docstring) and the runner for them is
-        compiled in this process (``_dispatch.pieces_address``; else one call)."""
+        compiled in this process (``_dispatch.pieces_address``; else one call).
+
+        A and B go on as strided views: the product reads only their strides and
+        addresses, so one compiled specialisation serves every layout (one per layout
+        pair took about a second of a cold start each)."""
+        _blas_product(A[:, : A.shape[1]], B[:, : B.shape[1]], out, flags)
+
+    @jit
+    def _blas_product(A, B, out, flags):
         m, k = A.shape
         n = B.shape[1]
         pieces = (flags >> PIECES_SHIFT) & PIECES_MASK
@@ -198,7 +210,9 @@ else:
         size = out.itemsize
         if (m == 0 or n == 0 or k == 0 or out.strides[1] != size or out.strides[0] < n * size
                 or not _in_place(A) or not _in_place(B)):
-            np.dot(A, B, out)  # what BLAS cannot take as it lies: numba's copies
+            # what BLAS cannot take as it lies (no kernel passes such operands, but the
+            # product must still be right): loops, where numpy's dot would copy
+            _by_hand(A, B, out, m, n, k)
             return
         runner = pieces_runner(like, 1 if flags & F_PIECES_AT_ONCE else 0)
         if pieces < 2 or not worth_pieces(m, n, k, size) or runner == 0:
@@ -209,7 +223,7 @@ else:
                np.int64(A.ctypes.data), np.int64(B.ctypes.data), np.int64(out.ctypes.data),
                pieces)
         if pieces == 1:
-            gemm_piece(job, 0, like)
+            gemm_piece(job, FIRST_PIECE, like)
         else:
             call_pieces(runner, job, like)
 
@@ -262,7 +276,7 @@ def matmul_part(A, B, out, m, n, k, flags=0):
     job = (trans_a, trans_b, m, n, k, lda, ldb, out.strides[0] // out.itemsize,
            np.int64(A.ctypes.data), np.int64(B.ctypes.data), np.int64(out.ctypes.data), pieces)
     if pieces == 1:
-        gemm_piece(job, 0, like)
+        gemm_piece(job, FIRST_PIECE, like)
     else:
         call_pieces(runner, job, like)
 
@@ -301,10 +315,10 @@ def _transpose_into(src, dst):
     src's rows lie close together (at most 512 bytes apart), of 8 where they are far apart
     (16 reads 4 KB apart compete for the cache's sets)."""
     R, S = src.shape
-    r0 = 0
+    r0 = np.int64(0)  # (plain int64s: see FIRST_PIECE)
     if src.strides[0] <= 512:
-        r0 = _transpose_rows(src, dst, 16, r0)
-    r0 = _transpose_rows(src, dst, 8, r0)
+        r0 = _transpose_rows(src, dst, np.int64(16), r0)
+    r0 = _transpose_rows(src, dst, np.int64(8), r0)
     for s in range(S):
         d = dst[s]
         for r in range(r0, R):

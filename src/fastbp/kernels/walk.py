@@ -1,6 +1,8 @@
 """The walker: a layer's kernel arguments, and the forward and backward passes over a range
 of the plan's layers, calling each layer's kernels by address (kernels/dispatch.py)."""
 
+import numpy as np
+
 from .._codes import (
     F_NEED_D_INPUT,
     F_SYNCED,
@@ -59,7 +61,7 @@ def _layer_args(net, X, li, flags, backward):
     inp = X
     if source != INPUT_X:  # a row's output; a join reads (and writes) the whole workspace
         inp = _region(ws, plan[source, L_OUT_OFFSET], m, plan[source, L_OUT_SIZE]) \
-            if source >= 0 else _region(ws, 0, m, layer[L_D_INPUT_OFFSET])
+            if source >= 0 else _region(ws, np.int64(0), m, layer[L_D_INPUT_OFFSET])
         flags |= F_NEED_D_INPUT
     if backward:
         layer_grads = net[GRADS][p0:p1]
