@@ -97,6 +97,35 @@ def test_columns_built_a_chunk_of_samples_at_a_time_agree_with_the_twin_dtype(dt
     check_twin(net, n=4, steps=2)
 
 
+# Convolutions without padding or stride, whose output is narrower than the input: a single
+# sample inferred runs through wide columns (kernels/conv.py), in either column order. The
+# second pair's gelu is computed by address (its pre-activation kept after the columns).
+VALID = {
+    "2d-valid-k3-tanh": ([fb.Conv2D(2, 3, 3, activation="tanh")], (2, 5, 6)),
+    "2d-valid-dilated-then-gelu": ([fb.Conv2D(1, 2, (2, 3), dilation=(1, 2), activation="relu"),
+                                    fb.Conv2D(2, 3, 2, activation="gelu")], (1, 6, 8)),
+    "1d-valid-k4": ([fb.Conv1D(2, 2, 4, activation="sigmoid")], (2, 9)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("config", sorted(VALID))
+def test_a_single_sample_through_wide_columns_config_dtype_layout(config, dtype, layout):
+    convs, shape = VALID[config]
+    probe = fb.Network([*convs, fb.Flatten()], input_shape=shape)
+    net = fb.Network([*convs, fb.Flatten(), fb.Dense(probe.n_outputs, 3)], input_shape=shape,
+                     loss="mse", dtype=dtype, seed=1)
+    for layer in net.layers[: len(convs)]:
+        settings = layer.int_settings()
+        assert conv_kernels.wide_positions(*settings[1:3], *settings[4:14]) > 0
+    check_twin(net, n=1)
+    # one row against the same row in a batch (the columns of the general path): the same
+    # sums in another order, a few ulps apart
+    X = data_for(net, 3, 0)[0]
+    np.testing.assert_allclose(net.forward(X[:1]), net.forward(X)[:1],
+                               rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-6)
+
+
 @pytest.mark.parametrize("make,shape", [
     (lambda: fb.Conv2D(3, 8, 3, stride=2, padding=1), (8, 4, 5)),
     (lambda: fb.Conv2D(3, 8, (3, 5), padding="same"), (8, 7, 9)),

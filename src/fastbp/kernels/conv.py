@@ -29,6 +29,14 @@ rebuilds each chunk's columns rather than keeping them all, which is cheaper tha
 them back from memory. With stride 1 and output rows as wide as the input's, a tap's
 columns of one sample are one shifted copy of the input plane (_shifted_plane).
 
+A single sample inferred (flag F_INFER: no backward pass follows) through a convolution
+without padding or stride (torch's default) uses "wide" columns in either order: an output
+row as wide as the input's, W positions of which the first WO are the output's, so that a
+tap's columns are one copy of the input plane shifted by the tap, not HO copies of WO
+values (most of a single row's time in LeNet's second convolution); the product's extra
+columns are dropped when the output is written. (Training steps keep the usual columns:
+the backward pass for wide ones cost a second of every first compile.)
+
 Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below (see linalg.py).
 """
 
@@ -36,6 +44,7 @@ Products go to BLAS above BLAS_MIN_WORK multiply-adds, to hand loops below (see 
 from .._codes import (
     CONV_CHUNK_BYTES,
     CONV_CHUNK_BYTES_THREADS,
+    F_INFER,
     F_NEED_D_INPUT,
     F_PART,
     IDENTITY,
@@ -270,6 +279,55 @@ def col2im_batch_last(cols, geometry, dxt):
                                 d[j] += s[j]
 
 
+def wide_positions(H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO) -> int:
+    """A sample's columns in the wide layout (see the module docstring), (HO - 1)*W + WO,
+    for a convolution without padding or stride whose output is narrower than its input;
+    0 for any other. The last wide column reads the plane's last value: no copy runs past
+    it."""
+    if (SH == 1 and SW == 1 and PH == 0 and PW == 0 and WO < W
+            and HO + (KH - 1) * DH == H and WO + (KW - 1) * DW == W):
+        return (HO - 1) * W + WO
+    return 0
+
+
+_wide_positions = jit(inline="always")(wide_positions)
+
+
+@jit(inline="always")
+def _wide_arrays(area, K, O, Pw):
+    """The wide im2col matrix (K, Pw) and product (O, Pw) at the start of ``area``."""
+    return area[: K * Pw].reshape((K, Pw)), area[K * Pw : (K + O) * Pw].reshape((O, Pw))
+
+
+@jit(inline="always")
+def _wide_forward(x, weight, bias, out, area, geometry, flags):
+    """out (O*HO*WO) = the convolution of one sample x (C*H*W) plus the bias, before the
+    activation, through wide columns in ``area``."""
+    C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO = geometry
+    O, K = weight.shape
+    Pw = _wide_positions(H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO)
+    P = HO * WO
+    cols, product = _wide_arrays(area, K, O, Pw)
+    for c in range(C):
+        for ki in range(KH):
+            for kj in range(KW):
+                start = (c * H + ki * DH) * W + kj * DW
+                src = x[start : start + Pw]
+                dst = cols[(c * KH + ki) * KW + kj]
+                for j in range(Pw):
+                    dst[j] = src[j]
+    matmul(weight, cols, product, flags)
+    for o in range(O):
+        wide = product[o]
+        y = out[o * P : (o + 1) * P]
+        b = bias[o]
+        for oh in range(HO):
+            src = wide[oh * W : oh * W + WO]
+            dst = y[oh * WO : (oh + 1) * WO]
+            for ow in range(WO):
+                dst[ow] = src[ow] + b
+
+
 @jit(inline="always")
 def _settings(ints):
     return (ints[0], ints[1], ints[2], ints[3], ints[4], ints[5], ints[6], ints[7], ints[8],
@@ -331,6 +389,15 @@ def _forward(args, batch_last, keep):
     m = inp.shape[0]
     weight = params[: O * K].reshape((O, K))
     bias = params[O * K : O * K + O]
+    if m == 1 and flags & F_INFER and _wide_positions(H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO,
+                                                      WO):
+        area = scratch.reshape(scratch.size) if batch_last else batch[2 * K * O :]
+        _wide_forward(inp[0], weight, bias, out[0], area, geometry, flags)
+        if keep:
+            keep_and_activate(activation, out[0], _pre_activation(scratch, O, P)[0])
+        else:
+            activate_row(activation, out[0])
+        return
     if batch_last:
         cols, product, transposed = _work_arrays(scratch, K, O, m * P, C * H * W)
         transpose_into(inp, transposed)

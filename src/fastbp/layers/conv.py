@@ -119,21 +119,29 @@ class _Conv(Layer):
         _, width = self._spatial(self.output_shape)
         return self.stride[-1] > 1 or width < 16
 
+    def _wide_room(self) -> int:
+        """A single sample's wide columns and product (kernels/conv.py), or 0."""
+        settings = self.int_settings()  # (C, H, W, O, KH, ..., WO, activation, order)
+        return (self._K + self.out_channels) * kernels.wide_positions(*settings[1:3],
+                                                                      *settings[4:14])
+
     def scratch_per_sample(self) -> int:
         # batch-last: its columns of the batch's im2col matrix and of the (out_channels, ...)
-        # product, and its transposed input (sample-major columns live in the batch scratch);
-        # then the pre-activation, for an activation whose derivative needs it
+        # product, and its transposed input, or a single sample's wide columns (sample-major
+        # columns live in the batch scratch); then the pre-activation, for an activation
+        # whose derivative needs it
         P = int(np.prod(self.output_shape[1:]))
         keep = self.out_channels * P if keeps_input(self.activation) else 0
         if not self._batch_last():
             return keep
-        return (self._K + self.out_channels) * P + int(np.prod(self.input_shape)) + keep
+        return max((self._K + self.out_channels) * P + int(np.prod(self.input_shape)),
+                   self._wide_room()) + keep
 
     def scratch_per_batch(self) -> int:
         # the weight gradient's transpose and one chunk's share of it, and sample-major one
-        # chunk's columns and product (kernels/conv.py)
-        room = 0 if self._batch_last() else kernels.chunk_room(
-            self._K, self.out_channels, int(np.prod(self.output_shape[1:])))
+        # chunk's columns and product, or a single sample's wide ones (kernels/conv.py)
+        room = 0 if self._batch_last() else max(kernels.chunk_room(
+            self._K, self.out_channels, int(np.prod(self.output_shape[1:]))), self._wide_room())
         return 2 * self._K * self.out_channels + room
 
     def int_settings(self) -> tuple[int, ...]:
