@@ -228,10 +228,19 @@ else:
             call_pieces(runner, job, like)
 
 
-@jit
+@jit(inline="always")
 def matmul(A, B, out, flags=0):
     """out = A @ B (A, B 2-D, any of C/F order, out C-contiguous); BLAS when big enough,
-    in pieces if ``flags`` ask."""
+    in pieces if ``flags`` ask.
+
+    A goes on as a strided view: the hand loop reads it one value at a time, so its layout
+    gains nothing from a specialisation, where B's decides whether the loop vectorises
+    (one compiled _matmul fewer per network with convolutions or recurrent layers)."""
+    _matmul(A[:, : A.shape[1]], B, out, flags)
+
+
+@jit
+def _matmul(A, B, out, flags):
     m, k = A.shape
     n = B.shape[1]
     if m * k * n >= BLAS_MIN_WORK or n < NARROW:
