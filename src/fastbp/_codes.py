@@ -187,7 +187,8 @@ CONV_CHUNK_BYTES_THREADS = 4 << 20
 # measures both sides of it).
 PIECES_MIN_WORK = 4_000_000
 # ... or whose operands hold at least this many bytes, whatever its multiply-adds: a product
-# of a few rows by a weight matrix larger than a core's L2 cache (2 MB here) is bound by
-# reading the weights, and two cores, each reading half into its own cache, take a third
-# of one's time (a single row through 784x1024 float32 weights: 141 us on one, 45 on two).
+# of a few rows by a weight matrix of twice a core's L2 cache (1 MB a core here) or more is
+# bound by reading the weights, and two cores, each reading half into its own cache, take
+# a third of one's time (a single row through 784x1024 float32 weights: 141 us on one, 45
+# on two). Smaller thresholds lost on a busy machine, where the pieces run in turn.
 PIECES_MIN_BYTES = 2 << 20
