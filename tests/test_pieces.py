@@ -189,14 +189,16 @@ def test_single_rows_and_columns_with_unit_strides_equal_numpy(dtype, shape):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("layout", ["NN", "NT", "TN"])
-@pytest.mark.parametrize("shape", [(784, 128), (300, 1000)], ids=["tall", "wide"])
+@pytest.mark.parametrize("shape", [(784, 128), (300, 1000), (120, 84), (400, 2), (2048, 40)],
+                         ids=["tall", "wide", "small", "narrow", "deep_and_big"])
 @pytest.mark.parametrize("pieces", [1, 2])
-def test_one_row_through_a_big_matrix_equals_numpy(dtype, layout, shape, pieces):
-    """A single row through a matrix of GEMV_MIN_SIZE or more goes to BLAS's matrix-vector
-    product (a transposed row, not contiguous, to gemm), whole or in column pieces; the
-    weights are a view of a wider array, so their leading dimension is not their width."""
+def test_one_row_through_a_matrix_equals_numpy(dtype, layout, shape, pieces):
+    """A single row through a row-major matrix of at most GEMV_MAX_DEPTH rows, or through
+    one of GEMV_MIN_SIZE elements or more, goes to BLAS's matrix-vector product (a
+    transposed row, not contiguous, to gemm; a small transposed matrix too), whole or in
+    column pieces; the weights are a view of a wider array, so their leading dimension is
+    not their width."""
     k, n = shape
-    assert k * n >= linalg.GEMV_MIN_SIZE
     _threads.use_one_blas_thread()
     _dispatch.pieces_address(dtype, False)
     rng = np.random.default_rng(6)

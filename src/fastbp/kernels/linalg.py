@@ -51,11 +51,15 @@ PIECE_ALIGN = 16  # piece boundaries fall on multiples of this many elements (64
 SMALL_SIDE = 128
 SMALL_ROWS = 48
 SMALL_COLUMNS = 96
-# A single row through a matrix of at least GEMV_MIN_SIZE elements goes to BLAS's
-# matrix-vector product, unless the small-matrix kernel takes it and its output is
-# narrower than GEMV_MIN_WIDTH: one row through 784x512 to 1024x1024 float32 (one thread)
-# ran 1.3-2.8x faster in gemv than in gemm, packed or small-matrix, 128 to 256 wide about
-# the same, 64 wide 1.15x slower (4096x64); below GEMV_MIN_SIZE gemm's call costs less.
+# A single row goes to BLAS's matrix-vector product through a row-major matrix of at most
+# GEMV_MAX_DEPTH rows, or through any matrix of at least GEMV_MIN_SIZE elements unless the
+# small-matrix kernel takes it and its output is narrower than GEMV_MIN_WIDTH. One row
+# through k x n float32 (one thread): for k from 64 to 784 and n from 16 to 256, gemv ran
+# 1.05-1.45x faster than the small-matrix gemm (one 784x32 product 1.02x slower), at
+# k = 1024 0.92-1.35x; at k = 4096 and n <= 64 gemm was 1.15x faster; through 784x512 to
+# 1024x1024, gemv 1.3-2.8x faster than gemm, packed or small-matrix. Through a transposed
+# matrix (a backward pass's delta @ W.T) up to k = 1024, the two were even (0.86-1.10).
+GEMV_MAX_DEPTH = 1024
 GEMV_MIN_SIZE = 1 << 16
 GEMV_MIN_WIDTH = 256
 # A constant argument to a function compiled on its own is typed as that literal value, so
@@ -133,10 +137,11 @@ def _product(like, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
     takes none whose second operand is transposed, BLAS's first)."""
     size = like.itemsize
     limit = small_product_work()
-    if m == 1 and trans_a == 0 and n * k >= GEMV_MIN_SIZE and (
-            n >= GEMV_MIN_WIDTH or n * k > limit):  # (trans_a 0: a contiguous row, BLAS's x)
-        # row-major b (k, n) is column-major (n x k), c = b_cm @ a; transposed, b (n, k) is
-        # column-major (k x n), c = b_cm.T @ a
+    if m == 1 and trans_a == 0 and (
+            (trans_b == 0 and k <= GEMV_MAX_DEPTH)
+            or (n * k >= GEMV_MIN_SIZE and (n >= GEMV_MIN_WIDTH or n * k > limit))):
+        # (trans_a 0: a contiguous row, BLAS's x) row-major b (k, n) is column-major
+        # (n x k), c = b_cm @ a; transposed, b (n, k) is column-major (k x n), c = b_cm.T @ a
         raw_gemv(like, trans_b, k if trans_b else n, n if trans_b else k, as_pointer(b, like),
                  ldb, as_pointer(a, like), as_pointer(c, like))
         return
