@@ -117,7 +117,7 @@ def test_a_single_sample_through_wide_columns_config_dtype_layout(config, dtype,
                      loss="mse", dtype=dtype, seed=1)
     for layer in net.layers[: len(convs)]:
         settings = layer.int_settings()
-        assert conv_kernels.wide_positions(*settings[1:3], *settings[4:14]) > 0
+        assert conv_kernels.wide_positions(settings[:3] + settings[4:14]) > 0
     check_twin(net, n=1)
     # one row against the same row in a batch (the columns of the general path): the same
     # sums in another order, a few ulps apart

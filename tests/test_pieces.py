@@ -61,7 +61,8 @@ def test_operands_blas_cannot_read_in_place_still_give_the_product(dtype, operan
     out = np.full((40, 50), np.nan, dtype=dtype)
     view = np.zeros((80, 60) if operand == "A" else (60, 100), dtype)[::2, ::2]
     view[...] = A if operand == "A" else B
-    _product(view, B, out, 0) if operand == "A" else _product(A, view, out, 0)
+    left, right = (view, B) if operand == "A" else (A, view)
+    _product(left, right, out, 0)
     np.testing.assert_allclose(out, A.astype(np.float64) @ B.astype(np.float64),
                                **TOLERANCE[dtype])
 

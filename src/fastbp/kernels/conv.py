@@ -279,11 +279,12 @@ def col2im_batch_last(cols, geometry, dxt):
                                 d[j] += s[j]
 
 
-def wide_positions(H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO) -> int:
+def wide_positions(geometry) -> int:
     """A sample's columns in the wide layout (see the module docstring), (HO - 1)*W + WO,
-    for a convolution without padding or stride whose output is narrower than its input;
-    0 for any other. The last wide column reads the plane's last value: no copy runs past
-    it."""
+    for a convolution (``geometry``: C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO)
+    without padding or stride whose output is narrower than its input; 0 for any other.
+    The last wide column reads the plane's last value: no copy runs past it."""
+    _, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO = geometry
     if (SH == 1 and SW == 1 and PH == 0 and PW == 0 and WO < W
             and HO + (KH - 1) * DH == H and WO + (KW - 1) * DW == W):
         return (HO - 1) * W + WO
@@ -294,9 +295,9 @@ _wide_positions = jit(inline="always")(wide_positions)
 
 
 @jit(inline="always")
-def _wide_arrays(area, K, O, Pw):
-    """The wide im2col matrix (K, Pw) and product (O, Pw) at the start of ``area``."""
-    return area[: K * Pw].reshape((K, Pw)), area[K * Pw : (K + O) * Pw].reshape((O, Pw))
+def _columns_and_product(area, K, O, n):
+    """An im2col matrix (K, n) and its product (O, n) at the start of the 1-D ``area``."""
+    return area[: K * n].reshape((K, n)), area[K * n : (K + O) * n].reshape((O, n))
 
 
 @jit(inline="always")
@@ -305,9 +306,9 @@ def _wide_forward(x, weight, bias, out, area, geometry, flags):
     activation, through wide columns in ``area``."""
     C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO = geometry
     O, K = weight.shape
-    Pw = _wide_positions(H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO)
+    Pw = _wide_positions(geometry)
     P = HO * WO
-    cols, product = _wide_arrays(area, K, O, Pw)
+    cols, product = _columns_and_product(area, K, O, Pw)
     for c in range(C):
         for ki in range(KH):
             for kj in range(KW):
@@ -355,9 +356,7 @@ def chunk_room(K: int, O: int, P: int) -> int:
 @jit(inline="always")
 def _chunk_arrays(batch, K, O, n):
     """One chunk's im2col matrix (K, n) and product (O, n), after the 2*K*O values of dW."""
-    at = 2 * K * O
-    return (batch[at : at + K * n].reshape((K, n)),
-            batch[at + K * n : at + (K + O) * n].reshape((O, n)))
+    return _columns_and_product(batch[2 * K * O :], K, O, n)
 
 
 @jit(inline="always")
@@ -367,7 +366,7 @@ def _work_arrays(scratch, K, O, n, CHW):
     m = scratch.shape[0]
     flat = scratch.reshape(m * scratch.shape[1])
     transposed = flat[(K + O) * n : (K + O) * n + CHW * m].reshape((CHW, m))
-    return flat[: K * n].reshape((K, n)), flat[K * n : (K + O) * n].reshape((O, n)), transposed
+    return (*_columns_and_product(flat, K, O, n), transposed)
 
 
 @jit(inline="always")
@@ -389,8 +388,8 @@ def _forward(args, batch_last, keep):
     m = inp.shape[0]
     weight = params[: O * K].reshape((O, K))
     bias = params[O * K : O * K + O]
-    if m == 1 and flags & F_INFER and _wide_positions(H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO,
-                                                      WO):
+    if m == 1 and flags & F_INFER and _wide_positions(geometry):
+        # one row's wide columns: in the scratch row batch-last, else where a chunk's go
         area = scratch.reshape(scratch.size) if batch_last else batch[2 * K * O :]
         _wide_forward(inp[0], weight, bias, out[0], area, geometry, flags)
         if keep:

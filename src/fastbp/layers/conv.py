@@ -122,8 +122,7 @@ class _Conv(Layer):
     def _wide_room(self) -> int:
         """A single sample's wide columns and product (kernels/conv.py), or 0."""
         settings = self.int_settings()  # (C, H, W, O, KH, ..., WO, activation, order)
-        return (self._K + self.out_channels) * kernels.wide_positions(*settings[1:3],
-                                                                      *settings[4:14])
+        return (self._K + self.out_channels) * kernels.wide_positions(settings[:3] + settings[4:14])
 
     def scratch_per_sample(self) -> int:
         # batch-last: its columns of the batch's im2col matrix and of the (out_channels, ...)
