@@ -127,15 +127,10 @@ def gemm_piece(job, t, like):
         b += start * (ldb if trans_b else 1) * size
         c += start * size
         n = stop - start
-    _product(like, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc)
-
-
-@jit(inline="always")
-def _product(like, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
-    """Row-major c (m, n) = op(a) (m, k) @ op(b) (k, n) on addresses: one BLAS call, or
-    blocks of rows or columns that the BLAS's small-matrix kernel takes (see SMALL_SIDE; it
-    takes none whose second operand is transposed, BLAS's first)."""
-    size = like.itemsize
+    # Row-major c (m, n) = op(a) (m, k) @ op(b) (k, n) on addresses: one BLAS call, or
+    # blocks of rows or columns that the BLAS's small-matrix kernel takes (see SMALL_SIDE;
+    # it takes none whose second operand is transposed, BLAS's first). In this body, not
+    # an inlined function: numba copies an inlined body's IR, ~0.5 s of a cold compile.
     limit = small_product_work()
     if m == 1 and trans_a == 0 and (
             (trans_b == 0 and k <= GEMV_MAX_DEPTH)

@@ -270,77 +270,66 @@ def _scatter_d_input(dxs, d_inp, lengths, order, d, F, T, m, masked):
 
 # A pair per cell family and masking, each with both constants: a network compiles only its
 # cell's code, and a network without padding none of the masking code (about 1.5 s of a
-# cold compile).
-@jit(inline="always")
-def _run_forward(args, masked, family):
-    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    _forward(ints, params, inp, out, scratch, batch, flags, masked, family)
-
-
-@jit(inline="always")
-def _run_backward(args, masked, family):
-    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked, family)
-
-
+# cold compile). Each inlines _forward or _backward directly: numba copies an inlined body
+# at every level it passes through, so a level between them cost ~0.7 s of a cold compile.
 @jit(inline="always")
 def forward(args):
-    _run_forward(args, False, FAMILY_RNN)
+    _forward(args, False, FAMILY_RNN)
 
 
 @jit(inline="always")
 def backward(args):
-    _run_backward(args, False, FAMILY_RNN)
+    _backward(args, False, FAMILY_RNN)
 
 
 @jit(inline="always")
 def forward_masked(args):
-    _run_forward(args, True, FAMILY_RNN)
+    _forward(args, True, FAMILY_RNN)
 
 
 @jit(inline="always")
 def backward_masked(args):
-    _run_backward(args, True, FAMILY_RNN)
+    _backward(args, True, FAMILY_RNN)
 
 
 @jit(inline="always")
 def forward_gru(args):
-    _run_forward(args, False, FAMILY_GRU)
+    _forward(args, False, FAMILY_GRU)
 
 
 @jit(inline="always")
 def backward_gru(args):
-    _run_backward(args, False, FAMILY_GRU)
+    _backward(args, False, FAMILY_GRU)
 
 
 @jit(inline="always")
 def forward_gru_masked(args):
-    _run_forward(args, True, FAMILY_GRU)
+    _forward(args, True, FAMILY_GRU)
 
 
 @jit(inline="always")
 def backward_gru_masked(args):
-    _run_backward(args, True, FAMILY_GRU)
+    _backward(args, True, FAMILY_GRU)
 
 
 @jit(inline="always")
 def forward_lstm(args):
-    _run_forward(args, False, FAMILY_LSTM)
+    _forward(args, False, FAMILY_LSTM)
 
 
 @jit(inline="always")
 def backward_lstm(args):
-    _run_backward(args, False, FAMILY_LSTM)
+    _backward(args, False, FAMILY_LSTM)
 
 
 @jit(inline="always")
 def forward_lstm_masked(args):
-    _run_forward(args, True, FAMILY_LSTM)
+    _forward(args, True, FAMILY_LSTM)
 
 
 @jit(inline="always")
 def backward_lstm_masked(args):
-    _run_backward(args, True, FAMILY_LSTM)
+    _backward(args, True, FAMILY_LSTM)
 
 
 VARIANTS = {0: (forward, backward), 1: (forward_masked, backward_masked),
@@ -361,7 +350,8 @@ def variant(ints) -> int:
 # Inlined into forward/backward above (the kernels the walker calls by address): compiled as
 # functions of their own they were optimised and compiled twice (~3 s of a cold compile).
 @jit(inline="always")
-def _forward(ints, params, inp, out, scratch, batch, flags, masked, family):
+def _forward(args, masked, family):
+    ints, _, params, _, _, inp, out, _, _, scratch, batch, flags, _ = args
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = inp.shape[0]
     w_cat, _, bias = _batch_arrays(batch, F, H, GH)
@@ -463,7 +453,8 @@ def _blocks_to_packed(blocks, first_row, rows, lengths, order, d, T):
 
 
 @jit(inline="always")
-def _backward(ints, params, grads, d_inp, d_out, scratch, batch, flags, masked, family):
+def _backward(args, masked, family):
+    ints, _, params, grads, _, _, _, d_inp, d_out, scratch, batch, flags, _ = args
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = d_out.shape[0]
     lengths, order = _lengths(scratch), _order(scratch)
