@@ -194,3 +194,18 @@ def test_halving_loops_keep_the_first_maximum_with_ties_nan_and_infinities(rows,
     i, c, oh, ow = np.indices((2, C, HO, WO)).reshape(4, -1)
     corner = (c * H + rows * oh) * W + 2 * ow
     np.testing.assert_array_equal(where.ravel(), corner + (k // 2) * W + k % 2)
+
+
+# the forward kernel each configuration runs (kernels/pool.py's VARIANTS): the twin and
+# torch checks above cover every one of them only if the choice is the one intended
+VARIANT_OF = {"max2d-k2": 1, "max1d-k2": 2, "max2d-rect": 3}
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_each_configuration_runs_its_own_forward_kernel(config):
+    from fastbp import _dispatch
+
+    plan = build(config).engine.plan
+    row = plan.table[1]  # the pool, after the convolution
+    assert _dispatch.KERNEL_MODULES[int(row[codes.L_KIND])].__name__ == "fastbp.kernels.pool"
+    assert _dispatch.row_variant(row, plan.ints) == VARIANT_OF.get(config, 0)

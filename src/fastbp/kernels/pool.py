@@ -138,24 +138,21 @@ def _max_halving_rows(inp, out, where_all, C, H, W, HO, WO):
 
 
 @jit(inline="always")
+def _settings(ints):
+    return (ints[0], ints[1], ints[2], ints[3], ints[4], ints[5], ints[6], ints[7], ints[8],
+            ints[9], ints[10], ints[11])
+
+
+# A forward kernel per case, each a pair with the one backward: a network compiles only the
+# loop its pooling runs (all four in one kernel took about 2 s of a cold start).
+@jit(inline="always")
 def forward(args):
-    """Max pooling starts each window from its first element and scans the rest of its
-    first row, then its other rows, each as a plain loop (as one loop over all taps, or with
-    the taps outside the outputs, the loop set-up costs more than 2-4 elements' work).
-    Unpadded max pooling has its own loop."""
+    """Padded max pooling and average pooling. Max pooling starts each window from its first
+    element and scans the rest of its first row, then its other rows, each as a plain loop
+    (as one loop over all taps, or with the taps outside the outputs, the loop set-up costs
+    more than 2-4 elements' work)."""
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
-    C, H, W, KH, KW, SH, SW, PH, PW, HO, WO, mode = (ints[0], ints[1], ints[2], ints[3], ints[4],
-                                                     ints[5], ints[6], ints[7], ints[8], ints[9],
-                                                     ints[10], ints[11])
-    if mode == 0 and PH == 0 and PW == 0 and KW == 2 and SW == 2 and KH == SH and KH <= 2:
-        if KH == 2:
-            _max_halving(inp, out, scratch, C, H, W, HO, WO)
-        else:
-            _max_halving_rows(inp, out, scratch, C, H, W, HO, WO)
-        return
-    if mode == 0 and PH == 0 and PW == 0:
-        _max_unpadded(inp, out, scratch, C, H, W, KH, KW, SH, SW, HO, WO)
-        return
+    C, H, W, KH, KW, SH, SW, PH, PW, HO, WO, mode = _settings(ints)
     inv_area = 1.0 / (KH * KW)
     for i in range(inp.shape[0]):
         x = inp[i]
@@ -200,13 +197,32 @@ def forward(args):
 
 
 @jit(inline="always")
+def forward_halving(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
+    C, H, W, KH, KW, SH, SW, PH, PW, HO, WO, mode = _settings(ints)
+    _max_halving(inp, out, scratch, C, H, W, HO, WO)
+
+
+@jit(inline="always")
+def forward_halving_rows(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
+    C, H, W, KH, KW, SH, SW, PH, PW, HO, WO, mode = _settings(ints)
+    _max_halving_rows(inp, out, scratch, C, H, W, HO, WO)
+
+
+@jit(inline="always")
+def forward_unpadded(args):
+    ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
+    C, H, W, KH, KW, SH, SW, PH, PW, HO, WO, mode = _settings(ints)
+    _max_unpadded(inp, out, scratch, C, H, W, KH, KW, SH, SW, HO, WO)
+
+
+@jit(inline="always")
 def backward(args):
     ints, floats, params, grads, buffers, inp, out, d_inp, d_out, scratch, batch, flags, rng = args
     if (flags & F_NEED_D_INPUT) == 0:
         return
-    C, H, W, KH, KW, SH, SW, PH, PW, HO, WO, mode = (ints[0], ints[1], ints[2], ints[3], ints[4],
-                                                     ints[5], ints[6], ints[7], ints[8], ints[9],
-                                                     ints[10], ints[11])
+    C, H, W, KH, KW, SH, SW, PH, PW, HO, WO, mode = _settings(ints)
     inv_area = 1.0 / (KH * KW)
     for i in range(inp.shape[0]):
         dx = d_inp[i]
@@ -228,3 +244,19 @@ def backward(args):
                             iw = ow * SW - PW + kj
                             if 0 <= iw < W:
                                 dx[(c * H + ih) * W + iw] += g * inv_area
+
+
+VARIANTS = {0: (forward, backward), 1: (forward_halving, backward),
+            2: (forward_halving_rows, backward), 3: (forward_unpadded, backward)}
+
+
+def variant(ints) -> int:
+    """The pair for a layer whose settings are ``ints``: unpadded max pooling with kernel
+    and stride 2 (torch's MaxPool2d(2)) or (1, 2) (MaxPool1d(2)), any other unpadded max
+    pooling, or the general loop (padded max pooling, average pooling)."""
+    _, _, _, KH, KW, SH, SW, PH, PW, _, _, mode = (int(v) for v in ints[:12])
+    if mode != 0 or PH != 0 or PW != 0:
+        return 0
+    if KW == 2 and SW == 2 and KH == SH and KH <= 2:
+        return 1 if KH == 2 else 2
+    return 3
