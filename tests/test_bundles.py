@@ -95,10 +95,13 @@ def test_the_types_of_calls_by_address_are_the_bundles_the_engine_builds(dtype):
         assert len(numba_type) == len(bundle._fields)
 
 
-def test_the_step_never_reenters_itself_and_only_epochs_call_it_by_address():
-    """The whole-or-split choice is made once, in train_step; the gradient is its own unit."""
+def test_only_epochs_and_a_split_steps_parts_call_the_step_by_address():
+    """The whole-or-split choice is made once, in train_step: a part's step (F_PART, set by
+    run_parts for every part) runs its rows whole and never splits again."""
     tree = ast.parse(inspect.getsource(step))
     callers = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
                and any(isinstance(c, ast.Call) and getattr(c.func, "id", "") == "call_step"
                        for c in ast.walk(node))}
-    assert callers == {"_epoch", "penalized_epochs"}
+    assert callers == {"_epoch", "penalized_epochs", "run_part"}
+    source = inspect.getsource(step.train_step.py_func)
+    assert "part = (flags & F_PART) != 0" in source and "if not part and" in source

@@ -69,7 +69,7 @@ F_SYNCED = 1 << 16
 SYNC_PHASE_SHIFT = 17
 
 # A step's part info (kernels/bundles.py's Parts.info).
-PART_GRADIENT = 0  # the address of step.gradient compiled alone, which run_part runs (0: synced)
+PART_STEP = 0  # the address of step.train_step, which run_part runs on a part (0: synced)
 PART_MIN_ROWS = 1  # batches with fewer rows run whole, on one thread
 PART_PARALLEL = 2  # 1: the parts run at once on numba's threads; 0: one after another
 PART_MAX_ROWS = 3  # batches with more rows run whole (their products in pieces serve them better)

@@ -121,12 +121,6 @@ def step_address(dtype) -> int:
     return _entry_address("train_step", step.train_step, dispatch.step_args_types(dtype), dtype)
 
 
-def gradient_address(dtype) -> int:
-    """The address of ``step.gradient`` (forward, loss and backward), which a whole step
-    and each part of a split step call."""
-    return _entry_address("gradient", step.gradient, dispatch.gradient_args_types(dtype), dtype)
-
-
 def activation_address(row, dtype) -> int:
     """The address of activation row kernel ``row`` (``fastbp.activations``) compiled for
     ``dtype``, compiled (or loaded from the cache) on first use in this process."""

@@ -25,7 +25,6 @@ from ._access import SharedAccess
 from ._dispatch import (
     bind_kernels,
     compiled_entry,
-    gradient_address,
     parts_at_once_address,
     pieces_address,
     run_part_address,
@@ -413,7 +412,7 @@ class Engine(Inference):
             info[codes.PART_RUNNER] = synced_round_address(self.dtype)
             info[codes.PART_SPLIT] = synced_gradient_address(self.dtype)
         else:
-            info[codes.PART_GRADIENT] = gradient_address(self.dtype)
+            info[codes.PART_STEP] = step_address(self.dtype)
             info[codes.PART_RUNNER] = run_part_address(self.dtype)
             info[codes.PART_SPLIT] = split_gradient_address(self.dtype)
         self._part_arrays = tuple(Parts(self._zeros("parts", (count - 1) * width).reshape(

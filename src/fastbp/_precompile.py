@@ -45,9 +45,8 @@ def _kind_number(module_name: str) -> int | None:
 
 
 # The split step's entry points, each a job (compiled through _dispatch, which starts numba's
-# threads before the parallel one): the gradient first, the costliest.
-SPLIT_ENTRIES = {"gradient": (step.gradient, kernel_types.gradient_args_types),
-                 "run_part": (step.run_part, kernel_types.part_args_types),
+# threads before the parallel one); a part runs train_step itself, the "step" job.
+SPLIT_ENTRIES = {"run_part": (step.run_part, kernel_types.part_args_types),
                  "split_gradient": (step.split_gradient, kernel_types.part_args_types),
                  "parts_at_once": (step.parts_at_once, kernel_types.part_args_types),
                  "synced_round": (synced.synced_round, kernel_types.part_args_types),
@@ -105,16 +104,17 @@ def jobs_for(engine, training: bool = True, splits: bool = False,
              dataset: bool = False, update: int | None = None) -> list[str]:
     """The compile jobs of ``engine``'s first run, the costliest first: for training the
     walker; the dataset walker (``dataset``: fit's epochs and validation, evaluate,
-    inference); the split step's gradient (if a first batch ``splits`` over threads);
+    inference); with batch statistics, the split step's walker (if a first batch
+    ``splits`` over threads);
     each built-in layer kind's forward and backward kernel (the pair its settings choose,
     as ``_dispatch.bind_kernels``); the split step's other entry points; the optimizer's
     update (``update``: its kind, if known); the loss. (Kinds defined outside fastbp
     compile in the calling process.)"""
     # a split through batch statistics walks in rounds (kernels/synced.py), its walker the
-    # costliest of its entries as the gradient is of the others
+    # costliest of its entries
     synced = getattr(engine, "synced", False)
-    walker, split = ("synced_round", "synced_gradient") if synced else ("gradient", "split_gradient")
-    jobs = (["step"] + ([walker] if splits else [])) if training else []
+    split = "synced_gradient" if synced else "split_gradient"
+    jobs = (["step"] + (["synced_round"] if synced and splits else [])) if training else []
     if dataset:
         jobs.insert(1 if training else 0, "dataset")
     plan = engine.plan

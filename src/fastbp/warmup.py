@@ -51,7 +51,6 @@ def _jobs(dtype: str) -> list[tuple[str, Callable[[], object]]]:
     jobs += [(f"activation {name}", lambda a=act: _dispatch.activation_address(a.row, dtype))
              for name, act in ACTIVATIONS.items() if act.row is not None]
     jobs += [("training step", lambda: _dispatch.step_address(dtype)),
-             ("gradient", lambda: _dispatch.gradient_address(dtype)),
              ("split step", lambda: (_dispatch.run_part_address(dtype),
                                      _dispatch.split_gradient_address(dtype),
                                      _dispatch.parts_at_once_address(dtype))),

@@ -104,12 +104,6 @@ def part_args_types(dtype) -> tuple:
             types.float64[::1], parts_type(dtype))
 
 
-def gradient_args_types(dtype) -> tuple:
-    """The numba types of ``step.gradient``'s arguments ``(net, batch, loss_kind, flags,
-    results)``."""
-    return (net_type(dtype), batch_type(dtype), types.int64, types.int64, types.float64[::1])
-
-
 def update_args_type(dtype) -> tuple:
     """The numba types of an optimizer update's arguments (``kernels/optimizers.py``):
     ``(params, grads, state, hyper, step)``."""
@@ -151,9 +145,6 @@ if numba.config.DISABLE_JIT:
         PYTHON_KERNELS[address](*args)
 
     def call_part(address, args) -> None:
-        PYTHON_KERNELS[address](*args)
-
-    def call_gradient(address, args) -> None:
         PYTHON_KERNELS[address](*args)
 
     def call_update(address, args) -> None:
@@ -232,12 +223,6 @@ else:
         """Call ``step.run_part`` or ``step.parts_at_once`` compiled at ``address``."""
         return _spread_call("call_part", address, args,
                             part_args_types(_float_type(args, 0, PARAMS)))
-
-    @intrinsic
-    def call_gradient(typingctx, address, args):
-        """Call ``step.gradient`` compiled at ``address`` with the arguments in ``args``."""
-        return _spread_call("call_gradient", address, args,
-                            gradient_args_types(_float_type(args, 0, PARAMS)))
 
     @intrinsic
     def call_update(typingctx, address, args):

@@ -17,12 +17,11 @@ every kind, no kind's kernels are compiled into it and nothing here names a kind
 
 The compiled units, each compiled once per dtype: ``train_step`` (validation, the
 whole-or-split choice, the gradient of a whole batch, the update), ``run_part`` and
-``parts_at_once`` and ``split_gradient`` (a split step), ``gradient`` alone (forward, loss,
-backward on a part's rows, which run_part calls by address: compiled only for networks
-that split), ``run_dataset`` (epochs, validation, inference) and ``penalized_epochs`` (scikit-learn's
+``parts_at_once`` and ``split_gradient`` (a split step, whose parts run train_step itself),
+``run_dataset`` (epochs, validation, inference) and ``penalized_epochs`` (scikit-learn's
 MLP epochs); with batch statistics, ``kernels/synced.py``'s pair replaces the split step's.
-The choice between a whole and a split step is made once, in train_step; no kernel calls
-the step it runs in.
+The choice between a whole and a split step is made once, in train_step: a part's own
+train_step (flag F_PART) runs its rows whole, so a step enters itself at most once more.
 """
 
 import numpy as np
@@ -52,13 +51,13 @@ from .._codes import (
     NO_UPDATE,
     PARAM_BOUND_FROM_END,
     PART_AT_ONCE,
-    PART_GRADIENT,
     PART_MAX_ROWS,
     PART_MIN_ROWS,
     PART_NEXT,
     PART_PARALLEL,
     PART_RUNNER,
     PART_SPLIT,
+    PART_STEP,
     PART_WS_SIZE,
     PIECES_MASK,
     PIECES_SHIFT,
@@ -106,7 +105,7 @@ from .bundles import (
     batch_rows,
     with_work,
 )
-from .dispatch import call_gradient, call_loss, call_part, call_step, fetch_add
+from .dispatch import call_loss, call_part, call_step, fetch_add
 from .dropout import shuffle
 from .losses import check_batch
 from .optimizers import optimizer_update
@@ -252,11 +251,12 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
 
     With ``parts`` of P >= 2 result rows and a batch of ``info[PART_MIN_ROWS]`` to
     ``info[PART_MAX_ROWS]`` rows, the batch is split by rows into P parts
-    (``info[PART_SPLIT]``: :func:`split_gradient`, each part's gradient the standalone
-    compiled :func:`gradient`; with batch statistics ``synced.synced_gradient``), each on its
-    own thread; otherwise the batch runs whole
-    through :func:`gradient` compiled into this function (no second compiled unit for
-    networks that never split).
+    (``info[PART_SPLIT]``: :func:`split_gradient`, each part's gradient this function again,
+    on the part's rows; with batch statistics ``synced.synced_gradient``), each on its own
+    thread; otherwise the batch runs whole through :func:`gradient`, compiled into this
+    function (so a network that splits compiles its gradient once, as one that does not).
+    With F_PART in ``flags`` (a part, from :func:`run_part`) the batch runs whole and
+    ``opt`` is neither read nor updated.
 
     ``flags`` carries the mode: F_TRAINING (dropout, batch statistics) and F_UPDATE_BUFFERS
     (write running statistics), independently of whether the optimizer updates, and
@@ -288,7 +288,9 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
         return  # inside an epoch, a batch of zero weight has no loss to follow: skip it
     if standalone:
         _keep(net)  # whole or split, a failed step puts the buffers back from here
-    if part_results.shape[0] >= 2 and info[PART_MIN_ROWS] <= m <= info[PART_MAX_ROWS] and \
+    part = (flags & F_PART) != 0  # a part of a split step (run_part): whole, no update
+    if not part and part_results.shape[0] >= 2 and \
+            info[PART_MIN_ROWS] <= m <= info[PART_MAX_ROWS] and \
             _every_part_weighs(weights, m, part_results.shape[0]):
         call_part(info[PART_SPLIT], (net, batch, loss_kind, flags, results, parts))
         if results[R_ERROR] != 0:
@@ -299,7 +301,7 @@ def train_step(net, batch, loss_kind, flags, opt, results, parts):
         gradient(net, batch, loss_kind, flags, results)
         if results[R_ERROR] != 0:
             return
-    if np.int64(opt[HYPER][H_KIND]) != NO_UPDATE:
+    if not part and np.int64(opt[HYPER][H_KIND]) != NO_UPDATE:
         floats = net[FLOATS]
         if standalone and (flags & F_EXACT) == 0:
             code = update_risk(net[GRADS], opt[HYPER],
@@ -389,8 +391,8 @@ def gather_part_results(results, part_results, rows):
 @jit
 def run_part(net, batch, loss_kind, flags, results, parts):
     """Part t = ``flags >> PART_SHIFT`` of a split step: rows [t*rows, (t+1)*rows) through
-    the gradient (at info[PART_GRADIENT]) into the part's own gradient, workspace and
-    results row (part 0 uses the network's own). OpenBLAS runs on one thread (Engine.pieces
+    train_step (at info[PART_STEP]; F_PART: whole, no update) into the part's own gradient,
+    workspace and results row (part 0 uses the network's own). OpenBLAS runs on one thread (Engine.pieces
     sets it before every kernel call), and a part cuts no product into pieces."""
     t = flags >> PART_SHIFT
     flags &= (1 << PART_SHIFT) - 1
@@ -402,9 +404,11 @@ def run_part(net, batch, loss_kind, flags, results, parts):
     b = min(m, a + rows)
     if a >= b:
         return
-    call_gradient(parts[PART_INFO][PART_GRADIENT], (part_net(net, parts, t),
-                                                    batch_rows(batch, a, b), loss_kind, flags,
-                                                    part_results[t]))
+    info, results_t = parts[PART_INFO], part_results[t]
+    # an OptimizerArgs of the right types that a step with F_PART never reads
+    unread = (parts[PART_ARRAYS], results_t, info, np.int64(0))
+    call_step(info[PART_STEP], (part_net(net, parts, t), batch_rows(batch, a, b), loss_kind,
+                                flags, unread, results_t, parts))
 
 
 @jit(parallel=True)
