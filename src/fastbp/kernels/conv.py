@@ -301,12 +301,11 @@ def _columns_and_product(area, K, O, n):
 
 
 @jit(inline="always")
-def _wide_forward(x, weight, bias, out, area, geometry, flags):
+def _wide_forward(x, weight, bias, out, area, geometry, Pw, flags):
     """out (O*HO*WO) = the convolution of one sample x (C*H*W) plus the bias, before the
-    activation, through wide columns in ``area``."""
+    activation, through ``Pw`` (_wide_positions) wide columns in ``area``."""
     C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO = geometry
     O, K = weight.shape
-    Pw = _wide_positions(geometry)
     P = HO * WO
     cols, product = _columns_and_product(area, K, O, Pw)
     for c in range(C):
@@ -388,10 +387,11 @@ def _forward(args, batch_last, keep):
     m = inp.shape[0]
     weight = params[: O * K].reshape((O, K))
     bias = params[O * K : O * K + O]
-    if m == 1 and flags & F_INFER and _wide_positions(geometry):
+    Pw = _wide_positions(geometry) if m == 1 and flags & F_INFER else 0
+    if Pw:
         # one row's wide columns: in the scratch row batch-last, else where a chunk's go
         area = scratch.reshape(scratch.size) if batch_last else batch[2 * K * O :]
-        _wide_forward(inp[0], weight, bias, out[0], area, geometry, flags)
+        _wide_forward(inp[0], weight, bias, out[0], area, geometry, Pw, flags)
         if keep:
             keep_and_activate(activation, out[0], _pre_activation(scratch, O, P)[0])
         else:

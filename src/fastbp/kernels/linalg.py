@@ -53,12 +53,10 @@ SMALL_ROWS = 48
 SMALL_COLUMNS = 96
 # A single row goes to BLAS's matrix-vector product through a row-major matrix of at most
 # GEMV_MAX_DEPTH rows, or through any matrix of at least GEMV_MIN_SIZE elements unless the
-# small-matrix kernel takes it and its output is narrower than GEMV_MIN_WIDTH. One row
-# through k x n float32 (one thread): for k from 64 to 784 and n from 16 to 256, gemv ran
-# 1.05-1.45x faster than the small-matrix gemm (one 784x32 product 1.02x slower), at
-# k = 1024 0.92-1.35x; at k = 4096 and n <= 64 gemm was 1.15x faster; through 784x512 to
-# 1024x1024, gemv 1.3-2.8x faster than gemm, packed or small-matrix. Through a transposed
-# matrix (a backward pass's delta @ W.T) up to k = 1024, the two were even (0.86-1.10).
+# small-matrix kernel takes it and its output is narrower than GEMV_MIN_WIDTH: gemv beats
+# the small-matrix gemm on shallow row-major matrices and every gemm on big ones, where
+# deep and narrow matrices (4096 x 64) and small transposed ones (a backward pass's
+# delta @ W.T) gain nothing from it.
 GEMV_MAX_DEPTH = 1024
 GEMV_MIN_SIZE = 1 << 16
 GEMV_MIN_WIDTH = 256
