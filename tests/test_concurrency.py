@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+from fastbp._access import SharedAccess
 
 TIMEOUT = 120  # seconds for any group of threads: far above the work they do
 
@@ -55,12 +56,13 @@ def test_threads_predicting_at_once_get_the_single_thread_answers(name):
     assert errors == [] and wrong == []
 
 
-def test_training_beside_inference_follows_the_serial_trajectory_and_never_tears():
+@pytest.mark.parametrize("probe_rows", [1, 64])  # 1: a row served (Inference.one_row)
+def test_training_beside_inference_follows_the_serial_trajectory_and_never_tears(probe_rows):
     net, _ = _networks()["mlp"]
     twin, _ = _networks()["mlp"]
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(32, 20)).astype(np.float32), rng.integers(0, 5, 32)
-    probe = rng.normal(size=(64, 20)).astype(np.float32)
+    probe = rng.normal(size=(probe_rows, 20)).astype(np.float32)
     states, seen, errors = [net.params.copy()], [], []
     done = threading.Event()
 
@@ -127,6 +129,46 @@ def test_one_reader_beside_one_trainer_is_never_left_waiting():
 
     _run([threading.Thread(target=train), threading.Thread(target=infer)])
     assert errors == [] and counts[1] >= 2000 and counts[0] > 0
+
+
+def test_a_writer_waits_for_the_readers_inside_and_holds_new_readers_back():
+    # SharedAccess alone: readers count themselves in without the lock, so the order a
+    # writer and readers go in is the part to pin down; each sleep only gives a thread
+    # that should wait the time to go ahead wrongly
+    access = SharedAccess()
+    log: list[str] = []
+
+    def write():
+        access.begin_write()
+        log.append("write")
+        time.sleep(0.05)
+        log.append("wrote")
+        access.end_write()
+
+    def read():
+        counted = access.begin_read()
+        log.append("read")
+        access.end_read(counted)
+
+    assert access.begin_read()  # a reader inside
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    time.sleep(0.05)
+    assert log == []  # the writer waits for it
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.05)
+    assert log == []  # a reader that comes while a writer waits waits too
+    access.end_read(True)
+    writer.join(TIMEOUT)
+    reader.join(TIMEOUT)
+    assert not writer.is_alive() and not reader.is_alive(), "a deadlock?"
+    assert log == ["write", "wrote", "read"]
+    assert access.inside == [] and access.writing == 0
+    with access.exclusive():  # the writing thread reads uncounted
+        assert access.begin_read() is False and access.inside == []
+    assert access.writing == 0 and access.lock.acquire(blocking=False)
+    access.lock.release()
 
 
 def test_fit_runs_alone_and_its_own_callbacks_may_predict():

@@ -136,6 +136,45 @@ def test_single_rows_from_threads_at_once_equal_the_general_path(kind):
     assert np.array_equal(net.forward(rows[:1]), expected[0])  # (nothing left behind)
 
 
+@pytest.mark.parametrize("kind", ["conv", "gru", "mlp"])
+def test_a_served_row_in_the_kernels_form_skips_the_general_path(kind, monkeypatch):
+    """After a thread's first single row, forward passes a row that is already what the
+    kernel takes (the network's dtype, C-contiguous, aligned, writable; flat or of
+    input_shape) straight to the kernel (Inference.one_row); any other row, and every row
+    of a network with preprocessing, goes through the general path. Both give the same
+    bits."""
+    net, shape = _networks()[kind]
+    rows = np.random.default_rng(12).normal(size=(2, *shape))
+    engine = net.engine
+    general = engine.outputs  # (a single row's bits: a row in a batch may round otherwise)
+    expected = general(engine.check_X(rows[1:2]))
+    rounded = general(engine.check_X(rows[1:2].astype(np.float32)))
+    calls = []
+
+    def counted(X, chunk=None):
+        calls.append(X.shape)
+        return general(X, chunk)
+
+    monkeypatch.setattr(engine, "outputs", counted)
+    net.forward(rows[:1])  # this thread's first single row: the general path
+    short = [rows[1:2], rows[1:2].reshape(1, -1)]
+    read_only = rows[1:2].copy()
+    read_only.flags.writeable = False
+    others = [rows[1:2].astype(np.float32), np.repeat(rows[1:2], 2, axis=-1)[..., ::2],
+              read_only, rows[1:2].tolist()]
+    calls.clear()
+    for X in short:
+        assert np.array_equal(net.forward(X), expected)
+    assert calls == ([] if not numba.config.DISABLE_JIT else [(1, rows[0].size)] * 2)
+    for X, want in zip(others, [rounded] + [expected] * 3):
+        assert np.array_equal(net.forward(X), want)
+    assert len(calls) == len(short) * bool(numba.config.DISABLE_JIT) + len(others)
+    net.standardize = fb.Standardize().fit(rows.reshape(2, -1) * 3)
+    calls.clear()
+    assert np.array_equal(net.forward(rows[1:2]), general(engine.check_X(rows[1:2])))
+    assert len(calls) == 1  # the preprocessing is applied, not skipped
+
+
 def test_an_error_in_a_helper_reaches_the_caller(two_threads, monkeypatch):
     net, shape = _networks()["mlp"]
     X = np.random.default_rng(4).normal(size=(ROWS, *shape))

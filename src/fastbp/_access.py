@@ -21,30 +21,51 @@ from contextlib import contextmanager
 class SharedAccess:
     """A readers-writer lock whose writer is reentrant and may also read.
 
-    Writers (training calls) hold ``lock``, an RLock, for as long as they write; readers
-    (inference calls) hold it only to count themselves in and out. A waiting writer keeps
-    new readers out, so a steady stream of inference cannot starve training.
+    Writers (training calls) hold ``lock``, an RLock, for as long as they write, counted in
+    ``writing``. A reader (an inference call) counts itself into ``inside`` without the
+    lock (a list: an append or a pop is atomic under the GIL, and a single row's latency is
+    mostly this Python), then looks at ``writing``: if a writer holds the lock, the reader
+    steps out again and queues on the lock. A writer counts itself in before it looks at
+    ``inside``, so either it sees the reader or the reader sees it. A writer waits for the
+    readers inside; a waiting writer keeps new readers out, so a steady stream of inference
+    cannot starve training.
     """
+
+    # A writer waiting for readers looks again this often even if no reader woke it: a
+    # last reader that finds the lock held by a queueing reader does not wait to wake it.
+    RECHECK_SECONDS = 0.002
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._idle = threading.Condition(self.lock)
-        self.readers = 0
+        self.inside: list[None] = []  # an entry per reader counted in
+        self.writing = 0  # holds of the lock by writers (one thread: the lock is reentrant)
         self._writers_waiting = 0
         self._writer: int | None = None  # the thread inside exclusive(), which may read
 
     def begin_write(self) -> None:
-        """Hold the lock, once no reader is left (the hot path of ``train_step``)."""
+        """Hold the lock, once no reader is left (``train_step`` does the same, written out
+        on its hot path)."""
         self.lock.acquire()
-        if self.readers:
-            self.wait_for_readers()
+        self.writing += 1
+        try:
+            if self.inside:
+                self.wait_for_readers()
+        except BaseException:
+            self.end_write()
+            raise
+
+    def end_write(self) -> None:
+        self.writing -= 1
+        self.lock.release()
 
     def wait_for_readers(self) -> None:
-        """(Holding the lock) wait until no reader is left, keeping new ones out."""
+        """(Holding the lock, counted in ``writing``) wait until no reader is inside,
+        keeping new ones out."""
         self._writers_waiting += 1
         try:
-            while self.readers:
-                self._idle.wait()
+            while self.inside:
+                self._idle.wait(self.RECHECK_SECONDS)
         finally:
             self._writers_waiting -= 1
             if not self._writers_waiting:
@@ -62,28 +83,37 @@ class SharedAccess:
             yield
         finally:
             self._writer = outer
-            self.lock.release()
+            self.end_write()
 
     def begin_read(self) -> bool:
         """Count a reader in (waiting for a writer); False for the writing thread itself,
         which needs no counting."""
         if self._writer == threading.get_ident():
             return False
-        with self.lock:
-            while self._writers_waiting:
-                self._idle.wait()
-            self.readers += 1
+        inside = self.inside
+        inside.append(None)
+        if self.writing:  # a writer holds the lock: step out, and queue on the lock
+            self._leave()
+            with self.lock:
+                while self._writers_waiting:
+                    self._idle.wait()
+                inside.append(None)  # (holding the lock: no writer is writing)
         return True
 
     def end_read(self, counted: bool) -> None:
         if counted:
-            with self.lock:
-                self.readers -= 1
-                # only a waiting writer waits for the last reader (readers wait only while
-                # a writer does): a notification costs a single row's call a tenth of a
-                # microsecond for nobody
-                if not self.readers and self._writers_waiting:
-                    self._idle.notify_all()
+            self._leave()
+
+    def _leave(self) -> None:
+        self.inside.pop()
+        if self.writing and self.lock.acquire(blocking=False):
+            # a writer may wait for this reader; if the lock is held, its holder is a
+            # writer yet to look at ``inside`` or already writing (no wake-up needed), or
+            # a reader queueing (the writer's RECHECK_SECONDS covers that)
+            try:
+                self._idle.notify_all()
+            finally:
+                self.lock.release()
 
     def reading(self) -> _Reading:
         """A context in which this thread reads (a class, not a generator: this is every

@@ -119,14 +119,52 @@ class Inference:
             arrays = getattr(local, "arrays", None)
             if self._outputs_entry is not None and arrays is not None:
                 no_X, labels, _, weights = self._no_batch
-                local.one_row = (arrays, local.results, no_X, labels, weights)
+                local.one_row = (arrays, local.results, no_X, labels, weights,
+                                 self._outputs_entry)
             return result
-        arrays, results, no_X, labels, weights = kit
+        arrays, results, no_X, labels, weights, entry = kit
         use_one_blas_thread()  # as every kernel call needs (Engine.pieces does it too)
-        self._outputs_entry(arrays, (X, self.no_labels, self.no_targets, self.no_weights),
-                            codes.NO_LOSS, OUTPUT_FLAGS, self.no_update, results,
-                            self._no_loop, (no_X, labels, out, weights), self.no_parts)
+        entry(arrays, (X, self.no_labels, self.no_targets, self.no_weights), codes.NO_LOSS,
+              OUTPUT_FLAGS, self.no_update, results, self._no_loop,
+              (no_X, labels, out, weights), self.no_parts)
         return int(results[codes.R_ERROR]), int(results[codes.R_ERROR_INDEX])
+
+    def one_row(self, X) -> np.ndarray | None:
+        """:meth:`outputs` of X if X is a single row that this thread can pass to the
+        compiled entry as it is (a C-contiguous, aligned, writable array of the network's
+        dtype, of shape (1, n_features) or (1, *input_shape), no preprocessing), after
+        this thread's first single row; else None. This is ``forward``'s path for a row
+        served (its latency is mostly this Python): the same kernel call as
+        :meth:`_run_one_row`, under the same read lock, with no other checks to repeat."""
+        kit = getattr(self._local, "one_row", None)
+        if kit is None or type(X) is not np.ndarray or X.dtype is not self.dtype \
+                or kit[0] is not self._local.arrays:
+            return None
+        shape = X.shape
+        if shape != self.one_row_shape:
+            if self.one_row_shape is None or shape[:1] != (1,) or shape[1:] != self.input_shape:
+                return None
+            X = X.reshape(self.one_row_shape)
+        flags = X.flags
+        if not (flags.c_contiguous and flags.aligned and flags.writeable):
+            return None
+        arrays, results, no_X, labels, weights, entry = kit
+        out = np.empty(self.one_row_out_shape, self.dtype)
+        access = self.access
+        counted = access.begin_read()
+        try:
+            if self.standardize is not None:  # (read under the lock: a fit may set it)
+                return None
+            use_one_blas_thread()
+            entry(arrays, (X, self.no_labels, self.no_targets, self.no_weights),
+                  codes.NO_LOSS, OUTPUT_FLAGS, self.no_update, results, self._no_loop,
+                  (no_X, labels, out, weights), self.no_parts)
+        finally:
+            access.end_read(counted)
+        code = results[codes.R_ERROR]
+        if code:
+            self.raise_error(int(code), int(results[codes.R_ERROR_INDEX]))
+        return out
 
     def chunk_rows(self, batch_size: int | None) -> int:
         """Rows per inference chunk: ``batch_size``, or INFER_CHUNK bounded by INFER_BYTES

@@ -361,8 +361,9 @@ class Network(SequenceSteps, Inspection, Exports):
             engine.check_rows(batch[0].shape[0])
         access = engine.access  # alone on the network (fastbp._access), written out: the
         access.lock.acquire()  # hot path of a tiny network
+        access.writing += 1
         try:
-            if access.readers:
+            if access.inside:
                 access.wait_for_readers()
             newly_bound = not optimizer.is_bound
             if not engine.variable and not engine.bound:  # a first run: the update with the step
@@ -374,6 +375,7 @@ class Network(SequenceSteps, Inspection, Exports):
                 engine.raise_for(r, batch[1])
             return r[codes.R_LOSS] / r[codes.R_WEIGHT]
         finally:
+            access.writing -= 1
             access.lock.release()
 
     def loss_and_grad(self, X, y, sample_weight=None) -> tuple[float, np.ndarray]:
@@ -503,6 +505,10 @@ class Network(SequenceSteps, Inspection, Exports):
         training call on the same network waits for them, and they for it.
         """
         engine = self.engine
+        if batch_size is None:
+            out = engine.one_row(X)  # a row served: its latency is mostly this Python
+            if out is not None:
+                return out
         chunk = engine.chunk_rows(batch_size)
         with engine.access.reading():
             return self._forward(X, chunk)
