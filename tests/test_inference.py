@@ -138,11 +138,11 @@ def test_single_rows_from_threads_at_once_equal_the_general_path(kind):
 
 @pytest.mark.parametrize("kind", ["conv", "gru", "mlp"])
 def test_a_served_row_in_the_kernels_form_skips_the_general_path(kind, monkeypatch):
-    """After a thread's first single row, forward passes a row that is already what the
-    kernel takes (the network's dtype, C-contiguous, aligned, writable; flat or of
-    input_shape) straight to the kernel (Inference.one_row); any other row, and every row
-    of a network with preprocessing, goes through the general path. Both give the same
-    bits."""
+    """After a thread's first single row, forward (and predict, predict_proba) passes a
+    row that is already what the kernel takes (the network's dtype, C-contiguous,
+    aligned, writable; flat or of input_shape) straight to the kernel (Inference.one_row);
+    any other row, and every row of a network with preprocessing, goes through the
+    general path. Both give the same bits."""
     net, shape = _networks()[kind]
     rows = np.random.default_rng(12).normal(size=(2, *shape))
     engine = net.engine
@@ -165,14 +165,30 @@ def test_a_served_row_in_the_kernels_form_skips_the_general_path(kind, monkeypat
     calls.clear()
     for X in short:
         assert np.array_equal(net.forward(X), expected)
-    assert calls == ([] if not numba.config.DISABLE_JIT else [(1, rows[0].size)] * 2)
+        assert np.array_equal(net.predict(X), expected.argmax(axis=1))
+        probabilities = np.exp(expected - expected.max())
+        np.testing.assert_allclose(net.predict_proba(X), probabilities / probabilities.sum(),
+                                   rtol=1e-12)  # (float64: only the softmax's rounding)
+    assert calls == ([] if not numba.config.DISABLE_JIT else [(1, rows[0].size)] * 6)
     for X, want in zip(others, [rounded] + [expected] * 3):
         assert np.array_equal(net.forward(X), want)
-    assert len(calls) == len(short) * bool(numba.config.DISABLE_JIT) + len(others)
+    assert len(calls) == 3 * len(short) * bool(numba.config.DISABLE_JIT) + len(others)
     net.standardize = fb.Standardize().fit(rows.reshape(2, -1) * 3)
     calls.clear()
     assert np.array_equal(net.forward(rows[1:2]), general(engine.check_X(rows[1:2])))
     assert len(calls) == 1  # the preprocessing is applied, not skipped
+
+
+def test_a_served_row_with_padding_is_still_checked():
+    # the right-padding check of a masked network has no kernel twin: its rows never take
+    # the short path
+    net = fb.Network([fb.Masking(0.0), fb.GRU(2, 3), fb.Dense(3, 2)], input_shape=(4, 2),
+                     seed=0)
+    good = np.array([[[1, 2], [3, 4], [0, 0], [0, 0]]], dtype=np.float32)
+    for _ in range(2):
+        net.forward(good)
+    with pytest.raises(ValueError, match="X row 0 has padding"):
+        net.forward(good[:, ::-1].copy())
 
 
 def test_an_error_in_a_helper_reaches_the_caller(two_threads, monkeypatch):

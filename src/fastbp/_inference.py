@@ -129,13 +129,14 @@ class Inference:
               (no_X, labels, out, weights), self.no_parts)
         return int(results[codes.R_ERROR]), int(results[codes.R_ERROR_INDEX])
 
-    def one_row(self, X) -> np.ndarray | None:
+    def one_row(self, X, locked: bool = False) -> np.ndarray | None:
         """:meth:`outputs` of X if X is a single row that this thread can pass to the
         compiled entry as it is (a C-contiguous, aligned, writable array of the network's
         dtype, of shape (1, n_features) or (1, *input_shape), no preprocessing), after
         this thread's first single row; else None. This is ``forward``'s path for a row
         served (its latency is mostly this Python): the same kernel call as
-        :meth:`_run_one_row`, under the same read lock, with no other checks to repeat."""
+        :meth:`_run_one_row`, under the same read lock (``locked``: the caller holds it),
+        with no other checks to repeat."""
         kit = getattr(self._local, "one_row", None)
         if kit is None or type(X) is not np.ndarray or X.dtype is not self.dtype \
                 or kit[0] is not self._local.arrays:
@@ -151,7 +152,7 @@ class Inference:
         arrays, results, no_X, labels, weights, entry = kit
         out = np.empty(self.one_row_out_shape, self.dtype)
         access = self.access
-        counted = access.begin_read()
+        counted = not locked and access.begin_read()
         try:
             if self.standardize is not None:  # (read under the lock: a fit may set it)
                 return None

@@ -513,9 +513,15 @@ class Network(SequenceSteps, Inspection, Exports):
         with engine.access.reading():
             return self._forward(X, chunk)
 
-    def _forward(self, X, batch_size: int | None) -> np.ndarray:
+    def _forward(self, X, chunk: int | None, batch_size: int | None = 0) -> np.ndarray:
+        """(Under the read lock) the outputs for X in chunks of ``chunk`` rows; a row
+        served takes the short path unless the caller's ``batch_size`` was given."""
         engine = self.engine
-        return engine.outputs(engine.check_X(X), batch_size)
+        if batch_size is None:
+            out = engine.one_row(X, locked=True)
+            if out is not None:
+                return out
+        return engine.outputs(engine.check_X(X), chunk)
 
     def predict(self, X, batch_size: int | None = None) -> np.ndarray:
         """Class indices (cross_entropy; the user's labels with a :attr:`label_encoder`),
@@ -526,7 +532,7 @@ class Network(SequenceSteps, Inspection, Exports):
         engine = self.engine
         chunk = engine.chunk_rows(batch_size)
         with engine.access.reading():  # the preprocessing too: a fit may replace it
-            out = self._forward(X, chunk)
+            out = self._forward(X, chunk, batch_size)
             encoder, target_scaler = engine.label_encoder, engine.target_standardize
         if self.loss == "cross_entropy":
             # a class per step of a sequence: (n, T), T the call's if it varies
@@ -547,7 +553,7 @@ class Network(SequenceSteps, Inspection, Exports):
                              f"{self.loss}")
         chunk = self.engine.chunk_rows(batch_size)
         with self.engine.access.reading():
-            out = self._forward(X, chunk).astype(np.float64)
+            out = self._forward(X, chunk, batch_size).astype(np.float64)
         if self.loss == "cross_entropy":
             # a distribution per step: (n, T, C), T the call's if it varies
             steps = self.engine.label_steps or out.shape[1] // self.engine.n_classes
