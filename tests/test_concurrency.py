@@ -167,8 +167,11 @@ def test_a_writer_waits_for_the_readers_inside_and_holds_new_readers_back():
     assert access.inside == [] and access.writing == 0
     with access.exclusive():  # the writing thread reads uncounted
         assert access.begin_read() is False and access.inside == []
-    assert access.writing == 0 and access.lock.acquire(blocking=False)
-    access.lock.release()
+    free = []  # (asked from another thread: this one could take its own RLock again)
+    probe = threading.Thread(target=lambda: free.append(access.lock.acquire(blocking=False)))
+    probe.start()
+    probe.join(TIMEOUT)
+    assert access.writing == 0 and free == [True]
 
 
 def test_fit_runs_alone_and_its_own_callbacks_may_predict():
