@@ -53,14 +53,16 @@ def test_twin_agrees(kind, direction, output, dtype):
     check_flat_and_shaped_inputs_agree(net)
 
 
+@pytest.mark.parametrize("F,H", [(2, 3), (5, 6)], ids=["F2-H3", "F5-H6"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", sorted(MAKERS))
-def test_a_single_row_agrees_with_twin_and_finite_differences(kind, dtype):
-    # one column: the GRU and LSTM cells run with m a constant (kernels/recurrent_cells.py)
-    net = build(kind, "bi", "seq", T=5, H=3, dtype=dtype)
-    check_twin(net, n=1)
+def test_a_single_row_agrees_with_twin_and_finite_differences(kind, dtype, F, H):
+    # one column: the GRU and LSTM cells run with m a constant (kernels/recurrent_cells.py);
+    # both directions and outputs, at two sizes
+    for direction, output in [("bi", "seq"), ("uni", "last")]:
+        check_twin(build(kind, direction, output, T=5, H=H, F=F, dtype=dtype), n=1)
     if dtype == "float64":
-        check_finite_differences(build(kind, "bi", "seq", T=4, H=3), n=1)
+        check_finite_differences(build(kind, "bi", "seq", T=4, H=H, F=F), n=1)
 
 
 def test_stacked_layers_with_dropout_between_agree_with_twin():
