@@ -174,6 +174,30 @@ def test_a_writer_waits_for_the_readers_inside_and_holds_new_readers_back():
     assert access.writing == 0 and free == [True]
 
 
+def test_a_nested_write_keeps_the_lock_while_a_reader_steps_out():
+    # inside fit (exclusive()), a callback's train_step or EarlyStopping's restore writes
+    # again; a reader caught between counting itself in and stepping out must not make
+    # that nested write wait, which would release the lock to another thread's writer
+    access = SharedAccess()
+    free = []
+
+    def step_out():
+        time.sleep(0.05)  # the nested write has begun
+        taken = access.lock.acquire(blocking=False)
+        free.append(taken)
+        if taken:
+            access.lock.release()
+        access.inside.pop()
+
+    with access.exclusive():
+        access.inside.append(None)  # the reader, counted in, yet to see the writer
+        other = threading.Thread(target=step_out, daemon=True)
+        other.start()
+        with access.exclusive():
+            other.join(TIMEOUT)
+    assert free == [False] and access.inside == [] and access.writing == 0
+
+
 def test_fit_runs_alone_and_its_own_callbacks_may_predict():
     net, _ = _networks()["mlp"]
     rng = np.random.default_rng(2)

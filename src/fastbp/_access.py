@@ -61,7 +61,12 @@ class SharedAccess:
 
     def wait_for_readers(self) -> None:
         """(Holding the lock, counted in ``writing``) wait until no reader is inside,
-        keeping new ones out."""
+        keeping new ones out. A write nested in this thread's ``exclusive()`` (a callback's
+        ``train_step``, EarlyStopping's restore) does not wait: its outer write already
+        did, so what ``inside`` holds are readers stepping out, and waiting would release
+        the lock to another writer in the middle of ``fit``."""
+        if self._writer == threading.get_ident():
+            return
         self._writers_waiting += 1
         try:
             while self.inside:
@@ -106,14 +111,18 @@ class SharedAccess:
 
     def _leave(self) -> None:
         self.inside.pop()
-        if self.writing and self.lock.acquire(blocking=False):
+        if self.writing:
             # a writer may wait for this reader; if the lock is held, its holder is a
             # writer yet to look at ``inside`` or already writing (no wake-up needed), or
             # a reader queueing (the writer's RECHECK_SECONDS covers that)
+            taken = False
             try:
-                self._idle.notify_all()
+                taken = self.lock.acquire(blocking=False)
+                if taken:
+                    self._idle.notify_all()
             finally:
-                self.lock.release()
+                if taken:
+                    self.lock.release()
 
     def reading(self) -> _Reading:
         """A context in which this thread reads (a class, not a generator: this is every
