@@ -153,10 +153,9 @@ class Engine(Inference):
         self.padding_steps = first.padding_steps if any(
             getattr(layer, "masked", False) for layer in self.layers) else None
         # the single row that Inference.one_row passes on as it is (None: every row is
-        # checked, an input check or padding to read), and its outputs' shape
+        # checked, an input check or padding to read)
         self.one_row_shape = (1, int(np.prod(self.input_shape))) if (
             self.input_check is None and self.padding_steps is None) else None
-        self.one_row_out_shape = (1, self.n_outputs)
         # A training batch is split by rows over threads (kernels/step.py's split_gradient)
         # when every layer allows it and the step is big enough (0: never), unless only
         # matrix products do the work and they are big enough to be cut into pieces

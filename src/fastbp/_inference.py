@@ -122,12 +122,18 @@ class Inference:
                 local.one_row = (arrays, local.results, no_X, labels, weights,
                                  self._outputs_entry)
             return result
+        results = self._enter_one_row(kit, X, out)
+        return int(results[codes.R_ERROR]), int(results[codes.R_ERROR_INDEX])
+
+    def _enter_one_row(self, kit: tuple, X: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The compiled entry on one row X into ``out``, with this thread's arguments
+        (``kit``, ``_local.one_row``); returns this thread's results vector."""
         arrays, results, no_X, labels, weights, entry = kit
         use_one_blas_thread()  # as every kernel call needs (Engine.pieces does it too)
         entry(arrays, (X, self.no_labels, self.no_targets, self.no_weights), codes.NO_LOSS,
               OUTPUT_FLAGS, self.no_update, results, self._no_loop,
               (no_X, labels, out, weights), self.no_parts)
-        return int(results[codes.R_ERROR]), int(results[codes.R_ERROR_INDEX])
+        return results
 
     def one_row(self, X, locked: bool = False) -> np.ndarray | None:
         """:meth:`outputs` of X if X is a single row that this thread can pass to the
@@ -149,17 +155,13 @@ class Inference:
         flags = X.flags
         if not (flags.c_contiguous and flags.aligned and flags.writeable):
             return None
-        arrays, results, no_X, labels, weights, entry = kit
-        out = np.empty(self.one_row_out_shape, self.dtype)
+        out = np.empty((1, self.n_outputs), self.dtype)
         access = self.access
         counted = not locked and access.begin_read()
         try:
             if self.standardize is not None:  # (read under the lock: a fit may set it)
                 return None
-            use_one_blas_thread()
-            entry(arrays, (X, self.no_labels, self.no_targets, self.no_weights),
-                  codes.NO_LOSS, OUTPUT_FLAGS, self.no_update, results, self._no_loop,
-                  (no_X, labels, out, weights), self.no_parts)
+            results = self._enter_one_row(kit, X, out)
         finally:
             access.end_read(counted)
         code = results[codes.R_ERROR]

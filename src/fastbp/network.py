@@ -513,11 +513,11 @@ class Network(SequenceSteps, Inspection, Exports):
         with engine.access.reading():
             return self._forward(X, chunk)
 
-    def _forward(self, X, chunk: int | None, batch_size: int | None = 0) -> np.ndarray:
-        """(Under the read lock) the outputs for X in chunks of ``chunk`` rows; a row
-        served takes the short path unless the caller's ``batch_size`` was given."""
+    def _forward(self, X, chunk: int | None, short: bool = False) -> np.ndarray:
+        """(Under the read lock) the outputs for X in chunks of ``chunk`` rows; with
+        ``short``, a row served takes the short path (Inference.one_row)."""
         engine = self.engine
-        if batch_size is None:
+        if short:
             out = engine.one_row(X, locked=True)
             if out is not None:
                 return out
@@ -532,7 +532,7 @@ class Network(SequenceSteps, Inspection, Exports):
         engine = self.engine
         chunk = engine.chunk_rows(batch_size)
         with engine.access.reading():  # the preprocessing too: a fit may replace it
-            out = self._forward(X, chunk, batch_size)
+            out = self._forward(X, chunk, batch_size is None)
             encoder, target_scaler = engine.label_encoder, engine.target_standardize
         if self.loss == "cross_entropy":
             # a class per step of a sequence: (n, T), T the call's if it varies
@@ -553,7 +553,7 @@ class Network(SequenceSteps, Inspection, Exports):
                              f"{self.loss}")
         chunk = self.engine.chunk_rows(batch_size)
         with self.engine.access.reading():
-            out = self._forward(X, chunk, batch_size).astype(np.float64)
+            out = self._forward(X, chunk, batch_size is None).astype(np.float64)
         if self.loss == "cross_entropy":
             # a distribution per step: (n, T, C), T the call's if it varies
             steps = self.engine.label_steps or out.shape[1] // self.engine.n_classes
