@@ -92,11 +92,15 @@ def test_piece_bounds_cover_the_dimension_once_on_aligned_boundaries(size, piece
 @pytest.mark.parametrize("m,k,n,itemsize,expected", [
     (256, 128, 128, 4, True),      # 4.2M multiply-adds
     (1, 784, 1024, 4, True),       # a row through 3.2 MB of weights: bound by reading them
-    (1, 784, 256, 4, False),       # 0.8 MB: one core's cache holds them
+    (1, 784, 256, 4, True),        # a row through 0.8 MB: half of it stays in each core's cache
+    (1, 784, 128, 4, False),       # 0.4 MB: one core's cache holds them
+    (2, 784, 256, 4, False),       # two rows through 0.8 MB: the row rule is a single row's
+    (1, 60000, 3, 4, False),       # a row through 0.7 MB into 3 outputs: nothing to cut
     (1, 512, 512, 8, True),        # 2 MB of float64
     (12, 60000, 3, 4, False),      # 3 MB of operands, a 12x3 output: nothing to cut
     (4096, 128, 12, 4, True),      # 2.3 MB, 4096 rows to cut
-], ids=["work", "row-big-weights", "row-cached-weights", "float64", "narrow", "wide"])
+], ids=["work", "row-big-weights", "row-half-cache", "row-cached-weights", "rows-half-cache",
+        "row-narrow", "float64", "narrow", "wide"])
 def test_a_product_is_worth_pieces_by_work_or_by_bytes(m, k, n, itemsize, expected):
     assert bool(linalg.worth_pieces(m, n, k, itemsize)) is expected
 
@@ -112,6 +116,34 @@ def test_a_network_with_weights_beyond_a_cache_cuts_its_products_from_one_row():
     X = np.random.default_rng(0).standard_normal((3, 784)).astype(np.float32)
     rows = np.concatenate([big.forward(X[i : i + 1]) for i in range(3)])
     np.testing.assert_allclose(rows, big.forward(X), **TOLERANCE[np.float32])
+
+
+def test_a_single_row_through_half_a_cache_of_weights_is_cut_into_pieces():
+    """A network whose largest weights hold ROW_PIECES_MIN_BYTES cuts a single row's
+    products (and only a single row's) into pieces, on the row's short path too, with the
+    bits of the general path."""
+    import fastbp as fb
+
+    middle = fb.Network([fb.Dense(784, 256), fb.Dense(256, 10)], input_shape=(784,), seed=0)
+    cached = fb.Network([fb.Dense(784, 128), fb.Dense(128, 10)], input_shape=(784,))
+    assert middle.engine.row_pieces and not cached.engine.row_pieces
+    fb.set_num_threads(2)
+    try:
+        pieces = lambda net, rows: (net.engine.pieces(rows) >> codes.PIECES_SHIFT) & codes.PIECES_MASK
+        assert (pieces(middle, 1), pieces(middle, 2), pieces(cached, 1)) == (2, 0, 0)
+        X = np.random.default_rng(0).standard_normal((3, 784)).astype(np.float32)
+        general = []
+        for i in range(3):
+            out = np.empty((1, 10), np.float32)
+            assert middle.engine._run_outputs(X[i : i + 1], out, 1, True)[0] == 0
+            general.append(out)
+        for _ in range(2):  # the first call per thread builds the short path's arguments
+            served = [middle.forward(X[i : i + 1]) for i in range(3)]
+        assert all(np.array_equal(a, b) for a, b in zip(served, general))
+        np.testing.assert_allclose(np.concatenate(served), middle.forward(X),
+                                   **TOLERANCE[np.float32])
+    finally:
+        fb.set_num_threads(None)
 
 
 @pytest.fixture

@@ -192,3 +192,9 @@ PIECES_MIN_WORK = 4_000_000
 # a third of one's time (a single row through 784x1024 float32 weights: 141 us on one, 45
 # on two). Smaller thresholds lost on a busy machine, where the pieces run in turn.
 PIECES_MIN_BYTES = 2 << 20
+# ... or, for a single row (a matrix-vector product), whose matrix holds at least this many
+# bytes, half a core's L2 cache here: a row through 784x256 float32 weights (0.8 MB) took
+# 9.4 us on one core and 6.0 on two at once (each half stays in its core's cache from call
+# to call), 784x128 (0.4 MB) 4.1 and 4.0; run in turn on a busy machine, the two pieces
+# cost 0-1.3 us more than one call (scripts/ab_steps.py measures a single row's forward).
+ROW_PIECES_MIN_BYTES = 1 << 19

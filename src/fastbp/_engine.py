@@ -141,6 +141,8 @@ class Engine(Inference):
                        for layer in self.layers if layer.product_work()), default=0)
         self.pieces_rows = 1 if weights * self.dtype.itemsize >= codes.PIECES_MIN_BYTES else \
             (MIN_PARALLEL_WORK - 1) // max(self.work_per_sample, 1) + 1
+        # and a single row's from smaller weights (_codes.ROW_PIECES_MIN_BYTES)
+        self.row_pieces = weights * self.dtype.itemsize >= codes.ROW_PIECES_MIN_BYTES
         # every product's multiply-adds per sample in a forward pass (inference's split)
         self.forward_work = sum(layer.work_per_sample() for layer in self.layers)
         self.work_outside_blas = any(layer.work_outside_blas for layer in self.layers)
@@ -392,7 +394,8 @@ class Engine(Inference):
         ``rows`` rows (_threads.pieces_flags), the kernel that runs them at once compiled
         when they do. Sets OpenBLAS to one thread, as every kernel call needs."""
         use_one_blas_thread()
-        if rows < self.pieces_rows or self.work_per_sample == 0:
+        if (rows < self.pieces_rows and not (rows == 1 and self.row_pieces)) \
+                or self.work_per_sample == 0:
             return 0
         flags = pieces_flags(max(self.work_per_sample * rows, MIN_PARALLEL_WORK))
         at_once = bool(flags & codes.F_PIECES_AT_ONCE)

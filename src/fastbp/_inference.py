@@ -14,12 +14,15 @@ on it.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from . import _codes as codes
+from . import _threads
 from ._dispatch import compiled_entry
 from ._params import Interval, check_parameters
-from ._threads import get_num_threads, run_parts, use_one_blas_thread
+from ._threads import BUSY_WINDOW, get_num_threads, run_parts, use_one_blas_thread
 from .kernels import step as step_kernels
 
 # Rows per chunk for forward/predict/evaluate on large inputs, by default: at most this
@@ -105,8 +108,8 @@ class Inference:
         return int(results[codes.R_ERROR]), int(results[codes.R_ERROR_INDEX])
 
     def _run_one_row(self, X: np.ndarray, out: np.ndarray) -> tuple[int, int]:
-        """:meth:`_run_outputs` for one row of a network whose products are not cut into
-        pieces at one row (a row served: its latency is mostly this Python). The first call
+        """:meth:`_run_outputs` for one row (a row served: its latency is mostly this
+        Python). The first call
         per thread takes the general path, which compiles the entry and makes the
         workspace; later ones put X and out into that thread's arguments (``_local.one_row``)
         and call the entry."""
@@ -131,9 +134,23 @@ class Inference:
         arrays, results, no_X, labels, weights, entry = kit
         use_one_blas_thread()  # as every kernel call needs (Engine.pieces does it too)
         entry(arrays, (X, self.no_labels, self.no_targets, self.no_weights), codes.NO_LOSS,
-              OUTPUT_FLAGS, self.no_update, results, self._no_loop,
+              self._row_flags() if self.row_pieces else OUTPUT_FLAGS, self.no_update,
+              results, self._no_loop,
               (no_X, labels, out, weights), self.no_parts)
         return results
+
+    def _row_flags(self) -> int:
+        """A single row's flags on this thread for a network that cuts a single row's
+        products into pieces: OUTPUT_FLAGS and :meth:`Engine.pieces`'s bits for one row,
+        looked up again when set_num_threads changes the count and otherwise at most every
+        BUSY_WINDOW seconds (the load monitor's own window): a look reads the environment
+        and the process's affinity, 3 us of a 15 us row."""
+        kept = getattr(self._local, "row_flags", None)
+        now = time.monotonic()
+        if kept is None or now >= kept[1] or kept[2] != _threads.explicit_threads():
+            kept = self._local.row_flags = (OUTPUT_FLAGS | self.pieces(1), now + BUSY_WINDOW,
+                                             _threads.explicit_threads())
+        return kept[0]
 
     def one_row(self, X, locked: bool = False) -> np.ndarray | None:
         """:meth:`outputs` of X if X is a single row that this thread can pass to the
@@ -207,7 +224,7 @@ class Inference:
         value), naming the first."""
         n = X.shape[0]
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
-        if n == 1 and self.pieces_rows > 1:
+        if n == 1:
             code, row = self._run_one_row(X, out)
             if code:
                 self.raise_error(code, row)

@@ -158,6 +158,11 @@ def set_num_threads(n: int | None) -> None:
     _explicit = n
 
 
+def explicit_threads() -> int | None:
+    """set_num_threads' count, or None (the default)."""
+    return _explicit
+
+
 def get_num_threads() -> int:
     """The most threads fastbp's kernels use (BLAS's, or the parts of a split training
     step): set_num_threads' value or the default."""

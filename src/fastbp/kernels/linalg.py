@@ -1,7 +1,8 @@
 """Matrix products shared by the layer kernels: BLAS when big or narrow, hand loops when tiny.
 
 A product of at least PIECES_MIN_WORK multiply-adds, or whose operands hold PIECES_MIN_BYTES
-(a few rows through a large weight matrix), is cut into pieces when the flags ask for them
+(a few rows through a large weight matrix), or a single row through a matrix of
+ROW_PIECES_MIN_BYTES, is cut into pieces when the flags ask for them
 (``_codes.PIECES_SHIFT``): blocks of rows (or columns, whichever dimension is longer) of its
 output, each computed by one single-threaded BLAS call, at once on numba's threads
 (``pieces_at_once``, called by address) or one after another. The blocks depend only on the
@@ -26,6 +27,7 @@ from .._codes import (
     PIECES_MIN_BYTES,
     PIECES_MIN_WORK,
     PIECES_SHIFT,
+    ROW_PIECES_MIN_BYTES,
 )
 from .._jit import jit, prange
 from .dispatch import (
@@ -77,9 +79,12 @@ def piece_bounds(size, t, pieces):
 @jit(inline="always")
 def worth_pieces(m, n, k, itemsize):
     """Whether an (m, k) @ (k, n) product gains from a second core (_codes.PIECES_MIN_WORK,
-    PIECES_MIN_BYTES; by bytes only if its output is wide enough for two pieces)."""
+    PIECES_MIN_BYTES, ROW_PIECES_MIN_BYTES; by bytes only if its output is wide enough for
+    two pieces)."""
     return m * k * n >= PIECES_MIN_WORK or (
-        max(m, n) >= 2 * PIECE_ALIGN and (m * k + k * n + m * n) * itemsize >= PIECES_MIN_BYTES)
+        max(m, n) >= 2 * PIECE_ALIGN and (
+            (m * k + k * n + m * n) * itemsize >= PIECES_MIN_BYTES
+            or (m == 1 and k * n * itemsize >= ROW_PIECES_MIN_BYTES)))
 
 
 @jit(inline="always")
