@@ -129,7 +129,9 @@ def test_a_single_row_through_half_a_cache_of_weights_is_cut_into_pieces():
     assert middle.engine.row_pieces and not cached.engine.row_pieces
     fb.set_num_threads(2)
     try:
-        pieces = lambda net, rows: (net.engine.pieces(rows) >> codes.PIECES_SHIFT) & codes.PIECES_MASK
+        def pieces(net, rows):
+            return (net.engine.pieces(rows) >> codes.PIECES_SHIFT) & codes.PIECES_MASK
+
         assert (pieces(middle, 1), pieces(middle, 2), pieces(cached, 1)) == (2, 0, 0)
         X = np.random.default_rng(0).standard_normal((3, 784)).astype(np.float32)
         general = []
