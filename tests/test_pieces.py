@@ -144,8 +144,46 @@ def test_a_single_row_through_half_a_cache_of_weights_is_cut_into_pieces():
         assert all(np.array_equal(a, b) for a, b in zip(served, general))
         np.testing.assert_allclose(np.concatenate(served), middle.forward(X),
                                    **TOLERANCE[np.float32])
+        fb.set_num_threads(1)  # the served row's flags, kept per thread, follow at once
+        for _ in range(2):  # (the 3-row call grew the workspace: the first rebuilds the kit)
+            assert np.allclose(middle.forward(X[:1]), served[0], rtol=1e-5, atol=1e-6)
+        assert (middle.engine._local.row_flags[0] >> codes.PIECES_SHIFT) & codes.PIECES_MASK == 0
     finally:
         fb.set_num_threads(None)
+
+
+def _serve_in_child(net, X, queue):
+    out = net.forward(X)
+    queue.put((out, net.engine._local.row_flags[0]))
+
+
+def test_a_forked_child_serves_rows_after_its_parent_cut_them_at_once():
+    """GNU OpenMP kills a forked child that starts a parallel region after its parent did,
+    so a served row's flags, kept per thread, are looked up again in a child: its pieces
+    run one after another."""
+    import multiprocessing
+
+    import fastbp as fb
+
+    net = fb.Network([fb.Dense(784, 256), fb.Dense(256, 10)], input_shape=(784,), seed=0)
+    X = np.random.default_rng(0).standard_normal((1, 784)).astype(np.float32)
+    fb.set_num_threads(2)  # fixed: the pieces run at once whatever the load
+    try:
+        expected = [net.forward(X) for _ in range(2)][-1]
+        if not net.engine._local.row_flags[0] & codes.F_PIECES_AT_ONCE:
+            pytest.skip("numba's threads are not thread-safe here: no pieces at once")
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_serve_in_child, args=(net, X, queue))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        out, flags = queue.get(timeout=5)
+    finally:
+        fb.set_num_threads(None)
+    assert np.array_equal(out, expected)  # the same pieces, in turn: the same bits
+    assert (flags >> codes.PIECES_SHIFT) & codes.PIECES_MASK == 2
+    assert not flags & codes.F_PIECES_AT_ONCE
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ on it.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -142,14 +143,16 @@ class Inference:
     def _row_flags(self) -> int:
         """A single row's flags on this thread for a network that cuts a single row's
         products into pieces: OUTPUT_FLAGS and :meth:`Engine.pieces`'s bits for one row,
-        looked up again when set_num_threads changes the count and otherwise at most every
-        BUSY_WINDOW seconds (the load monitor's own window): a look reads the environment
-        and the process's affinity, 3 us of a 15 us row."""
+        looked up again when set_num_threads changes the count or in another process (a
+        forked child, which must not start OpenMP's threads: _threads.parts_in_parallel),
+        and otherwise at most every BUSY_WINDOW seconds (the load monitor's own window; the
+        environment's thread count is read then): a look costs 3 us of a 15 us row."""
         kept = getattr(self._local, "row_flags", None)
         now = time.monotonic()
-        if kept is None or now >= kept[1] or kept[2] != _threads.explicit_threads():
+        key = (_threads.explicit_threads(), os.getpid())
+        if kept is None or now >= kept[1] or kept[2] != key:
             kept = self._local.row_flags = (OUTPUT_FLAGS | self.pieces(1), now + BUSY_WINDOW,
-                                             _threads.explicit_threads())
+                                             key)
         return kept[0]
 
     def one_row(self, X, locked: bool = False) -> np.ndarray | None:
