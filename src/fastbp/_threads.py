@@ -11,7 +11,8 @@ threads spin-wait for each other: beside another busy process a two-thread produ
   it and the step is big enough (``kernels/step.py``'s ``split_gradient``; the rule is
   ``Engine.parts``), each part with its own gradient, summed in a fixed order;
 - cut each product of at least ``PIECES_MIN_WORK`` multiply-adds, or with operands of
-  ``PIECES_MIN_BYTES``, of a step that runs whole (and of inference) into
+  ``PIECES_MIN_BYTES`` (a single row's, ``ROW_PIECES_MIN_BYTES``), of a step that runs
+  whole (and of inference) into
   :func:`get_num_threads` pieces, blocks of its output computed by single-threaded BLAS
   calls (``kernels/linalg.py``).
 
