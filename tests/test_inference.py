@@ -100,17 +100,22 @@ def test_threads_calling_at_once_get_their_own_answers(two_threads):
 @pytest.mark.parametrize("kind", ["conv", "gru", "mlp"])
 def test_single_rows_from_threads_at_once_equal_the_general_path(kind):
     """A single row takes a short path (Inference._run_one_row: this thread's arguments,
-    built once); the same kernel call as the general path, so the same bits, from any
-    number of threads at once, each with a workspace of its own."""
+    built once); the same kernel call as the general path's for a single row (ROW_FLAGS:
+    a recurrent layer's by-hand single sequence), so the same bits, from any number of
+    threads at once, each with a workspace of its own."""
     net, shape = _networks()[kind]
     assert net.engine.row_pieces == (kind == "mlp")  # its 256x256 float64 weights: 0.5 MB
     rows = np.random.default_rng(11).normal(size=(12, *shape))
+    for layer in net.engine.layers:
+        layer.prepare_single_row(net.dtype)
     expected = []
     for i in range(len(rows)):
         X = net.engine.check_X(rows[i : i + 1])
         out = np.empty((1, net.n_outputs))
-        assert net.engine._run_outputs(X, out, 1, True)[0] == 0  # (no error)
+        assert net.engine._run_outputs(X, out, 1, True, one_row=True)[0] == 0  # (no error)
         expected.append(out)
+        np.testing.assert_allclose(out, net.forward(rows[[i, i]])[:1], rtol=1e-12,
+                                   atol=1e-12)  # (the batch path)
     got: dict = {}
 
     def serve(t):

@@ -65,6 +65,31 @@ def test_a_single_row_agrees_with_twin_and_finite_differences(kind, dtype, F, H)
         check_finite_differences(build(kind, "bi", "seq", T=4, H=H, F=F), n=1)
 
 
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_a_single_sequence_served_takes_its_products_by_hand(kind):
+    """A single row served (_codes.F_ONE_ROW) runs the family's single-sequence kernel
+    (kernels/recurrent.py's ROW_FORWARDS, compiled on the first row served): the batch
+    path's outputs up to rounding (float64, both directions, every step's output, a group
+    of four rows and a remainder in each product), and in float32 other bits than BLAS's
+    products give, which shows the other path ran."""
+    from fastbp.kernels import dispatch, recurrent
+
+    net = build(kind, "bi", "seq", T=6, H=6, F=5)
+    X, _ = data_for(net, 3, seed=4)
+    served = np.concatenate([net.forward(X[i : i + 1]) for i in range(3)])
+    np.testing.assert_allclose(served, net.forward(X), rtol=1e-12, atol=1e-12)
+    family = recurrent.family(net.layers[0].cell)
+    assert dispatch.ROW_FORWARDS[2 * family + 1] != 0  # float64's slot, filled on first use
+    wide = fb.Network([MAKERS[kind](4, 32), fb.Dense(32, 3)], input_shape=(32, 4),
+                      dtype="float32", seed=0)
+    row = np.random.default_rng(5).standard_normal((1, 32, 4)).astype(np.float32)
+    by_hand = wide.forward(row)
+    through_blas = np.empty_like(by_hand)
+    assert wide.engine._run_outputs(row.reshape(1, -1), through_blas, 1, True)[0] == 0
+    np.testing.assert_allclose(by_hand, through_blas, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(by_hand, through_blas)
+
+
 def test_stacked_layers_with_dropout_between_agree_with_twin():
     layers = [fb.LSTM(3, 4, return_sequences=True), fb.Dropout(0.3),
               fb.GRU(4, 3, bidirectional=True, return_sequences=True),

@@ -67,6 +67,10 @@ F_PIECES_AT_ONCE = 1 << 15  # the pieces run at once on numba's threads
 # (Bit 16 up also carries a part's number to its runner, which clears it before any layer.)
 F_SYNCED = 1 << 16
 SYNC_PHASE_SHIFT = 17
+# A single row served (Inference's one-row path, never training): a kind may take another
+# forward for it, compiled on first use (a recurrent layer's single-sequence products by
+# hand: kernels/recurrent.py). Far above a synced part's bits, which only training sets.
+F_ONE_ROW = 1 << 40
 
 # A step's part info (kernels/bundles.py's Parts.info).
 PART_STEP = 0  # the address of step.train_step, which run_part runs on a part (0: synced)

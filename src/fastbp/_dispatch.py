@@ -94,6 +94,20 @@ def kernel_addresses(kind: int, dtype, variant: int = 0) -> tuple[int, int]:
     return found
 
 
+def row_forward_address(kernel, key: int, dtype) -> int:
+    """The address of ``kernel``, a kind's forward for a single row served (its module's
+    ``ROW_FORWARDS[key]``), compiled (or loaded from the cache) for ``dtype`` on first use in
+    this process and written where that kind's kernels look for it (``kernels/dispatch.py``'s
+    ROW_FORWARDS, slot 2 * key + (0 float32, 1 float64))."""
+    slot = 2 * key + (0 if np.dtype(dtype) == np.float32 else 1)
+    found = _ADDRESSES.get(("row forward", slot))
+    if found is None:
+        found = _ADDRESSES[("row forward", slot)] = _address(
+            kernel, (dispatch.layer_args_type(dtype),))
+        dispatch.ROW_FORWARDS[slot] = found
+    return found
+
+
 def update_address(optimizer_kind: int, dtype) -> int:
     """The address of optimizer ``optimizer_kind``'s update (``kernels/optimizers.py``)
     compiled for ``dtype``: an optimizer compiles when first bound to a network."""

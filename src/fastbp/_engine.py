@@ -174,6 +174,7 @@ class Engine(Inference):
         self._part_arrays: tuple | None = None
         self._part_key: tuple[int, int] | None = None
         self._pieces_ready = [False, False]  # linalg.pieces_in_turn, pieces_at_once compiled
+        self._single_rows_prepared = False  # each layer's prepare_single_row called
         # Batch statistics need more than one value per channel (torch refuses too).
         self.min_batch = 2 if any(getattr(la, "positions", 2) == 1 for la in self.layers) else 1
         self._local = threading.local()

@@ -49,6 +49,7 @@ EVAL_FLAGS = 0
 INFER_SPLIT_WORK = 8_000_000
 INFER_SPLIT_WORK_PRODUCTS = 64_000_000
 OUTPUT_FLAGS = codes.F_VALIDATE | EVAL_FLAGS | codes.F_INFER  # check the rows, then infer
+ROW_FLAGS = OUTPUT_FLAGS | codes.F_ONE_ROW  # a single row served (its kinds' own path)
 
 
 class Inference:
@@ -91,13 +92,15 @@ class Inference:
         return args[5]
 
     def _run_outputs(self, X: np.ndarray, out: np.ndarray, chunk: int,
-                     pieces: bool) -> tuple[int, int]:
+                     pieces: bool, one_row: bool = False) -> tuple[int, int]:
         """Check the rows of X and infer them into ``out`` in one kernel call: (error code,
         first bad row). The compiled entry skips the dispatcher's typing of the arguments,
         whose types are fixed here: X is C-contiguous, aligned and writable (check_X), out
-        is the caller's new array or rows of it."""
+        is the caller's new array or rows of it. ``one_row``: a single row served
+        (ROW_FLAGS; :meth:`_run_one_row` prepared its layers)."""
         args = self._dataset_args((X, self.no_labels, self.no_targets, self.no_weights),
-                                  codes.NO_LOSS, OUTPUT_FLAGS, chunk, out, pieces)
+                                  codes.NO_LOSS, ROW_FLAGS if one_row else OUTPUT_FLAGS,
+                                  chunk, out, pieces)
         entry = self._outputs_entry
         if entry is None:
             entry = self._outputs_entry = compiled_entry(step_kernels.run_dataset, args)
@@ -117,7 +120,11 @@ class Inference:
         local = self._local
         kit = getattr(local, "one_row", None)
         if kit is None or kit[0] is not getattr(local, "arrays", None):  # (or it grew since)
-            result = self._run_outputs(X, out, 1, True)
+            if not self._single_rows_prepared:  # every single row served takes the same path
+                for layer in self.layers:
+                    layer.prepare_single_row(self.dtype)
+                self._single_rows_prepared = True
+            result = self._run_outputs(X, out, 1, True, one_row=True)
             # (no entry without compiled code; no arrays kept by a length's plan, whose
             # workspace all lengths share and is taken per call)
             arrays = getattr(local, "arrays", None)
@@ -135,14 +142,14 @@ class Inference:
         arrays, results, no_X, labels, weights, entry = kit
         use_one_blas_thread()  # as every kernel call needs (Engine.pieces does it too)
         entry(arrays, (X, self.no_labels, self.no_targets, self.no_weights), codes.NO_LOSS,
-              self._row_flags() if self.row_pieces else OUTPUT_FLAGS, self.no_update,
+              self._row_flags() if self.row_pieces else ROW_FLAGS, self.no_update,
               results, self._no_loop,
               (no_X, labels, out, weights), self.no_parts)
         return results
 
     def _row_flags(self) -> int:
         """A single row's flags on this thread for a network that cuts a single row's
-        products into pieces: OUTPUT_FLAGS and :meth:`Engine.pieces`'s bits for one row,
+        products into pieces: ROW_FLAGS and :meth:`Engine.pieces`'s bits for one row,
         looked up again when set_num_threads changes the count or in another process (a
         forked child, which must not start OpenMP's threads: _threads.parts_in_parallel),
         and otherwise at most every BUSY_WINDOW seconds (the load monitor's own window; the
@@ -151,8 +158,7 @@ class Inference:
         now = time.monotonic()
         key = (_threads.explicit_threads(), os.getpid())
         if kept is None or now >= kept[1] or kept[2] != key:
-            kept = self._local.row_flags = (OUTPUT_FLAGS | self.pieces(1), now + BUSY_WINDOW,
-                                             key)
+            kept = self._local.row_flags = (ROW_FLAGS | self.pieces(1), now + BUSY_WINDOW, key)
         return kept[0]
 
     def one_row(self, X, locked: bool = False) -> np.ndarray | None:

@@ -40,6 +40,9 @@ def _jobs(dtype: str) -> list[tuple[str, Callable[[], object]]]:
         for variant in variants:
             jobs.append((f"{name} kernels" + (f" ({variant})" if len(variants) > 1 else ""),
                          lambda k=kind, v=variant: _dispatch.kernel_addresses(k, dtype, v)))
+        for key, kernel in getattr(module, "ROW_FORWARDS", {}).items():  # a row served
+            jobs.append((f"{name} single-row kernel ({key})",
+                         lambda k=kernel, key=key: _dispatch.row_forward_address(k, key, dtype)))
     loss_names = {loss.code: name for name, loss in LOSSES.items()}
     jobs += [(f"loss {loss_names.get(code, code)}",
               lambda c=code: _dispatch.loss_address(c, dtype)) for code in losses.LOSS_KERNELS]

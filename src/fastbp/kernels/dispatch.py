@@ -42,6 +42,15 @@ SMALL_PRODUCT_SYMBOL = "fastbp_small_product_work"
 SMALL_PRODUCT_WORK = (ctypes.c_int64 * 1)()
 llvm_binding.add_symbol(SMALL_PRODUCT_SYMBOL, ctypes.addressof(SMALL_PRODUCT_WORK))
 
+# The addresses of kernels that a kind compiles only when first needed, 0 until then in this
+# process (fastbp._dispatch.row_forward_address), read through ROW_FORWARD_SYMBOL as the
+# runners above: slot 2 * k + (0 float32, 1 float64) holds a kind's forward for a single row
+# served (_codes.F_ONE_ROW), k its module's ROW_FORWARDS key (the recurrent cell families,
+# 0-2). Under NUMBA_DISABLE_JIT the slots hold keys into PYTHON_KERNELS.
+ROW_FORWARD_SYMBOL = "fastbp_row_forwards"
+ROW_FORWARDS = (ctypes.c_int64 * 8)()
+llvm_binding.add_symbol(ROW_FORWARD_SYMBOL, ctypes.addressof(ROW_FORWARDS))
+
 
 def layer_args_type(dtype) -> types.Tuple:
     """The numba type of a layer kernel's single argument for parameters of ``dtype``:
@@ -169,6 +178,9 @@ if numba.config.DISABLE_JIT:
 
     def small_product_work() -> int:
         return SMALL_PRODUCT_WORK[0]
+
+    def row_forward(slot) -> int:
+        return ROW_FORWARDS[slot]
 
 else:
     def _call_by_address(context, builder, address_value, argument_types, values) -> None:
@@ -304,6 +316,23 @@ else:
             return builder.load(builder.gep(table, [zero, zero]))
 
         return types.int64(), codegen
+
+    @intrinsic
+    def row_forward(typingctx, slot):
+        """ROW_FORWARDS[slot] in this process (0: not compiled here)."""
+        if not isinstance(slot, types.Integer):
+            raise errors.TypingError(f"row_forward: the slot must be an integer, got {slot}")
+
+        def codegen(context, builder, signature, llargs):
+            table_type = ir.ArrayType(ir.IntType(64), len(ROW_FORWARDS))
+            table = builder.module.globals.get(ROW_FORWARD_SYMBOL)
+            if table is None:
+                table = ir.GlobalVariable(builder.module, table_type, ROW_FORWARD_SYMBOL)
+                table.linkage = "external"
+            index = context.cast(builder, llargs[0], slot, types.int64)
+            return builder.load(builder.gep(table, [ir.Constant(ir.IntType(64), 0), index]))
+
+        return types.int64(slot), codegen
 
     PIECES_JOB = types.UniTuple(types.int64, 12)
 

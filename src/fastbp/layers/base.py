@@ -112,6 +112,12 @@ class Layer:
         network splits a training batch across threads when its total is large enough."""
         return self.product_work()
 
+    def prepare_single_row(self, dtype) -> None:
+        """Compile what this layer's kernels need to serve a single row (a call with
+        ``_codes.F_ONE_ROW``, from inference's one-row path only), if it takes another
+        forward for one: a recurrent layer's single-sequence kernel. Called once per network
+        before its first single row served. Default: nothing."""
+
     #: True for kinds with much work besides one matrix product (im2col, pooling,
     #: recurrent cells): their networks split a training batch over threads even where
     #: its products would be cut into pieces (see Engine.parts).

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .. import _dispatch
 from ..activations import ACTIVATIONS
 from ..kernels import recurrent as kernels
 from .base import Layer, Shape, positive_int, require_torch_setting
@@ -100,6 +101,11 @@ class _Recurrent(Layer):
     def padding_after(self, padded_input: bool) -> bool:
         object.__setattr__(self, "masked", bool(padded_input))
         return self.masked and self.return_sequences  # its padded outputs are 0
+
+    def prepare_single_row(self, dtype) -> None:
+        if not self.masked:  # (a padded sequence takes the masked kernels' own path)
+            family = kernels.family(self.cell)
+            _dispatch.row_forward_address(kernels.ROW_FORWARDS[family], family, dtype)
 
     def scratch_per_sample(self) -> int:
         return kernels.scratch_per_sample(self.cell, self.input_size, self.hidden_size,
