@@ -42,6 +42,8 @@ A BLAS call on one column costs more than its maths: a GRU(4, 32) over 32 steps 
 20-22 us this way against 27-29 us through BLAS.
 """
 
+import numpy as np
+
 from .._codes import F_NEED_D_INPUT, F_ONE_ROW
 from .._jit import jit
 from .dispatch import call_kernel, row_forward
@@ -282,9 +284,31 @@ def _scatter_d_input(dxs, d_inp, lengths, order, d, F, T, m, masked):
 # cell's code, and a network without padding none of the masking code (about 1.5 s of a
 # cold compile). Each inlines _forward or _backward directly: numba copies an inlined body
 # at every level it passes through, so a level between them cost ~0.7 s of a cold compile.
+# Each family's first slot in dispatch.ROW_FORWARDS (its float32 kernel; float64's next),
+# as numpy integers: a plain constant would compile _served_by_hand once per literal value.
+ROW_SLOTS = (np.int64(2 * FAMILY_RNN), np.int64(2 * FAMILY_GRU), np.int64(2 * FAMILY_LSTM))
+
+
+@jit
+def _served_by_hand(args, slot):
+    """Whether a single sequence served (F_ONE_ROW, one row) ran in its family's
+    ROW_FORWARDS kernel at ``slot`` (compiled in this process; else the caller runs the
+    BLAS path). A function of its own: inlined, this test took 9% of each unpadded forward
+    kernel's cold compile."""
+    inp, flags = args[5], args[11]
+    if inp.shape[0] != 1 or (flags & F_ONE_ROW) == 0:
+        return False
+    address = row_forward(slot + (0 if inp.itemsize == 4 else 1))
+    if address == 0:
+        return False
+    call_kernel(address, args)
+    return True
+
+
 @jit(inline="always")
 def forward(args):
-    _forward(args, False, FAMILY_RNN)
+    if not _served_by_hand(args, ROW_SLOTS[FAMILY_RNN]):
+        _forward(args, False, FAMILY_RNN)
 
 
 @jit(inline="always")
@@ -304,7 +328,8 @@ def backward_masked(args):
 
 @jit(inline="always")
 def forward_gru(args):
-    _forward(args, False, FAMILY_GRU)
+    if not _served_by_hand(args, ROW_SLOTS[FAMILY_GRU]):
+        _forward(args, False, FAMILY_GRU)
 
 
 @jit(inline="always")
@@ -324,7 +349,8 @@ def backward_gru_masked(args):
 
 @jit(inline="always")
 def forward_lstm(args):
-    _forward(args, False, FAMILY_LSTM)
+    if not _served_by_hand(args, ROW_SLOTS[FAMILY_LSTM]):
+        _forward(args, False, FAMILY_LSTM)
 
 
 @jit(inline="always")
@@ -364,11 +390,6 @@ def _forward(args, masked, family):
     ints, _, params, _, _, inp, out, _, _, scratch, batch, flags, _ = args
     cell, F, H, T, D, sequences, GH = _settings(ints)
     m = inp.shape[0]
-    if not masked and m == 1 and (flags & F_ONE_ROW) != 0:  # a single sequence served
-        by_hand = row_forward(2 * family + (0 if inp.itemsize == 4 else 1))
-        if by_hand != 0:
-            call_kernel(by_hand, args)
-            return
     w_cat, _, bias = _batch_arrays(batch, F, H, GH)
     lengths, order = _lengths(scratch), _order(scratch)
     if masked:  # the batch's columns are its rows by decreasing length
