@@ -65,29 +65,76 @@ def test_a_single_row_agrees_with_twin_and_finite_differences(kind, dtype, F, H)
         check_finite_differences(build(kind, "bi", "seq", T=4, H=H, F=F), n=1)
 
 
+@pytest.fixture
+def no_single_row_kernels():
+    """The single-sequence kernels' table as if none were compiled in this process yet
+    (put back afterwards): what a network's first single row served finds."""
+    from fastbp import _dispatch
+    from fastbp.kernels import dispatch
+
+    saved_table = list(dispatch.ROW_FORWARDS)
+    saved = {k: v for k, v in _dispatch._ADDRESSES.items() if k[0] == "row forward"}
+    for k in saved:
+        del _dispatch._ADDRESSES[k]
+    for slot in range(len(dispatch.ROW_FORWARDS)):
+        dispatch.ROW_FORWARDS[slot] = 0
+    yield dispatch.ROW_FORWARDS
+    for slot, address in enumerate(saved_table):
+        dispatch.ROW_FORWARDS[slot] = address
+    _dispatch._ADDRESSES.update(saved)
+
+
+def _batch_scratch(net):
+    """The first layer's batch scratch in this thread's inference workspace: w_cat =
+    [weight_ih weight_hh] after the BLAS path, weight_ih.T first after the by-hand one."""
+    from fastbp import _codes as codes
+    from fastbp.kernels.bundles import WS
+
+    ws, row = net.engine._local.arrays[WS], net.engine.plan.table[0]
+    start = ws.shape[0] - row[codes.L_BATCH_OFFSET]
+    return ws[start : start + row[codes.L_BATCH_SIZE]]
+
+
 @pytest.mark.parametrize("kind", sorted(MAKERS))
-def test_a_single_sequence_served_takes_its_products_by_hand(kind):
+def test_a_single_sequence_served_takes_its_products_by_hand(kind, no_single_row_kernels):
     """A single row served (_codes.F_ONE_ROW) runs the family's single-sequence kernel
-    (kernels/recurrent.py's ROW_FORWARDS, compiled on the first row served): the batch
-    path's outputs up to rounding (float64, both directions, every step's output, a group
-    of four rows and a remainder in each product), and in float32 other bits than BLAS's
-    products give, which shows the other path ran."""
-    from fastbp.kernels import dispatch, recurrent
+    (kernels/recurrent.py's ROW_FORWARDS), compiled before the network's first single row:
+    the first row served gives the bits of every later one, the batch path's outputs up to
+    rounding (float64, both directions, every step's output, a group of four rows and a
+    remainder in each product), and it leaves weight_ih's transpose in the scratch."""
+    from fastbp.kernels import recurrent
 
     net = build(kind, "bi", "seq", T=6, H=6, F=5)
-    X, _ = data_for(net, 3, seed=4)
-    served = np.concatenate([net.forward(X[i : i + 1]) for i in range(3)])
-    np.testing.assert_allclose(served, net.forward(X), rtol=1e-12, atol=1e-12)
     family = recurrent.family(net.layers[0].cell)
-    assert dispatch.ROW_FORWARDS[2 * family + 1] != 0  # float64's slot, filled on first use
-    wide = fb.Network([MAKERS[kind](4, 32), fb.Dense(32, 3)], input_shape=(32, 4),
-                      dtype="float32", seed=0)
-    row = np.random.default_rng(5).standard_normal((1, 32, 4)).astype(np.float32)
-    by_hand = wide.forward(row)
-    through_blas = np.empty_like(by_hand)
-    assert wide.engine._run_outputs(row.reshape(1, -1), through_blas, 1, True)[0] == 0
-    np.testing.assert_allclose(by_hand, through_blas, rtol=1e-5, atol=1e-6)
-    assert not np.array_equal(by_hand, through_blas)
+    assert no_single_row_kernels[2 * family + 1] == 0
+    X, _ = data_for(net, 3, seed=4)
+    served = [net.forward(X[i : i + 1]) for i in range(3)]
+    assert no_single_row_kernels[2 * family + 1] != 0  # float64's slot, filled on first use
+    assert all(np.array_equal(net.forward(X[i : i + 1]), served[i]) for i in range(3))
+    np.testing.assert_allclose(np.concatenate(served), net.forward(X), rtol=1e-12, atol=1e-12)
+    uni = build(kind, "uni", "last", T=6, H=6, F=5)
+    uni.forward(X[:1])
+    G, F, H = uni.layers[0].gates, 5, 6
+    w_ih = uni.layers[0].weight_ih
+    np.testing.assert_array_equal(_batch_scratch(uni)[: F * G * H].reshape(F, G * H), w_ih.T)
+    uni.forward(X[:2])  # the batch path: [weight_ih weight_hh] by rows
+    w_cat = _batch_scratch(uni)[: G * H * (F + H)].reshape(G * H, F + H)
+    np.testing.assert_array_equal(w_cat[:, :F], w_ih)
+
+
+def test_a_single_sequence_through_large_weights_takes_blas(no_single_row_kernels):
+    # GRU(64, 128): 73,728 weights, beyond ROW_MAX_WEIGHTS: no kernel to compile, and the
+    # products go to BLAS (in pieces where the weights reach PIECES_MIN_BYTES)
+    from fastbp.kernels import recurrent
+
+    net = fb.Network([fb.GRU(64, 128), fb.Dense(128, 2)], input_shape=(3, 64), seed=0)
+    assert not recurrent.single_sequence_by_hand(net.layers[0].cell, 64, 128)
+    X = np.random.default_rng(0).standard_normal((2, 3, 64))
+    one = net.forward(X[:1])
+    assert list(no_single_row_kernels) == [0] * len(no_single_row_kernels)
+    w_cat = _batch_scratch(net)[: 3 * 128 * 192].reshape(3 * 128, 192)
+    np.testing.assert_array_equal(w_cat[:, :64], net.layers[0].weight_ih)
+    np.testing.assert_allclose(one, net.forward(X)[:1], rtol=1e-12, atol=1e-12)
 
 
 def test_stacked_layers_with_dropout_between_agree_with_twin():

@@ -129,10 +129,12 @@ def test_a_single_row_through_half_a_cache_of_weights_is_cut_into_pieces():
     assert middle.engine.row_pieces and not cached.engine.row_pieces
     fb.set_num_threads(2)
     try:
-        def pieces(net, rows):
-            return (net.engine.pieces(rows) >> codes.PIECES_SHIFT) & codes.PIECES_MASK
+        def pieces(net, rows, served=True):
+            return (net.engine.pieces(rows, served) >> codes.PIECES_SHIFT) & codes.PIECES_MASK
 
-        assert (pieces(middle, 1), pieces(middle, 2), pieces(cached, 1)) == (2, 0, 0)
+        # served only: a training batch of one row keeps fit's and train_step's bits alike
+        assert (pieces(middle, 1), pieces(middle, 1, False), pieces(middle, 2),
+                pieces(cached, 1)) == (2, 0, 0, 0)
         X = np.random.default_rng(0).standard_normal((3, 784)).astype(np.float32)
         general = []
         for i in range(3):
@@ -180,6 +182,8 @@ def test_a_forked_child_serves_rows_after_its_parent_cut_them_at_once():
         child = context.Process(target=_serve_in_child, args=(net, X, queue))
         child.start()
         child.join(60)
+        if child.is_alive():  # (hung: no process left behind)
+            child.kill()
         assert child.exitcode == 0
         out, flags = queue.get(timeout=5)
     finally:
@@ -284,3 +288,30 @@ def test_one_row_through_a_matrix_equals_numpy(dtype, layout, shape, pieces):
     _product(A, B, out, pieces << codes.PIECES_SHIFT)
     np.testing.assert_allclose(out, A.astype(np.float64) @ B.astype(np.float64),
                                **TOLERANCE[dtype])
+
+
+def test_a_training_batch_of_one_row_is_not_cut_by_the_single_row_rule():
+    """fit's epoch takes its pieces from its batch size, train_step from its batch: a last
+    batch of one row must not be cut in one and whole in the other (the single-row rule is
+    for rows served only), so that a train_step loop repeats fit bit for bit."""
+    import fastbp as fb
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((5, 300)).astype(np.float32), rng.integers(0, 3, 5)
+
+    def make():
+        return fb.Network([fb.Dense(300, 600, activation="tanh"), fb.Dense(600, 3)],
+                          input_shape=(300,), seed=0)
+
+    fitted, stepped = make(), make()
+    assert fitted.engine.row_pieces and fitted.engine.pieces_rows > 2
+    fb.set_num_threads(2)
+    try:
+        fitted.fit(X, y, optimizer=fb.SGD(lr=0.1), epochs=1, batch_size=2, shuffle=False,
+                   verbose=0)
+        opt = fb.SGD(lr=0.1)
+        for start in range(0, 5, 2):  # the last batch: one row
+            stepped.train_step(X[start : start + 2], y[start : start + 2], opt)
+    finally:
+        fb.set_num_threads(None)
+    assert np.array_equal(fitted.params, stepped.params)

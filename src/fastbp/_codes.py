@@ -55,10 +55,10 @@ F_VALIDATE = 32  # run_dataset: only check the data as train_step would
 F_PART = 64  # a gradient over one part of a split step (kernels pick smaller chunks)
 F_EXACT = 128  # a standalone step retried by Python, which checks its update (no risk test)
 # Bits 8-14: the pieces a product of at least PIECES_MIN_WORK multiply-adds (or of operands
-# of PIECES_MIN_BYTES) is cut into (kernels/linalg.py's worth_pieces; 0 or 1: one BLAS
-# call). Each piece is one single-threaded BLAS call on a block of the output; the blocks
-# depend only on the count, so running them at once (F_PIECES_AT_ONCE) or one after another
-# gives the same bits.
+# of PIECES_MIN_BYTES, or a single row's through ROW_PIECES_MIN_BYTES) is cut into
+# (kernels/linalg.py's worth_pieces; 0 or 1: one BLAS call). Each piece is one
+# single-threaded BLAS call on a block of the output; the blocks depend only on the count, so
+# running them at once (F_PIECES_AT_ONCE) or one after another gives the same bits.
 PIECES_SHIFT = 8
 PIECES_MASK = 127
 F_PIECES_AT_ONCE = 1 << 15  # the pieces run at once on numba's threads
@@ -69,7 +69,9 @@ F_SYNCED = 1 << 16
 SYNC_PHASE_SHIFT = 17
 # A single row served (Inference's one-row path, never training): a kind may take another
 # forward for it, compiled on first use (a recurrent layer's single-sequence products by
-# hand: kernels/recurrent.py). Far above a synced part's bits, which only training sets.
+# hand: kernels/recurrent.py). The bit lies inside the part number and round fields of a
+# split step's flags (bits 16 up, kernels/step.py and synced.py), which only training's
+# split steps set and read; inference never reaches them.
 F_ONE_ROW = 1 << 40
 
 # A step's part info (kernels/bundles.py's Parts.info).

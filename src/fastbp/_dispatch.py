@@ -100,11 +100,15 @@ def row_forward_address(kernel, key: int, dtype) -> int:
     this process and written where that kind's kernels look for it (``kernels/dispatch.py``'s
     ROW_FORWARDS, slot 2 * key + (0 float32, 1 float64))."""
     slot = 2 * key + (0 if np.dtype(dtype) == np.float32 else 1)
+    owner = _ADDRESSES.setdefault(("row forward owner", slot), kernel)
+    if owner is not kernel:
+        raise ValueError(f"ROW_FORWARDS slot {slot} already holds {owner}, not {kernel}")
     found = _ADDRESSES.get(("row forward", slot))
     if found is None:
-        found = _ADDRESSES[("row forward", slot)] = _address(
-            kernel, (dispatch.layer_args_type(dtype),))
+        found = _address(kernel, (dispatch.layer_args_type(dtype),))
+        # the table first: a thread that finds the address cached finds it in the table too
         dispatch.ROW_FORWARDS[slot] = found
+        _ADDRESSES[("row forward", slot)] = found
     return found
 
 

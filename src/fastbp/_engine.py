@@ -141,8 +141,12 @@ class Engine(Inference):
                        for layer in self.layers if layer.product_work()), default=0)
         self.pieces_rows = 1 if weights * self.dtype.itemsize >= codes.PIECES_MIN_BYTES else \
             (MIN_PARALLEL_WORK - 1) // max(self.work_per_sample, 1) + 1
-        # and a single row's from smaller weights (_codes.ROW_PIECES_MIN_BYTES)
-        self.row_pieces = weights * self.dtype.itemsize >= codes.ROW_PIECES_MIN_BYTES
+        # and a single row served, from smaller weights (_codes.ROW_PIECES_MIN_BYTES), where
+        # a layer runs a row as one matrix-vector product (not convolutions or recurrent
+        # cells, whose single row is many products or none: kinds with work outside BLAS)
+        self.row_pieces = self.pieces_rows == 1 or any(
+            layer.product_work() * self.dtype.itemsize >= codes.ROW_PIECES_MIN_BYTES
+            for layer in self.layers if not layer.work_outside_blas)
         # every product's multiply-adds per sample in a forward pass (inference's split)
         self.forward_work = sum(layer.work_per_sample() for layer in self.layers)
         self.work_outside_blas = any(layer.work_outside_blas for layer in self.layers)
@@ -390,12 +394,15 @@ class Engine(Inference):
         info[codes.PART_PARALLEL] = parts_in_parallel(rows * self.split_work)
         return arrays
 
-    def pieces(self, rows: int) -> int:
+    def pieces(self, rows: int, served: bool = False) -> int:
         """The flags bits that cut this network's big products into pieces for a call on
         ``rows`` rows (_threads.pieces_flags), the kernel that runs them at once compiled
-        when they do. Sets OpenBLAS to one thread, as every kernel call needs."""
+        when they do; ``served``: a single row served (``row_pieces``; training's rows
+        count only from ``pieces_rows``, so that a step's bits never depend on whether its
+        batch came from fit or train_step). Sets OpenBLAS to one thread, as every kernel
+        call needs."""
         use_one_blas_thread()
-        if (rows < self.pieces_rows and not (rows == 1 and self.row_pieces)) \
+        if (rows < self.pieces_rows and not (served and rows == 1 and self.row_pieces)) \
                 or self.work_per_sample == 0:
             return 0
         flags = pieces_flags(max(self.work_per_sample * rows, MIN_PARALLEL_WORK))

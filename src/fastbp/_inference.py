@@ -71,7 +71,8 @@ class Inference:
                       outputs: np.ndarray | None, pieces: bool) -> tuple:
         arrays, results = self._thread_arrays(chunk)
         if pieces:
-            flags |= self.pieces(min(batch[0].shape[0], max(chunk, 1)))
+            flags |= self.pieces(min(batch[0].shape[0], max(chunk, 1)),
+                                 served=(flags & codes.F_ONE_ROW) != 0)
         else:  # a part of a split call, alone on its core: its kernels pick smaller chunks
             flags |= codes.F_PART
             use_one_blas_thread()  # as every kernel call needs (Engine.pieces does it too)
@@ -158,7 +159,8 @@ class Inference:
         now = time.monotonic()
         key = (_threads.explicit_threads(), os.getpid())
         if kept is None or now >= kept[1] or kept[2] != key:
-            kept = self._local.row_flags = (ROW_FLAGS | self.pieces(1), now + BUSY_WINDOW, key)
+            kept = self._local.row_flags = (ROW_FLAGS | self.pieces(1, served=True),
+                                             now + BUSY_WINDOW, key)
         return kept[0]
 
     def one_row(self, X, locked: bool = False) -> np.ndarray | None:

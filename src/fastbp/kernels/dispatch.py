@@ -42,11 +42,13 @@ SMALL_PRODUCT_SYMBOL = "fastbp_small_product_work"
 SMALL_PRODUCT_WORK = (ctypes.c_int64 * 1)()
 llvm_binding.add_symbol(SMALL_PRODUCT_SYMBOL, ctypes.addressof(SMALL_PRODUCT_WORK))
 
-# The addresses of kernels that a kind compiles only when first needed, 0 until then in this
-# process (fastbp._dispatch.row_forward_address), read through ROW_FORWARD_SYMBOL as the
-# runners above: slot 2 * k + (0 float32, 1 float64) holds a kind's forward for a single row
-# served (_codes.F_ONE_ROW), k its module's ROW_FORWARDS key (the recurrent cell families,
-# 0-2). Under NUMBA_DISABLE_JIT the slots hold keys into PYTHON_KERNELS.
+# The addresses of the recurrent layers' single-sequence forwards (kernels/recurrent.py's
+# ROW_FORWARDS, for a single row served: _codes.F_ONE_ROW), compiled only when first needed,
+# 0 until then in this process (fastbp._dispatch.row_forward_address, which refuses a second
+# kernel for a slot), read through ROW_FORWARD_SYMBOL as the runners above: slot 2 * family
+# + (0 float32, 1 float64); slots 6-7 are free. Compiled code cannot know a kind's
+# process-local number, so another kind with such a kernel keeps a table of its own. Under
+# NUMBA_DISABLE_JIT the slots hold keys into PYTHON_KERNELS.
 ROW_FORWARD_SYMBOL = "fastbp_row_forwards"
 ROW_FORWARDS = (ctypes.c_int64 * 8)()
 llvm_binding.add_symbol(ROW_FORWARD_SYMBOL, ctypes.addressof(ROW_FORWARDS))

@@ -284,6 +284,19 @@ def _scatter_d_input(dxs, d_inp, lengths, order, d, F, T, m, masked):
 # cell's code, and a network without padding none of the masking code (about 1.5 s of a
 # cold compile). Each inlines _forward or _backward directly: numba copies an inlined body
 # at every level it passes through, so a level between them cost ~0.7 s of a cold compile.
+# A single sequence served goes by hand (ROW_FORWARDS) when the weights hold at most this
+# many values: by hand, GRU, LSTM and RNN layers of F 4-32, H 32-128 ran in 0.56-0.91x the
+# time of the BLAS calls; much larger weights (an LSTM(64, 256), 330k values) ran slower by
+# hand (their transposes, made per call, then cost more), and from PIECES_MIN_BYTES their
+# products are cut into pieces over the threads.
+ROW_MAX_WEIGHTS = 1 << 15
+
+
+def single_sequence_by_hand(cell: int, F: int, H: int) -> bool:
+    """Whether an unpadded layer of these settings serves a single sequence by hand."""
+    return gate_count(cell) * H * (F + H) <= ROW_MAX_WEIGHTS
+
+
 # Each family's first slot in dispatch.ROW_FORWARDS (its float32 kernel; float64's next),
 # as numpy integers: a plain constant would compile _served_by_hand once per literal value.
 ROW_SLOTS = (np.int64(2 * FAMILY_RNN), np.int64(2 * FAMILY_GRU), np.int64(2 * FAMILY_LSTM))
@@ -297,6 +310,9 @@ def _served_by_hand(args, slot):
     kernel's cold compile."""
     inp, flags = args[5], args[11]
     if inp.shape[0] != 1 or (flags & F_ONE_ROW) == 0:
+        return False
+    _, F, H, _, _, _, GH = _settings(args[0])
+    if GH * (F + H) > ROW_MAX_WEIGHTS:
         return False
     address = row_forward(slot + (0 if inp.itemsize == 4 else 1))
     if address == 0:

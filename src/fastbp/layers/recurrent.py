@@ -103,7 +103,9 @@ class _Recurrent(Layer):
         return self.masked and self.return_sequences  # its padded outputs are 0
 
     def prepare_single_row(self, dtype) -> None:
-        if not self.masked:  # (a padded sequence takes the masked kernels' own path)
+        # (a padded sequence takes the masked kernels' own path, large weights BLAS's pieces)
+        if not self.masked and kernels.single_sequence_by_hand(self.cell, self.input_size,
+                                                               self.hidden_size):
             family = kernels.family(self.cell)
             _dispatch.row_forward_address(kernels.ROW_FORWARDS[family], family, dtype)
 
