@@ -127,7 +127,8 @@ def test_a_single_sequence_through_large_weights_takes_blas(no_single_row_kernel
     # products go to BLAS (in pieces where the weights reach PIECES_MIN_BYTES)
     from fastbp.kernels import recurrent
 
-    net = fb.Network([fb.GRU(64, 128), fb.Dense(128, 2)], input_shape=(3, 64), seed=0)
+    net = fb.Network([fb.GRU(64, 128), fb.Dense(128, 2)], input_shape=(3, 64), dtype="float64",
+                     seed=0)
     assert not recurrent.single_sequence_by_hand(net.layers[0].cell, 64, 128)
     X = np.random.default_rng(0).standard_normal((2, 3, 64))
     one = net.forward(X[:1])
