@@ -114,10 +114,10 @@ class Inference:
 
     def _run_one_row(self, X: np.ndarray, out: np.ndarray) -> tuple[int, int]:
         """:meth:`_run_outputs` for one row (a row served: its latency is mostly this
-        Python). The first call
-        per thread takes the general path, which compiles the entry and makes the
-        workspace; later ones put X and out into that thread's arguments (``_local.one_row``)
-        and call the entry."""
+        Python). The first call per thread prepares the layers (once per network: their
+        ``prepare_single_row``) and takes the general path, which compiles the entry and
+        makes the workspace; later ones put X and out into that thread's arguments
+        (``_local.one_row``) and call the entry."""
         local = self._local
         kit = getattr(local, "one_row", None)
         if kit is None or kit[0] is not getattr(local, "arrays", None):  # (or it grew since)
